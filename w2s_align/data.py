@@ -1,0 +1,316 @@
+"""Data sources: preference pairs from the hub, local files or the synthetic generator, cut into three splits.
+
+Every source yields rows of one normalised format:
+
+| column | meaning |
+| --- | --- |
+| `id` | stable identifier (source split and row index, or a content hash for synthetic pairs) |
+| `prompt` | the conversation up to and including the last `Assistant:` turn marker (may be empty) |
+| `chosen`, `rejected` | the two responses; `chosen` is preferred on the target dimension (harmlessness) |
+| `helpful_label` | optional: 1 when `chosen` is also the more helpful response, 0 when `rejected` is |
+| `kind` | optional: a difficulty tag (synthetic data) |
+
+[`load_splits`] returns a `DatasetDict` with the disjoint splits `gt` (ground truth for the ceilings), `w2s` (the
+pairs the weak model labels and the student learns from) and `test`.
+
+Example:
+
+```python
+>>> from w2s_align.data import load_splits
+>>> from w2s_align.recipe import DataConfig
+>>> splits = load_splits(DataConfig(source="synthetic", gt_size=100, w2s_size=100, test_size=50))
+>>> {name: split.num_rows for name, split in splits.items()}
+{'gt': 100, 'w2s': 100, 'test': 50}
+```
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import datasets
+from datasets import Dataset, DatasetDict
+
+from .errors import W2SInputError
+from .recipe import DataConfig
+from .synthetic import generate_pairs
+
+SPLITS = ("gt", "w2s", "test")
+ASSISTANT = "\n\nAssistant:"
+HUMAN = "\n\nHuman:"
+DEFAULT_PATHS = {
+    "hh_rlhf": "Anthropic/hh-rlhf",
+    "hh_single_turn": "Anthropic/hh-rlhf",
+    "pku_saferlhf": "PKU-Alignment/PKU-SafeRLHF",
+}
+# File names of a local copy, per split, in the layout each source ships with.
+LOCAL_LAYOUTS = {
+    "hh_rlhf": {"train": "train.jsonl.gz", "test": "test.jsonl.gz"},
+    "hh_single_turn": {
+        "gt": "harmless_train_gt.jsonl.gz",
+        "w2s": "harmless_train_w2s.jsonl.gz",
+        "test": "harmless_test.jsonl.gz",
+    },
+    "pku_saferlhf": {"train": "train.jsonl", "test": "test.jsonl"},
+}
+DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")
+
+
+def split_dialogue(text: str) -> tuple[str, str]:
+    """Cut an HH-RLHF dialogue into the prompt (through the last `Assistant:` marker) and the final response."""
+    cut = text.rfind(ASSISTANT)
+    if cut < 0:
+        return "", text
+    cut += len(ASSISTANT)
+    return text[:cut], text[cut:]
+
+
+def _normalise_hh(example: dict, index: int, split: str) -> dict:
+    prompt, chosen = split_dialogue(example["chosen"])
+    rejected_prompt, rejected = split_dialogue(example["rejected"])
+    if rejected_prompt != prompt:
+        # The two dialogues diverge before the final turn: keep their common history as the prompt.
+        common = 0
+        for a, b in zip(example["chosen"], example["rejected"]):
+            if a != b:
+                break
+            common += 1
+        cut = example["chosen"].rfind(ASSISTANT, 0, common)
+        cut = cut + len(ASSISTANT) if cut >= 0 else 0
+        prompt, chosen, rejected = example["chosen"][:cut], example["chosen"][cut:], example["rejected"][cut:]
+    return {"id": f"{split}-{index:06d}", "prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def _normalise_pku(example: dict, index: int, split: str) -> dict:
+    safer = int(example["safer_response_id"])
+    better = int(example["better_response_id"])
+    responses = (example["response_0"], example["response_1"])
+    return {
+        "id": f"{split}-{index:06d}",
+        "prompt": f"{HUMAN} {example['prompt']}{ASSISTANT}",
+        "chosen": " " + responses[safer],
+        "rejected": " " + responses[1 - safer],
+        "helpful_label": int(better == safer),
+    }
+
+
+def _normalise_local(example: dict, index: int, split: str) -> dict:
+    row = {
+        "id": str(example["id"]) if example.get("id") is not None else f"{split}-{index:06d}",
+        "prompt": example.get("prompt") or "",
+        "chosen": example["chosen"],
+        "rejected": example["rejected"],
+    }
+    for optional in ("helpful_label", "kind"):
+        if optional in example and example[optional] is not None:
+            row[optional] = example[optional]
+    return row
+
+
+REQUIRED_COLUMNS = {
+    "hh_rlhf": ("chosen", "rejected"),
+    "hh_single_turn": ("chosen", "rejected"),
+    "pku_saferlhf": ("prompt", "response_0", "response_1", "better_response_id", "safer_response_id"),
+    "local": ("chosen", "rejected"),
+}
+NORMALISERS: dict[str, Callable[[dict, int, str], dict]] = {
+    "hh_rlhf": _normalise_hh,
+    "hh_single_turn": _normalise_hh,
+    "pku_saferlhf": _normalise_pku,
+    "local": _normalise_local,
+}
+
+
+def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as error:
+                return number, error.msg
+            if not isinstance(value, dict):
+                return number, "expected a JSON object"
+    return None
+
+
+def _read_file(path: Path) -> Dataset:
+    """Read one local JSONL(.gz)/JSON/parquet file with `datasets`, naming the file and line on failure."""
+    if not path.is_file():
+        raise W2SInputError(f"{path}: data file not found")
+    if not path.name.endswith(DATA_SUFFIXES):
+        raise W2SInputError(f"{path}: unsupported data file; expected one of {', '.join(DATA_SUFFIXES)}")
+    builder = "parquet" if path.name.endswith(".parquet") else "json"
+    if builder == "json":
+        bad = _first_bad_json_line(path)
+        if bad is not None:
+            raise W2SInputError(f"{path}: line {bad[0]} is not valid JSON ({bad[1]})")
+    try:
+        return datasets.load_dataset(builder, data_files=str(path), split="train")
+    except Exception as error:  # datasets raises many types for unreadable files
+        raise W2SInputError(f"{path}: cannot be read as {builder}: {error}") from None
+
+
+def _local_files(config: DataConfig) -> dict[str, Path] | None:
+    """The local files of each split, or None when the source is to be loaded from the hub."""
+    if config.files:
+        unknown = set(config.files) - {"gt", "w2s", "test", "train", "all"}
+        if unknown:
+            raise W2SInputError(f"data.files: unknown split names {sorted(unknown)}; use gt, w2s, test, train or all")
+        return {split: Path(file) for split, file in config.files.items()}
+    path = Path(config.path) if config.path else None
+    if path is None or not path.exists():
+        if config.source == "local":
+            raise W2SInputError(f"data.path: {config.path!r} does not exist (the local source needs files)")
+        return None
+    if path.is_file():
+        return {"all": path}
+    layout = LOCAL_LAYOUTS.get(config.source)
+    if layout is not None:
+        if config.data_dir:
+            path = path / config.data_dir
+        found = {split: path / name for split, name in layout.items() if (path / name).is_file()}
+    else:
+        found = {}
+        for split in ("gt", "w2s", "test", "train"):
+            for suffix in DATA_SUFFIXES:
+                if (path / f"{split}{suffix}").is_file():
+                    found[split] = path / f"{split}{suffix}"
+                    break
+    if not found:
+        raise W2SInputError(f"data.path: no data files for source {config.source!r} in {path}")
+    return found
+
+
+def _load_raw(config: DataConfig) -> dict[str, Dataset]:
+    """Load the source's own splits (`gt`/`w2s`/`test`, `train`/`test`, or `all`) as normalised datasets."""
+    files = _local_files(config)
+    if files is not None:
+        raw = {split: (_read_file(path), str(path)) for split, path in files.items()}
+    else:
+        hub_id = config.path or DEFAULT_PATHS[config.source]
+        try:
+            loaded = datasets.load_dataset(hub_id, data_dir=config.data_dir)
+        except Exception as error:
+            raise W2SInputError(f"data.path: cannot load dataset {hub_id!r} from the hub: {error}") from None
+        raw = {split: (loaded[split], f"{hub_id}[{split}]") for split in loaded if split in ("train", "test")}
+    normalise = NORMALISERS[config.source]
+    required = REQUIRED_COLUMNS[config.source]
+    out = {}
+    for split, (dataset, where) in raw.items():
+        missing = [column for column in required if column not in dataset.column_names]
+        if missing:
+            raise W2SInputError(
+                f"{where}: missing column(s) {missing} for source {config.source!r}; found {dataset.column_names}"
+            )
+        dataset = dataset.map(
+            normalise,
+            with_indices=True,
+            fn_kwargs={"split": split},
+            remove_columns=dataset.column_names,
+            desc=f"Normalising {split}",
+        )
+        if config.source == "hh_single_turn":
+            dataset = dataset.filter(lambda row: row["prompt"].count(HUMAN) == 1, desc="Keeping single-turn pairs")
+        out[split] = dataset
+    return out
+
+
+def _synthetic(config: DataConfig) -> dict[str, Dataset]:
+    sizes = {split: getattr(config, f"{split}_size") for split in SPLITS}
+    missing = [split for split, size in sizes.items() if size is None]
+    if missing:
+        raise W2SInputError(f"data: the synthetic source needs sizes: set {', '.join(f'{s}_size' for s in missing)}")
+    weights = config.synthetic.kind_weights
+    train = generate_pairs(sizes["gt"] + sizes["w2s"], seed=config.seed, pool="seen", kind_weights=weights)
+    test = generate_pairs(
+        sizes["test"], seed=config.seed + 1, pool=config.synthetic.test_pool, kind_weights=weights,
+        exclude=set(train["id"]),
+    )
+    return {
+        "gt": train.select(range(sizes["gt"])),
+        "w2s": train.select(range(sizes["gt"], sizes["gt"] + sizes["w2s"])),
+        "test": test,
+    }
+
+
+def _take(dataset: Dataset, size: int | None, seed: int, where: str) -> Dataset:
+    if size is None:
+        return dataset
+    if size > dataset.num_rows:
+        raise W2SInputError(f"{where}: asked for {size} pairs but only {dataset.num_rows} are available")
+    return dataset.shuffle(seed=seed).select(range(size))
+
+
+def _cut(raw: dict[str, Dataset], config: DataConfig) -> DatasetDict:
+    """Cut the source's own splits into gt / w2s / test of the requested sizes."""
+    sizes = {split: getattr(config, f"{split}_size") for split in SPLITS}
+    if set(SPLITS) <= set(raw):
+        return DatasetDict({s: _take(raw[s], sizes[s], config.seed, f"data.{s}_size") for s in SPLITS})
+    if "test" in raw:
+        pool = raw["train"] if "train" in raw else raw.get("all")
+        parts = {"test": _take(raw["test"], sizes["test"], config.seed, "data.test_size")}
+        need = ("gt", "w2s")
+    else:
+        pool = raw["all"] if "all" in raw else raw.get("train")
+        parts, need = {}, SPLITS
+    if pool is None:
+        raise W2SInputError(f"data: source {config.source!r} gave splits {sorted(raw)}; need gt/w2s/test or train/test")
+    pool = pool.shuffle(seed=config.seed)
+    unsized = [split for split in need if sizes[split] is None]
+    if len(unsized) > 1:
+        raise W2SInputError(f"data: set {' and '.join(f'{s}_size' for s in unsized)} to cut one pool into splits")
+    fixed = sum(sizes[split] for split in need if sizes[split] is not None)
+    if fixed > pool.num_rows:
+        raise W2SInputError(f"data: the splits need {fixed} pairs but the source has only {pool.num_rows}")
+    start = 0
+    for split in need:
+        size = sizes[split] if sizes[split] is not None else pool.num_rows - fixed
+        parts[split] = pool.select(range(start, start + size))
+        start += size
+    return DatasetDict({split: parts[split] for split in SPLITS})
+
+
+def pair_key(prompt: str, chosen: str, rejected: str) -> str:
+    """Content hash of a pair, independent of which response is preferred."""
+    first, second = sorted((chosen, rejected))
+    return hashlib.sha1(f"{prompt}\x00{first}\x00{second}".encode()).hexdigest()
+
+
+def check_splits(splits: DatasetDict) -> None:
+    """Stop on an empty split or on a pair that appears in two splits."""
+    for split in SPLITS:
+        if splits[split].num_rows == 0:
+            raise W2SInputError(f"data: the {split} split is empty")
+    owners: dict[str, tuple[str, str]] = {}
+    for split in SPLITS:
+        rows = splits[split]
+        for row_id, prompt, chosen, rejected in zip(rows["id"], rows["prompt"], rows["chosen"], rows["rejected"]):
+            key = pair_key(prompt, chosen, rejected)
+            if key in owners and owners[key][0] != split:
+                other_split, other_id = owners[key]
+                raise W2SInputError(
+                    f"data: the splits overlap: pair {row_id!r} of {split} is also {other_id!r} of {other_split}"
+                )
+            owners.setdefault(key, (split, row_id))
+
+
+def load_splits(config: DataConfig) -> DatasetDict:
+    """Load the configured source and return disjoint `gt`, `w2s` and `test` splits in the normalised format.
+
+    Raises:
+        W2SInputError: a file is missing or malformed, a column is missing, a split is empty or too small, or two
+            splits share a pair.
+    """
+    if config.source == "synthetic":
+        splits = DatasetDict(_synthetic(config))
+    else:
+        splits = _cut(_load_raw(config), config)
+    check_splits(splits)
+    return splits

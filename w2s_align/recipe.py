@@ -1,0 +1,397 @@
+"""Recipes: one YAML file describes a whole weak-to-strong experiment.
+
+A recipe names the data and its three disjoint splits (ground truth, weak-to-strong, test), the ladder of models,
+which weak -> strong pairs to run, the student methods, the seeds and the output directory. The schema is a tree of
+typed dataclasses with help text; [`load_recipe`] reads a file, applies command-line overrides (`key.path=value`,
+values parsed as YAML), fills each rung's training settings from the recipe-wide defaults, and checks every key and
+type, raising [`W2SInputError`] with the file and key at fault.
+
+Example:
+
+```python
+>>> from w2s_align.recipe import load_recipe
+>>> recipe = load_recipe("recipes/quickstart.yaml", ["seeds=[0, 1]", "ladder.minilm-l1.training.learning_rate=1e-4"])
+>>> recipe.ladder[0].training.learning_rate
+0.0001
+```
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import W2SInputError
+
+STUDENT_METHODS = ("xent", "logconf", "product")
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapter settings for one rung (passed to `peft.LoraConfig`); the reward head is always trained."""
+
+    r: int = field(default=16, metadata={"help": "LoRA rank."})
+    alpha: int = field(default=32, metadata={"help": "LoRA scaling `lora_alpha`."})
+    dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
+    target_modules: list[str] | str = field(
+        default="all-linear", metadata={"help": "Modules to adapt: a list of names or `all-linear`."}
+    )
+
+
+@dataclass
+class TrainingSettings:
+    """How one rung is trained. Set recipe-wide under `training:` and per rung under `ladder[i].training:`."""
+
+    learning_rate: float = field(default=1e-5, metadata={"help": "Peak learning rate of AdamW."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training split."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Pairs per device and micro-batch."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
+    eval_batch_size: int = field(default=64, metadata={"help": "Pairs per batch when labeling and evaluating."})
+    max_length: int = field(
+        default=512,
+        metadata={"help": "Longest prompt+response in tokens; longer ones are truncated from the left (the prompt)."},
+    )
+    warmup_steps: float = field(
+        default=0.0, metadata={"help": "Learning-rate warmup: steps, or a fraction of all steps when below 1."}
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "A `transformers` scheduler name."})
+    freeze_embeddings: bool = field(
+        default=False, metadata={"help": "Keep the input embeddings fixed (much faster on CPU for small models)."}
+    )
+    lora: LoraSettings | None = field(default=None, metadata={"help": "Train LoRA adapters instead of all weights."})
+    trainer_kwargs: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Any other `W2SRewardConfig` / `TrainingArguments` field, e.g. `{save_steps: 100}`."},
+    )
+
+
+@dataclass
+class RungConfig:
+    """One model of the ladder."""
+
+    name: str = field(metadata={"help": "Short name used in reports, pairs and command-line overrides."})
+    model: str = field(metadata={"help": "Hub id (e.g. `gpt2`, `Qwen/Qwen2.5-0.5B`) or local path."})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit)."})
+    num_layers: int | None = field(
+        default=None, metadata={"help": "Keep only the first k transformer layers (a cheaper rung of the same model)."}
+    )
+    config_overrides: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "Extra `from_pretrained` config overrides, e.g. `{dropout: 0.0}`."}
+    )
+    training: TrainingSettings = field(
+        default_factory=TrainingSettings, metadata={"help": "Overrides of the recipe-wide `training` settings."}
+    )
+
+
+@dataclass
+class SyntheticSettings:
+    """Settings of the synthetic generator (`data.source: synthetic`)."""
+
+    kind_weights: dict[str, float] = field(
+        default_factory=lambda: {"surface": 1.0, "context": 1.0, "paraphrase": 1.0},
+        metadata={"help": "Relative frequency of the difficulty kinds surface, context and paraphrase."},
+    )
+    test_pool: Literal["seen", "heldout"] = field(
+        default="heldout", metadata={"help": "Vocabulary half of the test split (`heldout`: words never trained on)."}
+    )
+
+
+@dataclass
+class DataConfig:
+    """Where the preference pairs come from and how they are cut into ground-truth, weak-to-strong and test splits."""
+
+    source: Literal["synthetic", "hh_rlhf", "hh_single_turn", "pku_saferlhf", "local"] = field(
+        default="synthetic", metadata={"help": "Data source (see `w2s_align.data.SOURCES`)."}
+    )
+    path: str | None = field(
+        default=None, metadata={"help": "Hub dataset id or local file/directory; each source has a default."}
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "Subset of a hub dataset, e.g. `harmless-base`."})
+    files: dict[str, str] | None = field(
+        default=None,
+        metadata={"help": "Local files per split: keys `gt`, `w2s`, `test` (or `train` and `test`, or `all`)."},
+    )
+    gt_size: int | None = field(default=None, metadata={"help": "Pairs in the ground-truth split (None: all)."})
+    w2s_size: int | None = field(default=None, metadata={"help": "Pairs in the weak-to-strong split (None: all)."})
+    test_size: int | None = field(default=None, metadata={"help": "Pairs in the test split (None: all)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the subsampling and of the synthetic generator."})
+    synthetic: SyntheticSettings = field(default_factory=SyntheticSettings, metadata={"help": "Generator settings."})
+
+
+@dataclass
+class PairConfig:
+    """One weak -> strong experiment."""
+
+    weak: str = field(metadata={"help": "Name of the weak rung (the supervisor)."})
+    strong: str = field(metadata={"help": "Name of the strong rung (the student and the strong ceiling)."})
+
+
+@dataclass
+class LossSettings:
+    """Parameters of the student losses (see `w2s_align.losses`)."""
+
+    aux_coef: float = field(default=0.5, metadata={"help": "Final weight of the student's own hardened labels."})
+    warmup_frac: float = field(default=0.2, metadata={"help": "Fraction of steps over which `aux_coef` ramps up."})
+    buffer_size: int = field(
+        default=256, metadata={"help": "Recent predictions kept for the class-balanced hardening threshold."}
+    )
+    product_alpha: float = field(default=1.0, metadata={"help": "`product`: exponent of the weak probability."})
+    product_beta: float = field(default=1.0, metadata={"help": "`product`: exponent of the student probability."})
+
+
+@dataclass
+class Recipe:
+    """A weak-to-strong experiment."""
+
+    name: str = field(metadata={"help": "Experiment name."})
+    ladder: list[RungConfig] = field(metadata={"help": "Models from weakest to strongest."})
+    task: Literal["reward"] = field(default="reward", metadata={"help": "What the models learn: `reward`."})
+    output_dir: str | None = field(default=None, metadata={"help": "Run directory; defaults to `runs/<name>`."})
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Training seeds; metrics average them."})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data and splits."})
+    training: TrainingSettings = field(
+        default_factory=TrainingSettings, metadata={"help": "Training settings shared by every rung."}
+    )
+    pairs: list[PairConfig] | None = field(
+        default=None, metadata={"help": "Weak -> strong pairs; defaults to every rung -> the last rung."}
+    )
+    methods: list[Literal["xent", "logconf", "product"]] = field(
+        default_factory=lambda: ["xent"], metadata={"help": "Student losses to run for every pair."}
+    )
+    loss: LossSettings = field(default_factory=LossSettings, metadata={"help": "Student loss parameters."})
+
+    def rung(self, name: str) -> RungConfig:
+        """The rung called `name`."""
+        for rung in self.ladder:
+            if rung.name == name:
+                return rung
+        raise KeyError(name)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir or f"runs/{self.name}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe file, apply `key.path=value` overrides, and check it.
+
+    Raises:
+        W2SInputError: the file is missing or not YAML, a key is unknown, a value has the wrong type, or the ladder,
+            pairs or methods do not fit together.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise W2SInputError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise W2SInputError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise W2SInputError(f"{path}: a recipe must be a mapping of keys to values")
+    for override in overrides or []:
+        apply_override(raw, override)
+    return recipe_from_dict(raw, source=str(path))
+
+
+def recipe_from_dict(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:
+    """Build and check a [`Recipe`] from a plain dictionary (as read from YAML)."""
+    raw = copy.deepcopy(raw)
+    defaults = raw.get("training") or {}
+    if not isinstance(defaults, dict):
+        raise W2SInputError(f"{source}: 'training' must be a mapping")
+    for index, rung in enumerate(raw.get("ladder") or []):
+        if isinstance(rung, dict):
+            own = rung.get("training") or {}
+            if not isinstance(own, dict):
+                raise W2SInputError(f"{source}: 'ladder.{index}.training' must be a mapping")
+            rung["training"] = {**defaults, **own}
+    recipe = _convert(raw, Recipe, source, "")
+    _check(recipe, source)
+    return recipe
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set one `dotted.key=value` in a raw recipe. List items are addressed by index or by their `name`."""
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise W2SInputError(f"override {override!r}: expected KEY=VALUE, e.g. data.gt_size=500")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    parts = key.split(".")
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            index = _list_index(node, part, override)
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {}) if node.get(part) is not None else node.setdefault(part, {})
+                if node is None:
+                    node = {}
+        else:
+            raise W2SInputError(f"override {override!r}: '{'.'.join(parts[:depth])}' is not a mapping or a list")
+
+
+def _list_index(items: list, part: str, override: str) -> int:
+    if part.lstrip("-").isdigit():
+        index = int(part)
+        if -len(items) <= index < len(items):
+            return index
+        raise W2SInputError(f"override {override!r}: index {index} is out of range (the list has {len(items)} items)")
+    names = [item.get("name") for item in items if isinstance(item, dict)]
+    if part in names:
+        return names.index(part)
+    raise W2SInputError(f"override {override!r}: no item named {part!r}; names are {names}")
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
+    """Check `value` against the type hint `tp` and build dataclasses from mappings."""
+    where = f"{source}: '{key}'" if key else source
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, source, key)
+            except W2SInputError as error:
+                errors.append(error)
+        if len(errors) == 1:
+            raise errors[0]
+        raise W2SInputError(f"{where} must be {_describe(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise W2SInputError(f"{where} must be {_describe(tp)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise W2SInputError(f"{where} must be {_describe(tp)}, got {value!r}")
+        (item_type,) = typing.get_args(tp)
+        return [_convert(item, item_type, source, f"{key}.{i}") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise W2SInputError(f"{where} must be a mapping, got {value!r}")
+        _, item_type = typing.get_args(tp)
+        return {str(k): _convert(v, item_type, source, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _convert_dataclass(value, tp, source, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise W2SInputError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise W2SInputError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        # YAML 1.1 reads `5e-5` (no dot) as a string: accept any text that is a number.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise W2SInputError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise W2SInputError(f"{where} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported type hint {tp!r} at {key}")
+
+
+def _convert_dataclass(value: Any, cls: type, source: str, key: str) -> Any:
+    where = f"{source}: '{key}'" if key else source
+    if not isinstance(value, dict):
+        raise W2SInputError(f"{where} must be a mapping, got {value!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for name in value:
+        if name not in fields:
+            full = f"{key}.{name}" if key else str(name)
+            close = difflib.get_close_matches(str(name), fields, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f"; known keys: {', '.join(fields)}"
+            raise W2SInputError(f"{source}: unknown key '{full}'{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        full = f"{key}.{name}" if key else name
+        if name in value:
+            kwargs[name] = _convert(value[name], hints[name], source, full)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise W2SInputError(f"{source}: missing required key '{full}'")
+    return cls(**kwargs)
+
+
+def _check(recipe: Recipe, source: str) -> None:
+    """Cross-field checks: the ladder, the pairs and the methods must fit together."""
+    if not recipe.ladder:
+        raise W2SInputError(f"{source}: 'ladder' needs at least two rungs (a weak and a strong model)")
+    names = [rung.name for rung in recipe.ladder]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise W2SInputError(f"{source}: 'ladder' has duplicate rung names {duplicates}")
+    if recipe.pairs is None:
+        if len(names) < 2:
+            raise W2SInputError(f"{source}: 'ladder' needs at least two rungs (a weak and a strong model)")
+        recipe.pairs = [PairConfig(weak=name, strong=names[-1]) for name in names[:-1]]
+    for index, pair in enumerate(recipe.pairs):
+        for role in ("weak", "strong"):
+            if getattr(pair, role) not in names:
+                raise W2SInputError(
+                    f"{source}: 'pairs.{index}.{role}' is {getattr(pair, role)!r}, which is not a rung; rungs: {names}"
+                )
+        if pair.weak == pair.strong:
+            raise W2SInputError(f"{source}: 'pairs.{index}' pairs the rung {pair.weak!r} with itself")
+    if not recipe.methods:
+        raise W2SInputError(f"{source}: 'methods' must name at least one of {list(STUDENT_METHODS)}")
+    if not recipe.seeds:
+        raise W2SInputError(f"{source}: 'seeds' must hold at least one seed")
+    for size_key in ("gt_size", "w2s_size", "test_size"):
+        size = getattr(recipe.data, size_key)
+        if size is not None and size <= 0:
+            raise W2SInputError(f"{source}: 'data.{size_key}' must be positive, got {size}")
+    if not 0 <= recipe.loss.warmup_frac <= 1:
+        raise W2SInputError(f"{source}: 'loss.warmup_frac' must be between 0 and 1")

@@ -1,0 +1,209 @@
+"""W2SRewardTrainer: TRL's RewardTrainer trained on soft (weak) labels, with the weak-to-strong student losses.
+
+Example:
+
+```python
+>>> from datasets import Dataset
+>>> from w2s_align import W2SRewardConfig, W2SRewardTrainer
+>>> dataset = Dataset.from_dict(
+...     {
+...         "prompt": ["Human: How do I bake bread?\\n\\nAssistant:"],
+...         "chosen": [" Mix flour, water, salt and yeast, then let it rise."],
+...         "rejected": [" I will not help with that."],
+...         "soft_label": [0.8],  # the weak supervisor's probability that `chosen` is better
+...     }
+... )
+>>> args = W2SRewardConfig(output_dir="out", loss_type="logconf", report_to=[])
+>>> trainer = W2SRewardTrainer(model="path/or/hub-id", args=args, train_dataset=dataset)  # doctest: +SKIP
+>>> trainer.train()  # doctest: +SKIP
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from trl import RewardConfig, RewardTrainer
+from trl.trainer.reward_trainer import DataCollatorForPreference
+
+from .device import accelerator_available, bf16_supported
+from .losses import HardeningBuffer, aux_coef_at, logconf_target, product_target, soft_bce
+
+SOFT_LABEL = "soft_label"
+
+
+@dataclass
+class W2SRewardConfig(RewardConfig):
+    r"""
+    Configuration class for the [`W2SRewardTrainer`].
+
+    Everything [`~trl.RewardConfig`] offers, plus the weak-to-strong student losses. Two defaults differ from TRL's so
+    that one config runs unchanged on CPU and GPU: `bf16` and `activation_checkpointing` are derived from the device
+    when left unset.
+
+    Parameters:
+        loss_type (`str`, *optional*, defaults to `"xent"`):
+            Student loss: `"xent"` (cross-entropy against the soft labels), `"logconf"` (auxiliary confidence loss)
+            or `"product"` (see [`w2s_align.losses`]). With hard labels, `"xent"` is TRL's reward loss.
+        aux_coef (`float`, *optional*, defaults to `0.5`):
+            `logconf`: final weight of the student's own hardened predictions in the target.
+        aux_warmup_frac (`float`, *optional*, defaults to `0.2`):
+            `logconf` and `product`: fraction of the optimizer steps over which the student's weight ramps from 0.
+        aux_buffer_size (`int`, *optional*, defaults to `256`):
+            `logconf`: number of recent pairs (all processes together) whose predictions set the hardening threshold.
+        product_alpha (`float`, *optional*, defaults to `1.0`):
+            `product`: exponent of the weak probability.
+        product_beta (`float`, *optional*, defaults to `1.0`):
+            `product`: final exponent of the student probability.
+        bf16 (`bool`, *optional*):
+            Mixed bf16 precision. If unset, `True` where the accelerator supports bf16 and `False` on CPU.
+        activation_checkpointing (`bool`, *optional*):
+            If unset, `True` on an accelerator (to save its memory) and `False` on CPU (where it only costs time).
+    """
+
+    loss_type: str = field(
+        default="xent",
+        metadata={"help": "Student loss.", "choices": ["xent", "logconf", "product"]},
+    )
+    aux_coef: float = field(
+        default=0.5, metadata={"help": "logconf: final weight of the student's own hardened predictions."}
+    )
+    aux_warmup_frac: float = field(
+        default=0.2, metadata={"help": "logconf/product: fraction of steps over which the student's weight ramps up."}
+    )
+    aux_buffer_size: int = field(
+        default=256, metadata={"help": "logconf: recent pairs whose predictions set the hardening threshold."}
+    )
+    product_alpha: float = field(default=1.0, metadata={"help": "product: exponent of the weak probability."})
+    product_beta: float = field(default=1.0, metadata={"help": "product: final exponent of the student probability."})
+    # TRL defaults both to True, which fails (bf16) or only slows down (checkpointing) on a CPU.
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 mixed precision; derived from the device when unset."}
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of `activation_checkpointing`."}
+    )
+
+    def __post_init__(self):
+        if self.loss_type not in ("xent", "logconf", "product"):
+            raise ValueError(f"loss_type must be 'xent', 'logconf' or 'product', got {self.loss_type!r}")
+        if self.bf16 is None and not self.fp16:
+            self.bf16 = bf16_supported(self.use_cpu)
+        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
+            self.activation_checkpointing = accelerator_available(self.use_cpu)
+        super().__post_init__()
+
+
+@dataclass
+class W2SDataCollatorForPreference(DataCollatorForPreference):
+    """TRL's preference collator that also passes a per-pair `soft_label` (probability that `chosen` is better)."""
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        output = super().torch_call(examples)
+        if SOFT_LABEL in examples[0]:
+            output[SOFT_LABEL] = torch.tensor([float(example[SOFT_LABEL]) for example in examples])
+        return output
+
+
+class W2SRewardTrainer(RewardTrainer):
+    """
+    Reward-model trainer for weak-to-strong experiments: TRL's [`~trl.RewardTrainer`] with soft labels.
+
+    The training dataset takes every format `RewardTrainer` takes, plus an optional `soft_label` column: the
+    supervisor's probability that `chosen` is preferred to `rejected`. Without the column every label is 1 and the
+    `xent` loss is exactly TRL's. `margin` and `center_rewards_coefficient` work as in TRL. Arguments are those of
+    [`~trl.RewardTrainer`] (`model`, `args`, `train_dataset`, `eval_dataset`, `processing_class`, `peft_config`, ...).
+
+    Logged metrics, beside TRL's (`accuracy`, `margin`, `min_reward`, `mean_reward`, `max_reward`, `num_tokens`):
+    `soft_label_mean`, `label_agreement` (how often the model sides with the label's preferred response),
+    `loss_xent` (cross-entropy against the labels alone), and for `logconf` `aux_coef` and `hardening_threshold`.
+    Evaluation loss is always the cross-entropy against the labels.
+    """
+
+    _tag_names = ["trl", "reward-trainer", "w2s-align"]
+
+    def __init__(self, model, args: W2SRewardConfig | None = None, data_collator=None, *pos_args, **kwargs):
+        if args is None:
+            model_name = model if isinstance(model, str) else model.config._name_or_path
+            args = W2SRewardConfig(f"{model_name.split('/')[-1]}-W2SReward")
+        elif not isinstance(args, W2SRewardConfig):
+            raise TypeError(f"args must be a W2SRewardConfig, got {type(args).__name__}")
+        processing_class = kwargs.get("processing_class")
+        # Encoder tokenizers (BERT family) have no eos token; their separator ends a sequence instead.
+        if args.eos_token is None and processing_class is not None and processing_class.eos_token is None:
+            args.eos_token = processing_class.sep_token
+        super().__init__(model, args, data_collator, *pos_args, **kwargs)
+        if data_collator is None:
+            self.data_collator = W2SDataCollatorForPreference(
+                pad_token_id=self.processing_class.pad_token_id, pad_to_multiple_of=args.pad_to_multiple_of
+            )
+        self._hardening = HardeningBuffer(args.aux_buffer_size)
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = ["chosen_ids", "rejected_ids", "margin", SOFT_LABEL]
+
+    def _student_target(self, delta: torch.Tensor, soft_label: torch.Tensor, mode: str) -> torch.Tensor:
+        """The target of the student's cross-entropy for this batch, per the configured loss."""
+        args = self.args
+        if mode == "eval" or args.loss_type == "xent":
+            return soft_label
+        probs = torch.sigmoid(delta.detach().float())
+        coef = aux_coef_at(self.state.global_step, max(self.state.max_steps, 1), args.aux_coef, args.aux_warmup_frac)
+        if args.loss_type == "product":
+            beta = aux_coef_at(
+                self.state.global_step, max(self.state.max_steps, 1), args.product_beta, args.aux_warmup_frac
+            )
+            return product_target(probs, soft_label, args.product_alpha, beta)
+        # The class-balanced quantile needs many predictions: pool them across processes and recent micro-batches.
+        self._hardening.add(self.accelerator.gather(probs), self.accelerator.gather(soft_label.float()))
+        threshold = self._hardening.threshold()
+        self._metrics[mode]["aux_coef"].append(coef)
+        self._metrics[mode]["hardening_threshold"].append(threshold.item())
+        return logconf_target(probs, soft_label, coef, threshold.to(probs.device))
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        soft_label = inputs.pop(SOFT_LABEL, None)
+        margin = inputs.pop("margin", None)
+
+        inputs["use_cache"] = False
+        outputs = model(**inputs)
+        rewards_chosen, rewards_rejected = torch.chunk(outputs.logits.squeeze(-1), chunks=2)
+        delta = rewards_chosen - rewards_rejected
+        if margin is not None:
+            delta = delta - margin
+        if soft_label is None:
+            soft_label = torch.ones_like(delta)
+        soft_label = soft_label.to(delta.device, torch.float32)
+
+        target = self._student_target(delta, soft_label, mode)
+        loss = soft_bce(delta, target).mean()
+        if self.args.center_rewards_coefficient is not None:
+            loss = loss + self.args.center_rewards_coefficient * torch.mean((rewards_chosen + rewards_rejected) ** 2)
+
+        if mode == "train":
+            num_tokens_in_batch = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            self._total_train_tokens += num_tokens_in_batch // self._tp_size
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+
+        with torch.no_grad():
+            gather = self.accelerator.gather_for_metrics
+            all_rewards = self.accelerator.gather(outputs.logits)
+            self._metrics[mode]["min_reward"].append(all_rewards.min().item())
+            self._metrics[mode]["mean_reward"].append(all_rewards.mean().item())
+            self._metrics[mode]["max_reward"].append(all_rewards.max().item())
+            accuracy = (rewards_chosen > rewards_rejected).float().mean()
+            self._metrics[mode]["accuracy"].append(gather(accuracy).mean().item())
+            self._metrics[mode]["margin"].append(gather(delta.mean()).mean().item())
+            agreement = ((delta > 0) == (soft_label > 0.5)).float().mean()
+            self._metrics[mode]["label_agreement"].append(gather(agreement).mean().item())
+            self._metrics[mode]["soft_label_mean"].append(gather(soft_label.mean()).mean().item())
+            self._metrics[mode]["loss_xent"].append(gather(soft_bce(delta, soft_label).mean()).mean().item())
+
+        return (loss, outputs) if return_outputs else loss
+
+
+__all__ = ["W2SDataCollatorForPreference", "W2SRewardConfig", "W2SRewardTrainer"]
