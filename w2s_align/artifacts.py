@@ -66,6 +66,11 @@ def atomic_write_parquet(dataset: Dataset, path: str | Path) -> None:
     _atomic(Path(path), lambda tmp: dataset.to_parquet(tmp))
 
 
+def atomic_copy(source: str | Path, target: str | Path) -> None:
+    """Copy a file so that readers of `target` never see a partial copy."""
+    _atomic(Path(target), lambda tmp: shutil.copyfile(source, tmp))
+
+
 def config_hash(value: Any) -> str:
     """Stable short hash of a JSON-serialisable value (key order does not matter)."""
     text = json.dumps({"cache_version": CACHE_VERSION, "value": value}, sort_keys=True, default=str)

@@ -67,6 +67,23 @@ def score_sequences(
     return rewards
 
 
+def score_pairs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Dataset,
+    batch_size: int = 64,
+    max_length: int = 512,
+) -> Dataset:
+    """`pairs` plus `reward_chosen` and `reward_rejected` (tokenized here unless `chosen_ids` already exist)."""
+    if "chosen_ids" not in pairs.column_names:
+        pairs = tokenize_pairs(pairs, tokenizer, max_length)
+    sequences = list(pairs["chosen_ids"]) + list(pairs["rejected_ids"])
+    rewards = score_sequences(model, sequences, tokenizer.pad_token_id, batch_size)
+    n = pairs.num_rows
+    pairs = pairs.remove_columns(["chosen_ids", "rejected_ids"])
+    return pairs.add_column("reward_chosen", rewards[:n].tolist()).add_column("reward_rejected", rewards[n:].tolist())
+
+
 class WeakLabeler:
     """Labels preference pairs with a trained reward model.
 
@@ -97,21 +114,10 @@ class WeakLabeler:
         self.batch_size = batch_size
         self.max_length = max_length
 
-    def score(self, pairs: Dataset) -> Dataset:
-        """Add `reward_chosen` and `reward_rejected` to `pairs` (tokenized here unless `chosen_ids` exist)."""
-        if "chosen_ids" not in pairs.column_names:
-            pairs = tokenize_pairs(pairs, self.tokenizer, self.max_length)
-        sequences = list(pairs["chosen_ids"]) + list(pairs["rejected_ids"])
-        rewards = score_sequences(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size)
-        n = pairs.num_rows
-        pairs = pairs.remove_columns(["chosen_ids", "rejected_ids"])
-        return pairs.add_column("reward_chosen", rewards[:n].tolist()).add_column(
-            "reward_rejected", rewards[n:].tolist()
-        )
-
     def label(self, pairs: Dataset) -> Dataset:
-        """Scores plus `soft_label` (probability that `chosen` is preferred) and `labeler`."""
-        scored = self.score(pairs)
+        """`pairs` with `reward_chosen`, `reward_rejected`, `soft_label` (probability that `chosen` is preferred)
+        and `labeler`."""
+        scored = score_pairs(self.model, self.tokenizer, pairs, self.batch_size, self.max_length)
         delta = torch.tensor(scored["reward_chosen"]) - torch.tensor(scored["reward_rejected"])
         soft = torch.sigmoid(delta).tolist()
         return scored.add_column("soft_label", soft).add_column("labeler", [self.labeler_id] * scored.num_rows)

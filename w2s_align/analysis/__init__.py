@@ -1,0 +1,1 @@
+"""Analysis of saved per-example predictions: metrics and reports."""

@@ -1,0 +1,76 @@
+"""The `w2s-align` command line.
+
+```
+w2s-align run RECIPE [KEY=VALUE ...]   # run a recipe; overrides such as data.gt_size=500 seeds=[0,1]
+w2s-align analyze RUN_DIR              # recompute metrics and the report from saved predictions
+```
+
+User mistakes (a bad recipe key, a missing column, a model that does not load...) print one line naming the file,
+key or line at fault and exit with code 2, before any training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+
+from .errors import W2SInputError
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (load reports, deprecation notices, progress bars) out of the run's output."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    logging.getLogger("accelerate").setLevel(logging.ERROR)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .pipeline import W2SPipeline
+    from .recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    pipeline = W2SPipeline(recipe)
+    pipeline.prepare()
+    pipeline.run()
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .analysis.report import analyze_run
+
+    analyze_run(args.run_dir)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="w2s-align", description="Weak-to-strong alignment experiments on TRL.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="Run a recipe (cached stages are skipped).")
+    run.add_argument("recipe", help="Path to a recipe YAML file, e.g. recipes/quickstart.yaml.")
+    run.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of any recipe field, e.g. data.gt_size=500.")
+    run.set_defaults(handler=_run)
+    analyze = commands.add_parser("analyze", help="Recompute metrics and the report from a run's predictions.")
+    analyze.add_argument("run_dir", help="A run directory written by `w2s-align run`.")
+    analyze.set_defaults(handler=_analyze)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return args.handler(args)
+    except W2SInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

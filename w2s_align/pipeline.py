@@ -1,0 +1,298 @@
+"""The pipeline: walk a recipe's ladder and run the weak-to-strong experiment of Burns et al. on reward models.
+
+For every seed: train each weak and strong rung on the ground-truth split (the ceilings), label the weak-to-strong
+split with each weak ceiling, train each strong rung on those labels with each student method, and evaluate every
+model on the test split. Every step is a cached [`Stage`]: a rerun skips what is finished, and a run killed while
+training resumes from its last checkpoint. The run directory then holds:
+
+- `config.yaml`: the resolved recipe;
+- `predictions/<model>.parquet`: per-example predictions of every model on the test split;
+- `labels/<weak>.seed<k>.parquet`: the weak labels the students learned from;
+- `metrics.json` and `report.md`: accuracies and PGR (also printed).
+
+Example:
+
+```python
+>>> from w2s_align.pipeline import W2SPipeline
+>>> from w2s_align.recipe import load_recipe
+>>> results = W2SPipeline(load_recipe("recipes/quickstart.yaml")).run()  # doctest: +SKIP
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from datasets import Dataset, DatasetDict
+from transformers import set_seed
+from transformers.trainer_callback import PrinterCallback
+
+from .analysis.report import build_metrics, render_console, render_markdown
+from .artifacts import Stage, atomic_copy, atomic_write_json, atomic_write_parquet, atomic_write_text
+from .data import SPLITS, load_splits
+from .errors import W2SInputError
+from .evaluation import predict_pairs
+from .labeling import WeakLabeler, load_labels
+from .models import check_rung_loads, load_reward_model, load_tokenizer, resolve_model_path, tokenize_pairs
+from .recipe import Recipe, RungConfig
+from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
+
+TRAINER_FIELDS = {f.name for f in dataclasses.fields(W2SRewardConfig)}
+# Set by the pipeline itself from the recipe; a `trainer_kwargs` entry may not override them.
+PIPELINE_OWNED = {"output_dir", "seed", "loss_type", "max_length"}
+
+
+def _local_file_signature(path: str | None) -> Any:
+    """Size and modification time of local data files, so an edited file invalidates the data stage."""
+    if not path or not Path(path).exists():
+        return None
+    files = [Path(path)] if Path(path).is_file() else sorted(p for p in Path(path).rglob("*") if p.is_file())
+    return [(str(p), p.stat().st_size, int(p.stat().st_mtime)) for p in files]
+
+
+class W2SPipeline:
+    """Runs a [`Recipe`] end to end. `log` receives one line per step (defaults to `print`)."""
+
+    def __init__(self, recipe: Recipe, log: Callable[[str], None] = print):
+        self.recipe = recipe
+        self.run_dir = recipe.run_dir
+        self.log = log
+        self._tokenized: dict[tuple, Dataset] = {}
+        self._tokenizers: dict[str, Any] = {}
+        self.splits: DatasetDict | None = None
+        self.data_hash: str | None = None
+
+    # ------------------------------------------------------------------ checks and data
+    def prepare(self) -> DatasetDict:
+        """Load (or reuse) the splits and check every rung, before any training. Raises `W2SInputError`."""
+        for rung in self.recipe.ladder:
+            for key in rung.training.trainer_kwargs:
+                if key not in TRAINER_FIELDS or key in PIPELINE_OWNED:
+                    reason = "is set by the pipeline" if key in PIPELINE_OWNED else "is not a W2SRewardConfig field"
+                    raise W2SInputError(f"ladder rung {rung.name!r}: training.trainer_kwargs.{key} {reason}")
+        data = self.recipe.data
+        determinants = {"data": dataclasses.asdict(data), "files": _local_file_signature(data.path)}
+        if data.files:
+            determinants["files"] = {split: _local_file_signature(path) for split, path in data.files.items()}
+        stage = Stage(self.run_dir, "data", determinants)
+        if stage.done:
+            splits = DatasetDict({s: Dataset.from_parquet(str(stage.path(f"{s}.parquet"))) for s in SPLITS})
+        else:
+            splits = load_splits(data)
+            stage.begin()
+            for split in SPLITS:
+                atomic_write_parquet(splits[split], stage.path(f"{split}.parquet"))
+            stage.finish({split: splits[split].num_rows for split in SPLITS})
+        self.log(f"data: {', '.join(f'{s} {splits[s].num_rows}' for s in SPLITS)} pairs ({data.source})")
+        for rung in self._rungs_in_use():
+            check_rung_loads(rung)
+        self.splits, self.data_hash = splits, stage.hash
+        return splits
+
+    def _rungs_in_use(self) -> list[RungConfig]:
+        names = {name for pair in self.recipe.pairs for name in (pair.weak, pair.strong)}
+        return [rung for rung in self.recipe.ladder if rung.name in names]
+
+    def _tokenizer(self, rung: RungConfig):
+        key = f"{rung.model}@{rung.revision}"
+        if key not in self._tokenizers:
+            self._tokenizers[key] = load_tokenizer(resolve_model_path(rung.model), rung.revision)
+        return self._tokenizers[key]
+
+    def _tokenized_split(self, rung: RungConfig, split: str) -> Dataset:
+        key = (rung.model, rung.revision, rung.training.max_length, split)
+        if key not in self._tokenized:
+            self._tokenized[key] = tokenize_pairs(self.splits[split], self._tokenizer(rung), rung.training.max_length)
+        return self._tokenized[key]
+
+    # ------------------------------------------------------------------ stages
+    def _train_stage(
+        self, stage: Stage, rung: RungConfig, train_dataset: Dataset, seed: int, method: str
+    ) -> dict[str, Any]:
+        """Train (or resume training) one reward model, save it and its test predictions, and finish the stage."""
+        started = time.time()
+        stage.begin(keep_partial=True)
+        checkpoints = stage.path("checkpoints")
+        resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+        set_seed(seed)
+        model = load_reward_model(rung)
+        if rung.training.freeze_embeddings:
+            model.get_input_embeddings().weight.requires_grad_(False)
+        tokenizer = self._tokenizer(rung)
+        settings = rung.training
+        loss = self.recipe.loss
+        args = W2SRewardConfig(
+            output_dir=str(checkpoints),
+            seed=seed,
+            loss_type=method,
+            aux_coef=loss.aux_coef,
+            aux_warmup_frac=loss.warmup_frac,
+            aux_buffer_size=loss.buffer_size,
+            product_alpha=loss.product_alpha,
+            product_beta=loss.product_beta,
+            learning_rate=settings.learning_rate,
+            num_train_epochs=settings.num_train_epochs,
+            per_device_train_batch_size=settings.per_device_train_batch_size,
+            gradient_accumulation_steps=settings.gradient_accumulation_steps,
+            warmup_steps=settings.warmup_steps,
+            weight_decay=settings.weight_decay,
+            lr_scheduler_type=settings.lr_scheduler_type,
+            max_length=None,  # pairs are tokenized (and truncated, never dropped) by the pipeline
+            **{
+                "report_to": [],
+                "logging_steps": 10,
+                "save_strategy": "steps",
+                "save_steps": 500,
+                "save_total_limit": 1,
+                "disable_tqdm": True,
+                **settings.trainer_kwargs,
+            },
+        )
+        peft_config = None
+        if settings.lora is not None:
+            from peft import LoraConfig
+
+            peft_config = LoraConfig(
+                task_type="SEQ_CLS",
+                r=settings.lora.r,
+                lora_alpha=settings.lora.alpha,
+                lora_dropout=settings.lora.dropout,
+                target_modules=settings.lora.target_modules,
+            )
+        columns = ["chosen_ids", "rejected_ids"] + (["soft_label"] if "soft_label" in train_dataset.column_names else [])
+        trainer = W2SRewardTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_dataset.select_columns(columns),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+        # The pipeline logs one summary line per stage instead of the trainer's raw log dictionaries.
+        trainer.remove_callback(PrinterCallback)
+        if resume:
+            self.log(f"  resuming {stage.name} from {checkpoints}")
+        trainer.train(resume_from_checkpoint=True if resume else None)
+        model = trainer.model
+        if settings.lora is not None:
+            model = model.merge_and_unload()
+        model.save_pretrained(stage.path("model"))
+        tokenizer.save_pretrained(stage.path("model"))
+        atomic_write_json(stage.path("train_log.json"), trainer.state.log_history)
+        predictions = predict_pairs(
+            model, tokenizer, self._tokenized_split(rung, "test"), settings.eval_batch_size, settings.max_length
+        )
+        atomic_write_parquet(predictions, stage.path("predictions.parquet"))
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        summary = {
+            "accuracy": float(sum(predictions["correct"]) / predictions.num_rows),
+            "train_seconds": round(time.time() - started, 1),
+            "train_steps": trainer.state.global_step,
+        }
+        stage.finish(summary)
+        del trainer, model
+        gc.collect()
+        return summary
+
+    def _ceiling(self, rung: RungConfig, seed: int) -> Stage:
+        stage = Stage(
+            self.run_dir,
+            f"train-{rung.name}-gt-seed{seed}",
+            {"data": self.data_hash, "rung": dataclasses.asdict(rung), "seed": seed, "labels": "ground-truth"},
+        )
+        if not stage.done:
+            self.log(f"training {rung.name} on ground truth (seed {seed})")
+            summary = self._train_stage(stage, rung, self._tokenized_split(rung, "gt"), seed, "xent")
+            self.log(f"  {rung.name}: test accuracy {summary['accuracy']:.3f} ({summary['train_seconds']} s)")
+        return stage
+
+    def _labels(self, weak: RungConfig, weak_stage: Stage, seed: int) -> Stage:
+        stage = Stage(
+            self.run_dir, f"labels-{weak.name}-seed{seed}", {"model": weak_stage.hash, "data": self.data_hash}
+        )
+        if not stage.done:
+            self.log(f"labeling the w2s split with {weak.name} (seed {seed})")
+            stage.begin()
+            model = load_reward_model(weak, path=str(weak_stage.path("model")))
+            model.to("cuda" if torch.cuda.is_available() else "cpu")
+            labeler = WeakLabeler(
+                model,
+                self._tokenizer(weak),
+                labeler_id=f"{weak.name}@{weak_stage.dir.name}",
+                batch_size=weak.training.eval_batch_size,
+                max_length=weak.training.max_length,
+            )
+            labels = labeler.label(self._tokenized_split(weak, "w2s"))
+            labeler.save(labels, stage.dir)
+            stage.finish({"num_pairs": labels.num_rows})
+            del model
+            gc.collect()
+        return stage
+
+    def _student(self, weak: RungConfig, strong: RungConfig, labels_stage: Stage, method: str, seed: int) -> Stage:
+        determinants = {"labels": labels_stage.hash, "rung": dataclasses.asdict(strong), "seed": seed}
+        determinants["method"] = method
+        if method != "xent":
+            determinants["loss"] = dataclasses.asdict(self.recipe.loss)
+        stage = Stage(self.run_dir, f"train-{strong.name}-from-{weak.name}-{method}-seed{seed}", determinants)
+        if not stage.done:
+            self.log(f"training {strong.name} on {weak.name}'s labels with {method} (seed {seed})")
+            labels = load_labels(labels_stage.dir)
+            train = self._tokenized_split(strong, "w2s")
+            if list(labels["id"]) != list(train["id"]):
+                raise RuntimeError(f"labels in {labels_stage.dir} do not match the w2s split")
+            train = train.add_column("soft_label", labels["soft_label"])
+            summary = self._train_stage(stage, strong, train, seed, method)
+            self.log(f"  student: test accuracy {summary['accuracy']:.3f} ({summary['train_seconds']} s)")
+        return stage
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> dict[str, Any]:
+        """Run every stage that is not finished yet, then write metrics, predictions and the report."""
+        started = time.time()
+        if self.splits is None:
+            self.prepare()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.recipe.to_dict(), sort_keys=False))
+        models: dict[str, dict[str, Any]] = {}
+        labels: dict[str, Stage] = {}
+        recipe = self.recipe
+        for seed in recipe.seeds:
+            ceilings = {}
+            for rung in self._rungs_in_use():
+                ceilings[rung.name] = self._ceiling(rung, seed)
+                models[f"{rung.name}.gt.seed{seed}"] = {
+                    "role": "ceiling", "rung": rung.name, "seed": seed, "stage": ceilings[rung.name],
+                }
+            for pair in recipe.pairs:
+                weak, strong = recipe.rung(pair.weak), recipe.rung(pair.strong)
+                labels_stage = self._labels(weak, ceilings[weak.name], seed)
+                labels[f"{weak.name}.seed{seed}"] = labels_stage
+                for method in recipe.methods:
+                    stage = self._student(weak, strong, labels_stage, method, seed)
+                    models[f"{strong.name}.from-{weak.name}.{method}.seed{seed}"] = {
+                        "role": "student", "rung": strong.name, "weak": weak.name, "method": method,
+                        "seed": seed, "stage": stage,
+                    }
+        predictions = {}
+        for key, info in models.items():
+            stage = info.pop("stage")
+            predictions[key] = Dataset.from_parquet(str(stage.path("predictions.parquet")))
+            atomic_write_parquet(predictions[key], self.run_dir / "predictions" / f"{key}.parquet")
+            info["train_seconds"] = stage.summary().get("train_seconds")
+        for key, stage in labels.items():
+            atomic_copy(stage.path("labels.parquet"), self.run_dir / "labels" / f"{key}.parquet")
+        metrics = build_metrics(recipe, models, predictions)
+        metrics["wall_seconds"] = round(time.time() - started, 1)
+        atomic_write_json(self.run_dir / "metrics.json", metrics)
+        atomic_write_text(self.run_dir / "report.md", render_markdown(metrics))
+        self.log(render_console(metrics))
+        self.log(f"run directory: {self.run_dir}")
+        return metrics
