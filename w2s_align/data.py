@@ -173,7 +173,7 @@ def _local_files(config: DataConfig) -> dict[str, Path] | None:
         return {"all": path}
     layout = LOCAL_LAYOUTS.get(config.source)
     if layout is not None:
-        if config.data_dir:
+        if config.data_dir and (path / config.data_dir).is_dir():
             path = path / config.data_dir
         found = {split: path / name for split, name in layout.items() if (path / name).is_file()}
     else:

@@ -104,7 +104,7 @@ class HardeningBuffer:
     >>> buffer = HardeningBuffer(size=4)
     >>> buffer.add(torch.tensor([0.1, 0.9]), torch.tensor([1.0, 1.0]))
     >>> buffer.add(torch.tensor([0.4, 0.6]), torch.tensor([0.0, 0.0]))
-    >>> buffer.positive_frac()  # mean soft label
+    >>> buffer.positive_frac()  # half of the labels prefer the first response
     0.5
     >>> round(buffer.threshold().item(), 2)  # half of the probabilities lie above it
     0.5
@@ -126,8 +126,12 @@ class HardeningBuffer:
         return len(self._probs)
 
     def positive_frac(self) -> float:
-        """Mean soft label in the window: the weak labels' class balance."""
-        return sum(self._labels) / len(self._labels)
+        """Fraction of labels in the window that prefer the first response: the weak labels' class balance.
+
+        The reference code uses the mean soft label instead; with unconfident weak labels (all near 0.5) that mean is
+        near 0.5 whatever the labels prefer, and hardening then flips the student's most confident predictions.
+        """
+        return sum(label > 0.5 for label in self._labels) / len(self._labels)
 
     def threshold(self) -> torch.Tensor:
         return hardening_threshold(torch.tensor(list(self._probs)), self.positive_frac())
