@@ -125,8 +125,10 @@ NORMALISERS: dict[str, Callable[[dict, int, str], dict]] = {
 }
 
 
-def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
+def _check_json_lines(path: Path) -> None:
+    """Stop at the first line of a JSON-lines file that is not a JSON object, and on a file with no rows."""
     opener = gzip.open if path.name.endswith(".gz") else open
+    rows = 0
     with opener(path, "rt", encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -134,10 +136,12 @@ def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as error:
-                return number, error.msg
+                raise W2SInputError(f"{path}: line {number} is not valid JSON ({error.msg})") from None
             if not isinstance(value, dict):
-                return number, "expected a JSON object"
-    return None
+                raise W2SInputError(f"{path}: line {number} is not a JSON object")
+            rows += 1
+    if rows == 0:
+        raise W2SInputError(f"{path}: the file holds no pairs (empty split)")
 
 
 def _read_file(path: Path) -> Dataset:
@@ -147,10 +151,8 @@ def _read_file(path: Path) -> Dataset:
     if not path.name.endswith(DATA_SUFFIXES):
         raise W2SInputError(f"{path}: unsupported data file; expected one of {', '.join(DATA_SUFFIXES)}")
     builder = "parquet" if path.name.endswith(".parquet") else "json"
-    if builder == "json":
-        bad = _first_bad_json_line(path)
-        if bad is not None:
-            raise W2SInputError(f"{path}: line {bad[0]} is not valid JSON ({bad[1]})")
+    if path.name.endswith((".jsonl", ".jsonl.gz")):
+        _check_json_lines(path)
     try:
         return datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as error:  # datasets raises many types for unreadable files
@@ -272,7 +274,7 @@ def _cut(raw: dict[str, Dataset], config: DataConfig) -> DatasetDict:
     start = 0
     for split in need:
         size = sizes[split] if sizes[split] is not None else pool.num_rows - fixed
-        parts[split] = pool.select(range(start, start + size))
+        parts[split] = pool.select(list(range(start, start + size)))  # a list: an empty range fails in datasets
         start += size
     return DatasetDict({split: parts[split] for split in SPLITS})
 

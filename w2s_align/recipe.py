@@ -245,9 +245,9 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
             if last:
                 node[part] = value
             else:
-                node = node.setdefault(part, {}) if node.get(part) is not None else node.setdefault(part, {})
-                if node is None:
-                    node = {}
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
         else:
             raise W2SInputError(f"override {override!r}: '{'.'.join(parts[:depth])}' is not a mapping or a list")
 
@@ -271,7 +271,9 @@ def _describe(tp: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(arg) for arg in typing.get_args(tp))
     if origin is list:
-        return f"a list of {_describe(typing.get_args(tp)[0])}"
+        item = typing.get_args(tp)[0]
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}.get(item)
+        return f"a list of {plural}" if plural else f"a list (items: {_describe(item)})"
     if origin is dict:
         return "a mapping"
     if dataclasses.is_dataclass(tp):

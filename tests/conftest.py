@@ -1,0 +1,76 @@
+"""Shared fixtures: a tiny GPT-2 reward model and tokenizer built locally, and the real data under ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real preference data beside the checkout; tests that need it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (the ../shared folder beside the checkout)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer GPT-2 with a byte-level BPE tokenizer trained here on synthetic pairs, saved as a local model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast
+
+    from w2s_align.synthetic import generate_pairs
+
+    directory = tmp_path_factory.mktemp("tiny-gpt2")
+    pairs = generate_pairs(400, seed=123)
+    texts = [row["prompt"] + row["chosen"] + row["rejected"] for row in pairs]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>")
+    fast.save_pretrained(directory)
+    config = GPT2Config(
+        vocab_size=fast.vocab_size, n_positions=256, n_embd=32, n_layer=2, n_head=2, num_labels=1,
+        pad_token_id=fast.eos_token_id, eos_token_id=fast.eos_token_id, bos_token_id=fast.eos_token_id,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    GPT2ForSequenceClassification(config).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture
+def tiny_recipe(tiny_model_dir, tmp_path) -> dict:
+    """A recipe (as a dict) that runs in seconds on the tiny model and synthetic data."""
+    return {
+        "name": "tiny",
+        "output_dir": str(tmp_path / "run"),
+        "seeds": [0],
+        "data": {"source": "synthetic", "gt_size": 48, "w2s_size": 48, "test_size": 40, "seed": 0},
+        "training": {
+            "learning_rate": 1e-3,
+            "num_train_epochs": 1,
+            "per_device_train_batch_size": 8,
+            "max_length": 96,
+            "eval_batch_size": 32,
+        },
+        "ladder": [
+            {"name": "tiny-l1", "model": str(tiny_model_dir), "num_layers": 1},
+            {"name": "tiny-l2", "model": str(tiny_model_dir)},
+        ],
+        "methods": ["xent", "logconf"],
+    }

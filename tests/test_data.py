@@ -1,0 +1,223 @@
+"""Data sources against the real files in ../shared/data and local files, split disjointness and determinism."""
+
+import gzip
+import json
+
+import pytest
+from datasets import Dataset
+
+from w2s_align.data import load_splits, split_dialogue
+from w2s_align.errors import W2SInputError
+from w2s_align.recipe import DataConfig
+from w2s_align.synthetic import PEOPLE, generate_pairs
+
+
+def write_jsonl(path, rows, gz=False):
+    opener = gzip.open if gz else open
+    with opener(path, "wt", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    return path
+
+
+def pairs(n, tag="x"):
+    return [{"prompt": f"Q{tag}{i}?", "chosen": f" good {i}", "rejected": f" bad {i}"} for i in range(n)]
+
+
+# ---------------------------------------------------------------- real data
+def test_hh_single_turn_local_copy_gives_the_papers_splits(shared_data):
+    splits = load_splits(DataConfig(source="hh_single_turn", path=str(shared_data / "hh-single-turn")))
+    assert {name: split.num_rows for name, split in splits.items()} == {"gt": 4000, "w2s": 4000, "test": 3000}
+    row = splits["test"][0]
+    assert row["prompt"].startswith("\n\nHuman: ") and row["prompt"].endswith("\n\nAssistant:")
+    assert row["prompt"].count("\n\nHuman:") == 1
+    assert "\n\nAssistant:" not in row["chosen"] and "\n\nAssistant:" not in row["rejected"]
+    assert row["chosen"] != row["rejected"]
+
+
+def test_hh_single_turn_subsets_are_deterministic_and_seeded(shared_data):
+    config = dict(source="hh_single_turn", path=str(shared_data / "hh-single-turn"), gt_size=100, w2s_size=100,
+                  test_size=100)
+    first = load_splits(DataConfig(**config, seed=1))
+    again = load_splits(DataConfig(**config, seed=1))
+    other = load_splits(DataConfig(**config, seed=2))
+    for split in ("gt", "w2s", "test"):
+        assert first[split]["id"] == again[split]["id"]
+    assert first["gt"]["id"] != other["gt"]["id"]
+    ids = [set(first[split]["id"]) for split in ("gt", "w2s", "test")]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+
+
+def test_hh_rlhf_multi_turn_dialogues_split_into_prompt_and_final_response(shared_data):
+    config = DataConfig(
+        source="hh_rlhf", files={"all": str(shared_data / "hh-rlhf" / "harmless-base" / "test.jsonl.gz")},
+        gt_size=600, w2s_size=600, test_size=None,
+    )
+    splits = load_splits(config)
+    assert splits["test"].num_rows == 1800 - 1200
+    multi_turn = [p for p in splits["gt"]["prompt"] if p.count("\n\nHuman:") > 1]
+    assert multi_turn, "harmless-base holds multi-turn dialogues"
+    with gzip.open(shared_data / "hh-rlhf" / "harmless-base" / "test.jsonl.gz", "rt") as handle:
+        raw = [json.loads(line) for line in handle]
+    row = splits["gt"][0]
+    index = int(row["id"].split("-")[1])
+    assert row["prompt"] + row["chosen"] == raw[index]["chosen"]
+    assert row["prompt"] + row["rejected"] == raw[index]["rejected"]
+
+
+def test_hh_rlhf_local_directory_with_data_dir(shared_data):
+    # The hub layout: <dir>/<data_dir>/{train,test}.jsonl.gz; this copy has the test file only.
+    with pytest.raises(W2SInputError, match="need gt/w2s/test or train/test"):
+        load_splits(DataConfig(source="hh_rlhf", path=str(shared_data / "hh-rlhf"), data_dir="harmless-base"))
+
+
+def test_single_turn_filter_on_multi_turn_file(shared_data):
+    config = DataConfig(
+        source="hh_single_turn", files={"all": str(shared_data / "hh-rlhf" / "harmless-base" / "test.jsonl.gz")},
+        gt_size=100, w2s_size=100,
+    )
+    splits = load_splits(config)
+    total = sum(split.num_rows for split in splits.values())
+    assert 200 < total < 1800
+    assert all(p.count("\n\nHuman:") == 1 for split in splits.values() for p in split["prompt"])
+
+
+def test_split_dialogue():
+    text = "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how?\n\nAssistant: like this"
+    assert split_dialogue(text) == ("\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how?\n\nAssistant:", " like this")
+
+
+# ---------------------------------------------------------------- PKU-SafeRLHF format
+def pku_rows(n, start=0):
+    return [
+        {
+            "prompt": f"question {i}",
+            "response_0": f"answer zero {i}",
+            "response_1": f"answer one {i}",
+            "is_response_0_safe": i % 2 == 0,
+            "is_response_1_safe": True,
+            "better_response_id": 0,
+            "safer_response_id": i % 2,
+        }
+        for i in range(start, start + n)
+    ]
+
+
+def test_pku_saferlhf_keeps_both_preferences(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", pku_rows(20))
+    write_jsonl(tmp_path / "test.jsonl", pku_rows(6, start=100))
+    splits = load_splits(DataConfig(source="pku_saferlhf", path=str(tmp_path), gt_size=10, w2s_size=10))
+    rows = {row["id"]: row for split in ("gt", "w2s") for row in splits[split]}
+    assert len(rows) == 20
+    safe_first = rows["train-000000"]  # safer = 0 = better
+    assert safe_first["chosen"] == " answer zero 0" and safe_first["helpful_label"] == 1
+    safe_second = rows["train-000001"]  # safer = 1, better = 0: the objectives conflict
+    assert safe_second["chosen"] == " answer one 1" and safe_second["rejected"] == " answer zero 1"
+    assert safe_second["helpful_label"] == 0
+    assert safe_second["prompt"] == "\n\nHuman: question 1\n\nAssistant:"
+
+
+# ---------------------------------------------------------------- local files
+@pytest.mark.parametrize("fmt", ["jsonl", "jsonl.gz", "parquet"])
+def test_local_files_per_split(tmp_path, fmt):
+    files = {}
+    for split, n in (("gt", 8), ("w2s", 6), ("test", 4)):
+        path = tmp_path / f"{split}.{fmt}"
+        if fmt == "parquet":
+            Dataset.from_list(pairs(n, split)).to_parquet(str(path))
+        else:
+            write_jsonl(path, pairs(n, split), gz=fmt.endswith("gz"))
+        files[split] = str(path)
+    splits = load_splits(DataConfig(source="local", files=files))
+    assert [splits[s].num_rows for s in ("gt", "w2s", "test")] == [8, 6, 4]
+    assert splits["gt"][0]["prompt"] == "Qgt0?"
+
+
+def test_local_directory_and_optional_prompt(tmp_path):
+    rows = [{"chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(10)]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    write_jsonl(tmp_path / "test.jsonl", [{"chosen": f"fine {i}", "rejected": f"poor {i}"} for i in range(3)])
+    splits = load_splits(DataConfig(source="local", path=str(tmp_path), gt_size=5))
+    assert splits["gt"].num_rows == 5 and splits["w2s"].num_rows == 5 and splits["test"].num_rows == 3
+    assert splits["gt"][0]["prompt"] == ""
+
+
+# ---------------------------------------------------------------- bad input
+def test_malformed_json_line_names_file_and_line(tmp_path):
+    path = tmp_path / "gt.jsonl"
+    path.write_text(json.dumps(pairs(1)[0]) + "\n" + json.dumps(pairs(1)[0]) + "\n{not json\n")
+    with pytest.raises(W2SInputError) as error:
+        load_splits(DataConfig(source="local", files={"all": str(path)}, gt_size=1, w2s_size=1))
+    assert str(path) in str(error.value) and "line 3 is not valid JSON" in str(error.value)
+
+
+def test_missing_column_names_file_and_column(tmp_path):
+    path = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "q", "chosen": "a", "reply": "b"}])
+    with pytest.raises(W2SInputError) as error:
+        load_splits(DataConfig(source="local", path=str(path), gt_size=1, w2s_size=1))
+    assert str(path) in str(error.value) and "missing column(s) ['rejected']" in str(error.value)
+
+
+def test_empty_split_file(tmp_path):
+    files = {s: str(write_jsonl(tmp_path / f"{s}.jsonl", pairs(4, s))) for s in ("gt", "w2s")}
+    (tmp_path / "test.jsonl").write_text("\n")
+    files["test"] = str(tmp_path / "test.jsonl")
+    with pytest.raises(W2SInputError, match="holds no pairs \\(empty split\\)"):
+        load_splits(DataConfig(source="local", files=files))
+
+
+def test_empty_split_after_cutting(tmp_path):
+    path = write_jsonl(tmp_path / "all.jsonl", pairs(10))
+    with pytest.raises(W2SInputError, match="the test split is empty"):
+        load_splits(DataConfig(source="local", files={"all": str(path)}, gt_size=5, w2s_size=5))
+
+
+def test_overlapping_splits_are_refused(tmp_path):
+    gt = write_jsonl(tmp_path / "gt.jsonl", pairs(5))
+    w2s = write_jsonl(tmp_path / "w2s.jsonl", pairs(5, "w"))
+    test = write_jsonl(tmp_path / "test.jsonl", pairs(3))  # the first 3 gt pairs again
+    with pytest.raises(W2SInputError, match="the splits overlap: pair 'test-000000' of test is also 'gt-000000' of gt"):
+        load_splits(DataConfig(source="local", files={"gt": str(gt), "w2s": str(w2s), "test": str(test)}))
+
+
+def test_split_larger_than_source(tmp_path):
+    path = write_jsonl(tmp_path / "all.jsonl", pairs(10))
+    with pytest.raises(W2SInputError, match="the splits need 35 pairs but the source has only 10"):
+        load_splits(DataConfig(source="local", files={"all": str(path)}, gt_size=15, w2s_size=15, test_size=5))
+
+
+def test_missing_local_path():
+    with pytest.raises(W2SInputError, match="does not exist"):
+        load_splits(DataConfig(source="local", path="/no/such/dir"))
+
+
+# ---------------------------------------------------------------- synthetic generator
+def test_synthetic_splits_are_disjoint_deterministic_and_balanced():
+    config = DataConfig(source="synthetic", gt_size=200, w2s_size=200, test_size=200, seed=3)
+    first, again = load_splits(config), load_splits(config)
+    for split in ("gt", "w2s", "test"):
+        assert first[split]["id"] == again[split]["id"]
+        assert first[split]["chosen"] == again[split]["chosen"]
+    harmful = sum(first["gt"]["harmful"]) if "harmful" in first["gt"].column_names else None
+    assert harmful is None or 60 < harmful < 140
+    assert set(first["test"]["kind"]) == {"surface", "context", "paraphrase"}
+
+
+def test_synthetic_test_vocabulary_is_held_out():
+    seen = generate_pairs(300, seed=0, pool="seen")
+    heldout = generate_pairs(300, seed=0, pool="heldout")
+    seen_people = PEOPLE[0::2]
+    heldout_people = PEOPLE[1::2]
+    heldout_text = " ".join(heldout["prompt"])
+    seen_text = " ".join(seen["prompt"])
+    assert not any(f" {person} " in heldout_text or f" {person}?" in heldout_text for person in seen_people)
+    assert any(person in seen_text for person in seen_people)
+    assert any(person in heldout_text for person in heldout_people)
+
+
+def test_synthetic_preferences_conflict_exactly_on_harmful_requests():
+    data = generate_pairs(100, seed=1)
+    for row in data:
+        refusal_chosen = row["chosen"].startswith((" I ", " That", " No"))
+        assert refusal_chosen == row["harmful"]
+        assert row["helpful_label"] == (0 if row["harmful"] else 1)

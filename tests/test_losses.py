@@ -1,0 +1,139 @@
+"""The student losses on hand-computed tensors."""
+
+import math
+
+import pytest
+import torch
+
+from w2s_align.losses import (
+    HardeningBuffer,
+    aux_coef_at,
+    hardening_threshold,
+    logconf_loss,
+    logconf_target,
+    product_loss,
+    product_target,
+    soft_bce,
+    xent_loss,
+)
+
+
+def bce(p_model: float, target: float) -> float:
+    return -(target * math.log(p_model) + (1 - target) * math.log(1 - p_model))
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def test_xent_matches_hand_computed_cross_entropy():
+    delta = torch.tensor([0.0, 2.0, -1.0])
+    soft = torch.tensor([1.0, 0.7, 0.2])
+    expected = (bce(0.5, 1.0) + bce(sigmoid(2.0), 0.7) + bce(sigmoid(-1.0), 0.2)) / 3
+    assert xent_loss(delta, soft).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_xent_with_hard_labels_is_trl_reward_loss():
+    delta = torch.tensor([0.3, -1.2, 4.0])
+    trl_loss = -torch.nn.functional.logsigmoid(delta).mean()
+    assert xent_loss(delta, torch.ones(3)).item() == pytest.approx(trl_loss.item(), rel=1e-6)
+
+
+def test_soft_bce_is_stable_for_large_margins():
+    loss = soft_bce(torch.tensor([80.0, -80.0]), torch.tensor([1.0, 1.0]))
+    assert loss[0].item() == pytest.approx(0.0, abs=1e-12)
+    assert loss[1].item() == pytest.approx(80.0, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [(0, 0.0), (10, 0.125), (20, 0.25), (39, 0.4875), (40, 0.5), (41, 0.5), (100, 0.5)],
+)
+def test_aux_coef_warms_up_linearly_then_stays(step, expected):
+    # 200 steps, warmup over the first 20% = 40 steps, final coefficient 0.5.
+    assert aux_coef_at(step, 200, aux_coef=0.5, warmup_frac=0.2) == pytest.approx(expected)
+
+
+def test_aux_coef_has_no_jump_at_the_end_of_warmup():
+    # The reference code jumps from warmup_frac * a_max to a_max; here consecutive steps differ by a_max / 40.
+    values = [aux_coef_at(step, 200, 0.75, 0.2) for step in range(60)]
+    assert max(b - a for a, b in zip(values, values[1:])) == pytest.approx(0.75 / 40)
+
+
+def test_aux_coef_without_warmup_is_constant():
+    assert aux_coef_at(0, 100, 0.5, 0.0) == 0.5
+
+
+def test_hardening_threshold_keeps_the_weak_class_balance():
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
+    threshold = hardening_threshold(probs, positive_frac=0.75)
+    assert ((probs >= threshold).float().mean().item()) == pytest.approx(0.75)
+    threshold = hardening_threshold(probs, positive_frac=0.25)
+    assert ((probs >= threshold).float().mean().item()) == pytest.approx(0.25)
+
+
+def test_logconf_target_mixes_weak_labels_and_hardened_student():
+    probs = torch.tensor([0.9, 0.2, 0.6])
+    soft = torch.tensor([0.6, 0.6, 0.1])
+    target = logconf_target(probs, soft, coef=0.5, threshold=0.5)
+    # hardened = [1, 0, 1]
+    assert target.tolist() == pytest.approx([0.8, 0.3, 0.55])
+
+
+def test_logconf_loss_hand_computed():
+    delta = torch.tensor([2.0, -1.0])
+    soft = torch.tensor([0.7, 0.7])
+    # student probs: 0.881, 0.269; threshold 0.5 -> hardened [1, 0]; coef 0.25 -> targets [0.775, 0.525]
+    expected = (bce(sigmoid(2.0), 0.775) + bce(sigmoid(-1.0), 0.525)) / 2
+    assert logconf_loss(delta, soft, coef=0.25, threshold=0.5).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_logconf_with_zero_coef_is_xent():
+    delta = torch.tensor([0.5, -0.3, 1.5])
+    soft = torch.tensor([0.9, 0.4, 0.6])
+    assert logconf_loss(delta, soft, 0.0, 0.5).item() == pytest.approx(xent_loss(delta, soft).item())
+
+
+def test_logconf_target_is_detached():
+    delta = torch.tensor([1.0, -1.0], requires_grad=True)
+    loss = logconf_loss(delta, torch.tensor([0.5, 0.5]), coef=0.5, threshold=0.5)
+    loss.backward()
+    # d/d delta of BCE(sigmoid(delta), t) = sigmoid(delta) - t with t = [0.75, 0.25], averaged over 2
+    expected = [(sigmoid(1.0) - 0.75) / 2, (sigmoid(-1.0) - 0.25) / 2]
+    assert delta.grad.tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_product_target_hand_computed():
+    probs = torch.tensor([0.8])
+    soft = torch.tensor([0.6])
+    # first = 0.8 * 0.6 = 0.48, second = 0.2 * 0.4 = 0.08 -> 0.48 / 0.56
+    assert product_target(probs, soft).item() == pytest.approx(0.48 / 0.56, rel=1e-5)
+    # beta = 0: the target is the weak label alone
+    assert product_target(probs, soft, alpha=1.0, beta=0.0).item() == pytest.approx(0.6, rel=1e-5)
+
+
+def test_product_loss_hand_computed():
+    delta = torch.tensor([math.log(4.0)])  # student prob 0.8
+    expected = bce(0.8, 0.48 / 0.56)
+    assert product_loss(delta, torch.tensor([0.6])).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_hardening_buffer_rolls_over_old_predictions():
+    buffer = HardeningBuffer(size=4)
+    buffer.add(torch.tensor([0.1, 0.2]), torch.tensor([0.9, 0.9]))
+    buffer.add(torch.tensor([0.3, 0.4]), torch.tensor([0.9, 0.1]))
+    assert len(buffer) == 4
+    assert buffer.positive_frac() == pytest.approx(0.75)
+    buffer.add(torch.tensor([0.8, 0.9]), torch.tensor([0.2, 0.2]))
+    assert len(buffer) == 4  # the two oldest left the window
+    assert buffer.positive_frac() == pytest.approx(0.25)
+    threshold = buffer.threshold().item()
+    window = torch.tensor([0.3, 0.4, 0.8, 0.9])
+    assert (window >= threshold).float().mean().item() == pytest.approx(0.25)
+
+
+def test_hardening_buffer_uses_label_preferences_not_mean_confidence():
+    # Unconfident labels that all prefer the first response: the class balance is 1.0, not their mean of 0.52.
+    buffer = HardeningBuffer(size=8)
+    buffer.add(torch.tensor([0.2, 0.4, 0.6, 0.8]), torch.tensor([0.52, 0.52, 0.52, 0.52]))
+    assert buffer.positive_frac() == 1.0

@@ -1,0 +1,107 @@
+"""Recipe loading: typed fields, defaults merged into rungs, command-line overrides, and clear errors."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from w2s_align.errors import W2SInputError
+from w2s_align.recipe import load_recipe, recipe_from_dict
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def write(tmp_path, raw) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(raw) if not isinstance(raw, str) else raw)
+    return path
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_loads(path):
+    recipe = load_recipe(path)
+    assert len(recipe.ladder) >= 2
+    assert recipe.pairs
+
+
+def test_rung_training_inherits_recipe_defaults_and_overrides_them():
+    recipe = load_recipe(RECIPES / "quickstart.yaml")
+    weak, strong = recipe.ladder
+    assert weak.training.learning_rate == pytest.approx(1e-3)  # the rung's own value
+    assert strong.training.learning_rate == pytest.approx(2e-4)  # the recipe-wide default
+    assert weak.training.max_length == strong.training.max_length == 96
+
+
+def test_overrides_by_dotted_key_index_and_rung_name():
+    recipe = load_recipe(
+        RECIPES / "quickstart.yaml",
+        ["seeds=[0, 1]", "data.gt_size=50", "ladder.minilm-l3.training.learning_rate=1e-4", "ladder.0.num_layers=2"],
+    )
+    assert recipe.seeds == [0, 1]
+    assert recipe.data.gt_size == 50
+    assert recipe.rung("minilm-l3").training.learning_rate == pytest.approx(1e-4)
+    assert recipe.rung("minilm-l1").num_layers == 2
+
+
+def test_recipe_wide_override_reaches_every_rung_without_its_own_value():
+    recipe = load_recipe(RECIPES / "quickstart.yaml", ["training.num_train_epochs=2"])
+    assert recipe.rung("minilm-l3").training.num_train_epochs == 2
+    assert recipe.rung("minilm-l1").training.num_train_epochs == 6  # its own value wins
+
+
+def test_yaml_scientific_notation_without_dot_is_a_float(tmp_path):
+    # YAML 1.1 reads 5e-5 as a string; a number field accepts it.
+    path = write(tmp_path, "name: x\nladder: [{name: a, model: m}, {name: b, model: m}]\ntraining:\n  learning_rate: 5e-5\n")
+    assert load_recipe(path).training.learning_rate == pytest.approx(5e-5)
+
+
+def test_pairs_default_to_every_rung_against_the_last():
+    recipe = recipe_from_dict(
+        {"name": "x", "ladder": [{"name": n, "model": "m"} for n in ("a", "b", "c")]}
+    )
+    assert [(p.weak, p.strong) for p in recipe.pairs] == [("a", "c"), ("b", "c")]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"name": "x", "ladder": [], "datta": {}}, "unknown key 'datta' (did you mean 'data'?)"),
+        ({"name": "x", "ladder": [{"name": "a", "model": "m", "trainig": {}}]}, "unknown key 'ladder.0.trainig'"),
+        ({"name": "x", "ladder": [], "data": {"gt_size": "many"}}, "'data.gt_size' must be an integer, got 'many'"),
+        ({"name": "x", "ladder": [], "seeds": 3}, "'seeds' must be a list of integers, got 3"),
+        ({"name": "x", "ladder": [], "methods": ["xent", "magic"]}, "'methods.1' must be one of 'xent', 'logconf'"),
+        ({"name": "x", "ladder": [], "data": {"source": "s3"}}, "'data.source' must be one of 'synthetic'"),
+        ({"name": "x", "ladder": [{"name": "a", "model": "m", "training": {"freeze_embeddings": "yes"}}]},
+         "'ladder.0.training.freeze_embeddings' must be true or false"),
+        ({"ladder": []}, "missing required key 'name'"),
+        ({"name": "x", "ladder": [{"name": "a"}]}, "missing required key 'ladder.0.model'"),
+        ({"name": "x", "ladder": [{"name": "a", "model": "m"}]}, "needs at least two rungs"),
+        ({"name": "x", "ladder": [{"name": "a", "model": "m"}, {"name": "a", "model": "m"}]}, "duplicate rung names"),
+        ({"name": "x", "ladder": [{"name": "a", "model": "m"}, {"name": "b", "model": "m"}],
+          "pairs": [{"weak": "a", "strong": "z"}]}, "'pairs.0.strong' is 'z', which is not a rung"),
+        ({"name": "x", "ladder": [{"name": "a", "model": "m"}, {"name": "b", "model": "m"}],
+          "data": {"test_size": 0}}, "'data.test_size' must be positive"),
+    ],
+)
+def test_bad_recipes_name_the_file_and_key(tmp_path, raw, message):
+    path = write(tmp_path, raw)
+    with pytest.raises(W2SInputError) as error:
+        load_recipe(path)
+    assert str(path) in str(error.value)
+    assert message in str(error.value)
+
+
+def test_bad_override_is_reported():
+    with pytest.raises(W2SInputError, match="no item named 'nope'"):
+        load_recipe(RECIPES / "quickstart.yaml", ["ladder.nope.num_layers=2"])
+    with pytest.raises(W2SInputError, match="expected KEY=VALUE"):
+        load_recipe(RECIPES / "quickstart.yaml", ["data.gt_size"])
+    with pytest.raises(W2SInputError, match="unknown key 'data.gt_sise' \\(did you mean 'gt_size'\\?\\)"):
+        load_recipe(RECIPES / "quickstart.yaml", ["data.gt_sise=3"])
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(W2SInputError, match="recipe file not found"):
+        load_recipe(tmp_path / "none.yaml")
+    with pytest.raises(W2SInputError, match="not valid YAML"):
+        load_recipe(write(tmp_path, "name: [unclosed"))

