@@ -209,8 +209,8 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:
     """Build and check a [`Recipe`] from a plain dictionary (as read from YAML)."""
     raw = copy.deepcopy(raw)
     defaults = raw.get("training") or {}
-    if not isinstance(defaults, dict):
-        raise W2SInputError(f"{source}: 'training' must be a mapping")
+    # Check the shared settings before they are copied into each rung, so errors name `training.<key>`.
+    _convert(defaults, TrainingSettings, source, "training")
     for index, rung in enumerate(raw.get("ladder") or []):
         if isinstance(rung, dict):
             own = rung.get("training") or {}

@@ -1,0 +1,141 @@
+"""The command line: bad input stops the run before any training with one clear message and exit code 2."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from w2s_align.cli import main
+
+
+def write_recipe(tmp_path, raw) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def local_pairs(tmp_path, tag, n=12):
+    rows = [{"prompt": f"q{tag}{i}", "chosen": f" yes {i}", "rejected": f" no {i}"} for i in range(n)]
+    return write_jsonl(tmp_path / f"{tag}.jsonl", rows)
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def assert_stopped_before_training(tiny_recipe):
+    stages = Path(tiny_recipe["output_dir"]) / "stages"
+    assert not list(stages.glob("train-*")), "no model may be trained after bad input"
+
+
+def test_cli_runs_a_recipe_with_overrides(tiny_recipe, tmp_path, capsys):
+    path = write_recipe(tmp_path, tiny_recipe)
+    code = main(["run", str(path), "methods=[xent]", "data.test_size=24"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "tiny-l1 -> tiny-l2" in out and "xent" in out
+    metrics = json.loads((Path(tiny_recipe["output_dir"]) / "metrics.json").read_text())
+    assert metrics["n_test"] == 24 and [row["method"] for row in metrics["pgr"]] == ["xent"]
+
+
+def test_analyze_recomputes_the_same_metrics(tiny_recipe, tmp_path, capsys):
+    path = write_recipe(tmp_path, tiny_recipe)
+    assert main(["run", str(path)]) == 0
+    metrics_file = Path(tiny_recipe["output_dir"]) / "metrics.json"
+    before = json.loads(metrics_file.read_text())
+    assert main(["analyze", tiny_recipe["output_dir"]]) == 0
+    after = json.loads(metrics_file.read_text())
+    before.pop("wall_seconds")
+    assert after == before
+
+
+def test_analyze_names_missing_predictions(tiny_recipe, tmp_path, capsys):
+    path = write_recipe(tmp_path, tiny_recipe)
+    assert main(["run", str(path), "methods=[xent]"]) == 0
+    missing = Path(tiny_recipe["output_dir"]) / "predictions" / "tiny-l2.gt.seed0.parquet"
+    missing.unlink()
+    code, err = run_cli(["analyze", tiny_recipe["output_dir"]], capsys)
+    assert code == 2 and "predictions of model 'tiny-l2.gt.seed0' are missing" in err
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r, t: r.update(trainig={}), "unknown key 'trainig' (did you mean 'training'?)"),
+        (lambda r, t: r["training"].update(learning_rate="fast"), "'training.learning_rate' must be a number"),
+        (lambda r, t: r["ladder"][0].update(model=str(t / "no-model")), "model '{t}/no-model' does not load"),
+        (lambda r, t: r["ladder"][1]["training"].update(trainer_kwargs={"lr": 1}) if "training" in r["ladder"][1]
+         else r["ladder"][1].update(training={"trainer_kwargs": {"lr": 1}}),
+         "training.trainer_kwargs.lr is not a W2SRewardConfig field"),
+    ],
+    ids=["unknown-key", "wrong-type", "model-path", "trainer-kwarg"],
+)
+def test_bad_recipe_input(tiny_recipe, tmp_path, capsys, change, message):
+    change(tiny_recipe, tmp_path)
+    path = write_recipe(tmp_path, tiny_recipe)
+    code, err = run_cli(["run", str(path)], capsys)
+    assert code == 2
+    assert message.format(t=tmp_path) in err
+    assert err.startswith("error: ") and err.count("\n") == 1  # one line, no traceback
+    assert_stopped_before_training(tiny_recipe)
+
+
+def test_missing_column(tiny_recipe, tmp_path, capsys):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "chosen": "a", "answer": "b"}] * 3)
+    tiny_recipe["data"] = {"source": "local", "files": {"gt": bad, "w2s": local_pairs(tmp_path, "w"),
+                                                        "test": local_pairs(tmp_path, "t")}}
+    code, err = run_cli(["run", str(write_recipe(tmp_path, tiny_recipe))], capsys)
+    assert code == 2 and f"{bad}: missing column(s) ['rejected']" in err
+    assert_stopped_before_training(tiny_recipe)
+
+
+def test_malformed_json_line(tiny_recipe, tmp_path, capsys):
+    bad = tmp_path / "gt.jsonl"
+    bad.write_text('{"chosen": "a", "rejected": "b"}\n{"chosen": "a", "rejected": \n')
+    tiny_recipe["data"] = {"source": "local", "files": {"gt": str(bad), "w2s": local_pairs(tmp_path, "w"),
+                                                        "test": local_pairs(tmp_path, "t")}}
+    code, err = run_cli(["run", str(write_recipe(tmp_path, tiny_recipe))], capsys)
+    assert code == 2 and f"{bad}: line 2 is not valid JSON" in err
+    assert_stopped_before_training(tiny_recipe)
+
+
+def test_empty_split(tiny_recipe, tmp_path, capsys):
+    empty = tmp_path / "test.jsonl"
+    empty.write_text("")
+    tiny_recipe["data"] = {"source": "local", "files": {"gt": local_pairs(tmp_path, "g"),
+                                                        "w2s": local_pairs(tmp_path, "w"), "test": str(empty)}}
+    code, err = run_cli(["run", str(write_recipe(tmp_path, tiny_recipe))], capsys)
+    assert code == 2 and f"{empty}: the file holds no pairs (empty split)" in err
+    assert_stopped_before_training(tiny_recipe)
+
+
+def test_overlapping_splits(tiny_recipe, tmp_path, capsys):
+    shared = local_pairs(tmp_path, "g")
+    tiny_recipe["data"] = {"source": "local", "files": {"gt": shared, "w2s": local_pairs(tmp_path, "w"),
+                                                        "test": shared}}
+    code, err = run_cli(["run", str(write_recipe(tmp_path, tiny_recipe))], capsys)
+    assert code == 2 and "the splits overlap" in err
+    assert_stopped_before_training(tiny_recipe)
+
+
+def test_console_script_exit_code_and_no_traceback(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("name: x\nladder: [{name: a, model: m}, {name: b, model: m}]\nseeds: one\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "w2s_align", "run", str(path)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {path}: 'seeds' must be a list of integers, got 'one'"
+    assert "Traceback" not in result.stderr

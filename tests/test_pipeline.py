@@ -1,0 +1,125 @@
+"""End to end: a tiny recipe through the pipeline, its artifacts, caching, resume after a crash, determinism."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from datasets import Dataset
+
+from w2s_align.analysis.metrics import pgr
+from w2s_align.pipeline import W2SPipeline
+from w2s_align.recipe import recipe_from_dict
+from w2s_align.reward_trainer import W2SRewardTrainer
+
+MODELS = [
+    "tiny-l1.gt.seed0",
+    "tiny-l2.gt.seed0",
+    "tiny-l2.from-tiny-l1.xent.seed0",
+    "tiny-l2.from-tiny-l1.logconf.seed0",
+]
+
+
+def run(raw, lines=None):
+    lines = [] if lines is None else lines
+    metrics = W2SPipeline(recipe_from_dict(raw), log=lines.append).run()
+    return metrics, lines
+
+
+def test_tiny_recipe_end_to_end(tiny_recipe):
+    metrics, lines = run(tiny_recipe)
+    run_dir = tiny_recipe["output_dir"]
+    from pathlib import Path
+
+    run_dir = Path(run_dir)
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["name"] == "tiny"
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert set(saved["models"]) == set(MODELS)
+    assert saved["n_test"] == 40
+    for key in MODELS:
+        predictions = Dataset.from_parquet(str(run_dir / "predictions" / f"{key}.parquet"))
+        assert predictions.num_rows == 40
+        assert {"id", "reward_chosen", "reward_rejected", "margin", "prob_chosen", "correct", "kind"} <= set(
+            predictions.column_names
+        )
+        margin = np.asarray(predictions["reward_chosen"]) - np.asarray(predictions["reward_rejected"])
+        assert np.allclose(margin, predictions["margin"], atol=1e-5)
+        assert list(predictions["correct"]) == list(margin > 0)
+        assert saved["models"][key]["accuracy"] == pytest.approx(float(np.mean(predictions["correct"])))
+    rows = {row["method"]: row for row in saved["pgr"]}
+    assert set(rows) == {"xent", "logconf"}
+    for row in rows.values():
+        expected = pgr(row["weak_accuracy"], row["strong_accuracy"], row["student_accuracy"], 1 / 40)
+        assert row["pgr"] == (pytest.approx(expected) if expected is not None else None)
+    labels = Dataset.from_parquet(str(run_dir / "labels" / "tiny-l1.seed0.parquet"))
+    assert labels.num_rows == 48
+    assert all(0.0 < p < 1.0 for p in labels["soft_label"])
+    assert labels["labeler"][0].startswith("tiny-l1@train-tiny-l1-gt-seed0-")
+    report = (run_dir / "report.md").read_text()
+    assert "## Performance gap recovered" in report and "| tiny-l1 -> tiny-l2 | logconf |" in report
+    assert any("tiny-l1 -> tiny-l2" in line and "xent" in line for line in lines[-1].splitlines() + lines)
+
+
+def test_rerun_skips_finished_stages_and_gives_the_same_metrics(tiny_recipe):
+    first, _ = run(tiny_recipe)
+    second, lines = run(tiny_recipe)
+    assert not [line for line in lines if line.startswith(("training", "labeling"))]
+    first.pop("wall_seconds"), second.pop("wall_seconds")
+    assert first == second
+
+
+def test_a_new_method_trains_only_the_new_student(tiny_recipe):
+    run(tiny_recipe)
+    tiny_recipe["methods"] = ["xent", "logconf", "product"]
+    _, lines = run(tiny_recipe)
+    trained = [line for line in lines if line.startswith(("training", "labeling"))]
+    assert trained == ["training tiny-l2 on tiny-l1's labels with product (seed 0)"]
+
+
+def test_same_seed_same_splits_and_metrics(tiny_recipe, tmp_path):
+    first, _ = run(tiny_recipe)
+    tiny_recipe["output_dir"] = str(tmp_path / "again")
+    second, _ = run(tiny_recipe)
+    for key in MODELS:
+        assert first["models"][key]["accuracy"] == second["models"][key]["accuracy"]
+    assert [row["pgr"] for row in first["pgr"]] == [row["pgr"] for row in second["pgr"]]
+
+
+def test_a_run_killed_mid_training_resumes_from_its_checkpoint(tiny_recipe, monkeypatch):
+    from pathlib import Path
+
+    tiny_recipe["methods"] = ["logconf"]
+    tiny_recipe["ladder"][1]["training"] = {"trainer_kwargs": {"save_steps": 2}}
+    original = W2SRewardTrainer.compute_loss
+
+    def crash_at_step_3(self, model, inputs, *args, **kwargs):
+        if self.args.loss_type == "logconf" and self.state.global_step == 3 and model.training:
+            raise KeyboardInterrupt("killed")
+        return original(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(W2SRewardTrainer, "compute_loss", crash_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_recipe)
+    stages = Path(tiny_recipe["output_dir"]) / "stages"
+    (student,) = stages.glob("train-tiny-l2-from-tiny-l1-logconf-seed0-*")
+    assert not (student / "DONE.json").exists()
+    assert (student / "checkpoints" / "checkpoint-2").is_dir()
+    assert not (student / "predictions.parquet").exists()
+
+    monkeypatch.setattr(W2SRewardTrainer, "compute_loss", original)
+    metrics, lines = run(tiny_recipe)
+    assert [line for line in lines if line.startswith("training")] == [
+        "training tiny-l2 on tiny-l1's labels with logconf (seed 0)"
+    ]
+    assert any(line.strip().startswith("resuming train-tiny-l2-from-tiny-l1-logconf-seed0") for line in lines)
+    log = json.loads((student / "train_log.json").read_text())
+    assert log[-1]["step"] == 6  # 48 pairs / 8 per step, one epoch: finished, not restarted
+    assert (student / "DONE.json").exists() and not (student / "checkpoints").exists()
+    assert "tiny-l2.from-tiny-l1.logconf.seed0" in metrics["models"]
+
+
+def test_undefined_pgr_is_reported_as_such():
+    assert pgr(0.7, 0.7, 0.8) is None
+    assert pgr(0.7, 0.69, 0.8) is None
+    assert pgr(0.70, 0.705, 0.71, min_gap=0.01) is None
+    assert pgr(0.6, 0.8, 0.65) == pytest.approx(0.25)
