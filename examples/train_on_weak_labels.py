@@ -72,7 +72,9 @@ def main() -> None:
     trainer.train()
     trainer.save_model(args.output_dir)
     last = [log for log in trainer.state.log_history if "label_agreement" in log][-1]
-    print(f"saved to {args.output_dir}; agreement with the weak labels in the last steps: {last['label_agreement']:.2f}")
+    print(
+        f"saved to {args.output_dir}; agreement with the weak labels in the last steps: {last['label_agreement']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>")
     fast.save_pretrained(directory)
     config = GPT2Config(
-        vocab_size=fast.vocab_size, n_positions=256, n_embd=32, n_layer=2, n_head=2, num_labels=1,
-        pad_token_id=fast.eos_token_id, eos_token_id=fast.eos_token_id, bos_token_id=fast.eos_token_id,
+        vocab_size=fast.vocab_size,
+        n_positions=256,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        num_labels=1,
+        pad_token_id=fast.eos_token_id,
+        eos_token_id=fast.eos_token_id,
+        bos_token_id=fast.eos_token_id,
     )
     import torch
 

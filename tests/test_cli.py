@@ -75,9 +75,14 @@ def test_analyze_names_missing_predictions(tiny_recipe, tmp_path, capsys):
         (lambda r, t: r.update(trainig={}), "unknown key 'trainig' (did you mean 'training'?)"),
         (lambda r, t: r["training"].update(learning_rate="fast"), "'training.learning_rate' must be a number"),
         (lambda r, t: r["ladder"][0].update(model=str(t / "no-model")), "model '{t}/no-model' does not load"),
-        (lambda r, t: r["ladder"][1]["training"].update(trainer_kwargs={"lr": 1}) if "training" in r["ladder"][1]
-         else r["ladder"][1].update(training={"trainer_kwargs": {"lr": 1}}),
-         "training.trainer_kwargs.lr is not a W2SRewardConfig field"),
+        (
+            lambda r, t: (
+                r["ladder"][1]["training"].update(trainer_kwargs={"lr": 1})
+                if "training" in r["ladder"][1]
+                else r["ladder"][1].update(training={"trainer_kwargs": {"lr": 1}})
+            ),
+            "training.trainer_kwargs.lr is not a W2SRewardConfig field",
+        ),
     ],
     ids=["unknown-key", "wrong-type", "model-path", "trainer-kwarg"],
 )
@@ -93,8 +98,10 @@ def test_bad_recipe_input(tiny_recipe, tmp_path, capsys, change, message):
 
 def test_missing_column(tiny_recipe, tmp_path, capsys):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "chosen": "a", "answer": "b"}] * 3)
-    tiny_recipe["data"] = {"source": "local", "files": {"gt": bad, "w2s": local_pairs(tmp_path, "w"),
-                                                        "test": local_pairs(tmp_path, "t")}}
+    tiny_recipe["data"] = {
+        "source": "local",
+        "files": {"gt": bad, "w2s": local_pairs(tmp_path, "w"), "test": local_pairs(tmp_path, "t")},
+    }
     code, err = run_cli(["run", str(write_recipe(tmp_path, tiny_recipe))], capsys)
     assert code == 2 and f"{bad}: missing column(s) ['rejected']" in err
     assert_stopped_before_training(tiny_recipe)
@@ -103,8 +110,10 @@ def test_missing_column(tiny_recipe, tmp_path, capsys):
 def test_malformed_json_line(tiny_recipe, tmp_path, capsys):
     bad = tmp_path / "gt.jsonl"
     bad.write_text('{"chosen": "a", "rejected": "b"}\n{"chosen": "a", "rejected": \n')
-    tiny_recipe["data"] = {"source": "local", "files": {"gt": str(bad), "w2s": local_pairs(tmp_path, "w"),
-                                                        "test": local_pairs(tmp_path, "t")}}
+    tiny_recipe["data"] = {
+        "source": "local",
+        "files": {"gt": str(bad), "w2s": local_pairs(tmp_path, "w"), "test": local_pairs(tmp_path, "t")},
+    }
     code, err = run_cli(["run", str(write_recipe(tmp_path, tiny_recipe))], capsys)
     assert code == 2 and f"{bad}: line 2 is not valid JSON" in err
     assert_stopped_before_training(tiny_recipe)
@@ -113,8 +122,10 @@ def test_malformed_json_line(tiny_recipe, tmp_path, capsys):
 def test_empty_split(tiny_recipe, tmp_path, capsys):
     empty = tmp_path / "test.jsonl"
     empty.write_text("")
-    tiny_recipe["data"] = {"source": "local", "files": {"gt": local_pairs(tmp_path, "g"),
-                                                        "w2s": local_pairs(tmp_path, "w"), "test": str(empty)}}
+    tiny_recipe["data"] = {
+        "source": "local",
+        "files": {"gt": local_pairs(tmp_path, "g"), "w2s": local_pairs(tmp_path, "w"), "test": str(empty)},
+    }
     code, err = run_cli(["run", str(write_recipe(tmp_path, tiny_recipe))], capsys)
     assert code == 2 and f"{empty}: the file holds no pairs (empty split)" in err
     assert_stopped_before_training(tiny_recipe)
@@ -122,8 +133,10 @@ def test_empty_split(tiny_recipe, tmp_path, capsys):
 
 def test_overlapping_splits(tiny_recipe, tmp_path, capsys):
     shared = local_pairs(tmp_path, "g")
-    tiny_recipe["data"] = {"source": "local", "files": {"gt": shared, "w2s": local_pairs(tmp_path, "w"),
-                                                        "test": shared}}
+    tiny_recipe["data"] = {
+        "source": "local",
+        "files": {"gt": shared, "w2s": local_pairs(tmp_path, "w"), "test": shared},
+    }
     code, err = run_cli(["run", str(write_recipe(tmp_path, tiny_recipe))], capsys)
     assert code == 2 and "the splits overlap" in err
     assert_stopped_before_training(tiny_recipe)

@@ -36,8 +36,9 @@ def test_hh_single_turn_local_copy_gives_the_papers_splits(shared_data):
 
 
 def test_hh_single_turn_subsets_are_deterministic_and_seeded(shared_data):
-    config = dict(source="hh_single_turn", path=str(shared_data / "hh-single-turn"), gt_size=100, w2s_size=100,
-                  test_size=100)
+    config = dict(
+        source="hh_single_turn", path=str(shared_data / "hh-single-turn"), gt_size=100, w2s_size=100, test_size=100
+    )
     first = load_splits(DataConfig(**config, seed=1))
     again = load_splits(DataConfig(**config, seed=1))
     other = load_splits(DataConfig(**config, seed=2))
@@ -50,8 +51,11 @@ def test_hh_single_turn_subsets_are_deterministic_and_seeded(shared_data):
 
 def test_hh_rlhf_multi_turn_dialogues_split_into_prompt_and_final_response(shared_data):
     config = DataConfig(
-        source="hh_rlhf", files={"all": str(shared_data / "hh-rlhf" / "harmless-base" / "test.jsonl.gz")},
-        gt_size=600, w2s_size=600, test_size=None,
+        source="hh_rlhf",
+        files={"all": str(shared_data / "hh-rlhf" / "harmless-base" / "test.jsonl.gz")},
+        gt_size=600,
+        w2s_size=600,
+        test_size=None,
     )
     splits = load_splits(config)
     assert splits["test"].num_rows == 1800 - 1200
@@ -73,8 +77,10 @@ def test_hh_rlhf_local_directory_with_data_dir(shared_data):
 
 def test_single_turn_filter_on_multi_turn_file(shared_data):
     config = DataConfig(
-        source="hh_single_turn", files={"all": str(shared_data / "hh-rlhf" / "harmless-base" / "test.jsonl.gz")},
-        gt_size=100, w2s_size=100,
+        source="hh_single_turn",
+        files={"all": str(shared_data / "hh-rlhf" / "harmless-base" / "test.jsonl.gz")},
+        gt_size=100,
+        w2s_size=100,
     )
     splits = load_splits(config)
     total = sum(split.num_rows for split in splits.values())
@@ -176,7 +182,9 @@ def test_overlapping_splits_are_refused(tmp_path):
     gt = write_jsonl(tmp_path / "gt.jsonl", pairs(5))
     w2s = write_jsonl(tmp_path / "w2s.jsonl", pairs(5, "w"))
     test = write_jsonl(tmp_path / "test.jsonl", pairs(3))  # the first 3 gt pairs again
-    with pytest.raises(W2SInputError, match="the splits overlap: pair 'test-000000' of test is also 'gt-000000' of gt"):
+    with pytest.raises(
+        W2SInputError, match="the splits overlap: pair 'test-000000' of test is also 'gt-000000' of gt"
+    ):
         load_splits(DataConfig(source="local", files={"gt": str(gt), "w2s": str(w2s), "test": str(test)}))
 
 

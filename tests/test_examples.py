@@ -9,9 +9,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_train_on_weak_labels_example(tiny_model_dir, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "train_on_weak_labels.py"), "--model", str(tiny_model_dir),
-         "--num_layers", "0", "--max_steps", "4", "--output_dir", str(tmp_path / "student")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(ROOT / "examples" / "train_on_weak_labels.py"),
+            "--model",
+            str(tiny_model_dir),
+            "--num_layers",
+            "0",
+            "--max_steps",
+            "4",
+            "--output_dir",
+            str(tmp_path / "student"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "agreement with the weak labels" in result.stdout

@@ -51,14 +51,14 @@ def test_recipe_wide_override_reaches_every_rung_without_its_own_value():
 
 def test_yaml_scientific_notation_without_dot_is_a_float(tmp_path):
     # YAML 1.1 reads 5e-5 as a string; a number field accepts it.
-    path = write(tmp_path, "name: x\nladder: [{name: a, model: m}, {name: b, model: m}]\ntraining:\n  learning_rate: 5e-5\n")
+    path = write(
+        tmp_path, "name: x\nladder: [{name: a, model: m}, {name: b, model: m}]\ntraining:\n  learning_rate: 5e-5\n"
+    )
     assert load_recipe(path).training.learning_rate == pytest.approx(5e-5)
 
 
 def test_pairs_default_to_every_rung_against_the_last():
-    recipe = recipe_from_dict(
-        {"name": "x", "ladder": [{"name": n, "model": "m"} for n in ("a", "b", "c")]}
-    )
+    recipe = recipe_from_dict({"name": "x", "ladder": [{"name": n, "model": "m"} for n in ("a", "b", "c")]})
     assert [(p.weak, p.strong) for p in recipe.pairs] == [("a", "c"), ("b", "c")]
 
 
@@ -71,16 +71,30 @@ def test_pairs_default_to_every_rung_against_the_last():
         ({"name": "x", "ladder": [], "seeds": 3}, "'seeds' must be a list of integers, got 3"),
         ({"name": "x", "ladder": [], "methods": ["xent", "magic"]}, "'methods.1' must be one of 'xent', 'logconf'"),
         ({"name": "x", "ladder": [], "data": {"source": "s3"}}, "'data.source' must be one of 'synthetic'"),
-        ({"name": "x", "ladder": [{"name": "a", "model": "m", "training": {"freeze_embeddings": "yes"}}]},
-         "'ladder.0.training.freeze_embeddings' must be true or false"),
+        (
+            {"name": "x", "ladder": [{"name": "a", "model": "m", "training": {"freeze_embeddings": "yes"}}]},
+            "'ladder.0.training.freeze_embeddings' must be true or false",
+        ),
         ({"ladder": []}, "missing required key 'name'"),
         ({"name": "x", "ladder": [{"name": "a"}]}, "missing required key 'ladder.0.model'"),
         ({"name": "x", "ladder": [{"name": "a", "model": "m"}]}, "needs at least two rungs"),
         ({"name": "x", "ladder": [{"name": "a", "model": "m"}, {"name": "a", "model": "m"}]}, "duplicate rung names"),
-        ({"name": "x", "ladder": [{"name": "a", "model": "m"}, {"name": "b", "model": "m"}],
-          "pairs": [{"weak": "a", "strong": "z"}]}, "'pairs.0.strong' is 'z', which is not a rung"),
-        ({"name": "x", "ladder": [{"name": "a", "model": "m"}, {"name": "b", "model": "m"}],
-          "data": {"test_size": 0}}, "'data.test_size' must be positive"),
+        (
+            {
+                "name": "x",
+                "ladder": [{"name": "a", "model": "m"}, {"name": "b", "model": "m"}],
+                "pairs": [{"weak": "a", "strong": "z"}],
+            },
+            "'pairs.0.strong' is 'z', which is not a rung",
+        ),
+        (
+            {
+                "name": "x",
+                "ladder": [{"name": "a", "model": "m"}, {"name": "b", "model": "m"}],
+                "data": {"test_size": 0},
+            },
+            "'data.test_size' must be positive",
+        ),
     ],
 )
 def test_bad_recipes_name_the_file_and_key(tmp_path, raw, message):

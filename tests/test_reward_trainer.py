@@ -43,12 +43,16 @@ def test_hard_labels_give_exactly_trls_loss(tiny_model_dir, tmp_path, with_margi
         data = data.add_column("margin", [0.5 * i for i in range(8)])
     model, tokenizer = load(tiny_model_dir)
     trl = RewardTrainer(
-        model=model, args=RewardConfig(output_dir=str(tmp_path / "a"), bf16=False, **COMMON),
-        train_dataset=data, processing_class=tokenizer,
+        model=model,
+        args=RewardConfig(output_dir=str(tmp_path / "a"), bf16=False, **COMMON),
+        train_dataset=data,
+        processing_class=tokenizer,
     )
     ours = W2SRewardTrainer(
-        model=model, args=W2SRewardConfig(output_dir=str(tmp_path / "b"), **COMMON),
-        train_dataset=data, processing_class=tokenizer,
+        model=model,
+        args=W2SRewardConfig(output_dir=str(tmp_path / "b"), **COMMON),
+        train_dataset=data,
+        processing_class=tokenizer,
     )
     batch_trl = next(iter(trl.get_train_dataloader()))
     batch_ours = next(iter(ours.get_train_dataloader()))
@@ -64,7 +68,9 @@ def test_soft_labels_reach_the_loss(tiny_model_dir, tmp_path):
     data = text_pairs(8).add_column("soft_label", [0.9, 0.1] * 4)
     model, tokenizer = load(tiny_model_dir)
     trainer = W2SRewardTrainer(
-        model=model, args=W2SRewardConfig(output_dir=str(tmp_path), **COMMON), train_dataset=data,
+        model=model,
+        args=W2SRewardConfig(output_dir=str(tmp_path), **COMMON),
+        train_dataset=data,
         processing_class=tokenizer,
     )
     batch = next(iter(trainer.get_train_dataloader()))
@@ -99,7 +105,11 @@ def test_logconf_logs_its_loss_terms(tiny_model_dir, tmp_path):
     data = text_pairs(48).add_column("soft_label", [0.8, 0.3, 0.6] * 16)
     model, tokenizer = load(tiny_model_dir)
     args = W2SRewardConfig(
-        output_dir=str(tmp_path), loss_type="logconf", aux_coef=0.5, aux_warmup_frac=0.5, num_train_epochs=1,
+        output_dir=str(tmp_path),
+        loss_type="logconf",
+        aux_coef=0.5,
+        aux_warmup_frac=0.5,
+        num_train_epochs=1,
         **COMMON,
     )
     trainer = W2SRewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
@@ -127,8 +137,10 @@ def test_lora_trains_adapters_and_the_reward_head(tiny_model_dir, tmp_path):
     model, tokenizer = load(tiny_model_dir)
     head_before = model.score.weight.detach().clone()
     trainer = W2SRewardTrainer(
-        model=model, args=W2SRewardConfig(output_dir=str(tmp_path), learning_rate=1e-2, **COMMON),
-        train_dataset=data, processing_class=tokenizer,
+        model=model,
+        args=W2SRewardConfig(output_dir=str(tmp_path), learning_rate=1e-2, **COMMON),
+        train_dataset=data,
+        processing_class=tokenizer,
         peft_config=LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["c_attn"]),
     )
     trainable = [name for name, p in trainer.model.named_parameters() if p.requires_grad]
@@ -148,8 +160,10 @@ def test_encoder_tokenizer_without_eos_uses_its_separator(tmp_path):
     assert tokenizer.eos_token is None
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, num_hidden_layers=1)
     trainer = W2SRewardTrainer(
-        model=model, args=W2SRewardConfig(output_dir=str(tmp_path), max_steps=1, **COMMON),
-        train_dataset=text_pairs(8), processing_class=tokenizer,
+        model=model,
+        args=W2SRewardConfig(output_dir=str(tmp_path), max_steps=1, **COMMON),
+        train_dataset=text_pairs(8),
+        processing_class=tokenizer,
     )
     assert trainer.args.eos_token == "[SEP]"
     assert trainer.train().global_step == 1
@@ -167,7 +181,9 @@ def test_hub_dataset_format_without_prompt(tiny_model_dir, tmp_path):
     data = Dataset.from_dict({"chosen": ["a good answer", "fine"], "rejected": ["a bad answer", "poor"]})
     model, tokenizer = load(tiny_model_dir)
     trainer = W2SRewardTrainer(
-        model=model, args=W2SRewardConfig(output_dir=str(tmp_path), max_steps=1, **COMMON), train_dataset=data,
+        model=model,
+        args=W2SRewardConfig(output_dir=str(tmp_path), max_steps=1, **COMMON),
+        train_dataset=data,
         processing_class=tokenizer,
     )
     assert trainer.train().global_step == 1

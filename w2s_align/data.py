@@ -232,7 +232,10 @@ def _synthetic(config: DataConfig) -> dict[str, Dataset]:
     weights = config.synthetic.kind_weights
     train = generate_pairs(sizes["gt"] + sizes["w2s"], seed=config.seed, pool="seen", kind_weights=weights)
     test = generate_pairs(
-        sizes["test"], seed=config.seed + 1, pool=config.synthetic.test_pool, kind_weights=weights,
+        sizes["test"],
+        seed=config.seed + 1,
+        pool=config.synthetic.test_pool,
+        kind_weights=weights,
         exclude=set(train["id"]),
     )
     return {
@@ -263,7 +266,9 @@ def _cut(raw: dict[str, Dataset], config: DataConfig) -> DatasetDict:
         pool = raw["all"] if "all" in raw else raw.get("train")
         parts, need = {}, SPLITS
     if pool is None:
-        raise W2SInputError(f"data: source {config.source!r} gave splits {sorted(raw)}; need gt/w2s/test or train/test")
+        raise W2SInputError(
+            f"data: source {config.source!r} gave splits {sorted(raw)}; need gt/w2s/test or train/test"
+        )
     pool = pool.shuffle(seed=config.seed)
     unsized = [split for split in need if sizes[split] is None]
     if len(unsized) > 1:

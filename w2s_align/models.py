@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +55,16 @@ def check_rung_loads(rung: RungConfig) -> None:
     """Load the rung's config and tokenizer (cheap) so a bad model path fails before any training."""
     path = resolve_model_path(rung.model)
     try:
-        config = AutoConfig.from_pretrained(path, revision=rung.revision, **_config_kwargs(rung))
+        config = AutoConfig.from_pretrained(path, revision=rung.revision)
         load_tokenizer(path, rung.revision)
     except (OSError, ValueError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise W2SInputError(f"ladder rung {rung.name!r}: model {rung.model!r} does not load: {first_line}") from None
-    layers = getattr(config, "num_hidden_layers", None)
-    if rung.num_layers is not None and layers is not None and rung.num_layers < 1:
-        raise W2SInputError(f"ladder rung {rung.name!r}: num_layers must be at least 1")
+    available = getattr(config, "num_hidden_layers", None)
+    if rung.num_layers is not None and available is not None and rung.num_layers > available:
+        raise W2SInputError(
+            f"ladder rung {rung.name!r}: num_layers is {rung.num_layers} but {rung.model!r} has {available} layers"
+        )
 
 
 def load_tokenizer(path: str, revision: str | None = None) -> PreTrainedTokenizerBase:
@@ -113,8 +114,3 @@ def tokenize_pairs(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_len
         return out
 
     return dataset.map(encode, batched=True, desc="Tokenizing pairs")
-
-
-def offline_hub() -> bool:
-    """Whether the hub is switched off for this process (set by the quickstart and by users without network)."""
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")

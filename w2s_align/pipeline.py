@@ -167,7 +167,9 @@ class W2SPipeline:
                 lora_dropout=settings.lora.dropout,
                 target_modules=settings.lora.target_modules,
             )
-        columns = ["chosen_ids", "rejected_ids"] + (["soft_label"] if "soft_label" in train_dataset.column_names else [])
+        columns = ["chosen_ids", "rejected_ids"] + (
+            ["soft_label"] if "soft_label" in train_dataset.column_names else []
+        )
         trainer = W2SRewardTrainer(
             model=model,
             args=args,
@@ -269,7 +271,10 @@ class W2SPipeline:
             for rung in self._rungs_in_use():
                 ceilings[rung.name] = self._ceiling(rung, seed)
                 models[f"{rung.name}.gt.seed{seed}"] = {
-                    "role": "ceiling", "rung": rung.name, "seed": seed, "stage": ceilings[rung.name],
+                    "role": "ceiling",
+                    "rung": rung.name,
+                    "seed": seed,
+                    "stage": ceilings[rung.name],
                 }
             for pair in recipe.pairs:
                 weak, strong = recipe.rung(pair.weak), recipe.rung(pair.strong)
@@ -278,8 +283,12 @@ class W2SPipeline:
                 for method in recipe.methods:
                     stage = self._student(weak, strong, labels_stage, method, seed)
                     models[f"{strong.name}.from-{weak.name}.{method}.seed{seed}"] = {
-                        "role": "student", "rung": strong.name, "weak": weak.name, "method": method,
-                        "seed": seed, "stage": stage,
+                        "role": "student",
+                        "rung": strong.name,
+                        "weak": weak.name,
+                        "method": method,
+                        "seed": seed,
+                        "stage": stage,
                     }
         predictions = {}
         for key, info in models.items():

@@ -110,7 +110,7 @@ class DataConfig:
     """Where the preference pairs come from and how they are cut into ground-truth, weak-to-strong and test splits."""
 
     source: Literal["synthetic", "hh_rlhf", "hh_single_turn", "pku_saferlhf", "local"] = field(
-        default="synthetic", metadata={"help": "Data source (see `w2s_align.data.SOURCES`)."}
+        default="synthetic", metadata={"help": "Where the pairs come from (see docs/recipes.md, Data sources)."}
     )
     path: str | None = field(
         default=None, metadata={"help": "Hub dataset id or local file/directory; each source has a default."}
@@ -387,6 +387,9 @@ def _check(recipe: Recipe, source: str) -> None:
                 )
         if pair.weak == pair.strong:
             raise W2SInputError(f"{source}: 'pairs.{index}' pairs the rung {pair.weak!r} with itself")
+    for index, rung in enumerate(recipe.ladder):
+        if rung.num_layers is not None and rung.num_layers < 1:
+            raise W2SInputError(f"{source}: 'ladder.{index}.num_layers' must be at least 1, got {rung.num_layers}")
     if not recipe.methods:
         raise W2SInputError(f"{source}: 'methods' must name at least one of {list(STUDENT_METHODS)}")
     if not recipe.seeds:

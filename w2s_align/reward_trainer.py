@@ -124,17 +124,25 @@ class W2SRewardTrainer(RewardTrainer):
 
     _tag_names = ["trl", "reward-trainer", "w2s-align"]
 
-    def __init__(self, model, args: W2SRewardConfig | None = None, data_collator=None, *pos_args, **kwargs):
+    def __init__(
+        self,
+        model,
+        args: W2SRewardConfig | None = None,
+        data_collator=None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        **kwargs,
+    ):
         if args is None:
             model_name = model if isinstance(model, str) else model.config._name_or_path
             args = W2SRewardConfig(f"{model_name.split('/')[-1]}-W2SReward")
         elif not isinstance(args, W2SRewardConfig):
             raise TypeError(f"args must be a W2SRewardConfig, got {type(args).__name__}")
-        processing_class = kwargs.get("processing_class")
         # Encoder tokenizers (BERT family) have no eos token; their separator ends a sequence instead.
         if args.eos_token is None and processing_class is not None and processing_class.eos_token is None:
             args.eos_token = processing_class.sep_token
-        super().__init__(model, args, data_collator, *pos_args, **kwargs)
+        super().__init__(model, args, data_collator, train_dataset, eval_dataset, processing_class, **kwargs)
         if data_collator is None:
             self.data_collator = W2SDataCollatorForPreference(
                 pad_token_id=self.processing_class.pad_token_id, pad_to_multiple_of=args.pad_to_multiple_of

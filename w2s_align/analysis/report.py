@@ -51,7 +51,11 @@ def build_metrics(recipe: Any, models: dict[str, dict[str, Any]], predictions: d
     min_gap = 1.0 / max(n_test, 1)
     out_models = {}
     for key, info in models.items():
-        out_models[key] = {**info, "accuracy": accuracy(predictions[key]), "accuracy_by_kind": _by_kind(predictions[key])}
+        out_models[key] = {
+            **info,
+            "accuracy": accuracy(predictions[key]),
+            "accuracy_by_kind": _by_kind(predictions[key]),
+        }
 
     def ceiling(rung: str, seed: int) -> str:
         return f"{rung}.gt.seed{seed}"
@@ -72,9 +76,7 @@ def build_metrics(recipe: Any, models: dict[str, dict[str, Any]], predictions: d
                         "strong": strong_acc,
                         "student": student_acc,
                         "pgr": pgr(weak_acc, strong_acc, student_acc, min_gap),
-                        "agreement_with_weak": agreement(
-                            predictions[student], predictions[ceiling(pair.weak, seed)]
-                        ),
+                        "agreement_with_weak": agreement(predictions[student], predictions[ceiling(pair.weak, seed)]),
                     }
                 )
             weak_acc = _mean([row["weak"] for row in per_seed])
@@ -158,7 +160,7 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         "",
         "## Performance gap recovered",
         "",
-        "| weak -> strong | method | weak | strong ceiling | student | PGR | PGR per seed | student agrees with weak |",
+        "| weak -> strong | method | weak | strong ceiling | student | PGR | PGR per seed | agrees with weak |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in metrics["pgr"]:
