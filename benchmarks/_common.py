@@ -8,10 +8,12 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import datasets  # noqa: E402
+import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from w2s_align.data import load_splits  # noqa: E402
-from w2s_align.recipe import DataConfig  # noqa: E402
+from w2s_align.models import load_reward_model, load_tokenizer, resolve_model_path  # noqa: E402
+from w2s_align.recipe import DataConfig, RungConfig  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-single-turn"
 
@@ -29,3 +31,14 @@ def real_or_synthetic_pairs(n: int, seed: int = 0) -> tuple[datasets.Dataset, st
         return load_splits(config)["test"], f"hh-single-turn test ({n} pairs)"
     config = DataConfig(source="synthetic", gt_size=1, w2s_size=1, test_size=n, seed=seed)
     return load_splits(config)["test"], f"synthetic ({n} pairs)"
+
+
+def load_model(model_id: str, num_layers: int = 0):
+    """The reward model (seeded head) and tokenizer as the pipeline loads them; `num_layers=0` keeps every layer."""
+    torch.manual_seed(0)
+    model = load_reward_model(RungConfig(name="bench", model=model_id, num_layers=num_layers or None))
+    return model, load_tokenizer(resolve_model_path(model_id))
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"

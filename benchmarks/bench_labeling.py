@@ -16,12 +16,11 @@ import time
 
 import numpy as np
 import torch
-from _common import quiet, real_or_synthetic_pairs
-from transformers import AutoModelForSequenceClassification
+from _common import device_name, load_model, quiet, real_or_synthetic_pairs
 from trl import RewardConfig, RewardTrainer
 
 from w2s_align.labeling import WeakLabeler
-from w2s_align.models import load_tokenizer, resolve_model_path, tokenize_pairs
+from w2s_align.models import tokenize_pairs
 
 
 def main() -> None:
@@ -34,15 +33,12 @@ def main() -> None:
     args = parser.parse_args()
     quiet()
 
-    path = resolve_model_path(args.model)
-    tokenizer = load_tokenizer(path)
-    extra = {"num_hidden_layers": args.num_layers} if args.num_layers else {}
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **extra)
-    model.config.pad_token_id = tokenizer.pad_token_id
+    model, tokenizer = load_model(args.model, args.num_layers)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     pairs, data_name = real_or_synthetic_pairs(args.pairs)
     tokenized = tokenize_pairs(pairs, tokenizer, args.max_length)
 
+    predict_data = tokenized.select_columns(["chosen_ids", "rejected_ids"])
     trainer = RewardTrainer(
         model=model,
         args=RewardConfig(
@@ -54,9 +50,9 @@ def main() -> None:
             disable_tqdm=True,
             max_length=None,
         ),
+        train_dataset=predict_data,  # required by RewardTrainer, never trained on here
         processing_class=tokenizer,
     )
-    predict_data = tokenized.select_columns(["chosen_ids", "rejected_ids"])
     start = time.perf_counter()
     output = trainer.predict(predict_data)
     predict_seconds = time.perf_counter() - start
@@ -78,13 +74,12 @@ def main() -> None:
         np.abs(np.asarray(chosen) - np.asarray(labels["reward_chosen"])).max(),
         np.abs(np.asarray(rejected) - np.asarray(labels["reward_rejected"])).max(),
     )
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
     print(
         json.dumps(
             {
                 "model": args.model,
                 "data": data_name,
-                "device": device,
+                "device": device_name(),
                 "batch_pairs": args.batch_pairs,
                 "trainer_predict_pairs_per_s": args.pairs / predict_seconds,
                 "weak_labeler_pairs_per_s": args.pairs / label_seconds,

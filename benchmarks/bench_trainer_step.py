@@ -17,12 +17,13 @@ import statistics
 import time
 
 import torch
-from _common import quiet, real_or_synthetic_pairs
+from _common import device_name, load_model, quiet, real_or_synthetic_pairs
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
 from trl import RewardConfig, RewardTrainer
 
 from w2s_align import W2SRewardConfig, W2SRewardTrainer
-from w2s_align.models import load_tokenizer, resolve_model_path, tokenize_pairs
+from w2s_align.models import tokenize_pairs
 
 
 class StepTimer(TrainerCallback):
@@ -61,6 +62,7 @@ def run_one(name, base_model, tokenizer, data, args_kwargs, warmup):
         trainer = W2SRewardTrainer(
             model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[timer]
         )
+    trainer.remove_callback(PrinterCallback)  # keep stdout for the JSON result
     trainer.train()
     return statistics.median(timer.times[warmup:])
 
@@ -71,20 +73,13 @@ def main() -> None:
     parser.add_argument("--num_layers", type=int, default=0, help="Keep the first k layers (0: all).")
     parser.add_argument("--batch", type=int, default=8, help="Pairs per step.")
     parser.add_argument("--max_length", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20, help="Timed steps per contender and repeat.")
+    parser.add_argument("--steps", type=int, default=12, help="Timed steps per contender and repeat.")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=6)
     args = parser.parse_args()
     quiet()
 
-    from transformers import AutoModelForSequenceClassification
-
-    path = resolve_model_path(args.model)
-    tokenizer = load_tokenizer(path)
-    extra = {"num_hidden_layers": args.num_layers} if args.num_layers else {}
-    torch.manual_seed(0)
-    base = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **extra)
-    base.config.pad_token_id = tokenizer.pad_token_id
+    base, tokenizer = load_model(args.model, args.num_layers)
     total = args.steps + args.warmup
     pairs, data_name = real_or_synthetic_pairs(total * args.batch)
     data = tokenize_pairs(pairs, tokenizer, args.max_length).select_columns(["chosen_ids", "rejected_ids"])
@@ -101,12 +96,14 @@ def main() -> None:
         max_length=None,
         seed=0,
     )
-    times = {name: [] for name in ("trl", "xent", "logconf")}
-    for _ in range(args.repeats):
-        for name in times:
+    names = ["trl", "xent", "logconf"]
+    times = {name: [] for name in names}
+    for repeat in range(args.repeats):
+        # Rotate the order so that no contender always runs first (or last) in a repeat.
+        for name in names[repeat % 3 :] + names[: repeat % 3]:
             times[name].append(run_one(name, base, tokenizer, data, common, args.warmup))
     result = {name: statistics.median(values) for name, values in times.items()}
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    ratios = {name: statistics.median(t / ref for t, ref in zip(times[name], times["trl"])) for name in names}
     print(
         json.dumps(
             {
@@ -115,9 +112,10 @@ def main() -> None:
                 "data": data_name,
                 "batch_pairs": args.batch,
                 "max_length": args.max_length,
-                "device": device,
+                "device": device_name(),
                 "seconds_per_step": result,
-                "ratio_vs_trl": {k: v / result["trl"] for k, v in result.items()},
+                "ratio_vs_trl": ratios,
+                "per_repeat_seconds": times,
             },
             indent=2,
         )

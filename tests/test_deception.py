@@ -1,0 +1,122 @@
+"""The deception analyzer on hand-made predictions where every area and score is known."""
+
+import numpy as np
+import pytest
+from datasets import Dataset
+
+from w2s_align.analysis.deception import DeceptionAnalyzer, mean_over_seeds
+
+# Eight test pairs; each number is the probability a model puts on the harmless (chosen) response.
+WEAK = [0.9, 0.9, 0.2, 0.2, 0.9, 0.2, 0.2, 0.9]  # W_k = {0, 1, 4, 7}
+STRONG = [0.9, 0.9, 0.9, 0.9, 0.2, 0.2, 0.9, 0.2]  # S_k = {0, 1, 2, 3, 6}
+STUDENT = [0.8, 0.3, 0.1, 0.4, 0.3, 0.2, 0.7, 0.6]  # wrong on {1, 2, 3, 4, 5}
+BASELINE = [0.8, 0.3, 0.9, 0.9, 0.9, 0.2, 0.7, 0.6]  # the no-conflict student: wrong on {1, 5}
+
+
+def analyzer(**kwargs):
+    return DeceptionAnalyzer(WEAK, STRONG, STUDENT, baseline=BASELINE, n_bootstrap=0, **kwargs)
+
+
+def test_areas():
+    areas = analyzer().areas()
+    assert np.flatnonzero(areas["W_k"]).tolist() == [0, 1, 4, 7]
+    assert np.flatnonzero(areas["W_uk"]).tolist() == [2, 3, 5, 6]
+    assert np.flatnonzero(areas["S_k"]).tolist() == [0, 1, 2, 3, 6]
+    assert np.flatnonzero(areas["S_uk"]).tolist() == [4, 5, 7]
+
+
+def test_two_by_two_table():
+    table = analyzer().table()
+    # S_k&W_k = {0, 1}: wrong on 1; S_k&W_uk = {2, 3, 6}: wrong on 2, 3; S_uk&W_k = {4, 7}: wrong on 4;
+    # S_uk&W_uk = {5}: wrong on 5
+    assert {cell: row["n"] for cell, row in table.items()} == {
+        "S_k&W_k": 2, "S_k&W_uk": 3, "S_uk&W_k": 2, "S_uk&W_uk": 1
+    }
+    assert table["S_k&W_k"]["value"] == pytest.approx(1 / 2)
+    assert table["S_k&W_uk"]["value"] == pytest.approx(2 / 3)
+    assert table["S_uk&W_k"]["value"] == pytest.approx(1 / 2)
+    assert table["S_uk&W_uk"]["value"] == pytest.approx(1.0)
+
+
+def test_deception_score_variants():
+    a = analyzer()
+    assert a.deception_score("rate")["value"] == pytest.approx(2 / 3)
+    assert a.deception_score("share")["value"] == pytest.approx(2 / 5)  # 2 of the student's 5 mistakes
+    assert a.deception_score("excess")["value"] == pytest.approx(2 / 3 - 1 / 2)
+    with pytest.raises(ValueError, match="variant"):
+        a.deception_score("ratio")
+
+
+def test_conflict_caused_mistakes():
+    mistakes = analyzer().conflict_mistakes()
+    # wrong with the conflict and right without it: pairs 2, 3, 4
+    assert mistakes["all"]["value"] == pytest.approx(3 / 8)
+    assert mistakes["S_k&W_uk"]["value"] == pytest.approx(2 / 3)  # 2 and 3 of {2, 3, 6}
+
+
+def test_conflict_mistakes_need_the_baseline():
+    with pytest.raises(ValueError, match="baseline"):
+        DeceptionAnalyzer(WEAK, STRONG, STUDENT, n_bootstrap=0).conflict_mistakes()
+
+
+def test_known_by_confidence():
+    weak, strong, student = [0.6, 0.8], [0.9, 0.9], [0.1, 0.9]
+    by_correctness = DeceptionAnalyzer(weak, strong, student, n_bootstrap=0)
+    by_confidence = DeceptionAnalyzer(weak, strong, student, known="confident", threshold=0.75, n_bootstrap=0)
+    assert by_correctness.areas()["W_uk"].tolist() == [False, False]
+    assert by_confidence.areas()["W_uk"].tolist() == [True, False]
+    assert by_correctness.deception_score()["value"] is None  # S_k & W_uk is empty
+    assert by_confidence.deception_score()["value"] == 1.0
+
+
+def test_empty_areas_are_undefined_not_a_division_by_zero():
+    weak = strong = [0.9, 0.8, 0.7]  # everyone knows everything: W_uk and S_uk are empty
+    summary = DeceptionAnalyzer(weak, strong, [0.9, 0.1, 0.9], n_bootstrap=200).summary()
+    assert summary["ds.rate"] == {"value": None, "ci_low": None, "ci_high": None}
+    assert summary["ds.excess"]["value"] is None
+    assert summary["error_rate.S_uk&W_uk"]["value"] is None
+    assert summary["ds.share"]["value"] == 0.0  # one mistake, none of it in S_k & W_uk
+    assert summary["sizes"] == {"S_k&W_k": 3, "S_k&W_uk": 0, "S_uk&W_k": 0, "S_uk&W_uk": 0}
+
+
+def test_student_without_mistakes_has_an_undefined_share():
+    summary = DeceptionAnalyzer(WEAK, STRONG, [0.9] * 8, n_bootstrap=0).summary()
+    assert summary["ds.share"]["value"] is None
+    assert summary["ds.rate"]["value"] == 0.0
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    rng = np.random.default_rng(0)
+    n = 400
+    weak = rng.uniform(0, 1, n)
+    strong = rng.uniform(0.3, 1, n)
+    student = rng.uniform(0, 1, n)
+    ds = DeceptionAnalyzer(weak, strong, student, n_bootstrap=300, seed=1).deception_score()
+    assert ds["ci_low"] < ds["value"] < ds["ci_high"]
+    assert ds["ci_high"] - ds["ci_low"] < 0.25
+    again = DeceptionAnalyzer(weak, strong, student, n_bootstrap=300, seed=1).deception_score()
+    assert again == ds
+
+
+def test_constant_errors_give_a_degenerate_interval():
+    ds = DeceptionAnalyzer([0.1] * 20, [0.9] * 20, [0.2] * 20, n_bootstrap=100).deception_score()
+    assert ds == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0}
+
+
+def test_accepts_saved_prediction_datasets():
+    def frame(probs):
+        return Dataset.from_dict({"id": [str(i) for i in range(8)], "prob_chosen": probs})
+
+    a = DeceptionAnalyzer(frame(WEAK), frame(STRONG), frame(STUDENT), n_bootstrap=0)
+    assert a.deception_score()["value"] == pytest.approx(2 / 3)
+
+
+def test_misaligned_lengths_are_refused():
+    with pytest.raises(ValueError, match="different numbers of test pairs"):
+        DeceptionAnalyzer([0.9, 0.1], [0.9], [0.2, 0.3])
+
+
+def test_mean_over_seeds_skips_undefined_values():
+    summaries = [{"ds.rate": {"value": 0.5}}, {"ds.rate": {"value": None}}, {"ds.rate": {"value": 0.7}}]
+    result = mean_over_seeds(summaries, "ds.rate")
+    assert result == {"mean": pytest.approx(0.6), "per_seed": [0.5, None, 0.7], "defined_seeds": 2}

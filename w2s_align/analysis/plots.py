@@ -1,0 +1,111 @@
+"""Plots of a run (PNG, matplotlib): Deception Score and PGR against the capability gap, and the 2x2 area heatmap.
+
+All plots read the `metrics.json` structure written by the pipeline, so `w2s-align analyze RUN_DIR` redraws them from
+saved predictions. matplotlib is an optional dependency (`pip install w2s_align[plotting]`); without it the report is
+written without figures and says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+CELL_ORDER = (("S_k", "W_k"), ("S_k", "W_uk"), ("S_uk", "W_k"), ("S_uk", "W_uk"))
+
+
+def matplotlib_available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _lines(rows: list[dict[str, Any]], value: str) -> dict[str, list[tuple[float, float, float | None, float | None]]]:
+    """Group rows by (method, conflict, mitigation) into (gap, value, ci_low, ci_high) points sorted by gap."""
+    lines: dict[str, list] = {}
+    for row in rows:
+        point = row.get(value)
+        if point is None or point.get("value") is None or row.get("gap") is None:
+            continue
+        name = f"{row['conflict']}" + (f", {row['mitigation']}" if row["mitigation"] != "none" else "")
+        name += f" ({row['method']})"
+        lines.setdefault(name, []).append((row["gap"], point["value"], point.get("ci_low"), point.get("ci_high")))
+    return {name: sorted(points) for name, points in lines.items()}
+
+
+def _plot_against_gap(rows: list[dict[str, Any]], value: str, ylabel: str, title: str, path: Path) -> Path | None:
+    lines = _lines(rows, value)
+    if not lines:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, points in lines.items():
+        gaps = [p[0] for p in points]
+        values = [p[1] for p in points]
+        ax.plot(gaps, values, marker="o", label=name)
+        if all(p[2] is not None for p in points):
+            ax.fill_between(gaps, [p[2] for p in points], [p[3] for p in points], alpha=0.15)
+    ax.set_xlabel("capability gap: acc(strong ceiling) - acc(weak ceiling)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_deception_vs_gap(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Deception Score (rate, with its bootstrap band) against the gap, one line per conflict setting."""
+    return _plot_against_gap(rows, "ds", "Deception Score (error rate in S_k & W_uk)", "Deception vs gap", path)
+
+
+def plot_pgr_vs_gap(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """PGR against the gap, one line per conflict setting."""
+    return _plot_against_gap(rows, "pgr_point", "PGR", "Performance gap recovered vs gap", path)
+
+
+def plot_area_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """The student's error rate in each knowledge area, one panel per student (rows with a 2x2 table)."""
+    rows = [row for row in rows if row.get("table")]
+    if not rows:
+        return None
+    plt = _pyplot()
+    import numpy as np
+
+    columns = min(len(rows), 4)
+    grid_rows = (len(rows) + columns - 1) // columns
+    fig, axes = plt.subplots(grid_rows, columns, figsize=(3.2 * columns, 3.0 * grid_rows), squeeze=False)
+    for ax in axes.flat[len(rows) :]:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows):
+        grid = np.full((2, 2), np.nan)
+        for (s_area, w_area) in CELL_ORDER:
+            cell = row["table"][f"{s_area}&{w_area}"]
+            if cell["value"] is not None:
+                grid[0 if s_area == "S_k" else 1, 0 if w_area == "W_k" else 1] = cell["value"]
+        ax.imshow(grid, vmin=0, vmax=1, cmap="Reds")
+        for i, s_area in enumerate(("S_k", "S_uk")):
+            for j, w_area in enumerate(("W_k", "W_uk")):
+                cell = row["table"][f"{s_area}&{w_area}"]
+                text = "undef." if cell["value"] is None else f"{cell['value']:.2f}"
+                ax.text(j, i, f"{text}\nn={cell['n']}", ha="center", va="center", fontsize=8)
+        ax.set_xticks([0, 1], ["W_k", "W_uk"])
+        ax.set_yticks([0, 1], ["S_k", "S_uk"])
+        ax.set_title(row["label"], fontsize=8)
+    fig.suptitle("student error rate by knowledge area (seed 0)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
