@@ -27,7 +27,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
     parser.add_argument("--num_layers", type=int, default=0)
-    parser.add_argument("--pairs", type=int, default=1000)
+    # A multiple of --batch_pairs: Trainer.predict truncates the last partial batch of a RewardTrainer to the number
+    # of pairs left, dropping rejected rows (gather_for_metrics counts rows, and a pair is two rows).
+    parser.add_argument("--pairs", type=int, default=1024)
     parser.add_argument("--batch_pairs", type=int, default=32, help="Pairs per forward pass (2x sequences).")
     parser.add_argument("--max_length", type=int, default=512)
     args = parser.parse_args()
