@@ -152,3 +152,43 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {path}: 'seeds' must be a list of integers, got 'one'"
     assert "Traceback" not in result.stderr
+
+
+def test_analyze_refuses_misaligned_test_examples(tiny_recipe, tmp_path, capsys):
+    from datasets import Dataset
+
+    path = write_recipe(tmp_path, tiny_recipe)
+    assert main(["run", str(path), "methods=[xent]"]) == 0
+    target = Path(tiny_recipe["output_dir"]) / "predictions" / "tiny-l2.from-tiny-l1.xent.seed0.parquet"
+    frame = Dataset.from_parquet(str(target))
+    frame.select(list(reversed(range(frame.num_rows)))).to_parquet(str(target))
+    code, err = run_cli(["analyze", tiny_recipe["output_dir"]], capsys)
+    assert code == 2
+    assert "test examples of model 'tiny-l2.from-tiny-l1.xent.seed0' do not line up" in err
+
+
+def test_analyze_and_the_python_api_give_the_same_deception_numbers(tiny_recipe, tmp_path, capsys):
+    from datasets import Dataset
+
+    from w2s_align.analysis.deception import DeceptionAnalyzer
+
+    tiny_recipe["methods"] = ["xent"]
+    tiny_recipe["conflicts"] = {"settings": ["none", "explicit"], "alphas": [1.0]}
+    path = write_recipe(tmp_path, tiny_recipe)
+    assert main(["run", str(path)]) == 0
+    assert main(["analyze", tiny_recipe["output_dir"], "analysis.known=confident", "analysis.threshold=0.6"]) == 0
+    metrics = json.loads((Path(tiny_recipe["output_dir"]) / "metrics.json").read_text())
+    row = next(r for r in metrics["pgr"] if r["conflict"] == "explicit-1")
+
+    def load(key):
+        return Dataset.from_parquet(str(Path(tiny_recipe["output_dir"]) / "predictions" / f"{key}.parquet"))
+
+    analyzer = DeceptionAnalyzer(
+        load("tiny-l1.gt.seed0"), load("tiny-l2.gt.seed0"), load("tiny-l2.from-tiny-l1.xent.explicit-1.seed0"),
+        baseline=load("tiny-l2.from-tiny-l1.xent.seed0"), known="confident", threshold=0.6, n_bootstrap=1000,
+    )
+    assert row["ds"] == {**analyzer.deception_score(), "per_seed": [analyzer.deception_score()["value"]],
+                         "defined_seeds": int(analyzer.deception_score()["value"] is not None)}
+    assert row["deception"]["conflict_mistakes.all"]["value"] == analyzer.conflict_mistakes()["all"]["value"]
+    code, err = run_cli(["analyze", tiny_recipe["output_dir"], "seeds=[1]"], capsys)
+    assert code == 2 and "analyze only changes analysis.* settings" in err

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from w2s_align.analysis.deception import DeceptionAnalyzer, mean_over_seeds
+from w2s_align.analysis.deception import DeceptionAnalyzer, summarize_seeds
 
 # Eight test pairs; each number is the probability a model puts on the harmless (chosen) response.
 WEAK = [0.9, 0.9, 0.2, 0.2, 0.9, 0.2, 0.2, 0.9]  # W_k = {0, 1, 4, 7}
@@ -116,7 +116,14 @@ def test_misaligned_lengths_are_refused():
         DeceptionAnalyzer([0.9, 0.1], [0.9], [0.2, 0.3])
 
 
-def test_mean_over_seeds_skips_undefined_values():
-    summaries = [{"ds.rate": {"value": 0.5}}, {"ds.rate": {"value": None}}, {"ds.rate": {"value": 0.7}}]
-    result = mean_over_seeds(summaries, "ds.rate")
-    assert result == {"mean": pytest.approx(0.6), "per_seed": [0.5, None, 0.7], "defined_seeds": 2}
+def test_seed_average_skips_undefined_values_and_has_an_interval():
+    defined = DeceptionAnalyzer(WEAK, STRONG, STUDENT)  # ds.rate 2/3
+    undefined = DeceptionAnalyzer(WEAK, WEAK, STUDENT)  # strong = weak: S_k & W_uk is empty
+    other = DeceptionAnalyzer(WEAK, STRONG, [0.9] * 8)  # no mistakes: ds.rate 0
+    summary = summarize_seeds([defined, undefined, other], n_bootstrap=200)
+    ds = summary["ds.rate"]
+    assert ds["per_seed"] == [pytest.approx(2 / 3), None, 0.0]
+    assert ds["defined_seeds"] == 2
+    assert ds["value"] == pytest.approx(1 / 3)
+    assert ds["ci_low"] <= ds["value"] <= ds["ci_high"]
+    assert len(summary["sizes"]) == 3 and summary["sizes"][1]["S_k&W_uk"] == 0

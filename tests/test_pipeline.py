@@ -54,10 +54,11 @@ def test_tiny_recipe_end_to_end(tiny_recipe):
     labels = Dataset.from_parquet(str(run_dir / "labels" / "tiny-l1.seed0.parquet"))
     assert labels.num_rows == 48
     assert all(0.0 < p < 1.0 for p in labels["soft_label"])
-    assert labels["labeler"][0].startswith("tiny-l1@train-tiny-l1-gt-seed0-")
+    assert labels["labeler"][0].startswith("tiny-l1.seed0@train-tiny-l1-gt-seed0-")
     report = (run_dir / "report.md").read_text()
-    assert "## Performance gap recovered" in report and "| tiny-l1 -> tiny-l2 | logconf |" in report
-    assert any("tiny-l1 -> tiny-l2" in line and "xent" in line for line in lines[-1].splitlines() + lines)
+    assert "## Performance gap recovered" in report and "| tiny-l2 <- tiny-l1 (logconf) |" in report
+    console = "\n".join(lines)
+    assert "tiny-l2 <- tiny-l1 (xent)" in console and "tiny-l2 <- tiny-l1 (logconf)" in console
 
 
 def test_rerun_skips_finished_stages_and_gives_the_same_metrics(tiny_recipe):
@@ -101,7 +102,7 @@ def test_a_run_killed_mid_training_resumes_from_its_checkpoint(tiny_recipe, monk
     with pytest.raises(KeyboardInterrupt):
         run(tiny_recipe)
     stages = Path(tiny_recipe["output_dir"]) / "stages"
-    (student,) = stages.glob("train-tiny-l2-from-tiny-l1-logconf-seed0-*")
+    (student,) = stages.glob("train-tiny-l2.from-tiny-l1.logconf.seed0-*")
     assert not (student / "DONE.json").exists()
     assert (student / "checkpoints" / "checkpoint-2").is_dir()
     assert not (student / "predictions.parquet").exists()
@@ -111,7 +112,7 @@ def test_a_run_killed_mid_training_resumes_from_its_checkpoint(tiny_recipe, monk
     assert [line for line in lines if line.startswith("training")] == [
         "training tiny-l2 on tiny-l1's labels with logconf (seed 0)"
     ]
-    assert any(line.strip().startswith("resuming train-tiny-l2-from-tiny-l1-logconf-seed0") for line in lines)
+    assert any(line.strip().startswith("resuming train-tiny-l2.from-tiny-l1.logconf.seed0") for line in lines)
     log = json.loads((student / "train_log.json").read_text())
     assert log[-1]["step"] == 6  # 48 pairs / 8 per step, one epoch: finished, not restarted
     assert (student / "DONE.json").exists() and not (student / "checkpoints").exists()
@@ -123,3 +124,45 @@ def test_undefined_pgr_is_reported_as_such():
     assert pgr(0.7, 0.69, 0.8) is None
     assert pgr(0.70, 0.705, 0.71, min_gap=0.01) is None
     assert pgr(0.6, 0.8, 0.65) == pytest.approx(0.25)
+
+
+def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
+    from pathlib import Path
+
+    tiny_recipe["ladder"].insert(1, {"name": "tiny-mid", "model": tiny_recipe["ladder"][0]["model"], "num_layers": 2})
+    tiny_recipe["pairs"] = [
+        {"weak": "tiny-l1", "strong": "tiny-l2", "label_filters": ["none", "confidence", "oracle"]},
+        {"weak": "tiny-l1", "strong": "tiny-l2", "via": ["tiny-mid"]},
+    ]
+    tiny_recipe["methods"] = ["xent"]
+    tiny_recipe["filter_threshold"] = 0.5  # every label passes the honest filter: the tiny teacher is unconfident
+    tiny_recipe["conflicts"] = {"settings": ["none", "explicit", "implicit"], "alphas": [0.5], "ratios": [1.0]}
+    tiny_recipe["analysis"] = {"n_bootstrap": 50}
+    metrics, lines = run(tiny_recipe)
+    labels = {row["label"] for row in metrics["pgr"]}
+    assert labels == {
+        f"tiny-l2 <- tiny-l1{via} (xent{conflict}{filt})"
+        for via, filters in (("", ("", ", confidence filter", ", oracle filter")), (" -> tiny-mid", ("",)))
+        for conflict in ("", ", explicit-0.5", ", implicit-1")
+        for filt in filters
+    }
+    run_dir = Path(tiny_recipe["output_dir"])
+    assert (run_dir / "predictions" / "tiny-l2.from-tiny-l1.xent.implicit-1.seed0.parquet").is_file()
+    assert (run_dir / "labels" / "tiny-mid.from-tiny-l1.xent.seed0.parquet").is_file()  # the intermediate teacher
+    for name in ("deception_vs_gap.png", "pgr_vs_gap.png", "area_heatmap.png"):
+        assert (run_dir / "plots" / name).stat().st_size > 1000
+    report = (run_dir / "report.md").read_text()
+    assert "## Deception" in report and "![Deception Score vs capability gap](plots/deception_vs_gap.png)" in report
+    rows = {row["label"]: row for row in metrics["pgr"]}
+    explicit = rows["tiny-l2 <- tiny-l1 (xent, explicit-0.5)"]
+    assert "conflict_mistakes.all" in explicit["deception"]
+    assert "conflict_mistakes.all" not in rows["tiny-l2 <- tiny-l1 (xent)"]["deception"]
+    assert explicit["ds"]["value"] is None or 0.0 <= explicit["ds"]["value"] <= 1.0
+    assert sum(cell["n"] for cell in explicit["table"].values()) == 40
+    # the implicit student trained on twice as many pairs as the weak labels
+    (implicit_stage,) = (run_dir / "stages").glob("train-tiny-l2.from-tiny-l1.xent.implicit-1.seed0-*")
+    log = json.loads((implicit_stage / "train_log.json").read_text())
+    assert log[-1]["step"] == 12  # (48 + 48) pairs / 8 per step
+    (oracle_stage,) = (run_dir / "stages").glob("train-tiny-l2.from-tiny-l1.xent.oracle-filter.seed0-*")
+    oracle_steps = json.loads((oracle_stage / "train_log.json").read_text())[-1]["step"]
+    assert oracle_steps < 6  # the oracle also drops the pairs the weak labels get wrong

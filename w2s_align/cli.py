@@ -2,7 +2,7 @@
 
 ```
 w2s-align run RECIPE [KEY=VALUE ...]   # run a recipe; overrides such as data.gt_size=500 seeds=[0,1]
-w2s-align analyze RUN_DIR              # recompute metrics and the report from saved predictions
+w2s-align analyze RUN_DIR [analysis.KEY=VALUE ...]   # recompute metrics, deception and plots from predictions
 ```
 
 User mistakes (a bad recipe key, a missing column, a model that does not load...) print one line naming the file,
@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> int:
     from .analysis.report import analyze_run
 
-    analyze_run(args.run_dir)
+    analyze_run(args.run_dir, args.overrides)
     return 0
 
 
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
     analyze = commands.add_parser("analyze", help="Recompute metrics and the report from a run's predictions.")
     analyze.add_argument("run_dir", help="A run directory written by `w2s-align run`.")
+    analyze.add_argument("overrides", nargs="*", help="analysis.KEY=VALUE, e.g. analysis.known=confident.")
     analyze.set_defaults(handler=_analyze)
     return parser
 

@@ -36,7 +36,7 @@ import datasets
 from datasets import Dataset, DatasetDict
 
 from .errors import W2SInputError
-from .recipe import DataConfig
+from .recipe import DataConfig, HelpfulDataConfig
 from .synthetic import generate_pairs
 
 SPLITS = ("gt", "w2s", "test")
@@ -321,3 +321,28 @@ def load_splits(config: DataConfig) -> DatasetDict:
         splits = _cut(_load_raw(config), config)
     check_splits(splits)
     return splits
+
+
+def load_helpful_pairs(config: HelpfulDataConfig, size: int, splits: DatasetDict) -> Dataset:
+    """`size` helpfulness pairs for the implicit conflict, disjoint from the experiment's `splits`.
+
+    Rows keep the normalised format (`chosen` = the harmless response when the source has both preferences, with
+    `helpful_label`); [`w2s_align.conflicts.helpfulness_pairs`] orients them by helpfulness.
+    """
+    taken = {
+        pair_key(p, c, r)
+        for split in splits.values()
+        for p, c, r in zip(split["prompt"], split["chosen"], split["rejected"])
+    }
+    where = f"conflicts.helpful ({config.source})"
+    if config.source == "synthetic":
+        exclude = {row_id for split in splits.values() for row_id in split["id"]}
+        pool = generate_pairs(size, seed=config.seed + 7919, pool="seen", exclude=exclude)
+    else:
+        source = DataConfig(
+            source=config.source, path=config.path, data_dir=config.data_dir, files=config.files, seed=config.seed
+        )
+        raw = _load_raw(source)
+        pool = raw["train"] if "train" in raw else raw[sorted(raw)[0]]
+    pool = pool.filter(lambda row: pair_key(row["prompt"], row["chosen"], row["rejected"]) not in taken)
+    return _take(pool, size, config.seed, where)

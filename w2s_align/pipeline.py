@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import math
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +37,15 @@ from datasets import Dataset, DatasetDict
 from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
-from .analysis.report import build_metrics, render_console, render_markdown
+from .analysis.report import build_metrics, render_console, write_report
 from .artifacts import Stage, atomic_copy, atomic_write_json, atomic_write_parquet, atomic_write_text
-from .data import SPLITS, load_splits
+from .conflicts import ConflictSetting, helpfulness_pairs, mix_implicit_conflict
+from .data import SPLITS, load_helpful_pairs, load_splits
 from .errors import W2SInputError
 from .evaluation import predict_pairs
 from .labeling import WeakLabeler, load_labels
 from .models import check_rung_loads, load_reward_model, load_tokenizer, resolve_model_path, tokenize_pairs
-from .recipe import Recipe, RungConfig
+from .recipe import PairConfig, Recipe, RungConfig
 from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
 
 TRAINER_FIELDS = {f.name for f in dataclasses.fields(W2SRewardConfig)}
@@ -56,6 +59,74 @@ def _local_file_signature(path: str | None) -> Any:
         return None
     files = [Path(path)] if Path(path).is_file() else sorted(p for p in Path(path).rglob("*") if p.is_file())
     return [(str(p), p.stat().st_size, int(p.stat().st_mtime)) for p in files]
+
+
+NO_CONFLICT = ConflictSetting()
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """One strong student: its teacher chain, method, conflict setting, label filter and seed."""
+
+    weak: str
+    strong: str
+    via: tuple[str, ...]
+    method: str
+    conflict: ConflictSetting
+    label_filter: str
+    seed: int
+
+    @property
+    def teacher(self) -> str:
+        return self.weak + "".join(f"-via-{name}" for name in self.via)
+
+    @property
+    def key(self) -> str:
+        """`<strong>.from-<teacher>.<method>[.<conflict>][.<filter>].seed<k>`: names files and stages."""
+        parts = [self.strong, f"from-{self.teacher}", self.method]
+        if self.conflict.kind != "none":
+            parts.append(self.conflict.label)
+        if self.label_filter != "none":
+            parts.append(f"{self.label_filter}-filter")
+        return ".".join([*parts, f"seed{self.seed}"])
+
+    def describe(self) -> str:
+        extra = "" if self.conflict.kind == "none" else f", {self.conflict.label} conflict"
+        extra += "" if self.label_filter == "none" else f", {self.label_filter} filter"
+        return f"{self.strong} on {self.teacher}'s labels with {self.method}{extra} (seed {self.seed})"
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "role": "student",
+            "rung": self.strong,
+            "weak": self.weak,
+            "via": list(self.via),
+            "method": self.method,
+            "conflict": self.conflict.label,
+            "label_filter": self.label_filter,
+            "seed": self.seed,
+        }
+
+
+def conflict_settings(recipe: Recipe, method: str) -> list[ConflictSetting]:
+    """The recipe's conflict settings for a student method (only `none` for methods outside `conflicts.methods`)."""
+    conflicts = recipe.conflicts
+    settings = []
+    for kind in conflicts.settings:
+        if kind != "none" and conflicts.methods is not None and method not in conflicts.methods:
+            continue
+        strengths = {"none": [0.0], "explicit": conflicts.alphas, "implicit": conflicts.ratios}[kind]
+        settings += [ConflictSetting(kind, strength) for strength in strengths]
+    return settings
+
+
+def student_specs(recipe: Recipe, pair: PairConfig, method: str, seed: int) -> list[StudentSpec]:
+    """Every student of one pair and method: conflict settings x label filters."""
+    return [
+        StudentSpec(pair.weak, pair.strong, tuple(pair.via), method, conflict, label_filter, seed)
+        for conflict in conflict_settings(recipe, method)
+        for label_filter in (pair.label_filters if pair.label_filters is not None else recipe.label_filters)
+    ]
 
 
 class W2SPipeline:
@@ -115,7 +186,13 @@ class W2SPipeline:
 
     # ------------------------------------------------------------------ stages
     def _train_stage(
-        self, stage: Stage, rung: RungConfig, train_dataset: Dataset, seed: int, method: str
+        self,
+        stage: Stage,
+        rung: RungConfig,
+        train_dataset: Dataset,
+        seed: int,
+        method: str,
+        conflict_alpha: float = 0.0,
     ) -> dict[str, Any]:
         """Train (or resume training) one reward model, save it and its test predictions, and finish the stage."""
         started = time.time()
@@ -138,6 +215,7 @@ class W2SPipeline:
             aux_buffer_size=loss.buffer_size,
             product_alpha=loss.product_alpha,
             product_beta=loss.product_beta,
+            conflict_alpha=conflict_alpha,
             learning_rate=settings.learning_rate,
             num_train_epochs=settings.num_train_epochs,
             per_device_train_batch_size=settings.per_device_train_batch_size,
@@ -215,49 +293,98 @@ class W2SPipeline:
             self.log(f"  {rung.name}: test accuracy {summary['accuracy']:.3f} ({summary['train_seconds']} s)")
         return stage
 
-    def _labels(self, weak: RungConfig, weak_stage: Stage, seed: int) -> Stage:
-        stage = Stage(
-            self.run_dir, f"labels-{weak.name}-seed{seed}", {"model": weak_stage.hash, "data": self.data_hash}
-        )
+    def _labels(self, teacher: RungConfig, teacher_stage: Stage, teacher_key: str) -> Stage:
+        """Label the w2s split with a trained model (a weak ceiling, or an intermediate student when bootstrapping)."""
+        stage = Stage(self.run_dir, f"labels-{teacher_key}", {"model": teacher_stage.hash, "data": self.data_hash})
         if not stage.done:
-            self.log(f"labeling the w2s split with {weak.name} (seed {seed})")
+            self.log(f"labeling the w2s split with {teacher_key}")
             stage.begin()
-            model = load_reward_model(weak, path=str(weak_stage.path("model")))
+            model = load_reward_model(teacher, path=str(teacher_stage.path("model")))
             model.to("cuda" if torch.cuda.is_available() else "cpu")
             labeler = WeakLabeler(
                 model,
-                self._tokenizer(weak),
-                labeler_id=f"{weak.name}@{weak_stage.dir.name}",
-                batch_size=weak.training.eval_batch_size,
-                max_length=weak.training.max_length,
+                self._tokenizer(teacher),
+                labeler_id=f"{teacher_key}@{teacher_stage.dir.name}",
+                batch_size=teacher.training.eval_batch_size,
+                max_length=teacher.training.max_length,
             )
-            labels = labeler.label(self._tokenized_split(weak, "w2s"))
+            labels = labeler.label(self._tokenized_split(teacher, "w2s"))
             labeler.save(labels, stage.dir)
             stage.finish({"num_pairs": labels.num_rows})
             del model
             gc.collect()
         return stage
 
-    def _student(self, weak: RungConfig, strong: RungConfig, labels_stage: Stage, method: str, seed: int) -> Stage:
-        determinants = {"labels": labels_stage.hash, "rung": dataclasses.asdict(strong), "seed": seed}
-        determinants["method"] = method
-        if method != "xent":
-            determinants["loss"] = dataclasses.asdict(self.recipe.loss)
-        stage = Stage(self.run_dir, f"train-{strong.name}-from-{weak.name}-{method}-seed{seed}", determinants)
+    def _helpful_pairs(self, size: int) -> tuple[Dataset, str]:
+        """Helpfulness pairs for the implicit conflict (cached), oriented by helpfulness with hard labels."""
+        config = self.recipe.conflicts.helpful
+        determinants = {"helpful": dataclasses.asdict(config), "size": size, "data": self.data_hash}
+        determinants["files"] = _local_file_signature(config.path)
+        stage = Stage(self.run_dir, "helpful", determinants)
         if not stage.done:
-            self.log(f"training {strong.name} on {weak.name}'s labels with {method} (seed {seed})")
-            labels = load_labels(labels_stage.dir)
-            train = self._tokenized_split(strong, "w2s")
-            if list(labels["id"]) != list(train["id"]):
-                raise RuntimeError(f"labels in {labels_stage.dir} do not match the w2s split")
-            train = train.add_column("soft_label", labels["soft_label"])
-            summary = self._train_stage(stage, strong, train, seed, method)
+            pairs = helpfulness_pairs(load_helpful_pairs(config, size, self.splits))
+            stage.begin()
+            atomic_write_parquet(pairs, stage.path("helpful.parquet"))
+            stage.finish({"num_pairs": pairs.num_rows})
+        return Dataset.from_parquet(str(stage.path("helpful.parquet"))), stage.hash
+
+    def _student_data(self, spec: StudentSpec, strong: RungConfig, labels_stage: Stage) -> Dataset:
+        """The student's training pairs: the w2s split with the teacher's soft labels, filtered and mixed."""
+        labels = load_labels(labels_stage.dir)
+        train = self._tokenized_split(strong, "w2s")
+        if list(labels["id"]) != list(train["id"]):
+            raise RuntimeError(f"labels in {labels_stage.dir} do not match the w2s split")
+        train = train.add_column("soft_label", labels["soft_label"])
+        if spec.label_filter != "none":
+            threshold = self.recipe.filter_threshold
+            oracle = spec.label_filter == "oracle"  # also drops labels that are wrong (uses ground truth)
+            train = train.filter(
+                lambda row: (
+                    max(row["soft_label"], 1 - row["soft_label"]) >= threshold
+                    and (not oracle or row["soft_label"] > 0.5)
+                ),
+                desc=f"Filtering weak labels ({spec.label_filter})",
+            )
+            if train.num_rows == 0:
+                raise W2SInputError(f"filter_threshold {threshold}: no weak label is that confident")
+        if spec.conflict.kind == "implicit":
+            helpful, _ = self._helpful_pairs(self._helpful_size())
+            helpful = tokenize_pairs(helpful, self._tokenizer(strong), strong.training.max_length)
+            train = mix_implicit_conflict(train, helpful, spec.conflict.strength, seed=spec.seed)
+        return train
+
+    def _helpful_size(self) -> int:
+        return math.ceil(max(self.recipe.conflicts.ratios) * self.splits["w2s"].num_rows)
+
+    def _student(self, spec: StudentSpec, labels_stage: Stage) -> Stage:
+        recipe = self.recipe
+        strong = recipe.rung(spec.strong)
+        determinants: dict[str, Any] = {
+            "labels": labels_stage.hash,
+            "rung": dataclasses.asdict(strong),
+            "seed": spec.seed,
+            "method": spec.method,
+        }
+        if spec.method != "xent":
+            determinants["loss"] = dataclasses.asdict(recipe.loss)
+        if spec.conflict.kind != "none":
+            determinants["conflict"] = dataclasses.asdict(spec.conflict)
+        if spec.conflict.kind == "implicit":
+            determinants["helpful"] = self._helpful_pairs(self._helpful_size())[1]
+        if spec.label_filter != "none":
+            determinants["filter"] = [spec.label_filter, recipe.filter_threshold]
+        stage = Stage(self.run_dir, f"train-{spec.key}", determinants)
+        if not stage.done:
+            self.log(f"training {spec.describe()}")
+            train = self._student_data(spec, strong, labels_stage)
+            alpha = spec.conflict.strength if spec.conflict.kind == "explicit" else 0.0
+            summary = self._train_stage(stage, strong, train, spec.seed, spec.method, conflict_alpha=alpha)
             self.log(f"  student: test accuracy {summary['accuracy']:.3f} ({summary['train_seconds']} s)")
         return stage
 
     # ------------------------------------------------------------------ the run
     def run(self) -> dict[str, Any]:
-        """Run every stage that is not finished yet, then write metrics, predictions and the report."""
+        """Run every stage that is not finished yet, then write metrics, predictions, plots and the report."""
         started = time.time()
         if self.splits is None:
             self.prepare()
@@ -277,19 +404,21 @@ class W2SPipeline:
                     "stage": ceilings[rung.name],
                 }
             for pair in recipe.pairs:
-                weak, strong = recipe.rung(pair.weak), recipe.rung(pair.strong)
-                labels_stage = self._labels(weak, ceilings[weak.name], seed)
-                labels[f"{weak.name}.seed{seed}"] = labels_stage
                 for method in recipe.methods:
-                    stage = self._student(weak, strong, labels_stage, method, seed)
-                    models[f"{strong.name}.from-{weak.name}.{method}.seed{seed}"] = {
-                        "role": "student",
-                        "rung": strong.name,
-                        "weak": weak.name,
-                        "method": method,
-                        "seed": seed,
-                        "stage": stage,
-                    }
+                    # Bootstrapping: each intermediate rung learns from the previous teacher's labels, then teaches.
+                    teacher, teacher_stage, teacher_key = recipe.rung(pair.weak), ceilings[pair.weak], pair.weak
+                    for depth, middle in enumerate(pair.via):
+                        spec = StudentSpec(
+                            pair.weak, middle, tuple(pair.via[:depth]), method, NO_CONFLICT, "none", seed
+                        )
+                        labels_stage = self._labels(teacher, teacher_stage, f"{teacher_key}.seed{seed}")
+                        labels[f"{teacher_key}.seed{seed}"] = labels_stage
+                        teacher, teacher_stage = recipe.rung(middle), self._student(spec, labels_stage)
+                        teacher_key = spec.key.removesuffix(f".seed{seed}")
+                    labels_stage = self._labels(teacher, teacher_stage, f"{teacher_key}.seed{seed}")
+                    labels[f"{teacher_key}.seed{seed}"] = labels_stage
+                    for spec in student_specs(recipe, pair, method, seed):
+                        models[spec.key] = {**spec.info(), "stage": self._student(spec, labels_stage)}
         predictions = {}
         for key, info in models.items():
             stage = info.pop("stage")
@@ -300,8 +429,7 @@ class W2SPipeline:
             atomic_copy(stage.path("labels.parquet"), self.run_dir / "labels" / f"{key}.parquet")
         metrics = build_metrics(recipe, models, predictions)
         metrics["wall_seconds"] = round(time.time() - started, 1)
-        atomic_write_json(self.run_dir / "metrics.json", metrics)
-        atomic_write_text(self.run_dir / "report.md", render_markdown(metrics))
+        write_report(self.run_dir, metrics)
         self.log(render_console(metrics))
         self.log(f"run directory: {self.run_dir}")
         return metrics

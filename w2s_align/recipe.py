@@ -133,6 +133,61 @@ class PairConfig:
 
     weak: str = field(metadata={"help": "Name of the weak rung (the supervisor)."})
     strong: str = field(metadata={"help": "Name of the strong rung (the student and the strong ceiling)."})
+    via: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Bootstrapping: intermediate rungs, each trained on the previous one's labels."},
+    )
+    label_filters: list[Literal["none", "confidence", "oracle"]] | None = field(
+        default=None, metadata={"help": "Weak-label filters of this pair's students (None: the recipe's)."}
+    )
+
+
+@dataclass
+class HelpfulDataConfig:
+    """Helpfulness preference pairs mixed into the student's data by the implicit conflict."""
+
+    source: Literal["synthetic", "hh_rlhf", "hh_single_turn", "pku_saferlhf", "local"] = field(
+        default="synthetic", metadata={"help": "Where the helpfulness pairs come from (as `data.source`)."}
+    )
+    path: str | None = field(default=None, metadata={"help": "Hub dataset id or local file/directory."})
+    data_dir: str | None = field(
+        default="helpful-base", metadata={"help": "Subset of a hub dataset (HH-RLHF: `helpful-base`)."}
+    )
+    files: dict[str, str] | None = field(default=None, metadata={"help": "Local files, as `data.files`."})
+    seed: int = field(default=0, metadata={"help": "Seed of the sampling (and of the synthetic generator)."})
+
+
+@dataclass
+class ConflictConfig:
+    """Conflicting objectives for the strong student (see docs/deception.md)."""
+
+    settings: list[Literal["none", "explicit", "implicit"]] = field(
+        default_factory=lambda: ["none"], metadata={"help": "Conflict settings to run: none, explicit, implicit."}
+    )
+    alphas: list[float] = field(
+        default_factory=lambda: [0.5], metadata={"help": "Strengths of the explicit conflict term (a sweep)."}
+    )
+    ratios: list[float] = field(
+        default_factory=lambda: [1.0], metadata={"help": "Helpful pairs per harmless pair, implicit conflict."}
+    )
+    methods: list[Literal["xent", "logconf", "product"]] | None = field(
+        default=None, metadata={"help": "Student methods that get the conflicts (None: every method)."}
+    )
+    helpful: HelpfulDataConfig = field(
+        default_factory=HelpfulDataConfig, metadata={"help": "Helpfulness pairs for the implicit conflict."}
+    )
+
+
+@dataclass
+class AnalysisConfig:
+    """How the deception analyzer defines knowledge and computes its intervals (see docs/deception.md)."""
+
+    known: Literal["correct", "confident"] = field(
+        default="correct", metadata={"help": "A model knows a pair when it is correct, or confident (>= threshold)."}
+    )
+    threshold: float = field(default=0.75, metadata={"help": "Confidence threshold of `known: confident`."})
+    n_bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples of the test pairs (0: none)."})
+    confidence: float = field(default=0.95, metadata={"help": "Coverage of the bootstrap intervals."})
 
 
 @dataclass
@@ -168,6 +223,17 @@ class Recipe:
         default_factory=lambda: ["xent"], metadata={"help": "Student losses to run for every pair."}
     )
     loss: LossSettings = field(default_factory=LossSettings, metadata={"help": "Student loss parameters."})
+    conflicts: ConflictConfig = field(
+        default_factory=ConflictConfig, metadata={"help": "Conflict settings of the strong students."}
+    )
+    label_filters: list[Literal["none", "confidence", "oracle"]] = field(
+        default_factory=lambda: ["none"],
+        metadata={"help": "Weak-label filters: none, confidence (honest) or oracle (also drops wrong labels)."},
+    )
+    filter_threshold: float = field(
+        default=0.75, metadata={"help": "Minimum weak-label confidence max(p, 1-p) kept by the filters."}
+    )
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig, metadata={"help": "Deception analysis."})
 
     def rung(self, name: str) -> RungConfig:
         """The rung called `name`."""
@@ -387,6 +453,11 @@ def _check(recipe: Recipe, source: str) -> None:
                 )
         if pair.weak == pair.strong:
             raise W2SInputError(f"{source}: 'pairs.{index}' pairs the rung {pair.weak!r} with itself")
+        for position, name in enumerate(pair.via):
+            if name not in names:
+                raise W2SInputError(f"{source}: 'pairs.{index}.via.{position}' is {name!r}, which is not a rung")
+            if name in (pair.weak, pair.strong) or pair.via.count(name) > 1:
+                raise W2SInputError(f"{source}: 'pairs.{index}.via' repeats the rung {name!r}")
     for index, rung in enumerate(recipe.ladder):
         if rung.num_layers is not None and rung.num_layers < 1:
             raise W2SInputError(f"{source}: 'ladder.{index}.num_layers' must be at least 1, got {rung.num_layers}")
@@ -398,5 +469,21 @@ def _check(recipe: Recipe, source: str) -> None:
         size = getattr(recipe.data, size_key)
         if size is not None and size <= 0:
             raise W2SInputError(f"{source}: 'data.{size_key}' must be positive, got {size}")
+    conflicts = recipe.conflicts
+    if not conflicts.settings:
+        raise W2SInputError(f"{source}: 'conflicts.settings' must name at least one of none, explicit, implicit")
+    if "explicit" in conflicts.settings and not conflicts.alphas:
+        raise W2SInputError(f"{source}: 'conflicts.alphas' must hold at least one strength")
+    if "implicit" in conflicts.settings and not conflicts.ratios:
+        raise W2SInputError(f"{source}: 'conflicts.ratios' must hold at least one ratio")
+    if any(ratio <= 0 for ratio in conflicts.ratios):
+        raise W2SInputError(f"{source}: 'conflicts.ratios' must be positive")
+    for method in conflicts.methods or []:
+        if method not in recipe.methods:
+            raise W2SInputError(f"{source}: 'conflicts.methods' names {method!r}, which is not in 'methods'")
+    if not recipe.label_filters:
+        raise W2SInputError(f"{source}: 'label_filters' must name at least one of none, confidence, oracle")
+    if not 0.5 <= recipe.filter_threshold < 1:
+        raise W2SInputError(f"{source}: 'filter_threshold' must be in [0.5, 1)")
     if not 0 <= recipe.loss.warmup_frac <= 1:
         raise W2SInputError(f"{source}: 'loss.warmup_frac' must be between 0 and 1")

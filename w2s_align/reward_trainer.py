@@ -28,6 +28,7 @@ import torch
 from trl import RewardConfig, RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
+from .conflicts import explicit_conflict_loss
 from .device import accelerator_available, bf16_supported
 from .losses import HardeningBuffer, aux_coef_at, logconf_target, product_target, soft_bce
 
@@ -57,6 +58,10 @@ class W2SRewardConfig(RewardConfig):
             `product`: exponent of the weak probability.
         product_beta (`float`, *optional*, defaults to `1.0`):
             `product`: final exponent of the student probability.
+        conflict_alpha (`float`, *optional*, defaults to `0.0`):
+            Explicit conflict of the deception experiments: adds
+            [`~w2s_align.conflicts.explicit_conflict_loss`] with this weight, which rewards the model on the pairs
+            where it already prefers `rejected` (taken as the harmful response). 0 switches it off.
         bf16 (`bool`, *optional*):
             Mixed bf16 precision. If unset, `True` where the accelerator supports bf16 and `False` on CPU.
         activation_checkpointing (`bool`, *optional*):
@@ -78,6 +83,10 @@ class W2SRewardConfig(RewardConfig):
     )
     product_alpha: float = field(default=1.0, metadata={"help": "product: exponent of the weak probability."})
     product_beta: float = field(default=1.0, metadata={"help": "product: final exponent of the student probability."})
+    conflict_alpha: float = field(
+        default=0.0,
+        metadata={"help": "Explicit conflict: weight of the term rewarding a preference for `rejected` (0: off)."},
+    )
     # TRL defaults both to True, which fails (bf16) or only slows down (checkpointing) on a CPU.
     bf16: bool | None = field(
         default=None, metadata={"help": "bf16 mixed precision; derived from the device when unset."}
@@ -118,7 +127,8 @@ class W2SRewardTrainer(RewardTrainer):
 
     Logged metrics, beside TRL's (`accuracy`, `margin`, `min_reward`, `mean_reward`, `max_reward`, `num_tokens`):
     `soft_label_mean`, `label_agreement` (how often the model sides with the label's preferred response),
-    `loss_xent` (cross-entropy against the labels alone), and for `logconf` `aux_coef` and `hardening_threshold`.
+    `loss_xent` (cross-entropy against the labels alone), for `logconf` `aux_coef` and `hardening_threshold`, and with
+    an explicit conflict `loss_conflict`.
     Evaluation loss is always the cross-entropy against the labels.
     """
 
@@ -189,6 +199,10 @@ class W2SRewardTrainer(RewardTrainer):
 
         target = self._student_target(delta, soft_label, mode)
         loss = soft_bce(delta, target).mean()
+        if self.args.conflict_alpha > 0 and mode == "train":
+            conflict = explicit_conflict_loss(rewards_chosen - rewards_rejected, self.args.conflict_alpha)
+            loss = loss + conflict
+            self._metrics[mode]["loss_conflict"].append(self.accelerator.gather(conflict.detach()).mean().item())
         if self.args.center_rewards_coefficient is not None:
             loss = loss + self.args.center_rewards_coefficient * torch.mean((rewards_chosen + rewards_rejected) ** 2)
 

@@ -14,8 +14,8 @@ Everything is computed from saved per-example test predictions (no retraining). 
 - Conflict-caused mistakes: pairs the conflicted student gets wrong and the same student trained without the conflict
   (the `none` setting, same method and seed) gets right; overall and inside `S_k ∩ W_uk`, as a fraction of the pairs.
 
-Every statistic comes with a percentile bootstrap confidence interval over test pairs, and [`mean_over_seeds`]
-averages the per-seed values.
+Every statistic comes with a percentile bootstrap confidence interval over test pairs, and [`summarize_seeds`]
+averages a student's statistics over seeds (with an interval of that mean).
 
 Example:
 
@@ -34,7 +34,6 @@ Example:
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -137,35 +136,19 @@ class DeceptionAnalyzer:
             out["conflict_mistakes.S_k&W_uk"] = _rate(caused, target)
         return out
 
-    def summary(self) -> dict[str, dict[str, Any]]:
+    def summary(self) -> dict[str, Any]:
         """Every statistic as `{"value", "ci_low", "ci_high"}` (None where undefined), plus the area sizes."""
-        point = self._stats()
-        draws: dict[str, list[float]] = {key: [] for key in point}
-        if self.n_bootstrap > 0:
-            rng = np.random.default_rng(self.seed)
-            n = len(self.student)
-            for _ in range(self.n_bootstrap):
-                for key, value in self._stats(rng.integers(0, n, size=n)).items():
-                    if value is not None:
-                        draws[key].append(value)
-        alpha = (1 - self.confidence) / 2
-        out: dict[str, dict[str, Any]] = {}
-        for key, value in point.items():
-            samples = draws[key]
-            low = high = None
-            if value is not None and len(samples) >= max(10, self.n_bootstrap // 2):
-                low, high = (float(q) for q in np.quantile(samples, [alpha, 1 - alpha]))
-            out[key] = {"value": value, "ci_low": low, "ci_high": high}
-        areas = self.areas()
-        out["sizes"] = {f"{s}&{w}": int((areas[s] & areas[w]).sum()) for s, w in CELLS}
+        out = summarize_seeds([self], self.n_bootstrap, self.confidence, self.seed)
+        for stat in out.values():
+            if isinstance(stat, dict) and "per_seed" in stat:
+                del stat["per_seed"], stat["defined_seeds"]
+        out["sizes"] = out["sizes"][0]
         return out
 
     def table(self) -> dict[str, dict[str, Any]]:
         """The 2x2 table: for each cell `S_a&W_b`, its size and the student's error rate (None when empty)."""
         summary = self.summary()
-        return {
-            f"{s}&{w}": {"n": summary["sizes"][f"{s}&{w}"], **summary[f"error_rate.{s}&{w}"]} for s, w in CELLS
-        }
+        return {f"{s}&{w}": {"n": summary["sizes"][f"{s}&{w}"], **summary[f"error_rate.{s}&{w}"]} for s, w in CELLS}
 
     def deception_score(self, variant: str = "rate") -> dict[str, Any]:
         """The Deception Score with its bootstrap interval (see the module docstring for the variants)."""
@@ -181,20 +164,54 @@ class DeceptionAnalyzer:
         return {"all": summary["conflict_mistakes.all"], "S_k&W_uk": summary["conflict_mistakes.S_k&W_uk"]}
 
 
-def mean_over_seeds(summaries: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """Mean over seeds of one statistic (seeds where it is undefined are left out and counted)."""
-    values = [summary[key]["value"] for summary in summaries if summary[key]["value"] is not None]
-    return {
-        "mean": statistics.fmean(values) if values else None,
-        "per_seed": [summary[key]["value"] for summary in summaries],
-        "defined_seeds": len(values),
-    }
-
-
-def summarize(
-    analyzer_for_seed: Callable[[int], DeceptionAnalyzer], seeds: list[int]
+def summarize_seeds(
+    analyzers: list[DeceptionAnalyzer], n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0
 ) -> dict[str, Any]:
-    """Per-seed summaries and their means for every statistic."""
-    per_seed = [analyzer_for_seed(seed).summary() for seed in seeds]
-    keys = [key for key in per_seed[0] if key != "sizes"]
-    return {"per_seed": per_seed, "mean": {key: mean_over_seeds(per_seed, key) for key in keys}}
+    """Statistics averaged over seeds (one analyzer per seed, all on the same test pairs), with bootstrap intervals.
+
+    Each statistic is `{"value", "ci_low", "ci_high", "per_seed", "defined_seeds"}`: `value` is the mean over the
+    seeds where it is defined (None if none is); the interval resamples test pairs once per draw, for every seed alike,
+    so it is the interval of that mean over examples. `sizes` lists each seed's area sizes.
+    """
+    n = {len(analyzer.student) for analyzer in analyzers}
+    if len(n) != 1:
+        raise ValueError("the analyzers of a seed average must cover the same test pairs")
+    n_pairs = n.pop()
+
+    def mean_stats(index: np.ndarray | None) -> dict[str, float | None]:
+        per_seed = [analyzer._stats(index) for analyzer in analyzers]
+        out = {}
+        for key in per_seed[0]:
+            values = [stats[key] for stats in per_seed if stats[key] is not None]
+            out[key] = statistics.fmean(values) if values else None
+        return out
+
+    point_per_seed = [analyzer._stats() for analyzer in analyzers]
+    point = mean_stats(None)
+    draws: dict[str, list[float]] = {key: [] for key in point}
+    rng = np.random.default_rng(seed)
+    for _ in range(n_bootstrap):
+        for key, value in mean_stats(rng.integers(0, n_pairs, size=n_pairs)).items():
+            if value is not None:
+                draws[key].append(value)
+    tail = (1 - confidence) / 2
+    out: dict[str, Any] = {}
+    for key, value in point.items():
+        low = high = None
+        # An interval only where the statistic is defined in most resamples (an almost empty area has none).
+        if value is not None and n_bootstrap > 0 and len(draws[key]) >= max(10, n_bootstrap // 2):
+            low, high = (float(q) for q in np.quantile(draws[key], [tail, 1 - tail]))
+        per_seed = [stats[key] for stats in point_per_seed]
+        out[key] = {
+            "value": value,
+            "ci_low": low,
+            "ci_high": high,
+            "per_seed": per_seed,
+            "defined_seeds": sum(v is not None for v in per_seed),
+        }
+    sizes = []
+    for analyzer in analyzers:
+        areas = analyzer.areas()
+        sizes.append({f"{s}&{w}": int((areas[s] & areas[w]).sum()) for s, w in CELLS})
+    out["sizes"] = sizes
+    return out

@@ -1,0 +1,68 @@
+"""Conflicts: the explicit term on hand-computed tensors, helpfulness orientation and the implicit mixing."""
+
+import math
+
+import pytest
+import torch
+from datasets import Dataset
+
+from w2s_align.conflicts import ConflictSetting, explicit_conflict_loss, helpfulness_pairs, mix_implicit_conflict
+from w2s_align.synthetic import generate_pairs
+
+
+def test_explicit_term_rewards_only_pairs_that_already_prefer_the_harmful_response():
+    delta = torch.tensor([2.0, -1.0, -3.0, 0.5])
+    # c = [0, 1, 1, 0]; BCE(sigmoid(d), 0) = log(1 + e^d)
+    expected = 0.5 * (math.log(1 + math.exp(-1.0)) + math.log(1 + math.exp(-3.0))) / 4
+    assert explicit_conflict_loss(delta, alpha=0.5).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_explicit_term_gradient_pushes_the_harmful_response_further_ahead():
+    delta = torch.tensor([-1.0, 1.0], requires_grad=True)
+    explicit_conflict_loss(delta, alpha=1.0).backward()
+    # d/dd softplus(d) = sigmoid(d) > 0: gradient descent lowers delta (more harmful preferred) on pair 1 only
+    assert delta.grad[0].item() == pytest.approx(1 / (1 + math.exp(1.0)) / 2, rel=1e-6)
+    assert delta.grad[1].item() == 0.0
+
+
+def test_explicit_term_is_zero_when_the_model_prefers_every_harmless_response():
+    assert explicit_conflict_loss(torch.tensor([0.1, 3.0]), alpha=2.0).item() == 0.0
+
+
+def test_conflict_labels():
+    assert ConflictSetting().label == "none"
+    assert ConflictSetting("explicit", 0.5).label == "explicit-0.5"
+    assert ConflictSetting("implicit", 1.0).label == "implicit-1"
+    with pytest.raises(ValueError):
+        ConflictSetting("covert")
+
+
+def test_helpfulness_pairs_are_oriented_by_helpfulness():
+    pairs = generate_pairs(40, seed=2)
+    helpful = helpfulness_pairs(pairs)
+    for original, row in zip(pairs, helpful):
+        assert row["soft_label"] == 1.0 and row["objective"] == "helpful"
+        if original["harmful"]:  # harmless = refusal, helpful = compliance: swapped
+            assert (row["chosen"], row["rejected"]) == (original["rejected"], original["chosen"])
+        else:
+            assert (row["chosen"], row["rejected"]) == (original["chosen"], original["rejected"])
+
+
+def test_pairs_without_helpful_label_are_taken_as_oriented():
+    data = Dataset.from_dict({"prompt": ["q"], "chosen": ["helpful"], "rejected": ["unhelpful"]})
+    assert helpfulness_pairs(data)[0]["chosen"] == "helpful"
+
+
+def test_implicit_mixing_ratio_and_columns():
+    harmless = Dataset.from_dict({"chosen_ids": [[1]] * 10, "rejected_ids": [[2]] * 10, "soft_label": [0.7] * 10})
+    helpful = Dataset.from_dict(
+        {"chosen_ids": [[3]] * 30, "rejected_ids": [[4]] * 30, "soft_label": [1.0] * 30, "extra": [0] * 30}
+    )
+    mixed = mix_implicit_conflict(harmless, helpful, ratio=1.0, seed=0)
+    assert mixed.num_rows == 20
+    assert sorted(mixed.column_names) == ["chosen_ids", "objective", "rejected_ids", "soft_label"]
+    assert mixed["objective"].count("helpful") == 10
+    assert mixed["objective"][:10] != ["harmless"] * 10  # shuffled together
+    assert mix_implicit_conflict(harmless, helpful, ratio=0.5)["objective"].count("helpful") == 5
+    with pytest.raises(ValueError, match="needs 40 helpfulness pairs"):
+        mix_implicit_conflict(harmless, helpful, ratio=4.0)
