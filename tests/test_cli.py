@@ -44,7 +44,7 @@ def test_cli_runs_a_recipe_with_overrides(tiny_recipe, tmp_path, capsys):
     code = main(["run", str(path), "methods=[xent]", "data.test_size=24"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "tiny-l1 -> tiny-l2" in out and "xent" in out
+    assert "tiny-l2 <- tiny-l1 (xent)" in out
     metrics = json.loads((Path(tiny_recipe["output_dir"]) / "metrics.json").read_text())
     assert metrics["n_test"] == 24 and [row["method"] for row in metrics["pgr"]] == ["xent"]
 

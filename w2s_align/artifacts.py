@@ -57,8 +57,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     _atomic(Path(path), write)
 
 
-def atomic_write_json(path: str | Path, value: Any) -> None:
-    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+def atomic_write_json(path: str | Path, value: Any, sort_keys: bool = True) -> None:
+    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=sort_keys, default=str) + "\n")
 
 
 def atomic_write_parquet(dataset: Dataset, path: str | Path) -> None:

@@ -90,6 +90,8 @@ def mix_implicit_conflict(harmless: Dataset, helpful: Dataset, ratio: float, see
     helpful = helpful.shuffle(seed=seed).select(range(wanted))
     if "objective" not in harmless.column_names:
         harmless = harmless.add_column("objective", ["harmless"] * harmless.num_rows)
+    if "objective" not in helpful.column_names:
+        helpful = helpful.add_column("objective", ["helpful"] * helpful.num_rows)
     shared = [column for column in harmless.column_names if column in helpful.column_names]
     mixed = concatenate_datasets([harmless.select_columns(shared), helpful.select_columns(shared)])
     return mixed.shuffle(seed=seed)

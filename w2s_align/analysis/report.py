@@ -333,7 +333,8 @@ def write_report(run_dir: Path, metrics: dict[str, Any]) -> None:
             "Error rate by knowledge area": plot_area_heatmap(metrics["pgr"], plots_dir / "area_heatmap.png"),
         }
         figures = {caption: str(path.relative_to(run_dir)) for caption, path in drawn.items() if path is not None}
-    atomic_write_json(run_dir / "metrics.json", metrics)
+    # Unsorted: the order of models and rows is the training order, which `analyze` reproduces from this file.
+    atomic_write_json(run_dir / "metrics.json", metrics, sort_keys=False)
     atomic_write_text(run_dir / "report.md", render_markdown(metrics, figures))
 
 
