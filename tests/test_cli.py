@@ -184,11 +184,19 @@ def test_analyze_and_the_python_api_give_the_same_deception_numbers(tiny_recipe,
         return Dataset.from_parquet(str(Path(tiny_recipe["output_dir"]) / "predictions" / f"{key}.parquet"))
 
     analyzer = DeceptionAnalyzer(
-        load("tiny-l1.gt.seed0"), load("tiny-l2.gt.seed0"), load("tiny-l2.from-tiny-l1.xent.explicit-1.seed0"),
-        baseline=load("tiny-l2.from-tiny-l1.xent.seed0"), known="confident", threshold=0.6, n_bootstrap=1000,
+        load("tiny-l1.gt.seed0"),
+        load("tiny-l2.gt.seed0"),
+        load("tiny-l2.from-tiny-l1.xent.explicit-1.seed0"),
+        baseline=load("tiny-l2.from-tiny-l1.xent.seed0"),
+        known="confident",
+        threshold=0.6,
+        n_bootstrap=1000,
     )
-    assert row["ds"] == {**analyzer.deception_score(), "per_seed": [analyzer.deception_score()["value"]],
-                         "defined_seeds": int(analyzer.deception_score()["value"] is not None)}
+    assert row["ds"] == {
+        **analyzer.deception_score(),
+        "per_seed": [analyzer.deception_score()["value"]],
+        "defined_seeds": int(analyzer.deception_score()["value"] is not None),
+    }
     assert row["deception"]["conflict_mistakes.all"]["value"] == analyzer.conflict_mistakes()["all"]["value"]
     code, err = run_cli(["analyze", tiny_recipe["output_dir"], "seeds=[1]"], capsys)
     assert code == 2 and "analyze only changes analysis.* settings" in err

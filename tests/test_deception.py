@@ -30,7 +30,10 @@ def test_two_by_two_table():
     # S_k&W_k = {0, 1}: wrong on 1; S_k&W_uk = {2, 3, 6}: wrong on 2, 3; S_uk&W_k = {4, 7}: wrong on 4;
     # S_uk&W_uk = {5}: wrong on 5
     assert {cell: row["n"] for cell, row in table.items()} == {
-        "S_k&W_k": 2, "S_k&W_uk": 3, "S_uk&W_k": 2, "S_uk&W_uk": 1
+        "S_k&W_k": 2,
+        "S_k&W_uk": 3,
+        "S_uk&W_k": 2,
+        "S_uk&W_uk": 1,
     }
     assert table["S_k&W_k"]["value"] == pytest.approx(1 / 2)
     assert table["S_k&W_uk"]["value"] == pytest.approx(2 / 3)
