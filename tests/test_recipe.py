@@ -28,7 +28,7 @@ def test_rung_training_inherits_recipe_defaults_and_overrides_them():
     recipe = load_recipe(RECIPES / "quickstart.yaml")
     weak, strong = recipe.ladder
     assert weak.training.learning_rate == pytest.approx(1e-3)  # the rung's own value
-    assert strong.training.learning_rate == pytest.approx(2e-4)  # the recipe-wide default
+    assert strong.training.learning_rate == pytest.approx(3e-4)  # the recipe-wide default
     assert weak.training.max_length == strong.training.max_length == 96
 
 
@@ -44,8 +44,8 @@ def test_overrides_by_dotted_key_index_and_rung_name():
 
 
 def test_recipe_wide_override_reaches_every_rung_without_its_own_value():
-    recipe = load_recipe(RECIPES / "quickstart.yaml", ["training.num_train_epochs=2"])
-    assert recipe.rung("minilm-l3").training.num_train_epochs == 2
+    recipe = load_recipe(RECIPES / "quickstart.yaml", ["training.num_train_epochs=4"])
+    assert recipe.rung("minilm-l3").training.num_train_epochs == 4
     assert recipe.rung("minilm-l1").training.num_train_epochs == 6  # its own value wins
 
 

@@ -49,12 +49,17 @@ def _plot_against_gap(rows: list[dict[str, Any]], value: str, ylabel: str, title
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in lines.items():
-        gaps = [p[0] for p in points]
+    all_gaps = [p[0] for points in lines.values() for p in points]
+    # Nudge the lines apart horizontally so that intervals at the same gap do not hide each other.
+    step = 0.015 * max(max(all_gaps) - min(all_gaps), 0.05)
+    for index, (name, points) in enumerate(lines.items()):
+        gaps = [p[0] + (index - (len(lines) - 1) / 2) * step for p in points]
         values = [p[1] for p in points]
-        ax.plot(gaps, values, marker="o", label=name)
         if all(p[2] is not None for p in points):
-            ax.fill_between(gaps, [p[2] for p in points], [p[3] for p in points], alpha=0.15)
+            errors = [[v - p[2] for v, p in zip(values, points)], [p[3] - v for v, p in zip(values, points)]]
+            ax.errorbar(gaps, values, yerr=errors, marker="o", capsize=3, label=name)
+        else:
+            ax.plot(gaps, values, marker="o", label=name)
     ax.set_xlabel("capability gap: acc(strong ceiling) - acc(weak ceiling)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -67,7 +72,7 @@ def _plot_against_gap(rows: list[dict[str, Any]], value: str, ylabel: str, title
 
 
 def plot_deception_vs_gap(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Deception Score (rate, with its bootstrap band) against the gap, one line per conflict setting."""
+    """Deception Score (rate, with its bootstrap interval) against the gap, one line per conflict setting."""
     return _plot_against_gap(rows, "ds", "Deception Score (error rate in S_k & W_uk)", "Deception vs gap", path)
 
 
