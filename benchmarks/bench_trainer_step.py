@@ -58,7 +58,7 @@ def run_one(name, base_model, tokenizer, data, args_kwargs, warmup):
             callbacks=[timer],
         )
     else:
-        args = W2SRewardConfig(**args_kwargs, loss_type=name, activation_checkpointing=False)
+        args = W2SRewardConfig(**args_kwargs, student_loss=name, activation_checkpointing=False)
         trainer = W2SRewardTrainer(
             model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[timer]
         )

@@ -57,7 +57,7 @@ def main() -> None:
 
     config = W2SRewardConfig(
         output_dir=args.output_dir,
-        loss_type=args.loss,
+        student_loss=args.loss,
         aux_coef=0.5,
         aux_warmup_frac=0.2,
         learning_rate=2e-4,

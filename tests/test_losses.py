@@ -7,10 +7,13 @@ import torch
 
 from w2s_align.losses import (
     HardeningBuffer,
+    StudentLossArguments,
+    StudentObjective,
     aux_coef_at,
     hardening_threshold,
     logconf_loss,
     logconf_target,
+    margin_bce,
     product_loss,
     product_target,
     soft_bce,
@@ -137,3 +140,33 @@ def test_hardening_buffer_uses_label_preferences_not_mean_confidence():
     buffer = HardeningBuffer(size=8)
     buffer.add(torch.tensor([0.2, 0.4, 0.6, 0.8]), torch.tensor([0.52, 0.52, 0.52, 0.52]))
     assert buffer.positive_frac() == 1.0
+
+
+def test_margin_bce_is_simpo_with_hard_labels_and_bce_without_margin():
+    x = torch.tensor([0.3, -1.0])
+    hard = torch.ones(2)
+    simpo = -torch.nn.functional.logsigmoid(x - 0.5)
+    assert margin_bce(x, hard, gamma=0.5).tolist() == pytest.approx(simpo.tolist(), rel=1e-6)
+    soft = torch.tensor([0.7, 0.2])
+    assert margin_bce(x, soft).tolist() == pytest.approx(soft_bce(x, soft).tolist(), rel=1e-6)
+    # a soft label puts the margin on both sides: 0.7 * softplus(0.5 - 0.3) + 0.3 * softplus(0.3 + 0.5)
+    expected = 0.7 * math.log(1 + math.exp(0.2)) + 0.3 * math.log(1 + math.exp(0.8))
+    assert margin_bce(x[:1], soft[:1], gamma=0.5).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_weight_mode_orients_by_the_label_and_weights_by_confidence():
+    args = StudentLossArguments(soft_label_mode="weight")
+    logits = torch.tensor([1.0, -2.0])
+    soft = torch.tensor([0.8, 0.3])  # prefers chosen with 0.8, rejected with 0.7
+    loss, logs = StudentObjective(args).loss(logits, soft, step=0, max_steps=10, training=True)
+    expected = (0.8 * bce(sigmoid(1.0), 1.0) + 0.7 * bce(sigmoid(-2.0), 0.0)) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert logs["label_agreement"] == 1.0 and logs["soft_label_mean"] == pytest.approx(0.55)
+
+
+def test_objective_in_evaluation_uses_the_soft_label_even_for_logconf():
+    args = StudentLossArguments(student_loss="logconf")
+    logits, soft = torch.tensor([0.5, -0.5]), torch.tensor([0.6, 0.9])
+    loss, logs = StudentObjective(args).loss(logits, soft, step=5, max_steps=10, training=False)
+    assert loss.item() == pytest.approx(xent_loss(logits, soft).item())
+    assert "aux_coef" not in logs

@@ -94,7 +94,7 @@ def test_a_run_killed_mid_training_resumes_from_its_checkpoint(tiny_recipe, monk
     original = W2SRewardTrainer.compute_loss
 
     def crash_at_step_3(self, model, inputs, *args, **kwargs):
-        if self.args.loss_type == "logconf" and self.state.global_step == 3 and model.training:
+        if self.args.student_loss == "logconf" and self.state.global_step == 3 and model.training:
             raise KeyboardInterrupt("killed")
         return original(self, model, inputs, *args, **kwargs)
 

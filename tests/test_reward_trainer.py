@@ -32,8 +32,8 @@ def test_config_derives_device_settings_on_cpu(tmp_path):
 
 
 def test_config_rejects_unknown_loss(tmp_path):
-    with pytest.raises(ValueError, match="loss_type"):
-        W2SRewardConfig(output_dir=str(tmp_path), loss_type="hinge")
+    with pytest.raises(ValueError, match="student_loss"):
+        W2SRewardConfig(output_dir=str(tmp_path), student_loss="hinge")
 
 
 @pytest.mark.parametrize("with_margin", [False, True])
@@ -106,7 +106,7 @@ def test_logconf_logs_its_loss_terms(tiny_model_dir, tmp_path):
     model, tokenizer = load(tiny_model_dir)
     args = W2SRewardConfig(
         output_dir=str(tmp_path),
-        loss_type="logconf",
+        student_loss="logconf",
         aux_coef=0.5,
         aux_warmup_frac=0.5,
         num_train_epochs=1,
@@ -124,7 +124,7 @@ def test_logconf_logs_its_loss_terms(tiny_model_dir, tmp_path):
 def test_product_loss_trains(tiny_model_dir, tmp_path):
     data = text_pairs(16).add_column("soft_label", [0.7] * 16)
     model, tokenizer = load(tiny_model_dir)
-    args = W2SRewardConfig(output_dir=str(tmp_path), loss_type="product", num_train_epochs=1, **COMMON)
+    args = W2SRewardConfig(output_dir=str(tmp_path), student_loss="product", num_train_epochs=1, **COMMON)
     trainer = W2SRewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
     result = trainer.train()
     assert result.global_step == 2 and torch.isfinite(torch.tensor(result.training_loss))

@@ -27,3 +27,11 @@ def bf16_supported(use_cpu: bool = False) -> bool:
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     return hasattr(torch, "xpu") and torch.xpu.is_available()
+
+
+def derive_device_defaults(config) -> None:
+    """Fill a TRL config's unset `bf16` and activation checkpointing from the device (before its `__post_init__`)."""
+    if config.bf16 is None and not config.fp16:
+        config.bf16 = bf16_supported(config.use_cpu)
+    if config.activation_checkpointing is None and config.gradient_checkpointing is None:
+        config.activation_checkpointing = accelerator_available(config.use_cpu)

@@ -24,9 +24,12 @@ Example:
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+STUDENT_LOSSES = ("xent", "logconf", "product")
 
 
 def soft_bce(delta: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -135,3 +138,117 @@ class HardeningBuffer:
 
     def threshold(self) -> torch.Tensor:
         return hardening_threshold(torch.tensor(list(self._probs)), self.positive_frac())
+
+
+def margin_bce(logits: torch.Tensor, target: torch.Tensor, gamma: float = 0.0) -> torch.Tensor:
+    """Per-pair `-t log sigmoid(x - gamma) - (1 - t) log sigmoid(-x - gamma)`: BCE with a margin toward each side.
+
+    With `gamma = 0` it is the binary cross-entropy between `sigmoid(x)` and `t`; with `t = 1` it is SimPO's
+    `-log sigmoid(x - gamma)`.
+    """
+    logits, target = logits.float(), target.float()
+    if gamma == 0:
+        return soft_bce(logits, target)
+    return target * F.softplus(gamma - logits) + (1 - target) * F.softplus(logits + gamma)
+
+
+@dataclass
+class StudentLossArguments:
+    """Weak-to-strong student-loss settings shared by `W2SRewardConfig` and `W2SDPOConfig`.
+
+    Also leaves `bf16` and activation checkpointing unset by default, so that the configs derive them from the device
+    (TRL defaults both to True, which fails or only costs time on a CPU).
+    """
+
+    student_loss: str = field(
+        default="xent",
+        metadata={"help": "How soft labels are learned: xent, logconf or product.", "choices": list(STUDENT_LOSSES)},
+    )
+    soft_label_mode: str = field(
+        default="smoothing",
+        metadata={
+            "help": "smoothing: the soft label is the target (label smoothing per pair); weight: the pair is oriented "
+            "by the label and weighted by its confidence.",
+            "choices": ["smoothing", "weight"],
+        },
+    )
+    aux_coef: float = field(
+        default=0.5, metadata={"help": "logconf: final weight of the student's own hardened predictions."}
+    )
+    aux_warmup_frac: float = field(
+        default=0.2, metadata={"help": "logconf/product: fraction of steps over which the student's weight ramps up."}
+    )
+    aux_buffer_size: int = field(
+        default=256, metadata={"help": "logconf: recent pairs whose predictions set the hardening threshold."}
+    )
+    product_alpha: float = field(default=1.0, metadata={"help": "product: exponent of the weak probability."})
+    product_beta: float = field(default=1.0, metadata={"help": "product: final exponent of the student probability."})
+    conflict_alpha: float = field(
+        default=0.0,
+        metadata={"help": "Explicit conflict: weight of the term rewarding a preference for `rejected` (0: off)."},
+    )
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 mixed precision; derived from the device when unset."}
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of `activation_checkpointing`."}
+    )
+
+    def check_student_loss(self) -> None:
+        if self.student_loss not in STUDENT_LOSSES:
+            raise ValueError(f"student_loss must be one of {STUDENT_LOSSES}, got {self.student_loss!r}")
+        if self.soft_label_mode not in ("smoothing", "weight"):
+            raise ValueError(f"soft_label_mode must be 'smoothing' or 'weight', got {self.soft_label_mode!r}")
+
+
+class StudentObjective:
+    """The student loss of one trainer: targets from soft labels (with the logconf buffer), weights, and logs.
+
+    `logits` is the model's preference logit for "chosen is better" (a reward difference, or DPO's
+    `beta * (logratio_chosen - logratio_rejected)`); `step` / `max_steps` drive the warmup of the student's own weight.
+    """
+
+    def __init__(self, args: StudentLossArguments):
+        self.args = args
+        self.buffer = HardeningBuffer(args.aux_buffer_size)
+
+    def target(self, logits, soft_label, step, max_steps, gather, logs) -> torch.Tensor:
+        args = self.args
+        if args.student_loss == "xent":
+            return soft_label
+        probs = torch.sigmoid(logits.detach().float())
+        if args.student_loss == "product":
+            beta = aux_coef_at(step, max_steps, args.product_beta, args.aux_warmup_frac)
+            return product_target(probs, soft_label, args.product_alpha, beta)
+        coef = aux_coef_at(step, max_steps, args.aux_coef, args.aux_warmup_frac)
+        # The class-balanced quantile needs many predictions: pool them across processes and recent micro-batches.
+        self.buffer.add(gather(probs), gather(soft_label.float()))
+        threshold = self.buffer.threshold()
+        logs["aux_coef"] = coef
+        logs["hardening_threshold"] = threshold.item()
+        return logconf_target(probs, soft_label, coef, threshold.to(probs.device))
+
+    def loss(
+        self,
+        logits: torch.Tensor,
+        soft_label: torch.Tensor,
+        step: int,
+        max_steps: int,
+        training: bool,
+        gather=lambda tensor: tensor,
+        gamma: float = 0.0,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean loss of the batch and the values to log. In evaluation the target is the soft label itself."""
+        logs: dict[str, float] = {}
+        soft_label = soft_label.to(logits.device, torch.float32)
+        target = self.target(logits, soft_label, step, max(max_steps, 1), gather, logs) if training else soft_label
+        if self.args.soft_label_mode == "weight":
+            weight = torch.maximum(target, 1 - target)
+            per_pair = weight * margin_bce(logits, (target >= 0.5).float(), gamma)
+        else:
+            per_pair = margin_bce(logits, target, gamma)
+        with torch.no_grad():
+            logs["label_agreement"] = gather(((logits > 0) == (soft_label > 0.5)).float().mean()).mean().item()
+            logs["soft_label_mean"] = gather(soft_label.mean()).mean().item()
+            logs["loss_xent"] = gather(margin_bce(logits, soft_label, gamma).mean()).mean().item()
+        return per_pair.mean(), logs

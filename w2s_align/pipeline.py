@@ -50,7 +50,7 @@ from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
 
 TRAINER_FIELDS = {f.name for f in dataclasses.fields(W2SRewardConfig)}
 # Set by the pipeline itself from the recipe; a `trainer_kwargs` entry may not override them.
-PIPELINE_OWNED = {"output_dir", "seed", "loss_type", "max_length"}
+PIPELINE_OWNED = {"output_dir", "seed", "student_loss", "max_length", "conflict_alpha"}
 
 
 def _local_file_signature(path: str | None) -> Any:
@@ -209,7 +209,7 @@ class W2SPipeline:
         args = W2SRewardConfig(
             output_dir=str(checkpoints),
             seed=seed,
-            loss_type=method,
+            student_loss=method,
             aux_coef=loss.aux_coef,
             aux_warmup_frac=loss.warmup_frac,
             aux_buffer_size=loss.buffer_size,

@@ -13,7 +13,7 @@ Example:
 ...         "soft_label": [0.8],  # the weak supervisor's probability that `chosen` is better
 ...     }
 ... )
->>> args = W2SRewardConfig(output_dir="out", loss_type="logconf", report_to=[])
+>>> args = W2SRewardConfig(output_dir="out", student_loss="logconf", report_to=[])
 >>> trainer = W2SRewardTrainer(model="path/or/hub-id", args=args, train_dataset=dataset)  # doctest: +SKIP
 >>> trainer.train()  # doctest: +SKIP
 ```
@@ -21,7 +21,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,14 +29,14 @@ from trl import RewardConfig, RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from .conflicts import explicit_conflict_loss
-from .device import accelerator_available, bf16_supported
-from .losses import HardeningBuffer, aux_coef_at, logconf_target, product_target, soft_bce
+from .device import derive_device_defaults
+from .losses import StudentLossArguments, StudentObjective
 
 SOFT_LABEL = "soft_label"
 
 
 @dataclass
-class W2SRewardConfig(RewardConfig):
+class W2SRewardConfig(StudentLossArguments, RewardConfig):
     r"""
     Configuration class for the [`W2SRewardTrainer`].
 
@@ -45,9 +45,12 @@ class W2SRewardConfig(RewardConfig):
     when left unset.
 
     Parameters:
-        loss_type (`str`, *optional*, defaults to `"xent"`):
-            Student loss: `"xent"` (cross-entropy against the soft labels), `"logconf"` (auxiliary confidence loss)
-            or `"product"` (see [`w2s_align.losses`]). With hard labels, `"xent"` is TRL's reward loss.
+        student_loss (`str`, *optional*, defaults to `"xent"`):
+            How the soft labels are learned: `"xent"` (cross-entropy against them), `"logconf"` (auxiliary confidence
+            loss) or `"product"` (see [`w2s_align.losses`]). With hard labels, `"xent"` is TRL's reward loss.
+        soft_label_mode (`str`, *optional*, defaults to `"smoothing"`):
+            `"smoothing"`: the soft label is the target of the cross-entropy. `"weight"`: each pair is oriented by its
+            label and its loss weighted by the label's confidence `max(p, 1 - p)`.
         aux_coef (`float`, *optional*, defaults to `0.5`):
             `logconf`: final weight of the student's own hardened predictions in the target.
         aux_warmup_frac (`float`, *optional*, defaults to `0.2`):
@@ -68,40 +71,9 @@ class W2SRewardConfig(RewardConfig):
             If unset, `True` on an accelerator (to save its memory) and `False` on CPU (where it only costs time).
     """
 
-    loss_type: str = field(
-        default="xent",
-        metadata={"help": "Student loss.", "choices": ["xent", "logconf", "product"]},
-    )
-    aux_coef: float = field(
-        default=0.5, metadata={"help": "logconf: final weight of the student's own hardened predictions."}
-    )
-    aux_warmup_frac: float = field(
-        default=0.2, metadata={"help": "logconf/product: fraction of steps over which the student's weight ramps up."}
-    )
-    aux_buffer_size: int = field(
-        default=256, metadata={"help": "logconf: recent pairs whose predictions set the hardening threshold."}
-    )
-    product_alpha: float = field(default=1.0, metadata={"help": "product: exponent of the weak probability."})
-    product_beta: float = field(default=1.0, metadata={"help": "product: final exponent of the student probability."})
-    conflict_alpha: float = field(
-        default=0.0,
-        metadata={"help": "Explicit conflict: weight of the term rewarding a preference for `rejected` (0: off)."},
-    )
-    # TRL defaults both to True, which fails (bf16) or only slows down (checkpointing) on a CPU.
-    bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 mixed precision; derived from the device when unset."}
-    )
-    gradient_checkpointing: bool | None = field(
-        default=None, metadata={"help": "Deprecated alias of `activation_checkpointing`."}
-    )
-
     def __post_init__(self):
-        if self.loss_type not in ("xent", "logconf", "product"):
-            raise ValueError(f"loss_type must be 'xent', 'logconf' or 'product', got {self.loss_type!r}")
-        if self.bf16 is None and not self.fp16:
-            self.bf16 = bf16_supported(self.use_cpu)
-        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
-            self.activation_checkpointing = accelerator_available(self.use_cpu)
+        self.check_student_loss()
+        derive_device_defaults(self)
         super().__post_init__()
 
 
@@ -157,30 +129,11 @@ class W2SRewardTrainer(RewardTrainer):
             self.data_collator = W2SDataCollatorForPreference(
                 pad_token_id=self.processing_class.pad_token_id, pad_to_multiple_of=args.pad_to_multiple_of
             )
-        self._hardening = HardeningBuffer(args.aux_buffer_size)
+        self._objective = StudentObjective(args)
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
             self._signature_columns = ["chosen_ids", "rejected_ids", "margin", SOFT_LABEL]
-
-    def _student_target(self, delta: torch.Tensor, soft_label: torch.Tensor, mode: str) -> torch.Tensor:
-        """The target of the student's cross-entropy for this batch, per the configured loss."""
-        args = self.args
-        if mode == "eval" or args.loss_type == "xent":
-            return soft_label
-        probs = torch.sigmoid(delta.detach().float())
-        coef = aux_coef_at(self.state.global_step, max(self.state.max_steps, 1), args.aux_coef, args.aux_warmup_frac)
-        if args.loss_type == "product":
-            beta = aux_coef_at(
-                self.state.global_step, max(self.state.max_steps, 1), args.product_beta, args.aux_warmup_frac
-            )
-            return product_target(probs, soft_label, args.product_alpha, beta)
-        # The class-balanced quantile needs many predictions: pool them across processes and recent micro-batches.
-        self._hardening.add(self.accelerator.gather(probs), self.accelerator.gather(soft_label.float()))
-        threshold = self._hardening.threshold()
-        self._metrics[mode]["aux_coef"].append(coef)
-        self._metrics[mode]["hardening_threshold"].append(threshold.item())
-        return logconf_target(probs, soft_label, coef, threshold.to(probs.device))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -195,10 +148,11 @@ class W2SRewardTrainer(RewardTrainer):
             delta = delta - margin
         if soft_label is None:
             soft_label = torch.ones_like(delta)
-        soft_label = soft_label.to(delta.device, torch.float32)
-
-        target = self._student_target(delta, soft_label, mode)
-        loss = soft_bce(delta, target).mean()
+        loss, logs = self._objective.loss(
+            delta, soft_label, self.state.global_step, self.state.max_steps, mode == "train", self.accelerator.gather
+        )
+        for key, value in logs.items():
+            self._metrics[mode][key].append(value)
         if self.args.conflict_alpha > 0 and mode == "train":
             conflict = explicit_conflict_loss(rewards_chosen - rewards_rejected, self.args.conflict_alpha)
             loss = loss + conflict
@@ -220,10 +174,6 @@ class W2SRewardTrainer(RewardTrainer):
             accuracy = (rewards_chosen > rewards_rejected).float().mean()
             self._metrics[mode]["accuracy"].append(gather(accuracy).mean().item())
             self._metrics[mode]["margin"].append(gather(delta.mean()).mean().item())
-            agreement = ((delta > 0) == (soft_label > 0.5)).float().mean()
-            self._metrics[mode]["label_agreement"].append(gather(agreement).mean().item())
-            self._metrics[mode]["soft_label_mean"].append(gather(soft_label.mean()).mean().item())
-            self._metrics[mode]["loss_xent"].append(gather(soft_bce(delta, soft_label).mean()).mean().item())
 
         return (loss, outputs) if return_outputs else loss
 
