@@ -1,17 +1,21 @@
-"""w2s_align: weak-to-strong alignment experiments on reward models, built on TRL.
+"""w2s_align: weak-to-strong alignment experiments on reward models and DPO/SimPO policies, built on TRL.
 
 ```python
->>> from w2s_align import W2SRewardConfig, W2SRewardTrainer
+>>> from w2s_align import W2SDPOConfig, W2SDPOTrainer, W2SRewardConfig, W2SRewardTrainer
 ```
 """
 
+from .collators import SoftLabelCollator
+from .dpo_trainer import W2SDPOConfig, W2SDPOTrainer
 from .errors import W2SInputError
-from .reward_trainer import W2SDataCollatorForPreference, W2SRewardConfig, W2SRewardTrainer
+from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "W2SDataCollatorForPreference",
+    "SoftLabelCollator",
+    "W2SDPOConfig",
+    "W2SDPOTrainer",
     "W2SInputError",
     "W2SRewardConfig",
     "W2SRewardTrainer",

@@ -22,17 +22,14 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from trl import RewardConfig, RewardTrainer
-from trl.trainer.reward_trainer import DataCollatorForPreference
 
+from .collators import SOFT_LABEL, SoftLabelCollator
 from .conflicts import explicit_conflict_loss
 from .device import derive_device_defaults
 from .losses import StudentLossArguments, StudentObjective
-
-SOFT_LABEL = "soft_label"
 
 
 @dataclass
@@ -77,17 +74,6 @@ class W2SRewardConfig(StudentLossArguments, RewardConfig):
         super().__post_init__()
 
 
-@dataclass
-class W2SDataCollatorForPreference(DataCollatorForPreference):
-    """TRL's preference collator that also passes a per-pair `soft_label` (probability that `chosen` is better)."""
-
-    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        output = super().torch_call(examples)
-        if SOFT_LABEL in examples[0]:
-            output[SOFT_LABEL] = torch.tensor([float(example[SOFT_LABEL]) for example in examples])
-        return output
-
-
 class W2SRewardTrainer(RewardTrainer):
     """
     Reward-model trainer for weak-to-strong experiments: TRL's [`~trl.RewardTrainer`] with soft labels.
@@ -126,9 +112,7 @@ class W2SRewardTrainer(RewardTrainer):
             args.eos_token = processing_class.sep_token
         super().__init__(model, args, data_collator, train_dataset, eval_dataset, processing_class, **kwargs)
         if data_collator is None:
-            self.data_collator = W2SDataCollatorForPreference(
-                pad_token_id=self.processing_class.pad_token_id, pad_to_multiple_of=args.pad_to_multiple_of
-            )
+            self.data_collator = SoftLabelCollator(self.data_collator)
         self._objective = StudentObjective(args)
 
     def _set_signature_columns_if_needed(self):
@@ -178,4 +162,4 @@ class W2SRewardTrainer(RewardTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
-__all__ = ["W2SDataCollatorForPreference", "W2SRewardConfig", "W2SRewardTrainer"]
+__all__ = ["W2SRewardConfig", "W2SRewardTrainer"]

@@ -1,0 +1,36 @@
+"""Collation of soft labels, shared by the weak-to-strong trainers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+SOFT_LABEL = "soft_label"
+
+
+@dataclass
+class SoftLabelCollator:
+    """Wraps a TRL preference collator and adds the batch's `soft_label` tensor (probability that `chosen` is better).
+
+    Example:
+
+    ```python
+    >>> from trl.trainer.reward_trainer import DataCollatorForPreference
+    >>> collator = SoftLabelCollator(DataCollatorForPreference(pad_token_id=0))
+    >>> batch = collator([{"chosen_ids": [1, 2], "rejected_ids": [3], "soft_label": 0.8}])
+    >>> batch["soft_label"]
+    tensor([0.8000])
+    ```
+    """
+
+    collator: Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        labels = [example.get(SOFT_LABEL) for example in examples]
+        output = self.collator([{k: v for k, v in example.items() if k != SOFT_LABEL} for example in examples])
+        if all(label is not None for label in labels):
+            output[SOFT_LABEL] = torch.tensor([float(label) for label in labels])
+        return output

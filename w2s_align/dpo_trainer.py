@@ -1,0 +1,194 @@
+"""W2SDPOTrainer: TRL's DPOTrainer on pairs labelled by a weak supervisor, with SimPO and the explicit conflict.
+
+The weak supervisor's confidence is kept as a soft label (probability that `chosen` is better): as per-pair label
+smoothing (`soft_label_mode="smoothing"`, the default) or as a weight on a pair oriented by the label
+(`soft_label_mode="weight"`). The student losses (`xent`, `logconf`, `product`) are those of the reward trainer,
+applied to the policy's preference logit:
+
+- DPO (`loss_type=["sigmoid"]`): `beta * ((log pi(y_c) - log ref(y_c)) - (log pi(y_r) - log ref(y_r)))`;
+- SimPO (`loss_type=["simpo"]`): `beta * (log pi(y_c) / |y_c| - log pi(y_r) / |y_r|)`, with the target margin
+  `simpo_gamma` and no reference model.
+
+Example:
+
+```python
+>>> from w2s_align import W2SDPOConfig, W2SDPOTrainer
+>>> args = W2SDPOConfig(output_dir="student", student_loss="logconf", beta=0.1, report_to=[])
+>>> trainer = W2SDPOTrainer(model=policy, args=args, train_dataset=weakly_labelled_pairs)  # doctest: +SKIP
+>>> trainer.train()  # doctest: +SKIP
+```
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from accelerate.utils import is_peft_model
+from transformers import PreTrainedModel
+from trl import DPOConfig, DPOTrainer
+
+from .collators import SOFT_LABEL, SoftLabelCollator
+from .conflicts import explicit_conflict_loss
+from .device import derive_device_defaults
+from .losses import StudentLossArguments, StudentObjective
+
+PREFERENCE_LOSSES = (["sigmoid"], ["simpo"])
+_NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
+
+
+@dataclass
+class W2SDPOConfig(StudentLossArguments, DPOConfig):
+    r"""
+    Configuration class for the [`W2SDPOTrainer`].
+
+    Everything [`~trl.DPOConfig`] offers, plus the weak-to-strong student losses of [`W2SRewardConfig`]
+    (`student_loss`, `soft_label_mode`, `aux_coef`, `aux_warmup_frac`, `aux_buffer_size`, `product_alpha`,
+    `product_beta`, `conflict_alpha`) and SimPO. `bf16` and activation checkpointing are derived from the device when
+    left unset.
+
+    Parameters:
+        loss_type (`list[str]`, *optional*, defaults to `["sigmoid"]`):
+            `["sigmoid"]` (DPO) or `["simpo"]` (SimPO: length-normalised log-likelihood, no reference model; the
+            SimPO paper uses `beta=2.0`, `simpo_gamma=1.0`).
+        simpo_gamma (`float`, *optional*, defaults to `1.0`):
+            SimPO's target reward margin.
+        conflict_alpha (`float`, *optional*, defaults to `0.0`):
+            Explicit conflict: adds `alpha * mean_i c_i * (-log sigmoid(u_r - u_c))`, where `u` is the implicit reward
+            (DPO) or the scaled length-normalised log-likelihood (SimPO) and `c_i = 1` when the policy already prefers
+            `rejected` (taken as the harmful response).
+    """
+
+    simpo_gamma: float = field(default=1.0, metadata={"help": "SimPO: target reward margin gamma."})
+
+    def __post_init__(self):
+        self.check_student_loss()
+        derive_device_defaults(self)
+        super().__post_init__()
+        if self.loss_type not in PREFERENCE_LOSSES:
+            raise ValueError(
+                f"W2SDPOTrainer implements loss_type ['sigmoid'] (DPO) and ['simpo'], got {self.loss_type}; for other "
+                "TRL losses use trl.DPOTrainer"
+            )
+        if self.simpo and self.precompute_ref_log_probs:
+            raise ValueError("SimPO uses no reference model: precompute_ref_log_probs must be False")
+
+    @property
+    def simpo(self) -> bool:
+        return self.loss_type == ["simpo"]
+
+
+class W2SDPOTrainer(DPOTrainer):
+    """
+    DPO/SimPO trainer for weak-to-strong experiments: TRL's [`~trl.DPOTrainer`] with soft (weak) labels.
+
+    The training dataset takes the formats `DPOTrainer` takes (`prompt`, `chosen`, `rejected`; conversational or
+    standard), plus an optional `soft_label` column (probability that `chosen` is better, 1.0 when absent). Arguments
+    are those of `DPOTrainer`.
+
+    The reference model is always the starting policy. When `ref_model` is not given, TRL reloads the reference from
+    `model.config._name_or_path`, which fails for a model built in memory and silently uses the on-disk weights for a
+    model changed in memory; this trainer uses a frozen copy of the `model` it is given instead (with PEFT, the
+    adapter-free base model; with `precompute_ref_log_probs`, the model before training). SimPO keeps no reference.
+
+    Logged metrics: `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`, `rewards/margins` (the implicit
+    rewards, or SimPO's scaled average log-likelihoods), `logps/chosen`, `logps/rejected`, `soft_label_mean`,
+    `label_agreement`, `loss_xent`, `aux_coef` and `hardening_threshold` (logconf), `loss_conflict` (explicit conflict).
+    """
+
+    _tag_names = ["trl", "dpo", "w2s-align"]
+
+    def __init__(self, model, ref_model=None, args: W2SDPOConfig | None = None, data_collator=None, **kwargs):
+        if args is None:
+            model_name = model if isinstance(model, str) else model.config._name_or_path
+            args = W2SDPOConfig(f"{model_name.split('/')[-1]}-W2SDPO")
+        elif not isinstance(args, W2SDPOConfig):
+            raise TypeError(f"args must be a W2SDPOConfig, got {type(args).__name__}")
+        in_memory = isinstance(model, PreTrainedModel) and not is_peft_model(model)
+        needs_copy = ref_model is None and in_memory and kwargs.get("peft_config") is None
+        if needs_copy and (args.simpo or not args.precompute_ref_log_probs):
+            ref_model = copy.deepcopy(model).eval()
+        super().__init__(model, ref_model, args, data_collator, **kwargs)
+        if args.simpo:
+            self.ref_model = None  # SimPO has no reference; the copy only kept TRL from loading one from disk
+        if data_collator is None:
+            self.data_collator = SoftLabelCollator(self.data_collator)
+        self._objective = StudentObjective(args)
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if SOFT_LABEL not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, SOFT_LABEL]
+
+    def sequence_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed completion log-probabilities and completion lengths of every row (chosen rows first)."""
+        completion_mask = inputs["completion_mask"]
+        model_kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
+        model_kwargs["use_cache"] = False
+        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
+        shift_mask = completion_mask[..., 1:]
+        per_token = outputs.log_probs[:, -shift_mask.size(1) :]
+        return per_token.sum(dim=1), shift_mask.sum(dim=1).clamp(min=1)
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        mode = "train" if self.model.training else "eval"
+        args = self.args
+        soft_label = inputs.pop(SOFT_LABEL, None)
+        logps, lengths = self.sequence_logps(model, inputs)
+        chosen_logps, rejected_logps = logps.chunk(2)
+        if args.simpo:
+            chosen_lengths, rejected_lengths = lengths.chunk(2)
+            chosen_scores = args.beta * chosen_logps / chosen_lengths
+            rejected_scores = args.beta * rejected_logps / rejected_lengths
+        else:
+            if self.precompute_ref_logps:
+                ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+            else:
+                ref_chosen, ref_rejected = self.compute_ref_log_probs(self.ref_model or self.model, inputs)
+            chosen_scores = args.beta * (chosen_logps - ref_chosen)
+            rejected_scores = args.beta * (rejected_logps - ref_rejected)
+        logits = chosen_scores - rejected_scores
+        if soft_label is None:
+            soft_label = torch.ones_like(logits)
+        gamma = args.simpo_gamma if args.simpo else 0.0
+        loss, logs = self._objective.loss(
+            logits,
+            soft_label,
+            self.state.global_step,
+            self.state.max_steps,
+            mode == "train",
+            self.accelerator.gather,
+            gamma,
+        )
+        if args.conflict_alpha > 0 and mode == "train":
+            conflict = explicit_conflict_loss(logits, args.conflict_alpha)
+            loss = loss + conflict
+            logs["loss_conflict"] = self.accelerator.gather(conflict.detach()).mean().item()
+        if mode == "train":
+            tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            self._total_train_tokens += tokens // self._tp_size
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        with torch.no_grad():
+            gather = self.accelerator.gather
+            logs["rewards/chosen"] = gather(chosen_scores.detach()).mean().item()
+            logs["rewards/rejected"] = gather(rejected_scores.detach()).mean().item()
+            logs["rewards/accuracies"] = gather((logits.detach() > 0).float()).mean().item()
+            logs["rewards/margins"] = gather(logits.detach()).mean().item()
+            logs["logps/chosen"] = gather(chosen_logps.detach()).mean().item()
+            logs["logps/rejected"] = gather(rejected_logps.detach()).mean().item()
+        for key, value in logs.items():
+            self._metrics[mode][key].append(value)
+        return (loss, None) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys: list[str] | None = None):
+        # Evaluation reports the loss and the logged metrics; there are no logits to return (TRL would recompute them
+        # with a second forward pass only to drop them).
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+
+__all__ = ["W2SDPOConfig", "W2SDPOTrainer"]
