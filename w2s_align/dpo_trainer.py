@@ -94,7 +94,8 @@ class W2SDPOTrainer(DPOTrainer):
 
     Logged metrics: `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`, `rewards/margins` (the implicit
     rewards, or SimPO's scaled average log-likelihoods), `logps/chosen`, `logps/rejected`, `soft_label_mean`,
-    `label_agreement`, `loss_xent`, `aux_coef` and `hardening_threshold` (logconf), `loss_conflict` (explicit conflict).
+    `label_agreement`, `loss_xent`, `aux_coef` and `hardening_threshold` (logconf), `loss_conflict` (explicit
+    conflict).
     """
 
     _tag_names = ["trl", "dpo", "w2s-align"]
