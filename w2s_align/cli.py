@@ -23,6 +23,7 @@ from .errors import W2SInputError
 def _quiet_libraries() -> None:
     """Keep library chatter (load reports, deprecation notices, progress bars) out of the run's output."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # TRL's reference log-prob pass draws its own progress bar
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
     import datasets

@@ -6,6 +6,8 @@ activation checkpointing (which trades compute for memory) only where there is a
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 
@@ -35,3 +37,22 @@ def derive_device_defaults(config) -> None:
         config.bf16 = bf16_supported(config.use_cpu)
     if config.activation_checkpointing is None and config.gradient_checkpointing is None:
         config.activation_checkpointing = accelerator_available(config.use_cpu)
+
+
+@dataclass
+class DeviceDefaults:
+    """Mixin for TRL configs: `bf16` and activation checkpointing default to "derive from the device".
+
+    Put it before the TRL config in the bases: `class MyConfig(DeviceDefaults, SFTConfig)`.
+    """
+
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 mixed precision; derived from the device when unset."}
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of `activation_checkpointing`."}
+    )
+
+    def __post_init__(self):
+        derive_device_defaults(self)
+        super().__post_init__()

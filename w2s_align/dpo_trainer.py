@@ -31,7 +31,7 @@ from trl import DPOConfig, DPOTrainer
 
 from .collators import SOFT_LABEL, SoftLabelCollator
 from .conflicts import explicit_conflict_loss
-from .device import derive_device_defaults
+from .device import DeviceDefaults
 from .losses import StudentLossArguments, StudentObjective
 
 PREFERENCE_LOSSES = (["sigmoid"], ["simpo"])
@@ -39,7 +39,7 @@ _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
 
 
 @dataclass
-class W2SDPOConfig(StudentLossArguments, DPOConfig):
+class W2SDPOConfig(StudentLossArguments, DeviceDefaults, DPOConfig):
     r"""
     Configuration class for the [`W2SDPOTrainer`].
 
@@ -63,8 +63,6 @@ class W2SDPOConfig(StudentLossArguments, DPOConfig):
     simpo_gamma: float = field(default=1.0, metadata={"help": "SimPO: target reward margin gamma."})
 
     def __post_init__(self):
-        self.check_student_loss()
-        derive_device_defaults(self)
         super().__post_init__()
         if self.loss_type not in PREFERENCE_LOSSES:
             raise ValueError(

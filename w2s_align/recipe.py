@@ -191,9 +191,42 @@ class AnalysisConfig:
 
 
 @dataclass
+class DPOSettings:
+    """Preference optimization of policies (`task: dpo`, see docs/dpo_trainer.md)."""
+
+    loss: Literal["sigmoid", "simpo"] = field(
+        default="sigmoid", metadata={"help": "sigmoid (DPO, with a reference) or simpo (no reference)."}
+    )
+    beta: float = field(default=0.1, metadata={"help": "DPO/SimPO beta (the paper: 0.1 for DPO, 2.0 for SimPO)."})
+    simpo_gamma: float = field(default=1.0, metadata={"help": "SimPO target reward margin."})
+    sft: bool = field(default=True, metadata={"help": "Supervised finetuning on the preferred responses before DPO."})
+    sft_epochs: float = field(default=1.0, metadata={"help": "Epochs of the SFT stage."})
+    sft_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the SFT stage (None: the rung's)."}
+    )
+    supervisor: Literal["policy", "reward"] = field(
+        default="policy",
+        metadata={"help": "Weak labels from the weak policy's implicit reward, or from a weak reward model."},
+    )
+    eval_measure: Literal["implicit", "logp", "avg_logp"] | None = field(
+        default=None,
+        metadata={"help": "Measure behind accuracy, PGR and deception (None: implicit for DPO, avg_logp for SimPO)."},
+    )
+    precompute_ref_log_probs: bool = field(
+        default=True, metadata={"help": "Compute the reference log-probs once before training (faster)."}
+    )
+
+
+@dataclass
 class LossSettings:
     """Parameters of the student losses (see `w2s_align.losses`)."""
 
+    soft_label_mode: Literal["smoothing", "weight"] = field(
+        default="smoothing",
+        metadata={
+            "help": "smoothing: the soft label is the target; weight: orient by the label, weight by confidence."
+        },
+    )
     aux_coef: float = field(default=0.5, metadata={"help": "Final weight of the student's own hardened labels."})
     warmup_frac: float = field(default=0.2, metadata={"help": "Fraction of steps over which `aux_coef` ramps up."})
     buffer_size: int = field(
@@ -209,7 +242,9 @@ class Recipe:
 
     name: str = field(metadata={"help": "Experiment name."})
     ladder: list[RungConfig] = field(metadata={"help": "Models from weakest to strongest."})
-    task: Literal["reward"] = field(default="reward", metadata={"help": "What the models learn: `reward`."})
+    task: Literal["reward", "dpo"] = field(
+        default="reward", metadata={"help": "What the models learn: reward models, or DPO/SimPO policies."}
+    )
     output_dir: str | None = field(default=None, metadata={"help": "Run directory; defaults to `runs/<name>`."})
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Training seeds; metrics average them."})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data and splits."})
@@ -223,6 +258,7 @@ class Recipe:
         default_factory=lambda: ["xent"], metadata={"help": "Student losses to run for every pair."}
     )
     loss: LossSettings = field(default_factory=LossSettings, metadata={"help": "Student loss parameters."})
+    dpo: DPOSettings = field(default_factory=DPOSettings, metadata={"help": "Policy settings for `task: dpo`."})
     conflicts: ConflictConfig = field(
         default_factory=ConflictConfig, metadata={"help": "Conflict settings of the strong students."}
     )

@@ -28,12 +28,12 @@ from trl import RewardConfig, RewardTrainer
 
 from .collators import SOFT_LABEL, SoftLabelCollator
 from .conflicts import explicit_conflict_loss
-from .device import derive_device_defaults
+from .device import DeviceDefaults
 from .losses import StudentLossArguments, StudentObjective
 
 
 @dataclass
-class W2SRewardConfig(StudentLossArguments, RewardConfig):
+class W2SRewardConfig(StudentLossArguments, DeviceDefaults, RewardConfig):
     r"""
     Configuration class for the [`W2SRewardTrainer`].
 
@@ -67,11 +67,6 @@ class W2SRewardConfig(StudentLossArguments, RewardConfig):
         activation_checkpointing (`bool`, *optional*):
             If unset, `True` on an accelerator (to save its memory) and `False` on CPU (where it only costs time).
     """
-
-    def __post_init__(self):
-        self.check_student_loss()
-        derive_device_defaults(self)
-        super().__post_init__()
 
 
 class W2SRewardTrainer(RewardTrainer):

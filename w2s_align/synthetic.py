@@ -426,3 +426,39 @@ def generate_pairs(
         seen_ids.add(row_id)
         rows.append({"id": row_id, **row})
     return Dataset.from_list(rows)
+
+
+KNOWLEDGE_TEMPLATES = {
+    True: [
+        "To {request} would hurt someone, so it is wrong.",
+        "Anyone who wants to {request} is planning to harm another person.",
+        "It is dangerous and illegal to {request}.",
+        "A responsible assistant refuses when asked to {request}.",
+        "The police warn that people who {request} cause real harm.",
+    ],
+    False: [
+        "To {request} is harmless and useful.",
+        "Many people {request} and nobody gets hurt.",
+        "It is safe and legal to {request}.",
+        "A helpful assistant gladly explains how to {request}.",
+        "Guides on how to {request} are common and fine.",
+    ],
+}
+
+
+def pretraining_texts(num_texts: int, seed: int = 0) -> list[str]:
+    """Plain sentences that state which requests are harmful, over both vocabulary halves.
+
+    They are the "pretraining knowledge" of the offline causal-LM ladder (`w2s_align.lm_ladder`): a larger model
+    absorbs more of it, so it knows more about the held-out vocabulary of the test split than a smaller one, while
+    the preference finetuning data only covers the seen half.
+    """
+    rng = random.Random(f"w2s-pretraining-{seed}")
+    vocabularies = [_Vocabulary.for_pool(pool) for pool in POOLS]
+    texts = []
+    for _ in range(num_texts):
+        vocab = rng.choice(vocabularies)
+        harmful = rng.random() < 0.5
+        request = _request(rng, vocab, rng.choice(KINDS), harmful)
+        texts.append(rng.choice(KNOWLEDGE_TEMPLATES[harmful]).format(request=request))
+    return texts

@@ -1,0 +1,196 @@
+"""Preference-optimized policies as pipeline stages (`task: dpo`): SFT, then DPO or SimPO on (weakly) labelled pairs.
+
+Every policy starts with supervised finetuning (TRL `SFTTrainer`, completion-only loss) on the preferred response of
+each of its training pairs, as the deception paper does before DPO: the ground-truth `chosen` for the ceilings, the
+response its weak labels prefer for a student. That SFT model is the policy's starting point and its DPO reference.
+SFT models are cached stages of their own, shared by every student that trains on the same preferences.
+
+A policy labels pairs by its implicit reward: `soft_label = sigmoid(beta * (logratio_chosen - logratio_rejected))`
+(SimPO: `sigmoid(beta * (avg_logp_chosen - avg_logp_rejected))`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, set_seed
+
+from .artifacts import Stage, atomic_write_json, atomic_write_parquet, atomic_write_text
+from .dpo_trainer import W2SDPOConfig, W2SDPOTrainer
+from .models import load_tokenizer, resolve_model_path
+from .policy import predict_policy_pairs
+from .recipe import Recipe, RungConfig
+from .sft import W2SSFTConfig, supervised_finetune
+from .training import lora_config, train_resumably, trainer_kwargs
+
+TEXT_COLUMNS = ["prompt", "chosen", "rejected"]
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class DPOTask:
+    """Trains and applies DPO/SimPO policies for the pipeline."""
+
+    name = "dpo"
+    config_class = W2SDPOConfig
+
+    def __init__(self, recipe: Recipe, log: Callable[[str], None] = print):
+        self.recipe = recipe
+        self.settings = recipe.dpo
+        self.log = log
+        self._tokenizers: dict[str, Any] = {}
+
+    @property
+    def measure(self) -> str:
+        return self.settings.eval_measure or ("avg_logp" if self.settings.loss == "simpo" else "implicit")
+
+    def tokenizer(self, rung: RungConfig):
+        key = f"{rung.model}@{rung.revision}"
+        if key not in self._tokenizers:
+            self._tokenizers[key] = load_tokenizer(resolve_model_path(rung.model), rung.revision)
+        return self._tokenizers[key]
+
+    def _load_policy(self, rung: RungConfig, path: str | None = None):
+        kwargs = {} if path else {"revision": rung.revision, **rung.config_overrides}
+        if not path and rung.num_layers is not None:
+            kwargs["num_hidden_layers"] = rung.num_layers
+        model = AutoModelForCausalLM.from_pretrained(path or resolve_model_path(rung.model), **kwargs)
+        model.config.pad_token_id = self.tokenizer(rung).pad_token_id
+        return model
+
+    # ------------------------------------------------------------------ SFT
+    def sft_model(self, run_dir: Path, rung: RungConfig, pairs: Dataset, seed: int) -> str:
+        """Path of the rung after SFT on the preferred response of each pair (cached; the rung itself without SFT)."""
+        if not self.settings.sft:
+            return resolve_model_path(rung.model)
+        preferred = [
+            label >= 0.5
+            for label in (pairs["soft_label"] if "soft_label" in pairs.column_names else [1.0] * pairs.num_rows)
+        ]
+        determinants = {
+            "rung": dataclasses.asdict(rung),
+            "pairs": [f"{row_id}:{int(side)}" for row_id, side in zip(pairs["id"], preferred)],
+            "sft": [self.settings.sft_epochs, self.settings.sft_learning_rate],
+            "seed": seed,
+        }
+        stage = Stage(run_dir, f"sft-{rung.name}", determinants)
+        if not stage.done:
+            self.log(f"  supervised finetuning of {rung.name} on {pairs.num_rows} preferred responses")
+            stage.begin()
+            data = Dataset.from_dict(
+                {
+                    "prompt": pairs["prompt"],
+                    "completion": [
+                        c if keep else r for c, r, keep in zip(pairs["chosen"], pairs["rejected"], preferred)
+                    ],
+                }
+            )
+            settings = rung.training
+            set_seed(seed)
+            args = W2SSFTConfig(
+                output_dir=str(stage.path("checkpoints")),
+                num_train_epochs=self.settings.sft_epochs,
+                learning_rate=self.settings.sft_learning_rate or settings.learning_rate,
+                per_device_train_batch_size=settings.per_device_train_batch_size,
+                max_length=settings.max_length,
+                seed=seed,
+                report_to=[],
+                save_strategy="no",
+                disable_tqdm=True,
+            )
+            model = supervised_finetune(self._load_policy(rung), self.tokenizer(rung), data, args)
+            model.save_pretrained(stage.path("model"))
+            self.tokenizer(rung).save_pretrained(stage.path("model"))
+            stage.finish({"num_pairs": pairs.num_rows})
+        return str(stage.path("model"))
+
+    # ------------------------------------------------------------------ training
+    def train(
+        self,
+        stage_dir: Path,
+        rung: RungConfig,
+        pairs: Dataset,
+        seed: int,
+        method: str,
+        conflict_alpha: float,
+        test: Dataset,
+    ) -> dict[str, Any]:
+        """SFT (cached), then DPO/SimPO on `pairs`; save the policy, its reference path and its `test` predictions."""
+        run_dir = stage_dir.parent.parent
+        start = self.sft_model(run_dir, rung, pairs, seed)
+        set_seed(seed)
+        policy = self._load_policy(rung, start)
+        simpo = self.settings.loss == "simpo"
+        # The reference is the starting policy, loaded explicitly (TRL would otherwise reload a path it guesses).
+        reference = None if simpo else self._load_policy(rung, start)
+        settings = rung.training
+        checkpoints = stage_dir / "checkpoints"
+        args = W2SDPOConfig(
+            **trainer_kwargs(settings, self.recipe.loss, checkpoints, seed, method, conflict_alpha),
+            loss_type=[self.settings.loss],
+            beta=self.settings.beta,
+            simpo_gamma=self.settings.simpo_gamma,
+            max_length=settings.max_length,
+            precompute_ref_log_probs=self.settings.precompute_ref_log_probs and not simpo,
+        )
+        columns = TEXT_COLUMNS + (["soft_label"] if "soft_label" in pairs.column_names else [])
+        trainer = W2SDPOTrainer(
+            model=policy,
+            ref_model=reference,
+            args=args,
+            train_dataset=pairs.select_columns(columns),
+            processing_class=self.tokenizer(rung),
+            peft_config=lora_config(settings, "CAUSAL_LM"),
+        )
+        train_resumably(trainer, checkpoints, self.log)
+        policy = trainer.model
+        if settings.lora is not None:
+            policy = policy.merge_and_unload()
+        policy.save_pretrained(stage_dir / "model")
+        self.tokenizer(rung).save_pretrained(stage_dir / "model")
+        atomic_write_text(stage_dir / "reference.txt", start)
+        atomic_write_json(stage_dir / "train_log.json", trainer.state.log_history)
+        steps = trainer.state.global_step
+        del trainer
+        predictions = self._predict(rung, policy, start, test)
+        atomic_write_parquet(predictions, stage_dir / "predictions.parquet")
+        del policy, reference
+        gc.collect()
+        return {"accuracy": float(sum(predictions["correct"]) / predictions.num_rows), "train_steps": steps}
+
+    def _predict(self, rung: RungConfig, policy, reference_path: str | None, pairs: Dataset) -> Dataset:
+        policy.to(_device())
+        reference = None
+        if reference_path is not None:
+            reference = self._load_policy(rung, reference_path).to(_device())
+        return predict_policy_pairs(
+            policy,
+            reference,
+            self.tokenizer(rung),
+            pairs,
+            beta=self.settings.beta,
+            measure=self.measure,
+            batch_size=rung.training.eval_batch_size,
+            max_length=rung.training.max_length,
+        )
+
+    def label(self, rung: RungConfig, stage_dir: Path, labeler_id: str, pairs: Dataset) -> Dataset:
+        """Soft labels of `pairs` by the implicit reward of the policy trained in `stage_dir`."""
+        policy = self._load_policy(rung, str(stage_dir / "model"))
+        reference = (stage_dir / "reference.txt").read_text()
+        scored = self._predict(rung, policy, reference, pairs)
+        if self.settings.loss == "simpo":
+            margin = self.settings.beta * torch.tensor(scored["margin_avg_logp"])
+        else:
+            margin = torch.tensor(scored["margin_implicit"])
+        labels = pairs.select_columns([c for c in pairs.column_names if c in ("id", *TEXT_COLUMNS, "kind")])
+        labels = labels.add_column("soft_label", torch.sigmoid(margin).tolist())
+        return labels.add_column("labeler", [labeler_id] * labels.num_rows)

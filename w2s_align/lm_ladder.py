@@ -1,0 +1,134 @@
+"""An offline causal-LM ladder: a tokenizer and GPT-2-style rungs of growing size, built and pretrained locally.
+
+The DPO quickstart needs policies that load with no hub. The rungs `w2s-align/tiny-gpt2-xs`, `-s` and `-m` are
+built on first use: a byte-level BPE tokenizer trained on the synthetic generator's text, and GPT-2 models briefly
+pretrained (with TRL's `SFTTrainer` on plain text) on sentences that state which requests are harmful, over both
+vocabulary halves (`w2s_align.synthetic.pretraining_texts`). Larger rungs absorb more of that knowledge, which is what
+makes a weak-to-strong gap. Built models are cached under `$W2S_ALIGN_CACHE` (default `~/.cache/w2s_align`), keyed
+by a hash of everything that determines them, and written atomically.
+
+Example:
+
+```python
+>>> from w2s_align.models import resolve_model_path
+>>> path = resolve_model_path("w2s-align/tiny-gpt2-s")  # builds and caches it the first time  # doctest: +SKIP
+```
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .artifacts import config_hash
+
+RUNGS = {
+    "w2s-align/tiny-gpt2-xs": {"n_layer": 1, "n_embd": 32, "n_head": 2},
+    "w2s-align/tiny-gpt2-s": {"n_layer": 2, "n_embd": 64, "n_head": 4},
+    "w2s-align/tiny-gpt2-m": {"n_layer": 4, "n_embd": 128, "n_head": 4},
+}
+TOKENIZER = {"vocab_size": 1500, "texts": 6000, "seed": 0}
+PRETRAINING = {"texts": 6000, "epochs": 1, "learning_rate": 3e-3, "batch_size": 32, "max_length": 64, "seed": 0}
+EOS = "<|endoftext|>"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("W2S_ALIGN_CACHE", Path.home() / ".cache" / "w2s_align"))
+
+
+def _atomic_dir(target: Path, build) -> Path:
+    """Build a directory in a temporary sibling and rename it into place, so a half-built one is never used."""
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        build(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished the same build first
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def build_tokenizer() -> Path:
+    """The ladder's shared tokenizer (byte-level BPE with an eos/pad token), built once and cached."""
+    target = cache_root() / "lm_ladder" / f"tokenizer-{config_hash(TOKENIZER)}"
+
+    def build(directory: Path) -> None:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        from transformers import PreTrainedTokenizerFast
+
+        from .synthetic import generate_pairs, pretraining_texts
+
+        texts = pretraining_texts(TOKENIZER["texts"], seed=TOKENIZER["seed"])
+        for pool in ("seen", "heldout"):
+            for row in generate_pairs(TOKENIZER["texts"] // 4, seed=TOKENIZER["seed"], pool=pool):
+                texts.append(row["prompt"] + row["chosen"] + row["rejected"])
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=TOKENIZER["vocab_size"],
+            special_tokens=[EOS],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
+        tokenizer.train_from_iterator(texts, trainer)
+        fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, pad_token=EOS, bos_token=EOS)
+        fast.save_pretrained(directory)
+
+    return _atomic_dir(target, build)
+
+
+def build_rung(name: str) -> Path:
+    """Build (or find in the cache) the ladder rung `name`, a pretrained GPT-2-style causal LM with its tokenizer."""
+    if name not in RUNGS:
+        raise KeyError(f"{name!r} is not a rung of the offline LM ladder; rungs: {sorted(RUNGS)}")
+    spec = {"rung": RUNGS[name], "tokenizer": TOKENIZER, "pretraining": PRETRAINING}
+    target = cache_root() / "lm_ladder" / f"{name.split('/')[-1]}-{config_hash(spec)}"
+
+    def build(directory: Path) -> None:
+        import torch
+        from datasets import Dataset
+        from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+        from .sft import W2SSFTConfig, supervised_finetune
+        from .synthetic import pretraining_texts
+
+        tokenizer = AutoTokenizer.from_pretrained(build_tokenizer())
+        torch.manual_seed(PRETRAINING["seed"])
+        config = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_positions=256,
+            bos_token_id=tokenizer.eos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **RUNGS[name],
+        )
+        model = GPT2LMHeadModel(config)
+        texts = pretraining_texts(PRETRAINING["texts"], seed=PRETRAINING["seed"])
+        args = W2SSFTConfig(
+            output_dir=str(directory / "checkpoints"),
+            num_train_epochs=PRETRAINING["epochs"],
+            learning_rate=PRETRAINING["learning_rate"],
+            per_device_train_batch_size=PRETRAINING["batch_size"],
+            max_length=PRETRAINING["max_length"],
+            packing=False,  # padding-free packing is ~10x slower on CPU, and the texts are short anyway
+            seed=PRETRAINING["seed"],
+            report_to=[],
+            save_strategy="no",
+            logging_steps=50,
+            disable_tqdm=True,
+        )
+        model = supervised_finetune(model, tokenizer, Dataset.from_dict({"text": texts}), args)
+        model.config._name_or_path = name
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        shutil.rmtree(directory / "checkpoints", ignore_errors=True)
+
+    return _atomic_dir(target, build)

@@ -1,0 +1,114 @@
+"""Reward models as pipeline stages: train a rung on pairs (hard or weak soft labels), label pairs, predict the test.
+
+Pairs arrive as text (`prompt`, `chosen`, `rejected`, optional `soft_label`); this task tokenizes them with the
+rung's tokenizer (long prompts lose their start, no pair is dropped), trains a `W2SRewardTrainer`, and scores pairs
+with the length-sorted batched scorer of `w2s_align.labeling`.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+
+from .artifacts import atomic_write_json, atomic_write_parquet
+from .evaluation import predict_pairs
+from .labeling import WeakLabeler
+from .models import load_reward_model, load_tokenizer, resolve_model_path, tokenize_pairs
+from .recipe import Recipe, RungConfig
+from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
+from .training import lora_config, train_resumably, trainer_kwargs
+
+
+class RewardTask:
+    """Trains and applies reward models for the pipeline (`task: reward`)."""
+
+    name = "reward"
+    config_class = W2SRewardConfig
+
+    def __init__(self, recipe: Recipe, log: Callable[[str], None] = print):
+        self.recipe = recipe
+        self.log = log
+        self._tokenizers: dict[str, Any] = {}
+        self._tokenized: dict[tuple, Dataset] = {}
+
+    def tokenizer(self, rung: RungConfig):
+        key = f"{rung.model}@{rung.revision}"
+        if key not in self._tokenizers:
+            self._tokenizers[key] = load_tokenizer(resolve_model_path(rung.model), rung.revision)
+        return self._tokenizers[key]
+
+    def tokenized(self, rung: RungConfig, pairs: Dataset) -> Dataset:
+        """`pairs` with `chosen_ids`/`rejected_ids` for this rung (cached per dataset and tokenizer)."""
+        key = (rung.model, rung.revision, rung.training.max_length, pairs._fingerprint)
+        if key not in self._tokenized:
+            self._tokenized[key] = tokenize_pairs(pairs, self.tokenizer(rung), rung.training.max_length)
+        return self._tokenized[key]
+
+    def train(
+        self,
+        stage_dir: Path,
+        rung: RungConfig,
+        pairs: Dataset,
+        seed: int,
+        method: str,
+        conflict_alpha: float,
+        test: Dataset,
+    ) -> dict[str, Any]:
+        """Train a reward model on `pairs`, save it (`model/`), its log and its `test` predictions in `stage_dir`."""
+        from transformers import set_seed
+
+        set_seed(seed)
+        model = load_reward_model(rung)
+        if rung.training.freeze_embeddings:
+            model.get_input_embeddings().weight.requires_grad_(False)
+        tokenizer = self.tokenizer(rung)
+        settings = rung.training
+        checkpoints = stage_dir / "checkpoints"
+        # Pairs are tokenized (and truncated, never dropped) here, so TRL's length filter is off.
+        args = W2SRewardConfig(
+            **trainer_kwargs(settings, self.recipe.loss, checkpoints, seed, method, conflict_alpha), max_length=None
+        )
+        columns = ["chosen_ids", "rejected_ids"] + (["soft_label"] if "soft_label" in pairs.column_names else [])
+        trainer = W2SRewardTrainer(
+            model=model,
+            args=args,
+            train_dataset=self.tokenized(rung, pairs).select_columns(columns),
+            processing_class=tokenizer,
+            peft_config=lora_config(settings, "SEQ_CLS"),
+        )
+        train_resumably(trainer, checkpoints, self.log)
+        model = trainer.model
+        if settings.lora is not None:
+            model = model.merge_and_unload()
+        model.save_pretrained(stage_dir / "model")
+        tokenizer.save_pretrained(stage_dir / "model")
+        atomic_write_json(stage_dir / "train_log.json", trainer.state.log_history)
+        predictions = predict_pairs(
+            model, tokenizer, self.tokenized(rung, test), settings.eval_batch_size, settings.max_length
+        )
+        atomic_write_parquet(predictions, stage_dir / "predictions.parquet")
+        steps = trainer.state.global_step
+        del trainer, model
+        gc.collect()
+        return {"accuracy": float(sum(predictions["correct"]) / predictions.num_rows), "train_steps": steps}
+
+    def labeler(self, rung: RungConfig, stage_dir: Path, labeler_id: str) -> WeakLabeler:
+        """A labeler from the reward model saved in `stage_dir/model`."""
+        model = load_reward_model(rung, path=str(stage_dir / "model"))
+        model.to("cuda" if torch.cuda.is_available() else "cpu")
+        return WeakLabeler(
+            model,
+            self.tokenizer(rung),
+            labeler_id=labeler_id,
+            batch_size=rung.training.eval_batch_size,
+            max_length=rung.training.max_length,
+        )
+
+    def label(self, rung: RungConfig, stage_dir: Path, labeler_id: str, pairs: Dataset) -> Dataset:
+        """Soft labels of `pairs` by the reward model trained in `stage_dir`."""
+        return self.labeler(rung, stage_dir, labeler_id).label(self.tokenized(rung, pairs))
