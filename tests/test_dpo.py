@@ -1,0 +1,197 @@
+"""W2SDPOTrainer: the losses on hand-computed log-probabilities, the reference model, SimPO, and policy evaluation."""
+
+import math
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+from w2s_align import W2SDPOConfig, W2SDPOTrainer
+from w2s_align.policy import predict_policy_pairs, sequence_logps, tokenize_completions
+from w2s_align.synthetic import generate_pairs
+
+COMMON = dict(report_to=[], save_strategy="no", disable_tqdm=True, logging_steps=1, per_device_train_batch_size=4)
+
+
+@pytest.fixture
+def tokenizer(tiny_model_dir):
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.pad_token = tok.eos_token
+    return tok
+
+
+def policy(tiny_model_dir, seed=0):
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+
+
+def pairs(n=4, soft=None, seed=0):
+    data = generate_pairs(n, seed=seed).select_columns(["id", "prompt", "chosen", "rejected"])
+    return data if soft is None else data.add_column("soft_label", soft)
+
+
+def logsig(x):
+    return -math.log(1 + math.exp(-x))
+
+
+def hand_logps(model, tokenizer, data):
+    """Summed completion log-probabilities of every chosen then rejected response, computed independently."""
+    sequences, lengths = tokenize_completions(data, tokenizer, max_length=512)
+    return sequence_logps(model, sequences, lengths, tokenizer.pad_token_id, batch_size=1), lengths
+
+
+def batch_loss(trainer):
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.model.eval()
+    with torch.no_grad():
+        return trainer.compute_loss(trainer.model, dict(batch)).item()
+
+
+def test_soft_label_dpo_loss_matches_hand_computation(tiny_model_dir, tokenizer, tmp_path):
+    soft = [0.9, 0.2, 0.6, 1.0]
+    data = pairs(4, soft)
+    model, reference = policy(tiny_model_dir, 0), policy(tiny_model_dir, 1)
+    with torch.no_grad():  # make the policy differ from the reference
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    args = W2SDPOConfig(output_dir=str(tmp_path), beta=0.5, **COMMON)  # one batch: the mean ignores order
+    trainer = W2SDPOTrainer(model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer)
+    lp, _ = hand_logps(model, tokenizer, data)
+    ref, _ = hand_logps(reference, tokenizer, data)
+    expected = 0.0
+    for i, p in enumerate(soft):
+        logit = 0.5 * ((lp[i] - ref[i]) - (lp[4 + i] - ref[4 + i]))
+        expected += -(p * logsig(logit) + (1 - p) * logsig(-logit)) / 4
+    assert batch_loss(trainer) == pytest.approx(expected, rel=1e-4)
+
+
+def test_hard_labels_give_the_dpo_sigmoid_loss(tiny_model_dir, tokenizer, tmp_path):
+    data = pairs(4)
+    model, reference = policy(tiny_model_dir, 0), policy(tiny_model_dir, 1)
+    args = W2SDPOConfig(output_dir=str(tmp_path), beta=0.1, **COMMON)
+    trainer = W2SDPOTrainer(model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer)
+    lp, _ = hand_logps(model, tokenizer, data)
+    ref, _ = hand_logps(reference, tokenizer, data)
+    expected = sum(-logsig(0.1 * ((lp[i] - ref[i]) - (lp[4 + i] - ref[4 + i]))) for i in range(4)) / 4
+    assert batch_loss(trainer) == pytest.approx(expected, rel=1e-4)
+
+
+def test_simpo_loss_and_no_reference(tiny_model_dir, tokenizer, tmp_path):
+    soft = [1.0, 0.7, 0.3, 1.0]
+    data = pairs(4, soft)
+    model = policy(tiny_model_dir)
+    args = W2SDPOConfig(output_dir=str(tmp_path), loss_type="simpo", beta=2.0, simpo_gamma=0.5, **COMMON)
+    trainer = W2SDPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    assert trainer.ref_model is None
+    lp, lengths = hand_logps(model, tokenizer, data)
+    expected = 0.0
+    for i, p in enumerate(soft):
+        x = 2.0 * (lp[i] / lengths[i] - lp[4 + i] / lengths[4 + i])
+        expected += (-p * logsig(x - 0.5) - (1 - p) * logsig(-x - 0.5)) / 4
+    assert batch_loss(trainer) == pytest.approx(expected, rel=1e-4)
+
+
+def test_explicit_conflict_term_on_hand_computed_logps(tiny_model_dir, tokenizer, tmp_path):
+    data = pairs(4)
+    model, reference = policy(tiny_model_dir, 0), policy(tiny_model_dir, 1)
+    torch.manual_seed(3)
+    with torch.no_grad():  # a policy that differs from its reference, one way on some pairs and the other on others
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    args = W2SDPOConfig(output_dir=str(tmp_path), beta=1.0, conflict_alpha=0.5, **COMMON)
+    trainer = W2SDPOTrainer(model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer)
+    lp, _ = hand_logps(model, tokenizer, data)
+    ref, _ = hand_logps(reference, tokenizer, data)
+    logits = [(lp[i] - ref[i]) - (lp[4 + i] - ref[4 + i]) for i in range(4)]
+    dpo = sum(-logsig(x) for x in logits) / 4
+    # alpha * mean_i c_i * (-log sigmoid(u_harmful - u_safe)), c_i = 1 where the policy already prefers `rejected`
+    conflict = 0.5 * sum(-logsig(-x) for x in logits if x < 0) / 4
+    assert any(x < 0 for x in logits), "the test needs a pair the policy gets wrong"
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.model.train()  # the conflict term is a training-time term
+    loss = trainer.compute_loss(trainer.model, dict(batch)).item()
+    assert loss == pytest.approx(dpo + conflict, rel=1e-4)
+
+
+def test_reference_is_the_starting_policy_even_for_a_model_built_in_memory(tokenizer, tmp_path):
+    # TRL would reload the reference from `config._name_or_path`, which does not exist for this model.
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=1, n_head=2,
+                        pad_token_id=tokenizer.pad_token_id)
+    model = GPT2LMHeadModel(config)
+    start = {name: p.detach().clone() for name, p in model.named_parameters()}
+    args = W2SDPOConfig(output_dir=str(tmp_path), learning_rate=1e-2, max_steps=3, **COMMON)
+    trainer = W2SDPOTrainer(model=model, args=args, train_dataset=pairs(12), processing_class=tokenizer)
+    assert trainer.ref_model is not None and trainer.ref_model is not model
+    trainer.train()
+    reference = dict(trainer.ref_model.named_parameters())
+    assert all(torch.equal(reference[name], value) for name, value in start.items())
+    trained = dict(trainer.model.named_parameters())
+    assert any(not torch.equal(trained[name], value) for name, value in start.items())
+
+
+def test_precomputed_reference_uses_the_starting_policy(tiny_model_dir, tokenizer, tmp_path):
+    data = pairs(4)
+    model = policy(tiny_model_dir)
+    lp, _ = hand_logps(model, tokenizer, data)
+    args = W2SDPOConfig(output_dir=str(tmp_path), precompute_ref_log_probs=True, **COMMON)
+    trainer = W2SDPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    by_id = {row["id"]: row for row in trainer.train_dataset}
+    for i, row_id in enumerate(data["id"]):
+        assert by_id[row_id]["ref_chosen_logps"] == pytest.approx(lp[i], rel=1e-4)
+        assert by_id[row_id]["ref_rejected_logps"] == pytest.approx(lp[4 + i], rel=1e-4)
+
+
+def test_config_rejects_other_trl_losses(tmp_path):
+    with pytest.raises(ValueError, match="implements loss_type"):
+        W2SDPOConfig(output_dir=str(tmp_path), loss_type="ipo")
+    with pytest.raises(ValueError, match="SimPO uses no reference"):
+        W2SDPOConfig(output_dir=str(tmp_path), loss_type="simpo", precompute_ref_log_probs=True)
+
+
+def test_logconf_dpo_trains_and_logs(tiny_model_dir, tokenizer, tmp_path):
+    data = pairs(16, [0.8, 0.3, 0.6, 0.9] * 4)
+    args = W2SDPOConfig(output_dir=str(tmp_path), student_loss="logconf", num_train_epochs=1, **COMMON)
+    trainer = W2SDPOTrainer(model=policy(tiny_model_dir), args=args, train_dataset=data, processing_class=tokenizer)
+    trainer.train()
+    logs = [log for log in trainer.state.log_history if "aux_coef" in log]
+    assert len(logs) == 4 and logs[0]["aux_coef"] == 0.0 and logs[-1]["aux_coef"] == pytest.approx(0.5)
+    assert all("rewards/margins" in log and "label_agreement" in log for log in logs)
+
+
+def test_policy_predictions_by_every_measure(tiny_model_dir, tokenizer):
+    data = pairs(6).add_column("kind", ["surface"] * 6)
+    model, reference = policy(tiny_model_dir, 0), policy(tiny_model_dir, 1)
+    predictions = predict_policy_pairs(model, reference, tokenizer, data, beta=0.2, measure="avg_logp", batch_size=4)
+    lp, lengths = hand_logps(model, tokenizer, data)
+    ref, _ = hand_logps(reference, tokenizer, data)
+    for i, row in enumerate(predictions):
+        close = dict(rel=1e-4, abs=1e-5)  # float32 forward passes
+        assert row["logp_chosen"] == pytest.approx(lp[i], **close)
+        assert row["margin_logp"] == pytest.approx(lp[i] - lp[6 + i], **close)
+        assert row["margin_implicit"] == pytest.approx(0.2 * ((lp[i] - ref[i]) - (lp[6 + i] - ref[6 + i])), **close)
+        avg = lp[i] / lengths[i] - lp[6 + i] / lengths[6 + i]
+        assert row["margin"] == pytest.approx(avg, **close) and row["correct"] == (avg > 0)
+        assert row["kind"] == "surface"
+    with pytest.raises(ValueError, match="needs a reference"):
+        predict_policy_pairs(model, None, tokenizer, data, beta=0.2, measure="implicit")
+
+
+def test_a_single_pass_equals_separate_passes_of_each_sequence(tiny_model_dir, tokenizer):
+    model = policy(tiny_model_dir)
+    data = pairs(5)
+    sequences, lengths = tokenize_completions(data, tokenizer, max_length=512)
+    batched = sequence_logps(model, sequences, lengths, tokenizer.pad_token_id, batch_size=4)
+    with torch.no_grad():
+        for i, ids in enumerate(sequences):
+            logits = model(input_ids=torch.tensor([ids])).logits[0]
+            logps = torch.log_softmax(logits[:-1], -1).gather(-1, torch.tensor(ids[1:])[:, None])[:, 0]
+            assert batched[i] == pytest.approx(logps[-lengths[i] :].sum().item(), rel=1e-5)
+
+
+def test_text_dataset_without_prompt_column_is_refused_by_trl_format(tiny_model_dir, tokenizer, tmp_path):
+    data = Dataset.from_dict({"chosen": ["Human: hi\n\nAssistant: hello"], "rejected": ["Human: hi\n\nAssistant: no"]})
+    args = W2SDPOConfig(output_dir=str(tmp_path), max_steps=1, **COMMON)
+    trainer = W2SDPOTrainer(model=policy(tiny_model_dir), args=args, train_dataset=data, processing_class=tokenizer)
+    assert trainer.train().global_step == 1  # TRL extracts the shared prompt itself

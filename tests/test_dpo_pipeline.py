@@ -1,0 +1,86 @@
+"""End to end: a tiny DPO recipe (SFT, weak policy labels, students, conflicts, evaluation) and the offline LM ladder."""
+
+import json
+from pathlib import Path
+
+import pytest
+from datasets import Dataset
+
+from w2s_align.pipeline import W2SPipeline
+from w2s_align.recipe import recipe_from_dict
+
+
+@pytest.fixture
+def tiny_dpo_recipe(tiny_recipe):
+    tiny_recipe["task"] = "dpo"
+    tiny_recipe["data"].update(gt_size=32, w2s_size=32, test_size=24)
+    tiny_recipe["methods"] = ["xent", "logconf"]
+    tiny_recipe["dpo"] = {"beta": 0.1, "sft": True}
+    tiny_recipe["conflicts"] = {"settings": ["none", "explicit"], "alphas": [0.5], "methods": ["xent"]}
+    tiny_recipe["analysis"] = {"n_bootstrap": 50}
+    return tiny_recipe
+
+
+def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
+    lines = []
+    metrics = W2SPipeline(recipe_from_dict(tiny_dpo_recipe), log=lines.append).run()
+    run_dir = Path(tiny_dpo_recipe["output_dir"])
+    assert [row["label"] for row in metrics["pgr"]] == [
+        "tiny-l2 <- tiny-l1 (xent)", "tiny-l2 <- tiny-l1 (xent, explicit-0.5)", "tiny-l2 <- tiny-l1 (logconf)",
+    ]
+    student = Dataset.from_parquet(str(run_dir / "predictions" / "tiny-l2.from-tiny-l1.xent.seed0.parquet"))
+    assert student.num_rows == 24
+    for measure in ("implicit", "logp", "avg_logp"):
+        assert f"margin_{measure}" in student.column_names and f"correct_{measure}" in student.column_names
+    assert student["margin"] == student["margin_implicit"]  # the DPO default measure
+    # Every policy starts from its own SFT model, which is also its reference.
+    stages = run_dir / "stages"
+    # SFT stages: the weak and the strong rung on ground truth, and the strong rung on the weak preferences
+    assert len(list(stages.glob("sft-tiny-l1-*"))) == 1 and len(list(stages.glob("sft-tiny-l2-*"))) == 2
+    (weak_stage,) = stages.glob("train-tiny-l1-gt-seed0-*")
+    assert Path((weak_stage / "reference.txt").read_text()).parent.name.startswith("sft-tiny-l1-")
+    labels = Dataset.from_parquet(str(run_dir / "labels" / "tiny-l1.seed0.parquet"))
+    assert labels.num_rows == 32 and all(0 < p < 1 for p in labels["soft_label"])
+    row = metrics["pgr"][1]
+    assert "conflict_mistakes.all" in row["deception"]
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert set(saved["models"]) == {
+        "tiny-l1.gt.seed0", "tiny-l2.gt.seed0", "tiny-l2.from-tiny-l1.xent.seed0",
+        "tiny-l2.from-tiny-l1.xent.explicit-0.5.seed0", "tiny-l2.from-tiny-l1.logconf.seed0",
+    }
+    again = []
+    W2SPipeline(recipe_from_dict(tiny_dpo_recipe), log=again.append).run()
+    assert not [line for line in again if line.startswith(("training", "labeling"))]
+
+
+def test_simpo_students_supervised_by_a_weak_reward_model(tiny_dpo_recipe):
+    tiny_dpo_recipe["dpo"] = {"loss": "simpo", "beta": 2.0, "simpo_gamma": 0.5, "supervisor": "reward", "sft": False}
+    tiny_dpo_recipe["methods"] = ["xent"]
+    tiny_dpo_recipe["conflicts"] = {"settings": ["none"]}
+    lines = []
+    metrics = W2SPipeline(recipe_from_dict(tiny_dpo_recipe), log=lines.append).run()
+    assert "training a reward model tiny-l1 on ground truth (seed 0)" in lines
+    assert "labeling the w2s split with tiny-l1-rm.seed0" in lines
+    run_dir = Path(tiny_dpo_recipe["output_dir"])
+    student = Dataset.from_parquet(str(run_dir / "predictions" / "tiny-l2.from-tiny-l1.xent.seed0.parquet"))
+    assert student["margin"] == student["margin_avg_logp"]  # the SimPO default measure
+    assert metrics["pgr"][0]["method"] == "xent"
+
+
+def test_offline_lm_ladder_builds_once_and_loads(tmp_path, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from w2s_align import lm_ladder
+    from w2s_align.models import resolve_model_path
+
+    monkeypatch.setenv("W2S_ALIGN_CACHE", str(tmp_path))
+    monkeypatch.setattr(lm_ladder, "TOKENIZER", {**lm_ladder.TOKENIZER, "texts": 400, "vocab_size": 400})
+    monkeypatch.setattr(lm_ladder, "PRETRAINING", {**lm_ladder.PRETRAINING, "texts": 256})
+    path = Path(resolve_model_path("w2s-align/tiny-gpt2-xs"))
+    assert path.parent == tmp_path / "lm_ladder" and (path / "model.safetensors").is_file()
+    model = AutoModelForCausalLM.from_pretrained(path)
+    assert model.config.n_layer == 1 and model.config.n_embd == lm_ladder.RUNGS["w2s-align/tiny-gpt2-xs"]["n_embd"]
+    before = (path / "model.safetensors").stat().st_mtime
+    assert Path(resolve_model_path("w2s-align/tiny-gpt2-xs")) == path  # cached: not rebuilt
+    assert (path / "model.safetensors").stat().st_mtime == before
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no half-built directory left
