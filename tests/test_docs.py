@@ -21,6 +21,10 @@ DOC = (Path(__file__).resolve().parents[1] / "docs" / "recipes.md").read_text()
         recipe.RungConfig,
         recipe.PairConfig,
         recipe.LossSettings,
+        recipe.DPOSettings,
+        recipe.ConflictConfig,
+        recipe.HelpfulDataConfig,
+        recipe.AnalysisConfig,
     ],
     ids=lambda c: c.__name__,
 )

@@ -56,7 +56,9 @@ def test_soft_label_dpo_loss_matches_hand_computation(tiny_model_dir, tokenizer,
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     args = W2SDPOConfig(output_dir=str(tmp_path), beta=0.5, **COMMON)  # one batch: the mean ignores order
-    trainer = W2SDPOTrainer(model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer)
+    trainer = W2SDPOTrainer(
+        model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer
+    )
     lp, _ = hand_logps(model, tokenizer, data)
     ref, _ = hand_logps(reference, tokenizer, data)
     expected = 0.0
@@ -70,7 +72,9 @@ def test_hard_labels_give_the_dpo_sigmoid_loss(tiny_model_dir, tokenizer, tmp_pa
     data = pairs(4)
     model, reference = policy(tiny_model_dir, 0), policy(tiny_model_dir, 1)
     args = W2SDPOConfig(output_dir=str(tmp_path), beta=0.1, **COMMON)
-    trainer = W2SDPOTrainer(model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer)
+    trainer = W2SDPOTrainer(
+        model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer
+    )
     lp, _ = hand_logps(model, tokenizer, data)
     ref, _ = hand_logps(reference, tokenizer, data)
     expected = sum(-logsig(0.1 * ((lp[i] - ref[i]) - (lp[4 + i] - ref[4 + i]))) for i in range(4)) / 4
@@ -100,7 +104,9 @@ def test_explicit_conflict_term_on_hand_computed_logps(tiny_model_dir, tokenizer
         for p in model.parameters():
             p.add_(0.2 * torch.randn_like(p))
     args = W2SDPOConfig(output_dir=str(tmp_path), beta=1.0, conflict_alpha=0.5, **COMMON)
-    trainer = W2SDPOTrainer(model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer)
+    trainer = W2SDPOTrainer(
+        model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer
+    )
     lp, _ = hand_logps(model, tokenizer, data)
     ref, _ = hand_logps(reference, tokenizer, data)
     logits = [(lp[i] - ref[i]) - (lp[4 + i] - ref[4 + i]) for i in range(4)]
@@ -117,8 +123,9 @@ def test_explicit_conflict_term_on_hand_computed_logps(tiny_model_dir, tokenizer
 def test_reference_is_the_starting_policy_even_for_a_model_built_in_memory(tokenizer, tmp_path):
     # TRL would reload the reference from `config._name_or_path`, which does not exist for this model.
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=1, n_head=2,
-                        pad_token_id=tokenizer.pad_token_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=1, n_head=2, pad_token_id=tokenizer.pad_token_id
+    )
     model = GPT2LMHeadModel(config)
     start = {name: p.detach().clone() for name, p in model.named_parameters()}
     args = W2SDPOConfig(output_dir=str(tmp_path), learning_rate=1e-2, max_steps=3, **COMMON)

@@ -26,7 +26,9 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
     metrics = W2SPipeline(recipe_from_dict(tiny_dpo_recipe), log=lines.append).run()
     run_dir = Path(tiny_dpo_recipe["output_dir"])
     assert [row["label"] for row in metrics["pgr"]] == [
-        "tiny-l2 <- tiny-l1 (xent)", "tiny-l2 <- tiny-l1 (xent, explicit-0.5)", "tiny-l2 <- tiny-l1 (logconf)",
+        "tiny-l2 <- tiny-l1 (xent)",
+        "tiny-l2 <- tiny-l1 (xent, explicit-0.5)",
+        "tiny-l2 <- tiny-l1 (logconf)",
     ]
     student = Dataset.from_parquet(str(run_dir / "predictions" / "tiny-l2.from-tiny-l1.xent.seed0.parquet"))
     assert student.num_rows == 24
@@ -45,8 +47,11 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
     assert "conflict_mistakes.all" in row["deception"]
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert set(saved["models"]) == {
-        "tiny-l1.gt.seed0", "tiny-l2.gt.seed0", "tiny-l2.from-tiny-l1.xent.seed0",
-        "tiny-l2.from-tiny-l1.xent.explicit-0.5.seed0", "tiny-l2.from-tiny-l1.logconf.seed0",
+        "tiny-l1.gt.seed0",
+        "tiny-l2.gt.seed0",
+        "tiny-l2.from-tiny-l1.xent.seed0",
+        "tiny-l2.from-tiny-l1.xent.explicit-0.5.seed0",
+        "tiny-l2.from-tiny-l1.logconf.seed0",
     }
     again = []
     W2SPipeline(recipe_from_dict(tiny_dpo_recipe), log=again.append).run()
