@@ -28,11 +28,16 @@ from typing import Any
 
 from datasets import Dataset
 
+from .distributed import barrier, is_main_process
+
 # Bump when a stage's outputs change meaning, so old caches are not trusted.
 CACHE_VERSION = 1
 
 
 def _atomic(path: Path, write) -> None:
+    # Only the main process writes; the others would race it for the same file.
+    if not is_main_process():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -40,6 +45,10 @@ def _atomic(path: Path, write) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
+        audit = os.environ.get("W2S_ALIGN_WRITE_LOG")
+        if audit:  # a diagnostic trail of every artifact written (used by the distributed tests)
+            with open(audit, "a", encoding="utf-8") as handle:
+                handle.write(f"{os.environ.get('RANK', '0')}\t{path}\n")
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -104,17 +113,26 @@ class Stage:
     def path(self, *parts: str) -> Path:
         return self.dir.joinpath(*parts)
 
-    def begin(self, keep_partial: bool = False) -> Path:
-        """Prepare the stage directory. A partial directory from a killed run is removed unless `keep_partial`."""
-        if self.dir.exists() and not keep_partial:
-            shutil.rmtree(self.dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.dir / "stage.json", {"name": self.name, "determinants": self.determinants})
+    def begin(self, keep_partial: bool = False, sync: bool = True) -> Path:
+        """Prepare the stage directory. A partial directory from a killed run is removed unless `keep_partial`.
+
+        Every process calls it; the main process prepares the directory and, with `sync`, the others wait for it
+        (`sync=False` is for work that only the main process does).
+        """
+        if is_main_process():
+            if self.dir.exists() and not keep_partial:
+                shutil.rmtree(self.dir)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.dir / "stage.json", {"name": self.name, "determinants": self.determinants})
+        if sync:
+            barrier()
         return self.dir
 
-    def finish(self, summary: dict[str, Any] | None = None) -> None:
-        """Mark the stage finished; write this last."""
+    def finish(self, summary: dict[str, Any] | None = None, sync: bool = True) -> None:
+        """Mark the stage finished (written last, by the main process); with `sync`, every process waits for it."""
         atomic_write_json(self.dir / self.MARKER, {"name": self.name, "hash": self.hash, **(summary or {})})
+        if sync:
+            barrier()
 
     def summary(self) -> dict[str, Any]:
         return json.loads((self.dir / self.MARKER).read_text())

@@ -74,5 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except W2SInputError as error:
-        print(f"error: {error}", file=sys.stderr)
+        from .distributed import is_main_process
+
+        if is_main_process():  # every process stops; one message is enough
+            print(f"error: {error}", file=sys.stderr)
         return 2

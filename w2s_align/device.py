@@ -32,7 +32,13 @@ def bf16_supported(use_cpu: bool = False) -> bool:
 
 
 def derive_device_defaults(config) -> None:
-    """Fill a TRL config's unset `bf16` and activation checkpointing from the device (before its `__post_init__`)."""
+    """Fill a TRL config's unset `bf16` and activation checkpointing from the device (before its `__post_init__`).
+
+    Without an accelerator it also sets `use_cpu`, so that several processes on a CPU form one gloo process group
+    instead of each believing it is alone.
+    """
+    if not accelerator_available():
+        config.use_cpu = True
     if config.bf16 is None and not config.fp16:
         config.bf16 = bf16_supported(config.use_cpu)
     if config.activation_checkpointing is None and config.gradient_checkpointing is None:

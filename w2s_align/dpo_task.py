@@ -22,8 +22,9 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, set_seed
 
 from .artifacts import Stage, atomic_write_json, atomic_write_parquet, atomic_write_text
+from .distributed import barrier, is_main_process
 from .dpo_trainer import W2SDPOConfig, W2SDPOTrainer
-from .models import load_tokenizer, resolve_model_path
+from .models import load_rung_model, load_tokenizer, resolve_model_path
 from .policy import predict_policy_pairs
 from .recipe import Recipe, RungConfig
 from .sft import W2SSFTConfig, supervised_finetune
@@ -58,11 +59,8 @@ class DPOTask:
             self._tokenizers[key] = load_tokenizer(resolve_model_path(rung.model), rung.revision)
         return self._tokenizers[key]
 
-    def _load_policy(self, rung: RungConfig, path: str | None = None):
-        kwargs = {} if path else {"revision": rung.revision, **rung.config_overrides}
-        if not path and rung.num_layers is not None:
-            kwargs["num_hidden_layers"] = rung.num_layers
-        model = AutoModelForCausalLM.from_pretrained(path or resolve_model_path(rung.model), **kwargs)
+    def _load_policy(self, rung: RungConfig, path: str | None = None, base: str | None = None):
+        model = load_rung_model(rung, AutoModelForCausalLM, path, base)
         model.config.pad_token_id = self.tokenizer(rung).pad_token_id
         return model
 
@@ -107,8 +105,9 @@ class DPOTask:
                 disable_tqdm=True,
             )
             model = supervised_finetune(self._load_policy(rung), self.tokenizer(rung), data, args)
-            model.save_pretrained(stage.path("model"))
-            self.tokenizer(rung).save_pretrained(stage.path("model"))
+            if is_main_process():
+                model.save_pretrained(stage.path("model"))
+                self.tokenizer(rung).save_pretrained(stage.path("model"))
             stage.finish({"num_pairs": pairs.num_rows})
         return str(stage.path("model"))
 
@@ -151,19 +150,17 @@ class DPOTask:
             peft_config=lora_config(settings, "CAUSAL_LM"),
         )
         train_resumably(trainer, checkpoints, self.log)
-        policy = trainer.model
-        if settings.lora is not None:
-            policy = policy.merge_and_unload()
-        policy.save_pretrained(stage_dir / "model")
-        self.tokenizer(rung).save_pretrained(stage_dir / "model")
+        # save_model writes once (main process), gathers ZeRO-3 shards, and saves LoRA adapters alone.
+        trainer.save_model(str(stage_dir / "model"))
         atomic_write_text(stage_dir / "reference.txt", start)
         atomic_write_json(stage_dir / "train_log.json", trainer.state.log_history)
         steps = trainer.state.global_step
-        del trainer
+        del trainer, policy, reference
+        gc.collect()
+        barrier()
+        policy = self._load_policy(rung, str(stage_dir / "model"), base=start)
         predictions = self._predict(rung, policy, start, test)
         atomic_write_parquet(predictions, stage_dir / "predictions.parquet")
-        del policy, reference
-        gc.collect()
         return {"accuracy": float(sum(predictions["correct"]) / predictions.num_rows), "train_steps": steps}
 
     def _predict(self, rung: RungConfig, policy, reference_path: str | None, pairs: Dataset) -> Dataset:
@@ -184,8 +181,8 @@ class DPOTask:
 
     def label(self, rung: RungConfig, stage_dir: Path, labeler_id: str, pairs: Dataset) -> Dataset:
         """Soft labels of `pairs` by the implicit reward of the policy trained in `stage_dir`."""
-        policy = self._load_policy(rung, str(stage_dir / "model"))
         reference = (stage_dir / "reference.txt").read_text()
+        policy = self._load_policy(rung, str(stage_dir / "model"), base=reference)
         scored = self._predict(rung, policy, reference, pairs)
         if self.settings.loss == "simpo":
             margin = self.settings.beta * torch.tensor(scored["margin_avg_logp"])

@@ -29,6 +29,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .artifacts import atomic_write_parquet, atomic_write_text
 from .device import bf16_supported
+from .distributed import sharded_map
 from .models import tokenize_pairs
 
 LABELS_FILE = "labels.parquet"
@@ -45,11 +46,19 @@ def _pad_batch(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Ten
     return input_ids, attention_mask
 
 
-@torch.inference_mode()
 def score_sequences(
     model: PreTrainedModel, sequences: list[list[int]], pad_token_id: int, batch_size: int = 64
 ) -> np.ndarray:
-    """Reward of every token sequence, in input order: sorted by length, batched, no autograd, bf16 if supported."""
+    """Reward of every token sequence, in input order: sorted by length, batched, no autograd, bf16 if supported.
+
+    Under several processes each scores a share of the sequences and the rewards are gathered back in order.
+    """
+    local = lambda shard: _score_local(model, shard, pad_token_id, batch_size).tolist()  # noqa: E731
+    return np.asarray(sharded_map(local, sequences), dtype=np.float32)
+
+
+@torch.inference_mode()
+def _score_local(model: PreTrainedModel, sequences: list[list[int]], pad_token_id: int, batch_size: int) -> np.ndarray:
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

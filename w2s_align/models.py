@@ -26,6 +26,7 @@ from datasets import Dataset
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from . import lm_ladder
+from .device import bf16_supported
 from .errors import W2SInputError
 from .recipe import RungConfig
 
@@ -82,24 +83,55 @@ def load_tokenizer(path: str, revision: str | None = None) -> PreTrainedTokenize
     return tokenizer
 
 
-def load_reward_model(rung: RungConfig, path: str | None = None, **kwargs: Any):
-    """Load the rung as a one-output sequence classifier, from `path` (a trained checkpoint) or the rung's model."""
+def quantization_config(rung: RungConfig):
+    """The rung's 4-bit (QLoRA) `BitsAndBytesConfig`, or None. Computes in bf16 where the device supports it."""
+    if not rung.training.load_in_4bit:
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if bf16_supported() else torch.float32,
+    )
+
+
+def load_rung_model(rung: RungConfig, auto_class, path: str | None = None, base: str | None = None, **kwargs: Any):
+    """Load the rung with `auto_class`: the rung itself, or a trained checkpoint at `path`.
+
+    A checkpoint that holds LoRA adapters is loaded onto its base (`base`, default the rung itself, in 4-bit for a
+    QLoRA rung) and merged unless the base is quantized. The rung itself is loaded with its layer count and config
+    overrides, and in 4-bit when `training.load_in_4bit` is set.
+    """
+    if path is not None and (Path(path) / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(load_rung_model(rung, auto_class, base, **kwargs), path)
+        return model if getattr(model, "is_loaded_in_4bit", False) else model.merge_and_unload()
     source = path or resolve_model_path(rung.model)
-    overrides = {} if path else _config_kwargs(rung)
+    if path is None:
+        kwargs = {"revision": rung.revision, **_config_kwargs(rung), **kwargs}
+    quantization = quantization_config(rung)
+    if quantization is not None and (path is None or path == base):
+        kwargs["quantization_config"] = quantization
     transformers_logger = logging.getLogger("transformers.modeling_utils")
     previous = transformers_logger.level
     # Truncated rungs and fresh heads make long, expected load reports; keep them out of the run log.
     transformers_logger.setLevel(logging.ERROR)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=1, revision=None if path else rung.revision, **overrides, **kwargs
-        )
+        model = auto_class.from_pretrained(source, **kwargs)
     finally:
         transformers_logger.setLevel(previous)
     if model.config.pad_token_id is None:
-        tokenizer = load_tokenizer(source, None if path else rung.revision)
-        model.config.pad_token_id = tokenizer.pad_token_id
+        model.config.pad_token_id = load_tokenizer(source, None if path else rung.revision).pad_token_id
     return model
+
+
+def load_reward_model(rung: RungConfig, path: str | None = None):
+    """The rung as a one-output sequence classifier (a reward model): untrained, or trained at `path`."""
+    return load_rung_model(rung, AutoModelForSequenceClassification, path, num_labels=1)
 
 
 def tokenize_pairs(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:

@@ -38,6 +38,7 @@ from .analysis.report import build_metrics, render_console, write_report
 from .artifacts import Stage, atomic_copy, atomic_write_parquet, atomic_write_text
 from .conflicts import ConflictSetting, helpfulness_pairs, mix_implicit_conflict
 from .data import SPLITS, load_helpful_pairs, load_splits
+from .distributed import is_main_process, on_main
 from .dpo_task import DPOTask
 from .errors import W2SInputError
 from .labeling import load_labels, save_labels
@@ -58,6 +59,10 @@ def _local_file_signature(path: str | None) -> Any:
 
 
 NO_CONFLICT = ConflictSetting()
+
+
+def _silent(message: str) -> None:
+    """The log of processes other than the main one."""
 
 
 @dataclass(frozen=True)
@@ -131,10 +136,10 @@ class W2SPipeline:
     def __init__(self, recipe: Recipe, log: Callable[[str], None] = print):
         self.recipe = recipe
         self.run_dir = recipe.run_dir
-        self.log = log
-        self.task = DPOTask(recipe, log) if recipe.task == "dpo" else RewardTask(recipe, log)
+        self.log = log if is_main_process() else _silent  # one log, from the main process
+        self.task = DPOTask(recipe, self.log) if recipe.task == "dpo" else RewardTask(recipe, self.log)
         # With `task: dpo` and `dpo.supervisor: reward`, the weak labels come from a reward model.
-        self.reward_task = self.task if recipe.task == "reward" else RewardTask(recipe, log)
+        self.reward_task = self.task if recipe.task == "reward" else RewardTask(recipe, self.log)
         self.splits: DatasetDict | None = None
         self.data_hash: str | None = None
 
@@ -156,14 +161,17 @@ class W2SPipeline:
         if data.files:
             determinants["files"] = {split: _local_file_signature(path) for split, path in data.files.items()}
         stage = Stage(self.run_dir, "data", determinants)
-        if stage.done:
-            splits = DatasetDict({s: Dataset.from_parquet(str(stage.path(f"{s}.parquet"))) for s in SPLITS})
-        else:
-            splits = load_splits(data)
-            stage.begin()
-            for split in SPLITS:
-                atomic_write_parquet(splits[split], stage.path(f"{split}.parquet"))
-            stage.finish({split: splits[split].num_rows for split in SPLITS})
+        if not stage.done:
+
+            def build() -> None:  # on the main process only; the others read what it wrote
+                splits = load_splits(data)
+                stage.begin(sync=False)
+                for split in SPLITS:
+                    atomic_write_parquet(splits[split], stage.path(f"{split}.parquet"))
+                stage.finish({split: splits[split].num_rows for split in SPLITS}, sync=False)
+
+            on_main(build)
+        splits = DatasetDict({s: Dataset.from_parquet(str(stage.path(f"{s}.parquet"))) for s in SPLITS})
         self.log(f"data: {', '.join(f'{s} {splits[s].num_rows}' for s in SPLITS)} pairs ({data.source})")
         for rung in self._rungs_in_use():
             check_rung_loads(rung)
@@ -231,10 +239,14 @@ class W2SPipeline:
         determinants["files"] = _local_file_signature(config.path)
         stage = Stage(self.run_dir, "helpful", determinants)
         if not stage.done:
-            pairs = helpfulness_pairs(load_helpful_pairs(config, size, self.splits))
-            stage.begin()
-            atomic_write_parquet(pairs, stage.path("helpful.parquet"))
-            stage.finish({"num_pairs": pairs.num_rows})
+
+            def build() -> None:  # on the main process only; the others read what it wrote
+                pairs = helpfulness_pairs(load_helpful_pairs(config, size, self.splits))
+                stage.begin(sync=False)
+                atomic_write_parquet(pairs, stage.path("helpful.parquet"))
+                stage.finish({"num_pairs": pairs.num_rows}, sync=False)
+
+            on_main(build)
         return Dataset.from_parquet(str(stage.path("helpful.parquet"))), stage.hash
 
     def _student_data(self, spec: StudentSpec, labels_stage: Stage) -> Dataset:

@@ -28,6 +28,8 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .distributed import sharded_map
+
 MEASURES = ("implicit", "logp", "avg_logp")
 
 
@@ -54,11 +56,22 @@ def tokenize_completions(
     return sequences, completion_lengths
 
 
-@torch.inference_mode()
 def sequence_logps(
     model: PreTrainedModel, sequences: list[list[int]], completion_lengths: list[int], pad_id: int, batch_size: int
 ) -> np.ndarray:
-    """Summed log-probability of the last `completion_lengths[i]` tokens of each sequence, in input order."""
+    """Summed log-probability of the last `completion_lengths[i]` tokens of each sequence, in input order (sharded
+    across processes when there are several)."""
+
+    def local(shard: list[tuple[list[int], int]]) -> list[float]:
+        return _logps_local(model, [s for s, _ in shard], [n for _, n in shard], pad_id, batch_size).tolist()
+
+    return np.asarray(sharded_map(local, list(zip(sequences, completion_lengths))), dtype=np.float64)
+
+
+@torch.inference_mode()
+def _logps_local(
+    model: PreTrainedModel, sequences: list[list[int]], completion_lengths: list[int], pad_id: int, batch_size: int
+) -> np.ndarray:
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

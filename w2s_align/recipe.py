@@ -68,6 +68,9 @@ class TrainingSettings:
         default=False, metadata={"help": "Keep the input embeddings fixed (much faster on CPU for small models)."}
     )
     lora: LoraSettings | None = field(default=None, metadata={"help": "Train LoRA adapters instead of all weights."})
+    load_in_4bit: bool = field(
+        default=False, metadata={"help": "QLoRA: load the rung in 4-bit (bitsandbytes) and train LoRA adapters."}
+    )
     trainer_kwargs: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "Any other `W2SRewardConfig` / `TrainingArguments` field, e.g. `{save_steps: 100}`."},
@@ -495,6 +498,10 @@ def _check(recipe: Recipe, source: str) -> None:
             if name in (pair.weak, pair.strong) or pair.via.count(name) > 1:
                 raise W2SInputError(f"{source}: 'pairs.{index}.via' repeats the rung {name!r}")
     for index, rung in enumerate(recipe.ladder):
+        if rung.training.load_in_4bit and rung.training.lora is None:
+            raise W2SInputError(
+                f"{source}: 'ladder.{index}.training.load_in_4bit' needs 'lora' (QLoRA trains adapters)"
+            )
         if rung.num_layers is not None and rung.num_layers < 1:
             raise W2SInputError(f"{source}: 'ladder.{index}.num_layers' must be at least 1, got {rung.num_layers}")
     if not recipe.methods:

@@ -16,12 +16,17 @@ import torch
 from datasets import Dataset
 
 from .artifacts import atomic_write_json, atomic_write_parquet
+from .distributed import barrier
 from .evaluation import predict_pairs
 from .labeling import WeakLabeler
 from .models import load_reward_model, load_tokenizer, resolve_model_path, tokenize_pairs
 from .recipe import Recipe, RungConfig
 from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
 from .training import lora_config, train_resumably, trainer_kwargs
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class RewardTask:
@@ -64,6 +69,10 @@ class RewardTask:
 
         set_seed(seed)
         model = load_reward_model(rung)
+        if getattr(model, "is_loaded_in_4bit", False):
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         if rung.training.freeze_embeddings:
             model.get_input_embeddings().weight.requires_grad_(False)
         tokenizer = self.tokenizer(rung)
@@ -82,25 +91,24 @@ class RewardTask:
             peft_config=lora_config(settings, "SEQ_CLS"),
         )
         train_resumably(trainer, checkpoints, self.log)
-        model = trainer.model
-        if settings.lora is not None:
-            model = model.merge_and_unload()
-        model.save_pretrained(stage_dir / "model")
-        tokenizer.save_pretrained(stage_dir / "model")
+        # save_model writes once (main process), gathers ZeRO-3 shards, and saves LoRA adapters with the reward head.
+        trainer.save_model(str(stage_dir / "model"))
         atomic_write_json(stage_dir / "train_log.json", trainer.state.log_history)
+        steps = trainer.state.global_step
+        del trainer, model
+        gc.collect()
+        barrier()
+        # Score with the saved model, whole on every process, whatever sharding training used.
+        model = load_reward_model(rung, path=str(stage_dir / "model")).to(_device())
         predictions = predict_pairs(
             model, tokenizer, self.tokenized(rung, test), settings.eval_batch_size, settings.max_length
         )
         atomic_write_parquet(predictions, stage_dir / "predictions.parquet")
-        steps = trainer.state.global_step
-        del trainer, model
-        gc.collect()
         return {"accuracy": float(sum(predictions["correct"]) / predictions.num_rows), "train_steps": steps}
 
     def labeler(self, rung: RungConfig, stage_dir: Path, labeler_id: str) -> WeakLabeler:
         """A labeler from the reward model saved in `stage_dir/model`."""
-        model = load_reward_model(rung, path=str(stage_dir / "model"))
-        model.to("cuda" if torch.cuda.is_available() else "cpu")
+        model = load_reward_model(rung, path=str(stage_dir / "model")).to(_device())
         return WeakLabeler(
             model,
             self.tokenizer(rung),

@@ -18,6 +18,7 @@ import yaml
 from datasets import Dataset
 
 from ..artifacts import atomic_write_json, atomic_write_text
+from ..distributed import is_main_process
 from ..errors import W2SInputError
 from .deception import DeceptionAnalyzer, summarize_seeds
 from .metrics import accuracy, agreement, pgr
@@ -320,7 +321,9 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None = No
 
 
 def write_report(run_dir: Path, metrics: dict[str, Any]) -> None:
-    """Write `metrics.json`, the plots (when matplotlib is installed) and `report.md` of a run."""
+    """Write `metrics.json`, the plots (when matplotlib is installed) and `report.md` of a run (main process)."""
+    if not is_main_process():
+        return
     figures: dict[str, str] = {}
     if matplotlib_available():
         plots_dir = run_dir / "plots"
