@@ -62,3 +62,13 @@ class DeviceDefaults:
     def __post_init__(self):
         derive_device_defaults(self)
         super().__post_init__()
+
+
+def match_adapter_dtype(model, bf16: bool) -> None:
+    """TRL casts the trainable adapter weights of a quantized model to bf16 (the QLoRA recipe). Without bf16 mixed
+    precision, e.g. on a CPU, the rest of the model computes in fp32: keep the trainable weights in fp32 too."""
+    quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
+    if quantized and not bf16:
+        for param in model.parameters():
+            if param.requires_grad and param.dtype == torch.bfloat16:
+                param.data = param.data.float()

@@ -31,7 +31,7 @@ from trl import DPOConfig, DPOTrainer
 
 from .collators import SOFT_LABEL, SoftLabelCollator
 from .conflicts import explicit_conflict_loss
-from .device import DeviceDefaults
+from .device import DeviceDefaults, match_adapter_dtype
 from .losses import StudentLossArguments, StudentObjective
 
 PREFERENCE_LOSSES = (["sigmoid"], ["simpo"])
@@ -111,6 +111,7 @@ class W2SDPOTrainer(DPOTrainer):
         super().__init__(model, ref_model, args, data_collator, **kwargs)
         if args.simpo:
             self.ref_model = None  # SimPO has no reference; the copy only kept TRL from loading one from disk
+        match_adapter_dtype(self.model, args.bf16)
         if data_collator is None:
             self.data_collator = SoftLabelCollator(self.data_collator)
         self._objective = StudentObjective(args)

@@ -38,7 +38,7 @@ from .analysis.report import build_metrics, render_console, write_report
 from .artifacts import Stage, atomic_copy, atomic_write_parquet, atomic_write_text
 from .conflicts import ConflictSetting, helpfulness_pairs, mix_implicit_conflict
 from .data import SPLITS, load_helpful_pairs, load_splits
-from .distributed import is_main_process, on_main
+from .distributed import is_main_process, on_main, state
 from .dpo_task import DPOTask
 from .errors import W2SInputError
 from .labeling import load_labels, save_labels
@@ -172,7 +172,9 @@ class W2SPipeline:
 
             on_main(build)
         splits = DatasetDict({s: Dataset.from_parquet(str(stage.path(f"{s}.parquet"))) for s in SPLITS})
-        self.log(f"data: {', '.join(f'{s} {splits[s].num_rows}' for s in SPLITS)} pairs ({data.source})")
+        processes = state().num_processes
+        where = f", {processes} processes" if processes > 1 else ""
+        self.log(f"data: {', '.join(f'{s} {splits[s].num_rows}' for s in SPLITS)} pairs ({data.source}{where})")
         for rung in self._rungs_in_use():
             check_rung_loads(rung)
         self.splits, self.data_hash = splits, stage.hash

@@ -28,7 +28,7 @@ from trl import RewardConfig, RewardTrainer
 
 from .collators import SOFT_LABEL, SoftLabelCollator
 from .conflicts import explicit_conflict_loss
-from .device import DeviceDefaults
+from .device import DeviceDefaults, match_adapter_dtype
 from .losses import StudentLossArguments, StudentObjective
 
 
@@ -106,6 +106,7 @@ class W2SRewardTrainer(RewardTrainer):
         if args.eos_token is None and processing_class is not None and processing_class.eos_token is None:
             args.eos_token = processing_class.sep_token
         super().__init__(model, args, data_collator, train_dataset, eval_dataset, processing_class, **kwargs)
+        match_adapter_dtype(self.model, args.bf16)
         if data_collator is None:
             self.data_collator = SoftLabelCollator(self.data_collator)
         self._objective = StudentObjective(args)
