@@ -1,0 +1,157 @@
+"""Scale-out: accelerate configs, the pipeline on 2 CPU processes (gloo) against 1, LoRA and 4-bit QLoRA rungs."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from datasets import Dataset
+
+from w2s_align.pipeline import W2SPipeline
+from w2s_align.recipe import recipe_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "accelerate_configs"
+EXPECTED = {
+    "single_gpu.yaml": ("NO", 1),
+    "multi_gpu.yaml": ("MULTI_GPU", 8),
+    "deepspeed_zero2.yaml": ("DEEPSPEED", 8),
+    "deepspeed_zero3.yaml": ("DEEPSPEED", 8),
+    "deepspeed_zero3_offload.yaml": ("DEEPSPEED", 8),
+    "multi_node_zero3.yaml": ("DEEPSPEED", 16),
+    "fsdp2.yaml": ("FSDP", 8),
+    "cpu_multi_process.yaml": ("MULTI_GPU", 2),
+}
+
+
+def test_every_accelerate_config_parses_with_accelerates_loader():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    assert sorted(p.name for p in CONFIGS.glob("*.yaml")) == sorted(EXPECTED)
+    for name, (kind, processes) in EXPECTED.items():
+        config = load_config_from_file(str(CONFIGS / name))
+        assert config.distributed_type.value == kind, name
+        assert config.num_processes == processes, name
+        assert config.mixed_precision == "no", f"{name}: precision is derived from the device, not fixed here"
+        if kind == "DEEPSPEED":
+            assert (ROOT / config.deepspeed_config["deepspeed_config_file"]).is_file(), name
+    assert load_config_from_file(str(CONFIGS / "cpu_multi_process.yaml")).use_cpu is True
+
+
+def _fill_auto(value, batch=8):
+    """Replace HF's "auto" placeholders as the Trainer would for a single process with micro-batch `batch`."""
+    if isinstance(value, dict):
+        concrete = {"train_batch_size": batch, "train_micro_batch_size_per_gpu": batch,
+                    "gradient_accumulation_steps": 1, "gradient_clipping": 1.0, "enabled": False}
+        return {
+            key: concrete[key] if item == "auto" and key in concrete else _fill_auto(item, batch)
+            for key, item in value.items()
+        }
+    if value == "auto":
+        return 1_000_000  # bucket sizes and thresholds
+    return value
+
+
+@pytest.mark.parametrize("name", ["zero2.json", "zero3.json", "zero3_offload.json"])
+def test_deepspeed_configs_pass_deepspeeds_validation(name):
+    deepspeed_config = pytest.importorskip("deepspeed.runtime.config", reason="deepspeed is an optional extra")
+    raw = json.loads((CONFIGS / "deepspeed" / name).read_text())
+    config = deepspeed_config.DeepSpeedConfig(_fill_auto(raw))
+    assert config.zero_optimization_stage == raw["zero_optimization"]["stage"]
+    if name == "zero3_offload.json":
+        assert config.zero_config.offload_param.device == "cpu"
+    with pytest.raises(Exception):  # the validation is real: a wrong type is refused
+        deepspeed_config.DeepSpeedConfig(_fill_auto({**raw, "zero_optimization": {"stage": "three"}}))
+
+
+def _launch(recipe_path: Path, audit: Path, processes: int, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "W2S_ALIGN_WRITE_LOG": str(audit), "OMP_NUM_THREADS": "1"}
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [str(accelerate), "launch", "--config_file", str(CONFIGS / "cpu_multi_process.yaml"),
+               "--num_processes", str(processes), "-m", "w2s_align", "run", str(recipe_path)]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None and not Path(sys.executable).with_name("accelerate").exists(),
+                    reason="the accelerate launcher is not installed")
+def test_two_cpu_processes_give_the_same_results_as_one_and_write_each_artifact_once(tiny_recipe, tmp_path):
+    tiny_recipe["analysis"] = {"n_bootstrap": 50}
+    # Same global batch: 2 processes x 4 pairs, against 1 process x 8 pairs.
+    tiny_recipe["training"]["per_device_train_batch_size"] = 4
+    two = {**tiny_recipe, "output_dir": str(tmp_path / "two")}
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
+    result = _launch(tmp_path / "two.yaml", tmp_path / "two.audit", 2, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(synthetic, 2 processes)" in result.stdout
+    assert result.stdout.count("training tiny-l1 on ground truth") == 1  # one log, from the main process
+
+    one = {**tiny_recipe, "output_dir": str(tmp_path / "one")}
+    one["training"] = {**tiny_recipe["training"], "per_device_train_batch_size": 8}
+    os.environ["W2S_ALIGN_WRITE_LOG"] = str(tmp_path / "one.audit")
+    try:
+        W2SPipeline(recipe_from_dict(one), log=lambda _: None).run()
+    finally:
+        del os.environ["W2S_ALIGN_WRITE_LOG"]
+
+    writes = [line.split("\t") for line in (tmp_path / "two.audit").read_text().splitlines()]
+    paths = [path for _, path in writes]
+    assert {rank for rank, _ in writes} == {"0"}, "only the main process writes"
+    assert len(paths) == len(set(paths)), "each artifact is written exactly once"
+    one_paths = [line.split("\t")[1] for line in (tmp_path / "one.audit").read_text().splitlines()]
+
+    def shape(path: str, run: str) -> str:  # the stage hashes differ: the per-device batch is part of them
+        return re.sub(r"-[0-9a-f]{12}/", "/", path.replace(str(tmp_path / run), ""))
+
+    assert sorted(shape(p, "two") for p in paths) == sorted(shape(p, "one") for p in one_paths)
+    # Stated tolerance: data-parallel training on CPU changes only the summation order of the gradients, so every
+    # saved margin agrees to 1e-4 and every accuracy and PGR is identical.
+    metrics = {name: json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two")}
+    for key in metrics["one"]["models"]:
+        a = Dataset.from_parquet(str(tmp_path / "one" / "predictions" / f"{key}.parquet"))
+        b = Dataset.from_parquet(str(tmp_path / "two" / "predictions" / f"{key}.parquet"))
+        assert np.abs(np.asarray(a["margin"]) - np.asarray(b["margin"])).max() < 1e-4, key
+        assert metrics["one"]["models"][key]["accuracy"] == metrics["two"]["models"][key]["accuracy"]
+    assert [r["pgr"] for r in metrics["one"]["pgr"]] == [r["pgr"] for r in metrics["two"]["pgr"]]
+
+
+def test_bad_input_under_two_processes_stops_every_process_with_one_message(tiny_recipe, tmp_path):
+    tiny_recipe["data"] = {"source": "local", "files": {"all": str(tmp_path / "missing.jsonl")}, "gt_size": 4,
+                           "w2s_size": 4}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(tiny_recipe))
+    result = _launch(tmp_path / "bad.yaml", tmp_path / "bad.audit", 2, tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.count("error: ") == 1 and "missing.jsonl: data file not found" in result.stderr
+    assert not (Path(tiny_recipe["output_dir"]) / "stages").exists() or not list(
+        (Path(tiny_recipe["output_dir"]) / "stages").glob("train-*")
+    )
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["lora", "qlora-4bit"])
+def test_lora_and_qlora_reward_rungs(tiny_recipe, quantized):
+    pytest.importorskip("bitsandbytes") if quantized else None
+    strong = tiny_recipe["ladder"][1]
+    strong["training"] = {"lora": {"r": 4, "alpha": 8, "target_modules": ["c_attn", "c_fc"]},
+                          "load_in_4bit": quantized}
+    tiny_recipe["methods"] = ["xent"]
+    tiny_recipe["analysis"] = {"n_bootstrap": 20}
+    metrics = W2SPipeline(recipe_from_dict(tiny_recipe), log=lambda _: None).run()
+    run_dir = Path(tiny_recipe["output_dir"])
+    (stage,) = (run_dir / "stages").glob("train-tiny-l2-gt-seed0-*")
+    assert (stage / "model" / "adapter_config.json").is_file()
+    from safetensors import safe_open
+
+    with safe_open(str(stage / "model" / "adapter_model.safetensors"), "pt") as handle:
+        keys = list(handle.keys())
+    assert any("lora_A" in key for key in keys) and any(key.endswith("score.weight") for key in keys)
+    if quantized:
+        config = json.loads((stage / "model" / "adapter_config.json").read_text())
+        assert config["base_model_name_or_path"]
+    predictions = Dataset.from_parquet(str(run_dir / "predictions" / "tiny-l2.gt.seed0.parquet"))
+    assert predictions.num_rows == 40 and np.isfinite(predictions["margin"]).all()
+    assert metrics["models"]["tiny-l2.from-tiny-l1.xent.seed0"]["accuracy"] >= 0.0
