@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 import datasets  # noqa: E402
 import torch  # noqa: E402

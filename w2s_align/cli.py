@@ -24,6 +24,10 @@ def _quiet_libraries() -> None:
     """Keep library chatter (load reports, deprecation notices, progress bars) out of the run's output."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TQDM_DISABLE", "1")  # TRL's reference log-prob pass draws its own progress bar
+    from .device import accelerator_available
+
+    if not accelerator_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # else DeepSpeed, when installed, warns on import
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
     import datasets
