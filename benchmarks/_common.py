@@ -8,8 +8,12 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-import datasets  # noqa: E402
 import torch  # noqa: E402
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")  # else DeepSpeed, when installed, warns on import
+
+import datasets  # noqa: E402
 import transformers  # noqa: E402
 
 from w2s_align.data import load_splits  # noqa: E402
@@ -43,3 +47,36 @@ def load_model(model_id: str, num_layers: int = 0):
 
 def device_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+
+
+def compare_step_times(run_one, steps: int, warmup: int, repeats: int, batch: int, **common) -> dict:
+    """Median step time of TRL and the W2S trainer (xent, logconf), interleaved over repeats with the order rotated.
+
+    `run_one(name, common_kwargs)` trains one contender and returns its per-step times. The ratio to TRL is the median
+    of the per-repeat ratios.
+    """
+    import statistics
+
+    names = ["trl", "xent", "logconf"]
+    kwargs = dict(
+        per_device_train_batch_size=batch,
+        max_steps=steps + warmup,
+        learning_rate=1e-5,
+        report_to=[],
+        save_strategy="no",
+        disable_tqdm=True,
+        logging_steps=1000,
+        seed=0,
+        **common,
+    )
+    times = {name: [] for name in names}
+    for repeat in range(repeats):
+        for name in names[repeat % 3 :] + names[: repeat % 3]:
+            times[name].append(statistics.median(run_one(name, kwargs)[warmup:]))
+    return {
+        "seconds_per_step": {name: statistics.median(values) for name, values in times.items()},
+        "ratio_vs_trl": {
+            name: statistics.median(t / ref for t, ref in zip(times[name], times["trl"])) for name in names
+        },
+        "per_repeat_seconds": times,
+    }

@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import time
 
 import torch
-from _common import device_name, load_model, quiet, real_or_synthetic_pairs
+from _common import compare_step_times, device_name, load_model, quiet, real_or_synthetic_pairs
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 from trl import RewardConfig, RewardTrainer
@@ -27,6 +26,8 @@ from w2s_align.models import tokenize_pairs
 
 
 class StepTimer(TrainerCallback):
+    """Wall time of every optimizer step."""
+
     def __init__(self):
         self.times: list[float] = []
 
@@ -39,32 +40,6 @@ class StepTimer(TrainerCallback):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         self.times.append(time.perf_counter() - self._start)
-
-
-def run_one(name, base_model, tokenizer, data, args_kwargs, warmup):
-    model = copy.deepcopy(base_model)
-    timer = StepTimer()
-    if name == "trl":
-        args = RewardConfig(
-            **args_kwargs,
-            bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
-            gradient_checkpointing=False,
-        )
-        trainer = RewardTrainer(
-            model=model,
-            args=args,
-            train_dataset=data.remove_columns("soft_label"),
-            processing_class=tokenizer,
-            callbacks=[timer],
-        )
-    else:
-        args = W2SRewardConfig(**args_kwargs, student_loss=name, activation_checkpointing=False)
-        trainer = W2SRewardTrainer(
-            model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[timer]
-        )
-    trainer.remove_callback(PrinterCallback)  # keep stdout for the JSON result
-    trainer.train()
-    return statistics.median(timer.times[warmup:])
 
 
 def main() -> None:
@@ -80,46 +55,46 @@ def main() -> None:
     quiet()
 
     base, tokenizer = load_model(args.model, args.num_layers)
-    total = args.steps + args.warmup
-    pairs, data_name = real_or_synthetic_pairs(total * args.batch)
+    pairs, data_name = real_or_synthetic_pairs((args.steps + args.warmup) * args.batch)
     data = tokenize_pairs(pairs, tokenizer, args.max_length).select_columns(["chosen_ids", "rejected_ids"])
     data = data.add_column("soft_label", [0.7] * data.num_rows)
-    common = dict(
-        output_dir="runs/bench-step",
-        per_device_train_batch_size=args.batch,
-        max_steps=total,
-        learning_rate=1e-5,
-        report_to=[],
-        save_strategy="no",
-        disable_tqdm=True,
-        logging_steps=1000,
-        max_length=None,
-        seed=0,
-    )
-    names = ["trl", "xent", "logconf"]
-    times = {name: [] for name in names}
-    for repeat in range(args.repeats):
-        # Rotate the order so that no contender always runs first (or last) in a repeat.
-        for name in names[repeat % 3 :] + names[: repeat % 3]:
-            times[name].append(run_one(name, base, tokenizer, data, common, args.warmup))
-    result = {name: statistics.median(values) for name, values in times.items()}
-    ratios = {name: statistics.median(t / ref for t, ref in zip(times[name], times["trl"])) for name in names}
-    print(
-        json.dumps(
-            {
-                "model": args.model,
-                "num_layers": args.num_layers or "all",
-                "data": data_name,
-                "batch_pairs": args.batch,
-                "max_length": args.max_length,
-                "device": device_name(),
-                "seconds_per_step": result,
-                "ratio_vs_trl": ratios,
-                "per_repeat_seconds": times,
-            },
-            indent=2,
-        )
-    )
+
+    def run_one(name: str, common: dict) -> list[float]:
+        timer = StepTimer()
+        if name == "trl":
+            config = RewardConfig(**common, output_dir="runs/bench-step", bf16=False, gradient_checkpointing=False)
+            trainer = RewardTrainer(
+                model=copy.deepcopy(base),
+                args=config,
+                callbacks=[timer],
+                train_dataset=data.remove_columns("soft_label"),
+                processing_class=tokenizer,
+            )
+        else:
+            config = W2SRewardConfig(
+                **common, output_dir="runs/bench-step", student_loss=name, activation_checkpointing=False
+            )
+            trainer = W2SRewardTrainer(
+                model=copy.deepcopy(base),
+                args=config,
+                callbacks=[timer],
+                train_dataset=data,
+                processing_class=tokenizer,
+            )
+        trainer.remove_callback(PrinterCallback)  # keep stdout for the JSON result
+        trainer.train()
+        return timer.times
+
+    result = compare_step_times(run_one, args.steps, args.warmup, args.repeats, args.batch, max_length=None)
+    header = {
+        "model": args.model,
+        "num_layers": args.num_layers or "all",
+        "data": data_name,
+        "batch_pairs": args.batch,
+        "max_length": args.max_length,
+        "device": device_name(),
+    }
+    print(json.dumps({**header, **result}, indent=2))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,11 @@ def accelerator_available(use_cpu: bool = False) -> bool:
     return hasattr(torch, "npu") and torch.npu.is_available()
 
 
+def default_device() -> str:
+    """Where models are placed for scoring: the GPU when there is one, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def bf16_supported(use_cpu: bool = False) -> bool:
     """Whether bf16 mixed precision is both supported and worth it: an accelerator with native bf16."""
     if use_cpu:

@@ -22,42 +22,31 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, set_seed
 
 from .artifacts import Stage, atomic_write_json, atomic_write_parquet, atomic_write_text
+from .device import default_device
 from .distributed import barrier, is_main_process
 from .dpo_trainer import W2SDPOConfig, W2SDPOTrainer
-from .models import load_rung_model, load_tokenizer, resolve_model_path
+from .models import load_rung_model, resolve_model_path
 from .policy import predict_policy_pairs
 from .recipe import Recipe, RungConfig
 from .sft import W2SSFTConfig, supervised_finetune
-from .training import lora_config, train_resumably, trainer_kwargs
+from .training import Task, lora_config, train_resumably, trainer_kwargs
 
 TEXT_COLUMNS = ["prompt", "chosen", "rejected"]
 
 
-def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-class DPOTask:
+class DPOTask(Task):
     """Trains and applies DPO/SimPO policies for the pipeline."""
 
     name = "dpo"
     config_class = W2SDPOConfig
 
     def __init__(self, recipe: Recipe, log: Callable[[str], None] = print):
-        self.recipe = recipe
+        super().__init__(recipe, log)
         self.settings = recipe.dpo
-        self.log = log
-        self._tokenizers: dict[str, Any] = {}
 
     @property
     def measure(self) -> str:
         return self.settings.eval_measure or ("avg_logp" if self.settings.loss == "simpo" else "implicit")
-
-    def tokenizer(self, rung: RungConfig):
-        key = f"{rung.model}@{rung.revision}"
-        if key not in self._tokenizers:
-            self._tokenizers[key] = load_tokenizer(resolve_model_path(rung.model), rung.revision)
-        return self._tokenizers[key]
 
     def _load_policy(self, rung: RungConfig, path: str | None = None, base: str | None = None):
         model = load_rung_model(rung, AutoModelForCausalLM, path, base)
@@ -164,10 +153,10 @@ class DPOTask:
         return {"accuracy": float(sum(predictions["correct"]) / predictions.num_rows), "train_steps": steps}
 
     def _predict(self, rung: RungConfig, policy, reference_path: str | None, pairs: Dataset) -> Dataset:
-        policy.to(_device())
+        policy.to(default_device())
         reference = None
         if reference_path is not None:
-            reference = self._load_policy(rung, reference_path).to(_device())
+            reference = self._load_policy(rung, reference_path).to(default_device())
         return predict_policy_pairs(
             policy,
             reference,

@@ -12,40 +12,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from datasets import Dataset
 
 from .artifacts import atomic_write_json, atomic_write_parquet
+from .device import default_device
 from .distributed import barrier
 from .evaluation import predict_pairs
 from .labeling import WeakLabeler
-from .models import load_reward_model, load_tokenizer, resolve_model_path, tokenize_pairs
+from .models import load_reward_model, tokenize_pairs
 from .recipe import Recipe, RungConfig
 from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
-from .training import lora_config, train_resumably, trainer_kwargs
+from .training import Task, lora_config, train_resumably, trainer_kwargs
 
 
-def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-class RewardTask:
+class RewardTask(Task):
     """Trains and applies reward models for the pipeline (`task: reward`)."""
 
     name = "reward"
     config_class = W2SRewardConfig
 
     def __init__(self, recipe: Recipe, log: Callable[[str], None] = print):
-        self.recipe = recipe
-        self.log = log
-        self._tokenizers: dict[str, Any] = {}
+        super().__init__(recipe, log)
         self._tokenized: dict[tuple, Dataset] = {}
-
-    def tokenizer(self, rung: RungConfig):
-        key = f"{rung.model}@{rung.revision}"
-        if key not in self._tokenizers:
-            self._tokenizers[key] = load_tokenizer(resolve_model_path(rung.model), rung.revision)
-        return self._tokenizers[key]
 
     def tokenized(self, rung: RungConfig, pairs: Dataset) -> Dataset:
         """`pairs` with `chosen_ids`/`rejected_ids` for this rung (cached per dataset and tokenizer)."""
@@ -99,7 +87,7 @@ class RewardTask:
         gc.collect()
         barrier()
         # Score with the saved model, whole on every process, whatever sharding training used.
-        model = load_reward_model(rung, path=str(stage_dir / "model")).to(_device())
+        model = load_reward_model(rung, path=str(stage_dir / "model")).to(default_device())
         predictions = predict_pairs(
             model, tokenizer, self.tokenized(rung, test), settings.eval_batch_size, settings.max_length
         )
@@ -108,7 +96,7 @@ class RewardTask:
 
     def labeler(self, rung: RungConfig, stage_dir: Path, labeler_id: str) -> WeakLabeler:
         """A labeler from the reward model saved in `stage_dir/model`."""
-        model = load_reward_model(rung, path=str(stage_dir / "model")).to(_device())
+        model = load_reward_model(rung, path=str(stage_dir / "model")).to(default_device())
         return WeakLabeler(
             model,
             self.tokenizer(rung),

@@ -1,14 +1,33 @@
-"""What the reward and DPO tasks share when they train a rung: trainer arguments from the recipe, LoRA, resuming."""
+"""What the reward and DPO tasks share when they train a rung: tokenizers, trainer arguments, LoRA, resuming."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback
 
-from .recipe import LossSettings, TrainingSettings
+from .models import load_tokenizer, resolve_model_path
+from .recipe import LossSettings, Recipe, RungConfig, TrainingSettings
+
+
+class Task:
+    """Base of the pipeline's tasks (`RewardTask`, `DPOTask`): the recipe, the log, and one tokenizer per model."""
+
+    name = ""
+
+    def __init__(self, recipe: Recipe, log: Callable[[str], None] = print):
+        self.recipe = recipe
+        self.log = log
+        self._tokenizers: dict[str, Any] = {}
+
+    def tokenizer(self, rung: RungConfig):
+        key = f"{rung.model}@{rung.revision}"
+        if key not in self._tokenizers:
+            self._tokenizers[key] = load_tokenizer(resolve_model_path(rung.model), rung.revision)
+        return self._tokenizers[key]
 
 
 def trainer_kwargs(
