@@ -1,4 +1,4 @@
-"""End to end: a tiny DPO recipe (SFT, weak policy labels, students, conflicts, evaluation) and the offline LM ladder."""
+"""End to end: a tiny DPO recipe (SFT, weak policy labels, students, conflicts, evaluation); the offline LM ladder."""
 
 import json
 from pathlib import Path

@@ -69,6 +69,28 @@ def test_rerun_skips_finished_stages_and_gives_the_same_metrics(tiny_recipe):
     assert first == second
 
 
+def test_local_data_cache_follows_file_contents_not_timestamps(tiny_recipe, tmp_path):
+    import os
+
+    from w2s_align.synthetic import generate_pairs
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = generate_pairs(96, seed=5).to_list()
+    (data / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (data / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in generate_pairs(40, seed=6)))
+    tiny_recipe["data"] = {"source": "local", "path": str(data), "gt_size": 48, "w2s_size": 48}
+    tiny_recipe["methods"] = ["xent"]
+    run(tiny_recipe)
+    os.utime(data / "train.jsonl", (1, 1))  # a copy or a re-mount changes timestamps, not data
+    _, lines = run(tiny_recipe)
+    assert not [line for line in lines if line.startswith(("training", "labeling"))]
+    rows[0]["chosen"], rows[0]["rejected"] = rows[0]["rejected"], rows[0]["chosen"]
+    (data / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    _, lines = run(tiny_recipe)
+    assert [line for line in lines if line.startswith("training")][0] == "training tiny-l1 on ground truth (seed 0)"
+
+
 def test_a_new_method_trains_only_the_new_student(tiny_recipe):
     run(tiny_recipe)
     tiny_recipe["methods"] = ["xent", "logconf", "product"]

@@ -186,7 +186,10 @@ def _local_files(config: DataConfig) -> dict[str, Path] | None:
                     found[split] = path / f"{split}{suffix}"
                     break
     if not found:
-        raise W2SInputError(f"data.path: no data files for source {config.source!r} in {path}")
+        expected = layout.values() if layout is not None else [f"gt|w2s|test|train{DATA_SUFFIXES[0]}"]
+        raise W2SInputError(
+            f"data.path: no data files for source {config.source!r} in {path} (expected {', '.join(expected)})"
+        )
     return found
 
 

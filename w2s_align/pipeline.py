@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import hashlib
 import math
 import shutil
 import time
@@ -51,11 +52,23 @@ PIPELINE_OWNED = {"output_dir", "seed", "student_loss", "max_length", "conflict_
 
 
 def _local_file_signature(path: str | None) -> Any:
-    """Size and modification time of local data files, so an edited file invalidates the data stage."""
+    """Content digests of local data files, so an edited file invalidates the data stage.
+
+    Contents rather than modification times: copying or re-mounting the same data must not retrain every stage.
+    """
     if not path or not Path(path).exists():
         return None
-    files = [Path(path)] if Path(path).is_file() else sorted(p for p in Path(path).rglob("*") if p.is_file())
-    return [(str(p), p.stat().st_size, int(p.stat().st_mtime)) for p in files]
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return [(p.name if p == root else str(p.relative_to(root)), _file_digest(p)) for p in files]
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 NO_CONFLICT = ConflictSetting()
