@@ -1,6 +1,7 @@
 """End to end: a tiny recipe through the pipeline, its artifacts, caching, resume after a crash, determinism."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -188,3 +189,7 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     (oracle_stage,) = (run_dir / "stages").glob("train-tiny-l2.from-tiny-l1.xent.oracle-filter.seed0-*")
     oracle_steps = json.loads((oracle_stage / "train_log.json").read_text())[-1]["step"]
     assert oracle_steps < 6  # the oracle also drops the pairs the weak labels get wrong
+    assert lines.count("  confidence filter keeps 48 of 48 weak labels") == 3  # one per conflict setting
+    oracle_lines = [line.split() for line in lines if line.startswith("  oracle filter keeps")]
+    kept = int(oracle_lines[0][3])
+    assert kept < 48 and math.ceil(kept / 8) == oracle_steps and oracle_lines[0][4:] == ["of", "48", "weak", "labels"]

@@ -283,6 +283,8 @@ class W2SPipeline:
             )
             if train.num_rows == 0:
                 raise W2SInputError(f"filter_threshold {threshold}: no weak label is that confident")
+            # A weak teacher that is rarely confident leaves the student almost nothing to learn from: say so.
+            self.log(f"  {spec.label_filter} filter keeps {train.num_rows} of {len(labels)} weak labels")
         if spec.conflict.kind == "implicit":
             helpful, _ = self._helpful_pairs(self._helpful_size())
             train = mix_implicit_conflict(train, helpful, spec.conflict.strength, seed=spec.seed)
