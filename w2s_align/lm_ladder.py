@@ -77,6 +77,7 @@ def build_tokenizer() -> Path:
             vocab_size=TOKENIZER["vocab_size"],
             special_tokens=[EOS],
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,  # its progress bars leave blank lines in the run's output when not on a terminal
         )
         tokenizer.train_from_iterator(texts, trainer)
         fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, pad_token=EOS, bos_token=EOS)
