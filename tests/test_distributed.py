@@ -75,9 +75,13 @@ def test_deepspeed_configs_pass_deepspeeds_validation(name):
         deepspeed_config.DeepSpeedConfig(_fill_auto({**raw, "zero_optimization": {"stage": "three"}}))
 
 
-def _launch(recipe_path: Path, audit: Path, processes: int, tmp_path: Path) -> subprocess.CompletedProcess:
+def _launch(
+    recipe_path: Path, audit: Path, processes: int, tmp_path: Path, script: Path | None = None
+) -> subprocess.CompletedProcess:
+    """`accelerate launch` of `w2s-align run RECIPE` (or of `script RECIPE`) on CPU processes."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "W2S_ALIGN_WRITE_LOG": str(audit), "OMP_NUM_THREADS": "1"}
     accelerate = Path(sys.executable).with_name("accelerate")
+    program = [str(script)] if script else ["-m", "w2s_align", "run"]
     command = [
         str(accelerate),
         "launch",
@@ -85,18 +89,20 @@ def _launch(recipe_path: Path, audit: Path, processes: int, tmp_path: Path) -> s
         str(CONFIGS / "cpu_multi_process.yaml"),
         "--num_processes",
         str(processes),
-        "-m",
-        "w2s_align",
-        "run",
+        *program,
         str(recipe_path),
     ]
+    # The timeout only turns a hang into a failure; no test here asserts a speed.
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
 
 
-@pytest.mark.skipif(
+requires_launcher = pytest.mark.skipif(
     shutil.which("accelerate") is None and not Path(sys.executable).with_name("accelerate").exists(),
     reason="the accelerate launcher is not installed",
 )
+
+
+@requires_launcher
 def test_two_cpu_processes_give_the_same_results_as_one_and_write_each_artifact_once(tiny_recipe, tmp_path):
     tiny_recipe["analysis"] = {"n_bootstrap": 50}
     # Same global batch: 2 processes x 4 pairs, against 1 process x 8 pairs.
@@ -137,6 +143,7 @@ def test_two_cpu_processes_give_the_same_results_as_one_and_write_each_artifact_
     assert [r["pgr"] for r in metrics["one"]["pgr"]] == [r["pgr"] for r in metrics["two"]["pgr"]]
 
 
+@requires_launcher
 def test_bad_input_under_two_processes_stops_every_process_with_one_message(tiny_recipe, tmp_path):
     tiny_recipe["data"] = {
         "source": "local",
@@ -151,6 +158,30 @@ def test_bad_input_under_two_processes_stops_every_process_with_one_message(tiny
     assert not (Path(tiny_recipe["output_dir"]) / "stages").exists() or not list(
         (Path(tiny_recipe["output_dir"]) / "stages").glob("train-*")
     )
+
+
+@requires_launcher
+def test_a_failure_on_one_rank_ends_every_process(tiny_recipe, tmp_path):
+    """Rank 1 fails mid-training (as on an out-of-memory error); rank 0, waiting in the gradient all-reduce, must not
+    wait forever: the launcher ends the job, the error is shown, and the half-trained stage is not marked done."""
+    script = tmp_path / "fail_on_rank_1.py"
+    script.write_text(
+        "import os, sys\n"
+        "from w2s_align import cli\n"
+        "from w2s_align.reward_trainer import W2SRewardTrainer\n"
+        "if os.environ.get('RANK') == '1':\n"
+        "    def fail(*args, **kwargs):\n"
+        "        raise RuntimeError('simulated failure on rank 1')\n"
+        "    W2SRewardTrainer.compute_loss = fail\n"
+        "sys.exit(cli.main(['run', sys.argv[1]]))\n"
+    )
+    tiny_recipe["methods"] = ["xent"]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe))
+    result = _launch(tmp_path / "recipe.yaml", tmp_path / "audit", 2, tmp_path, script=script)
+    assert result.returncode != 0
+    assert "simulated failure on rank 1" in result.stderr
+    stages = Path(tiny_recipe["output_dir"]) / "stages"
+    assert not list(stages.glob("train-*/DONE.json"))
 
 
 @pytest.mark.parametrize("quantized", [False, True], ids=["lora", "qlora-4bit"])
