@@ -21,7 +21,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, set_seed
 
-from .artifacts import Stage, atomic_write_json, atomic_write_parquet, atomic_write_text
+from .artifacts import Stage, atomic_write_text
 from .device import default_device
 from .distributed import barrier, is_main_process
 from .dpo_trainer import W2SDPOConfig, W2SDPOTrainer
@@ -29,7 +29,7 @@ from .models import load_rung_model, resolve_model_path
 from .policy import predict_policy_pairs
 from .recipe import Recipe, RungConfig
 from .sft import W2SSFTConfig, supervised_finetune
-from .training import Task, lora_config, train_resumably, trainer_kwargs
+from .training import Task, lora_config, trainer_kwargs
 
 TEXT_COLUMNS = ["prompt", "chosen", "rejected"]
 
@@ -120,9 +120,8 @@ class DPOTask(Task):
         # The reference is the starting policy, loaded explicitly (TRL would otherwise reload a path it guesses).
         reference = None if simpo else self._load_policy(rung, start)
         settings = rung.training
-        checkpoints = stage_dir / "checkpoints"
         args = W2SDPOConfig(
-            **trainer_kwargs(settings, self.recipe.loss, checkpoints, seed, method, conflict_alpha),
+            **trainer_kwargs(settings, self.recipe.loss, stage_dir, seed, method, conflict_alpha),
             loss_type=[self.settings.loss],
             beta=self.settings.beta,
             simpo_gamma=self.settings.simpo_gamma,
@@ -138,19 +137,14 @@ class DPOTask(Task):
             processing_class=self.tokenizer(rung),
             peft_config=lora_config(settings, "CAUSAL_LM"),
         )
-        train_resumably(trainer, checkpoints, self.log)
-        # save_model writes once (main process), gathers ZeRO-3 shards, and saves LoRA adapters alone.
-        trainer.save_model(str(stage_dir / "model"))
+        steps = self.fit(trainer, stage_dir)
         atomic_write_text(stage_dir / "reference.txt", start)
-        atomic_write_json(stage_dir / "train_log.json", trainer.state.log_history)
-        steps = trainer.state.global_step
         del trainer, policy, reference
         gc.collect()
         barrier()
         policy = self._load_policy(rung, str(stage_dir / "model"), base=start)
         predictions = self._predict(rung, policy, start, test)
-        atomic_write_parquet(predictions, stage_dir / "predictions.parquet")
-        return {"accuracy": float(sum(predictions["correct"]) / predictions.num_rows), "train_steps": steps}
+        return self.record(predictions, stage_dir, steps)
 
     def _predict(self, rung: RungConfig, policy, reference_path: str | None, pairs: Dataset) -> Dataset:
         policy.to(default_device())

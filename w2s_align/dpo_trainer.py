@@ -30,7 +30,6 @@ from transformers import PreTrainedModel
 from trl import DPOConfig, DPOTrainer
 
 from .collators import SOFT_LABEL, SoftLabelCollator
-from .conflicts import explicit_conflict_loss
 from .device import DeviceDefaults, match_adapter_dtype
 from .losses import StudentLossArguments, StudentObjective
 
@@ -162,10 +161,7 @@ class W2SDPOTrainer(DPOTrainer):
             self.accelerator.gather,
             gamma,
         )
-        if args.conflict_alpha > 0 and mode == "train":
-            conflict = explicit_conflict_loss(logits, args.conflict_alpha)
-            loss = loss + conflict
-            logs["loss_conflict"] = self.accelerator.gather(conflict.detach()).mean().item()
+        loss = loss + self._objective.conflict(logits, mode == "train", self.accelerator.gather, logs)
         if mode == "train":
             tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
             self._total_train_tokens += tokens // self._tp_size

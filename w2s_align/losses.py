@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .conflicts import explicit_conflict_loss
+
 STUDENT_LOSSES = ("xent", "logconf", "product")
 
 
@@ -244,3 +246,13 @@ class StudentObjective:
             logs["soft_label_mean"] = gather(soft_label.mean()).mean().item()
             logs["loss_xent"] = gather(margin_bce(logits, soft_label, gamma).mean()).mean().item()
         return per_pair.mean(), logs
+
+    def conflict(self, preference: torch.Tensor, training: bool, gather, logs: dict[str, float]) -> torch.Tensor:
+        """The explicit conflict term of the batch (`w2s_align.conflicts.explicit_conflict_loss` on `preference`,
+        the model's own "chosen is better" logit), logged as `loss_conflict`; zero in evaluation or without
+        `conflict_alpha`."""
+        if not training or self.args.conflict_alpha <= 0:
+            return preference.new_zeros(())
+        term = explicit_conflict_loss(preference, self.args.conflict_alpha)
+        logs["loss_conflict"] = gather(term.detach()).mean().item()
+        return term

@@ -155,6 +155,7 @@ class W2SPipeline:
         self.reward_task = self.task if recipe.task == "reward" else RewardTask(recipe, self.log)
         self.splits: DatasetDict | None = None
         self.data_hash: str | None = None
+        self._helpful: tuple[Dataset, str] | None = None
 
     # ------------------------------------------------------------------ checks and data
     def prepare(self) -> DatasetDict:
@@ -170,9 +171,12 @@ class W2SPipeline:
                     )
                     raise W2SInputError(f"ladder rung {rung.name!r}: training.trainer_kwargs.{key} {reason}")
         data = self.recipe.data
-        determinants = {"data": dataclasses.asdict(data), "files": _local_file_signature(data.path)}
-        if data.files:
-            determinants["files"] = {split: _local_file_signature(path) for split, path in data.files.items()}
+        files = (
+            {split: _local_file_signature(path) for split, path in data.files.items()}
+            if data.files
+            else _local_file_signature(data.path)
+        )
+        determinants = {"data": dataclasses.asdict(data), "files": files}
         stage = Stage(self.run_dir, "data", determinants)
         if not stage.done:
 
@@ -247,9 +251,13 @@ class W2SPipeline:
             gc.collect()
         return stage
 
-    def _helpful_pairs(self, size: int) -> tuple[Dataset, str]:
-        """Helpfulness pairs for the implicit conflict (cached), oriented by helpfulness with hard labels."""
+    def _helpful_pairs(self) -> tuple[Dataset, str]:
+        """Helpfulness pairs for the implicit conflict and their stage hash (a cached stage, loaded once per run),
+        oriented by helpfulness with hard labels: enough for the largest ratio in `conflicts.ratios`."""
+        if self._helpful is not None:
+            return self._helpful
         config = self.recipe.conflicts.helpful
+        size = math.ceil(max(self.recipe.conflicts.ratios) * self.splits["w2s"].num_rows)
         determinants = {"helpful": dataclasses.asdict(config), "size": size, "data": self.data_hash}
         determinants["files"] = _local_file_signature(config.path)
         stage = Stage(self.run_dir, "helpful", determinants)
@@ -262,7 +270,8 @@ class W2SPipeline:
                 stage.finish({"num_pairs": pairs.num_rows}, sync=False)
 
             on_main(build)
-        return Dataset.from_parquet(str(stage.path("helpful.parquet"))), stage.hash
+        self._helpful = Dataset.from_parquet(str(stage.path("helpful.parquet"))), stage.hash
+        return self._helpful
 
     def _student_data(self, spec: StudentSpec, labels_stage: Stage) -> Dataset:
         """The student's training pairs: the w2s split with the teacher's soft labels, filtered and mixed."""
@@ -286,12 +295,9 @@ class W2SPipeline:
             # A weak teacher that is rarely confident leaves the student almost nothing to learn from: say so.
             self.log(f"  {spec.label_filter} filter keeps {train.num_rows} of {len(labels)} weak labels")
         if spec.conflict.kind == "implicit":
-            helpful, _ = self._helpful_pairs(self._helpful_size())
+            helpful, _ = self._helpful_pairs()
             train = mix_implicit_conflict(train, helpful, spec.conflict.strength, seed=spec.seed)
         return train
-
-    def _helpful_size(self) -> int:
-        return math.ceil(max(self.recipe.conflicts.ratios) * self.splits["w2s"].num_rows)
 
     def _student(self, spec: StudentSpec, labels_stage: Stage) -> Stage:
         recipe = self.recipe
@@ -308,7 +314,7 @@ class W2SPipeline:
         if spec.conflict.kind != "none":
             determinants["conflict"] = dataclasses.asdict(spec.conflict)
         if spec.conflict.kind == "implicit":
-            determinants["helpful"] = self._helpful_pairs(self._helpful_size())[1]
+            determinants["helpful"] = self._helpful_pairs()[1]
         if spec.label_filter != "none":
             determinants["filter"] = [spec.label_filter, recipe.filter_threshold]
         stage = Stage(self.run_dir, f"train-{spec.key}", determinants)

@@ -14,7 +14,6 @@ from typing import Any
 
 from datasets import Dataset
 
-from .artifacts import atomic_write_json, atomic_write_parquet
 from .device import default_device
 from .distributed import barrier
 from .evaluation import predict_pairs
@@ -22,7 +21,7 @@ from .labeling import WeakLabeler
 from .models import load_reward_model, tokenize_pairs
 from .recipe import Recipe, RungConfig
 from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
-from .training import Task, lora_config, train_resumably, trainer_kwargs
+from .training import Task, lora_config, trainer_kwargs
 
 
 class RewardTask(Task):
@@ -65,10 +64,9 @@ class RewardTask(Task):
             model.get_input_embeddings().weight.requires_grad_(False)
         tokenizer = self.tokenizer(rung)
         settings = rung.training
-        checkpoints = stage_dir / "checkpoints"
         # Pairs are tokenized (and truncated, never dropped) here, so TRL's length filter is off.
         args = W2SRewardConfig(
-            **trainer_kwargs(settings, self.recipe.loss, checkpoints, seed, method, conflict_alpha), max_length=None
+            **trainer_kwargs(settings, self.recipe.loss, stage_dir, seed, method, conflict_alpha), max_length=None
         )
         columns = ["chosen_ids", "rejected_ids"] + (["soft_label"] if "soft_label" in pairs.column_names else [])
         trainer = W2SRewardTrainer(
@@ -78,11 +76,7 @@ class RewardTask(Task):
             processing_class=tokenizer,
             peft_config=lora_config(settings, "SEQ_CLS"),
         )
-        train_resumably(trainer, checkpoints, self.log)
-        # save_model writes once (main process), gathers ZeRO-3 shards, and saves LoRA adapters with the reward head.
-        trainer.save_model(str(stage_dir / "model"))
-        atomic_write_json(stage_dir / "train_log.json", trainer.state.log_history)
-        steps = trainer.state.global_step
+        steps = self.fit(trainer, stage_dir)
         del trainer, model
         gc.collect()
         barrier()
@@ -91,8 +85,7 @@ class RewardTask(Task):
         predictions = predict_pairs(
             model, tokenizer, self.tokenized(rung, test), settings.eval_batch_size, settings.max_length
         )
-        atomic_write_parquet(predictions, stage_dir / "predictions.parquet")
-        return {"accuracy": float(sum(predictions["correct"]) / predictions.num_rows), "train_steps": steps}
+        return self.record(predictions, stage_dir, steps)
 
     def labeler(self, rung: RungConfig, stage_dir: Path, labeler_id: str) -> WeakLabeler:
         """A labeler from the reward model saved in `stage_dir/model`."""

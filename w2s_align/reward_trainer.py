@@ -27,7 +27,6 @@ import torch
 from trl import RewardConfig, RewardTrainer
 
 from .collators import SOFT_LABEL, SoftLabelCollator
-from .conflicts import explicit_conflict_loss
 from .device import DeviceDefaults, match_adapter_dtype
 from .losses import StudentLossArguments, StudentObjective
 
@@ -128,15 +127,13 @@ class W2SRewardTrainer(RewardTrainer):
             delta = delta - margin
         if soft_label is None:
             soft_label = torch.ones_like(delta)
+        training, gather_all = mode == "train", self.accelerator.gather
         loss, logs = self._objective.loss(
-            delta, soft_label, self.state.global_step, self.state.max_steps, mode == "train", self.accelerator.gather
+            delta, soft_label, self.state.global_step, self.state.max_steps, training, gather_all
         )
+        loss = loss + self._objective.conflict(rewards_chosen - rewards_rejected, training, gather_all, logs)
         for key, value in logs.items():
             self._metrics[mode][key].append(value)
-        if self.args.conflict_alpha > 0 and mode == "train":
-            conflict = explicit_conflict_loss(rewards_chosen - rewards_rejected, self.args.conflict_alpha)
-            loss = loss + conflict
-            self._metrics[mode]["loss_conflict"].append(self.accelerator.gather(conflict.detach()).mean().item())
         if self.args.center_rewards_coefficient is not None:
             loss = loss + self.args.center_rewards_coefficient * torch.mean((rewards_chosen + rewards_rejected) ** 2)
 
