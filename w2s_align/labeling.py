@@ -36,7 +36,8 @@ LABELS_FILE = "labels.parquet"
 LABELS_META = "labels.json"
 
 
-def _pad_batch(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded `input_ids` and `attention_mask` of a batch of token sequences."""
     length = max(len(ids) for ids in sequences)
     input_ids = torch.full((len(sequences), length), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
@@ -69,7 +70,7 @@ def _score_local(model: PreTrainedModel, sequences: list[list[int]], pad_token_i
     with autocast:
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            input_ids, attention_mask = _pad_batch([sequences[i] for i in index], pad_token_id)
+            input_ids, attention_mask = pad_batch([sequences[i] for i in index], pad_token_id)
             logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
             rewards[index] = logits[:, 0].float().cpu().numpy()
     model.train(was_training)

@@ -29,6 +29,8 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .distributed import sharded_map
+from .evaluation import CARRIED_COLUMNS
+from .labeling import pad_batch
 
 MEASURES = ("implicit", "logp", "avg_logp")
 
@@ -79,15 +81,11 @@ def _logps_local(
     out = np.empty(len(sequences), dtype=np.float64)
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        width = max(len(sequences[i]) for i in index)
-        input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(index), width), dtype=torch.long)
-        completion = torch.zeros((len(index), width), dtype=torch.bool)
-        for row, i in enumerate(index):
-            ids = sequences[i]
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention[row, : len(ids)] = 1
-            completion[row, len(ids) - completion_lengths[i] : len(ids)] = True
+        input_ids, attention = pad_batch([sequences[i] for i in index], pad_id)
+        ends = attention.sum(dim=1, keepdim=True)
+        starts = ends - torch.tensor([completion_lengths[i] for i in index])[:, None]
+        positions = torch.arange(input_ids.size(1))[None, :]
+        completion = (positions >= starts) & (positions < ends)
         logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.float()
         logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, input_ids[:, 1:, None].to(device))[..., 0]
         mask = completion[:, 1:].to(device)
@@ -143,7 +141,7 @@ def predict_policy_pairs(
     columns["margin"] = primary.tolist()
     columns["prob_chosen"] = (1 / (1 + np.exp(-primary))).tolist()
     columns["correct"] = (primary > 0).tolist()
-    for name in ("kind", "helpful_label"):
+    for name in CARRIED_COLUMNS:
         if name in pairs.column_names:
             columns[name] = pairs[name]
     return Dataset.from_dict(columns)
