@@ -7,6 +7,7 @@ written without figures and says so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,15 @@ def _pyplot():
     return plt
 
 
-def _lines(rows: list[dict[str, Any]], value: str) -> dict[str, list[tuple[float, float, float | None, float | None]]]:
-    """Group rows by (method, conflict, mitigation) into (gap, value, ci_low, ci_high) points sorted by gap."""
+Point = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+
+def _lines(rows: list[dict[str, Any]], value: Point) -> dict[str, list[tuple]]:
+    """Group rows by (method, conflict, mitigation) into `(gap, value, ci_low, ci_high)` points sorted by gap; `value`
+    picks a row's `{"value", "ci_low", "ci_high"}` statistic."""
     lines: dict[str, list] = {}
     for row in rows:
-        point = row.get(value)
+        point = value(row)
         if point is None or point.get("value") is None or row.get("gap") is None:
             continue
         name = f"{row['conflict']}" + (f", {row['mitigation']}" if row["mitigation"] != "none" else "")
@@ -43,7 +48,7 @@ def _lines(rows: list[dict[str, Any]], value: str) -> dict[str, list[tuple[float
     return {name: sorted(points) for name, points in lines.items()}
 
 
-def _plot_against_gap(rows: list[dict[str, Any]], value: str, ylabel: str, title: str, path: Path) -> Path | None:
+def _plot_against_gap(rows: list[dict[str, Any]], value: Point, ylabel: str, title: str, path: Path) -> Path | None:
     lines = _lines(rows, value)
     if not lines:
         return None
@@ -73,12 +78,13 @@ def _plot_against_gap(rows: list[dict[str, Any]], value: str, ylabel: str, title
 
 def plot_deception_vs_gap(rows: list[dict[str, Any]], path: Path) -> Path | None:
     """Deception Score (rate, with its bootstrap interval) against the gap, one line per conflict setting."""
-    return _plot_against_gap(rows, "ds", "Deception Score (error rate in S_k & W_uk)", "Deception vs gap", path)
+    ylabel = "Deception Score (error rate in S_k & W_uk)"
+    return _plot_against_gap(rows, lambda row: row.get("ds"), ylabel, "Deception vs gap", path)
 
 
 def plot_pgr_vs_gap(rows: list[dict[str, Any]], path: Path) -> Path | None:
     """PGR against the gap, one line per conflict setting."""
-    return _plot_against_gap(rows, "pgr_point", "PGR", "Performance gap recovered vs gap", path)
+    return _plot_against_gap(rows, lambda row: {"value": row["pgr"]}, "PGR", "Performance gap recovered vs gap", path)
 
 
 def plot_area_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:

@@ -157,8 +157,6 @@ def build_metrics(recipe: Any, models: dict[str, dict[str, Any]], predictions: d
                 },
             }
         )
-    for row in rows:
-        row["pgr_point"] = {"value": row["pgr"]}
     return {
         "recipe": recipe.name,
         "n_test": n_test,
@@ -216,8 +214,9 @@ def _has_deception(metrics: dict[str, Any]) -> bool:
 def render_console(metrics: dict[str, Any]) -> str:
     """The results table printed at the end of a run."""
     lines = [f"\n{metrics['recipe']}: test accuracy over {len(metrics['seeds'])} seed(s), {metrics['n_test']} pairs"]
-    width = max(len(label) for label, _, _ in _accuracy_rows(metrics)) + 2
-    for label, acc, _ in _accuracy_rows(metrics):
+    accuracies = _accuracy_rows(metrics)
+    width = max(len(label) for label, _, _ in accuracies) + 2
+    for label, acc, _ in accuracies:
         lines.append(f"  {label:<{width}} {acc:.3f}")
     lines.append("")
     width = max(len(row["label"]) for row in metrics["pgr"]) + 2
