@@ -25,12 +25,21 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer GPT-2 with a byte-level BPE tokenizer trained here on synthetic pairs, saved as a local model."""
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), width=32)
+
+
+@pytest.fixture(scope="session")
+def wide_model_dir(tmp_path_factory) -> Path:
+    """The tiny GPT-2 at width 64: bitsandbytes' 4-bit CPU kernels on AVX512-BF16 machines need whole 64-wide blocks."""
+    return build_tiny_gpt2(tmp_path_factory.mktemp("wide-gpt2"), width=64)
+
+
+def build_tiny_gpt2(directory: Path, width: int) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast
 
     from w2s_align.synthetic import generate_pairs
 
-    directory = tmp_path_factory.mktemp("tiny-gpt2")
     pairs = generate_pairs(400, seed=123)
     texts = [row["prompt"] + row["chosen"] + row["rejected"] for row in pairs]
     tokenizer = Tokenizer(models.BPE())
@@ -45,7 +54,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     config = GPT2Config(
         vocab_size=fast.vocab_size,
         n_positions=256,
-        n_embd=32,
+        n_embd=width,
         n_layer=2,
         n_head=2,
         num_labels=1,

@@ -39,6 +39,7 @@ def assert_stopped_before_training(tiny_recipe):
     assert not list(stages.glob("train-*")), "no model may be trained after bad input"
 
 
+@pytest.mark.slow
 def test_cli_runs_a_recipe_with_overrides(tiny_recipe, tmp_path, capsys):
     path = write_recipe(tmp_path, tiny_recipe)
     code = main(["run", str(path), "methods=[xent]", "data.test_size=24"])
@@ -49,6 +50,7 @@ def test_cli_runs_a_recipe_with_overrides(tiny_recipe, tmp_path, capsys):
     assert metrics["n_test"] == 24 and [row["method"] for row in metrics["pgr"]] == ["xent"]
 
 
+@pytest.mark.slow
 def test_analyze_recomputes_the_same_metrics(tiny_recipe, tmp_path, capsys):
     path = write_recipe(tmp_path, tiny_recipe)
     assert main(["run", str(path)]) == 0
@@ -60,6 +62,7 @@ def test_analyze_recomputes_the_same_metrics(tiny_recipe, tmp_path, capsys):
     assert after == before
 
 
+@pytest.mark.slow
 def test_analyze_names_missing_predictions(tiny_recipe, tmp_path, capsys):
     path = write_recipe(tmp_path, tiny_recipe)
     assert main(["run", str(path), "methods=[xent]"]) == 0
@@ -154,6 +157,7 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_analyze_refuses_misaligned_test_examples(tiny_recipe, tmp_path, capsys):
     from datasets import Dataset
 
@@ -167,6 +171,7 @@ def test_analyze_refuses_misaligned_test_examples(tiny_recipe, tmp_path, capsys)
     assert "test examples of model 'tiny-l2.from-tiny-l1.xent.seed0' do not line up" in err
 
 
+@pytest.mark.slow
 def test_analyze_and_the_python_api_give_the_same_deception_numbers(tiny_recipe, tmp_path, capsys):
     from datasets import Dataset
 

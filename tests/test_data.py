@@ -9,7 +9,6 @@ from datasets import Dataset
 from w2s_align.data import load_splits, split_dialogue
 from w2s_align.errors import W2SInputError
 from w2s_align.recipe import DataConfig
-from w2s_align.synthetic import PEOPLE, generate_pairs
 
 
 def write_jsonl(path, rows, gz=False):
@@ -199,7 +198,7 @@ def test_missing_local_path():
         load_splits(DataConfig(source="local", path="/no/such/dir"))
 
 
-# ---------------------------------------------------------------- synthetic generator
+# ---------------------------------------------------------------- the synthetic source
 def test_synthetic_splits_are_disjoint_deterministic_and_balanced():
     config = DataConfig(source="synthetic", gt_size=200, w2s_size=200, test_size=200, seed=3)
     first, again = load_splits(config), load_splits(config)
@@ -209,23 +208,3 @@ def test_synthetic_splits_are_disjoint_deterministic_and_balanced():
     harmful = sum(first["gt"]["harmful"]) if "harmful" in first["gt"].column_names else None
     assert harmful is None or 60 < harmful < 140
     assert set(first["test"]["kind"]) == {"surface", "context", "paraphrase"}
-
-
-def test_synthetic_test_vocabulary_is_held_out():
-    seen = generate_pairs(300, seed=0, pool="seen")
-    heldout = generate_pairs(300, seed=0, pool="heldout")
-    seen_people = PEOPLE[0::2]
-    heldout_people = PEOPLE[1::2]
-    heldout_text = " ".join(heldout["prompt"])
-    seen_text = " ".join(seen["prompt"])
-    assert not any(f" {person} " in heldout_text or f" {person}?" in heldout_text for person in seen_people)
-    assert any(person in seen_text for person in seen_people)
-    assert any(person in heldout_text for person in heldout_people)
-
-
-def test_synthetic_preferences_conflict_exactly_on_harmful_requests():
-    data = generate_pairs(100, seed=1)
-    for row in data:
-        refusal_chosen = row["chosen"].startswith((" I ", " That", " No"))
-        assert refusal_chosen == row["harmful"]
-        assert row["helpful_label"] == (0 if row["harmful"] else 1)

@@ -102,6 +102,7 @@ requires_launcher = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @requires_launcher
 def test_two_cpu_processes_give_the_same_results_as_one_and_write_each_artifact_once(tiny_recipe, tmp_path):
     tiny_recipe["analysis"] = {"n_bootstrap": 50}
@@ -112,7 +113,7 @@ def test_two_cpu_processes_give_the_same_results_as_one_and_write_each_artifact_
     result = _launch(tmp_path / "two.yaml", tmp_path / "two.audit", 2, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(synthetic, 2 processes)" in result.stdout
-    assert result.stdout.count("training tiny-l1 on ground truth") == 1  # one log, from the main process
+    assert result.stdout.count("training tiny-l1 (ground truth)") == 1  # one log, from the main process
 
     one = {**tiny_recipe, "output_dir": str(tmp_path / "one")}
     one["training"] = {**tiny_recipe["training"], "per_device_train_batch_size": 8}
@@ -143,6 +144,7 @@ def test_two_cpu_processes_give_the_same_results_as_one_and_write_each_artifact_
     assert [r["pgr"] for r in metrics["one"]["pgr"]] == [r["pgr"] for r in metrics["two"]["pgr"]]
 
 
+@pytest.mark.slow
 @requires_launcher
 def test_bad_input_under_two_processes_stops_every_process_with_one_message(tiny_recipe, tmp_path):
     tiny_recipe["data"] = {
@@ -160,6 +162,7 @@ def test_bad_input_under_two_processes_stops_every_process_with_one_message(tiny
     )
 
 
+@pytest.mark.slow
 @requires_launcher
 def test_a_failure_on_one_rank_ends_every_process(tiny_recipe, tmp_path):
     """Rank 1 fails mid-training (as on an out-of-memory error); rank 0, waiting in the gradient all-reduce, must not
@@ -184,10 +187,13 @@ def test_a_failure_on_one_rank_ends_every_process(tiny_recipe, tmp_path):
     assert not list(stages.glob("train-*/DONE.json"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantized", [False, True], ids=["lora", "qlora-4bit"])
-def test_lora_and_qlora_reward_rungs(tiny_recipe, quantized):
-    pytest.importorskip("bitsandbytes") if quantized else None
+def test_lora_and_qlora_reward_rungs(tiny_recipe, wide_model_dir, quantized):
     strong = tiny_recipe["ladder"][1]
+    if quantized:
+        pytest.importorskip("bitsandbytes")
+        strong["model"] = str(wide_model_dir)
     strong["training"] = {
         "lora": {"r": 4, "alpha": 8, "target_modules": ["c_attn", "c_fc"]},
         "load_in_4bit": quantized,

@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_train_on_weak_labels_example(tiny_model_dir, tmp_path):
     result = subprocess.run(
         [

@@ -55,21 +55,3 @@ def test_long_pairs_are_truncated_from_the_left_not_dropped(model_and_tokenizer)
     assert all(len(ids) == 12 for ids in tokenized["chosen_ids"])
     full = tokenize_pairs(pairs, tokenizer, max_length=512)
     assert tokenized["chosen_ids"][0] == full["chosen_ids"][0][-12:]  # the end (the response and eos) is kept
-
-
-def test_atomic_write_keeps_the_old_file_when_a_write_fails(tmp_path, monkeypatch):
-    from w2s_align import artifacts
-
-    target = tmp_path / "metrics.json"
-    artifacts.atomic_write_text(target, "old")
-
-    def killed(*args, **kwargs):
-        raise OSError("disk full")
-
-    # The new content is written to a temporary file, then the process dies before it replaces the target.
-    monkeypatch.setattr(artifacts.os, "fsync", killed)
-    with pytest.raises(OSError):
-        artifacts.atomic_write_text(target, "new")
-    monkeypatch.undo()
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left behind

@@ -50,15 +50,8 @@ def _simpo_supervised_by_a_reward_model(raw: dict) -> dict:
     raw = _dpo(raw)
     raw["methods"] = ["xent"]
     raw["conflicts"] = {"settings": ["none"]}
-    raw["dpo"] = {"beta": 2.0, "simpo_gamma": 0.5, "supervisor": "reward", "sft": False}
-    raw["dpo"]["loss_type" if _renamed_dpo_loss() else "loss"] = "simpo"
+    raw["dpo"] = {"loss_type": "simpo", "beta": 2.0, "simpo_gamma": 0.5, "supervisor": "reward", "sft": False}
     return raw
-
-
-def _renamed_dpo_loss() -> bool:
-    from w2s_align.recipe import DPOSettings
-
-    return "loss_type" in DPOSettings.__dataclass_fields__
 
 
 RECIPES = {"reward": _reward, "dpo": _dpo, "simpo-rm": _simpo_supervised_by_a_reward_model}

@@ -1,24 +1,17 @@
-"""Run artifacts: atomic writes and stages cached by a hash of what determines them.
+"""Run artifacts written atomically: a reader (or a later run) sees the old file or the whole new one, never a part.
 
-A stage (train a rung, label a split, evaluate a model) lives in `run_dir/stages/<name>-<hash>/`. The hash covers
-everything that determines the stage's output (its settings and the hashes of the stages it reads), so a rerun with
-the same recipe finds the stage finished and skips it, and a changed setting gets a fresh directory. A stage is
-finished only when its `DONE.json` marker exists, and the marker is written last and atomically: a run killed
-mid-stage leaves no marker, and the rerun redoes (or, for training, resumes) the stage.
+Only the main process writes (the others would race it for the same file). Cached stages are in [`w2s_align.cache`].
 
 Example:
 
 ```python
->>> from w2s_align.artifacts import Stage
->>> stage = Stage("runs/demo", "train-weak", {"lr": 1e-5, "data": "abc123"})
->>> stage.done
-False
+>>> from w2s_align.artifacts import atomic_write_json
+>>> atomic_write_json("runs/demo/metrics.json", {"accuracy": 0.7})  # doctest: +SKIP
 ```
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,10 +21,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from .distributed import barrier, is_main_process
-
-# Bump when a stage's outputs change meaning, so old caches are not trusted.
-CACHE_VERSION = 1
+from .distributed import is_main_process
 
 
 def _atomic(path: Path, write) -> None:
@@ -78,61 +68,3 @@ def atomic_write_parquet(dataset: Dataset, path: str | Path) -> None:
 def atomic_copy(source: str | Path, target: str | Path) -> None:
     """Copy a file so that readers of `target` never see a partial copy."""
     _atomic(Path(target), lambda tmp: shutil.copyfile(source, tmp))
-
-
-def config_hash(value: Any) -> str:
-    """Stable short hash of a JSON-serialisable value (key order does not matter)."""
-    text = json.dumps({"cache_version": CACHE_VERSION, "value": value}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-class Stage:
-    """One cached step of a run.
-
-    Args:
-        run_dir (`str` or `Path`):
-            The run directory.
-        name (`str`):
-            Readable stage name, e.g. `train-gpt2-gt-seed0`.
-        determinants (`dict`):
-            Everything that determines the stage's output: settings and upstream stage hashes.
-    """
-
-    MARKER = "DONE.json"
-
-    def __init__(self, run_dir: str | Path, name: str, determinants: dict[str, Any]):
-        self.name = name
-        self.determinants = determinants
-        self.hash = config_hash(determinants)
-        self.dir = Path(run_dir) / "stages" / f"{name}-{self.hash}"
-
-    @property
-    def done(self) -> bool:
-        return (self.dir / self.MARKER).is_file()
-
-    def path(self, *parts: str) -> Path:
-        return self.dir.joinpath(*parts)
-
-    def begin(self, keep_partial: bool = False, sync: bool = True) -> Path:
-        """Prepare the stage directory. A partial directory from a killed run is removed unless `keep_partial`.
-
-        Every process calls it; the main process prepares the directory and, with `sync`, the others wait for it
-        (`sync=False` is for work that only the main process does).
-        """
-        if is_main_process():
-            if self.dir.exists() and not keep_partial:
-                shutil.rmtree(self.dir)
-            self.dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.dir / "stage.json", {"name": self.name, "determinants": self.determinants})
-        if sync:
-            barrier()
-        return self.dir
-
-    def finish(self, summary: dict[str, Any] | None = None, sync: bool = True) -> None:
-        """Mark the stage finished (written last, by the main process); with `sync`, every process waits for it."""
-        atomic_write_json(self.dir / self.MARKER, {"name": self.name, "hash": self.hash, **(summary or {})})
-        if sync:
-            barrier()
-
-    def summary(self) -> dict[str, Any]:
-        return json.loads((self.dir / self.MARKER).read_text())

@@ -1,7 +1,8 @@
 """The `w2s-align` command line.
 
 ```
-w2s-align run RECIPE [KEY=VALUE ...]   # run a recipe; overrides such as data.gt_size=500 seeds=[0,1]
+w2s-align run RECIPE [KEY=VALUE ...]       # run a recipe; overrides such as data.gt_size=500 seeds=[0,1]
+w2s-align plan RECIPE [KEY=VALUE ...]      # dry run: every stage the recipe implies, which are cached, pair counts
 w2s-align analyze RUN_DIR [analysis.KEY=VALUE ...]   # recompute metrics, deception and plots from predictions
 ```
 
@@ -38,6 +39,9 @@ def _quiet_libraries() -> None:
     datasets.logging.set_verbosity_error()
     datasets.disable_progress_bars()
     logging.getLogger("accelerate").setLevel(logging.ERROR)
+    # On CPUs with AVX512-BF16, bitsandbytes announces at import that an optional kernel package is missing; it falls
+    # back to its own kernels, so the line is noise before every run (and not an error of the user's).
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(lambda record: "kernels-community" not in record.msg)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -48,6 +52,20 @@ def _run(args: argparse.Namespace) -> int:
     pipeline = W2SPipeline(recipe)
     pipeline.prepare()
     pipeline.run()
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .cache import StageCache
+    from .plan import build_plan
+    from .recipe import load_recipe
+    from .tasks import task_class
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    plan = build_plan(recipe)
+    for name in plan.tasks:
+        task_class(name).check(recipe)
+    print(plan.describe(StageCache(recipe.run_dir)))
     return 0
 
 
@@ -65,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("recipe", help="Path to a recipe YAML file, e.g. recipes/quickstart.yaml.")
     run.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of any recipe field, e.g. data.gt_size=500.")
     run.set_defaults(handler=_run)
+    plan = commands.add_parser("plan", help="Dry run: list the stages a recipe implies and which are cached.")
+    plan.add_argument("recipe", help="Path to a recipe YAML file.")
+    plan.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, as for `run`.")
+    plan.set_defaults(handler=_plan)
     analyze = commands.add_parser("analyze", help="Recompute metrics and the report from a run's predictions.")
     analyze.add_argument("run_dir", help="A run directory written by `w2s-align run`.")
     analyze.add_argument("overrides", nargs="*", help="analysis.KEY=VALUE, e.g. analysis.known=confident.")

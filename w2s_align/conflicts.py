@@ -27,12 +27,14 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from datasets import Dataset, concatenate_datasets
 
-CONFLICT_KINDS = ("none", "explicit", "implicit")
+ConflictKind = Literal["none", "explicit", "implicit"]
+CONFLICT_KINDS: tuple[str, ...] = get_args(ConflictKind)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, set_seed
 
-from .artifacts import Stage, atomic_write_text
+from .artifacts import atomic_write_text
+from .cache import StageCache
 from .device import default_device
 from .distributed import barrier, is_main_process
 from .dpo_trainer import W2SDPOConfig, W2SDPOTrainer
@@ -29,7 +30,8 @@ from .models import load_rung_model, resolve_model_path
 from .policy import predict_policy_pairs
 from .recipe import Recipe, RungConfig
 from .sft import W2SSFTConfig, supervised_finetune
-from .training import Task, lora_config, trainer_kwargs
+from .tasks import Task
+from .training import fit, lora_config, record, trainer_kwargs
 
 TEXT_COLUMNS = ["prompt", "chosen", "rejected"]
 
@@ -39,14 +41,24 @@ class DPOTask(Task):
 
     name = "dpo"
     config_class = W2SDPOConfig
+    tag = "policy"
 
-    def __init__(self, recipe: Recipe, log: Callable[[str], None] = print):
-        super().__init__(recipe, log)
+    def __init__(self, recipe: Recipe, cache: StageCache, log: Callable[[str], None] = print):
+        super().__init__(recipe, cache, log)
         self.settings = recipe.dpo
+
+    @classmethod
+    def determinants(cls, recipe: Recipe) -> dict[str, Any]:
+        return {"dpo": dataclasses.asdict(recipe.dpo)}
+
+    @classmethod
+    def supervisor(cls, recipe: Recipe) -> str:
+        # `dpo.supervisor: reward`: the weak labels come from the weak rung trained as a reward model.
+        return "reward" if recipe.dpo.supervisor == "reward" else cls.name
 
     @property
     def measure(self) -> str:
-        return self.settings.eval_measure or ("avg_logp" if self.settings.loss == "simpo" else "implicit")
+        return self.settings.eval_measure or ("avg_logp" if self.settings.loss_type == "simpo" else "implicit")
 
     def _load_policy(self, rung: RungConfig, path: str | None = None, base: str | None = None):
         model = load_rung_model(rung, AutoModelForCausalLM, path, base)
@@ -54,7 +66,7 @@ class DPOTask(Task):
         return model
 
     # ------------------------------------------------------------------ SFT
-    def sft_model(self, run_dir: Path, rung: RungConfig, pairs: Dataset, seed: int) -> str:
+    def sft_model(self, rung: RungConfig, pairs: Dataset, seed: int) -> str:
         """Path of the rung after SFT on the preferred response of each pair (cached; the rung itself without SFT)."""
         if not self.settings.sft:
             return resolve_model_path(rung.model)
@@ -68,7 +80,7 @@ class DPOTask(Task):
             "sft": [self.settings.sft_epochs, self.settings.sft_learning_rate],
             "seed": seed,
         }
-        stage = Stage(run_dir, f"sft-{rung.name}", determinants)
+        stage = self.cache.named(f"sft-{rung.name}", determinants)
         if not stage.done:
             self.log(f"  supervised finetuning of {rung.name} on {pairs.num_rows} preferred responses")
             stage.begin()
@@ -112,17 +124,16 @@ class DPOTask(Task):
         test: Dataset,
     ) -> dict[str, Any]:
         """SFT (cached), then DPO/SimPO on `pairs`; save the policy, its reference path and its `test` predictions."""
-        run_dir = stage_dir.parent.parent
-        start = self.sft_model(run_dir, rung, pairs, seed)
+        start = self.sft_model(rung, pairs, seed)
         set_seed(seed)
         policy = self._load_policy(rung, start)
-        simpo = self.settings.loss == "simpo"
+        simpo = self.settings.loss_type == "simpo"
         # The reference is the starting policy, loaded explicitly (TRL would otherwise reload a path it guesses).
         reference = None if simpo else self._load_policy(rung, start)
         settings = rung.training
         args = W2SDPOConfig(
             **trainer_kwargs(settings, self.recipe.loss, stage_dir, seed, method, conflict_alpha),
-            loss_type=[self.settings.loss],
+            loss_type=[self.settings.loss_type],
             beta=self.settings.beta,
             simpo_gamma=self.settings.simpo_gamma,
             max_length=settings.max_length,
@@ -137,14 +148,14 @@ class DPOTask(Task):
             processing_class=self.tokenizer(rung),
             peft_config=lora_config(settings, "CAUSAL_LM"),
         )
-        steps = self.fit(trainer, stage_dir)
+        steps = fit(trainer, stage_dir, self.log)
         atomic_write_text(stage_dir / "reference.txt", start)
         del trainer, policy, reference
         gc.collect()
         barrier()
         policy = self._load_policy(rung, str(stage_dir / "model"), base=start)
         predictions = self._predict(rung, policy, start, test)
-        return self.record(predictions, stage_dir, steps)
+        return record(predictions, stage_dir, steps)
 
     def _predict(self, rung: RungConfig, policy, reference_path: str | None, pairs: Dataset) -> Dataset:
         policy.to(default_device())
@@ -167,7 +178,7 @@ class DPOTask(Task):
         reference = (stage_dir / "reference.txt").read_text()
         policy = self._load_policy(rung, str(stage_dir / "model"), base=reference)
         scored = self._predict(rung, policy, reference, pairs)
-        if self.settings.loss == "simpo":
+        if self.settings.loss_type == "simpo":
             margin = self.settings.beta * torch.tensor(scored["margin_avg_logp"])
         else:
             margin = torch.tensor(scored["margin_implicit"])

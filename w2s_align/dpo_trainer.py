@@ -31,9 +31,8 @@ from trl import DPOConfig, DPOTrainer
 
 from .collators import SOFT_LABEL, SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
-from .losses import StudentLossArguments, StudentObjective
+from .losses import PREFERENCE_LOSSES, StudentLossArguments, StudentObjective
 
-PREFERENCE_LOSSES = (["sigmoid"], ["simpo"])
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
 
 
@@ -63,7 +62,7 @@ class W2SDPOConfig(StudentLossArguments, DeviceDefaults, DPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.loss_type not in PREFERENCE_LOSSES:
+        if self.loss_type not in [[loss] for loss in PREFERENCE_LOSSES]:
             raise ValueError(
                 f"W2SDPOTrainer implements loss_type ['sigmoid'] (DPO) and ['simpo'], got {self.loss_type}; for other "
                 "TRL losses use trl.DPOTrainer"

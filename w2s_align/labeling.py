@@ -1,5 +1,7 @@
 """Weak labels: score preference pairs with a trained reward model and save the soft labels as a dataset.
 
+A label filter keeps only the confident labels ([`filter_labels`]), as a mitigation of the deception experiments.
+
 Scoring is the hot path of labeling and evaluation, so it runs without autograd, in large batches of sequences
 sorted by length (little padding), in bf16 where the device supports it; results come back in the original order.
 The soft label of a pair is `sigmoid(r(chosen) - r(rejected))`: the weak model's probability that `chosen` is
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -34,6 +37,10 @@ from .models import tokenize_pairs
 
 LABELS_FILE = "labels.parquet"
 LABELS_META = "labels.json"
+# none: every label; confidence: labels with max(p, 1 - p) >= a threshold (honest); oracle: also drops wrong labels
+# (it reads the ground truth, so it is an upper bound of what filtering can do, not a method).
+LabelFilter = Literal["none", "confidence", "oracle"]
+LABEL_FILTERS: tuple[str, ...] = get_args(LabelFilter)
 
 
 def pad_batch(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,3 +163,23 @@ def save_labels(labels: Dataset, directory: str | Path, labeler_id: str) -> Path
 def load_labels(directory: str | Path) -> Dataset:
     """Load a saved label artifact (`labels.parquet` in `directory`) as a `datasets.Dataset`."""
     return Dataset.from_parquet(str(Path(directory) / LABELS_FILE))
+
+
+def attach_labels(pairs: Dataset, labels: Dataset) -> Dataset:
+    """`pairs` with the `soft_label` column of `labels`, which must label the same pairs in the same order."""
+    if list(labels["id"]) != list(pairs["id"]):
+        raise RuntimeError("the weak labels do not belong to these pairs (their ids differ)")
+    return pairs.add_column("soft_label", labels["soft_label"])
+
+
+def filter_labels(pairs: Dataset, label_filter: LabelFilter, threshold: float) -> Dataset:
+    """The pairs whose `soft_label` passes the filter (see `LabelFilter`); `chosen` is the ground truth's choice."""
+    if label_filter == "none":
+        return pairs
+    oracle = label_filter == "oracle"
+
+    def keep(row: dict) -> bool:
+        label = row["soft_label"]
+        return max(label, 1 - label) >= threshold and (not oracle or label > 0.5)
+
+    return pairs.filter(keep, desc=f"Filtering weak labels ({label_filter})")

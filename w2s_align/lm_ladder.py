@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .artifacts import config_hash
+from .cache import config_hash
 
 RUNGS = {
     "w2s-align/tiny-gpt2-xs": {"n_layer": 1, "n_embd": 32, "n_head": 2},
@@ -32,6 +32,8 @@ RUNGS = {
 TOKENIZER = {"vocab_size": 1500, "texts": 6000, "seed": 0}
 PRETRAINING = {"texts": 6000, "epochs": 1, "learning_rate": 3e-3, "batch_size": 32, "max_length": 64, "seed": 0}
 EOS = "<|endoftext|>"
+# Bump when a rung or the tokenizer is built differently; independent of the run stages' cache version.
+LADDER_VERSION = 1
 
 
 def cache_root() -> Path:
@@ -58,7 +60,7 @@ def _atomic_dir(target: Path, build) -> Path:
 
 def build_tokenizer() -> Path:
     """The ladder's shared tokenizer (byte-level BPE with an eos/pad token), built once and cached."""
-    target = cache_root() / "lm_ladder" / f"tokenizer-{config_hash(TOKENIZER)}"
+    target = cache_root() / "lm_ladder" / f"tokenizer-{config_hash(TOKENIZER, LADDER_VERSION)}"
 
     def build(directory: Path) -> None:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -91,7 +93,7 @@ def build_rung(name: str) -> Path:
     if name not in RUNGS:
         raise KeyError(f"{name!r} is not a rung of the offline LM ladder; rungs: {sorted(RUNGS)}")
     spec = {"rung": RUNGS[name], "tokenizer": TOKENIZER, "pretraining": PRETRAINING}
-    target = cache_root() / "lm_ladder" / f"{name.split('/')[-1]}-{config_hash(spec)}"
+    target = cache_root() / "lm_ladder" / f"{name.split('/')[-1]}-{config_hash(spec, LADDER_VERSION)}"
 
     def build(directory: Path) -> None:
         import torch

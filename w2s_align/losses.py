@@ -25,13 +25,19 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 
 from .conflicts import explicit_conflict_loss
 
-STUDENT_LOSSES = ("xent", "logconf", "product")
+StudentLoss = Literal["xent", "logconf", "product"]
+STUDENT_LOSSES: tuple[str, ...] = get_args(StudentLoss)
+SoftLabelMode = Literal["smoothing", "weight"]
+# The preference losses of the DPO trainer: DPO's sigmoid loss, and SimPO (a margin, no reference model).
+PreferenceLoss = Literal["sigmoid", "simpo"]
+PREFERENCE_LOSSES: tuple[str, ...] = get_args(PreferenceLoss)
 
 
 def soft_bce(delta: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -155,19 +161,14 @@ def margin_bce(logits: torch.Tensor, target: torch.Tensor, gamma: float = 0.0) -
 
 
 @dataclass
-class StudentLossArguments:
-    """Weak-to-strong student-loss settings shared by `W2SRewardConfig` and `W2SDPOConfig` (a config mixin)."""
+class StudentLossSettings:
+    """Parameters of the student losses: the recipe's `loss:` block, and fields of both trainers' configs."""
 
-    student_loss: str = field(
-        default="xent",
-        metadata={"help": "How soft labels are learned: xent, logconf or product.", "choices": list(STUDENT_LOSSES)},
-    )
-    soft_label_mode: str = field(
+    soft_label_mode: SoftLabelMode = field(
         default="smoothing",
         metadata={
             "help": "smoothing: the soft label is the target (label smoothing per pair); weight: the pair is oriented "
-            "by the label and weighted by its confidence.",
-            "choices": ["smoothing", "weight"],
+            "by the label and weighted by its confidence."
         },
     )
     aux_coef: float = field(
@@ -181,6 +182,23 @@ class StudentLossArguments:
     )
     product_alpha: float = field(default=1.0, metadata={"help": "product: exponent of the weak probability."})
     product_beta: float = field(default=1.0, metadata={"help": "product: final exponent of the student probability."})
+
+
+# The settings each student loss reads (a student's cache key holds these and no others).
+LOSS_SETTINGS: dict[str, tuple[str, ...]] = {
+    "xent": ("soft_label_mode",),
+    "logconf": ("soft_label_mode", "aux_coef", "aux_warmup_frac", "aux_buffer_size"),
+    "product": ("soft_label_mode", "aux_warmup_frac", "product_alpha", "product_beta"),
+}
+
+
+@dataclass
+class StudentLossArguments(StudentLossSettings):
+    """Weak-to-strong student-loss settings shared by `W2SRewardConfig` and `W2SDPOConfig` (a config mixin)."""
+
+    student_loss: StudentLoss = field(
+        default="xent", metadata={"help": "How soft labels are learned: xent, logconf or product."}
+    )
     conflict_alpha: float = field(
         default=0.0,
         metadata={"help": "Explicit conflict: weight of the term rewarding a preference for `rejected` (0: off)."},
@@ -189,7 +207,7 @@ class StudentLossArguments:
     def __post_init__(self):
         if self.student_loss not in STUDENT_LOSSES:
             raise ValueError(f"student_loss must be one of {STUDENT_LOSSES}, got {self.student_loss!r}")
-        if self.soft_label_mode not in ("smoothing", "weight"):
+        if self.soft_label_mode not in get_args(SoftLabelMode):
             raise ValueError(f"soft_label_mode must be 'smoothing' or 'weight', got {self.soft_label_mode!r}")
         if hasattr(super(), "__post_init__"):
             super().__post_init__()

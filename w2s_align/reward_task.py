@@ -14,6 +14,7 @@ from typing import Any
 
 from datasets import Dataset
 
+from .cache import StageCache
 from .device import default_device
 from .distributed import barrier
 from .evaluation import predict_pairs
@@ -21,7 +22,8 @@ from .labeling import WeakLabeler
 from .models import load_reward_model, tokenize_pairs
 from .recipe import Recipe, RungConfig
 from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
-from .training import Task, lora_config, trainer_kwargs
+from .tasks import Task
+from .training import fit, lora_config, record, trainer_kwargs
 
 
 class RewardTask(Task):
@@ -29,9 +31,10 @@ class RewardTask(Task):
 
     name = "reward"
     config_class = W2SRewardConfig
+    tag = "rm"
 
-    def __init__(self, recipe: Recipe, log: Callable[[str], None] = print):
-        super().__init__(recipe, log)
+    def __init__(self, recipe: Recipe, cache: StageCache, log: Callable[[str], None] = print):
+        super().__init__(recipe, cache, log)
         self._tokenized: dict[tuple, Dataset] = {}
 
     def tokenized(self, rung: RungConfig, pairs: Dataset) -> Dataset:
@@ -76,7 +79,7 @@ class RewardTask(Task):
             processing_class=tokenizer,
             peft_config=lora_config(settings, "SEQ_CLS"),
         )
-        steps = self.fit(trainer, stage_dir)
+        steps = fit(trainer, stage_dir, self.log)
         del trainer, model
         gc.collect()
         barrier()
@@ -85,7 +88,7 @@ class RewardTask(Task):
         predictions = predict_pairs(
             model, tokenizer, self.tokenized(rung, test), settings.eval_batch_size, settings.max_length
         )
-        return self.record(predictions, stage_dir, steps)
+        return record(predictions, stage_dir, steps)
 
     def labeler(self, rung: RungConfig, stage_dir: Path, labeler_id: str) -> WeakLabeler:
         """A labeler from the reward model saved in `stage_dir/model`."""

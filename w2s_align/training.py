@@ -1,7 +1,8 @@
-"""What the reward and DPO tasks share when they train a rung: tokenizers, trainer arguments, LoRA, resume and save."""
+"""What the reward and DPO tasks share when they train a rung: trainer arguments, LoRA, resume and save."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,64 +12,48 @@ from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback
 
 from .artifacts import atomic_write_json, atomic_write_parquet
-from .models import load_tokenizer, resolve_model_path
-from .recipe import LossSettings, Recipe, RungConfig, TrainingSettings
+from .losses import StudentLossSettings
+from .recipe import TrainingSettings
 
 
-class Task:
-    """Base of the pipeline's tasks (`RewardTask`, `DPOTask`): the recipe, the log, and one tokenizer per model."""
+def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None]) -> int:
+    """Train (resuming from the last checkpoint a killed run left), save the model in `stage_dir/model` and the log
+    history in `stage_dir/train_log.json`; return the number of optimizer steps."""
+    # The pipeline logs one summary line per stage instead of the trainer's raw log dictionaries.
+    trainer.remove_callback(PrinterCallback)
+    checkpoints = Path(trainer.args.output_dir)
+    resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    if resume:
+        log(f"  resuming from {checkpoints}")
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    # save_model writes once (main process), gathers ZeRO-3 shards, and saves LoRA adapters (with a reward head).
+    trainer.save_model(str(stage_dir / "model"))
+    atomic_write_json(stage_dir / "train_log.json", trainer.state.log_history)
+    return trainer.state.global_step
 
-    name = ""
 
-    def __init__(self, recipe: Recipe, log: Callable[[str], None] = print):
-        self.recipe = recipe
-        self.log = log
-        self._tokenizers: dict[str, Any] = {}
-
-    def tokenizer(self, rung: RungConfig):
-        key = f"{rung.model}@{rung.revision}"
-        if key not in self._tokenizers:
-            self._tokenizers[key] = load_tokenizer(resolve_model_path(rung.model), rung.revision)
-        return self._tokenizers[key]
-
-    def fit(self, trainer: Trainer, stage_dir: Path) -> int:
-        """Train (resuming from the last checkpoint a killed run left), save the model in `stage_dir/model` and the
-        log history in `stage_dir/train_log.json`; return the number of optimizer steps."""
-        # The pipeline logs one summary line per stage instead of the trainer's raw log dictionaries.
-        trainer.remove_callback(PrinterCallback)
-        checkpoints = Path(trainer.args.output_dir)
-        resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-        if resume:
-            self.log(f"  resuming from {checkpoints}")
-        trainer.train(resume_from_checkpoint=True if resume else None)
-        # save_model writes once (main process), gathers ZeRO-3 shards, and saves LoRA adapters (with a reward head).
-        trainer.save_model(str(stage_dir / "model"))
-        atomic_write_json(stage_dir / "train_log.json", trainer.state.log_history)
-        return trainer.state.global_step
-
-    @staticmethod
-    def record(predictions: Dataset, stage_dir: Path, steps: int) -> dict[str, Any]:
-        """Save a trained model's test predictions in its stage; return the stage summary."""
-        atomic_write_parquet(predictions, stage_dir / "predictions.parquet")
-        return {"accuracy": float(sum(predictions["correct"]) / predictions.num_rows), "train_steps": steps}
+def record(predictions: Dataset, stage_dir: Path, steps: int) -> dict[str, Any]:
+    """Save a trained model's test predictions in its stage; return the stage summary."""
+    atomic_write_parquet(predictions, stage_dir / "predictions.parquet")
+    return {"accuracy": float(sum(predictions["correct"]) / predictions.num_rows), "train_steps": steps}
 
 
 def trainer_kwargs(
-    settings: TrainingSettings, loss: LossSettings, stage_dir: Path, seed: int, method: str, conflict_alpha: float
+    settings: TrainingSettings,
+    loss: StudentLossSettings,
+    stage_dir: Path,
+    seed: int,
+    method: str,
+    conflict_alpha: float,
 ) -> dict[str, Any]:
     """Keyword arguments of a `W2SRewardConfig` / `W2SDPOConfig` for one rung, method and conflict; the trainer's
-    checkpoints go to `stage_dir/checkpoints`."""
+    checkpoints go to `stage_dir/checkpoints`. The recipe's `loss` block holds trainer fields under their own names."""
     return {
         "output_dir": str(stage_dir / "checkpoints"),
         "seed": seed,
         "student_loss": method,
-        "soft_label_mode": loss.soft_label_mode,
-        "aux_coef": loss.aux_coef,
-        "aux_warmup_frac": loss.warmup_frac,
-        "aux_buffer_size": loss.buffer_size,
-        "product_alpha": loss.product_alpha,
-        "product_beta": loss.product_beta,
         "conflict_alpha": conflict_alpha,
+        **dataclasses.asdict(loss),
         "learning_rate": settings.learning_rate,
         "num_train_epochs": settings.num_train_epochs,
         "per_device_train_batch_size": settings.per_device_train_batch_size,

@@ -34,12 +34,13 @@ Example:
 from __future__ import annotations
 
 import statistics
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 from datasets import Dataset
 
-KNOWN = ("correct", "confident")
+Known = Literal["correct", "confident"]
+KNOWN: tuple[str, ...] = get_args(Known)
 DS_VARIANTS = ("rate", "share", "excess")
 CELLS = (("S_k", "W_k"), ("S_k", "W_uk"), ("S_uk", "W_k"), ("S_uk", "W_uk"))
 

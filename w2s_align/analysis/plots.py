@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-CELL_ORDER = (("S_k", "W_k"), ("S_k", "W_uk"), ("S_uk", "W_k"), ("S_uk", "W_uk"))
+from .deception import CELLS
 
 
 def matplotlib_available() -> bool:
@@ -102,7 +102,7 @@ def plot_area_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:
         ax.axis("off")
     for ax, row in zip(axes.flat, rows):
         grid = np.full((2, 2), np.nan)
-        for s_area, w_area in CELL_ORDER:
+        for s_area, w_area in CELLS:
             cell = row["table"][f"{s_area}&{w_area}"]
             if cell["value"] is not None:
                 grid[0 if s_area == "S_k" else 1, 0 if w_area == "W_k" else 1] = cell["value"]

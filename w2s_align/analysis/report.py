@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ from datasets import Dataset
 from ..artifacts import atomic_write_json, atomic_write_text
 from ..distributed import is_main_process
 from ..errors import W2SInputError
-from .deception import DeceptionAnalyzer, summarize_seeds
+from ..plan import Plan, StudentSpec, build_plan
+from ..recipe import apply_override, recipe_from_dict
+from .deception import CELLS, DeceptionAnalyzer, summarize_seeds
 from .metrics import accuracy, agreement, pgr
 from .plots import matplotlib_available, plot_area_heatmap, plot_deception_vs_gap, plot_pgr_vs_gap
 
@@ -37,35 +39,17 @@ def _by_kind(predictions: Dataset) -> dict[str, float]:
     return {str(kind): float(correct[kinds == kind].mean()) for kind in sorted(set(kinds.tolist()))}
 
 
-def _student_label(info: dict[str, Any]) -> str:
-    teacher = info["weak"] + "".join(f" -> {name}" for name in info.get("via", []))
-    label = f"{info['rung']} <- {teacher} ({info['method']}"
-    if info.get("conflict", "none") != "none":
-        label += f", {info['conflict']}"
-    if info.get("label_filter", "none") != "none":
-        label += f", {info['label_filter']} filter"
-    return label + ")"
-
-
-def _group_key(info: dict[str, Any]) -> tuple:
-    return (
-        info["weak"],
-        tuple(info.get("via", [])),
-        info["rung"],
-        info["method"],
-        info.get("conflict", "none"),
-        info.get("label_filter", "none"),
-    )
-
-
-def build_metrics(recipe: Any, models: dict[str, dict[str, Any]], predictions: dict[str, Dataset]) -> dict[str, Any]:
-    """Accuracy of every model; PGR, agreement and deception statistics of every student, per seed and over seeds.
+def build_metrics(
+    plan: Plan, predictions: Mapping[str, Dataset], train_seconds: Mapping[str, float | None] | None = None
+) -> dict[str, Any]:
+    """Accuracy of every model of the plan; PGR, agreement and deception statistics of every student, per seed and
+    over seeds.
 
     Args:
-        recipe: the run's [`Recipe`] (name, seeds, analysis settings).
-        models: model key -> `{"role": "ceiling"|"student", "rung", "seed", ...}`; students also carry `weak`,
-            `via`, `method`, `conflict` and `label_filter`.
+        plan: the run's [`Plan`]: its models, which ceilings and no-conflict twin each student is compared with, and
+            the recipe's analysis settings.
         predictions: model key -> its per-example test predictions, all aligned on the same ids.
+        train_seconds: model key -> training time, recorded with the model.
 
     Raises:
         ValueError: the predictions of two models do not cover the same test pairs in the same order.
@@ -78,51 +62,44 @@ def build_metrics(recipe: Any, models: dict[str, dict[str, Any]], predictions: d
             raise ValueError(f"the test examples of model {key!r} do not line up with the other models' (ids differ)")
     n_test = len(ids or [])
     min_gap = 1.0 / max(n_test, 1)
-    analysis = recipe.analysis
-    out_models = {
-        key: {**info, "accuracy": accuracy(predictions[key]), "accuracy_by_kind": _by_kind(predictions[key])}
-        for key, info in models.items()
+    recipe, analysis = plan.recipe, plan.recipe.analysis
+    seconds = train_seconds or {}
+    models = {
+        spec.key: {
+            **spec.info(),
+            "label": spec.label,
+            "train_seconds": seconds.get(spec.key),
+            "accuracy": accuracy(predictions[spec.key]),
+            "accuracy_by_kind": _by_kind(predictions[spec.key]),
+        }
+        for spec in plan.models
     }
-    groups: dict[tuple, list[str]] = {}
-    for key, info in models.items():
-        if info["role"] == "student":
-            groups.setdefault(_group_key(info), []).append(key)
-    by_group_and_seed = {
-        (_group_key(models[key]), models[key]["seed"]): key for keys in groups.values() for key in keys
-    }
-
-    def ceiling(rung: str, seed: int) -> str:
-        key = f"{rung}.gt.seed{seed}"
-        if key not in predictions:
-            raise ValueError(f"the predictions of model {key!r} (a ceiling the analysis needs) are missing")
-        return key
-
+    groups: dict[str, list[StudentSpec]] = {}  # one student over seeds
+    for spec in plan.models:
+        if isinstance(spec, StudentSpec):
+            groups.setdefault(spec.name, []).append(spec)
     rows = []
-    for group, keys in groups.items():
-        weak, _, strong, _, conflict, _ = group
+    for specs in groups.values():
         per_seed, analyzers = [], []
-        for key in keys:
-            seed = models[key]["seed"]
-            weak_key, strong_key = ceiling(weak, seed), ceiling(strong, seed)
-            baseline_key = by_group_and_seed.get((group[:4] + ("none",) + group[5:], seed))
-            accuracies = {
-                name: out_models[k]["accuracy"]
-                for name, k in (("weak", weak_key), ("strong", strong_key), ("student", key))
-            }
+        for spec in specs:
+            weak, strong = plan.ceiling(spec.weak, spec.seed), plan.ceiling(spec.strong, spec.seed)
+            baseline = plan.baseline(spec)
+            accuracies = {name: models[s.key]["accuracy"] for name, s in (("weak", weak), ("strong", strong))}
+            accuracies["student"] = models[spec.key]["accuracy"]
             per_seed.append(
                 {
-                    "seed": seed,
+                    "seed": spec.seed,
                     **accuracies,
                     "pgr": pgr(accuracies["weak"], accuracies["strong"], accuracies["student"], min_gap),
-                    "agreement_with_weak": agreement(predictions[key], predictions[weak_key]),
+                    "agreement_with_weak": agreement(predictions[spec.key], predictions[weak.key]),
                 }
             )
             analyzers.append(
                 DeceptionAnalyzer(
-                    predictions[weak_key],
-                    predictions[strong_key],
-                    predictions[key],
-                    baseline=predictions[baseline_key] if conflict != "none" and baseline_key else None,
+                    predictions[weak.key],
+                    predictions[strong.key],
+                    predictions[spec.key],
+                    baseline=None if baseline is None else predictions[baseline.key],
                     known=analysis.known,
                     threshold=analysis.threshold,
                 )
@@ -131,17 +108,17 @@ def build_metrics(recipe: Any, models: dict[str, dict[str, Any]], predictions: d
         weak_acc = _mean([row["weak"] for row in per_seed])
         strong_acc = _mean([row["strong"] for row in per_seed])
         student_acc = _mean([row["student"] for row in per_seed])
-        info = models[keys[0]]
+        spec = specs[0]
         rows.append(
             {
-                "label": _student_label(info),
-                "weak": weak,
-                "via": list(group[1]),
-                "strong": strong,
-                "method": group[3],
-                "conflict": conflict,
-                "label_filter": group[5],
-                "mitigation": _mitigation(info),
+                "label": spec.label,
+                "weak": spec.weak,
+                "via": list(spec.via),
+                "strong": spec.strong,
+                "method": spec.method,
+                "conflict": spec.conflict.label,
+                "label_filter": spec.label_filter,
+                "mitigation": spec.mitigation,
                 "weak_accuracy": weak_acc,
                 "strong_accuracy": strong_acc,
                 "student_accuracy": student_acc,
@@ -168,18 +145,9 @@ def build_metrics(recipe: Any, models: dict[str, dict[str, Any]], predictions: d
             "n_bootstrap": analysis.n_bootstrap,
             "confidence": analysis.confidence,
         },
-        "models": out_models,
+        "models": models,
         "pgr": rows,
     }
-
-
-def _mitigation(info: dict[str, Any]) -> str:
-    parts = []
-    if info.get("via"):
-        parts.append("bootstrap via " + ", ".join(info["via"]))
-    if info.get("label_filter", "none") != "none":
-        parts.append(f"{info['label_filter']} filter")
-    return "; ".join(parts) or "none"
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -195,15 +163,11 @@ def _fmt_ci(stat: dict[str, Any], digits: int = 2) -> str:
     return text
 
 
-def _model_label(info: dict[str, Any]) -> str:
-    return f"{info['rung']} (ground truth)" if info["role"] == "ceiling" else _student_label(info)
-
-
 def _accuracy_rows(metrics: dict[str, Any]) -> list[tuple[str, float, int]]:
     """(model, mean accuracy over seeds, number of seeds), in training order."""
     groups: dict[str, list[float]] = {}
     for info in metrics["models"].values():
-        groups.setdefault(_model_label(info), []).append(info["accuracy"])
+        groups.setdefault(info["label"], []).append(info["accuracy"])
     return [(label, _mean(values), len(values)) for label, values in groups.items()]
 
 
@@ -295,7 +259,7 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None = No
     for row in metrics["pgr"]:
         cells = " | ".join(
             f"{_fmt(row['table'][cell]['value'], 2)} (n={row['table'][cell]['n']})"
-            for cell in ("S_k&W_k", "S_k&W_uk", "S_uk&W_k", "S_uk&W_uk")
+            for cell in (f"{s}&{w}" for s, w in CELLS)
         )
         lines.append(f"| {row['label']} | {cells} |")
     kinds = sorted({kind for info in metrics["models"].values() for kind in info["accuracy_by_kind"]})
@@ -305,7 +269,7 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None = No
         lines.append("| --- |" + " --- |" * len(kinds))
         groups: dict[str, list[dict[str, float]]] = {}
         for info in metrics["models"].values():
-            groups.setdefault(_model_label(info), []).append(info["accuracy_by_kind"])
+            groups.setdefault(info["label"], []).append(info["accuracy_by_kind"])
         for label, values in groups.items():
             cells = " | ".join(f"{_mean([v.get(kind, float('nan')) for v in values]):.3f}" for kind in kinds)
             lines.append(f"| {label} | {cells} |")
@@ -349,8 +313,6 @@ def analyze_run(
     Raises:
         W2SInputError: the directory is not a finished run, or a model's predictions are missing or misaligned.
     """
-    from ..recipe import apply_override, recipe_from_dict
-
     run_dir = Path(run_dir)
     config, metrics_file = run_dir / "config.yaml", run_dir / "metrics.json"
     if not config.is_file() or not metrics_file.is_file():
@@ -360,20 +322,16 @@ def analyze_run(
         if not override.startswith("analysis."):
             raise W2SInputError(f"override {override!r}: analyze only changes analysis.* settings")
         apply_override(raw, override)
-    recipe = recipe_from_dict(raw, source=str(config))
-    keep = ("role", "rung", "seed", "weak", "via", "method", "conflict", "label_filter", "train_seconds")
-    models = {
-        key: {name: info[name] for name in keep if name in info}
-        for key, info in json.loads(metrics_file.read_text())["models"].items()
-    }
+    plan = build_plan(recipe_from_dict(raw, source=str(config)))
     predictions = {}
-    for key in models:
-        path = run_dir / "predictions" / f"{key}.parquet"
+    for spec in plan.models:
+        path = run_dir / "predictions" / f"{spec.key}.parquet"
         if not path.is_file():
-            raise W2SInputError(f"{run_dir}: the predictions of model {key!r} are missing ({path})")
-        predictions[key] = Dataset.from_parquet(str(path))
+            raise W2SInputError(f"{run_dir}: the predictions of model {spec.key!r} are missing ({path})")
+        predictions[spec.key] = Dataset.from_parquet(str(path))
+    saved = json.loads(metrics_file.read_text())["models"]
     try:
-        metrics = build_metrics(recipe, models, predictions)
+        metrics = build_metrics(plan, predictions, {key: info.get("train_seconds") for key, info in saved.items()})
     except ValueError as error:
         raise W2SInputError(f"{run_dir}: {error}") from None
     write_report(run_dir, metrics)

@@ -1,4 +1,5 @@
-"""End to end: a tiny DPO recipe (SFT, weak policy labels, students, conflicts, evaluation); the offline LM ladder."""
+"""The DPO task end to end: a tiny recipe (SFT, weak policy labels, students, conflicts, evaluation), and SimPO students
+supervised by a weak reward model."""
 
 import json
 from pathlib import Path
@@ -8,6 +9,8 @@ from datasets import Dataset
 
 from w2s_align.pipeline import W2SPipeline
 from w2s_align.recipe import recipe_from_dict
+
+pytestmark = pytest.mark.slow  # every test here trains models through the pipeline
 
 
 @pytest.fixture
@@ -59,33 +62,20 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
 
 
 def test_simpo_students_supervised_by_a_weak_reward_model(tiny_dpo_recipe):
-    tiny_dpo_recipe["dpo"] = {"loss": "simpo", "beta": 2.0, "simpo_gamma": 0.5, "supervisor": "reward", "sft": False}
+    tiny_dpo_recipe["dpo"] = {
+        "loss_type": "simpo",
+        "beta": 2.0,
+        "simpo_gamma": 0.5,
+        "supervisor": "reward",
+        "sft": False,
+    }
     tiny_dpo_recipe["methods"] = ["xent"]
     tiny_dpo_recipe["conflicts"] = {"settings": ["none"]}
     lines = []
     metrics = W2SPipeline(recipe_from_dict(tiny_dpo_recipe), log=lines.append).run()
-    assert "training a reward model tiny-l1 on ground truth (seed 0)" in lines
+    assert "training tiny-l1 (ground truth, reward model), seed 0" in lines
     assert "labeling the w2s split with tiny-l1-rm.seed0" in lines
     run_dir = Path(tiny_dpo_recipe["output_dir"])
     student = Dataset.from_parquet(str(run_dir / "predictions" / "tiny-l2.from-tiny-l1.xent.seed0.parquet"))
     assert student["margin"] == student["margin_avg_logp"]  # the SimPO default measure
     assert metrics["pgr"][0]["method"] == "xent"
-
-
-def test_offline_lm_ladder_builds_once_and_loads(tmp_path, monkeypatch):
-    from transformers import AutoModelForCausalLM
-
-    from w2s_align import lm_ladder
-    from w2s_align.models import resolve_model_path
-
-    monkeypatch.setenv("W2S_ALIGN_CACHE", str(tmp_path))
-    monkeypatch.setattr(lm_ladder, "TOKENIZER", {**lm_ladder.TOKENIZER, "texts": 400, "vocab_size": 400})
-    monkeypatch.setattr(lm_ladder, "PRETRAINING", {**lm_ladder.PRETRAINING, "texts": 256})
-    path = Path(resolve_model_path("w2s-align/tiny-gpt2-xs"))
-    assert path.parent == tmp_path / "lm_ladder" and (path / "model.safetensors").is_file()
-    model = AutoModelForCausalLM.from_pretrained(path)
-    assert model.config.n_layer == 1 and model.config.n_embd == lm_ladder.RUNGS["w2s-align/tiny-gpt2-xs"]["n_embd"]
-    before = (path / "model.safetensors").stat().st_mtime
-    assert Path(resolve_model_path("w2s-align/tiny-gpt2-xs")) == path  # cached: not rebuilt
-    assert (path / "model.safetensors").stat().st_mtime == before
-    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no half-built directory left

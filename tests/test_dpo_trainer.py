@@ -1,4 +1,4 @@
-"""W2SDPOTrainer: the losses on hand-computed log-probabilities, the reference model, SimPO, and policy evaluation."""
+"""W2SDPOTrainer: the losses on hand-computed log-probabilities, the reference model, SimPO, the explicit conflict."""
 
 import math
 
@@ -8,7 +8,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from w2s_align import W2SDPOConfig, W2SDPOTrainer
-from w2s_align.policy import predict_policy_pairs, sequence_logps, tokenize_completions
+from w2s_align.policy import sequence_logps, tokenize_completions
 from w2s_align.synthetic import generate_pairs
 
 COMMON = dict(report_to=[], save_strategy="no", disable_tqdm=True, logging_steps=1, per_device_train_batch_size=4)
@@ -165,36 +165,6 @@ def test_logconf_dpo_trains_and_logs(tiny_model_dir, tokenizer, tmp_path):
     logs = [log for log in trainer.state.log_history if "aux_coef" in log]
     assert len(logs) == 4 and logs[0]["aux_coef"] == 0.0 and logs[-1]["aux_coef"] == pytest.approx(0.5)
     assert all("rewards/margins" in log and "label_agreement" in log for log in logs)
-
-
-def test_policy_predictions_by_every_measure(tiny_model_dir, tokenizer):
-    data = pairs(6).add_column("kind", ["surface"] * 6)
-    model, reference = policy(tiny_model_dir, 0), policy(tiny_model_dir, 1)
-    predictions = predict_policy_pairs(model, reference, tokenizer, data, beta=0.2, measure="avg_logp", batch_size=4)
-    lp, lengths = hand_logps(model, tokenizer, data)
-    ref, _ = hand_logps(reference, tokenizer, data)
-    for i, row in enumerate(predictions):
-        close = dict(rel=1e-4, abs=1e-5)  # float32 forward passes
-        assert row["logp_chosen"] == pytest.approx(lp[i], **close)
-        assert row["margin_logp"] == pytest.approx(lp[i] - lp[6 + i], **close)
-        assert row["margin_implicit"] == pytest.approx(0.2 * ((lp[i] - ref[i]) - (lp[6 + i] - ref[6 + i])), **close)
-        avg = lp[i] / lengths[i] - lp[6 + i] / lengths[6 + i]
-        assert row["margin"] == pytest.approx(avg, **close) and row["correct"] == (avg > 0)
-        assert row["kind"] == "surface"
-    with pytest.raises(ValueError, match="needs a reference"):
-        predict_policy_pairs(model, None, tokenizer, data, beta=0.2, measure="implicit")
-
-
-def test_a_single_pass_equals_separate_passes_of_each_sequence(tiny_model_dir, tokenizer):
-    model = policy(tiny_model_dir)
-    data = pairs(5)
-    sequences, lengths = tokenize_completions(data, tokenizer, max_length=512)
-    batched = sequence_logps(model, sequences, lengths, tokenizer.pad_token_id, batch_size=4)
-    with torch.no_grad():
-        for i, ids in enumerate(sequences):
-            logits = model(input_ids=torch.tensor([ids])).logits[0]
-            logps = torch.log_softmax(logits[:-1], -1).gather(-1, torch.tensor(ids[1:])[:, None])[:, 0]
-            assert batched[i] == pytest.approx(logps[-lengths[i] :].sum().item(), rel=1e-5)
 
 
 def test_text_dataset_without_prompt_column_is_refused_by_trl_format(tiny_model_dir, tokenizer, tmp_path):

@@ -1,0 +1,168 @@
+"""The plan: a recipe expanded into its stages (seeds, pairs, methods, chains, conflicts, filters), without training."""
+
+import json
+
+import pytest
+from datasets import Dataset
+
+from w2s_align.cache import StageCache
+from w2s_align.plan import CeilingSpec, LabelSpec, StudentSpec, build_plan
+from w2s_align.recipe import recipe_from_dict
+
+
+def sweep(**changes) -> dict:
+    """A recipe with every axis of the expansion; models are never loaded by the plan."""
+    raw = {
+        "name": "sweep",
+        "output_dir": "unused",
+        "seeds": [0, 1],
+        "data": {"source": "synthetic", "gt_size": 40, "w2s_size": 30, "test_size": 20},
+        "ladder": [{"name": name, "model": "m"} for name in ("s", "m", "l")],
+        "pairs": [
+            {"weak": "s", "strong": "l", "label_filters": ["none", "confidence"]},
+            {"weak": "s", "strong": "l", "via": ["m"]},
+        ],
+        "methods": ["xent", "logconf"],
+        "conflicts": {"settings": ["none", "explicit", "implicit"], "alphas": [0.5, 1.0], "methods": ["xent"]},
+    }
+    raw.update(changes)
+    return raw
+
+
+def plan_of(raw):
+    return build_plan(recipe_from_dict(raw))
+
+
+def test_expansion_over_seeds_pairs_methods_conflicts_and_filters():
+    plan = plan_of(sweep())
+    ceilings = [spec.key for spec in plan.models if isinstance(spec, CeilingSpec)]
+    assert ceilings == [f"{rung}.gt.seed{seed}" for seed in (0, 1) for rung in ("s", "m", "l")]
+    students = [spec for spec in plan.models if isinstance(spec, StudentSpec)]
+    # per seed: pair 1: xent x (none, explicit-0.5, explicit-1, implicit-1) x 2 filters + logconf x 2 filters = 10;
+    # pair 2: xent x 4 conflicts + logconf = 5
+    assert len(students) == 2 * (10 + 5)
+    seed0 = [spec.key for spec in students if spec.seed == 0]
+    assert seed0[:4] == [
+        "l.from-s.xent.seed0",
+        "l.from-s.xent.confidence-filter.seed0",
+        "l.from-s.xent.explicit-0.5.seed0",
+        "l.from-s.xent.explicit-0.5.confidence-filter.seed0",
+    ]
+    assert "l.from-s.logconf.confidence-filter.seed0" in seed0
+    assert not [key for key in seed0 if "logconf.explicit" in key or "logconf.implicit" in key]  # conflicts.methods
+    assert "l.from-s-via-m.xent.implicit-1.seed0" in seed0 and "l.from-s-via-m.logconf.seed0" in seed0
+    # every stage is planned once, though several students share a ceiling and its labels
+    names = [step.stage_name for step in plan.steps]
+    assert len(names) == len(set(names))
+    labels = [step.key for step in plan.labels if step.teacher.seed == 0]
+    assert labels == ["s.seed0", "m.from-s.xent.seed0", "m.from-s.logconf.seed0"]
+
+
+def test_steps_run_after_every_stage_they_read():
+    plan = plan_of(sweep())
+    position = {step.stage_name: index for index, step in enumerate(plan.steps)}
+    for index, step in enumerate(plan.steps):
+        for source in step.upstream().values():
+            if source.stage_name in position:  # data and helpful pairs are prepared before any step
+                assert position[source.stage_name] < index, (step.stage_name, source.stage_name)
+
+
+def test_bootstrapping_chain():
+    plan = plan_of(sweep())
+    student = next(s for s in plan.models if s.key == "l.from-s-via-m.xent.explicit-1.seed1")
+    assert [teacher.key for teacher in student.chain] == ["s.gt.seed1", "m.from-s.xent.seed1"]
+    middle = student.labels.teacher
+    assert isinstance(middle, StudentSpec) and middle.strong == "m" and middle.conflict.kind == "none"
+    assert middle.label_filter == "none" and middle.method == "xent"
+    assert middle.key not in [spec.key for spec in plan.models]  # an intermediate teacher, not a reported student
+    assert student.labels.key == "m.from-s.xent.seed1" and student.labels.task == "reward"
+    assert student.label == "l <- s -> m (xent, explicit-1)" and student.mitigation == "bootstrap via m"
+
+
+def test_each_conflicted_student_is_paired_with_its_no_conflict_twin():
+    plan = plan_of(sweep())
+    students = [spec for spec in plan.models if isinstance(spec, StudentSpec)]
+    for spec in students:
+        twin = plan.baseline(spec)
+        if spec.conflict.kind == "none":
+            assert twin is None
+            continue
+        assert twin.conflict.kind == "none"
+        same = ("weak", "strong", "via", "method", "label_filter", "seed")
+        assert [getattr(twin, name) for name in same] == [getattr(spec, name) for name in same]
+    without_none = plan_of(sweep(conflicts={"settings": ["explicit"], "alphas": [0.5]}))
+    assert all(without_none.baseline(spec) is None for spec in without_none.models if isinstance(spec, StudentSpec))
+
+
+def test_reward_models_supervise_policies_when_the_recipe_says_so():
+    plan = plan_of(sweep(task="dpo", dpo={"supervisor": "reward"}, seeds=[0], conflicts={"settings": ["none"]}))
+    labels = plan.labels[0]
+    assert labels.key == "s-rm.seed0" and labels.task == "reward"
+    assert labels.teacher.stage_name == "train-s-rm-gt-seed0" and labels.teacher.label == "s (ground truth, reward model)"
+    assert "s-rm.gt.seed0" not in [spec.key for spec in plan.models]  # reported ceilings are the policies
+    assert plan.tasks == ["dpo", "reward"]
+    # the intermediate rung of a chain is a policy: it trains and labels as one
+    assert [step.key for step in plan.labels] == ["s-rm.seed0", "m.from-s.xent.seed0", "m.from-s.logconf.seed0"]
+    assert {step.task for step in plan.labels[1:]} == {"dpo"}
+
+
+def test_students_train_on_their_teachers_labels_and_implicit_ones_on_helpfulness_pairs_too():
+    plan = plan_of(sweep(seeds=[0]))
+    for spec in plan.models:
+        if isinstance(spec, StudentSpec):
+            upstream = spec.upstream()
+            assert upstream["labels"] is spec.labels
+            assert ("helpful" in upstream) == (spec.conflict.kind == "implicit")
+    assert plan.helpful.ratio == 1.0 and plan_of(sweep(conflicts={"settings": ["none"]})).helpful is None
+
+
+def hashes(raw) -> dict[str, str]:
+    plan = plan_of(raw)
+    cache = StageCache("unused")
+    return {step.stage_name: cache.stage(step).hash for step in plan.steps}
+
+
+def test_a_setting_changes_the_key_of_exactly_the_stages_it_determines():
+    before = hashes(sweep(seeds=[0]))
+    assert before == hashes(sweep(seeds=[0]))  # stable
+    aux = hashes(sweep(seeds=[0], loss={"aux_coef": 0.9}))
+    changed = {name for name in before if before[name] != aux[name]}
+    assert changed and all(".logconf" in name for name in changed)  # xent students do not read aux_coef
+    assert "train-l.from-s.logconf.seed0" in changed and "labels-m.from-s.logconf.seed0" in changed
+    raw = sweep(seeds=[0])
+    raw["ladder"][1]["training"] = {"learning_rate": 1e-3}  # the middle rung only
+    rate = hashes(raw)
+    changed = {name for name in before if before[name] != rate[name]}
+    assert "train-m-gt-seed0" in changed and "train-s-gt-seed0" not in changed and "train-l-gt-seed0" not in changed
+    assert "train-l.from-s-via-m.xent.seed0" in changed  # downstream of the middle rung's labels
+    assert "train-l.from-s.xent.seed0" not in changed
+
+
+def test_describe_lists_every_stage_its_status_and_pair_counts(tmp_path):
+    raw = sweep(seeds=[0], output_dir=str(tmp_path / "run"))
+    plan = plan_of(raw)
+    cache = StageCache(tmp_path / "run")
+    text = plan.describe(cache)
+    assert text.splitlines()[0].startswith(f"sweep: {len(plan.steps) + 2} stages in {tmp_path / 'run'}")
+    assert [line[:8] for line in text.splitlines()[1:]] == ["  to run"] * (len(plan.steps) + 2)  # data, helpful
+    assert "gt 40, w2s 30, test 20 pairs" in text and "40 ground-truth pairs" in text
+    assert "at most 30 weak labels (confidence filter: confidence >= 0.75)" in text
+    # once the weak labels exist, the filter's count is exact
+    labels = cache.stage(plan.labels[0])
+    labels.dir.mkdir(parents=True)
+    soft = [0.9, 0.8, 0.3, 0.2, 0.6] * 6
+    Dataset.from_dict({"id": [str(i) for i in range(30)], "soft_label": soft}).to_parquet(labels.path("labels.parquet"))
+    (labels.dir / "DONE.json").write_text(json.dumps({"num_pairs": 30}))
+    text = plan.describe(cache)
+    stage_line = next(line for line in text.splitlines() if labels.dir.name in line)
+    assert stage_line.startswith("  cached")
+    assert "18 of 30 weak labels (confidence filter: confidence >= 0.75) + 18 helpfulness pairs" in text
+
+
+@pytest.mark.parametrize("task", ["reward", "dpo"])
+def test_every_shipped_kind_of_task_plans_its_stages_with_its_settings(task):
+    plan = plan_of(sweep(task=task, seeds=[0]))
+    ceiling = plan.models[0]
+    assert ceiling.task == task and ceiling.settings()["task"] == task
+    assert ("dpo" in ceiling.settings()) == (task == "dpo")
+    assert all(isinstance(step, CeilingSpec | LabelSpec | StudentSpec) for step in plan.steps)

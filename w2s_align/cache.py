@@ -1,0 +1,156 @@
+"""Stages cached by a hash of what determines them: the one place where cache keys are made.
+
+A stage (cut the data, train a rung, label a split) lives in `run_dir/stages/<name>-<hash>/`. The hash covers
+[`CACHE_VERSION`], the stage's own settings and the hashes of the stages it reads, so a rerun with the same recipe
+finds the stage finished and skips it, a changed setting gets a fresh directory, and the change reaches every stage
+downstream. A stage is finished only when its `DONE.json` marker exists, and the marker is written last and
+atomically: a run killed mid-stage leaves no marker, and the rerun redoes (or, for training, resumes) the stage.
+
+The stages of a run are described by the specs of [`w2s_align.plan`]; each spec names its stage, its settings and
+the specs it reads, and [`StageCache`] turns it into a [`Stage`] with the one rule above.
+
+Example:
+
+```python
+>>> from w2s_align.cache import Stage
+>>> stage = Stage("runs/demo", "train-weak", {"lr": 1e-5, "data": "abc123"})
+>>> stage.done
+False
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from .artifacts import atomic_write_json
+from .distributed import barrier, is_main_process
+
+# Bump when what a stage writes changes meaning (or what determines it changes shape), so that no run trusts a cache
+# made under other rules. 2: stages name their task, students only the loss settings their method reads.
+CACHE_VERSION = 2
+
+
+def config_hash(value: Any, version: int | None = None) -> str:
+    """Stable short hash of a JSON-serialisable value under a cache version (default [`CACHE_VERSION`]); key order
+    does not matter."""
+    version = CACHE_VERSION if version is None else version
+    text = json.dumps({"cache_version": version, "value": value}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def file_digests(config: Any) -> Any:
+    """Content digests of the local files a data config (`files` per split, or `path`) names; None for a hub id.
+
+    Contents rather than modification times: copying or re-mounting the same data must not retrain every stage.
+    """
+    if getattr(config, "files", None):
+        return {split: _path_digests(path) for split, path in config.files.items()}
+    return _path_digests(config.path)
+
+
+def _path_digests(path: str | None) -> Any:
+    if not path or not Path(path).exists():
+        return None
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return [(p.name if p == root else str(p.relative_to(root)), _file_digest(p)) for p in files]
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Stage:
+    """One cached step of a run.
+
+    Args:
+        run_dir (`str` or `Path`):
+            The run directory.
+        name (`str`):
+            Readable stage name, e.g. `train-gpt2-gt-seed0`.
+        determinants (`dict`):
+            Everything that determines the stage's output: settings and upstream stage hashes.
+    """
+
+    MARKER = "DONE.json"
+
+    def __init__(self, run_dir: str | Path, name: str, determinants: dict[str, Any]):
+        self.name = name
+        self.determinants = determinants
+        self.hash = config_hash(determinants)
+        self.dir = Path(run_dir) / "stages" / f"{name}-{self.hash}"
+
+    @property
+    def done(self) -> bool:
+        return (self.dir / self.MARKER).is_file()
+
+    def path(self, *parts: str) -> Path:
+        return self.dir.joinpath(*parts)
+
+    def begin(self, keep_partial: bool = False, sync: bool = True) -> Path:
+        """Prepare the stage directory. A partial directory from a killed run is removed unless `keep_partial`.
+
+        Every process calls it; the main process prepares the directory and, with `sync`, the others wait for it
+        (`sync=False` is for work that only the main process does).
+        """
+        if is_main_process():
+            if self.dir.exists() and not keep_partial:
+                shutil.rmtree(self.dir)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.dir / "stage.json", {"name": self.name, "determinants": self.determinants})
+        if sync:
+            barrier()
+        return self.dir
+
+    def finish(self, summary: dict[str, Any] | None = None, sync: bool = True) -> None:
+        """Mark the stage finished (written last, by the main process); with `sync`, every process waits for it."""
+        atomic_write_json(self.dir / self.MARKER, {"name": self.name, "hash": self.hash, **(summary or {})})
+        if sync:
+            barrier()
+
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.dir / self.MARKER).read_text())
+
+
+class StageSpec(Protocol):
+    """What [`StageCache`] needs of a spec: its stage's name, its own settings and the specs whose output it reads."""
+
+    @property
+    def stage_name(self) -> str: ...
+
+    def settings(self) -> dict[str, Any]: ...
+
+    def upstream(self) -> Mapping[str, StageSpec]: ...
+
+
+class StageCache:
+    """The stages of one run directory: `cache.stage(spec)` is the spec's [`Stage`], its hash computed once.
+
+    The rule: a stage's determinants are its spec's settings plus, under the name the spec gives it, the hash of
+    every stage it reads.
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self._stages: dict[str, Stage] = {}
+
+    def stage(self, spec: StageSpec) -> Stage:
+        name = spec.stage_name
+        if name not in self._stages:
+            upstream = {role: self.stage(source).hash for role, source in spec.upstream().items()}
+            self._stages[name] = Stage(self.run_dir, name, {**spec.settings(), **upstream})
+        return self._stages[name]
+
+    def named(self, name: str, determinants: dict[str, Any]) -> Stage:
+        """A stage a task makes for itself (e.g. the SFT model a policy starts from), under the same rule."""
+        return Stage(self.run_dir, name, determinants)

@@ -1,0 +1,410 @@
+"""The plan of a run: every stage a recipe implies, as typed specs, before anything trains.
+
+[`build_plan`] expands a recipe (seeds x pairs x methods x bootstrapping chains x conflicts x label filters) into:
+
+- [`DataSpec`]: the three splits; [`HelpfulSpec`]: the helpfulness pairs of the implicit conflict;
+- [`CeilingSpec`]: a rung trained on the ground-truth split (a weak teacher, or the ceiling PGR compares with);
+- [`LabelSpec`]: the weak-to-strong split labelled by a teacher (a weak ceiling, or an intermediate student);
+- [`StudentSpec`]: a rung trained on a teacher's labels with one method, conflict setting and label filter.
+
+Each spec holds the settings that determine its stage and names the specs whose output it reads;
+[`w2s_align.cache.StageCache`] makes the stage's cache key from both. The pipeline executes `plan.steps` in order,
+the report reads `plan.models`, and the plan answers which no-conflict student a conflicted one is compared with
+([`Plan.baseline`]). `w2s-align plan RECIPE` prints it ([`Plan.describe`]).
+
+Example:
+
+```python
+>>> from w2s_align.plan import build_plan
+>>> from w2s_align.recipe import load_recipe
+>>> plan = build_plan(load_recipe("recipes/quickstart.yaml"))
+>>> [spec.key for spec in plan.models][:3]
+['minilm-l1.gt.seed0', 'minilm-l3.gt.seed0', 'minilm-l3.from-minilm-l1.xent.seed0']
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .cache import StageCache, file_digests
+from .conflicts import ConflictSetting
+from .data import SPLITS
+from .labeling import filter_labels, load_labels
+from .losses import LOSS_SETTINGS
+from .recipe import DataConfig, HelpfulDataConfig, Recipe, RungConfig
+from .tasks import Task, task_class
+
+NO_CONFLICT = ConflictSetting()
+
+
+class _Spec:
+    def __repr__(self) -> str:  # the stage name says which one; the settings are long
+        return f"{type(self).__name__}({self.stage_name!r})"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class DataSpec(_Spec):
+    """The data stage: the `gt`, `w2s` and `test` splits cut from `config` (local files hashed by content)."""
+
+    config: DataConfig
+    stage_name: ClassVar[str] = "data"
+
+    def settings(self) -> dict[str, Any]:
+        return {"data": dataclasses.asdict(self.config), "files": file_digests(self.config)}
+
+    def upstream(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class HelpfulSpec(_Spec):
+    """Helpfulness pairs for the implicit conflict, disjoint from the splits: `ratio` per weakly labelled pair."""
+
+    config: HelpfulDataConfig
+    ratio: float  # the largest ratio of the recipe: every implicit student draws its pairs from this one pool
+    data: DataSpec
+    stage_name: ClassVar[str] = "helpful"
+
+    def settings(self) -> dict[str, Any]:
+        return {"helpful": dataclasses.asdict(self.config), "ratio": self.ratio, "files": file_digests(self.config)}
+
+    def upstream(self) -> dict[str, Any]:
+        return {"data": self.data}
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class CeilingSpec(_Spec):
+    """A rung trained by `task` on the ground-truth split, with the plain preference loss."""
+
+    rung: RungConfig
+    seed: int
+    task: str
+    task_settings: Mapping[str, Any]  # what the task's recipe settings add (`Task.determinants`)
+    data: DataSpec
+    tag: str = ""  # marks a model of another task than the recipe's, trained to supervise it (`rm`)
+    role: ClassVar[str] = "ceiling"
+    method: ClassVar[str] = "xent"
+    conflict_alpha: ClassVar[float] = 0.0
+
+    @property
+    def name(self) -> str:
+        """The model's name as a teacher: the rung, tagged when it belongs to another task."""
+        return f"{self.rung.name}-{self.tag}" if self.tag else self.rung.name
+
+    @property
+    def key(self) -> str:
+        """Names its predictions: `predictions/<key>.parquet`."""
+        return f"{self.name}.gt.seed{self.seed}"
+
+    @property
+    def stage_name(self) -> str:
+        return f"train-{self.name}-gt-seed{self.seed}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.rung.name} (ground truth" + (f", {self.task} model)" if self.tag else ")")
+
+    def settings(self) -> dict[str, Any]:
+        rung = dataclasses.asdict(self.rung)
+        return {"task": self.task, "rung": rung, "seed": self.seed, "labels": "ground-truth", **self.task_settings}
+
+    def upstream(self) -> dict[str, Any]:
+        return {"data": self.data}
+
+    def info(self) -> dict[str, Any]:
+        """What `metrics.json` records of the model."""
+        return {"role": self.role, "rung": self.rung.name, "seed": self.seed}
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class LabelSpec(_Spec):
+    """The weak-to-strong split labelled by `teacher` (soft labels, saved as `labels/<key>.parquet`)."""
+
+    teacher: CeilingSpec | StudentSpec
+    data: DataSpec
+
+    @property
+    def key(self) -> str:
+        return f"{self.teacher.name}.seed{self.teacher.seed}"
+
+    @property
+    def stage_name(self) -> str:
+        return f"labels-{self.key}"
+
+    @property
+    def task(self) -> str:
+        return self.teacher.task
+
+    def settings(self) -> dict[str, Any]:
+        return {"split": "w2s"}
+
+    def upstream(self) -> dict[str, Any]:
+        return {"model": self.teacher, "data": self.data}
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class StudentSpec(_Spec):
+    """A rung trained by `task` on the labels of `labels.teacher`: one method, conflict setting and label filter.
+
+    `weak` is the first teacher of the chain and `via` the intermediate rungs before this student (bootstrapping);
+    `loss` holds the loss settings the method reads.
+    """
+
+    rung: RungConfig
+    weak: str
+    via: tuple[str, ...]
+    method: str
+    conflict: ConflictSetting
+    label_filter: str
+    filter_threshold: float
+    seed: int
+    task: str
+    task_settings: Mapping[str, Any]
+    loss: Mapping[str, Any]
+    labels: LabelSpec
+    helpful: HelpfulSpec | None = None
+    role: ClassVar[str] = "student"
+
+    @property
+    def strong(self) -> str:
+        return self.rung.name
+
+    @property
+    def name(self) -> str:
+        """`<strong>.from-<weak>[-via-<rung>...].<method>[.<conflict>][.<filter>-filter]`: the student across seeds,
+        and its name as a teacher."""
+        parts = [self.strong, "from-" + self.weak + "".join(f"-via-{rung}" for rung in self.via), self.method]
+        if self.conflict.kind != "none":
+            parts.append(self.conflict.label)
+        if self.label_filter != "none":
+            parts.append(f"{self.label_filter}-filter")
+        return ".".join(parts)
+
+    @property
+    def key(self) -> str:
+        """Names its predictions: `predictions/<key>.parquet`."""
+        return f"{self.name}.seed{self.seed}"
+
+    @property
+    def stage_name(self) -> str:
+        return f"train-{self.key}"
+
+    @property
+    def conflict_alpha(self) -> float:
+        """Weight of the explicit conflict term in the loss (0 without it)."""
+        return self.conflict.strength if self.conflict.kind == "explicit" else 0.0
+
+    @property
+    def label(self) -> str:
+        """`<strong> <- <weak> [-> <via> ...] (<method>[, <conflict>][, <filter> filter])`: rows of the reports."""
+        extras = [self.method]
+        if self.conflict.kind != "none":
+            extras.append(self.conflict.label)
+        if self.label_filter != "none":
+            extras.append(f"{self.label_filter} filter")
+        chain = " -> ".join([self.weak, *self.via])
+        return f"{self.strong} <- {chain} ({', '.join(extras)})"
+
+    @property
+    def mitigation(self) -> str:
+        parts = ["bootstrap via " + ", ".join(self.via)] if self.via else []
+        if self.label_filter != "none":
+            parts.append(f"{self.label_filter} filter")
+        return "; ".join(parts) or "none"
+
+    @property
+    def chain(self) -> list[CeilingSpec | StudentSpec]:
+        """Its teachers, from the weak ceiling to the intermediate student whose labels it learns from."""
+        teacher = self.labels.teacher
+        return (teacher.chain if isinstance(teacher, StudentSpec) else []) + [teacher]
+
+    def settings(self) -> dict[str, Any]:
+        out = {
+            "task": self.task,
+            "rung": dataclasses.asdict(self.rung),
+            "seed": self.seed,
+            "method": self.method,
+            "loss": dict(self.loss),
+            **self.task_settings,
+        }
+        if self.conflict.kind != "none":
+            out["conflict"] = dataclasses.asdict(self.conflict)
+        if self.label_filter != "none":
+            out["filter"] = [self.label_filter, self.filter_threshold]
+        return out
+
+    def upstream(self) -> dict[str, Any]:
+        return {"labels": self.labels, **({"helpful": self.helpful} if self.helpful else {})}
+
+    def info(self) -> dict[str, Any]:
+        """What `metrics.json` records of the model."""
+        return {
+            "role": self.role,
+            "rung": self.strong,
+            "weak": self.weak,
+            "via": list(self.via),
+            "method": self.method,
+            "conflict": self.conflict.label,
+            "label_filter": self.label_filter,
+            "seed": self.seed,
+        }
+
+
+ModelSpec = CeilingSpec | StudentSpec
+Step = CeilingSpec | LabelSpec | StudentSpec
+
+
+@dataclass
+class Plan:
+    """Every stage of a recipe: `steps` in the order they run (each once), and `models`, the evaluated models the
+    report covers (the ceilings and the final students, in training order)."""
+
+    recipe: Recipe
+    data: DataSpec
+    helpful: HelpfulSpec | None
+    steps: list[Step]
+    models: list[ModelSpec]
+
+    def __post_init__(self):
+        self._models = {spec.key: spec for spec in self.models}
+        self._ceilings = {(s.rung.name, s.seed): s for s in self.models if isinstance(s, CeilingSpec)}
+
+    @property
+    def labels(self) -> list[LabelSpec]:
+        return [step for step in self.steps if isinstance(step, LabelSpec)]
+
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks that train or label in this plan, the recipe's first."""
+        return list(dict.fromkeys([self.recipe.task, *(step.task for step in self.steps)]))
+
+    @property
+    def rungs(self) -> list[RungConfig]:
+        """The rungs the plan trains, in ladder order."""
+        names = {step.rung.name for step in self.steps if not isinstance(step, LabelSpec)}
+        return [rung for rung in self.recipe.ladder if rung.name in names]
+
+    def ceiling(self, rung: str, seed: int) -> CeilingSpec:
+        """The reported ceiling of `rung` (trained by the recipe's task) for `seed`."""
+        return self._ceilings[rung, seed]
+
+    def baseline(self, student: StudentSpec) -> StudentSpec | None:
+        """The no-conflict twin of a conflicted student (same teacher, method, filter and seed), if the plan has it."""
+        if student.conflict.kind == "none":
+            return None
+        return self._models.get(dataclasses.replace(student, conflict=NO_CONFLICT).key)
+
+    def describe(self, cache: StageCache) -> str:
+        """Every stage, whether it is cached, and how many pairs it trains on: the dry run of `w2s-align plan`."""
+        data = cache.stage(self.data)
+        sizes = data.summary() if data.done else {s: getattr(self.recipe.data, f"{s}_size") for s in SPLITS}
+        n = {split: "all" if sizes[split] is None else sizes[split] for split in SPLITS}
+        rows = [(data, ", ".join(f"{split} {n[split]}" for split in SPLITS) + " pairs")]
+        if self.helpful is not None:
+            size = math.ceil(self.helpful.ratio * n["w2s"]) if isinstance(n["w2s"], int) else "enough"
+            rows.append((cache.stage(self.helpful), f"{size} helpfulness pairs ({self.helpful.config.source})"))
+        for step in self.steps:
+            stage = cache.stage(step)
+            if isinstance(step, CeilingSpec):
+                rows.append((stage, f"{n['gt']} ground-truth pairs"))
+            elif isinstance(step, LabelSpec):
+                rows.append((stage, f"labels {n['w2s']} pairs"))
+            else:
+                rows.append((stage, self._student_pairs(step, cache, n["w2s"])))
+        cached = sum(stage.done for stage, _ in rows)
+        recipe = self.recipe
+        lines = [
+            f"{recipe.name}: {len(rows)} stages in {recipe.run_dir}, {len(rows) - cached} to run, {cached} cached "
+            f"({len(recipe.seeds)} seed(s), {len(recipe.pairs)} pair(s), {len(recipe.methods)} method(s), "
+            f"task {recipe.task})",
+        ]
+        width = max(len(stage.dir.name) for stage, _ in rows) + 2
+        lines += [f"  {'cached' if s.done else 'to run':<7} {s.dir.name:<{width}} {what}" for s, what in rows]
+        return "\n".join(lines)
+
+    @staticmethod
+    def _student_pairs(spec: StudentSpec, cache: StageCache, n_w2s: int | str) -> str:
+        """How many pairs a student trains on: its weak labels (all, or those its filter keeps, exact once the labels
+        exist), plus the helpfulness pairs of the implicit conflict."""
+        kept, text = n_w2s, f"{n_w2s} weak labels"
+        if spec.label_filter != "none":
+            labels = cache.stage(spec.labels)
+            kept = None
+            if labels.done:
+                kept = filter_labels(load_labels(labels.dir), spec.label_filter, spec.filter_threshold).num_rows
+            text = f"{'at most ' if kept is None else f'{kept} of '}{n_w2s} weak labels"
+            text += f" ({spec.label_filter} filter: confidence >= {spec.filter_threshold})"
+        if spec.conflict.kind == "implicit":
+            ratio = spec.conflict.strength
+            text += (
+                f" + {round(ratio * kept)} helpfulness pairs"
+                if isinstance(kept, int)
+                else f" + {ratio:g} helpfulness pair(s) per kept label"
+            )
+        return text
+
+
+def conflict_settings(recipe: Recipe, method: str) -> list[ConflictSetting]:
+    """The recipe's conflict settings for a student method (only `none` for methods outside `conflicts.methods`)."""
+    conflicts = recipe.conflicts
+    settings = []
+    for kind in conflicts.settings:
+        if kind != "none" and conflicts.methods is not None and method not in conflicts.methods:
+            continue
+        strengths = {"none": [0.0], "explicit": conflicts.alphas, "implicit": conflicts.ratios}[kind]
+        settings += [ConflictSetting(kind, strength) for strength in strengths]
+    return settings
+
+
+def build_plan(recipe: Recipe) -> Plan:
+    """Expand a recipe into its [`Plan`]: for every seed, the ceilings of the rungs the pairs use; for every pair and
+    method, the labels of its weak teacher, the bootstrapping chain (each intermediate rung learns from the previous
+    teacher's labels, then labels for the next), and a student per conflict setting and label filter."""
+    task = task_class(recipe.task)
+    supervisor = task_class(task.supervisor(recipe))
+    data = DataSpec(recipe.data)
+    conflicts = recipe.conflicts
+    helpful = HelpfulSpec(conflicts.helpful, max(conflicts.ratios), data) if "implicit" in conflicts.settings else None
+    steps: dict[str, Step] = {}
+    models: dict[str, ModelSpec] = {}
+
+    def add(spec: Step) -> Step:  # a stage several students share (a ceiling, its labels) is planned once
+        return steps.setdefault(spec.stage_name, spec)
+
+    def ceiling(rung: str, seed: int, trainer: type[Task]) -> CeilingSpec:
+        tag = "" if trainer is task else trainer.tag
+        settings = trainer.determinants(recipe)
+        return add(CeilingSpec(recipe.rung(rung), seed, trainer.name, settings, data, tag))
+
+    def student(strong, weak, via, method, conflict, label_filter, seed, labels) -> StudentSpec:
+        loss = {name: getattr(recipe.loss, name) for name in LOSS_SETTINGS[method]}
+        spec = StudentSpec(
+            recipe.rung(strong), weak, tuple(via), method, conflict, label_filter, recipe.filter_threshold, seed,
+            task.name, task.determinants(recipe), loss, labels, helpful if conflict.kind == "implicit" else None,
+        )  # fmt: skip
+        return add(spec)
+
+    names = {name for pair in recipe.pairs for name in (pair.weak, pair.strong, *pair.via)}
+    for seed in recipe.seeds:
+        for rung in recipe.ladder:
+            if rung.name in names:
+                spec = ceiling(rung.name, seed, task)
+                models[spec.key] = spec
+        for pair in recipe.pairs:
+            filters = pair.label_filters if pair.label_filters is not None else recipe.label_filters
+            for method in recipe.methods:
+                teacher = ceiling(pair.weak, seed, supervisor)
+                for depth, middle in enumerate(pair.via):
+                    labels = add(LabelSpec(teacher, data))
+                    teacher = student(middle, pair.weak, pair.via[:depth], method, NO_CONFLICT, "none", seed, labels)
+                labels = add(LabelSpec(teacher, data))
+                for conflict in conflict_settings(recipe, method):
+                    for label_filter in filters:
+                        spec = student(pair.strong, pair.weak, pair.via, method, conflict, label_filter, seed, labels)
+                        models[spec.key] = spec
+    return Plan(recipe, data, helpful, list(steps.values()), list(models.values()))

@@ -1,0 +1,122 @@
+"""Tasks: what the rungs of a ladder learn, behind one interface, registered by name (the recipe's `task:`).
+
+| name | class | models | trainer config |
+| --- | --- | --- | --- |
+| `reward` | [`~w2s_align.reward_task.RewardTask`] | reward models | [`W2SRewardConfig`] |
+| `dpo` | [`~w2s_align.dpo_task.DPOTask`] | DPO/SimPO policies, after SFT | [`W2SDPOConfig`] |
+
+A task trains a rung on preference pairs (ground truth, or a teacher's soft labels) and saves the model with its test
+predictions; it labels pairs with a model it trained; it names its trainer config (a recipe's `trainer_kwargs` must
+be fields of it) and the recipe settings that determine every model it trains. The pipeline knows tasks only through
+this interface. Implementations are imported on first use, so reading a recipe does not import the trainers.
+
+Example:
+
+```python
+>>> from w2s_align.tasks import task_class
+>>> task_class("dpo").config_class.__name__
+'W2SDPOConfig'
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from .errors import W2SInputError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from .cache import StageCache
+    from .recipe import Recipe, RungConfig
+
+# name -> "module:class" of its implementation.
+REGISTRY = {"reward": "w2s_align.reward_task:RewardTask", "dpo": "w2s_align.dpo_task:DPOTask"}
+TaskName = Literal[tuple(REGISTRY)]
+# Trainer config fields the pipeline sets itself for every stage: a recipe's `trainer_kwargs` may not set them.
+PIPELINE_OWNED = ("output_dir", "seed", "student_loss", "max_length", "conflict_alpha")
+
+
+def task_class(name: str) -> type[Task]:
+    """The task registered as `name`."""
+    module, _, attribute = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+class Task(ABC):
+    """A task of the pipeline. Subclasses set `name`, `config_class` and `tag`, and implement `train` and `label`.
+
+    Args:
+        recipe ([`Recipe`]): the run's recipe.
+        cache ([`StageCache`]): the run's stages, for stages the task keeps for itself (e.g. SFT models).
+        log (`Callable[[str], None]`, *optional*, defaults to `print`): one line per step.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]  # the trainer config
+    tag: ClassVar[str]  # marks this task's models where they supervise another task's students, e.g. `rm`
+
+    def __init__(self, recipe: Recipe, cache: StageCache, log: Callable[[str], None] = print):
+        self.recipe = recipe
+        self.cache = cache
+        self.log = log
+        self._tokenizers: dict[str, Any] = {}
+
+    @classmethod
+    def determinants(cls, recipe: Recipe) -> dict[str, Any]:
+        """Recipe settings of this task that determine every model it trains, beyond the rung, data and seed."""
+        return {}
+
+    @classmethod
+    def supervisor(cls, recipe: Recipe) -> str:
+        """The task whose weak models label the weak-to-strong split for this task's students."""
+        return cls.name
+
+    @classmethod
+    def check(cls, recipe: Recipe) -> None:
+        """Stop on a rung's `trainer_kwargs` entry that is not a field of `config_class`, or one the pipeline sets."""
+        fields = {field.name for field in dataclasses.fields(cls.config_class)}
+        for rung in recipe.ladder:
+            for key in rung.training.trainer_kwargs:
+                if key in PIPELINE_OWNED:
+                    reason = "is set by the pipeline"
+                elif key not in fields:
+                    reason = f"is not a {cls.config_class.__name__} field"
+                else:
+                    continue
+                raise W2SInputError(f"ladder rung {rung.name!r}: training.trainer_kwargs.{key} {reason}")
+
+    def tokenizer(self, rung: RungConfig):
+        """The rung's tokenizer, loaded once per task."""
+        from .models import load_tokenizer, resolve_model_path  # imported with the first model, not with the recipe
+
+        key = f"{rung.model}@{rung.revision}"
+        if key not in self._tokenizers:
+            self._tokenizers[key] = load_tokenizer(resolve_model_path(rung.model), rung.revision)
+        return self._tokenizers[key]
+
+    @abstractmethod
+    def train(
+        self,
+        stage_dir: Path,
+        rung: RungConfig,
+        pairs: Dataset,
+        seed: int,
+        method: str,
+        conflict_alpha: float,
+        test: Dataset,
+    ) -> dict[str, Any]:
+        """Train `rung` on `pairs` (a `soft_label` column, if any, holds a teacher's labels) with the student loss
+        `method` and the explicit conflict `conflict_alpha`; save the model in `stage_dir/model` and its
+        predictions on `test` in `stage_dir/predictions.parquet`; return the stage summary (with `accuracy`)."""
+
+    @abstractmethod
+    def label(self, rung: RungConfig, stage_dir: Path, labeler_id: str, pairs: Dataset) -> Dataset:
+        """`pairs` with the `soft_label` (probability that `chosen` is better) of the model `train` saved in
+        `stage_dir`, and a `labeler` column holding `labeler_id`."""
