@@ -10,8 +10,10 @@ Every source yields rows of one normalised format:
 | `helpful_label` | optional: 1 when `chosen` is also the more helpful response, 0 when `rejected` is |
 | `kind` | optional: a difficulty tag (synthetic data) |
 
-[`load_splits`] returns a `DatasetDict` with the disjoint splits `gt` (ground truth for the ceilings), `w2s` (the
-pairs the weak model labels and the student learns from) and `test`.
+Each source is one [`Source`] record in `SOURCES` (its normaliser, default hub id, local file layout, required columns
+and the rows it keeps); `data.source` in a recipe names one. [`load_splits`] returns a `DatasetDict` with the
+disjoint splits `gt` (ground truth for the ceilings), `w2s` (the pairs the weak model labels and the student learns
+from) and `test`.
 
 Example:
 
