@@ -30,7 +30,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def wide_model_dir(tmp_path_factory) -> Path:
-    """The tiny GPT-2 at width 64: bitsandbytes' 4-bit CPU kernels on AVX512-BF16 machines need whole 64-wide blocks."""
+    """The tiny GPT-2 at width 64: bitsandbytes' 4-bit CPU kernels on AVX512-BF16 machines need 64-wide blocks."""
     return build_tiny_gpt2(tmp_path_factory.mktemp("wide-gpt2"), width=64)
 
 

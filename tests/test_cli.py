@@ -145,6 +145,27 @@ def test_overlapping_splits(tiny_recipe, tmp_path, capsys):
     assert_stopped_before_training(tiny_recipe)
 
 
+def test_plan_lists_every_stage_of_the_deception_sweep_before_anything_trains(tmp_path, capsys):
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "minilm_deception_sweep.yaml"
+    code = main(["plan", str(recipe), f"output_dir={tmp_path / 'run'}"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    # data, helpfulness pairs, 4 ceilings, 4 labels (3 weak rungs, 1 intermediate), 1 intermediate and 15 students
+    assert lines[0].startswith(f"minilm_deception_sweep: 26 stages in {tmp_path / 'run'}, 26 to run, 0 cached")
+    names = [line.split()[2].rsplit("-", 1)[0] for line in lines[1:]]
+    assert names[:3] == ["data", "helpful", "train-minilm-l1-gt-seed0"]
+    assert "train-minilm-l6.from-minilm-l1.xent.implicit-1.confidence-filter.seed0" in names
+    assert "labels-minilm-l3.from-minilm-l1.xent.seed0" in names
+    assert sum(name.startswith("train-minilm-l6.from-") for name in names) == 15
+    assert not (tmp_path / "run").exists()  # a dry run writes nothing
+
+
+def test_plan_stops_on_bad_input_like_run(tiny_recipe, tmp_path, capsys):
+    tiny_recipe["ladder"][1]["training"] = {"trainer_kwargs": {"seed": 3}}
+    code, err = run_cli(["plan", str(write_recipe(tmp_path, tiny_recipe))], capsys)
+    assert code == 2 and "training.trainer_kwargs.seed is set by the pipeline" in err
+
+
 def test_console_script_exit_code_and_no_traceback(tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text("name: x\nladder: [{name: a, model: m}, {name: b, model: m}]\nseeds: one\n")

@@ -1,5 +1,5 @@
-"""The DPO task end to end: a tiny recipe (SFT, weak policy labels, students, conflicts, evaluation), and SimPO students
-supervised by a weak reward model."""
+"""The DPO task end to end: a tiny recipe (SFT, weak policy labels, students, conflicts, evaluation), and SimPO
+students supervised by a weak reward model."""
 
 import json
 from pathlib import Path

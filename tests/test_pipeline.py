@@ -112,9 +112,7 @@ def test_a_run_killed_mid_training_resumes_from_its_checkpoint(tiny_recipe, monk
 
     monkeypatch.setattr(W2SRewardTrainer, "compute_loss", original)
     metrics, lines = run(tiny_recipe)
-    assert [line for line in lines if line.startswith("training")] == [
-        "training tiny-l2 <- tiny-l1 (logconf), seed 0"
-    ]
+    assert [line for line in lines if line.startswith("training")] == ["training tiny-l2 <- tiny-l1 (logconf), seed 0"]
     assert any("resuming from" in line and "train-tiny-l2.from-tiny-l1.logconf.seed0" in line for line in lines)
     log = json.loads((student / "train_log.json").read_text())
     assert log[-1]["step"] == 6  # 48 pairs / 8 per step, one epoch: finished, not restarted

@@ -1,4 +1,4 @@
-"""The plan: a recipe expanded into its stages (seeds, pairs, methods, chains, conflicts, filters), without training."""
+"""The plan: a recipe expanded into its stages (seeds, pairs, methods, chains, conflicts, filters), untrained."""
 
 import json
 
@@ -98,7 +98,8 @@ def test_reward_models_supervise_policies_when_the_recipe_says_so():
     plan = plan_of(sweep(task="dpo", dpo={"supervisor": "reward"}, seeds=[0], conflicts={"settings": ["none"]}))
     labels = plan.labels[0]
     assert labels.key == "s-rm.seed0" and labels.task == "reward"
-    assert labels.teacher.stage_name == "train-s-rm-gt-seed0" and labels.teacher.label == "s (ground truth, reward model)"
+    assert labels.teacher.stage_name == "train-s-rm-gt-seed0"
+    assert labels.teacher.label == "s (ground truth, reward model)"
     assert "s-rm.gt.seed0" not in [spec.key for spec in plan.models]  # reported ceilings are the policies
     assert plan.tasks == ["dpo", "reward"]
     # the intermediate rung of a chain is a policy: it trains and labels as one
@@ -151,7 +152,7 @@ def test_describe_lists_every_stage_its_status_and_pair_counts(tmp_path):
     labels = cache.stage(plan.labels[0])
     labels.dir.mkdir(parents=True)
     soft = [0.9, 0.8, 0.3, 0.2, 0.6] * 6
-    Dataset.from_dict({"id": [str(i) for i in range(30)], "soft_label": soft}).to_parquet(labels.path("labels.parquet"))
+    Dataset.from_dict({"id": list(map(str, range(30))), "soft_label": soft}).to_parquet(labels.path("labels.parquet"))
     (labels.dir / "DONE.json").write_text(json.dumps({"num_pairs": 30}))
     text = plan.describe(cache)
     stage_line = next(line for line in text.splitlines() if labels.dir.name in line)

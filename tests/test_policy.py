@@ -1,4 +1,4 @@
-"""Policy evaluation: log-likelihoods of both responses, and margins by every measure, against one pass per sequence."""
+"""Policy evaluation: log-likelihoods of both responses and margins by every measure, against one pass a sequence."""
 
 import pytest
 import torch

@@ -37,4 +37,12 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [*_LAZY, "W2SInputError", "__version__"]
+__all__ = [
+    "SoftLabelCollator",
+    "W2SDPOConfig",
+    "W2SDPOTrainer",
+    "W2SInputError",
+    "W2SRewardConfig",
+    "W2SRewardTrainer",
+    "__version__",
+]

@@ -26,7 +26,7 @@ import gc
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -34,14 +34,14 @@ from datasets import Dataset, DatasetDict
 
 from .analysis.report import build_metrics, render_console, write_report
 from .artifacts import atomic_copy, atomic_write_parquet, atomic_write_text
-from .cache import StageCache
+from .cache import Stage, StageCache
 from .conflicts import helpfulness_pairs, mix_implicit_conflict
 from .data import SPLITS, load_helpful_pairs, load_splits
 from .distributed import is_main_process, on_main, state
 from .errors import W2SInputError
 from .labeling import LABELS_FILE, attach_labels, filter_labels, load_labels, save_labels
 from .models import check_rung_loads
-from .plan import CeilingSpec, HelpfulSpec, LabelSpec, StudentSpec, build_plan
+from .plan import CeilingSpec, DataSpec, HelpfulSpec, LabelSpec, StudentSpec, build_plan
 from .recipe import Recipe
 from .tasks import task_class
 
@@ -93,7 +93,7 @@ class W2SPipeline:
                 self._train(step, stage, pairs)
         return self._report(started)
 
-    def _train(self, spec: CeilingSpec | StudentSpec, stage, pairs: Dataset) -> None:
+    def _train(self, spec: CeilingSpec | StudentSpec, stage: Stage, pairs: Dataset) -> None:
         """Train (or resume training) one model, save it and its test predictions, and finish the stage."""
         self.log(f"training {spec.label}, seed {spec.seed}")
         started = time.time()
@@ -107,7 +107,7 @@ class W2SPipeline:
         stage.finish(summary)
         self.log(f"  test accuracy {summary['accuracy']:.3f} ({summary['train_seconds']} s)")
 
-    def _label(self, spec: LabelSpec, stage) -> None:
+    def _label(self, spec: LabelSpec, stage: Stage) -> None:
         """Label the w2s split with a trained teacher."""
         self.log(f"labeling the w2s split with {spec.key}")
         teacher = self.cache.stage(spec.teacher)
@@ -144,7 +144,9 @@ class W2SPipeline:
             self._helpful = self._dataset_stage(spec, ("helpful",), build)["helpful"]
         return self._helpful
 
-    def _dataset_stage(self, spec, names, build: Callable[[], Any]) -> dict[str, Dataset]:
+    def _dataset_stage(
+        self, spec: DataSpec | HelpfulSpec, names: tuple[str, ...], build: Callable[[], Mapping[str, Dataset]]
+    ) -> dict[str, Dataset]:
         """The datasets of a data stage, built by the main process the first time (the others read what it wrote)."""
         stage = self.cache.stage(spec)
         if not stage.done:

@@ -492,7 +492,7 @@ def reference() -> str:
     for prefix, cls in sections:
         hints = typing.get_type_hints(cls)
         title = f"`{prefix}`" if prefix else "Top level"
-        lines = [f"### {title} (`{cls.__name__}`)", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        lines = [f"### {title} (`{cls.__name__}`)", "", "| key | type | default | meaning |", "| --- " * 4 + "|"]
         for f in dataclasses.fields(cls):
             if f.default is not dataclasses.MISSING:
                 default = repr(f.default)
