@@ -45,13 +45,3 @@ def test_labels_are_sigmoid_of_reward_difference_and_saved_with_their_labeler(mo
     meta = json.loads((tmp_path / "labels" / LABELS_META).read_text())
     assert meta["labeler"] == "weak@stage-abc" and meta["num_pairs"] == 12
     assert 0.5 <= meta["mean_confidence"] <= 1.0
-
-
-def test_long_pairs_are_truncated_from_the_left_not_dropped(model_and_tokenizer):
-    _, tokenizer = model_and_tokenizer
-    pairs = generate_pairs(4, seed=6)
-    tokenized = tokenize_pairs(pairs, tokenizer, max_length=12)
-    assert tokenized.num_rows == 4
-    assert all(len(ids) == 12 for ids in tokenized["chosen_ids"])
-    full = tokenize_pairs(pairs, tokenizer, max_length=512)
-    assert tokenized["chosen_ids"][0] == full["chosen_ids"][0][-12:]  # the end (the response and eos) is kept

@@ -50,10 +50,10 @@ def test_hard_labels_give_exactly_trls_loss(tiny_model_dir, tmp_path, with_margi
     )
     ours = W2SRewardTrainer(
         model=model,
-        args=W2SRewardConfig(output_dir=str(tmp_path / "b"), **COMMON),
+        args=W2SRewardConfig(output_dir=str(tmp_path / "b"), train_sampling_strategy="random", **COMMON),
         train_dataset=data,
         processing_class=tokenizer,
-    )
+    )  # TRL's random batches, so that both draw the same first batch
     batch_trl = next(iter(trl.get_train_dataloader()))
     batch_ours = next(iter(ours.get_train_dataloader()))
     assert torch.equal(batch_trl["input_ids"], batch_ours["input_ids"])

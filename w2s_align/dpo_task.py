@@ -46,6 +46,7 @@ class DPOTask(Task):
     def __init__(self, recipe: Recipe, cache: StageCache, log: Callable[[str], None] = print):
         super().__init__(recipe, cache, log)
         self.settings = recipe.dpo
+        self._token_ids: dict[tuple, dict] = {}  # per tokenizer and max_length: see `tokenize_completions`
 
     @classmethod
     def determinants(cls, recipe: Recipe) -> dict[str, Any]:
@@ -99,6 +100,7 @@ class DPOTask(Task):
                 num_train_epochs=self.settings.sft_epochs,
                 learning_rate=self.settings.sft_learning_rate or settings.learning_rate,
                 per_device_train_batch_size=settings.per_device_train_batch_size,
+                train_sampling_strategy=settings.train_sampling_strategy,  # SFT rows have `input_ids` to group by
                 max_length=settings.max_length,
                 seed=seed,
                 report_to=[],
@@ -171,6 +173,7 @@ class DPOTask(Task):
             measure=self.measure,
             batch_size=rung.training.eval_batch_size,
             max_length=rung.training.max_length,
+            memo=self._token_ids.setdefault((rung.model, rung.revision, rung.training.max_length), {}),
         )
 
     def label(self, rung: RungConfig, stage_dir: Path, labeler_id: str, pairs: Dataset) -> Dataset:

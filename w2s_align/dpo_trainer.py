@@ -26,25 +26,27 @@ from dataclasses import dataclass, field
 
 import torch
 from accelerate.utils import is_peft_model
+from datasets import Dataset
 from transformers import PreTrainedModel
 from trl import DPOConfig, DPOTrainer
 
 from .collators import SOFT_LABEL, SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
 from .losses import PREFERENCE_LOSSES, StudentLossArguments, StudentObjective
+from .sampling import LengthGroupedTraining, LengthGroupingArguments, pair_lengths
 
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
 
 
 @dataclass
-class W2SDPOConfig(StudentLossArguments, DeviceDefaults, DPOConfig):
+class W2SDPOConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments, DPOConfig):
     r"""
     Configuration class for the [`W2SDPOTrainer`].
 
     Everything [`~trl.DPOConfig`] offers, plus the weak-to-strong student losses of [`W2SRewardConfig`]
     (`student_loss`, `soft_label_mode`, `aux_coef`, `aux_warmup_frac`, `aux_buffer_size`, `product_alpha`,
     `product_beta`, `conflict_alpha`) and SimPO. `bf16` and activation checkpointing are derived from the device when
-    left unset.
+    left unset, and batches group pairs of similar length (`train_sampling_strategy`, as in [`W2SRewardConfig`]).
 
     Parameters:
         loss_type (`list[str]`, *optional*, defaults to `["sigmoid"]`):
@@ -75,7 +77,7 @@ class W2SDPOConfig(StudentLossArguments, DeviceDefaults, DPOConfig):
         return self.loss_type == ["simpo"]
 
 
-class W2SDPOTrainer(DPOTrainer):
+class W2SDPOTrainer(LengthGroupedTraining, DPOTrainer):
     """
     DPO/SimPO trainer for weak-to-strong experiments: TRL's [`~trl.DPOTrainer`] with soft (weak) labels.
 
@@ -113,6 +115,14 @@ class W2SDPOTrainer(DPOTrainer):
         if data_collator is None:
             self.data_collator = SoftLabelCollator(self.data_collator)
         self._objective = StudentObjective(args)
+
+    def _precompute_ref_logps(self, dataset, name, batch_size):
+        if self.args.train_sampling_strategy == "group_by_length" and isinstance(dataset, Dataset):
+            # TRL scores the reference in the dataset's order: sorted by length, its batches carry little padding.
+            # Training draws its own order (`w2s_align.sampling`), so the sort costs nothing there.
+            lengths = pair_lengths(dataset)
+            dataset = dataset.select(sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True))
+        return super()._precompute_ref_logps(dataset, name, batch_size)
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()

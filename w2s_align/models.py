@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
+from datasets.fingerprint import Hasher
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from . import lm_ladder
@@ -136,20 +137,37 @@ def load_reward_model(rung: RungConfig, path: str | None = None):
     return load_rung_model(rung, AutoModelForSequenceClassification, path, num_labels=1)
 
 
-def tokenize_pairs(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
+def tokenize_pairs(
+    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, memo: dict[str, list[int]] | None = None
+) -> Dataset:
     """Add `chosen_ids` and `rejected_ids`: prompt + response (+ eos when the tokenizer adds no end marker).
 
     Sequences longer than `max_length` lose tokens from the start of the prompt, so no pair is dropped and every
-    test pair is scored.
+    test pair is scored. `memo` maps texts to their token ids for this tokenizer and `max_length`: pass the same dict
+    for every dataset of a run, and a text (a split's pair, again in a student's training set) is tokenized once.
     """
     eos = tokenizer.eos_token if tokenizer.eos_token and tokenizer.sep_token is None else ""
+    memo = {} if memo is None else memo
 
     def encode(batch: dict) -> dict:
         out = {}
         for side in ("chosen", "rejected"):
             texts = [prompt + response for prompt, response in zip(batch["prompt"], batch[side])]
             texts = [text if not eos or text.endswith(eos) else text + eos for text in texts]
-            out[f"{side}_ids"] = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+            new = [text for text in dict.fromkeys(texts) if text not in memo]
+            if new:
+                memo.update(zip(new, tokenizer(new, truncation=True, max_length=max_length)["input_ids"]))
+            out[f"{side}_ids"] = [memo[text] for text in texts]
         return out
 
-    return dataset.map(encode, batched=True, desc="Tokenizing pairs")
+    # Named by what determines the result, so that `datasets` need not hash the tokenizer and the memo; in memory, so
+    # no cache file outlives the tokenizer it was made with.
+    fingerprint = Hasher.hash([dataset._fingerprint, tokenizer.name_or_path, len(tokenizer), max_length, eos])
+    return dataset.map(
+        encode,
+        batched=True,
+        desc="Tokenizing pairs",
+        new_fingerprint=fingerprint,
+        keep_in_memory=True,
+        load_from_cache_file=False,
+    )

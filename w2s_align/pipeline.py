@@ -149,16 +149,19 @@ class W2SPipeline:
     ) -> dict[str, Dataset]:
         """The datasets of a data stage, built by the main process the first time (the others read what it wrote)."""
         stage = self.cache.stage(spec)
-        if not stage.done:
 
-            def write() -> None:
-                datasets = build()
-                stage.begin(sync=False)
-                for name in names:
-                    atomic_write_parquet(datasets[name], stage.path(f"{name}.parquet"))
-                stage.finish({name: datasets[name].num_rows for name in names}, sync=False)
+        def write() -> None:
+            if stage.done:
+                return
+            datasets = build()
+            stage.begin(sync=False)
+            for name in names:
+                atomic_write_parquet(datasets[name], stage.path(f"{name}.parquet"))
+            stage.finish({name: datasets[name].num_rows for name in names}, sync=False)
 
-            on_main(write)
+        # Every process takes part, and only the main process asks whether the stage is done: a process that looked
+        # itself could find the stage finished a moment ago and skip the exchange the others wait in.
+        on_main(write)
         return {name: Dataset.from_parquet(str(stage.path(f"{name}.parquet"))) for name in names}
 
     def _report(self, started: float) -> dict[str, Any]:

@@ -39,25 +39,34 @@ MEASURES: tuple[str, ...] = get_args(Measure)
 
 
 def tokenize_completions(
-    pairs: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int
+    pairs: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    memo: dict[tuple[str, str], tuple[list[int], int]] | None = None,
 ) -> tuple[list[list[int]], list[int]]:
     """Token ids of prompt+response for every chosen then every rejected response, and each completion's length.
 
-    The completion starts where the tokenized prompt and prompt+response diverge; an eos token ends it.
+    The completion starts where the tokenized prompt and prompt+response diverge; an eos token ends it. `memo` keeps
+    each (prompt, response)'s result for this tokenizer and `max_length`, so a split scored again is not tokenized
+    again.
     """
     eos = tokenizer.eos_token or ""
+    memo = {} if memo is None else memo
     sequences, completion_lengths = [], []
     for side in ("chosen", "rejected"):
         for prompt, response in zip(pairs["prompt"], pairs[side]):
-            prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            full = tokenizer(prompt + response + eos, add_special_tokens=False)["input_ids"]
-            shared = 0
-            while shared < min(len(prompt_ids), len(full)) and prompt_ids[shared] == full[shared]:
-                shared += 1
-            completion = max(len(full) - shared, 1)
-            full = full[-max_length:]
+            if (prompt, response) not in memo:
+                prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+                full = tokenizer(prompt + response + eos, add_special_tokens=False)["input_ids"]
+                shared = 0
+                while shared < min(len(prompt_ids), len(full)) and prompt_ids[shared] == full[shared]:
+                    shared += 1
+                completion = max(len(full) - shared, 1)
+                full = full[-max_length:]
+                memo[prompt, response] = full, min(completion, len(full) - 1)
+            full, completion = memo[prompt, response]
             sequences.append(full)
-            completion_lengths.append(min(completion, len(full) - 1))
+            completion_lengths.append(completion)
     return sequences, completion_lengths
 
 
@@ -106,15 +115,17 @@ def predict_policy_pairs(
     measure: str = "implicit",
     batch_size: int = 64,
     max_length: int = 512,
+    memo: dict | None = None,
 ) -> Dataset:
     """Per-example predictions of a policy: log-likelihoods, lengths, and the margin and correctness by every measure.
 
     `margin`, `prob_chosen` (`sigmoid(margin)`) and `correct` follow `measure`, the one PGR and the deception analyzer
-    use; `margin_<m>` and `correct_<m>` are saved for every measure (`implicit` needs a reference).
+    use; `margin_<m>` and `correct_<m>` are saved for every measure (`implicit` needs a reference). `memo`: see
+    [`tokenize_completions`].
     """
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
-    sequences, lengths = tokenize_completions(pairs, tokenizer, max_length)
+    sequences, lengths = tokenize_completions(pairs, tokenizer, max_length, memo)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     n = pairs.num_rows
     logps = sequence_logps(policy, sequences, lengths, pad, batch_size)

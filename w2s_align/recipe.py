@@ -36,6 +36,7 @@ from .errors import W2SInputError
 from .labeling import LABEL_FILTERS, LabelFilter
 from .losses import STUDENT_LOSSES, PreferenceLoss, StudentLoss, StudentLossSettings
 from .policy import Measure
+from .sampling import SamplingStrategy
 from .synthetic import Pool
 from .tasks import TaskName
 
@@ -70,6 +71,13 @@ class TrainingSettings:
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     lr_scheduler_type: str = field(default="linear", metadata={"help": "A `transformers` scheduler name."})
+    train_sampling_strategy: SamplingStrategy = field(
+        default="group_by_length",
+        metadata={
+            "help": "group_by_length: batches of pairs of similar length, shuffled by the seed (little padding); "
+            "random: random batches, as TRL draws them; sequential: the split's order."
+        },
+    )
     freeze_embeddings: bool = field(
         default=False, metadata={"help": "Keep the input embeddings fixed (much faster on CPU for small models)."}
     )

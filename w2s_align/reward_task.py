@@ -35,14 +35,12 @@ class RewardTask(Task):
 
     def __init__(self, recipe: Recipe, cache: StageCache, log: Callable[[str], None] = print):
         super().__init__(recipe, cache, log)
-        self._tokenized: dict[tuple, Dataset] = {}
+        self._token_ids: dict[tuple, dict[str, list[int]]] = {}
 
     def tokenized(self, rung: RungConfig, pairs: Dataset) -> Dataset:
-        """`pairs` with `chosen_ids`/`rejected_ids` for this rung (cached per dataset and tokenizer)."""
-        key = (rung.model, rung.revision, rung.training.max_length, pairs._fingerprint)
-        if key not in self._tokenized:
-            self._tokenized[key] = tokenize_pairs(pairs, self.tokenizer(rung), rung.training.max_length)
-        return self._tokenized[key]
+        """`pairs` with `chosen_ids`/`rejected_ids` for this rung: each text tokenized once per tokenizer and run."""
+        memo = self._token_ids.setdefault((rung.model, rung.revision, rung.training.max_length), {})
+        return tokenize_pairs(pairs, self.tokenizer(rung), rung.training.max_length, memo)
 
     def train(
         self,

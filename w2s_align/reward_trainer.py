@@ -29,16 +29,17 @@ from trl import RewardConfig, RewardTrainer
 from .collators import SOFT_LABEL, SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
 from .losses import StudentLossArguments, StudentObjective
+from .sampling import LengthGroupedTraining, LengthGroupingArguments
 
 
 @dataclass
-class W2SRewardConfig(StudentLossArguments, DeviceDefaults, RewardConfig):
+class W2SRewardConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments, RewardConfig):
     r"""
     Configuration class for the [`W2SRewardTrainer`].
 
-    Everything [`~trl.RewardConfig`] offers, plus the weak-to-strong student losses. Two defaults differ from TRL's so
-    that one config runs unchanged on CPU and GPU: `bf16` and `activation_checkpointing` are derived from the device
-    when left unset.
+    Everything [`~trl.RewardConfig`] offers, plus the weak-to-strong student losses. Three defaults differ from TRL's:
+    `bf16` and `activation_checkpointing` are derived from the device when left unset, so that one config runs
+    unchanged on CPU and GPU, and batches group pairs of similar length (`train_sampling_strategy`).
 
     Parameters:
         student_loss (`str`, *optional*, defaults to `"xent"`):
@@ -65,10 +66,13 @@ class W2SRewardConfig(StudentLossArguments, DeviceDefaults, RewardConfig):
             Mixed bf16 precision. If unset, `True` where the accelerator supports bf16 and `False` on CPU.
         activation_checkpointing (`bool`, *optional*):
             If unset, `True` on an accelerator (to save its memory) and `False` on CPU (where it only costs time).
+        train_sampling_strategy (`str`, *optional*, defaults to `"group_by_length"`):
+            `"group_by_length"`: batches of pairs of similar length, shuffled by the seed every epoch (see
+            [`w2s_align.sampling`]); `"random"`: TRL's random batches.
     """
 
 
-class W2SRewardTrainer(RewardTrainer):
+class W2SRewardTrainer(LengthGroupedTraining, RewardTrainer):
     """
     Reward-model trainer for weak-to-strong experiments: TRL's [`~trl.RewardTrainer`] with soft labels.
 

@@ -61,6 +61,7 @@ def trainer_kwargs(
         "warmup_steps": settings.warmup_steps,
         "weight_decay": settings.weight_decay,
         "lr_scheduler_type": settings.lr_scheduler_type,
+        "train_sampling_strategy": settings.train_sampling_strategy,
         "report_to": [],
         "logging_steps": 10,
         "save_strategy": "steps",

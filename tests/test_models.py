@@ -1,0 +1,42 @@
+"""Tokenizing pairs: long pairs lose the start of their prompt, and a text is tokenized once per run."""
+
+import pytest
+
+from w2s_align.models import load_tokenizer, tokenize_pairs
+from w2s_align.synthetic import generate_pairs
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    return load_tokenizer(str(tiny_model_dir))
+
+
+def test_long_pairs_are_truncated_from_the_left_not_dropped(tokenizer):
+    pairs = generate_pairs(4, seed=6)
+    tokenized = tokenize_pairs(pairs, tokenizer, max_length=12)
+    assert tokenized.num_rows == 4
+    assert all(len(ids) == 12 for ids in tokenized["chosen_ids"])
+    full = tokenize_pairs(pairs, tokenizer, max_length=512)
+    assert tokenized["chosen_ids"][0] == full["chosen_ids"][0][-12:]  # the end (the response and eos) is kept
+
+
+def test_a_split_already_tokenized_is_not_tokenized_again(tokenizer, monkeypatch):
+    split = generate_pairs(20, seed=7)
+    memo: dict[str, list[int]] = {}
+    first = tokenize_pairs(split, tokenizer, 64, memo)
+    texts = []
+    original = type(tokenizer).__call__
+
+    def counting(self, text, *args, **kwargs):
+        texts.extend(text)
+        return original(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(type(tokenizer), "__call__", counting)
+    # a student's training set: the split with labels, filtered, plus pairs of its own
+    student = split.add_column("soft_label", [0.7] * 20).select(range(5, 20))
+    extra = generate_pairs(3, seed=8)
+    mixed = tokenize_pairs(student, tokenizer, 64, memo)
+    assert texts == []
+    assert mixed["chosen_ids"] == first["chosen_ids"][5:] and mixed["soft_label"] == [0.7] * 15
+    tokenize_pairs(extra, tokenizer, 64, memo)
+    assert len(texts) == 6  # only the new pairs' two responses each
