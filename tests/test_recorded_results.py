@@ -1,4 +1,5 @@
-"""Tiny reward and DPO recipes give the numbers recorded before the pipeline became a plan and its executor.
+"""Tiny reward and DPO recipes give the numbers recorded before the pipeline became a plan and its executor (with
+random batches), and length-grouped batches give the numbers recorded when they became the default.
 
 The recorded file holds every model's test accuracy and per-example margins, every weak label, and every student's PGR
 and Deception Score. A change that is meant to alter results updates it deliberately:
@@ -26,7 +27,14 @@ ATOL = 1e-4
 pytestmark = pytest.mark.slow
 
 
+def _random_batches(raw: dict) -> dict:
+    """The batches the first records were made with, before length grouping became the default."""
+    raw["training"]["train_sampling_strategy"] = "random"
+    return raw
+
+
 def _reward(raw: dict) -> dict:
+    raw = _random_batches(raw)
     model = raw["ladder"][0]["model"]
     raw["ladder"].insert(1, {"name": "tiny-mid", "model": model, "num_layers": 2})
     raw["pairs"] = [
@@ -40,6 +48,7 @@ def _reward(raw: dict) -> dict:
 
 
 def _dpo(raw: dict) -> dict:
+    raw = _random_batches(raw)
     raw.update(task="dpo", methods=["xent", "logconf"], analysis={"n_bootstrap": 50})
     raw["data"].update(gt_size=32, w2s_size=32, test_size=24)
     raw["conflicts"] = {"settings": ["none", "explicit"], "methods": ["xent"]}
@@ -54,7 +63,19 @@ def _simpo_supervised_by_a_reward_model(raw: dict) -> dict:
     return raw
 
 
-RECIPES = {"reward": _reward, "dpo": _dpo, "simpo-rm": _simpo_supervised_by_a_reward_model}
+def _grouped_by_length(raw: dict) -> dict:
+    """Length-grouped batches (the default), small enough batches for several length groups."""
+    raw["training"]["per_device_train_batch_size"] = 4
+    raw["conflicts"] = {"settings": ["none", "explicit"]}
+    return raw
+
+
+RECIPES = {
+    "reward": _reward,
+    "dpo": _dpo,
+    "simpo-rm": _simpo_supervised_by_a_reward_model,
+    "reward-grouped": _grouped_by_length,
+}
 
 
 def _results(raw: dict) -> dict:
