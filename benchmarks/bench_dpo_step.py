@@ -59,7 +59,11 @@ def main() -> None:
             )
         else:
             config = W2SDPOConfig(
-                **common, output_dir="runs/bench-dpo", student_loss=name, activation_checkpointing=False
+                **common,
+                output_dir="runs/bench-dpo",
+                student_loss=name,
+                activation_checkpointing=False,
+                train_sampling_strategy="random",  # TRL's batches: this benchmark times the loss, not the batching
             )
             trainer = W2SDPOTrainer(
                 model=model,

@@ -72,7 +72,11 @@ def main() -> None:
             )
         else:
             config = W2SRewardConfig(
-                **common, output_dir="runs/bench-step", student_loss=name, activation_checkpointing=False
+                **common,
+                output_dir="runs/bench-step",
+                student_loss=name,
+                activation_checkpointing=False,
+                train_sampling_strategy="random",  # TRL's batches: this benchmark times the loss, not the batching
             )
             trainer = W2SRewardTrainer(
                 model=copy.deepcopy(base),
