@@ -117,3 +117,18 @@ def test_the_dpo_trainer_groups_by_prompt_plus_longer_response(tiny_model_dir, t
     assert sorted(label for label, _ in seen) == [round((i + 1) / 100, 4) for i in range(64)]
     lengths = pair_lengths(trainer.train_dataset)
     assert max(lengths) == max(length for _, length in seen)  # a batch is as long as its longest prompt+response
+
+
+def test_the_reference_is_scored_over_pairs_sorted_by_length(tiny_model_dir, tmp_path):
+    data = generate_pairs(24, seed=3).select_columns(["prompt", "chosen", "rejected"])
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    args = W2SDPOConfig(str(tmp_path), report_to=[], per_device_train_batch_size=8, precompute_ref_log_probs=True)
+    trainer = W2SDPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        args=args,
+        train_dataset=data,
+        processing_class=tokenizer,
+    )
+    lengths = pair_lengths(trainer.train_dataset)
+    assert lengths == sorted(lengths, reverse=True) and len(set(lengths)) > 3
+    assert "ref_chosen_logps" in trainer.train_dataset.column_names
