@@ -150,8 +150,8 @@ def test_plan_lists_every_stage_of_the_deception_sweep_before_anything_trains(tm
     code = main(["plan", str(recipe), f"output_dir={tmp_path / 'run'}"])
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
-    # data, helpfulness pairs, 4 ceilings, 4 labels (3 weak rungs, 1 intermediate), 1 intermediate and 15 students
-    assert lines[0].startswith(f"minilm_deception_sweep: 26 stages in {tmp_path / 'run'}, 26 to run, 0 cached")
+    # data, helpfulness pairs, 4 ceilings, 4 labels (3 weak rungs, 1 intermediate), 1 intermediate, 15 students, report
+    assert lines[0].startswith(f"minilm_deception_sweep: 27 stages in {tmp_path / 'run'}, 27 to run, 0 cached")
     names = [line.split()[2].rsplit("-", 1)[0] for line in lines[1:]]
     assert names[:3] == ["data", "helpful", "train-minilm-l1-gt-seed0"]
     assert "train-minilm-l6.from-minilm-l1.xent.implicit-1.confidence-filter.seed0" in names

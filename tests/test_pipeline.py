@@ -64,12 +64,29 @@ def test_tiny_recipe_end_to_end(tiny_recipe):
     assert "tiny-l2 <- tiny-l1 (xent)" in console and "tiny-l2 <- tiny-l1 (logconf)" in console
 
 
-def test_rerun_skips_finished_stages_and_gives_the_same_metrics(tiny_recipe):
+def test_rerun_skips_finished_stages_and_gives_the_same_metrics(tiny_recipe, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
     first, _ = run(tiny_recipe)
+    (report,) = (Path(tiny_recipe["output_dir"]) / "stages").glob("report-*")
+    computed = (report / "metrics.json").stat().st_mtime_ns
     second, lines = run(tiny_recipe)
     assert not [line for line in lines if line.startswith(("training", "labeling"))]
     first.pop("wall_seconds"), second.pop("wall_seconds")
     assert first == second
+    assert (report / "metrics.json").stat().st_mtime_ns == computed  # the bootstrap is not redone
+    # a rerun from the command line needs neither TRL's trainers nor the plotting library
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe))
+    code = (
+        "import sys; from w2s_align.cli import main; code = main(['run', sys.argv[1]]);"
+        "print(sorted(m for m in ('trl.trainer.reward_trainer', 'matplotlib.pyplot') if m in sys.modules))"
+    )
+    command = [sys.executable, "-c", code, str(tmp_path / "recipe.yaml")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_a_new_method_trains_only_the_new_student(tiny_recipe):

@@ -144,8 +144,9 @@ def test_describe_lists_every_stage_its_status_and_pair_counts(tmp_path):
     plan = plan_of(raw)
     cache = StageCache(tmp_path / "run")
     text = plan.describe(cache)
-    assert text.splitlines()[0].startswith(f"sweep: {len(plan.steps) + 2} stages in {tmp_path / 'run'}")
-    assert [line[:8] for line in text.splitlines()[1:]] == ["  to run"] * (len(plan.steps) + 2)  # data, helpful
+    assert text.splitlines()[0].startswith(f"sweep: {len(plan.steps) + 3} stages in {tmp_path / 'run'}")
+    rows = len(plan.steps) + 3  # and the data, the helpfulness pairs and the report
+    assert [line[:8] for line in text.splitlines()[1:]] == ["  to run"] * rows
     assert "gt 40, w2s 30, test 20 pairs" in text and "40 ground-truth pairs" in text
     assert "at most 30 weak labels (confidence filter: confidence >= 0.75)" in text
     # once the weak labels exist, the filter's count is exact

@@ -6,7 +6,7 @@ response its weak labels prefer for a student. That SFT model is the policy's st
 SFT models are cached stages of their own, shared by every student that trains on the same preferences.
 
 A policy labels pairs by its implicit reward: `soft_label = sigmoid(beta * (logratio_chosen - logratio_rejected))`
-(SimPO: `sigmoid(beta * (avg_logp_chosen - avg_logp_rejected))`).
+(SimPO: `sigmoid(beta * (avg_logp_chosen - avg_logp_rejected))`). The trainers are imported when a stage trains.
 """
 
 from __future__ import annotations
@@ -25,11 +25,9 @@ from .artifacts import atomic_write_text
 from .cache import StageCache
 from .device import default_device
 from .distributed import barrier, is_main_process
-from .dpo_trainer import W2SDPOConfig, W2SDPOTrainer
 from .models import load_rung_model, resolve_model_path
 from .policy import predict_policy_pairs
 from .recipe import Recipe, RungConfig
-from .sft import W2SSFTConfig, supervised_finetune
 from .tasks import Task
 from .training import fit, lora_config, record, trainer_kwargs
 
@@ -40,13 +38,18 @@ class DPOTask(Task):
     """Trains and applies DPO/SimPO policies for the pipeline."""
 
     name = "dpo"
-    config_class = W2SDPOConfig
     tag = "policy"
 
     def __init__(self, recipe: Recipe, cache: StageCache, log: Callable[[str], None] = print):
         super().__init__(recipe, cache, log)
         self.settings = recipe.dpo
         self._token_ids: dict[tuple, dict] = {}  # per tokenizer and max_length: see `tokenize_completions`
+
+    @classmethod
+    def config_class(cls) -> type:
+        from .dpo_trainer import W2SDPOConfig
+
+        return W2SDPOConfig
 
     @classmethod
     def determinants(cls, recipe: Recipe) -> dict[str, Any]:
@@ -93,6 +96,8 @@ class DPOTask(Task):
                     ],
                 }
             )
+            from .sft import W2SSFTConfig, supervised_finetune
+
             settings = rung.training
             set_seed(seed)
             args = W2SSFTConfig(
@@ -126,6 +131,8 @@ class DPOTask(Task):
         test: Dataset,
     ) -> dict[str, Any]:
         """SFT (cached), then DPO/SimPO on `pairs`; save the policy, its reference path and its `test` predictions."""
+        from .dpo_trainer import W2SDPOConfig, W2SDPOTrainer
+
         start = self.sft_model(rung, pairs, seed)
         set_seed(seed)
         policy = self._load_policy(rung, start)

@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 from datasets import Dataset, DatasetDict
 
-from .analysis.report import build_metrics, render_console, write_report
+from .analysis.report import cached_metrics, render_console, write_report
 from .artifacts import atomic_copy, atomic_write_parquet, atomic_write_text
 from .cache import Stage, StageCache
 from .conflicts import helpfulness_pairs, mix_implicit_conflict
@@ -43,7 +43,7 @@ from .labeling import LABELS_FILE, attach_labels, filter_labels, load_labels, sa
 from .models import check_rung_loads
 from .plan import CeilingSpec, DataSpec, HelpfulSpec, LabelSpec, StudentSpec, build_plan
 from .recipe import Recipe
-from .tasks import task_class
+from .tasks import PREDICTIONS_FILE, task_class
 
 
 def _silent(message: str) -> None:
@@ -63,17 +63,19 @@ class W2SPipeline:
         self._helpful: Dataset | None = None
 
     def prepare(self) -> DatasetDict:
-        """Check the recipe against every task, load (or reuse) the splits and check that every rung loads, before
-        any training. Raises `W2SInputError`."""
-        for task in self.tasks.values():
-            task.check(self.recipe)
+        """Load (or reuse) the splits; if anything is left to train, check the recipe against every task and that
+        every rung loads, before any training. Raises `W2SInputError`."""
         self.splits = DatasetDict(self._dataset_stage(self.plan.data, SPLITS, lambda: load_splits(self.recipe.data)))
         processes = state().num_processes
         where = f", {processes} processes" if processes > 1 else ""
         counts = ", ".join(f"{split} {self.splits[split].num_rows}" for split in SPLITS)
         self.log(f"data: {counts} pairs ({self.recipe.data.source}{where})")
-        for rung in self.plan.rungs:
-            check_rung_loads(rung)
+        # A rerun of a finished recipe trains nothing: it needs neither the trainers nor the models.
+        if not all(self.cache.stage(step).done for step in self.plan.steps):
+            for task in self.tasks.values():
+                task.check(self.recipe)
+            for rung in self.plan.rungs:
+                check_rung_loads(rung)
         return self.splits
 
     def run(self) -> dict[str, Any]:
@@ -165,19 +167,15 @@ class W2SPipeline:
         return {name: Dataset.from_parquet(str(stage.path(f"{name}.parquet"))) for name in names}
 
     def _report(self, started: float) -> dict[str, Any]:
-        """Copy every model's predictions and every teacher's labels into the run directory; write the metrics."""
+        """Copy every model's predictions and every teacher's labels into the run directory; write the report."""
         run_dir = self.recipe.run_dir
-        predictions, seconds = {}, {}
         for spec in self.plan.models:
-            stage = self.cache.stage(spec)
-            predictions[spec.key] = Dataset.from_parquet(str(stage.path("predictions.parquet")))
-            atomic_write_parquet(predictions[spec.key], run_dir / "predictions" / f"{spec.key}.parquet")
-            seconds[spec.key] = stage.summary().get("train_seconds")
+            atomic_copy(self.cache.stage(spec).path(PREDICTIONS_FILE), run_dir / "predictions" / f"{spec.key}.parquet")
         for spec in self.plan.labels:
             atomic_copy(self.cache.stage(spec).path(LABELS_FILE), run_dir / "labels" / f"{spec.key}.parquet")
-        metrics = build_metrics(self.plan, predictions, seconds)
+        metrics, figures = cached_metrics(self.plan, self.cache)
         metrics["wall_seconds"] = round(time.time() - started, 1)
-        write_report(run_dir, metrics)
+        write_report(run_dir, metrics, figures)
         self.log(render_console(metrics))
         self.log(f"run directory: {run_dir}")
         return metrics

@@ -5,7 +5,8 @@
 - [`DataSpec`]: the three splits; [`HelpfulSpec`]: the helpfulness pairs of the implicit conflict;
 - [`CeilingSpec`]: a rung trained on the ground-truth split (a weak teacher, or the ceiling PGR compares with);
 - [`LabelSpec`]: the weak-to-strong split labelled by a teacher (a weak ceiling, or an intermediate student);
-- [`StudentSpec`]: a rung trained on a teacher's labels with one method, conflict setting and label filter.
+- [`StudentSpec`]: a rung trained on a teacher's labels with one method, conflict setting and label filter;
+- [`ReportSpec`]: the metrics and figures computed from every evaluated model's test predictions.
 
 Each spec holds the settings that determine its stage and names the specs whose output it reads;
 [`w2s_align.cache.StageCache`] makes the stage's cache key from both. The pipeline executes `plan.steps` in order,
@@ -36,7 +37,7 @@ from .conflicts import ConflictSetting
 from .data import SPLITS
 from .labeling import filter_labels, load_labels
 from .losses import LOSS_SETTINGS
-from .recipe import DataConfig, HelpfulDataConfig, Recipe, RungConfig
+from .recipe import AnalysisConfig, DataConfig, HelpfulDataConfig, Recipe, RungConfig
 from .tasks import Task, task_class
 
 NO_CONFLICT = ConflictSetting()
@@ -259,6 +260,24 @@ ModelSpec = CeilingSpec | StudentSpec
 Step = CeilingSpec | LabelSpec | StudentSpec
 
 
+@dataclass(frozen=True, eq=False, repr=False)
+class ReportSpec(_Spec):
+    """The run's metrics (accuracy, PGR, deception statistics with bootstrap intervals) and figures, from the test
+    predictions of `models` under the recipe's analysis settings."""
+
+    analysis: AnalysisConfig
+    recipe: str
+    seeds: tuple[int, ...]
+    models: tuple[ModelSpec, ...]
+    stage_name: ClassVar[str] = "report"
+
+    def settings(self) -> dict[str, Any]:
+        return {"analysis": dataclasses.asdict(self.analysis), "recipe": self.recipe, "seeds": list(self.seeds)}
+
+    def upstream(self) -> dict[str, Any]:
+        return {spec.key: spec for spec in self.models}
+
+
 @dataclass
 class Plan:
     """Every stage of a recipe: `steps` in the order they run (each once), and `models`, the evaluated models the
@@ -273,6 +292,11 @@ class Plan:
     def __post_init__(self):
         self._models = {spec.key: spec for spec in self.models}
         self._ceilings = {(s.rung.name, s.seed): s for s in self.models if isinstance(s, CeilingSpec)}
+
+    @property
+    def report(self) -> ReportSpec:
+        recipe = self.recipe
+        return ReportSpec(recipe.analysis, recipe.name, tuple(recipe.seeds), tuple(self.models))
 
     @property
     def labels(self) -> list[LabelSpec]:
@@ -316,6 +340,7 @@ class Plan:
                 rows.append((stage, f"labels {n['w2s']} pairs"))
             else:
                 rows.append((stage, self._student_pairs(step, cache, n["w2s"])))
+        rows.append((cache.stage(self.report), f"metrics and figures of {len(self.models)} models"))
         cached = sum(stage.done for stage, _ in rows)
         recipe = self.recipe
         lines = [

@@ -2,7 +2,7 @@
 
 Pairs arrive as text (`prompt`, `chosen`, `rejected`, optional `soft_label`); this task tokenizes them with the
 rung's tokenizer (long prompts lose their start, no pair is dropped), trains a `W2SRewardTrainer`, and scores pairs
-with the length-sorted batched scorer of `w2s_align.labeling`.
+with the length-sorted batched scorer of `w2s_align.labeling`. The trainer is imported when a stage trains.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from .evaluation import predict_pairs
 from .labeling import WeakLabeler
 from .models import load_reward_model, tokenize_pairs
 from .recipe import Recipe, RungConfig
-from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
 from .tasks import Task
 from .training import fit, lora_config, record, trainer_kwargs
 
@@ -30,8 +29,13 @@ class RewardTask(Task):
     """Trains and applies reward models for the pipeline (`task: reward`)."""
 
     name = "reward"
-    config_class = W2SRewardConfig
     tag = "rm"
+
+    @classmethod
+    def config_class(cls) -> type:
+        from .reward_trainer import W2SRewardConfig
+
+        return W2SRewardConfig
 
     def __init__(self, recipe: Recipe, cache: StageCache, log: Callable[[str], None] = print):
         super().__init__(recipe, cache, log)
@@ -54,6 +58,8 @@ class RewardTask(Task):
     ) -> dict[str, Any]:
         """Train a reward model on `pairs`, save it (`model/`), its log and its `test` predictions in `stage_dir`."""
         from transformers import set_seed
+
+        from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
 
         set_seed(seed)
         model = load_reward_model(rung)

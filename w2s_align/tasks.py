@@ -8,13 +8,14 @@
 A task trains a rung on preference pairs (ground truth, or a teacher's soft labels) and saves the model with its test
 predictions; it labels pairs with a model it trained; it names its trainer config (a recipe's `trainer_kwargs` must
 be fields of it) and the recipe settings that determine every model it trains. The pipeline knows tasks only through
-this interface. Implementations are imported on first use, so reading a recipe does not import the trainers.
+this interface. Implementations are imported on first use, and they import their trainers only when a stage trains,
+so reading a recipe, planning it, or rerunning a finished one does not import TRL's trainers.
 
 Example:
 
 ```python
 >>> from w2s_align.tasks import task_class
->>> task_class("dpo").config_class.__name__
+>>> task_class("dpo").config_class().__name__
 'W2SDPOConfig'
 ```
 """
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 # name -> "module:class" of its implementation.
 REGISTRY = {"reward": "w2s_align.reward_task:RewardTask", "dpo": "w2s_align.dpo_task:DPOTask"}
 TaskName = Literal[tuple(REGISTRY)]
+# Where `Task.train` saves a trained model's test predictions, in its stage directory.
+PREDICTIONS_FILE = "predictions.parquet"
 # Trainer config fields the pipeline sets itself for every stage: a recipe's `trainer_kwargs` may not set them.
 PIPELINE_OWNED = ("output_dir", "seed", "student_loss", "max_length", "conflict_alpha")
 
@@ -50,7 +53,7 @@ def task_class(name: str) -> type[Task]:
 
 
 class Task(ABC):
-    """A task of the pipeline. Subclasses set `name`, `config_class` and `tag`, and implement `train` and `label`.
+    """A task of the pipeline. Subclasses set `name` and `tag`, and implement `config_class`, `train` and `label`.
 
     Args:
         recipe ([`Recipe`]): the run's recipe.
@@ -59,7 +62,6 @@ class Task(ABC):
     """
 
     name: ClassVar[str]
-    config_class: ClassVar[type]  # the trainer config
     tag: ClassVar[str]  # marks this task's models where they supervise another task's students, e.g. `rm`
 
     def __init__(self, recipe: Recipe, cache: StageCache, log: Callable[[str], None] = print):
@@ -67,6 +69,11 @@ class Task(ABC):
         self.cache = cache
         self.log = log
         self._tokenizers: dict[str, Any] = {}
+
+    @classmethod
+    @abstractmethod
+    def config_class(cls) -> type:
+        """The trainer config the task builds (`W2SRewardConfig`, `W2SDPOConfig`)."""
 
     @classmethod
     def determinants(cls, recipe: Recipe) -> dict[str, Any]:
@@ -81,13 +88,14 @@ class Task(ABC):
     @classmethod
     def check(cls, recipe: Recipe) -> None:
         """Stop on a rung's `trainer_kwargs` entry that is not a field of `config_class`, or one the pipeline sets."""
-        fields = {field.name for field in dataclasses.fields(cls.config_class)}
+        config_class = cls.config_class()
+        fields = {field.name for field in dataclasses.fields(config_class)}
         for rung in recipe.ladder:
             for key in rung.training.trainer_kwargs:
                 if key in PIPELINE_OWNED:
                     reason = "is set by the pipeline"
                 elif key not in fields:
-                    reason = f"is not a {cls.config_class.__name__} field"
+                    reason = f"is not a {config_class.__name__} field"
                 else:
                     continue
                 raise W2SInputError(f"ladder rung {rung.name!r}: training.trainer_kwargs.{key} {reason}")

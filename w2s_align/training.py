@@ -5,20 +5,24 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
-from transformers import Trainer
-from transformers.trainer_callback import PrinterCallback
 
 from .artifacts import atomic_write_json, atomic_write_parquet
 from .losses import StudentLossSettings
 from .recipe import TrainingSettings
+from .tasks import PREDICTIONS_FILE
+
+if TYPE_CHECKING:
+    from transformers import Trainer
 
 
 def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None]) -> int:
     """Train (resuming from the last checkpoint a killed run left), save the model in `stage_dir/model` and the log
     history in `stage_dir/train_log.json`; return the number of optimizer steps."""
+    from transformers.trainer_callback import PrinterCallback
+
     # The pipeline logs one summary line per stage instead of the trainer's raw log dictionaries.
     trainer.remove_callback(PrinterCallback)
     checkpoints = Path(trainer.args.output_dir)
@@ -34,7 +38,7 @@ def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None]) -> int:
 
 def record(predictions: Dataset, stage_dir: Path, steps: int) -> dict[str, Any]:
     """Save a trained model's test predictions in its stage; return the stage summary."""
-    atomic_write_parquet(predictions, stage_dir / "predictions.parquet")
+    atomic_write_parquet(predictions, stage_dir / PREDICTIONS_FILE)
     return {"accuracy": float(sum(predictions["correct"]) / predictions.num_rows), "train_steps": steps}
 
 

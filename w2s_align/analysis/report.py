@@ -17,11 +17,13 @@ import numpy as np
 import yaml
 from datasets import Dataset
 
-from ..artifacts import atomic_write_json, atomic_write_text
+from ..artifacts import atomic_copy, atomic_write_json, atomic_write_text
+from ..cache import StageCache
 from ..distributed import is_main_process
 from ..errors import W2SInputError
 from ..plan import Plan, StudentSpec, build_plan
 from ..recipe import apply_override, recipe_from_dict
+from ..tasks import PREDICTIONS_FILE
 from .deception import CELLS, DeceptionAnalyzer, summarize_seeds
 from .metrics import accuracy, agreement, pgr
 from .plots import matplotlib_available, plot_area_heatmap, plot_deception_vs_gap, plot_pgr_vs_gap
@@ -196,8 +198,9 @@ def render_console(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None = None) -> str:
-    """The run's `report.md`; `figures` maps a caption to a PNG path relative to the report."""
+def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> str:
+    """The run's `report.md`; `figures` maps a caption to a PNG path relative to the report (None: matplotlib is
+    not installed)."""
     analysis = metrics["analysis"]
     lines = [
         f"# {metrics['recipe']}",
@@ -273,35 +276,62 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None = No
         for label, values in groups.items():
             cells = " | ".join(f"{_mean([v.get(kind, float('nan')) for v in values]):.3f}" for kind in kinds)
             lines.append(f"| {label} | {cells} |")
-    if figures is not None:
-        lines += ["", "## Figures", ""]
-        if figures:
-            lines += [f"![{caption}]({path})\n" for caption, path in figures.items()]
-        else:
-            lines.append("No figures: matplotlib is not installed (`pip install w2s_align[plotting]`).")
+    if figures is None:
+        lines += ["", "## Figures", "", "No figures: matplotlib is not installed (`pip install w2s_align[plotting]`)."]
+    elif figures:
+        lines += ["", "## Figures", ""] + [f"![{caption}]({path})\n" for caption, path in figures.items()]
     lines += ["", f"Wall time of this invocation: {metrics.get('wall_seconds', 'n/a')} s.", ""]
     return "\n".join(lines)
 
 
-def write_report(run_dir: Path, metrics: dict[str, Any]) -> None:
-    """Write `metrics.json`, the plots (when matplotlib is installed) and `report.md` of a run (main process)."""
+FIGURES = (
+    ("deception_vs_gap.png", "Deception Score vs capability gap", plot_deception_vs_gap),
+    ("pgr_vs_gap.png", "PGR vs capability gap", plot_pgr_vs_gap),
+    ("area_heatmap.png", "Error rate by knowledge area", plot_area_heatmap),
+)
+
+
+def draw_figures(metrics: dict[str, Any], directory: Path) -> None:
+    """The run's plots, as PNG files in `directory` (main process; none without matplotlib, or without data)."""
+    if not is_main_process() or not matplotlib_available():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, _, plot in FIGURES:
+        plot(metrics["pgr"], directory / name)
+
+
+def write_report(run_dir: Path, metrics: dict[str, Any], figures: Path) -> None:
+    """Write `metrics.json` and `report.md` of a run (main process), with the plots [`draw_figures`] drew in
+    `figures`, copied to `run_dir/plots` when they were drawn elsewhere."""
     if not is_main_process():
         return
-    figures: dict[str, str] = {}
-    if matplotlib_available():
-        plots_dir = run_dir / "plots"
-        plots_dir.mkdir(parents=True, exist_ok=True)
-        drawn = {
-            "Deception Score vs capability gap": plot_deception_vs_gap(
-                metrics["pgr"], plots_dir / "deception_vs_gap.png"
-            ),
-            "PGR vs capability gap": plot_pgr_vs_gap(metrics["pgr"], plots_dir / "pgr_vs_gap.png"),
-            "Error rate by knowledge area": plot_area_heatmap(metrics["pgr"], plots_dir / "area_heatmap.png"),
-        }
-        figures = {caption: str(path.relative_to(run_dir)) for caption, path in drawn.items() if path is not None}
+    shown: dict[str, str] | None = {} if matplotlib_available() else None
+    if shown is not None:
+        for name, caption, _ in FIGURES:
+            source, target = figures / name, run_dir / "plots" / name
+            if source.is_file():
+                if source != target:
+                    atomic_copy(source, target)
+                shown[caption] = f"plots/{name}"
     # Unsorted: the order of models and rows is the training order, which `analyze` reproduces from this file.
     atomic_write_json(run_dir / "metrics.json", metrics, sort_keys=False)
-    atomic_write_text(run_dir / "report.md", render_markdown(metrics, figures))
+    atomic_write_text(run_dir / "report.md", render_markdown(metrics, shown))
+
+
+def cached_metrics(plan: Plan, cache: StageCache) -> tuple[dict[str, Any], Path]:
+    """The metrics of a run's trained models and the directory of their figures, computed once per set of models and
+    analysis settings: the plan's report stage, so that a rerun of a finished recipe does not redo the bootstrap."""
+    stage = cache.stage(plan.report)
+    if not stage.done:
+        stages = {spec.key: cache.stage(spec) for spec in plan.models}
+        predictions = {key: Dataset.from_parquet(str(s.path(PREDICTIONS_FILE))) for key, s in stages.items()}
+        seconds = {key: s.summary().get("train_seconds") for key, s in stages.items()}
+        metrics = build_metrics(plan, predictions, seconds)
+        stage.begin()
+        draw_figures(metrics, stage.path("plots"))
+        atomic_write_json(stage.path("metrics.json"), metrics, sort_keys=False)
+        stage.finish()
+    return json.loads(stage.path("metrics.json").read_text()), stage.path("plots")
 
 
 def analyze_run(
@@ -334,6 +364,7 @@ def analyze_run(
         metrics = build_metrics(plan, predictions, {key: info.get("train_seconds") for key, info in saved.items()})
     except ValueError as error:
         raise W2SInputError(f"{run_dir}: {error}") from None
-    write_report(run_dir, metrics)
+    draw_figures(metrics, run_dir / "plots")
+    write_report(run_dir, metrics, run_dir / "plots")
     log(render_console(metrics))
     return metrics
