@@ -7,7 +7,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "w2s_align"
 # The trainer layer: what an engineer imports into their own project, without recipes, plans or the pipeline.
-TRAINER_LAYER = {"reward_trainer", "dpo_trainer", "losses", "collators", "device", "conflicts", "sft", "errors"}
+TRAINER_LAYER = {
+    "reward_trainer", "dpo_trainer", "losses", "collators", "sampling", "device", "conflicts", "sft", "errors"
+}  # fmt: skip
 RECIPE_LAYER = {"recipe", "plan", "pipeline", "tasks", "reward_task", "dpo_task", "training", "cli"}
 
 
