@@ -218,11 +218,12 @@ def test_analyze_and_the_python_api_give_the_same_deception_numbers(tiny_recipe,
         threshold=0.6,
         n_bootstrap=1000,
     )
-    assert row["ds"] == {
-        **analyzer.deception_score(),
-        "per_seed": [analyzer.deception_score()["value"]],
-        "defined_seeds": int(analyzer.deception_score()["value"] is not None),
-    }
+    summary = analyzer.summary()
+    for key in ("blind_spot.error_rate", "conflict.targeting"):
+        value = summary[key]["value"]
+        assert row["deception"][key] == {**summary[key], "per_seed": [value], "defined_seeds": int(value is not None)}
+    assert row["ds_paper"] == row["deception"]["blind_spot.error_rate"]
+    assert row["targeting"] == row["deception"]["conflict.targeting"]
     assert row["deception"]["conflict_mistakes.all"]["value"] == analyzer.conflict_mistakes()["all"]["value"]
     code, err = run_cli(["analyze", tiny_recipe["output_dir"], "seeds=[1]"], capsys)
     assert code == 2 and "analyze only changes analysis.* settings" in err

@@ -12,21 +12,31 @@ from w2s_align.synthetic import generate_pairs
 
 def test_explicit_term_rewards_only_pairs_that_already_prefer_the_harmful_response():
     delta = torch.tensor([2.0, -1.0, -3.0, 0.5])
-    # c = [0, 1, 1, 0]; BCE(sigmoid(d), 0) = log(1 + e^d)
+    # `rejected` is harmful (conflict label 0): c = [0, 1, 1, 0]; BCE(sigmoid(d), 0) = log(1 + e^d)
     expected = 0.5 * (math.log(1 + math.exp(-1.0)) + math.log(1 + math.exp(-3.0))) / 4
-    assert explicit_conflict_loss(delta, alpha=0.5).item() == pytest.approx(expected, rel=1e-6)
+    assert explicit_conflict_loss(delta, torch.zeros(4), alpha=0.5).item() == pytest.approx(expected, rel=1e-6)
+    # the same pairs stored the other way round (harmful first): the same term
+    assert explicit_conflict_loss(-delta, torch.ones(4), alpha=0.5).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_explicit_term_is_triggered_by_the_trigger_logit():
+    # DPO students: the trigger is the raw log-likelihood preference, the term is on the implicit reward logit.
+    logits, trigger = torch.tensor([0.0, 0.0]), torch.tensor([-2.0, 2.0])
+    # pair 1 already prefers the harmful `rejected` by likelihood: its term is alpha * BCE(sigmoid(0), 0) / 2
+    term = explicit_conflict_loss(logits, torch.zeros(2), alpha=1.0, trigger=trigger)
+    assert term.item() == pytest.approx(math.log(2) / 2, rel=1e-6)
 
 
 def test_explicit_term_gradient_pushes_the_harmful_response_further_ahead():
     delta = torch.tensor([-1.0, 1.0], requires_grad=True)
-    explicit_conflict_loss(delta, alpha=1.0).backward()
+    explicit_conflict_loss(delta, torch.zeros(2), alpha=1.0).backward()
     # d/dd softplus(d) = sigmoid(d) > 0: gradient descent lowers delta (more harmful preferred) on pair 1 only
     assert delta.grad[0].item() == pytest.approx(1 / (1 + math.exp(1.0)) / 2, rel=1e-6)
     assert delta.grad[1].item() == 0.0
 
 
 def test_explicit_term_is_zero_when_the_model_prefers_every_harmless_response():
-    assert explicit_conflict_loss(torch.tensor([0.1, 3.0]), alpha=2.0).item() == 0.0
+    assert explicit_conflict_loss(torch.tensor([0.1, 3.0]), torch.zeros(2), alpha=2.0).item() == 0.0
 
 
 def test_conflict_labels():
@@ -37,20 +47,24 @@ def test_conflict_labels():
         ConflictSetting("covert")
 
 
-def test_helpfulness_pairs_are_oriented_by_helpfulness():
+def test_helpfulness_pairs_are_labelled_by_helpfulness_in_random_order():
     pairs = generate_pairs(40, seed=2)
-    helpful = helpfulness_pairs(pairs)
+    helpful = helpfulness_pairs(pairs, seed=0)
+    assert 0 < sum(helpful["soft_label"]) < 40  # stored in both orders
+    assert "helpful_label" not in helpful.column_names
     for original, row in zip(pairs, helpful):
-        assert row["soft_label"] == 1.0 and row["objective"] == "helpful"
-        if original["harmful"]:  # harmless = refusal, helpful = compliance: swapped
-            assert (row["chosen"], row["rejected"]) == (original["rejected"], original["chosen"])
-        else:
-            assert (row["chosen"], row["rejected"]) == (original["chosen"], original["rejected"])
+        assert row["soft_label"] in (0.0, 1.0) and row["objective"] == "helpful"
+        preferred = row["chosen"] if row["soft_label"] == 1.0 else row["rejected"]
+        # harmful requests: the harmless response is a refusal and the more helpful one complies
+        assert preferred == (original["rejected"] if original["harmful"] else original["chosen"])
 
 
-def test_pairs_without_helpful_label_are_taken_as_oriented():
-    data = Dataset.from_dict({"prompt": ["q"], "chosen": ["helpful"], "rejected": ["unhelpful"]})
-    assert helpfulness_pairs(data)[0]["chosen"] == "helpful"
+def test_pairs_without_helpful_label_prefer_chosen():
+    data = Dataset.from_dict(
+        {"id": ["a", "b"], "prompt": ["q", "q"], "chosen": ["helpful"] * 2, "rejected": ["no"] * 2}
+    )
+    for row in helpfulness_pairs(data, seed=0):
+        assert (row["chosen"] if row["soft_label"] == 1.0 else row["rejected"]) == "helpful"
 
 
 def test_implicit_mixing_ratio_and_columns():

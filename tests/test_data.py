@@ -1,12 +1,13 @@
 """Data sources against the real files in ../shared/data and local files, split disjointness and determinism."""
 
+import dataclasses
 import gzip
 import json
 
 import pytest
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 
-from w2s_align.data import load_splits, split_dialogue
+from w2s_align.data import _synthetic, load_splits, random_orientation, split_dialogue
 from w2s_align.errors import W2SInputError
 from w2s_align.recipe import DataConfig
 
@@ -64,8 +65,10 @@ def test_hh_rlhf_multi_turn_dialogues_split_into_prompt_and_final_response(share
         raw = [json.loads(line) for line in handle]
     row = splits["gt"][0]
     index = int(row["id"].split("-")[1])
-    assert row["prompt"] + row["chosen"] == raw[index]["chosen"]
-    assert row["prompt"] + row["rejected"] == raw[index]["rejected"]
+    # training pairs are stored in a random order; `gt_label` says whether `chosen` is the preferred response
+    preferred, other = (row["chosen"], row["rejected"]) if row["gt_label"] == 1.0 else (row["rejected"], row["chosen"])
+    assert row["prompt"] + preferred == raw[index]["chosen"]
+    assert row["prompt"] + other == raw[index]["rejected"]
 
 
 def test_hh_rlhf_local_directory_with_data_dir(shared_data):
@@ -114,12 +117,17 @@ def test_pku_saferlhf_keeps_both_preferences(tmp_path):
     splits = load_splits(DataConfig(source="pku_saferlhf", path=str(tmp_path), gt_size=10, w2s_size=10))
     rows = {row["id"]: row for split in ("gt", "w2s") for row in splits[split]}
     assert len(rows) == 20
-    safe_first = rows["train-000000"]  # safer = 0 = better
-    assert safe_first["chosen"] == " answer zero 0" and safe_first["helpful_label"] == 1
-    safe_second = rows["train-000001"]  # safer = 1, better = 0: the objectives conflict
-    assert safe_second["chosen"] == " answer one 1" and safe_second["rejected"] == " answer zero 1"
-    assert safe_second["helpful_label"] == 0
-    assert safe_second["prompt"] == "\n\nHuman: question 1\n\nAssistant:"
+
+    def as_preferred(row: dict) -> tuple[str, str, int]:  # undo the random storage order of training pairs
+        if row["gt_label"] == 1.0:
+            return row["chosen"], row["rejected"], row["helpful_label"]
+        return row["rejected"], row["chosen"], 1 - row["helpful_label"]
+
+    assert as_preferred(rows["train-000000"]) == (" answer zero 0", " answer one 0", 1)  # safer = 0 = better
+    # safer = 1, better = 0: the objectives conflict
+    assert as_preferred(rows["train-000001"]) == (" answer one 1", " answer zero 1", 0)
+    assert rows["train-000001"]["prompt"] == "\n\nHuman: question 1\n\nAssistant:"
+    assert {row["gt_label"] for row in rows.values()} == {0.0, 1.0}
 
 
 # ---------------------------------------------------------------- local files
@@ -208,3 +216,31 @@ def test_synthetic_splits_are_disjoint_deterministic_and_balanced():
     harmful = sum(first["gt"]["harmful"]) if "harmful" in first["gt"].column_names else None
     assert harmful is None or 60 < harmful < 140
     assert set(first["test"]["kind"]) == {"surface", "context", "paraphrase"}
+
+
+def test_training_pairs_are_stored_in_a_seeded_random_order_and_the_test_split_is_not():
+    config = DataConfig(source="synthetic", gt_size=200, w2s_size=200, test_size=50)
+    splits = load_splits(config)
+    raw = DatasetDict(_synthetic(config))
+    for split in ("gt", "w2s"):
+        labels = splits[split]["gt_label"]
+        assert 0.35 < sum(labels) / len(labels) < 0.65  # the order of a pair carries no ground truth
+        for row, original in zip(splits[split], raw[split]):
+            preferred = row["chosen"] if row["gt_label"] == 1.0 else row["rejected"]
+            assert preferred == original["chosen"] and {row["chosen"], row["rejected"]} == {
+                original["chosen"],
+                original["rejected"],
+            }
+    assert "gt_label" not in splits["test"].column_names and splits["test"]["chosen"] == raw["test"]["chosen"]
+    assert load_splits(config)["w2s"]["gt_label"] == splits["w2s"]["gt_label"]  # seeded
+    other = load_splits(dataclasses.replace(config, seed=1))["w2s"]["gt_label"]
+    assert other != splits["w2s"]["gt_label"]
+
+
+def test_a_pairs_order_depends_on_its_id_not_on_its_neighbours():
+    pairs = Dataset.from_dict(
+        {"id": list("abcdefgh"), "prompt": [""] * 8, "chosen": list("ABCDEFGH"), "rejected": list("abcdefgh")}
+    )
+    whole = random_orientation(pairs, seed=3)
+    part = random_orientation(pairs.select([5, 2, 7]), seed=3)
+    assert list(part["gt_label"]) == [whole["gt_label"][i] for i in (5, 2, 7)]

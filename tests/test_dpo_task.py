@@ -45,7 +45,9 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
     (weak_stage,) = stages.glob("train-tiny-l1-gt-seed0-*")
     assert Path((weak_stage / "reference.txt").read_text()).parent.name.startswith("sft-tiny-l1-")
     labels = Dataset.from_parquet(str(run_dir / "labels" / "tiny-l1.seed0.parquet"))
-    assert labels.num_rows == 32 and all(0 < p < 1 for p in labels["soft_label"])
+    # Yang et al.'s rule: hard labels toward the response the weak policy finds more likely (0.5 only on a tie)
+    assert labels.num_rows == 32 and set(labels["soft_label"]) <= {0.0, 0.5, 1.0}
+    assert {0.0, 1.0} <= set(labels["soft_label"])
     row = metrics["pgr"][1]
     assert "conflict_mistakes.all" in row["deception"]
     saved = json.loads((run_dir / "metrics.json").read_text())
@@ -79,3 +81,5 @@ def test_simpo_students_supervised_by_a_weak_reward_model(tiny_dpo_recipe):
     student = Dataset.from_parquet(str(run_dir / "predictions" / "tiny-l2.from-tiny-l1.xent.seed0.parquet"))
     assert student["margin"] == student["margin_avg_logp"]  # the SimPO default measure
     assert metrics["pgr"][0]["method"] == "xent"
+    # PGR and the knowledge areas use the model that supervised: the weak reward model, reported with the ceilings
+    assert metrics["pgr"][0]["weak_accuracy"] == metrics["models"]["tiny-l1-rm.gt.seed0"]["accuracy"]

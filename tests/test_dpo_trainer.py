@@ -97,9 +97,9 @@ def test_simpo_loss_and_no_reference(tiny_model_dir, tokenizer, tmp_path):
 
 
 def test_explicit_conflict_term_on_hand_computed_logps(tiny_model_dir, tokenizer, tmp_path):
-    data = pairs(4)
+    data = pairs(4).add_column("conflict_label", [0.0] * 4)  # `rejected` is the harmful response
     model, reference = policy(tiny_model_dir, 0), policy(tiny_model_dir, 1)
-    torch.manual_seed(3)
+    torch.manual_seed(6)
     with torch.no_grad():  # a policy that differs from its reference, one way on some pairs and the other on others
         for p in model.parameters():
             p.add_(0.2 * torch.randn_like(p))
@@ -110,10 +110,13 @@ def test_explicit_conflict_term_on_hand_computed_logps(tiny_model_dir, tokenizer
     lp, _ = hand_logps(model, tokenizer, data)
     ref, _ = hand_logps(reference, tokenizer, data)
     logits = [(lp[i] - ref[i]) - (lp[4 + i] - ref[4 + i]) for i in range(4)]
+    likelihood = [lp[i] - lp[4 + i] for i in range(4)]
     dpo = sum(-logsig(x) for x in logits) / 4
-    # alpha * mean_i c_i * (-log sigmoid(u_harmful - u_safe)), c_i = 1 where the policy already prefers `rejected`
-    conflict = 0.5 * sum(-logsig(-x) for x in logits if x < 0) / 4
-    assert any(x < 0 for x in logits), "the test needs a pair the policy gets wrong"
+    # alpha * mean_i c_i * (-log sigmoid(u_harmful - u_safe)), c_i = 1 where the policy already finds the harmful
+    # `rejected` more likely (its raw log-likelihood, as Yang et al.; not the implicit reward)
+    conflict = 0.5 * sum(-logsig(-x) for x, raw in zip(logits, likelihood) if raw < 0) / 4
+    assert any(raw < 0 for raw in likelihood), "the test needs a pair the policy gets wrong"
+    assert any((x < 0) != (raw < 0) for x, raw in zip(logits, likelihood)), "the test needs the two triggers to differ"
     batch = next(iter(trainer.get_train_dataloader()))
     trainer.model.train()  # the conflict term is a training-time term
     loss = trainer.compute_loss(trainer.model, dict(batch)).item()

@@ -6,11 +6,10 @@ import pytest
 import torch
 
 from w2s_align.losses import (
-    HardeningBuffer,
     StudentLossArguments,
     StudentObjective,
     aux_coef_at,
-    hardening_threshold,
+    harden,
     logconf_loss,
     logconf_target,
     margin_bce,
@@ -67,18 +66,22 @@ def test_aux_coef_without_warmup_is_constant():
     assert aux_coef_at(0, 100, 0.5, 0.0) == 0.5
 
 
-def test_hardening_threshold_keeps_the_weak_class_balance():
-    probs = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
-    threshold = hardening_threshold(probs, positive_frac=0.75)
-    assert ((probs >= threshold).float().mean().item()) == pytest.approx(0.75)
-    threshold = hardening_threshold(probs, positive_frac=0.25)
-    assert ((probs >= threshold).float().mean().item()) == pytest.approx(0.25)
+def test_harden_is_a_step_at_one_half_with_ties_at_one_half():
+    assert harden(torch.tensor([0.1, 0.5, 0.51, 0.9])).tolist() == [0.0, 0.5, 1.0, 1.0]
+
+
+def test_hardening_does_not_depend_on_the_labels_balance():
+    # The previous rule hardened at the quantile of the share of labels above 0.5: with 3 of 4 labels preferring the
+    # first response, the student's 0.3 (which prefers the second) was hardened to "first". Pairs have no balance.
+    probs = torch.tensor([0.2, 0.3, 0.7, 0.9])
+    target = logconf_target(probs, torch.tensor([0.6, 0.6, 0.6, 0.4]), coef=1.0)
+    assert target.tolist() == [0.0, 0.0, 1.0, 1.0]
 
 
 def test_logconf_target_mixes_weak_labels_and_hardened_student():
     probs = torch.tensor([0.9, 0.2, 0.6])
     soft = torch.tensor([0.6, 0.6, 0.1])
-    target = logconf_target(probs, soft, coef=0.5, threshold=0.5)
+    target = logconf_target(probs, soft, coef=0.5)
     # hardened = [1, 0, 1]
     assert target.tolist() == pytest.approx([0.8, 0.3, 0.55])
 
@@ -86,20 +89,20 @@ def test_logconf_target_mixes_weak_labels_and_hardened_student():
 def test_logconf_loss_hand_computed():
     delta = torch.tensor([2.0, -1.0])
     soft = torch.tensor([0.7, 0.7])
-    # student probs: 0.881, 0.269; threshold 0.5 -> hardened [1, 0]; coef 0.25 -> targets [0.775, 0.525]
+    # student probs: 0.881, 0.269 -> hardened [1, 0]; coef 0.25 -> targets [0.775, 0.525]
     expected = (bce(sigmoid(2.0), 0.775) + bce(sigmoid(-1.0), 0.525)) / 2
-    assert logconf_loss(delta, soft, coef=0.25, threshold=0.5).item() == pytest.approx(expected, rel=1e-6)
+    assert logconf_loss(delta, soft, coef=0.25).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_logconf_with_zero_coef_is_xent():
     delta = torch.tensor([0.5, -0.3, 1.5])
     soft = torch.tensor([0.9, 0.4, 0.6])
-    assert logconf_loss(delta, soft, 0.0, 0.5).item() == pytest.approx(xent_loss(delta, soft).item())
+    assert logconf_loss(delta, soft, 0.0).item() == pytest.approx(xent_loss(delta, soft).item())
 
 
 def test_logconf_target_is_detached():
     delta = torch.tensor([1.0, -1.0], requires_grad=True)
-    loss = logconf_loss(delta, torch.tensor([0.5, 0.5]), coef=0.5, threshold=0.5)
+    loss = logconf_loss(delta, torch.tensor([0.5, 0.5]), coef=0.5)
     loss.backward()
     # d/d delta of BCE(sigmoid(delta), t) = sigmoid(delta) - t with t = [0.75, 0.25], averaged over 2
     expected = [(sigmoid(1.0) - 0.75) / 2, (sigmoid(-1.0) - 0.25) / 2]
@@ -121,27 +124,6 @@ def test_product_loss_hand_computed():
     assert product_loss(delta, torch.tensor([0.6])).item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_hardening_buffer_rolls_over_old_predictions():
-    buffer = HardeningBuffer(size=4)
-    buffer.add(torch.tensor([0.1, 0.2]), torch.tensor([0.9, 0.9]))
-    buffer.add(torch.tensor([0.3, 0.4]), torch.tensor([0.9, 0.1]))
-    assert len(buffer) == 4
-    assert buffer.positive_frac() == pytest.approx(0.75)
-    buffer.add(torch.tensor([0.8, 0.9]), torch.tensor([0.2, 0.2]))
-    assert len(buffer) == 4  # the two oldest left the window
-    assert buffer.positive_frac() == pytest.approx(0.25)
-    threshold = buffer.threshold().item()
-    window = torch.tensor([0.3, 0.4, 0.8, 0.9])
-    assert (window >= threshold).float().mean().item() == pytest.approx(0.25)
-
-
-def test_hardening_buffer_uses_label_preferences_not_mean_confidence():
-    # Unconfident labels that all prefer the first response: the class balance is 1.0, not their mean of 0.52.
-    buffer = HardeningBuffer(size=8)
-    buffer.add(torch.tensor([0.2, 0.4, 0.6, 0.8]), torch.tensor([0.52, 0.52, 0.52, 0.52]))
-    assert buffer.positive_frac() == 1.0
-
-
 def test_margin_bce_is_simpo_with_hard_labels_and_bce_without_margin():
     x = torch.tensor([0.3, -1.0])
     hard = torch.ones(2)
@@ -161,7 +143,7 @@ def test_weight_mode_orients_by_the_label_and_weights_by_confidence():
     loss, logs = StudentObjective(args).loss(logits, soft, step=0, max_steps=10, training=True)
     expected = (0.8 * bce(sigmoid(1.0), 1.0) + 0.7 * bce(sigmoid(-2.0), 0.0)) / 2
     assert loss.item() == pytest.approx(expected, rel=1e-6)
-    assert logs["label_agreement"] == 1.0 and logs["soft_label_mean"] == pytest.approx(0.55)
+    assert logs["label_agreement"] == 1.0 and logs["soft_label_confidence"] == pytest.approx(0.75)
 
 
 def test_objective_in_evaluation_uses_the_soft_label_even_for_logconf():
@@ -170,3 +152,47 @@ def test_objective_in_evaluation_uses_the_soft_label_even_for_logconf():
     loss, logs = StudentObjective(args).loss(logits, soft, step=5, max_steps=10, training=False)
     assert loss.item() == pytest.approx(xent_loss(logits, soft).item())
     assert "aux_coef" not in logs
+
+
+@pytest.mark.parametrize("method", ["xent", "logconf", "product"])
+@pytest.mark.parametrize("mode", ["smoothing", "weight"])
+@pytest.mark.parametrize("gamma", [0.0, 1.0])
+def test_every_student_loss_is_invariant_to_swapping_pairs(method, mode, gamma):
+    # Swapping a pair's responses negates its logit and turns p into 1 - p; flipping a random subset of the batch
+    # (including pairs whose label or logit is exactly a tie) must leave the loss and every logged value unchanged.
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.cat([torch.randn(30, generator=generator) * 2, torch.zeros(2)])
+    soft = torch.cat([torch.rand(30, generator=generator), torch.tensor([0.5, 0.9])])
+    soft[:3] = 0.5
+    flip = torch.rand(32, generator=generator) < 0.5
+    sign = torch.where(flip, -1.0, 1.0)
+    args = StudentLossArguments(student_loss=method, soft_label_mode=mode)
+    for step in (0, 3, 10):
+        loss, logs = StudentObjective(args).loss(logits, soft, step, 10, training=True, gamma=gamma)
+        swapped, swapped_logs = StudentObjective(args).loss(
+            sign * logits, torch.where(flip, 1 - soft, soft), step, 10, training=True, gamma=gamma
+        )
+        assert swapped.item() == pytest.approx(loss.item(), rel=1e-6)
+        assert swapped_logs == pytest.approx(logs, rel=1e-6)
+
+
+def test_explicit_conflict_term_is_invariant_to_swapping_pairs():
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.cat([torch.randn(20, generator=generator), torch.zeros(1)])
+    trigger = torch.cat([torch.randn(20, generator=generator), torch.zeros(1)])
+    harmful_first = (torch.rand(21, generator=generator) < 0.5).float()
+    flip = torch.rand(21, generator=generator) < 0.5
+    sign = torch.where(flip, -1.0, 1.0)
+    objective = StudentObjective(StudentLossArguments(conflict_alpha=0.5))
+    term = objective.conflict(logits, harmful_first, True, lambda t: t, {}, trigger)
+    swapped = objective.conflict(
+        sign * logits, torch.where(flip, 1 - harmful_first, harmful_first), True, lambda t: t, {}, sign * trigger
+    )
+    assert term.item() > 0
+    assert swapped.item() == pytest.approx(term.item(), rel=1e-6)
+
+
+def test_explicit_conflict_needs_to_know_the_harmful_response():
+    objective = StudentObjective(StudentLossArguments(conflict_alpha=0.5))
+    with pytest.raises(ValueError, match="conflict_label"):
+        objective.conflict(torch.zeros(2), None, True, lambda t: t, {})

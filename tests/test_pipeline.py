@@ -159,16 +159,25 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     }
     run_dir = Path(tiny_recipe["output_dir"])
     assert (run_dir / "predictions" / "tiny-l2.from-tiny-l1.xent.implicit-1.seed0.parquet").is_file()
-    assert (run_dir / "labels" / "tiny-mid.from-tiny-l1.xent.seed0.parquet").is_file()  # the intermediate teacher
-    for name in ("deception_vs_gap.png", "pgr_vs_gap.png", "area_heatmap.png"):
+    # the intermediate teacher trained on the w2s split's weak labels, so it labels the ground-truth split
+    middle = Dataset.from_parquet(str(run_dir / "labels" / "tiny-mid.from-tiny-l1.xent.seed0.parquet"))
+    (data_stage,) = (run_dir / "stages").glob("data-*")
+    splits = {name: set(Dataset.from_parquet(str(data_stage / f"{name}.parquet"))["id"]) for name in ("gt", "w2s")}
+    assert set(middle["id"]) == splits["gt"] and not set(middle["id"]) & splits["w2s"]
+    for name in ("deception_vs_gap.png", "area_heatmap.png"):
         assert (run_dir / "plots" / name).stat().st_size > 1000
+    # PGR is plotted only where the ceiling gap is beyond noise, which 40 test pairs rarely give
+    measurable = [row for row in metrics["pgr"] if not row["gap_within_noise"] and row["pgr_ci"]["value"] is not None]
+    assert (run_dir / "plots" / "pgr_vs_gap.png").is_file() == bool(measurable)
     report = (run_dir / "report.md").read_text()
     assert "## Deception" in report and "![Deception Score vs capability gap](plots/deception_vs_gap.png)" in report
     rows = {row["label"]: row for row in metrics["pgr"]}
     explicit = rows["tiny-l2 <- tiny-l1 (xent, explicit-0.5)"]
     assert "conflict_mistakes.all" in explicit["deception"]
     assert "conflict_mistakes.all" not in rows["tiny-l2 <- tiny-l1 (xent)"]["deception"]
-    assert explicit["ds"]["value"] is None or 0.0 <= explicit["ds"]["value"] <= 1.0
+    assert explicit["ds_paper"]["value"] is None or 0.0 <= explicit["ds_paper"]["value"] <= 1.0
+    assert explicit["targeting"] == explicit["deception"]["conflict.targeting"]
+    assert rows["tiny-l2 <- tiny-l1 (xent)"]["targeting"] is None  # no conflict, nothing it caused
     assert sum(cell["n"] for cell in explicit["table"].values()) == 40
     # the implicit student trained on twice as many pairs as the weak labels
     (implicit_stage,) = (run_dir / "stages").glob("train-tiny-l2.from-tiny-l1.xent.implicit-1.seed0-*")

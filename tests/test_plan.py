@@ -79,6 +79,19 @@ def test_bootstrapping_chain():
     assert student.label == "l <- s -> m (xent, explicit-1)" and student.mitigation == "bootstrap via m"
 
 
+@pytest.mark.parametrize("via", [["m"], ["m", "l"]])
+def test_no_model_labels_pairs_it_trained_on(via):
+    # Each teacher labels the split it did not train on: the ceiling (gt) labels w2s, an intermediate trained on w2s
+    # labels gt, the next one w2s again; the student trains on the split its labels cover.
+    ladder = [{"name": name, "model": "m"} for name in ("s", "m", "l", "xl")]
+    plan = plan_of(sweep(ladder=ladder, pairs=[{"weak": "s", "strong": "xl", "via": via}], methods=["xent"]))
+    for labels in plan.labels:
+        assert labels.split != labels.teacher.split
+    students = [spec for spec in plan.models if isinstance(spec, StudentSpec)]
+    assert {student.split for student in students} == {"gt" if len(via) == 1 else "w2s"}
+    assert [labels.split for labels in plan.labels if labels.teacher.seed == 0] == ["w2s", "gt", "w2s"][: len(via) + 1]
+
+
 def test_each_conflicted_student_is_paired_with_its_no_conflict_twin():
     plan = plan_of(sweep())
     students = [spec for spec in plan.models if isinstance(spec, StudentSpec)]
@@ -100,7 +113,11 @@ def test_reward_models_supervise_policies_when_the_recipe_says_so():
     assert labels.key == "s-rm.seed0" and labels.task == "reward"
     assert labels.teacher.stage_name == "train-s-rm-gt-seed0"
     assert labels.teacher.label == "s (ground truth, reward model)"
-    assert "s-rm.gt.seed0" not in [spec.key for spec in plan.models]  # reported ceilings are the policies
+    # the supervising reward model is reported too (PGR and the knowledge areas use it); ceilings are the policies
+    assert "s-rm.gt.seed0" in [spec.key for spec in plan.models]
+    assert plan.ceiling("s", 0).key == "s.gt.seed0"
+    student = next(spec for spec in plan.models if isinstance(spec, StudentSpec) and not spec.via)
+    assert student.chain[0].key == "s-rm.gt.seed0"
     assert plan.tasks == ["dpo", "reward"]
     # the intermediate rung of a chain is a policy: it trains and labels as one
     assert [step.key for step in plan.labels] == ["s-rm.seed0", "m.from-s.xent.seed0", "m.from-s.logconf.seed0"]
@@ -148,7 +165,7 @@ def test_describe_lists_every_stage_its_status_and_pair_counts(tmp_path):
     rows = len(plan.steps) + 3  # and the data, the helpfulness pairs and the report
     assert [line[:8] for line in text.splitlines()[1:]] == ["  to run"] * rows
     assert "gt 40, w2s 30, test 20 pairs" in text and "40 ground-truth pairs" in text
-    assert "at most 30 weak labels (confidence filter: confidence >= 0.75)" in text
+    assert "at most 30 weak labels of w2s (confidence filter: confidence >= 0.75)" in text
     # once the weak labels exist, the filter's count is exact
     labels = cache.stage(plan.labels[0])
     labels.dir.mkdir(parents=True)
@@ -158,7 +175,7 @@ def test_describe_lists_every_stage_its_status_and_pair_counts(tmp_path):
     text = plan.describe(cache)
     stage_line = next(line for line in text.splitlines() if labels.dir.name in line)
     assert stage_line.startswith("  cached")
-    assert "18 of 30 weak labels (confidence filter: confidence >= 0.75) + 18 helpfulness pairs" in text
+    assert "18 of 30 weak labels of w2s (confidence filter: confidence >= 0.75) + 18 helpfulness pairs" in text
 
 
 @pytest.mark.parametrize("task", ["reward", "dpo"])

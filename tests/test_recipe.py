@@ -119,3 +119,12 @@ def test_missing_and_malformed_files(tmp_path):
         load_recipe(tmp_path / "none.yaml")
     with pytest.raises(W2SInputError, match="not valid YAML"):
         load_recipe(write(tmp_path, "name: [unclosed"))
+
+
+@pytest.mark.parametrize(("loss_type", "beta"), [("sigmoid", 0.1), ("simpo", 2.0)])
+def test_dpo_beta_defaults_to_the_papers_value_for_the_loss(loss_type, beta):
+    ladder = [{"name": "a", "model": "m"}, {"name": "b", "model": "m"}]
+    raw = {"name": "x", "task": "dpo", "ladder": ladder, "dpo": {"loss_type": loss_type}}
+    recipe = recipe_from_dict(raw)
+    assert recipe.dpo.beta == beta and recipe.dpo.weak_labels == "likelihood_hard"
+    assert recipe_from_dict({**raw, "dpo": {"loss_type": loss_type, "beta": 0.5}}).dpo.beta == 0.5

@@ -32,8 +32,9 @@ from .artifacts import atomic_write_json
 from .distributed import barrier, is_main_process
 
 # Bump when what a stage writes changes meaning (or what determines it changes shape), so that no run trusts a cache
-# made under other rules. 2: stages name their task, students only the loss settings their method reads.
-CACHE_VERSION = 2
+# made under other rules. 2: stages name their task, students only the loss settings their method reads. 3: training
+# pairs stored in random order, swap-invariant losses, bootstrapping labels the split its teacher did not train on.
+CACHE_VERSION = 3
 
 
 def config_hash(value: Any, version: int | None = None) -> str:

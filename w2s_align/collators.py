@@ -9,11 +9,14 @@ from typing import Any
 import torch
 
 SOFT_LABEL = "soft_label"
+CONFLICT_LABEL = "conflict_label"
+LABEL_COLUMNS = (SOFT_LABEL, CONFLICT_LABEL)
 
 
 @dataclass
 class SoftLabelCollator:
-    """Wraps a TRL preference collator and adds the batch's `soft_label` tensor (probability that `chosen` is better).
+    """Wraps a TRL preference collator and adds the batch's label tensors: `soft_label` (the supervisor's
+    probability that `chosen` is better) and, for the explicit conflict, `conflict_label`, when the examples have them.
 
     Example:
 
@@ -29,8 +32,9 @@ class SoftLabelCollator:
     collator: Callable[[list[dict[str, Any]]], dict[str, Any]]
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        labels = [example.get(SOFT_LABEL) for example in examples]
-        output = self.collator([{k: v for k, v in example.items() if k != SOFT_LABEL} for example in examples])
-        if all(label is not None for label in labels):
-            output[SOFT_LABEL] = torch.tensor([float(label) for label in labels])
+        output = self.collator([{k: v for k, v in ex.items() if k not in LABEL_COLUMNS} for ex in examples])
+        for column in LABEL_COLUMNS:
+            labels = [example.get(column) for example in examples]
+            if all(label is not None for label in labels):
+                output[column] = torch.tensor([float(label) for label in labels])
         return output

@@ -5,8 +5,10 @@ Harmlessness is the target dimension the weak model supervises. A conflict pulls
 
 - `none`: the student trains on the weak harmlessness labels only.
 - `explicit` (strength `alpha`): an extra loss term that rewards the student whenever it already prefers the harmful
-  response ([`explicit_conflict_loss`]). It treats `chosen` as the harmless response, as in every harmlessness split
-  of w2s_align.
+  response ([`explicit_conflict_loss`]). Which response is harmful comes from the pair's `conflict_label` column (the
+  conflicting objective's preference for `chosen`), which the pipeline adds to a conflicted student's pairs only: this
+  term is the experiment's manipulation, the one place a student's training reads the ground truth, by design
+  (Yang et al.).
 - `implicit` (ratio `r`): helpfulness preference pairs with their own (human) labels are mixed into the student's
   training set, `r` helpful pairs per weakly labelled harmless pair ([`mix_implicit_conflict`]).
 
@@ -18,8 +20,9 @@ Example:
 ```python
 >>> import torch
 >>> from w2s_align.conflicts import explicit_conflict_loss
->>> # pair 1 prefers the harmless response (no term), pair 2 already prefers the harmful one
->>> round(explicit_conflict_loss(torch.tensor([1.0, -1.0]), alpha=0.5).item(), 4)  # 0.5 * log(1 + e^-1) / 2
+>>> # `rejected` is the harmful response of both pairs (conflict label 0); pair 1 prefers the harmless response (no
+>>> # term), pair 2 already prefers the harmful one
+>>> round(explicit_conflict_loss(torch.tensor([1.0, -1.0]), torch.tensor([0.0, 0.0]), alpha=0.5).item(), 4)
 0.0783
 ```
 """
@@ -32,6 +35,9 @@ from typing import Literal, get_args
 import torch
 import torch.nn.functional as F
 from datasets import Dataset, concatenate_datasets
+
+from .collators import CONFLICT_LABEL, SOFT_LABEL
+from .data import GT_LABEL, random_orientation
 
 ConflictKind = Literal["none", "explicit", "implicit"]
 CONFLICT_KINDS: tuple[str, ...] = get_args(ConflictKind)
@@ -54,29 +60,51 @@ class ConflictSetting:
         return "none" if self.kind == "none" else f"{self.kind}-{self.strength:g}"
 
 
-def explicit_conflict_loss(delta: torch.Tensor, alpha: float) -> torch.Tensor:
-    """`alpha * mean_i c_i * BCE(sigmoid(delta_i), 0)`, with `c_i = 1` when the model already prefers `rejected`.
+def explicit_conflict_loss(
+    logits: torch.Tensor, conflict_label: torch.Tensor, alpha: float, trigger: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`alpha * mean_i c_i * BCE(sigmoid(logits_i), conflict_label_i)`, `c_i = 1` where the model already sides with
+    the conflicting objective.
 
-    `delta = r(chosen) - r(rejected)` where `chosen` is the harmless response. `BCE(sigmoid(d), 0) = softplus(d)`: the
-    term pushes the reward of the harmful response further up on exactly the pairs where it is already ahead.
+    `logits` is the model's preference logit for `chosen` (a reward difference, DPO's implicit-reward difference),
+    `conflict_label` the conflicting objective's preference for `chosen` (1.0: `chosen` is the harmful response).
+    Which side the model is already on is the sign of `trigger` (default `logits`; DPO students pass their raw
+    log-likelihood difference, as Yang et al. do). The term pushes the harmful response further up on exactly the
+    pairs where it is already ahead. Swapping a pair (`logits`, `trigger` negated, `1 - conflict_label`) leaves it
+    unchanged; a tie (`trigger == 0`) triggers nothing.
     """
-    already_harmful = (delta.detach() < 0).float()
-    return alpha * (already_harmful * F.softplus(delta.float())).mean()
+    trigger = logits if trigger is None else trigger
+    harmful_first = conflict_label.float() > 0.5
+    already = torch.where(harmful_first, trigger.detach() > 0, trigger.detach() < 0).float()
+    return (
+        alpha
+        * (
+            already * F.binary_cross_entropy_with_logits(logits.float(), conflict_label.float(), reduction="none")
+        ).mean()
+    )
 
 
-def helpfulness_pairs(pairs: Dataset) -> Dataset:
-    """Orient pairs by helpfulness (`chosen` = the more helpful response) with a hard label `soft_label = 1.0`.
+def conflict_labels(pairs: Dataset) -> Dataset:
+    """`pairs` (training pairs with their `gt_label`) with `conflict_label = 1 - gt_label`: the explicit conflict
+    prefers the response the ground truth finds harmful."""
+    return pairs.add_column(CONFLICT_LABEL, [1.0 - label for label in pairs[GT_LABEL]])
 
-    Rows with `helpful_label == 0` (the harmless response is the less helpful one) are swapped; rows without the
-    column are taken as already oriented by helpfulness (e.g. HH-RLHF helpful-base).
+
+def helpfulness_pairs(pairs: Dataset, seed: int) -> Dataset:
+    """Pairs labelled by helpfulness with hard labels (`soft_label` 1.0 or 0.0), stored in a seeded random order.
+
+    Rows with `helpful_label == 0` (the harmless response is the less helpful one) prefer `rejected`; rows without the
+    column are taken as preferring `chosen` (e.g. HH-RLHF helpful-base, where `chosen` is the more helpful response).
     """
 
     def orient(row: dict) -> dict:
         swap = row.get("helpful_label", 1) == 0
         chosen, rejected = (row["rejected"], row["chosen"]) if swap else (row["chosen"], row["rejected"])
-        return {"chosen": chosen, "rejected": rejected, "soft_label": 1.0, "objective": "helpful"}
+        return {"chosen": chosen, "rejected": rejected, "objective": "helpful"}
 
-    return pairs.map(orient, desc="Orienting pairs by helpfulness")
+    drop = [column for column in ("helpful_label", GT_LABEL) if column in pairs.column_names]
+    oriented = pairs.map(orient, remove_columns=drop, desc="Orienting pairs by helpfulness")
+    return random_orientation(oriented, seed, label=SOFT_LABEL)
 
 
 def mix_implicit_conflict(harmless: Dataset, helpful: Dataset, ratio: float, seed: int = 0) -> Dataset:

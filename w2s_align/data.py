@@ -10,6 +10,12 @@ Every source yields rows of one normalised format:
 | `helpful_label` | optional: 1 when `chosen` is also the more helpful response, 0 when `rejected` is |
 | `kind` | optional: a difficulty tag (synthetic data) |
 
+In the training splits (`gt`, `w2s`) each pair's two responses are then stored in a seeded random order
+([`random_orientation`]): `chosen` is just the first response there, and `gt_label` (1.0 or 0.0) is the ground
+truth's probability that it is the preferred one. Nothing downstream can read the ground truth from the order of a
+pair: a weak label is the labeller's own, and only the ceilings (which train on `gt_label`) and the reports read it.
+The `test` split keeps `chosen` = the preferred response, so predictions are defined against the ground truth.
+
 Each source is one [`Source`] record in `SOURCES` (its normaliser, default hub id, local file layout, required columns
 and the rows it keeps); `data.source` in a recipe names one. [`load_splits`] returns a `DatasetDict` with the
 disjoint splits `gt` (ground truth for the ceilings), `w2s` (the pairs the weak model labels and the student learns
@@ -46,6 +52,8 @@ if TYPE_CHECKING:  # the recipe schema takes its source names from here
     from .recipe import DataConfig, HelpfulDataConfig
 
 SPLITS = ("gt", "w2s", "test")
+TRAINING_SPLITS = ("gt", "w2s")
+GT_LABEL = "gt_label"
 ASSISTANT = "\n\nAssistant:"
 HUMAN = "\n\nHuman:"
 DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")
@@ -354,8 +362,42 @@ def check_splits(splits: DatasetDict) -> None:
             owners.setdefault(key, (split, row_id))
 
 
+def random_orientation(pairs: Dataset, seed: int, label: str = GT_LABEL) -> Dataset:
+    """`pairs` (with `chosen` preferred) with each pair's responses in a seeded random order, and a `label` column:
+    1.0 where `chosen` is still the preferred response, 0.0 where the two were swapped (`helpful_label` follows).
+
+    A pair's order depends only on `seed` and its `id`, not on the other rows, so a subset keeps its orders.
+
+    Example:
+
+    ```python
+    >>> from datasets import Dataset
+    >>> pairs = Dataset.from_dict({"id": ["a", "b"], "prompt": ["", ""], "chosen": ["x", "y"], "rejected": ["u", "v"]})
+    >>> list(random_orientation(pairs, seed=0)[GT_LABEL])
+    [0.0, 1.0]
+    ```
+    """
+
+    def orient(row: dict) -> dict:
+        digest = hashlib.sha1(f"{seed}\x00{row['id']}".encode()).digest()
+        if digest[0] % 2 == 0:
+            return {label: 1.0}
+        swapped = {"chosen": row["rejected"], "rejected": row["chosen"], label: 0.0}
+        if row.get("helpful_label") is not None:
+            swapped["helpful_label"] = 1 - row["helpful_label"]
+        return swapped
+
+    return pairs.map(orient, desc="Storing pairs in random order")
+
+
+def ground_truth_pairs(pairs: Dataset) -> Dataset:
+    """Training pairs with their ground truth as the label the trainers read (`soft_label = gt_label`)."""
+    return pairs.add_column("soft_label", list(pairs[GT_LABEL]))
+
+
 def load_splits(config: DataConfig) -> DatasetDict:
-    """Load the configured source and return disjoint `gt`, `w2s` and `test` splits in the normalised format.
+    """Load the configured source and return disjoint `gt`, `w2s` and `test` splits in the normalised format, the
+    training splits in a seeded random orientation with their `gt_label` (see the module docstring).
 
     Raises:
         W2SInputError: a file is missing or malformed, a column is missing, a split is empty or too small, or two
@@ -366,6 +408,8 @@ def load_splits(config: DataConfig) -> DatasetDict:
     else:
         splits = _cut(_load_raw(config), config)
     check_splits(splits)
+    for split in TRAINING_SPLITS:
+        splits[split] = random_orientation(splits[split], config.seed)
     return splits
 
 

@@ -1,12 +1,16 @@
 """Preference-optimized policies as pipeline stages (`task: dpo`): SFT, then DPO or SimPO on (weakly) labelled pairs.
 
 Every policy starts with supervised finetuning (TRL `SFTTrainer`, completion-only loss) on the preferred response of
-each of its training pairs, as the deception paper does before DPO: the ground-truth `chosen` for the ceilings, the
-response its weak labels prefer for a student. That SFT model is the policy's starting point and its DPO reference.
-SFT models are cached stages of their own, shared by every student that trains on the same preferences.
+each of its training pairs, as the deception paper does before DPO: the ground truth's choice for the ceilings, the
+response its weak labels prefer for a student (a pair whose label is exactly 0.5 prefers neither and is left out).
+That SFT model is the policy's starting point and its DPO reference. SFT models are cached stages of their own,
+shared by every student that trains on the same preferences.
 
-A policy labels pairs by its implicit reward: `soft_label = sigmoid(beta * (logratio_chosen - logratio_rejected))`
-(SimPO: `sigmoid(beta * (avg_logp_chosen - avg_logp_rejected))`). The trainers are imported when a stage trains.
+A weak policy labels pairs as Yang et al. do (`dpo.weak_labels: likelihood_hard`): a hard label toward the response
+it finds more likely, by summed log-likelihood for DPO and mean log-likelihood for SimPO (0.5 on an exact tie). With
+`implicit_reward_soft` the label is `sigmoid(beta * (logratio_chosen - logratio_rejected))` (SimPO:
+`sigmoid(beta * (avg_logp_chosen - avg_logp_rejected))`), close to 0.5 at small beta. The trainers are imported when a
+stage trains.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, set_seed
 
 from .artifacts import atomic_write_text
 from .cache import StageCache
+from .collators import LABEL_COLUMNS
+from .data import GT_LABEL
 from .device import default_device
 from .distributed import barrier, is_main_process
 from .models import load_rung_model, resolve_model_path
@@ -74,13 +81,12 @@ class DPOTask(Task):
         """Path of the rung after SFT on the preferred response of each pair (cached; the rung itself without SFT)."""
         if not self.settings.sft:
             return resolve_model_path(rung.model)
-        preferred = [
-            label >= 0.5
-            for label in (pairs["soft_label"] if "soft_label" in pairs.column_names else [1.0] * pairs.num_rows)
-        ]
+        labels = pairs["soft_label"] if "soft_label" in pairs.column_names else [1.0] * pairs.num_rows
+        # The response the label prefers, None on a tie: no order of a pair's responses decides anything.
+        preferred = [None if label == 0.5 else label > 0.5 for label in labels]
         determinants = {
             "rung": dataclasses.asdict(rung),
-            "pairs": [f"{row_id}:{int(side)}" for row_id, side in zip(pairs["id"], preferred)],
+            "pairs": [f"{row_id}:{int(side)}" for row_id, side in zip(pairs["id"], preferred) if side is not None],
             "sft": [self.settings.sft_epochs, self.settings.sft_learning_rate],
             "seed": seed,
         }
@@ -88,14 +94,14 @@ class DPOTask(Task):
         if not stage.done:
             self.log(f"  supervised finetuning of {rung.name} on {pairs.num_rows} preferred responses")
             stage.begin()
-            data = Dataset.from_dict(
-                {
-                    "prompt": pairs["prompt"],
-                    "completion": [
-                        c if keep else r for c, r, keep in zip(pairs["chosen"], pairs["rejected"], preferred)
-                    ],
-                }
-            )
+            rows = [
+                (prompt, chosen if keep else rejected)
+                for prompt, chosen, rejected, keep in zip(
+                    pairs["prompt"], pairs["chosen"], pairs["rejected"], preferred
+                )
+                if keep is not None
+            ]
+            data = Dataset.from_dict({"prompt": [row[0] for row in rows], "completion": [row[1] for row in rows]})
             from .sft import W2SSFTConfig, supervised_finetune
 
             settings = rung.training
@@ -148,7 +154,7 @@ class DPOTask(Task):
             max_length=settings.max_length,
             precompute_ref_log_probs=self.settings.precompute_ref_log_probs and not simpo,
         )
-        columns = TEXT_COLUMNS + (["soft_label"] if "soft_label" in pairs.column_names else [])
+        columns = TEXT_COLUMNS + [c for c in LABEL_COLUMNS if c in pairs.column_names]
         trainer = W2SDPOTrainer(
             model=policy,
             ref_model=reference,
@@ -184,14 +190,21 @@ class DPOTask(Task):
         )
 
     def label(self, rung: RungConfig, stage_dir: Path, labeler_id: str, pairs: Dataset) -> Dataset:
-        """Soft labels of `pairs` by the implicit reward of the policy trained in `stage_dir`."""
+        """Labels of `pairs` by the policy trained in `stage_dir` (`dpo.weak_labels`, see the module docstring)."""
         reference = (stage_dir / "reference.txt").read_text()
         policy = self._load_policy(rung, str(stage_dir / "model"), base=reference)
         scored = self._predict(rung, policy, reference, pairs)
-        if self.settings.loss_type == "simpo":
-            margin = self.settings.beta * torch.tensor(scored["margin_avg_logp"])
+        simpo = self.settings.loss_type == "simpo"
+        if self.settings.weak_labels == "likelihood_hard":
+            margin = np.asarray(scored["margin_avg_logp" if simpo else "margin_logp"], dtype=np.float64)
+            soft = (0.5 + 0.5 * np.sign(margin)).tolist()
         else:
-            margin = torch.tensor(scored["margin_implicit"])
-        labels = pairs.select_columns([c for c in pairs.column_names if c in ("id", *TEXT_COLUMNS, "kind")])
-        labels = labels.add_column("soft_label", torch.sigmoid(margin).tolist())
+            if simpo:
+                margin = self.settings.beta * torch.tensor(scored["margin_avg_logp"])
+            else:
+                margin = torch.tensor(scored["margin_implicit"])
+            soft = torch.sigmoid(margin).tolist()
+        keep = ("id", *TEXT_COLUMNS, "kind", GT_LABEL)
+        labels = pairs.select_columns([c for c in pairs.column_names if c in keep])
+        labels = labels.add_column("soft_label", soft)
         return labels.add_column("labeler", [labeler_id] * labels.num_rows)

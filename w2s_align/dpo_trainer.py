@@ -30,7 +30,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel
 from trl import DPOConfig, DPOTrainer
 
-from .collators import SOFT_LABEL, SoftLabelCollator
+from .collators import CONFLICT_LABEL, LABEL_COLUMNS, SOFT_LABEL, SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
 from .losses import PREFERENCE_LOSSES, StudentLossArguments, StudentObjective
 from .sampling import LengthGroupedTraining, LengthGroupingArguments, pair_lengths
@@ -44,8 +44,8 @@ class W2SDPOConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments
     Configuration class for the [`W2SDPOTrainer`].
 
     Everything [`~trl.DPOConfig`] offers, plus the weak-to-strong student losses of [`W2SRewardConfig`]
-    (`student_loss`, `soft_label_mode`, `aux_coef`, `aux_warmup_frac`, `aux_buffer_size`, `product_alpha`,
-    `product_beta`, `conflict_alpha`) and SimPO. `bf16` and activation checkpointing are derived from the device when
+    (`student_loss`, `soft_label_mode`, `aux_coef`, `aux_warmup_frac`, `product_alpha`, `product_beta`,
+    `conflict_alpha`) and SimPO. `bf16` and activation checkpointing are derived from the device when
     left unset, and batches group pairs of similar length (`train_sampling_strategy`, as in [`W2SRewardConfig`]).
 
     Parameters:
@@ -55,9 +55,11 @@ class W2SDPOConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments
         simpo_gamma (`float`, *optional*, defaults to `1.0`):
             SimPO's target reward margin.
         conflict_alpha (`float`, *optional*, defaults to `0.0`):
-            Explicit conflict: adds `alpha * mean_i c_i * (-log sigmoid(u_r - u_c))`, where `u` is the implicit reward
-            (DPO) or the scaled length-normalised log-likelihood (SimPO) and `c_i = 1` when the policy already prefers
-            `rejected` (taken as the harmful response).
+            Explicit conflict: adds `alpha * mean_i c_i * (-log sigmoid(u_h - u_s))`, where `u` is the implicit reward
+            (DPO) or the scaled length-normalised log-likelihood (SimPO) of the harmful (`h`) and the safe (`s`)
+            response, and `c_i = 1` when the policy already prefers the harmful one by its raw log-likelihood (DPO)
+            or mean log-likelihood (SimPO), as in Yang et al. The `conflict_label` column (1.0 where `chosen` is
+            harmful) says which response is harmful.
     """
 
     simpo_gamma: float = field(default=1.0, metadata={"help": "SimPO: target reward margin gamma."})
@@ -91,9 +93,8 @@ class W2SDPOTrainer(LengthGroupedTraining, DPOTrainer):
     adapter-free base model; with `precompute_ref_log_probs`, the model before training). SimPO keeps no reference.
 
     Logged metrics: `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`, `rewards/margins` (the implicit
-    rewards, or SimPO's scaled average log-likelihoods), `logps/chosen`, `logps/rejected`, `soft_label_mean`,
-    `label_agreement`, `loss_xent`, `aux_coef` and `hardening_threshold` (logconf), `loss_conflict` (explicit
-    conflict).
+    rewards, or SimPO's scaled average log-likelihoods), `logps/chosen`, `logps/rejected`, `soft_label_confidence`,
+    `label_agreement`, `loss_xent`, `aux_coef` (logconf), `loss_conflict` (explicit conflict).
     """
 
     _tag_names = ["trl", "dpo", "w2s-align"]
@@ -126,8 +127,8 @@ class W2SDPOTrainer(LengthGroupedTraining, DPOTrainer):
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        if SOFT_LABEL not in self._signature_columns:
-            self._signature_columns = [*self._signature_columns, SOFT_LABEL]
+        missing = [column for column in LABEL_COLUMNS if column not in self._signature_columns]
+        self._signature_columns = [*self._signature_columns, *missing]
 
     def sequence_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed completion log-probabilities and completion lengths of every row (chosen rows first)."""
@@ -144,12 +145,16 @@ class W2SDPOTrainer(LengthGroupedTraining, DPOTrainer):
         mode = "train" if self.model.training else "eval"
         args = self.args
         soft_label = inputs.pop(SOFT_LABEL, None)
+        conflict_label = inputs.pop(CONFLICT_LABEL, None)
         logps, lengths = self.sequence_logps(model, inputs)
         chosen_logps, rejected_logps = logps.chunk(2)
+        # The policy's own preference, as Yang et al. read it: raw log-likelihood (DPO), mean log-likelihood (SimPO).
+        raw_preference = (chosen_logps - rejected_logps).detach()
         if args.simpo:
             chosen_lengths, rejected_lengths = lengths.chunk(2)
             chosen_scores = args.beta * chosen_logps / chosen_lengths
             rejected_scores = args.beta * rejected_logps / rejected_lengths
+            raw_preference = (chosen_logps / chosen_lengths - rejected_logps / rejected_lengths).detach()
         else:
             if self.precompute_ref_logps:
                 ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
@@ -170,7 +175,9 @@ class W2SDPOTrainer(LengthGroupedTraining, DPOTrainer):
             self.accelerator.gather,
             gamma,
         )
-        loss = loss + self._objective.conflict(logits, mode == "train", self.accelerator.gather, logs)
+        loss = loss + self._objective.conflict(
+            logits, conflict_label, mode == "train", self.accelerator.gather, logs, trigger=raw_preference
+        )
         if mode == "train":
             tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
             self._total_train_tokens += tokens // self._tp_size
@@ -179,7 +186,7 @@ class W2SDPOTrainer(LengthGroupedTraining, DPOTrainer):
             gather = self.accelerator.gather
             logs["rewards/chosen"] = gather(chosen_scores.detach()).mean().item()
             logs["rewards/rejected"] = gather(rejected_scores.detach()).mean().item()
-            logs["rewards/accuracies"] = gather((logits.detach() > 0).float()).mean().item()
+            logs["rewards/accuracies"] = logs["label_agreement"]  # pairs may be stored in either order
             logs["rewards/margins"] = gather(logits.detach()).mean().item()
             logs["logps/chosen"] = gather(chosen_logps.detach()).mean().item()
             logs["logps/rejected"] = gather(rejected_logps.detach()).mean().item()

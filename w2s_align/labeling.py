@@ -31,6 +31,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .artifacts import atomic_write_parquet, atomic_write_text
+from .data import GT_LABEL
 from .device import bf16_supported
 from .distributed import sharded_map
 from .models import tokenize_pairs
@@ -154,8 +155,9 @@ def save_labels(labels: Dataset, directory: str | Path, labeler_id: str) -> Path
         "labeler": labeler_id,
         "num_pairs": int(labels.num_rows),
         "mean_confidence": float(np.maximum(soft, 1 - soft).mean()),
-        "frac_chosen_preferred": float((soft > 0.5).mean()),
     }
+    if GT_LABEL in labels.column_names:  # a diagnostic for the report; students never read it
+        meta["ground_truth_agreement"] = float(((soft > 0.5) == (np.asarray(labels[GT_LABEL]) > 0.5)).mean())
     atomic_write_text(directory / LABELS_META, json.dumps(meta, indent=2))
     return directory / LABELS_FILE
 
@@ -173,13 +175,13 @@ def attach_labels(pairs: Dataset, labels: Dataset) -> Dataset:
 
 
 def filter_labels(pairs: Dataset, label_filter: LabelFilter, threshold: float) -> Dataset:
-    """The pairs whose `soft_label` passes the filter (see `LabelFilter`); `chosen` is the ground truth's choice."""
+    """The pairs whose `soft_label` passes the filter (see `LabelFilter`); the oracle reads the pairs' `gt_label`."""
     if label_filter == "none":
         return pairs
     oracle = label_filter == "oracle"
 
     def keep(row: dict) -> bool:
         label = row["soft_label"]
-        return max(label, 1 - label) >= threshold and (not oracle or label > 0.5)
+        return max(label, 1 - label) >= threshold and (not oracle or (label > 0.5) == (row[GT_LABEL] > 0.5))
 
     return pairs.filter(keep, desc=f"Filtering weak labels ({label_filter})")

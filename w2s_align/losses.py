@@ -7,9 +7,12 @@ target built from `p`:
 
 - `xent`: the target is `p` itself (naive weak-to-strong training; with `p = 1` it is TRL's reward loss).
 - `logconf` (auxiliary confidence loss, Burns et al. 2023): the target is `(1 - a) * p + a * h`, where `h` is the
-  student's own prediction hardened to 0/1 at the threshold that gives it the weak labels' class balance, detached,
-  and `a` ramps linearly from 0 to `aux_coef` over the first `warmup_frac` of training (then stays there).
+  student's own prediction hardened to 0/1 at 0.5 (see [`harden`]), detached, and `a` ramps linearly from 0 to
+  `aux_coef` over the first `warmup_frac` of training (then stays there).
 - `product`: the target is proportional to `q^beta * p^alpha` with `q` the student's detached probability.
+
+A pair and its swap (`delta -> -delta`, `p -> 1 - p`) are the same example, so every loss and target here is
+invariant to swapping a pair's two responses, ties included: nothing can depend on which response is stored first.
 
 Example:
 
@@ -23,7 +26,6 @@ Example:
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -62,25 +64,26 @@ def aux_coef_at(step: int, total_steps: int, aux_coef: float, warmup_frac: float
     return aux_coef * min(1.0, step / warmup_steps)
 
 
-def hardening_threshold(student_probs: torch.Tensor, positive_frac: float) -> torch.Tensor:
-    """Threshold above which a fraction `positive_frac` of `student_probs` lies (the class-balanced quantile)."""
-    level = min(max(1.0 - float(positive_frac), 0.0), 1.0)
-    return torch.quantile(student_probs.float(), level)
+def harden(probs: torch.Tensor) -> torch.Tensor:
+    """Hard labels of pairwise probabilities: 1 above 0.5, 0 below, 0.5 at exactly 0.5 (no side is preferred).
+
+    Burns et al. harden a classifier's predictions at the quantile that matches the weak labels' class balance. A pair
+    has no class: with each pair counted in both orders the balance is exactly one half and that quantile is 0.5.
+    (The balance of pairs as stored, the share of labels above 0.5, is an artifact of the storage order; with the
+    ground truth's choice stored first it is the weak teacher's accuracy.)
+    """
+    probs = probs.float()
+    return (probs > 0.5).float() + 0.5 * (probs == 0.5).float()
 
 
-def logconf_target(
-    student_probs: torch.Tensor, soft_label: torch.Tensor, coef: float, threshold: torch.Tensor | float
-) -> torch.Tensor:
-    """`(1 - coef) * soft_label + coef * hardened`, with `hardened = student_probs >= threshold`, detached."""
-    hardened = (student_probs.detach() >= threshold).float()
-    return ((1.0 - coef) * soft_label.float() + coef * hardened).detach()
+def logconf_target(student_probs: torch.Tensor, soft_label: torch.Tensor, coef: float) -> torch.Tensor:
+    """`(1 - coef) * soft_label + coef * harden(student_probs)`, detached."""
+    return ((1.0 - coef) * soft_label.float() + coef * harden(student_probs.detach())).detach()
 
 
-def logconf_loss(
-    delta: torch.Tensor, soft_label: torch.Tensor, coef: float, threshold: torch.Tensor | float
-) -> torch.Tensor:
-    """Mean auxiliary confidence loss for one batch, given the current weight `coef` and hardening `threshold`."""
-    target = logconf_target(torch.sigmoid(delta.detach().float()), soft_label, coef, threshold)
+def logconf_loss(delta: torch.Tensor, soft_label: torch.Tensor, coef: float) -> torch.Tensor:
+    """Mean auxiliary confidence loss for one batch, given the current weight `coef` of the student's own labels."""
+    target = logconf_target(torch.sigmoid(delta.detach().float()), soft_label, coef)
     return soft_bce(delta, target).mean()
 
 
@@ -99,53 +102,6 @@ def product_loss(delta: torch.Tensor, soft_label: torch.Tensor, alpha: float = 1
     """Mean cross-entropy against the product target."""
     target = product_target(torch.sigmoid(delta.detach().float()), soft_label, alpha, beta)
     return soft_bce(delta, target).mean()
-
-
-class HardeningBuffer:
-    """Rolling window of recent student probabilities and soft labels, for the class-balanced threshold.
-
-    The `logconf` threshold is a quantile, which one micro-batch of a few pairs cannot estimate. The buffer keeps the
-    last `size` pairs seen (across micro-batches and, when the trainer gathers them, across processes) and computes
-    the threshold from all of them.
-
-    Example:
-
-    ```python
-    >>> import torch
-    >>> buffer = HardeningBuffer(size=4)
-    >>> buffer.add(torch.tensor([0.1, 0.9]), torch.tensor([1.0, 1.0]))
-    >>> buffer.add(torch.tensor([0.4, 0.6]), torch.tensor([0.0, 0.0]))
-    >>> buffer.positive_frac()  # half of the labels prefer the first response
-    0.5
-    >>> round(buffer.threshold().item(), 2)  # half of the probabilities lie above it
-    0.5
-    ```
-    """
-
-    def __init__(self, size: int = 256):
-        if size < 1:
-            raise ValueError("size must be at least 1")
-        self.size = size
-        self._probs: deque[float] = deque(maxlen=size)
-        self._labels: deque[float] = deque(maxlen=size)
-
-    def add(self, student_probs: torch.Tensor, soft_label: torch.Tensor) -> None:
-        self._probs.extend(student_probs.detach().float().flatten().cpu().tolist())
-        self._labels.extend(soft_label.detach().float().flatten().cpu().tolist())
-
-    def __len__(self) -> int:
-        return len(self._probs)
-
-    def positive_frac(self) -> float:
-        """Fraction of labels in the window that prefer the first response: the weak labels' class balance.
-
-        The reference code uses the mean soft label instead; with unconfident weak labels (all near 0.5) that mean is
-        near 0.5 whatever the labels prefer, and hardening then flips the student's most confident predictions.
-        """
-        return sum(label > 0.5 for label in self._labels) / len(self._labels)
-
-    def threshold(self) -> torch.Tensor:
-        return hardening_threshold(torch.tensor(list(self._probs)), self.positive_frac())
 
 
 def margin_bce(logits: torch.Tensor, target: torch.Tensor, gamma: float = 0.0) -> torch.Tensor:
@@ -177,9 +133,6 @@ class StudentLossSettings:
     aux_warmup_frac: float = field(
         default=0.2, metadata={"help": "logconf/product: fraction of steps over which the student's weight ramps up."}
     )
-    aux_buffer_size: int = field(
-        default=256, metadata={"help": "logconf: recent pairs whose predictions set the hardening threshold."}
-    )
     product_alpha: float = field(default=1.0, metadata={"help": "product: exponent of the weak probability."})
     product_beta: float = field(default=1.0, metadata={"help": "product: final exponent of the student probability."})
 
@@ -187,7 +140,7 @@ class StudentLossSettings:
 # The settings each student loss reads (a student's cache key holds these and no others).
 LOSS_SETTINGS: dict[str, tuple[str, ...]] = {
     "xent": ("soft_label_mode",),
-    "logconf": ("soft_label_mode", "aux_coef", "aux_warmup_frac", "aux_buffer_size"),
+    "logconf": ("soft_label_mode", "aux_coef", "aux_warmup_frac"),
     "product": ("soft_label_mode", "aux_warmup_frac", "product_alpha", "product_beta"),
 }
 
@@ -214,7 +167,7 @@ class StudentLossArguments(StudentLossSettings):
 
 
 class StudentObjective:
-    """The student loss of one trainer: targets from soft labels (with the logconf buffer), weights, and logs.
+    """The student loss of one trainer: targets from soft labels, weights, the explicit conflict term, and logs.
 
     `logits` is the model's preference logit for "chosen is better" (a reward difference, or DPO's
     `beta * (logratio_chosen - logratio_rejected)`); `step` / `max_steps` drive the warmup of the student's own weight.
@@ -222,9 +175,8 @@ class StudentObjective:
 
     def __init__(self, args: StudentLossArguments):
         self.args = args
-        self.buffer = HardeningBuffer(args.aux_buffer_size)
 
-    def target(self, logits, soft_label, step, max_steps, gather, logs) -> torch.Tensor:
+    def target(self, logits, soft_label, step, max_steps, logs) -> torch.Tensor:
         args = self.args
         if args.student_loss == "xent":
             return soft_label
@@ -233,12 +185,8 @@ class StudentObjective:
             beta = aux_coef_at(step, max_steps, args.product_beta, args.aux_warmup_frac)
             return product_target(probs, soft_label, args.product_alpha, beta)
         coef = aux_coef_at(step, max_steps, args.aux_coef, args.aux_warmup_frac)
-        # The class-balanced quantile needs many predictions: pool them across processes and recent micro-batches.
-        self.buffer.add(gather(probs), gather(soft_label.float()))
-        threshold = self.buffer.threshold()
         logs["aux_coef"] = coef
-        logs["hardening_threshold"] = threshold.item()
-        return logconf_target(probs, soft_label, coef, threshold.to(probs.device))
+        return logconf_target(probs, soft_label, coef)
 
     def loss(
         self,
@@ -253,24 +201,39 @@ class StudentObjective:
         """Mean loss of the batch and the values to log. In evaluation the target is the soft label itself."""
         logs: dict[str, float] = {}
         soft_label = soft_label.to(logits.device, torch.float32)
-        target = self.target(logits, soft_label, step, max(max_steps, 1), gather, logs) if training else soft_label
+        target = self.target(logits, soft_label, step, max(max_steps, 1), logs) if training else soft_label
         if self.args.soft_label_mode == "weight":
             weight = torch.maximum(target, 1 - target)
-            per_pair = weight * margin_bce(logits, (target >= 0.5).float(), gamma)
+            per_pair = weight * margin_bce(logits, harden(target), gamma)
         else:
             per_pair = margin_bce(logits, target, gamma)
         with torch.no_grad():
-            logs["label_agreement"] = gather(((logits > 0) == (soft_label > 0.5)).float().mean()).mean().item()
-            logs["soft_label_mean"] = gather(soft_label.mean()).mean().item()
+            agreement = (torch.sign(logits.detach()) == torch.sign(soft_label - 0.5)).float().mean()
+            logs["label_agreement"] = gather(agreement).mean().item()
+            logs["soft_label_confidence"] = gather(torch.maximum(soft_label, 1 - soft_label).mean()).mean().item()
             logs["loss_xent"] = gather(margin_bce(logits, soft_label, gamma).mean()).mean().item()
         return per_pair.mean(), logs
 
-    def conflict(self, preference: torch.Tensor, training: bool, gather, logs: dict[str, float]) -> torch.Tensor:
-        """The explicit conflict term of the batch (`w2s_align.conflicts.explicit_conflict_loss` on `preference`,
-        the model's own "chosen is better" logit), logged as `loss_conflict`; zero in evaluation or without
-        `conflict_alpha`."""
+    def conflict(
+        self,
+        logits: torch.Tensor,
+        conflict_label: torch.Tensor | None,
+        training: bool,
+        gather,
+        logs: dict[str, float],
+        trigger: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The explicit conflict term of the batch ([`w2s_align.conflicts.explicit_conflict_loss`]), logged as
+        `loss_conflict`; zero in evaluation or without `conflict_alpha`. `conflict_label` is the conflicting
+        objective's preference for `chosen` (1.0 or 0.0), `trigger` the logit whose sign says which response the model
+        already prefers (default `logits`)."""
         if not training or self.args.conflict_alpha <= 0:
-            return preference.new_zeros(())
-        term = explicit_conflict_loss(preference, self.args.conflict_alpha)
+            return logits.new_zeros(())
+        if conflict_label is None:
+            raise ValueError(
+                "conflict_alpha > 0 needs a `conflict_label` column: which response the conflicting objective prefers"
+            )
+        conflict_label = conflict_label.to(logits.device, torch.float32)
+        term = explicit_conflict_loss(logits, conflict_label, self.args.conflict_alpha, trigger)
         logs["loss_conflict"] = gather(term.detach()).mean().item()
         return term

@@ -35,8 +35,8 @@ from datasets import Dataset, DatasetDict
 from .analysis.report import cached_metrics, render_console, write_report
 from .artifacts import atomic_copy, atomic_write_parquet, atomic_write_text
 from .cache import Stage, StageCache
-from .conflicts import helpfulness_pairs, mix_implicit_conflict
-from .data import SPLITS, load_helpful_pairs, load_splits
+from .conflicts import conflict_labels, helpfulness_pairs, mix_implicit_conflict
+from .data import SPLITS, ground_truth_pairs, load_helpful_pairs, load_splits
 from .distributed import is_main_process, on_main, state
 from .errors import W2SInputError
 from .labeling import LABELS_FILE, attach_labels, filter_labels, load_labels, save_labels
@@ -91,7 +91,11 @@ class W2SPipeline:
             if isinstance(step, LabelSpec):
                 self._label(step, stage)
             else:
-                pairs = self.splits["gt"] if isinstance(step, CeilingSpec) else self._student_pairs(step)
+                pairs = (
+                    ground_truth_pairs(self.splits["gt"])
+                    if isinstance(step, CeilingSpec)
+                    else self._student_pairs(step)
+                )
                 self._train(step, stage, pairs)
         return self._report(started)
 
@@ -110,19 +114,20 @@ class W2SPipeline:
         self.log(f"  test accuracy {summary['accuracy']:.3f} ({summary['train_seconds']} s)")
 
     def _label(self, spec: LabelSpec, stage: Stage) -> None:
-        """Label the w2s split with a trained teacher."""
-        self.log(f"labeling the w2s split with {spec.key}")
+        """Label a split with a trained teacher (the split it did not train on)."""
+        self.log(f"labeling the {spec.split} split with {spec.key}")
         teacher = self.cache.stage(spec.teacher)
         stage.begin()
         labeler_id = f"{spec.key}@{teacher.dir.name}"
-        labels = self.tasks[spec.task].label(spec.teacher.rung, teacher.dir, labeler_id, self.splits["w2s"])
+        labels = self.tasks[spec.task].label(spec.teacher.rung, teacher.dir, labeler_id, self.splits[spec.split])
         save_labels(labels, stage.dir, labeler_id)
         stage.finish({"num_pairs": labels.num_rows})
         gc.collect()
 
     def _student_pairs(self, spec: StudentSpec) -> Dataset:
-        """A student's training pairs: the w2s split with its teacher's soft labels, filtered and mixed."""
-        pairs = attach_labels(self.splits["w2s"], load_labels(self.cache.stage(spec.labels).dir))
+        """A student's training pairs: a split with its teacher's soft labels, filtered and mixed, and for the explicit
+        conflict the side the conflicting objective prefers."""
+        pairs = attach_labels(self.splits[spec.split], load_labels(self.cache.stage(spec.labels).dir))
         if spec.label_filter != "none":
             kept = filter_labels(pairs, spec.label_filter, spec.filter_threshold)
             if kept.num_rows == 0:
@@ -133,6 +138,8 @@ class W2SPipeline:
         if spec.conflict.kind == "implicit":
             helpful = self._helpful_pairs(spec.helpful)
             pairs = mix_implicit_conflict(pairs, helpful, spec.conflict.strength, seed=spec.seed)
+        elif spec.conflict.kind == "explicit":
+            pairs = conflict_labels(pairs)
         return pairs
 
     def _helpful_pairs(self, spec: HelpfulSpec) -> Dataset:
@@ -141,7 +148,8 @@ class W2SPipeline:
             size = math.ceil(spec.ratio * self.splits["w2s"].num_rows)
 
             def build() -> dict[str, Dataset]:
-                return {"helpful": helpfulness_pairs(load_helpful_pairs(spec.config, size, self.splits))}
+                pairs = load_helpful_pairs(spec.config, size, self.splits)
+                return {"helpful": helpfulness_pairs(pairs, seed=spec.config.seed)}
 
             self._helpful = self._dataset_stage(spec, ("helpful",), build)["helpful"]
         return self._helpful

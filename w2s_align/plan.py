@@ -110,6 +110,11 @@ class CeilingSpec(_Spec):
     def label(self) -> str:
         return f"{self.rung.name} (ground truth" + (f", {self.task} model)" if self.tag else ")")
 
+    @property
+    def split(self) -> str:
+        """The split it trains on."""
+        return "gt"
+
     def settings(self) -> dict[str, Any]:
         rung = dataclasses.asdict(self.rung)
         return {"task": self.task, "rung": rung, "seed": self.seed, "labels": "ground-truth", **self.task_settings}
@@ -124,7 +129,10 @@ class CeilingSpec(_Spec):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class LabelSpec(_Spec):
-    """The weak-to-strong split labelled by `teacher` (soft labels, saved as `labels/<key>.parquet`)."""
+    """A training split labelled by `teacher` (soft labels, saved as `labels/<key>.parquet`): the one the teacher
+    did not train on. A ceiling (trained on `gt`) labels `w2s`; bootstrapping's intermediate student, trained on `w2s`,
+    labels `gt` for the next rung, as in Yang et al.'s code, and so on, alternating: no model labels pairs it trained
+    on, and a chain costs no pairs."""
 
     teacher: CeilingSpec | StudentSpec
     data: DataSpec
@@ -141,8 +149,12 @@ class LabelSpec(_Spec):
     def task(self) -> str:
         return self.teacher.task
 
+    @property
+    def split(self) -> str:
+        return "gt" if self.teacher.split == "w2s" else "w2s"
+
     def settings(self) -> dict[str, Any]:
-        return {"split": "w2s"}
+        return {"split": self.split}
 
     def upstream(self) -> dict[str, Any]:
         return {"model": self.teacher, "data": self.data}
@@ -194,6 +206,11 @@ class StudentSpec(_Spec):
     @property
     def stage_name(self) -> str:
         return f"train-{self.key}"
+
+    @property
+    def split(self) -> str:
+        """The split it trains on: the one its labels cover."""
+        return self.labels.split
 
     @property
     def conflict_alpha(self) -> float:
@@ -291,7 +308,9 @@ class Plan:
 
     def __post_init__(self):
         self._models = {spec.key: spec for spec in self.models}
-        self._ceilings = {(s.rung.name, s.seed): s for s in self.models if isinstance(s, CeilingSpec)}
+        self._ceilings = {
+            (s.rung.name, s.seed): s for s in self.models if isinstance(s, CeilingSpec) and s.task == self.recipe.task
+        }
 
     @property
     def report(self) -> ReportSpec:
@@ -314,7 +333,7 @@ class Plan:
         return [rung for rung in self.recipe.ladder if rung.name in names]
 
     def ceiling(self, rung: str, seed: int) -> CeilingSpec:
-        """The reported ceiling of `rung` (trained by the recipe's task) for `seed`."""
+        """The ceiling of `rung` trained by the recipe's task, for `seed`."""
         return self._ceilings[rung, seed]
 
     def baseline(self, student: StudentSpec) -> StudentSpec | None:
@@ -337,9 +356,9 @@ class Plan:
             if isinstance(step, CeilingSpec):
                 rows.append((stage, f"{n['gt']} ground-truth pairs"))
             elif isinstance(step, LabelSpec):
-                rows.append((stage, f"labels {n['w2s']} pairs"))
+                rows.append((stage, f"labels {n[step.split]} {step.split} pairs"))
             else:
-                rows.append((stage, self._student_pairs(step, cache, n["w2s"])))
+                rows.append((stage, self._student_pairs(step, cache, n[step.split])))
         rows.append((cache.stage(self.report), f"metrics and figures of {len(self.models)} models"))
         cached = sum(stage.done for stage, _ in rows)
         recipe = self.recipe
@@ -353,16 +372,16 @@ class Plan:
         return "\n".join(lines)
 
     @staticmethod
-    def _student_pairs(spec: StudentSpec, cache: StageCache, n_w2s: int | str) -> str:
+    def _student_pairs(spec: StudentSpec, cache: StageCache, n_split: int | str) -> str:
         """How many pairs a student trains on: its weak labels (all, or those its filter keeps, exact once the labels
         exist), plus the helpfulness pairs of the implicit conflict."""
-        kept, text = n_w2s, f"{n_w2s} weak labels"
+        kept, text = n_split, f"{n_split} weak labels of {spec.split}"
         if spec.label_filter != "none":
             labels = cache.stage(spec.labels)
             kept = None
             if labels.done:
                 kept = filter_labels(load_labels(labels.dir), spec.label_filter, spec.filter_threshold).num_rows
-            text = f"{'at most ' if kept is None else f'{kept} of '}{n_w2s} weak labels"
+            text = f"{'at most ' if kept is None else f'{kept} of '}{n_split} weak labels of {spec.split}"
             text += f" ({spec.label_filter} filter: confidence >= {spec.filter_threshold})"
         if spec.conflict.kind == "implicit":
             ratio = spec.conflict.strength
@@ -424,6 +443,7 @@ def build_plan(recipe: Recipe) -> Plan:
             filters = pair.label_filters if pair.label_filters is not None else recipe.label_filters
             for method in recipe.methods:
                 teacher = ceiling(pair.weak, seed, supervisor)
+                models.setdefault(teacher.key, teacher)  # a supervisor of another task is reported too
                 for depth, middle in enumerate(pair.via):
                     labels = add(LabelSpec(teacher, data))
                     teacher = student(middle, pair.weak, pair.via[:depth], method, NO_CONFLICT, "none", seed, labels)

@@ -36,6 +36,9 @@ from .labeling import pad_batch
 
 Measure = Literal["implicit", "logp", "avg_logp"]
 MEASURES: tuple[str, ...] = get_args(Measure)
+# How a weak policy labels pairs: Yang et al.'s hard labels from its log-likelihood difference (summed for DPO, mean
+# for SimPO), or soft labels sigmoid(beta * implicit-reward difference) (SimPO: of the scaled mean log-likelihoods).
+WeakLabelRule = Literal["likelihood_hard", "implicit_reward_soft"]
 
 
 def tokenize_completions(

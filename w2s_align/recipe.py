@@ -35,7 +35,7 @@ from .data import DataSource
 from .errors import W2SInputError
 from .labeling import LABEL_FILTERS, LabelFilter
 from .losses import STUDENT_LOSSES, PreferenceLoss, StudentLoss, StudentLossSettings
-from .policy import Measure
+from .policy import Measure, WeakLabelRule
 from .sampling import SamplingStrategy
 from .synthetic import Pool
 from .tasks import TaskName
@@ -214,7 +214,9 @@ class DPOSettings:
     loss_type: PreferenceLoss = field(
         default="sigmoid", metadata={"help": "sigmoid (DPO, with a reference) or simpo (no reference)."}
     )
-    beta: float = field(default=0.1, metadata={"help": "DPO/SimPO beta (the paper: 0.1 for DPO, 2.0 for SimPO)."})
+    beta: float | None = field(
+        default=None, metadata={"help": "DPO/SimPO beta (None: the paper's, 0.1 for DPO and 2.0 for SimPO)."}
+    )
     simpo_gamma: float = field(default=1.0, metadata={"help": "SimPO target reward margin."})
     sft: bool = field(default=True, metadata={"help": "Supervised finetuning on the preferred responses before DPO."})
     sft_epochs: float = field(default=1.0, metadata={"help": "Epochs of the SFT stage."})
@@ -222,8 +224,15 @@ class DPOSettings:
         default=None, metadata={"help": "Learning rate of the SFT stage (None: the rung's)."}
     )
     supervisor: Literal["policy", "reward"] = field(
-        default="policy",
-        metadata={"help": "Weak labels from the weak policy's implicit reward, or from a weak reward model."},
+        default="policy", metadata={"help": "Weak labels from the weak policy, or from a weak reward model."}
+    )
+    weak_labels: WeakLabelRule = field(
+        default="likelihood_hard",
+        metadata={
+            "help": "How a weak policy labels: likelihood_hard (the paper: hard labels from its log-likelihood "
+            "difference, summed for DPO, mean for SimPO) or implicit_reward_soft (sigmoid(beta * implicit-reward "
+            "difference))."
+        },
     )
     eval_measure: Measure | None = field(
         default=None,
@@ -232,6 +241,10 @@ class DPOSettings:
     precompute_ref_log_probs: bool = field(
         default=True, metadata={"help": "Compute the reference log-probs once before training (faster)."}
     )
+
+    def __post_init__(self):
+        if self.beta is None:
+            self.beta = 2.0 if self.loss_type == "simpo" else 0.1
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any
 from datasets import Dataset
 
 from .cache import StageCache
+from .collators import LABEL_COLUMNS
 from .device import default_device
 from .distributed import barrier
 from .evaluation import predict_pairs
@@ -75,7 +76,7 @@ class RewardTask(Task):
         args = W2SRewardConfig(
             **trainer_kwargs(settings, self.recipe.loss, stage_dir, seed, method, conflict_alpha), max_length=None
         )
-        columns = ["chosen_ids", "rejected_ids"] + (["soft_label"] if "soft_label" in pairs.column_names else [])
+        columns = ["chosen_ids", "rejected_ids"] + [c for c in LABEL_COLUMNS if c in pairs.column_names]
         trainer = W2SRewardTrainer(
             model=model,
             args=args,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from trl import RewardConfig, RewardTrainer
 
-from .collators import SOFT_LABEL, SoftLabelCollator
+from .collators import CONFLICT_LABEL, SOFT_LABEL, SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
 from .losses import StudentLossArguments, StudentObjective
 from .sampling import LengthGroupedTraining, LengthGroupingArguments
@@ -52,8 +52,6 @@ class W2SRewardConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArgume
             `logconf`: final weight of the student's own hardened predictions in the target.
         aux_warmup_frac (`float`, *optional*, defaults to `0.2`):
             `logconf` and `product`: fraction of the optimizer steps over which the student's weight ramps from 0.
-        aux_buffer_size (`int`, *optional*, defaults to `256`):
-            `logconf`: number of recent pairs (all processes together) whose predictions set the hardening threshold.
         product_alpha (`float`, *optional*, defaults to `1.0`):
             `product`: exponent of the weak probability.
         product_beta (`float`, *optional*, defaults to `1.0`):
@@ -61,7 +59,8 @@ class W2SRewardConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArgume
         conflict_alpha (`float`, *optional*, defaults to `0.0`):
             Explicit conflict of the deception experiments: adds
             [`~w2s_align.conflicts.explicit_conflict_loss`] with this weight, which rewards the model on the pairs
-            where it already prefers `rejected` (taken as the harmful response). 0 switches it off.
+            where it already prefers the harmful response (the training set's `conflict_label` column says which one
+            is). 0 switches it off.
         bf16 (`bool`, *optional*):
             Mixed bf16 precision. If unset, `True` where the accelerator supports bf16 and `False` on CPU.
         activation_checkpointing (`bool`, *optional*):
@@ -77,14 +76,16 @@ class W2SRewardTrainer(LengthGroupedTraining, RewardTrainer):
     Reward-model trainer for weak-to-strong experiments: TRL's [`~trl.RewardTrainer`] with soft labels.
 
     The training dataset takes every format `RewardTrainer` takes, plus an optional `soft_label` column: the
-    supervisor's probability that `chosen` is preferred to `rejected`. Without the column every label is 1 and the
-    `xent` loss is exactly TRL's. `margin` and `center_rewards_coefficient` work as in TRL. Arguments are those of
+    supervisor's probability that `chosen` is preferred to `rejected` (so a pair may be stored in either order).
+    Without the column every label is 1 and the `xent` loss is exactly TRL's. With `conflict_alpha`, a
+    `conflict_label` column (1.0 where `chosen` is the harmful response) is required.
+    `margin` and `center_rewards_coefficient` work as in TRL. Arguments are those of
     [`~trl.RewardTrainer`] (`model`, `args`, `train_dataset`, `eval_dataset`, `processing_class`, `peft_config`, ...).
 
     Logged metrics, beside TRL's (`accuracy`, `margin`, `min_reward`, `mean_reward`, `max_reward`, `num_tokens`):
-    `soft_label_mean`, `label_agreement` (how often the model sides with the label's preferred response),
-    `loss_xent` (cross-entropy against the labels alone), for `logconf` `aux_coef` and `hardening_threshold`, and with
-    an explicit conflict `loss_conflict`.
+    `label_agreement` (how often the model sides with the label's preferred response; `accuracy` is the same),
+    `soft_label_confidence` (mean `max(p, 1 - p)`), `loss_xent` (cross-entropy against the labels alone), for
+    `logconf` `aux_coef`, and with an explicit conflict `loss_conflict`.
     Evaluation loss is always the cross-entropy against the labels.
     """
 
@@ -116,11 +117,12 @@ class W2SRewardTrainer(LengthGroupedTraining, RewardTrainer):
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            self._signature_columns = ["chosen_ids", "rejected_ids", "margin", SOFT_LABEL]
+            self._signature_columns = ["chosen_ids", "rejected_ids", "margin", SOFT_LABEL, CONFLICT_LABEL]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
         soft_label = inputs.pop(SOFT_LABEL, None)
+        conflict_label = inputs.pop(CONFLICT_LABEL, None)
         margin = inputs.pop("margin", None)
 
         inputs["use_cache"] = False
@@ -135,7 +137,8 @@ class W2SRewardTrainer(LengthGroupedTraining, RewardTrainer):
         loss, logs = self._objective.loss(
             delta, soft_label, self.state.global_step, self.state.max_steps, training, gather_all
         )
-        loss = loss + self._objective.conflict(rewards_chosen - rewards_rejected, training, gather_all, logs)
+        preference = rewards_chosen - rewards_rejected
+        loss = loss + self._objective.conflict(preference, conflict_label, training, gather_all, logs)
         for key, value in logs.items():
             self._metrics[mode][key].append(value)
         if self.args.center_rewards_coefficient is not None:
@@ -152,8 +155,8 @@ class W2SRewardTrainer(LengthGroupedTraining, RewardTrainer):
             self._metrics[mode]["min_reward"].append(all_rewards.min().item())
             self._metrics[mode]["mean_reward"].append(all_rewards.mean().item())
             self._metrics[mode]["max_reward"].append(all_rewards.max().item())
-            accuracy = (rewards_chosen > rewards_rejected).float().mean()
-            self._metrics[mode]["accuracy"].append(gather(accuracy).mean().item())
+            # Pairs may be stored in either order: accuracy is agreement with the label (TRL's when labels are 1).
+            self._metrics[mode]["accuracy"].append(logs["label_agreement"])
             self._metrics[mode]["margin"].append(gather(delta.mean()).mean().item())
 
         return (loss, outputs) if return_outputs else loss

@@ -77,14 +77,24 @@ def _plot_against_gap(rows: list[dict[str, Any]], value: Point, ylabel: str, tit
 
 
 def plot_deception_vs_gap(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Deception Score (rate, with its bootstrap interval) against the gap, one line per conflict setting."""
-    ylabel = "Deception Score (error rate in S_k & W_uk)"
-    return _plot_against_gap(rows, lambda row: row.get("ds"), ylabel, "Deception vs gap", path)
+    """The paper's reading of the Deception Score (the error rate in S_k & W_uk, with its bootstrap interval) against
+    the gap, one line per conflict setting."""
+    ylabel = "DS paper (error rate in S_k & W_uk)"
+    return _plot_against_gap(rows, lambda row: row.get("ds_paper"), ylabel, "Deception vs gap", path)
+
+
+def plot_targeting_vs_gap(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """How much conflict-caused mistakes target the teacher's blind spot (share in W_uk over its null, with its
+    bootstrap interval; 1 = no more than at random) against the gap, for the conflicted students."""
+    ylabel = "conflict targeting (share in W_uk / null)"
+    return _plot_against_gap(rows, lambda row: row.get("targeting"), ylabel, "Conflict targeting vs gap", path)
 
 
 def plot_pgr_vs_gap(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """PGR against the gap, one line per conflict setting."""
-    return _plot_against_gap(rows, lambda row: {"value": row["pgr"]}, "PGR", "Performance gap recovered vs gap", path)
+    """PGR (with its bootstrap interval) against the gap, one line per conflict setting; rows whose gap is within
+    noise are left out."""
+    points = [row for row in rows if not row.get("gap_within_noise")]
+    return _plot_against_gap(points, lambda row: row["pgr_ci"], "PGR", "Performance gap recovered vs gap", path)
 
 
 def plot_area_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:
