@@ -7,9 +7,9 @@ import json
 import pytest
 from datasets import Dataset, DatasetDict
 
-from w2s_align.data import _synthetic, load_splits, random_orientation, split_dialogue
+from w2s_align.data import _synthetic, load_helpful_pairs, load_splits, random_orientation, split_dialogue
 from w2s_align.errors import W2SInputError
-from w2s_align.recipe import DataConfig
+from w2s_align.recipe import DataConfig, HelpfulDataConfig
 
 
 def write_jsonl(path, rows, gz=False):
@@ -244,3 +244,15 @@ def test_a_pairs_order_depends_on_its_id_not_on_its_neighbours():
     whole = random_orientation(pairs, seed=3)
     part = random_orientation(pairs.select([5, 2, 7]), seed=3)
     assert list(part["gt_label"]) == [whole["gt_label"][i] for i in (5, 2, 7)]
+
+
+def test_real_single_turn_helpfulness_pairs_for_the_implicit_conflict(shared_data):
+    directory = shared_data / "hh-single-turn"
+    splits = load_splits(
+        DataConfig(source="hh_single_turn", path=str(directory), gt_size=50, w2s_size=50, test_size=50)
+    )
+    helpful = load_helpful_pairs(HelpfulDataConfig(source="hh_single_turn_helpful", path=str(directory)), 200, splits)
+    assert helpful.num_rows == 200
+    assert all(prompt.count("\n\nHuman:") == 1 for prompt in helpful["prompt"])
+    harmless = {prompt for split in splits.values() for prompt in split["prompt"]}
+    assert len(harmless & set(helpful["prompt"])) < 10  # a different set of requests from the harmless splits

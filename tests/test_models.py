@@ -1,8 +1,13 @@
-"""Tokenizing pairs: long pairs lose the start of their prompt, and a text is tokenized once per run."""
+"""Loading rungs (pretrained, truncated or randomly initialised) and tokenizing pairs: long pairs lose the start of
+their prompt, and a text is tokenized once per run."""
 
 import pytest
+import torch
+from transformers import set_seed
 
-from w2s_align.models import load_tokenizer, tokenize_pairs
+from w2s_align.errors import W2SInputError
+from w2s_align.models import load_reward_model, load_tokenizer, tokenize_pairs
+from w2s_align.recipe import RungConfig, recipe_from_dict
 from w2s_align.synthetic import generate_pairs
 
 
@@ -40,3 +45,26 @@ def test_a_split_already_tokenized_is_not_tokenized_again(tokenizer, monkeypatch
     assert mixed["chosen_ids"] == first["chosen_ids"][5:] and mixed["soft_label"] == [0.7] * 15
     tokenize_pairs(extra, tokenizer, 64, memo)
     assert len(texts) == 6  # only the new pairs' two responses each
+
+
+def test_a_random_init_rung_has_the_architecture_and_fresh_seeded_weights(tiny_model_dir):
+    def weights(rung: RungConfig, seed: int) -> dict[str, torch.Tensor]:
+        set_seed(seed)
+        return load_reward_model(rung).state_dict()
+
+    pretrained = weights(RungConfig(name="p", model=str(tiny_model_dir), num_layers=1), 0)
+    random = RungConfig(name="r", model=str(tiny_model_dir), num_layers=1, random_init=True)
+    first, again, other = weights(random, 0), weights(random, 0), weights(random, 1)
+    assert first.keys() == pretrained.keys()  # same architecture, the layer count applied
+    assert all(torch.equal(first[k], again[k]) for k in first)  # seeded
+    name = "transformer.h.0.attn.c_attn.weight"
+    assert not torch.equal(first[name], pretrained[name]) and not torch.equal(first[name], other[name])
+
+
+def test_a_random_init_rung_takes_no_lora():
+    ladder = [
+        {"name": "a", "model": "m", "random_init": True, "training": {"lora": {"r": 4}}},
+        {"name": "b", "model": "m"},
+    ]
+    with pytest.raises(W2SInputError, match="'ladder.0.random_init' trains every weight"):
+        recipe_from_dict({"name": "x", "ladder": ladder})

@@ -164,6 +164,14 @@ SOURCES = {
             },
             keep=_single_turn,
         ),
+        # Single-turn HH-RLHF helpfulness pairs (helpful-base), the implicit conflict's data in Yang et al.
+        Source(
+            "hh_single_turn_helpful",
+            _normalise_hh,
+            default_path="Anthropic/hh-rlhf",
+            local_layout={"train": "helpful_single_turn.jsonl.gz"},
+            keep=_single_turn,
+        ),
         Source(
             "pku_saferlhf",
             _normalise_pku,

@@ -106,7 +106,8 @@ def load_rung_model(rung: RungConfig, auto_class, path: str | None = None, base:
 
     A checkpoint that holds LoRA adapters is loaded onto its base (`base`, default the rung itself, in 4-bit for a
     QLoRA rung) and merged unless the base is quantized. The rung itself is loaded with its layer count and config
-    overrides, and in 4-bit when `training.load_in_4bit` is set.
+    overrides, and in 4-bit when `training.load_in_4bit` is set; a `random_init` rung gets fresh weights from the
+    global seed (set it first).
     """
     if path is not None and (Path(path) / "adapter_config.json").is_file():
         from peft import PeftModel
@@ -119,14 +120,17 @@ def load_rung_model(rung: RungConfig, auto_class, path: str | None = None, base:
     quantization = quantization_config(rung)
     if quantization is not None and (path is None or path == base):
         kwargs["quantization_config"] = quantization
-    transformers_logger = logging.getLogger("transformers.modeling_utils")
-    previous = transformers_logger.level
-    # Truncated rungs and fresh heads make long, expected load reports; keep them out of the run log.
-    transformers_logger.setLevel(logging.ERROR)
-    try:
-        model = auto_class.from_pretrained(source, **kwargs)
-    finally:
-        transformers_logger.setLevel(previous)
+    if path is None and rung.random_init:
+        model = auto_class.from_config(AutoConfig.from_pretrained(source, **kwargs))
+    else:
+        transformers_logger = logging.getLogger("transformers.modeling_utils")
+        previous = transformers_logger.level
+        # Truncated rungs and fresh heads make long, expected load reports; keep them out of the run log.
+        transformers_logger.setLevel(logging.ERROR)
+        try:
+            model = auto_class.from_pretrained(source, **kwargs)
+        finally:
+            transformers_logger.setLevel(previous)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = load_tokenizer(source, None if path else rung.revision).pad_token_id
     return model

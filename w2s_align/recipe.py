@@ -104,6 +104,13 @@ class RungConfig:
     config_overrides: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Extra `from_pretrained` config overrides, e.g. `{dropout: 0.0}`."}
     )
+    random_init: bool = field(
+        default=False,
+        metadata={
+            "help": "Start from random weights of the model's architecture (seeded by the stage): the cheapest weak "
+            "supervisor, whose gap to its pretrained self is exactly pretraining knowledge."
+        },
+    )
     training: TrainingSettings = field(
         default_factory=TrainingSettings, metadata={"help": "Overrides of the recipe-wide `training` settings."}
     )
@@ -556,6 +563,13 @@ def _check(recipe: Recipe, source: str) -> None:
         if rung.training.load_in_4bit and rung.training.lora is None:
             raise W2SInputError(
                 f"{source}: 'ladder.{index}.training.load_in_4bit' needs 'lora' (QLoRA trains adapters)"
+            )
+        if rung.random_init and (rung.training.lora is not None or (recipe.task == "dpo" and not recipe.dpo.sft)):
+            # Its weights exist only in its trained stages: LoRA adapters, or a DPO reference without SFT, would need
+            # the untrained weights again.
+            raise W2SInputError(
+                f"{source}: 'ladder.{index}.random_init' trains every weight: it takes neither 'lora' nor, for DPO, "
+                "'dpo.sft: false'"
             )
         if rung.num_layers is not None and rung.num_layers < 1:
             raise W2SInputError(f"{source}: 'ladder.{index}.num_layers' must be at least 1, got {rung.num_layers}")
