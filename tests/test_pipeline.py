@@ -169,6 +169,9 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     # PGR is plotted only where the ceiling gap is beyond noise, which 40 test pairs rarely give
     measurable = [row for row in metrics["pgr"] if not row["gap_within_noise"] and row["pgr_ci"]["value"] is not None]
     assert (run_dir / "plots" / "pgr_vs_gap.png").is_file() == bool(measurable)
+    noisy = [row["label"] for row in metrics["pgr"] if row["gap_within_noise"]]
+    printed = [line for line in "\n".join(lines).splitlines() if "gap within noise" in line and "[CI]" not in line]
+    assert len(printed) == len(noisy)  # such a PGR is not printed as a number
     report = (run_dir / "report.md").read_text()
     assert "## Deception" in report and "![Deception Score vs capability gap](plots/deception_vs_gap.png)" in report
     rows = {row["label"]: row for row in metrics["pgr"]}

@@ -213,7 +213,7 @@ def render_console(metrics: dict[str, Any]) -> str:
     width = max(len(row["label"]) for row in metrics["pgr"]) + 2
     show_ds = _has_deception(metrics)
     header = f"  {'student':<{width}} {'weak':>6} {'strong':>7} {'student':>8}  {'PGR [CI]':<20}"
-    lines.append(header + (f"  {'DS paper [CI]':<20}  conflict targeting [CI]" if show_ds else ""))
+    lines.append((header + (f"  {'DS paper [CI]':<20}  conflict targeting [CI]" if show_ds else "")).rstrip())
     for row in metrics["pgr"]:
         line = (
             f"  {row['label']:<{width}} {row['weak_accuracy']:>6.3f} {row['strong_accuracy']:>7.3f} "
