@@ -1,8 +1,9 @@
 """The pipeline: execute a recipe's [`Plan`], the weak-to-strong experiment of Burns et al. and Yang et al.
 
 For every seed: train each rung the pairs use on the ground-truth split (the ceilings), label the weak-to-strong split
-with each weak ceiling (or bootstrapping's intermediate students), train each strong rung on those labels with each
-student method, conflict setting and label filter, and evaluate every model on the test split. Every step is a cached
+with each weak ceiling (bootstrapping's intermediate students, trained on it, label the ground-truth split instead),
+train each strong rung on those labels with each student method, conflict setting and label filter, and evaluate
+every model on the test split. Every step is a cached
 stage ([`w2s_align.cache`]): a rerun skips what is finished, and a run killed while training resumes from its last
 checkpoint. The run directory then holds:
 

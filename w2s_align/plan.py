@@ -4,7 +4,7 @@
 
 - [`DataSpec`]: the three splits; [`HelpfulSpec`]: the helpfulness pairs of the implicit conflict;
 - [`CeilingSpec`]: a rung trained on the ground-truth split (a weak teacher, or the ceiling PGR compares with);
-- [`LabelSpec`]: the weak-to-strong split labelled by a teacher (a weak ceiling, or an intermediate student);
+- [`LabelSpec`]: a split labelled by a teacher that did not train on it (a weak ceiling, or an intermediate student);
 - [`StudentSpec`]: a rung trained on a teacher's labels with one method, conflict setting and label filter;
 - [`ReportSpec`]: the metrics and figures computed from every evaluated model's test predictions.
 
