@@ -101,18 +101,23 @@ def test_the_reward_trainer_batches_pairs_of_similar_length(tiny_model_dir, tmp_
     assert padded["group_by_length"] < padded["random"]
 
 
+def _dpo_trainer(model_dir, output_dir, data, precompute_ref_log_probs: bool) -> W2SDPOTrainer:
+    args = W2SDPOConfig(
+        str(output_dir), report_to=[], per_device_train_batch_size=8, precompute_ref_log_probs=precompute_ref_log_probs
+    )
+    return W2SDPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model_dir),
+        args=args,
+        train_dataset=data,
+        processing_class=load_tokenizer(str(model_dir)),
+    )
+
+
 def test_the_dpo_trainer_groups_by_prompt_plus_longer_response(tiny_model_dir, tmp_path):
     data = generate_pairs(64, seed=2).select_columns(["prompt", "chosen", "rejected"])
     data = data.add_column("soft_label", [(i + 1) / 100 for i in range(64)])
-    tokenizer = load_tokenizer(str(tiny_model_dir))
     torch.manual_seed(0)
-    args = W2SDPOConfig(str(tmp_path), report_to=[], per_device_train_batch_size=8, precompute_ref_log_probs=False)
-    trainer = W2SDPOTrainer(
-        model=AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-        args=args,
-        train_dataset=data,
-        processing_class=tokenizer,
-    )
+    trainer = _dpo_trainer(tiny_model_dir, tmp_path, data, precompute_ref_log_probs=False)
     seen = _visited(trainer)
     assert sorted(label for label, _ in seen) == [round((i + 1) / 100, 4) for i in range(64)]
     lengths = pair_lengths(trainer.train_dataset)
@@ -121,14 +126,7 @@ def test_the_dpo_trainer_groups_by_prompt_plus_longer_response(tiny_model_dir, t
 
 def test_the_reference_is_scored_over_pairs_sorted_by_length(tiny_model_dir, tmp_path):
     data = generate_pairs(24, seed=3).select_columns(["prompt", "chosen", "rejected"])
-    tokenizer = load_tokenizer(str(tiny_model_dir))
-    args = W2SDPOConfig(str(tmp_path), report_to=[], per_device_train_batch_size=8, precompute_ref_log_probs=True)
-    trainer = W2SDPOTrainer(
-        model=AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-        args=args,
-        train_dataset=data,
-        processing_class=tokenizer,
-    )
+    trainer = _dpo_trainer(tiny_model_dir, tmp_path, data, precompute_ref_log_probs=True)
     lengths = pair_lengths(trainer.train_dataset)
     assert lengths == sorted(lengths, reverse=True) and len(set(lengths)) > 3
     assert "ref_chosen_logps" in trainer.train_dataset.column_names

@@ -76,12 +76,8 @@ def explicit_conflict_loss(
     trigger = logits if trigger is None else trigger
     harmful_first = conflict_label.float() > 0.5
     already = torch.where(harmful_first, trigger.detach() > 0, trigger.detach() < 0).float()
-    return (
-        alpha
-        * (
-            already * F.binary_cross_entropy_with_logits(logits.float(), conflict_label.float(), reduction="none")
-        ).mean()
-    )
+    toward_harmful = F.binary_cross_entropy_with_logits(logits.float(), conflict_label.float(), reduction="none")
+    return alpha * (already * toward_harmful).mean()
 
 
 def conflict_labels(pairs: Dataset) -> Dataset:

@@ -197,16 +197,19 @@ def summarize_seeds(
         raise ValueError("the analyzers of a seed average must cover the same test pairs")
     n_pairs = n.pop()
 
+    def with_pgr(stats: dict[str, float | None]) -> dict[str, float | None]:
+        stats["pgr"] = pgr(stats["accuracy.weak"], stats["accuracy.strong"], stats["accuracy.student"], min_gap)
+        return stats
+
     def mean_stats(index: np.ndarray | None) -> dict[str, float | None]:
         per_seed = [analyzer._stats(index) for analyzer in analyzers]
         out = {}
         for key in per_seed[0]:
             values = [stats[key] for stats in per_seed if stats[key] is not None]
             out[key] = statistics.fmean(values) if values else None
-        out["pgr"] = pgr(out["accuracy.weak"], out["accuracy.strong"], out["accuracy.student"], min_gap)
-        return out
+        return with_pgr(out)
 
-    point_per_seed = [analyzer._stats() for analyzer in analyzers]
+    point_per_seed = [with_pgr(analyzer._stats()) for analyzer in analyzers]
     point = mean_stats(None)
     draws: dict[str, list[float]] = {key: [] for key in point}
     rng = np.random.default_rng(seed)
@@ -221,12 +224,7 @@ def summarize_seeds(
         # An interval only where the statistic is defined in most resamples (an almost empty area has none).
         if value is not None and n_bootstrap > 0 and len(draws[key]) >= max(10, n_bootstrap // 2):
             low, high = (float(q) for q in np.quantile(draws[key], [tail, 1 - tail]))
-        per_seed = [stats.get(key) for stats in point_per_seed]
-        if key == "pgr":
-            per_seed = [
-                pgr(st["accuracy.weak"], st["accuracy.strong"], st["accuracy.student"], min_gap)
-                for st in point_per_seed
-            ]
+        per_seed = [stats[key] for stats in point_per_seed]
         out[key] = {
             "value": value,
             "ci_low": low,
