@@ -92,7 +92,8 @@ class DPOTask(Task):
         }
         stage = self.cache.named(f"sft-{rung.name}", determinants)
         if not stage.done:
-            self.log(f"  supervised finetuning of {rung.name} on {pairs.num_rows} preferred responses")
+            count = sum(side is not None for side in preferred)
+            self.log(f"  supervised finetuning of {rung.name} on {count} preferred responses")
             stage.begin()
             rows = [
                 (prompt, chosen if keep else rejected)

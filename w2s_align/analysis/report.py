@@ -337,7 +337,8 @@ def draw_figures(metrics: dict[str, Any], directory: Path) -> None:
         return
     directory.mkdir(parents=True, exist_ok=True)
     for name, _, plot in FIGURES:
-        plot(metrics["pgr"], directory / name)
+        if plot(metrics["pgr"], directory / name) is None:
+            (directory / name).unlink(missing_ok=True)  # no data this time: no stale figure of an earlier analysis
 
 
 def write_report(run_dir: Path, metrics: dict[str, Any], figures: Path) -> None:
