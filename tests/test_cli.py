@@ -231,3 +231,19 @@ def test_analyze_and_the_python_api_give_the_same_deception_numbers(tiny_recipe,
     assert row["deception"]["conflict_mistakes.all"]["value"] == analyzer.conflict_mistakes()["all"]["value"]
     code, err = run_cli(["analyze", tiny_recipe["output_dir"], "seeds=[1]"], capsys)
     assert code == 2 and "analyze only changes analysis.* settings" in err
+
+
+def test_version_and_env(capsys):
+    from importlib.metadata import version
+
+    import torch
+
+    import w2s_align
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"w2s-align {w2s_align.__version__}"
+    assert main(["env"]) == 0
+    out = capsys.readouterr().out
+    assert f"- PyTorch version: {torch.__version__}" in out and f"- trl version: {version('trl')}" in out
+    assert "- Accelerator(s): " in out

@@ -73,3 +73,15 @@ def test_the_command_line_starts_without_importing_the_trainers():
     code = "import sys, w2s_align.cli; print(sorted(m for m in ('trl', 'torch') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_package_exposes_the_trainers_the_pipeline_and_the_analyzer():
+    import w2s_align
+    from w2s_align.analysis.deception import DeceptionAnalyzer
+    from w2s_align.pipeline import W2SPipeline
+    from w2s_align.recipe import load_recipe
+    from w2s_align.reward_trainer import W2SRewardTrainer
+
+    assert w2s_align.W2SPipeline is W2SPipeline and w2s_align.load_recipe is load_recipe
+    assert w2s_align.DeceptionAnalyzer is DeceptionAnalyzer and w2s_align.W2SRewardTrainer is W2SRewardTrainer
+    assert sorted(w2s_align.__all__) == sorted(name for name in w2s_align.__all__ if hasattr(w2s_align, name))

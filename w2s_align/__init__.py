@@ -2,9 +2,11 @@
 
 ```python
 >>> from w2s_align import W2SDPOConfig, W2SDPOTrainer, W2SRewardConfig, W2SRewardTrainer
+>>> from w2s_align import DeceptionAnalyzer, W2SPipeline, load_recipe
+>>> W2SPipeline(load_recipe("recipes/quickstart.yaml", ["output_dir=runs/api"])).run()  # doctest: +SKIP
 ```
 
-The trainers are imported on first use (as in TRL's own `__init__`), so the command line and the recipe loader start
+Everything is imported on first use (as in TRL's own `__init__`), so the command line and the recipe loader start
 without importing TRL.
 """
 
@@ -18,16 +20,22 @@ from .errors import W2SInputError
 __version__ = "0.1.0"
 
 _LAZY = {
+    "DeceptionAnalyzer": ".analysis.deception",
     "SoftLabelCollator": ".collators",
+    "W2SPipeline": ".pipeline",
     "W2SDPOConfig": ".dpo_trainer",
     "W2SDPOTrainer": ".dpo_trainer",
     "W2SRewardConfig": ".reward_trainer",
     "W2SRewardTrainer": ".reward_trainer",
+    "load_recipe": ".recipe",
 }
 
 if TYPE_CHECKING:
+    from .analysis.deception import DeceptionAnalyzer
     from .collators import SoftLabelCollator
     from .dpo_trainer import W2SDPOConfig, W2SDPOTrainer
+    from .pipeline import W2SPipeline
+    from .recipe import load_recipe
     from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
 
 
@@ -38,11 +46,14 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "DeceptionAnalyzer",
     "SoftLabelCollator",
     "W2SDPOConfig",
     "W2SDPOTrainer",
     "W2SInputError",
+    "W2SPipeline",
     "W2SRewardConfig",
     "W2SRewardTrainer",
     "__version__",
+    "load_recipe",
 ]

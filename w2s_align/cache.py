@@ -21,15 +21,19 @@ False
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .artifacts import atomic_write_json
 from .distributed import barrier, is_main_process
+
+if TYPE_CHECKING:
+    from .recipe import RungConfig
 
 # Bump when what a stage writes changes meaning (or what determines it changes shape), so that no run trusts a cache
 # made under other rules. 2: stages name their task, students only the loss settings their method reads. 3: training
@@ -43,6 +47,26 @@ def config_hash(value: Any, version: int | None = None) -> str:
     version = CACHE_VERSION if version is None else version
     text = json.dumps({"cache_version": version, "value": value}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# Trainer settings that change how a run logs, saves, loads batches or is tracked, never what it learns: a rung's
+# `trainer_kwargs` holding them hashes as without them, so changing them retrains nothing.
+RESULT_NEUTRAL = frozenset(
+    {
+        "logging_steps", "logging_strategy", "logging_first_step", "log_level", "log_level_replica", "disable_tqdm",
+        "save_steps", "save_strategy", "save_total_limit", "save_only_model", "dataloader_num_workers",
+        "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor", "report_to",
+        "run_name", "project", "trackio_space_id", "push_to_hub", "hub_model_id", "hub_strategy", "hub_private_repo",
+    }
+)  # fmt: skip
+
+
+def rung_settings(rung: RungConfig) -> dict[str, Any]:
+    """A rung as it determines the models trained from it: its config without the result-neutral trainer settings."""
+    settings = dataclasses.asdict(rung)
+    kwargs = settings["training"]["trainer_kwargs"]
+    settings["training"]["trainer_kwargs"] = {key: value for key, value in kwargs.items() if key not in RESULT_NEUTRAL}
+    return settings
 
 
 def file_digests(config: Any) -> Any:

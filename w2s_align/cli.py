@@ -4,6 +4,8 @@
 w2s-align run RECIPE [KEY=VALUE ...]       # run a recipe; overrides such as data.gt_size=500 seeds=[0,1]
 w2s-align plan RECIPE [KEY=VALUE ...]      # dry run: every stage the recipe implies, which are cached, pair counts
 w2s-align analyze RUN_DIR [analysis.KEY=VALUE ...]   # recompute metrics, deception and plots from predictions
+w2s-align env                              # versions and devices, to paste into a bug report
+w2s-align --version
 ```
 
 User mistakes (a bad recipe key, a missing column, a model that does not load...) print one line naming the file,
@@ -14,34 +16,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import warnings
 
 from .errors import W2SInputError
-
-
-def _quiet_libraries() -> None:
-    """Keep library chatter (load reports, deprecation notices, progress bars) out of the run's output."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # TRL's reference log-prob pass draws its own progress bar
-    from .device import accelerator_available
-
-    if not accelerator_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # else DeepSpeed, when installed, warns on import
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*pin_memory.*")
-    import datasets
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.logging.set_verbosity_error()
-    datasets.disable_progress_bars()
-    logging.getLogger("accelerate").setLevel(logging.ERROR)
-    # On CPUs with AVX512-BF16, bitsandbytes announces at import that an optional kernel package is missing; it falls
-    # back to its own kernels, so the line is noise before every run (and not an error of the user's).
-    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(lambda record: "kernels-community" not in record.msg)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -49,9 +26,13 @@ def _run(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    pipeline = W2SPipeline(recipe)
+    pipeline = W2SPipeline(recipe, log=logging.getLogger("w2s_align").info)
     pipeline.prepare()
-    pipeline.run()
+    metrics = pipeline.run()
+    if args.quiet:  # the results table still shows
+        from .analysis.report import render_console
+
+        print(render_console(metrics))
     return 0
 
 
@@ -76,27 +57,89 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+# Distributions whose versions `w2s-align env` reports, read from their metadata (nothing heavy is imported for them).
+_ENV_PACKAGES = (
+    "transformers", "trl", "datasets", "accelerate", "peft", "evaluate", "deepspeed", "bitsandbytes", "matplotlib"
+)  # fmt: skip
+
+
+def _env(args: argparse.Namespace) -> int:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    from . import __version__
+
+    if torch.cuda.is_available():
+        devices = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    else:
+        devices = "cpu (no CUDA device)"
+    lines = {
+        "Platform": platform.platform(),
+        "Python version": platform.python_version(),
+        "w2s_align version": __version__,
+        "PyTorch version": torch.__version__,
+        "Accelerator(s)": devices,
+    }
+    for name in _ENV_PACKAGES:
+        try:
+            lines[f"{name} version"] = version(name)
+        except PackageNotFoundError:
+            lines[f"{name} version"] = "not installed"
+    print("\nCopy-paste the following information when reporting an issue:\n")
+    print("\n".join(f"- {key}: {value}" for key, value in lines.items()) + "\n")
+    return 0
+
+
+def _output_options() -> argparse.ArgumentParser:
+    """The options of every command that say how much it prints (see `w2s_align.verbosity`)."""
+    options = argparse.ArgumentParser(add_help=False)
+    loudness = options.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true", help="Print only the results and errors.")
+    loudness.add_argument("-v", "--verbose", action="store_true", help="Also print every trainer log line.")
+    options.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error", "critical"],
+        default="warning",
+        help="Level of the libraries' messages (transformers, datasets, accelerate, TRL, PEFT); default: warning.",
+    )
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="w2s-align", description="Weak-to-strong alignment experiments on TRL.")
+    parser.add_argument("--version", action="version", version=f"w2s-align {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="Run a recipe (cached stages are skipped).")
+    output = _output_options()
+    run = commands.add_parser("run", parents=[output], help="Run a recipe (cached stages are skipped).")
     run.add_argument("recipe", help="Path to a recipe YAML file, e.g. recipes/quickstart.yaml.")
     run.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of any recipe field, e.g. data.gt_size=500.")
     run.set_defaults(handler=_run)
-    plan = commands.add_parser("plan", help="Dry run: list the stages a recipe implies and which are cached.")
+    plan = commands.add_parser(
+        "plan", parents=[output], help="Dry run: list the stages a recipe implies and which are cached."
+    )
     plan.add_argument("recipe", help="Path to a recipe YAML file.")
     plan.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, as for `run`.")
     plan.set_defaults(handler=_plan)
-    analyze = commands.add_parser("analyze", help="Recompute metrics and the report from a run's predictions.")
+    analyze = commands.add_parser(
+        "analyze", parents=[output], help="Recompute metrics and the report from a run's predictions."
+    )
     analyze.add_argument("run_dir", help="A run directory written by `w2s-align run`.")
     analyze.add_argument("overrides", nargs="*", help="analysis.KEY=VALUE, e.g. analysis.known=confident.")
     analyze.set_defaults(handler=_analyze)
+    env = commands.add_parser("env", parents=[output], help="Print versions and devices (for bug reports).")
+    env.set_defaults(handler=_env)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_libraries()
+    from .verbosity import configure
+
+    configure("warning" if args.quiet else "debug" if args.verbose else "info", args.log_level)
     try:
         return args.handler(args)
     except W2SInputError as error:

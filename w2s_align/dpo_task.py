@@ -27,7 +27,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, set_seed
 
 from .artifacts import atomic_write_text
-from .cache import StageCache
+from .cache import StageCache, rung_settings
 from .collators import LABEL_COLUMNS
 from .data import GT_LABEL
 from .device import default_device
@@ -36,7 +36,9 @@ from .models import load_rung_model, resolve_model_path
 from .policy import predict_policy_pairs
 from .recipe import Recipe, RungConfig
 from .tasks import Task
+from .tracking import TrackerRun
 from .training import fit, lora_config, record, trainer_kwargs
+from .verbosity import progress_enabled
 
 TEXT_COLUMNS = ["prompt", "chosen", "rejected"]
 
@@ -77,15 +79,16 @@ class DPOTask(Task):
         return model
 
     # ------------------------------------------------------------------ SFT
-    def sft_model(self, rung: RungConfig, pairs: Dataset, seed: int) -> str:
-        """Path of the rung after SFT on the preferred response of each pair (cached; the rung itself without SFT)."""
+    def sft_model(self, rung: RungConfig, pairs: Dataset, seed: int, tracker: TrackerRun) -> str:
+        """Path of the rung after SFT on the preferred response of each pair (cached; the rung itself without SFT),
+        logged as a run in the group of `tracker`."""
         if not self.settings.sft:
             return resolve_model_path(rung.model)
         labels = pairs["soft_label"] if "soft_label" in pairs.column_names else [1.0] * pairs.num_rows
         # The response the label prefers, None on a tie: no order of a pair's responses decides anything.
         preferred = [None if label == 0.5 else label > 0.5 for label in labels]
         determinants = {
-            "rung": dataclasses.asdict(rung),
+            "rung": rung_settings(rung),
             "pairs": [f"{row_id}:{int(side)}" for row_id, side in zip(pairs["id"], preferred) if side is not None],
             "sft": [self.settings.sft_epochs, self.settings.sft_learning_rate],
             "seed": seed,
@@ -107,6 +110,7 @@ class DPOTask(Task):
 
             settings = rung.training
             set_seed(seed)
+            sft_tracker = tracker.for_substage("sft")
             args = W2SSFTConfig(
                 output_dir=str(stage.path("checkpoints")),
                 num_train_epochs=self.settings.sft_epochs,
@@ -115,11 +119,12 @@ class DPOTask(Task):
                 train_sampling_strategy=settings.train_sampling_strategy,  # SFT rows have `input_ids` to group by
                 max_length=settings.max_length,
                 seed=seed,
-                report_to=[],
                 save_strategy="no",
-                disable_tqdm=True,
+                disable_tqdm=not progress_enabled(),
+                **sft_tracker.trainer_kwargs(),
             )
-            model = supervised_finetune(self._load_policy(rung), self.tokenizer(rung), data, args)
+            with sft_tracker.active():
+                model = supervised_finetune(self._load_policy(rung), self.tokenizer(rung), data, args)
             if is_main_process():
                 model.save_pretrained(stage.path("model"))
                 self.tokenizer(rung).save_pretrained(stage.path("model"))
@@ -136,11 +141,12 @@ class DPOTask(Task):
         method: str,
         conflict_alpha: float,
         test: Dataset,
+        tracker: TrackerRun,
     ) -> dict[str, Any]:
         """SFT (cached), then DPO/SimPO on `pairs`; save the policy, its reference path and its `test` predictions."""
         from .dpo_trainer import W2SDPOConfig, W2SDPOTrainer
 
-        start = self.sft_model(rung, pairs, seed)
+        start = self.sft_model(rung, pairs, seed, tracker)
         set_seed(seed)
         policy = self._load_policy(rung, start)
         simpo = self.settings.loss_type == "simpo"
@@ -148,7 +154,7 @@ class DPOTask(Task):
         reference = None if simpo else self._load_policy(rung, start)
         settings = rung.training
         args = W2SDPOConfig(
-            **trainer_kwargs(settings, self.recipe.loss, stage_dir, seed, method, conflict_alpha),
+            **trainer_kwargs(settings, self.recipe.loss, stage_dir, seed, method, conflict_alpha, tracker),
             loss_type=[self.settings.loss_type],
             beta=self.settings.beta,
             simpo_gamma=self.settings.simpo_gamma,

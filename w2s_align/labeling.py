@@ -35,6 +35,7 @@ from .data import GT_LABEL
 from .device import bf16_supported
 from .distributed import sharded_map
 from .models import tokenize_pairs
+from .verbosity import batch_starts
 
 LABELS_FILE = "labels.parquet"
 LABELS_META = "labels.json"
@@ -76,7 +77,7 @@ def _score_local(model: PreTrainedModel, sequences: list[list[int]], pad_token_i
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
     rewards = np.empty(len(sequences), dtype=np.float32)
     with autocast:
-        for start in range(0, len(order), batch_size):
+        for start in batch_starts(len(order), batch_size, "scoring pairs"):
             index = order[start : start + batch_size]
             input_ids, attention_mask = pad_batch([sequences[i] for i in index], pad_token_id)
             logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits

@@ -45,6 +45,7 @@ from .models import check_rung_loads
 from .plan import CeilingSpec, DataSpec, HelpfulSpec, LabelSpec, StudentSpec, build_plan
 from .recipe import Recipe
 from .tasks import PREDICTIONS_FILE, task_class
+from .tracking import TrackerRun, check_trackers, log_results
 
 
 def _silent(message: str) -> None:
@@ -75,6 +76,7 @@ class W2SPipeline:
         if not all(self.cache.stage(step).done for step in self.plan.steps):
             for task in self.tasks.values():
                 task.check(self.recipe)
+            check_trackers(self.recipe.tracking.report_to)
             for rung in self.plan.rungs:
                 check_rung_loads(rung)
         return self.splits
@@ -106,9 +108,11 @@ class W2SPipeline:
         started = time.time()
         stage.begin(keep_partial=True)
         task = self.tasks[spec.task]
-        summary = task.train(
-            stage.dir, spec.rung, pairs, spec.seed, spec.method, spec.conflict_alpha, self.splits["test"]
-        )
+        tracker = TrackerRun.for_stage(self.recipe, stage.name, spec.seed)
+        with tracker.active():
+            summary = task.train(
+                stage.dir, spec.rung, pairs, spec.seed, spec.method, spec.conflict_alpha, self.splits["test"], tracker
+            )
         shutil.rmtree(stage.path("checkpoints"), ignore_errors=True)
         summary["train_seconds"] = round(time.time() - started, 1)
         stage.finish(summary)
@@ -185,6 +189,8 @@ class W2SPipeline:
         metrics, figures = cached_metrics(self.plan, self.cache)
         metrics["wall_seconds"] = round(time.time() - started, 1)
         write_report(run_dir, metrics, figures)
+        if is_main_process():
+            log_results(self.recipe, metrics, (run_dir / "report.md").read_text(), sorted(run_dir.glob("plots/*.png")))
         self.log(render_console(metrics))
         self.log(f"run directory: {run_dir}")
         return metrics

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .cache import StageCache, file_digests
+from .cache import StageCache, file_digests, rung_settings
 from .conflicts import ConflictSetting
 from .data import SPLITS
 from .labeling import filter_labels, load_labels
@@ -116,7 +116,7 @@ class CeilingSpec(_Spec):
         return "gt"
 
     def settings(self) -> dict[str, Any]:
-        rung = dataclasses.asdict(self.rung)
+        rung = rung_settings(self.rung)
         return {"task": self.task, "rung": rung, "seed": self.seed, "labels": "ground-truth", **self.task_settings}
 
     def upstream(self) -> dict[str, Any]:
@@ -244,7 +244,7 @@ class StudentSpec(_Spec):
     def settings(self) -> dict[str, Any]:
         out = {
             "task": self.task,
-            "rung": dataclasses.asdict(self.rung),
+            "rung": rung_settings(self.rung),
             "seed": self.seed,
             "method": self.method,
             "loss": dict(self.loss),

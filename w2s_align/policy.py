@@ -33,6 +33,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .distributed import sharded_map
 from .evaluation import CARRIED_COLUMNS
 from .labeling import pad_batch
+from .verbosity import batch_starts
 
 Measure = Literal["implicit", "logp", "avg_logp"]
 MEASURES: tuple[str, ...] = get_args(Measure)
@@ -94,7 +95,7 @@ def _logps_local(
     model.eval()
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
     out = np.empty(len(sequences), dtype=np.float64)
-    for start in range(0, len(order), batch_size):
+    for start in batch_starts(len(order), batch_size, "scoring responses"):
         index = order[start : start + batch_size]
         input_ids, attention = pad_batch([sequences[i] for i in index], pad_id)
         ends = attention.sum(dim=1, keepdim=True)

@@ -215,6 +215,19 @@ class AnalysisConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Experiment tracking (see docs/tracking.md). Result-neutral: no stage's hash depends on it."""
+
+    report_to: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Trackers, any `transformers` integration: tensorboard, wandb, trackio, mlflow, ..."},
+    )
+    project: str | None = field(
+        default=None, metadata={"help": "Project of the trackers that have one (W&B, Trackio); the recipe's name."}
+    )
+
+
+@dataclass
 class DPOSettings:
     """Preference optimization of policies (`task: dpo`, see docs/dpo_trainer.md)."""
 
@@ -292,6 +305,9 @@ class Recipe:
         default=0.75, metadata={"help": "Minimum weak-label confidence max(p, 1-p) kept by the filters."}
     )
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig, metadata={"help": "Deception analysis."})
+    tracking: TrackingConfig = field(
+        default_factory=TrackingConfig, metadata={"help": "Experiment trackers (TensorBoard, W&B, ...)."}
+    )
 
     def rung(self, name: str) -> RungConfig:
         """The rung called `name`."""
@@ -515,6 +531,7 @@ def reference() -> str:
         ("conflicts.", ConflictConfig),
         ("conflicts.helpful.", HelpfulDataConfig),
         ("analysis.", AnalysisConfig),
+        ("tracking.", TrackingConfig),
     ]
     blocks = []
     for prefix, cls in sections:

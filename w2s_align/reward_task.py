@@ -23,6 +23,7 @@ from .labeling import WeakLabeler
 from .models import load_reward_model, tokenize_pairs
 from .recipe import Recipe, RungConfig
 from .tasks import Task
+from .tracking import TrackerRun
 from .training import fit, lora_config, record, trainer_kwargs
 
 
@@ -56,6 +57,7 @@ class RewardTask(Task):
         method: str,
         conflict_alpha: float,
         test: Dataset,
+        tracker: TrackerRun,
     ) -> dict[str, Any]:
         """Train a reward model on `pairs`, save it (`model/`), its log and its `test` predictions in `stage_dir`."""
         from transformers import set_seed
@@ -74,7 +76,8 @@ class RewardTask(Task):
         settings = rung.training
         # Pairs are tokenized (and truncated, never dropped) here, so TRL's length filter is off.
         args = W2SRewardConfig(
-            **trainer_kwargs(settings, self.recipe.loss, stage_dir, seed, method, conflict_alpha), max_length=None
+            **trainer_kwargs(settings, self.recipe.loss, stage_dir, seed, method, conflict_alpha, tracker),
+            max_length=None,
         )
         columns = ["chosen_ids", "rejected_ids"] + [c for c in LABEL_COLUMNS if c in pairs.column_names]
         trainer = W2SRewardTrainer(

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from .cache import StageCache
     from .recipe import Recipe, RungConfig
+    from .tracking import TrackerRun
 
 # name -> "module:class" of its implementation.
 REGISTRY = {"reward": "w2s_align.reward_task:RewardTask", "dpo": "w2s_align.dpo_task:DPOTask"}
@@ -87,13 +88,18 @@ class Task(ABC):
 
     @classmethod
     def check(cls, recipe: Recipe) -> None:
-        """Stop on a rung's `trainer_kwargs` entry that is not a field of `config_class`, or one the pipeline sets."""
+        """Stop on a rung's `trainer_kwargs` entry that is not a field of `config_class`, or one the pipeline or the
+        `tracking` block sets."""
+        from .tracking import TRACKING_OWNED
+
         config_class = cls.config_class()
         fields = {field.name for field in dataclasses.fields(config_class)}
         for rung in recipe.ladder:
             for key in rung.training.trainer_kwargs:
                 if key in PIPELINE_OWNED:
                     reason = "is set by the pipeline"
+                elif key in TRACKING_OWNED:
+                    reason = f"is set by {TRACKING_OWNED[key]}"
                 elif key not in fields:
                     reason = f"is not a {config_class.__name__} field"
                 else:
@@ -119,10 +125,12 @@ class Task(ABC):
         method: str,
         conflict_alpha: float,
         test: Dataset,
+        tracker: TrackerRun,
     ) -> dict[str, Any]:
         """Train `rung` on `pairs` (a `soft_label` column, if any, holds a teacher's labels) with the student loss
-        `method` and the explicit conflict `conflict_alpha`; save the model in `stage_dir/model` and its
-        predictions on `test` in `stage_dir/predictions.parquet`; return the stage summary (with `accuracy`)."""
+        `method` and the explicit conflict `conflict_alpha`, logging to `tracker`; save the model in
+        `stage_dir/model` and its predictions on `test` in `stage_dir/predictions.parquet`; return the stage summary
+        (with `accuracy`)."""
 
     @abstractmethod
     def label(self, rung: RungConfig, stage_dir: Path, labeler_id: str, pairs: Dataset) -> Dataset:

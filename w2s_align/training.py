@@ -13,6 +13,8 @@ from .artifacts import atomic_write_json, atomic_write_parquet
 from .losses import StudentLossSettings
 from .recipe import TrainingSettings
 from .tasks import PREDICTIONS_FILE
+from .tracking import TrackerRun
+from .verbosity import progress_enabled, trainer_lines_enabled
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -23,8 +25,9 @@ def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None]) -> int:
     history in `stage_dir/train_log.json`; return the number of optimizer steps."""
     from transformers.trainer_callback import PrinterCallback
 
-    # The pipeline logs one summary line per stage instead of the trainer's raw log dictionaries.
-    trainer.remove_callback(PrinterCallback)
+    # Without a terminal the pipeline logs one line per stage; the trainer's raw log lines only at debug level.
+    if not trainer_lines_enabled():
+        trainer.remove_callback(PrinterCallback)
     checkpoints = Path(trainer.args.output_dir)
     resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
     if resume:
@@ -49,9 +52,11 @@ def trainer_kwargs(
     seed: int,
     method: str,
     conflict_alpha: float,
+    tracker: TrackerRun,
 ) -> dict[str, Any]:
-    """Keyword arguments of a `W2SRewardConfig` / `W2SDPOConfig` for one rung, method and conflict; the trainer's
-    checkpoints go to `stage_dir/checkpoints`. The recipe's `loss` block holds trainer fields under their own names."""
+    """Keyword arguments of a `W2SRewardConfig` / `W2SDPOConfig` for one rung, method and conflict, logging to
+    `tracker`; the trainer's checkpoints go to `stage_dir/checkpoints`. The recipe's `loss` block holds trainer fields
+    under their own names."""
     return {
         "output_dir": str(stage_dir / "checkpoints"),
         "seed": seed,
@@ -66,12 +71,12 @@ def trainer_kwargs(
         "weight_decay": settings.weight_decay,
         "lr_scheduler_type": settings.lr_scheduler_type,
         "train_sampling_strategy": settings.train_sampling_strategy,
-        "report_to": [],
+        **tracker.trainer_kwargs(),
         "logging_steps": 10,
         "save_strategy": "steps",
         "save_steps": 500,
         "save_total_limit": 1,
-        "disable_tqdm": True,
+        "disable_tqdm": not progress_enabled(),  # in a terminal: a bar and the loss lines
         **settings.trainer_kwargs,
     }
 

@@ -1,0 +1,65 @@
+"""What a run prints: -q / -v / --log-level, progress bars only where asked, library noise filtered one message at a
+time (other warnings still reach the user)."""
+
+import logging
+import warnings
+
+import pytest
+import yaml
+
+from w2s_align.cli import main
+from w2s_align.verbosity import batch_starts, configure
+
+
+@pytest.fixture(autouse=True)
+def _restore():
+    yield
+    configure("info", "warning", progress=False)
+
+
+def test_library_level_and_progress_bars(capsys):
+    import transformers
+
+    configure("info", "error", progress=False)
+    assert transformers.logging.get_verbosity() == logging.ERROR
+    assert list(batch_starts(10, 4, "scoring pairs")) == [0, 4, 8]
+    assert "scoring pairs" not in capsys.readouterr().err
+    configure("info", "info", progress=True)
+    assert transformers.logging.get_verbosity() == logging.INFO
+    assert list(batch_starts(10, 4, "scoring pairs")) == [0, 4, 8]
+    assert "scoring pairs:   0%|          | 0/3" in capsys.readouterr().err
+
+
+def test_noise_is_filtered_by_message_and_other_warnings_still_show():
+    configure("info", "warning", progress=False)
+    logger = logging.getLogger("transformers.distributed.tensor_parallel")
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        logger.warning("The following layers were not sharded: a, b")
+        logger.warning("tensor parallel plan is invalid")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["tensor parallel plan is invalid"]
+    with pytest.warns(FutureWarning, match="a future change"):
+        warnings.warn("a future change", FutureWarning, stacklevel=1)
+
+
+@pytest.mark.slow
+def test_quiet_prints_only_the_results_and_verbose_every_trainer_line(tiny_recipe, tmp_path, capsys):
+    tiny_recipe["methods"] = ["xent"]
+    tiny_recipe["training"]["trainer_kwargs"] = {"logging_steps": 2}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe))
+    assert main(["run", str(path), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "training " not in out and "'loss':" not in out
+    assert out.lstrip().startswith("tiny: test accuracy over 1 seed(s), 40 pairs")
+    tiny_recipe["output_dir"] = str(tmp_path / "verbose")
+    path.write_text(yaml.safe_dump(tiny_recipe))
+    assert main(["run", str(path), "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "training tiny-l2 <- tiny-l1 (xent), seed 0" in out
+    assert out.count("'loss':") == 3 * 3  # three models, 48 pairs in batches of 8, a line every 2 steps

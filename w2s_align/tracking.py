@@ -1,0 +1,158 @@
+"""Experiment tracking: every training stage is one run of the recipe's trackers, the run's results one more.
+
+Any integration `transformers` has (`tensorboard`, `wandb`, `trackio`, `mlflow`, ...) is turned on by the recipe's
+`tracking.report_to`. Each stage that trains (a ceiling, a student, a DPO rung's SFT) is one run named
+`<recipe>/<stage>` and grouped by recipe and seed (`<recipe>/seed<k>`: the W&B group, the TensorBoard directory
+`<run_dir>/tracking/seed<k>/<stage>`). At the end the accuracies, PGRs, the report and the figures are logged as the
+run `<recipe>/results`, through `accelerate`'s trackers (TensorBoard: `<run_dir>/tracking/results/<project>`).
+Tracking is result-neutral: no stage hash depends on it, so turning a tracker on retrains nothing.
+
+Example:
+
+```python
+>>> from w2s_align.recipe import load_recipe
+>>> from w2s_align.tracking import TrackerRun
+>>> recipe = load_recipe("recipes/quickstart.yaml", ["tracking.report_to=[tensorboard]"])
+>>> run = TrackerRun.for_stage(recipe, "train-minilm-l3-gt-seed0", seed=0)
+>>> run.name, run.group, run.trainer_kwargs()["report_to"]
+('quickstart/train-minilm-l3-gt-seed0', 'quickstart/seed0', ['tensorboard'])
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import W2SInputError
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
+
+# Trainer settings a recipe's `tracking` block owns: `trainer_kwargs` may not set them.
+TRACKING_OWNED = {"report_to": "tracking.report_to", "run_name": "tracking (runs are named by stage)"}
+TRACKING_OWNED["project"] = "tracking.project"
+
+
+@dataclass(frozen=True)
+class TrackerRun:
+    """One run in the experiment trackers.
+
+    Args:
+        report_to (`tuple[str, ...]`): the integrations, as `TrainingArguments.report_to` (empty: none).
+        project (`str`): the trackers' project (W&B, Trackio, ...).
+        name (`str`): the run's name, `<recipe>/<stage>`.
+        group (`str`): the runs it is grouped with, `<recipe>/seed<k>`.
+        logging_dir (`Path`): where TensorBoard writes its events.
+    """
+
+    report_to: tuple[str, ...]
+    project: str
+    name: str
+    group: str
+    logging_dir: Path
+
+    @classmethod
+    def for_stage(cls, recipe: Recipe, stage_name: str, seed: int) -> TrackerRun:
+        """The run of the stage `stage_name` of `recipe` (the stage's name without its hash)."""
+        group = f"seed{seed}"
+        return cls(
+            report_to=tuple(recipe.tracking.report_to),
+            project=recipe.tracking.project or recipe.name,
+            name=f"{recipe.name}/{stage_name}",
+            group=f"{recipe.name}/{group}",
+            logging_dir=recipe.run_dir / "tracking" / group / stage_name,
+        )
+
+    def for_substage(self, suffix: str) -> TrackerRun:
+        """The run of a stage trained inside this one (a DPO rung's SFT: suffix `sft`), in the same group."""
+        return replace(
+            self,
+            name=f"{self.name}-{suffix}",
+            logging_dir=self.logging_dir.with_name(f"{self.logging_dir.name}-{suffix}"),
+        )
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """The `TrainingArguments` fields of the run."""
+        return {"report_to": list(self.report_to), "run_name": self.name, "project": self.project}
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Within it, trainers built for this run log to its TensorBoard directory and W&B project and group (the
+        integrations read these from the environment), restored afterwards."""
+        values = {
+            "TENSORBOARD_LOGGING_DIR": str(self.logging_dir),
+            "WANDB_PROJECT": self.project,
+            "WANDB_RUN_GROUP": self.group,
+        }
+        saved = {key: os.environ.get(key) for key in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def check_trackers(report_to: list[str]) -> None:
+    """Stop before any training on a tracker `transformers` does not know, or one that is not installed."""
+    if not report_to:
+        return
+    from transformers.integrations import get_available_reporting_integrations
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    available = set(get_available_reporting_integrations())
+    for name in report_to:
+        if name not in INTEGRATION_TO_CALLBACK:
+            known = ", ".join(sorted(INTEGRATION_TO_CALLBACK))
+            raise W2SInputError(f"tracking.report_to: {name!r} is not a transformers integration; known: {known}")
+        if name not in available:
+            raise W2SInputError(f"tracking.report_to: {name!r} is not installed here (pip install {name})")
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    """The headline numbers of a run: every model's accuracy (mean over seeds) and every student's PGR."""
+    values: dict[str, float] = {}
+    for model in metrics["models"].values():
+        values[f"accuracy/{model['label']} seed{model['seed']}"] = model["accuracy"]
+    for row in metrics["pgr"]:
+        for key in ("student_accuracy", "gap", "pgr"):
+            if row.get(key) is not None:
+                values[f"{key}/{row['label']}"] = row[key]
+    return values
+
+
+def log_results(recipe: Recipe, metrics: dict[str, Any], report: str, figures: list[Path]) -> None:
+    """Log a finished run's numbers, report and figures as the run `<recipe>/results` of every tracker (main process;
+    nothing without trackers)."""
+    if not recipe.tracking.report_to:
+        return
+    from accelerate import Accelerator
+
+    name, project = f"{recipe.name}/results", recipe.tracking.project or recipe.name
+    # accelerate's TensorBoard tracker writes to `project_dir/<project>`.
+    accelerator = Accelerator(
+        log_with=list(recipe.tracking.report_to), project_dir=recipe.run_dir / "tracking" / "results"
+    )
+    accelerator.init_trackers(
+        project,
+        config={"recipe": recipe.name, "seeds": " ".join(map(str, recipe.seeds))},
+        init_kwargs={"wandb": {"name": name, "group": recipe.name}, "trackio": {"name": name}},
+    )
+    accelerator.log({**_scalars(metrics), "report": report}, step=0)
+    images = {path.stem: path for path in figures if path.is_file()}
+    for tracker in accelerator.trackers:
+        if images and hasattr(tracker, "log_images"):
+            import matplotlib.image
+
+            arrays = {name: matplotlib.image.imread(str(path))[None, ..., :3] for name, path in images.items()}
+            kwargs = {"dataformats": "NHWC"} if tracker.name == "tensorboard" else {}
+            tracker.log_images(arrays, step=0, **kwargs)
+    accelerator.end_training()
