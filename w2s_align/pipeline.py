@@ -10,6 +10,7 @@ checkpoint. The run directory then holds:
 - `config.yaml`: the resolved recipe;
 - `predictions/<model>.parquet`: per-example predictions of every model on the test split;
 - `labels/<teacher>.seed<k>.parquet`: the weak labels the students learned from;
+- `logs/<model>.json`: every model's training log (the trainer's log history), drawn in `plots/training/`;
 - `metrics.json` and `report.md`: accuracies, PGR and deception statistics (also printed), and the plots.
 
 Example:
@@ -46,6 +47,7 @@ from .plan import CeilingSpec, DataSpec, HelpfulSpec, LabelSpec, StudentSpec, bu
 from .recipe import Recipe
 from .tasks import PREDICTIONS_FILE, task_class
 from .tracking import TrackerRun, check_trackers, log_results
+from .training import TRAIN_LOG
 
 
 def _silent(message: str) -> None:
@@ -183,7 +185,10 @@ class W2SPipeline:
         """Copy every model's predictions and every teacher's labels into the run directory; write the report."""
         run_dir = self.recipe.run_dir
         for spec in self.plan.models:
-            atomic_copy(self.cache.stage(spec).path(PREDICTIONS_FILE), run_dir / "predictions" / f"{spec.key}.parquet")
+            stage = self.cache.stage(spec)
+            atomic_copy(stage.path(PREDICTIONS_FILE), run_dir / "predictions" / f"{spec.key}.parquet")
+            if stage.path(TRAIN_LOG).is_file():
+                atomic_copy(stage.path(TRAIN_LOG), run_dir / "logs" / f"{spec.key}.json")
         for spec in self.plan.labels:
             atomic_copy(self.cache.stage(spec).path(LABELS_FILE), run_dir / "labels" / f"{spec.key}.parquet")
         metrics, figures = cached_metrics(self.plan, self.cache)

@@ -19,10 +19,13 @@ from .verbosity import progress_enabled, trainer_lines_enabled
 if TYPE_CHECKING:
     from transformers import Trainer
 
+# Where `fit` saves a trained model's log history, in its stage directory.
+TRAIN_LOG = "train_log.json"
+
 
 def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None]) -> int:
     """Train (resuming from the last checkpoint a killed run left), save the model in `stage_dir/model` and the log
-    history in `stage_dir/train_log.json`; return the number of optimizer steps."""
+    history in `stage_dir/train_log.json` ([`TRAIN_LOG`]); return the number of optimizer steps."""
     from transformers.trainer_callback import PrinterCallback
 
     # Without a terminal the pipeline logs one line per stage; the trainer's raw log lines only at debug level.
@@ -35,7 +38,7 @@ def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None]) -> int:
     trainer.train(resume_from_checkpoint=True if resume else None)
     # save_model writes once (main process), gathers ZeRO-3 shards, and saves LoRA adapters (with a reward head).
     trainer.save_model(str(stage_dir / "model"))
-    atomic_write_json(stage_dir / "train_log.json", trainer.state.log_history)
+    atomic_write_json(stage_dir / TRAIN_LOG, trainer.state.log_history)
     return trainer.state.global_step
 
 

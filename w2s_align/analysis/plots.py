@@ -1,4 +1,5 @@
-"""Plots of a run (PNG, matplotlib): Deception Score and PGR against the capability gap, and the 2x2 area heatmap.
+"""Plots of a run (PNG, matplotlib): Deception Score and PGR against the capability gap, the 2x2 area heatmap, and
+every model's training curves.
 
 All plots read the `metrics.json` structure written by the pipeline, so `w2s-align analyze RUN_DIR` redraws them from
 saved predictions. matplotlib is an optional dependency (`pip install w2s_align[plotting]`); without it the report is
@@ -49,26 +50,29 @@ def _lines(rows: list[dict[str, Any]], value: Point) -> dict[str, list[tuple]]:
 
 
 def _plot_against_gap(rows: list[dict[str, Any]], value: Point, ylabel: str, title: str, path: Path) -> Path | None:
+    """One point per row at its capability gap. The gaps are categories in increasing order, labelled with their
+    measured values (not to scale): a run with one gap shows one category, whatever the lines dodged around it."""
     lines = _lines(rows, value)
     if not lines:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    all_gaps = [p[0] for points in lines.values() for p in points]
-    # Nudge the lines apart horizontally so that intervals at the same gap do not hide each other.
-    step = 0.015 * max(max(all_gaps) - min(all_gaps), 0.05)
+    gaps = sorted({point[0] for points in lines.values() for point in points})
+    width = 0.6 / len(lines)  # lines side by side within a category, so that their intervals do not hide each other
     for index, (name, points) in enumerate(lines.items()):
-        gaps = [p[0] + (index - (len(lines) - 1) / 2) * step for p in points]
-        values = [p[1] for p in points]
-        if all(p[2] is not None for p in points):
+        positions = [gaps.index(point[0]) + (index - (len(lines) - 1) / 2) * width for point in points]
+        values = [point[1] for point in points]
+        if all(point[2] is not None for point in points):
             errors = [[v - p[2] for v, p in zip(values, points)], [p[3] - v for v, p in zip(values, points)]]
-            ax.errorbar(gaps, values, yerr=errors, marker="o", capsize=3, label=name)
+            ax.errorbar(positions, values, yerr=errors, marker="o", capsize=3, label=name)
         else:
-            ax.plot(gaps, values, marker="o", label=name)
-    ax.set_xlabel("capability gap: acc(strong ceiling) - acc(weak ceiling)")
+            ax.plot(positions, values, marker="o", label=name)
+    ax.set_xticks(range(len(gaps)), [f"{gap:.3f}" for gap in gaps])
+    ax.set_xlim(-0.5, len(gaps) - 0.5)
+    ax.set_xlabel("capability gap, acc(strong ceiling) - acc(weak ceiling): measured values, in order")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -128,5 +132,35 @@ def plot_area_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:
     fig.suptitle("student error rate by knowledge area (seed 0)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# Logged training statistics drawn as curves, by panel: the first key a model's log has (reward models log
+# `label_agreement`, DPO policies `rewards/accuracies`; both are the agreement with the labels trained on).
+CURVES = {"loss": ("loss",), "agreement with its training labels": ("label_agreement", "rewards/accuracies")}
+
+
+def plot_training_curves(label: str, history: list[dict[str, Any]], path: Path) -> Path | None:
+    """A model's training loss and label agreement against the optimizer step, from its saved log history (the
+    trainer's `state.log_history`); None when the log has no step-wise entries."""
+    panels = {}
+    for title, keys in CURVES.items():
+        key = next((key for key in keys if any(key in entry for entry in history)), None)
+        points = [(entry["step"], entry[key]) for entry in history if key and key in entry and "step" in entry]
+        if points:
+            panels[title] = points
+    if not panels:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for ax, (title, points) in zip(axes.flat, panels.items()):
+        ax.plot([step for step, _ in points], [value for _, value in points], marker=".")
+        ax.set_xlabel("optimizer step")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(label, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

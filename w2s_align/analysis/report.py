@@ -32,6 +32,7 @@ from .plots import (
     plot_deception_vs_gap,
     plot_pgr_vs_gap,
     plot_targeting_vs_gap,
+    plot_training_curves,
 )
 
 
@@ -318,7 +319,10 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
     if figures is None:
         lines += ["", "## Figures", "", "No figures: matplotlib is not installed (`pip install w2s_align[plotting]`)."]
     elif figures:
-        lines += ["", "## Figures", ""] + [f"![{caption}]({path})\n" for caption, path in figures.items()]
+        lines += ["", "## Figures", ""]
+        for caption, path in figures.items():
+            # A folder of figures is linked, a figure shown.
+            lines.append(f"[{caption}]({path})\n" if path.endswith("/") else f"![{caption}]({path})\n")
     lines += ["", f"Wall time of this invocation: {metrics.get('wall_seconds', 'n/a')} s.", ""]
     return "\n".join(lines)
 
@@ -341,13 +345,31 @@ def draw_figures(metrics: dict[str, Any], directory: Path) -> None:
             (directory / name).unlink(missing_ok=True)  # no data this time: no stale figure of an earlier analysis
 
 
+def draw_training_curves(run_dir: Path, metrics: dict[str, Any]) -> list[Path]:
+    """Each model's training curves, `plots/training/<model>.png`, from its log `logs/<model>.json` (drawn again
+    only when the log is newer than the figure)."""
+    drawn = []
+    for key, model in metrics["models"].items():
+        log_file, figure = run_dir / "logs" / f"{key}.json", run_dir / "plots" / "training" / f"{key}.png"
+        if not log_file.is_file():
+            continue
+        if not figure.is_file() or figure.stat().st_mtime < log_file.stat().st_mtime:
+            figure.parent.mkdir(parents=True, exist_ok=True)
+            if plot_training_curves(model["label"], json.loads(log_file.read_text()), figure) is None:
+                continue
+        drawn.append(figure)
+    return drawn
+
+
 def write_report(run_dir: Path, metrics: dict[str, Any], figures: Path) -> None:
     """Write `metrics.json` and `report.md` of a run (main process), with the plots [`draw_figures`] drew in
-    `figures`, copied to `run_dir/plots` when they were drawn elsewhere."""
+    `figures`, copied to `run_dir/plots` when they were drawn elsewhere, and every model's training curves."""
     if not is_main_process():
         return
     shown: dict[str, str] | None = {} if matplotlib_available() else None
     if shown is not None:
+        if draw_training_curves(run_dir, metrics):
+            shown["Training curves, one figure per model"] = "plots/training/"
         for name, caption, _ in FIGURES:
             source, target = figures / name, run_dir / "plots" / name
             if source.is_file():

@@ -1,0 +1,53 @@
+"""Plots a reader can trust at a glance: gaps are labelled with their measured values only, and every trained model
+gets its training curves."""
+
+import json
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from w2s_align.analysis import plots  # noqa: E402
+
+
+def _row(gap, conflict, value, mitigation="none"):
+    point = {"value": value, "ci_low": value - 0.1, "ci_high": value + 0.1}
+    return {"gap": gap, "conflict": conflict, "mitigation": mitigation, "method": "xent", "ds_paper": point}
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures saved during a test, still open."""
+    figures = []
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", lambda self, *args, **kwargs: figures.append(self))
+    return figures
+
+
+def test_one_gap_is_one_labelled_category_however_many_lines(drawn, tmp_path):
+    rows = [_row(0.1225, conflict, 0.3 + 0.1 * i) for i, conflict in enumerate(["none", "explicit-0.5", "implicit-1"])]
+    rows.append(_row(0.1225, "none", 0.35, mitigation="bootstrap"))
+    assert plots.plot_deception_vs_gap(rows, tmp_path / "d.png") is not None
+    ax = drawn[0].axes[0]
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["0.122"]
+    assert ax.get_xlim() == (-0.5, 0.5), "the four lines dodge within the one category"
+
+
+def test_gaps_are_ordered_categories_labelled_by_their_values(drawn, tmp_path):
+    rows = [_row(0.167, "none", 0.36), _row(0.035, "none", 0.10), _row(0.045, "none", 0.20)]
+    plots.plot_deception_vs_gap(rows, tmp_path / "d.png")
+    ax = drawn[0].axes[0]
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["0.035", "0.045", "0.167"]
+    x, y = ax.lines[0].get_data()
+    assert list(x) == [0, 1, 2] and list(y) == [0.10, 0.20, 0.36]
+
+
+def test_training_curves_from_a_saved_log(drawn, tmp_path):
+    history = [{"loss": 0.69 - 0.01 * step, "label_agreement": 0.5 + 0.02 * step, "step": step} for step in (10, 20)]
+    history.append({"train_loss": 0.68, "step": 20})
+    path = plots.plot_training_curves("student", history, tmp_path / "curves.png")
+    assert path == tmp_path / "curves.png"
+    loss, agreement = drawn[0].axes
+    assert loss.get_title() == "loss" and list(loss.lines[0].get_ydata()) == pytest.approx([0.59, 0.49])
+    assert agreement.get_title() == "agreement with its training labels"
+    assert list(agreement.lines[0].get_xdata()) == [10, 20]
+    assert plots.plot_training_curves("none", json.loads("[]"), tmp_path / "none.png") is None
