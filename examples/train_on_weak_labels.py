@@ -5,22 +5,20 @@ that `chosen` is better than `rejected`, e.g.
 
     {"prompt": "Human: ...\\n\\nAssistant:", "chosen": " ...", "rejected": " ...", "soft_label": 0.83}
 
-Run (with no --data, a small demo file of synthetic pairs with made-up weak labels is written and used):
+Arguments are TRL's (`TrlParser` over `ScriptArguments`, `W2SRewardConfig` and `ModelConfig`), as for
+`w2s-align reward`; with no --dataset_name, a small demo file of synthetic pairs with made-up weak labels is written
+and used:
 
-    python examples/train_on_weak_labels.py --data my_weak_labels.jsonl --model gpt2 --loss logconf
-    python examples/train_on_weak_labels.py   # offline demo on all-MiniLM-L6-v2 cut to 2 layers
+    python examples/train_on_weak_labels.py --config examples/weak_labels_reward.yaml   # offline demo, MiniLM 2 layers
+    python examples/train_on_weak_labels.py --config examples/weak_labels_reward.yaml \\
+        --dataset_name my_weak_labels.jsonl --model_name_or_path gpt2 --model_init_kwargs '{}' --use_peft
 """
 
-import argparse
 import os
 import random
 
-from datasets import load_dataset
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-from w2s_align import W2SRewardConfig, W2SRewardTrainer
-from w2s_align.models import resolve_model_path
 from w2s_align.synthetic import generate_pairs
+from w2s_align.trainer_cli import make_parser, train
 
 
 def demo_file(path: str) -> str:
@@ -34,47 +32,11 @@ def demo_file(path: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="JSONL/parquet file with prompt, chosen, rejected, soft_label.")
-    parser.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2", help="Hub id or local path.")
-    parser.add_argument("--num_layers", type=int, default=2, help="Keep the first k layers (0: all).")
-    parser.add_argument("--loss", default="logconf", choices=["xent", "logconf", "product"])
-    parser.add_argument("--output_dir", default="runs/example-student")
-    parser.add_argument("--max_steps", type=int, default=-1)
-    args = parser.parse_args()
-
-    data_file = args.data or demo_file("runs/example-weak-labels.jsonl")
-    builder = "parquet" if data_file.endswith(".parquet") else "json"
-    dataset = load_dataset(builder, data_files=data_file, split="train")
-
-    path = resolve_model_path(args.model)  # a hub id, a local path, or an installed offline copy
-    extra = {"num_hidden_layers": args.num_layers} if args.num_layers else {}
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **extra)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
-
-    config = W2SRewardConfig(
-        output_dir=args.output_dir,
-        student_loss=args.loss,
-        aux_coef=0.5,
-        aux_warmup_frac=0.2,
-        learning_rate=2e-4,
-        num_train_epochs=1,
-        max_steps=args.max_steps,
-        per_device_train_batch_size=16,
-        logging_steps=2,
-        report_to=[],
-        save_strategy="no",
-    )
-    trainer = W2SRewardTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
-    trainer.train()
-    trainer.save_model(args.output_dir)
+    script_args, training_args, model_args = make_parser("reward").parse_args_and_config()
+    script_args.dataset_name = script_args.dataset_name or demo_file("runs/example-weak-labels.jsonl")
+    trainer = train("reward", script_args, training_args, model_args)
     last = [log for log in trainer.state.log_history if "label_agreement" in log][-1]
-    print(
-        f"saved to {args.output_dir}; agreement with the weak labels in the last steps: {last['label_agreement']:.2f}"
-    )
+    print(f"agreement with the weak labels in the last steps: {last['label_agreement']:.2f}")
 
 
 if __name__ == "__main__":

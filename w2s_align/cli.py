@@ -4,6 +4,8 @@
 w2s-align run RECIPE [KEY=VALUE ...]       # run a recipe; overrides such as data.gt_size=500 seeds=[0,1]
 w2s-align plan RECIPE [KEY=VALUE ...]      # dry run: every stage the recipe implies, which are cached, pair counts
 w2s-align analyze RUN_DIR [analysis.KEY=VALUE ...]   # recompute metrics, deception and plots from predictions
+w2s-align reward --config CFG [--KEY VALUE ...]   # train one reward model, TRL-style (w2s_align.trainer_cli)
+w2s-align dpo --config CFG [--KEY VALUE ...]      # train one DPO/SimPO policy, TRL-style
 w2s-align env                              # versions and devices, to paste into a bug report
 w2s-align --version
 ```
@@ -48,6 +50,12 @@ def _plan(args: argparse.Namespace) -> int:
         task_class(name).check(recipe)
     print(plan.describe(StageCache(recipe.run_dir)))
     return 0
+
+
+def _trainer(args: argparse.Namespace) -> int:
+    from .trainer_cli import main as train_main
+
+    return train_main(args.trainer, args.rest)
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -130,13 +138,21 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("run_dir", help="A run directory written by `w2s-align run`.")
     analyze.add_argument("overrides", nargs="*", help="analysis.KEY=VALUE, e.g. analysis.known=confident.")
     analyze.set_defaults(handler=_analyze)
+    for name, what in (("reward", "a reward model"), ("dpo", "a DPO/SimPO policy")):
+        # The trainer's own parser (TRL's) reads everything after the command, --help included.
+        trainer = commands.add_parser(name, add_help=False, help=f"Train {what} on a preference dataset (TRL-style).")
+        trainer.set_defaults(handler=_trainer, trainer=name, quiet=False, verbose=False, log_level="warning")
     env = commands.add_parser("env", parents=[output], help="Print versions and devices (for bug reports).")
     env.set_defaults(handler=_env)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and not hasattr(args, "trainer"):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     from .verbosity import configure
 
     configure("warning" if args.quiet else "debug" if args.verbose else "info", args.log_level)

@@ -106,6 +106,11 @@ class W2SRewardTrainer(LengthGroupedTraining, RewardTrainer):
             args = W2SRewardConfig(f"{model_name.split('/')[-1]}-W2SReward")
         elif not isinstance(args, W2SRewardConfig):
             raise TypeError(f"args must be a W2SRewardConfig, got {type(args).__name__}")
+        if processing_class is None and isinstance(model, str):  # loaded here to check its eos token, as TRL would
+            from transformers import AutoTokenizer
+
+            revision = (args.model_init_kwargs or {}).get("revision")
+            processing_class = AutoTokenizer.from_pretrained(model, revision=revision)
         # Encoder tokenizers (BERT family) have no eos token; their separator ends a sequence instead.
         if args.eos_token is None and processing_class is not None and processing_class.eos_token is None:
             args.eos_token = processing_class.sep_token

