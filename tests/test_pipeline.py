@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import yaml
-from datasets import Dataset
+from datasets import Dataset, load_dataset
 
 from w2s_align.analysis.metrics import pgr
 from w2s_align.pipeline import W2SPipeline
@@ -54,12 +54,20 @@ def test_tiny_recipe_end_to_end(tiny_recipe):
     for row in rows.values():
         expected = pgr(row["weak_accuracy"], row["strong_accuracy"], row["student_accuracy"], 1 / 40)
         assert row["pgr"] == (pytest.approx(expected) if expected is not None else None)
-    labels = Dataset.from_parquet(str(run_dir / "labels" / "tiny-l1.seed0.parquet"))
+    labels = load_dataset(str(run_dir / "labels" / "tiny-l1.seed0"))["w2s"]
     assert labels.num_rows == 48
     assert all(0.0 < p < 1.0 for p in labels["soft_label"])
     assert labels["labeler"][0].startswith("tiny-l1.seed0@train-tiny-l1-gt-seed0-")
     report = (run_dir / "report.md").read_text()
     assert "## Performance gap recovered" in report and "| tiny-l2 <- tiny-l1 (logconf) |" in report
+    (student,) = (run_dir / "stages").glob("train-tiny-l2.from-tiny-l1.xent.seed0-*")
+    card = (student / "model" / "README.md").read_text()
+    assert "W2S Reward" in card and "2312.09390" in card and "yang2025superficial" in card  # TRL's card, cited
+    accuracy = saved["models"]["tiny-l2.from-tiny-l1.xent.seed0"]["accuracy"]
+    assert f"- Test accuracy: {accuracy:.4f} on 40 pairs" in card
+    assert "- Trained on the labels of: `tiny-l1.gt.seed0`" in card
+    label_card = (run_dir / "labels" / "tiny-l1.seed0" / "README.md").read_text()
+    assert "- recipe: `tiny`" in label_card and "- split: `w2s`" in label_card and "- stage hash: `" in label_card
     console = "\n".join(lines)
     assert "tiny-l2 <- tiny-l1 (xent)" in console and "tiny-l2 <- tiny-l1 (logconf)" in console
 
@@ -160,7 +168,7 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     run_dir = Path(tiny_recipe["output_dir"])
     assert (run_dir / "predictions" / "tiny-l2.from-tiny-l1.xent.implicit-1.seed0.parquet").is_file()
     # the intermediate teacher trained on the w2s split's weak labels, so it labels the ground-truth split
-    middle = Dataset.from_parquet(str(run_dir / "labels" / "tiny-mid.from-tiny-l1.xent.seed0.parquet"))
+    middle = load_dataset(str(run_dir / "labels" / "tiny-mid.from-tiny-l1.xent.seed0"))["gt"]
     (data_stage,) = (run_dir / "stages").glob("data-*")
     splits = {name: set(Dataset.from_parquet(str(data_stage / f"{name}.parquet"))["id"]) for name in ("gt", "w2s")}
     assert set(middle["id"]) == splits["gt"] and not set(middle["id"]) & splits["w2s"]

@@ -33,6 +33,7 @@ def _stage_keys(raw: dict) -> list[str]:
 def test_tracking_and_result_neutral_trainer_settings_change_no_stage_hash(tiny_recipe):
     before = _stage_keys(tiny_recipe)
     tiny_recipe["tracking"] = {"report_to": ["tensorboard"], "project": "elsewhere"}
+    tiny_recipe["hub"] = {"push": ["students", "labels"], "namespace": "me"}
     tiny_recipe["training"]["trainer_kwargs"] = {"logging_steps": 1, "save_steps": 2, "dataloader_num_workers": 1}
     assert _stage_keys(tiny_recipe) == before
     tiny_recipe["training"]["trainer_kwargs"]["max_grad_norm"] = 0.5  # changes what is learned

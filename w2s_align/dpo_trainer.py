@@ -30,6 +30,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel
 from trl import DPOConfig, DPOTrainer
 
+from .cards import BURNS_2023, YANG_2025, cite
 from .collators import CONFLICT_LABEL, LABEL_COLUMNS, SOFT_LABEL, SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
 from .losses import PREFERENCE_LOSSES, StudentLossArguments, StudentObjective
@@ -98,6 +99,8 @@ class W2SDPOTrainer(LengthGroupedTraining, DPOTrainer):
     """
 
     _tag_names = ["trl", "dpo", "w2s-align"]
+    _name = "W2S DPO"
+    _paper = cite(YANG_2025, BURNS_2023)
 
     def __init__(self, model, ref_model=None, args: W2SDPOConfig | None = None, data_collator=None, **kwargs):
         if args is None:

@@ -9,7 +9,8 @@ checkpoint. The run directory then holds:
 
 - `config.yaml`: the resolved recipe;
 - `predictions/<model>.parquet`: per-example predictions of every model on the test split;
-- `labels/<teacher>.seed<k>.parquet`: the weak labels the students learned from;
+- `labels/<teacher>.seed<k>/`: the weak labels the students learned from, a Hub dataset directory with its card
+  (`datasets.load_dataset` reads it);
 - `logs/<model>.json`: every model's training log (the trainer's log history), drawn in `plots/training/`;
 - `metrics.json` and `report.md`: accuracies, PGR and deception statistics (also printed), and the plots.
 
@@ -37,11 +38,13 @@ from datasets import Dataset, DatasetDict
 from .analysis.report import cached_metrics, render_console, write_report
 from .artifacts import atomic_copy, atomic_write_parquet, atomic_write_text
 from .cache import Stage, StageCache
+from .cards import complete_model_card, w2s_section, write_label_dataset
 from .conflicts import conflict_labels, helpfulness_pairs, mix_implicit_conflict
 from .data import SPLITS, ground_truth_pairs, load_helpful_pairs, load_splits
 from .distributed import is_main_process, on_main, state
 from .errors import W2SInputError
-from .labeling import LABELS_FILE, attach_labels, filter_labels, load_labels, save_labels
+from .hub import check_hub_access, push_run
+from .labeling import attach_labels, filter_labels, load_labels, save_labels
 from .models import check_rung_loads
 from .plan import CeilingSpec, DataSpec, HelpfulSpec, LabelSpec, StudentSpec, build_plan
 from .recipe import Recipe
@@ -81,6 +84,7 @@ class W2SPipeline:
             check_trackers(self.recipe.tracking.report_to)
             for rung in self.plan.rungs:
                 check_rung_loads(rung)
+        check_hub_access(self.recipe)  # a finished run still pushes what it has not pushed yet
         return self.splits
 
     def run(self) -> dict[str, Any]:
@@ -116,6 +120,11 @@ class W2SPipeline:
                 stage.dir, spec.rung, pairs, spec.seed, spec.method, spec.conflict_alpha, self.splits["test"], tracker
             )
         shutil.rmtree(stage.path("checkpoints"), ignore_errors=True)
+        if is_main_process():
+            teachers = [teacher.key for teacher in spec.chain] if isinstance(spec, StudentSpec) else []
+            metrics = {**summary, "num_test_pairs": self.splits["test"].num_rows}
+            model = {"label": spec.label, "seed": spec.seed}
+            complete_model_card(stage.path("model"), w2s_section(self.recipe.name, model, teachers, metrics))
         summary["train_seconds"] = round(time.time() - started, 1)
         stage.finish(summary)
         self.log(f"  test accuracy {summary['accuracy']:.3f} ({summary['train_seconds']} s)")
@@ -190,12 +199,21 @@ class W2SPipeline:
             if stage.path(TRAIN_LOG).is_file():
                 atomic_copy(stage.path(TRAIN_LOG), run_dir / "logs" / f"{spec.key}.json")
         for spec in self.plan.labels:
-            atomic_copy(self.cache.stage(spec).path(LABELS_FILE), run_dir / "labels" / f"{spec.key}.parquet")
+            stage = self.cache.stage(spec)
+            facts = {
+                "teacher": spec.key,
+                "labeler": stage.dir.name,
+                "recipe": self.recipe.name,
+                "split": spec.split,
+                "stage hash": stage.hash,
+            }
+            write_label_dataset(load_labels(stage.dir), spec.split, run_dir / "labels" / spec.key, facts)
         metrics, figures = cached_metrics(self.plan, self.cache)
         metrics["wall_seconds"] = round(time.time() - started, 1)
         write_report(run_dir, metrics, figures)
         if is_main_process():
             log_results(self.recipe, metrics, (run_dir / "report.md").read_text(), sorted(run_dir.glob("plots/*.png")))
+            push_run(self.recipe, self.plan, self.cache, self.log)
         self.log(render_console(metrics))
         self.log(f"run directory: {run_dir}")
         return metrics

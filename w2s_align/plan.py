@@ -129,7 +129,7 @@ class CeilingSpec(_Spec):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class LabelSpec(_Spec):
-    """A training split labelled by `teacher` (soft labels, saved as `labels/<key>.parquet`): the one the teacher
+    """A training split labelled by `teacher` (soft labels, saved as the dataset `labels/<key>/`): the one the teacher
     did not train on. A ceiling (trained on `gt`) labels `w2s`; bootstrapping's intermediate student, trained on `w2s`,
     labels `gt` for the next rung, as in Yang et al.'s code, and so on, alternating: no model labels pairs it trained
     on, and a chain costs no pairs."""

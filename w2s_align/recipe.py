@@ -228,6 +228,20 @@ class TrackingConfig:
 
 
 @dataclass
+class HubConfig:
+    """Pushing a run's models and weak labels to the Hub when it ends (see docs/hub.md). Result-neutral."""
+
+    push: list[Literal["ceilings", "students", "labels"]] = field(
+        default_factory=list,
+        metadata={"help": "What to push: ceilings, students (models with their cards), labels (weak-label datasets)."},
+    )
+    namespace: str | None = field(
+        default=None, metadata={"help": "User or organization of the repositories (None: the logged-in user)."}
+    )
+    private: bool = field(default=True, metadata={"help": "Create the repositories private."})
+
+
+@dataclass
 class DPOSettings:
     """Preference optimization of policies (`task: dpo`, see docs/dpo_trainer.md)."""
 
@@ -308,6 +322,7 @@ class Recipe:
     tracking: TrackingConfig = field(
         default_factory=TrackingConfig, metadata={"help": "Experiment trackers (TensorBoard, W&B, ...)."}
     )
+    hub: HubConfig = field(default_factory=HubConfig, metadata={"help": "Pushing models and labels to the Hub."})
 
     def rung(self, name: str) -> RungConfig:
         """The rung called `name`."""
@@ -532,6 +547,7 @@ def reference() -> str:
         ("conflicts.helpful.", HelpfulDataConfig),
         ("analysis.", AnalysisConfig),
         ("tracking.", TrackingConfig),
+        ("hub.", HubConfig),
     ]
     blocks = []
     for prefix, cls in sections:

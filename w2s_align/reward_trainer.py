@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from trl import RewardConfig, RewardTrainer
 
+from .cards import BURNS_2023, YANG_2025, cite
 from .collators import CONFLICT_LABEL, SOFT_LABEL, SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
 from .losses import StudentLossArguments, StudentObjective
@@ -90,6 +91,8 @@ class W2SRewardTrainer(LengthGroupedTraining, RewardTrainer):
     """
 
     _tag_names = ["trl", "reward-trainer", "w2s-align"]
+    _name = "W2S Reward"
+    _paper = cite(BURNS_2023, YANG_2025)
 
     def __init__(
         self,

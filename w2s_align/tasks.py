@@ -89,17 +89,19 @@ class Task(ABC):
     @classmethod
     def check(cls, recipe: Recipe) -> None:
         """Stop on a rung's `trainer_kwargs` entry that is not a field of `config_class`, or one the pipeline or the
-        `tracking` block sets."""
+        `tracking` or `hub` block sets."""
+        from .hub import HUB_OWNED
         from .tracking import TRACKING_OWNED
 
+        owned = {**TRACKING_OWNED, **HUB_OWNED}
         config_class = cls.config_class()
         fields = {field.name for field in dataclasses.fields(config_class)}
         for rung in recipe.ladder:
             for key in rung.training.trainer_kwargs:
                 if key in PIPELINE_OWNED:
                     reason = "is set by the pipeline"
-                elif key in TRACKING_OWNED:
-                    reason = f"is set by {TRACKING_OWNED[key]}"
+                elif key in owned:
+                    reason = f"is set by {owned[key]}"
                 elif key not in fields:
                     reason = f"is not a {config_class.__name__} field"
                 else:

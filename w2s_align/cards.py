@@ -1,0 +1,106 @@
+"""Model and dataset cards, the papers the trainers cite, and the Hub ids of a run's models and labels.
+
+Every model the pipeline trains gets a `README.md` in its directory (`stages/<stage>/model/`): TRL's model card
+(written by the trainer's `create_model_card`, which cites the trainer's `_paper`), followed by a weak-to-strong
+section with the recipe, the model's teacher and its test metrics. Every teacher's weak labels are written as a Hub
+dataset directory (`labels/<teacher>/`: the split as parquet and a dataset card naming the labeler, recipe and stage
+hash), which `datasets.load_dataset` reads as a `DatasetDict`. With `hub.push`, the models and labels a recipe names
+are pushed to repositories named after the run and the stage (see [`hub_model_id`]).
+
+Example:
+
+```python
+>>> from w2s_align.cards import hub_model_id
+>>> hub_model_id("my-org", "quickstart", "minilm-l3.from-minilm-l1.xent.seed0")
+'my-org/quickstart-minilm-l3.from-minilm-l1.xent.seed0'
+```
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+from typing import Any
+
+BURNS_2023 = {
+    "title": "Weak-to-Strong Generalization: Eliciting Strong Capabilities With Weak Supervision",
+    "id": "2312.09390",
+    "citation": textwrap.dedent("""\
+        @article{burns2023weak,
+            title   = {{Weak-to-Strong Generalization: Eliciting Strong Capabilities With Weak Supervision}},
+            author  = {Collin Burns and Pavel Izmailov and Jan Hendrik Kirchner and Bowen Baker and Leo Gao and Leopold Aschenbrenner and Yining Chen and Adrien Ecoffet and Manas Joglekar and Jan Leike and Ilya Sutskever and Jeff Wu},
+            year    = 2023,
+            journal = {arXiv preprint arXiv:2312.09390},
+        }"""),  # noqa: E501
+}
+YANG_2025 = {
+    "title": "Super(ficial)-alignment: Strong Models May Deceive Weak Models in Weak-to-Strong Generalization",
+    "id": "2406.11431",
+    "citation": textwrap.dedent("""\
+        @inproceedings{yang2025superficial,
+            title     = {{Super(ficial)-alignment: Strong Models May Deceive Weak Models in Weak-to-Strong Generalization}},
+            author    = {Wenkai Yang and Shiqi Shen and Guangyao Shen and Wei Yao and Yong Liu and Zhi Gong and Yankai Lin and Ji-Rong Wen},
+            year      = 2025,
+            booktitle = {The Thirteenth International Conference on Learning Representations, ICLR 2025},
+        }"""),  # noqa: E501
+}
+
+
+def cite(primary: dict[str, str], also: dict[str, str]) -> dict[str, str]:
+    """A trainer's `_paper`: `primary` is the paper the card links, and both papers' BibTeX are cited."""
+    return {**primary, "citation": primary["citation"] + "\n\n" + also["citation"]}
+
+
+def hub_model_id(namespace: str, recipe: str, key: str) -> str:
+    """The Hub repository of a run's model: `<namespace>/<recipe>-<model key>`, in the characters the Hub allows
+    (letters, digits, `-`, `_`, `.`; at most 96)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{recipe}-{key}").strip("-.")[:96]
+    return f"{namespace}/{name}"
+
+
+def w2s_section(recipe: str, model: dict[str, Any], teachers: list[str], metrics: dict[str, Any]) -> str:
+    """The weak-to-strong part of a model card: which experiment, which teacher, how it scored on the test split."""
+    lines = ["", "## Weak-to-strong", "", f"- Trained with w2s_align by the recipe `{recipe}`"]
+    lines.append(f"- Model: {model['label']}, seed {model['seed']}")
+    if teachers:
+        lines.append(f"- Trained on the labels of: {' -> '.join(f'`{t}`' for t in teachers)}")
+    else:
+        lines.append("- Trained on ground-truth labels (a ceiling)")
+    lines.append(f"- Test accuracy: {metrics['accuracy']:.4f} on {metrics['num_test_pairs']} pairs")
+    return "\n".join(lines) + "\n"
+
+
+def complete_model_card(model_dir: Path, section: str) -> None:
+    """Append the weak-to-strong `section` to the TRL card in `model_dir/README.md` (written once, atomically)."""
+    from .artifacts import atomic_write_text
+
+    card = model_dir / "README.md"
+    text = card.read_text() if card.is_file() else ""
+    if "## Weak-to-strong" not in text:
+        atomic_write_text(card, text.rstrip("\n") + "\n" + section)
+
+
+def write_label_dataset(labels: Any, split: str, directory: Path, facts: dict[str, Any]) -> None:
+    """Write weak labels as a Hub dataset directory: `data/<split>-00000-of-00001.parquet` and a `README.md` card
+    whose metadata declares the split, and whose text lists `facts` (labeler, recipe, stage hash, ...)."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from .artifacts import atomic_write_parquet, atomic_write_text
+
+    data_file = f"data/{split}-00000-of-00001.parquet"
+    atomic_write_parquet(labels, directory / data_file)
+    card_data = DatasetCardData(
+        tags=["weak-to-strong", "w2s-align", "preference"],
+        configs=[{"config_name": "default", "data_files": [{"split": split, "path": data_file}]}],
+    )
+    lines = [f"# Weak labels: {facts['teacher']}", ""]
+    lines += [f"- {key}: `{value}`" for key, value in facts.items()]
+    lines += [
+        "",
+        "Each row is a preference pair (`prompt`, `chosen`, `rejected`, stored in a random order) with `soft_label`, "
+        "the labeler's probability that `chosen` is better. `gt_label` is the ground truth, kept for analysis only: "
+        "no student reads it.",
+    ]
+    card = DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
+    atomic_write_text(directory / "README.md", str(card))

@@ -1,0 +1,86 @@
+"""Pushing a finished run's models and weak labels to the Hugging Face Hub (`hub.push` in the recipe).
+
+Each pushed model is a stage's `model/` directory (weights or LoRA adapters, tokenizer, model card) in the repository
+`<namespace>/<recipe>-<model key>`; each teacher's weak labels are the dataset `<namespace>/<recipe>-labels-<key>`
+(the `labels/<key>/` directory of the run, with its card). A pushed stage is recorded in its directory
+(`hub.json`), so a rerun does not push it again.
+
+Example:
+
+```python
+>>> from w2s_align.recipe import load_recipe
+>>> from w2s_align.plan import build_plan
+>>> from w2s_align.hub import hub_targets
+>>> recipe = load_recipe("recipes/quickstart.yaml", ["hub.push=[students]", "hub.namespace=me"])
+>>> [repo for _, _, repo, _ in hub_targets(recipe, build_plan(recipe))][0]
+'me/quickstart-minilm-l3.from-minilm-l1.xent.seed0'
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .artifacts import atomic_write_json
+from .cards import hub_model_id
+from .errors import W2SInputError
+
+if TYPE_CHECKING:
+    from .cache import StageCache
+    from .plan import Plan
+    from .recipe import Recipe
+
+PUSHED = "hub.json"
+# Trainer settings the recipe's `hub` block owns: `trainer_kwargs` may not set them (every stage would push to one
+# repository named after its checkpoint directory).
+HUB_OWNED = {"push_to_hub": "hub.push", "hub_model_id": "hub (ids are derived from the run and the stage)"}
+
+
+def check_hub_access(recipe: Recipe) -> None:
+    """Stop before any training when the recipe pushes to the Hub without a token to push with."""
+    if not recipe.hub.push:
+        return
+    from huggingface_hub import get_token
+
+    if get_token() is None:
+        raise W2SInputError("hub.push needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
+
+
+def hub_targets(recipe: Recipe, plan: Plan, namespace: str | None = None) -> list[tuple[str, object, str, str]]:
+    """What `hub.push` pushes: `(repo_type, spec, repo_id, what)` for every ceiling, student and label set it names."""
+    namespace = namespace or recipe.hub.namespace
+    targets = []
+    for spec in plan.models:
+        role = "ceilings" if spec.role == "ceiling" else "students"
+        if role in recipe.hub.push:
+            targets.append(("model", spec, hub_model_id(namespace, recipe.name, spec.key), spec.label))
+    if "labels" in recipe.hub.push:
+        for spec in plan.labels:
+            repo = hub_model_id(namespace, recipe.name, f"labels-{spec.key}")
+            targets.append(("dataset", spec, repo, f"weak labels of {spec.key}"))
+    return targets
+
+
+def push_run(recipe: Recipe, plan: Plan, cache: StageCache, log: Callable[[str], None]) -> list[str]:
+    """Push what `hub.push` names (main process); return the repositories pushed this time."""
+    if not recipe.hub.push:
+        return []
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    namespace = recipe.hub.namespace or api.whoami()["name"]
+    pushed = []
+    for repo_type, spec, repo_id, what in hub_targets(recipe, plan, namespace):
+        stage = cache.stage(spec)
+        if stage.path(PUSHED).is_file():
+            continue
+        folder = stage.path("model") if repo_type == "model" else recipe.run_dir / "labels" / spec.key
+        api.create_repo(repo_id, repo_type=repo_type, private=recipe.hub.private, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id, repo_type=repo_type, folder_path=str(folder), commit_message=f"w2s_align: {what}"
+        )
+        atomic_write_json(stage.path(PUSHED), {"repo_id": repo_id, "repo_type": repo_type, "commit": str(commit)})
+        log(f"pushed {what} to {repo_id}")
+        pushed.append(repo_id)
+    return pushed
