@@ -34,7 +34,7 @@ def test_the_data_stage_follows_file_contents_not_timestamps(tmp_path):
     raw = {
         "name": "x",
         "ladder": [{"name": "a", "model": "m"}, {"name": "b", "model": "m"}],
-        "data": {"source": "local", "path": str(data), "gt_size": 4, "w2s_size": 4},
+        "data": {"source": "preference", "path": str(data), "gt_size": 4, "w2s_size": 4},
     }
 
     def data_hash() -> str:

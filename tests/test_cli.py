@@ -106,7 +106,7 @@ def test_bad_recipe_input(tiny_recipe, tmp_path, capsys, change, message):
 def test_missing_column(tiny_recipe, tmp_path, capsys):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "chosen": "a", "answer": "b"}] * 3)
     tiny_recipe["data"] = {
-        "source": "local",
+        "source": "preference",
         "files": {"gt": bad, "w2s": local_pairs(tmp_path, "w"), "test": local_pairs(tmp_path, "t")},
     }
     code, err = run_cli(["run", str(write_recipe(tmp_path, tiny_recipe))], capsys)
@@ -118,7 +118,7 @@ def test_malformed_json_line(tiny_recipe, tmp_path, capsys):
     bad = tmp_path / "gt.jsonl"
     bad.write_text('{"chosen": "a", "rejected": "b"}\n{"chosen": "a", "rejected": \n')
     tiny_recipe["data"] = {
-        "source": "local",
+        "source": "preference",
         "files": {"gt": str(bad), "w2s": local_pairs(tmp_path, "w"), "test": local_pairs(tmp_path, "t")},
     }
     code, err = run_cli(["run", str(write_recipe(tmp_path, tiny_recipe))], capsys)
@@ -130,7 +130,7 @@ def test_empty_split(tiny_recipe, tmp_path, capsys):
     empty = tmp_path / "test.jsonl"
     empty.write_text("")
     tiny_recipe["data"] = {
-        "source": "local",
+        "source": "preference",
         "files": {"gt": local_pairs(tmp_path, "g"), "w2s": local_pairs(tmp_path, "w"), "test": str(empty)},
     }
     code, err = run_cli(["run", str(write_recipe(tmp_path, tiny_recipe))], capsys)
@@ -141,7 +141,7 @@ def test_empty_split(tiny_recipe, tmp_path, capsys):
 def test_overlapping_splits(tiny_recipe, tmp_path, capsys):
     shared = local_pairs(tmp_path, "g")
     tiny_recipe["data"] = {
-        "source": "local",
+        "source": "preference",
         "files": {"gt": shared, "w2s": local_pairs(tmp_path, "w"), "test": shared},
     }
     code, err = run_cli(["run", str(write_recipe(tmp_path, tiny_recipe))], capsys)

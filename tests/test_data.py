@@ -141,7 +141,7 @@ def test_local_files_per_split(tmp_path, fmt):
         else:
             write_jsonl(path, pairs(n, split), gz=fmt.endswith("gz"))
         files[split] = str(path)
-    splits = load_splits(DataConfig(source="local", files=files))
+    splits = load_splits(DataConfig(source="preference", files=files))
     assert [splits[s].num_rows for s in ("gt", "w2s", "test")] == [8, 6, 4]
     assert splits["gt"][0]["prompt"] == "Qgt0?"
 
@@ -150,9 +150,52 @@ def test_local_directory_and_optional_prompt(tmp_path):
     rows = [{"chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(10)]
     write_jsonl(tmp_path / "train.jsonl", rows)
     write_jsonl(tmp_path / "test.jsonl", [{"chosen": f"fine {i}", "rejected": f"poor {i}"} for i in range(3)])
-    splits = load_splits(DataConfig(source="local", path=str(tmp_path), gt_size=5))
+    splits = load_splits(DataConfig(source="preference", path=str(tmp_path), gt_size=5))
     assert splits["gt"].num_rows == 5 and splits["w2s"].num_rows == 5 and splits["test"].num_rows == 3
     assert splits["gt"][0]["prompt"] == ""
+
+
+def test_implicit_prompt_is_the_common_start_of_the_two_texts(tmp_path):
+    rows = [
+        {"chosen": f"Human: step {i}? Assistant: sure", "rejected": f"Human: step {i}? Assistant: no"}
+        for i in range(4)
+    ]
+    splits = load_splits(DataConfig(source="preference", files={"all": str(write_jsonl(tmp_path / "a.jsonl", rows))},
+                                    gt_size=1, w2s_size=1, test_size=2))  # fmt: skip
+    row = splits["test"][0]
+    assert row["prompt"].endswith("? Assistant:") and {row["chosen"], row["rejected"]} == {" sure", " no"}
+
+
+def test_a_hub_dataset_with_a_config_and_its_own_split_names(monkeypatch):
+    from datasets import Dataset, DatasetDict
+
+    asked = {}
+
+    def load_dataset(path, name=None, data_dir=None):
+        asked.update(path=path, name=name)
+        split = lambda tag, n: Dataset.from_list(pairs(n, tag))  # noqa: E731
+        return DatasetDict({"train_prefs": split("t", 10), "test_prefs": split("e", 4), "train_sft": split("s", 3)})
+
+    monkeypatch.setattr("datasets.load_dataset", load_dataset)
+    config = DataConfig(
+        source="preference", path="org/prefs", config_name="v2", gt_size=5, w2s_size=5,
+        split_names={"train": "train_prefs", "test": "test_prefs"},
+    )  # fmt: skip
+    splits = load_splits(config)
+    assert asked == {"path": "org/prefs", "name": "v2"}
+    assert [splits[s].num_rows for s in ("gt", "w2s", "test")] == [5, 5, 4]
+    assert splits["test"][0]["prompt"].startswith("Qe")
+    config.split_names = {"train": "train_pref", "test": "test_prefs"}
+    with pytest.raises(W2SInputError, match="data.split_names.train: 'org/prefs' has no split 'train_pref'"):
+        load_splits(config)
+
+
+def test_conversational_rows_get_one_clear_message(tmp_path):
+    rows = [{"prompt": [{"role": "user", "content": "hi"}], "chosen": [{"role": "assistant", "content": "a"}],
+             "rejected": [{"role": "assistant", "content": "b"}]}] * 4  # fmt: skip
+    path = write_jsonl(tmp_path / "chat.jsonl", rows)
+    with pytest.raises(W2SInputError, match="conversational rows .* are not supported by the pipeline yet"):
+        load_splits(DataConfig(source="preference", files={"all": str(path)}, gt_size=1, w2s_size=1, test_size=1))
 
 
 # ---------------------------------------------------------------- bad input
@@ -160,14 +203,14 @@ def test_malformed_json_line_names_file_and_line(tmp_path):
     path = tmp_path / "gt.jsonl"
     path.write_text(json.dumps(pairs(1)[0]) + "\n" + json.dumps(pairs(1)[0]) + "\n{not json\n")
     with pytest.raises(W2SInputError) as error:
-        load_splits(DataConfig(source="local", files={"all": str(path)}, gt_size=1, w2s_size=1))
+        load_splits(DataConfig(source="preference", files={"all": str(path)}, gt_size=1, w2s_size=1))
     assert str(path) in str(error.value) and "line 3 is not valid JSON" in str(error.value)
 
 
 def test_missing_column_names_file_and_column(tmp_path):
     path = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "q", "chosen": "a", "reply": "b"}])
     with pytest.raises(W2SInputError) as error:
-        load_splits(DataConfig(source="local", path=str(path), gt_size=1, w2s_size=1))
+        load_splits(DataConfig(source="preference", path=str(path), gt_size=1, w2s_size=1))
     assert str(path) in str(error.value) and "missing column(s) ['rejected']" in str(error.value)
 
 
@@ -176,13 +219,13 @@ def test_empty_split_file(tmp_path):
     (tmp_path / "test.jsonl").write_text("\n")
     files["test"] = str(tmp_path / "test.jsonl")
     with pytest.raises(W2SInputError, match="holds no pairs \\(empty split\\)"):
-        load_splits(DataConfig(source="local", files=files))
+        load_splits(DataConfig(source="preference", files=files))
 
 
 def test_empty_split_after_cutting(tmp_path):
     path = write_jsonl(tmp_path / "all.jsonl", pairs(10))
     with pytest.raises(W2SInputError, match="the test split is empty"):
-        load_splits(DataConfig(source="local", files={"all": str(path)}, gt_size=5, w2s_size=5))
+        load_splits(DataConfig(source="preference", files={"all": str(path)}, gt_size=5, w2s_size=5))
 
 
 def test_overlapping_splits_are_refused(tmp_path):
@@ -192,18 +235,18 @@ def test_overlapping_splits_are_refused(tmp_path):
     with pytest.raises(
         W2SInputError, match="the splits overlap: pair 'test-000000' of test is also 'gt-000000' of gt"
     ):
-        load_splits(DataConfig(source="local", files={"gt": str(gt), "w2s": str(w2s), "test": str(test)}))
+        load_splits(DataConfig(source="preference", files={"gt": str(gt), "w2s": str(w2s), "test": str(test)}))
 
 
 def test_split_larger_than_source(tmp_path):
     path = write_jsonl(tmp_path / "all.jsonl", pairs(10))
     with pytest.raises(W2SInputError, match="the splits need 35 pairs but the source has only 10"):
-        load_splits(DataConfig(source="local", files={"all": str(path)}, gt_size=15, w2s_size=15, test_size=5))
+        load_splits(DataConfig(source="preference", files={"all": str(path)}, gt_size=15, w2s_size=15, test_size=5))
 
 
 def test_missing_local_path():
     with pytest.raises(W2SInputError, match="does not exist"):
-        load_splits(DataConfig(source="local", path="/no/such/dir"))
+        load_splits(DataConfig(source="preference", path="/no/such/dir"))
 
 
 # ---------------------------------------------------------------- the synthetic source

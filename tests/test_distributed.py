@@ -148,7 +148,7 @@ def test_two_cpu_processes_give_the_same_results_as_one_and_write_each_artifact_
 @requires_launcher
 def test_bad_input_under_two_processes_stops_every_process_with_one_message(tiny_recipe, tmp_path):
     tiny_recipe["data"] = {
-        "source": "local",
+        "source": "preference",
         "files": {"all": str(tmp_path / "missing.jsonl")},
         "gt_size": 4,
         "w2s_size": 4,

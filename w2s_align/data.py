@@ -97,10 +97,16 @@ def _normalise_pku(example: dict, index: int, split: str) -> dict:
     }
 
 
-def _normalise_local(example: dict, index: int, split: str) -> dict:
+def _normalise_preference(example: dict, index: int, split: str) -> dict:
+    """TRL's standard preference format: `prompt` (explicit), or none (implicit: `chosen` and `rejected` hold the
+    whole texts, and their common start, cut at a word boundary by TRL's `extract_prompt`, becomes the prompt)."""
+    if not example.get("prompt"):
+        from trl.data_utils import extract_prompt
+
+        example = {**example, **extract_prompt({"chosen": example["chosen"], "rejected": example["rejected"]})}
     row = {
         "id": str(example["id"]) if example.get("id") is not None else f"{split}-{index:06d}",
-        "prompt": example.get("prompt") or "",
+        "prompt": example["prompt"],
         "chosen": example["chosen"],
         "rejected": example["rejected"],
     }
@@ -179,7 +185,8 @@ SOURCES = {
             default_path="PKU-Alignment/PKU-SafeRLHF",
             local_layout={"train": "train.jsonl", "test": "test.jsonl"},
         ),
-        Source("local", _normalise_local),
+        # Any dataset in TRL's standard preference format, on the hub (`data.path` an id) or in local files.
+        Source("preference", _normalise_preference),
     )
 }
 DataSource = Literal[tuple(SOURCES)]
@@ -226,10 +233,11 @@ def _local_files(config: DataConfig | HelpfulDataConfig, source: Source) -> dict
         if unknown:
             raise W2SInputError(f"data.files: unknown split names {sorted(unknown)}; use gt, w2s, test, train or all")
         return {split: Path(file) for split, file in config.files.items()}
-    path = Path(config.path) if config.path else None
+    path = Path(config.path).expanduser() if config.path else None
     if path is None or not path.exists():
-        if source.default_path is None:
-            raise W2SInputError(f"data.path: {config.path!r} does not exist (the {source.name} source needs files)")
+        looks_local = config.path and (path.is_absolute() or config.path.startswith(".") or path.suffix)
+        if looks_local or (config.path is None and source.default_path is None):
+            raise W2SInputError(f"data.path: {config.path!r} does not exist (a hub dataset id or a local path)")
         return None
     if path.is_file():
         return {"all": path}
@@ -262,16 +270,26 @@ def _load_raw(config: DataConfig | HelpfulDataConfig) -> dict[str, Dataset]:
     else:
         hub_id = config.path or source.default_path
         try:
-            loaded = datasets.load_dataset(hub_id, data_dir=config.data_dir)
+            loaded = datasets.load_dataset(hub_id, name=config.config_name, data_dir=config.data_dir)
         except Exception as error:
             raise W2SInputError(f"data.path: cannot load dataset {hub_id!r} from the hub: {error}") from None
-        raw = {split: (loaded[split], f"{hub_id}[{split}]") for split in loaded if split in ("train", "test")}
+        names = config.split_names or {split: split for split in ("train", "test") if split in loaded}
+        for role, name in names.items():
+            if name not in loaded:
+                raise W2SInputError(f"data.split_names.{role}: {hub_id!r} has no split {name!r} ({', '.join(loaded)})")
+        raw = {role: (loaded[name], f"{hub_id}[{name}]") for role, name in names.items()}
     out = {}
     for split, (dataset, where) in raw.items():
         missing = [column for column in source.required_columns if column not in dataset.column_names]
         if missing:
             raise W2SInputError(
                 f"{where}: missing column(s) {missing} for source {config.source!r}; found {dataset.column_names}"
+            )
+        first = dataset[0] if dataset.num_rows else {}
+        if any(isinstance(first.get(column), list) for column in ("prompt", "chosen", "rejected")):
+            raise W2SInputError(
+                f"{where}: conversational rows (lists of messages) are not supported by the pipeline yet; give the "
+                "standard format (texts), or train one model with `w2s-align reward` / `w2s-align dpo`"
             )
         dataset = dataset.map(
             source.normalise,

@@ -144,6 +144,14 @@ class DataConfig:
         default=None,
         metadata={"help": "Local files per split: keys `gt`, `w2s`, `test` (or `train` and `test`, or `all`)."},
     )
+    config_name: str | None = field(default=None, metadata={"help": "Configuration (subset) of a hub dataset."})
+    split_names: dict[str, str] | None = field(
+        default=None,
+        metadata={
+            "help": "The hub dataset's splits to use, by role: `train`, `test` (or `gt`, `w2s`, `test`, or `all`), "
+            "e.g. `{train: train_prefs, test: test_prefs}` (None: its `train` and `test`)."
+        },
+    )
     gt_size: int | None = field(default=None, metadata={"help": "Pairs in the ground-truth split (None: all)."})
     w2s_size: int | None = field(default=None, metadata={"help": "Pairs in the weak-to-strong split (None: all)."})
     test_size: int | None = field(default=None, metadata={"help": "Pairs in the test split (None: all)."})
