@@ -89,3 +89,27 @@ def test_reward_lora_trains_the_reward_head(tiny_model_dir, tmp_path):
     assert main(["reward", "--config", str(config), "--use_peft", "--lora_r", "4"]) == 0
     with safe_open(str(tmp_path / "out" / "adapter_model.safetensors"), "pt") as adapter:
         assert any("score" in key for key in adapter.keys()), "the head is saved with the adapters (SEQ_CLS)"
+
+
+@pytest.mark.slow
+def test_reward_on_conversational_pairs_uses_the_chat_template(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = tmp_path / "chat-model"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+    tokenizer.save_pretrained(model)
+    AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).save_pretrained(model)
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": f"question {i}"}],
+            "chosen": [{"role": "assistant", "content": "a kind answer"}],
+            "rejected": [{"role": "assistant", "content": "a rude answer"}],
+            "soft_label": 0.8,
+        }
+        for i in range(8)
+    ]
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(["reward", "--config", str(config_file(tmp_path, model, data))]) == 0
+    assert (tmp_path / "out" / "model.safetensors").is_file()
