@@ -71,14 +71,12 @@ def w2s_section(recipe: str, model: dict[str, Any], teachers: list[str], metrics
     return "\n".join(lines) + "\n"
 
 
-def complete_model_card(model_dir: Path, section: str) -> None:
-    """Append the weak-to-strong `section` to the TRL card in `model_dir/README.md` (written once, atomically)."""
+def write_model_card(trl_card: Path, model_dir: Path, section: str) -> None:
+    """Write `model_dir/README.md`: the card TRL wrote (`trl_card`, if any), then the weak-to-strong `section`."""
     from .artifacts import atomic_write_text
 
-    card = model_dir / "README.md"
-    text = card.read_text() if card.is_file() else ""
-    if "## Weak-to-strong" not in text:
-        atomic_write_text(card, text.rstrip("\n") + "\n" + section)
+    text = trl_card.read_text().rstrip("\n") + "\n" if trl_card.is_file() else ""
+    atomic_write_text(model_dir / "README.md", text + section)
 
 
 def write_label_dataset(labels: Any, split: str, directory: Path, facts: dict[str, Any]) -> None:

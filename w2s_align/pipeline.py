@@ -38,7 +38,7 @@ from datasets import Dataset, DatasetDict
 from .analysis.report import cached_metrics, render_console, write_report
 from .artifacts import atomic_copy, atomic_write_parquet, atomic_write_text
 from .cache import Stage, StageCache
-from .cards import complete_model_card, w2s_section, write_label_dataset
+from .cards import w2s_section, write_label_dataset, write_model_card
 from .conflicts import conflict_labels, helpfulness_pairs, mix_implicit_conflict
 from .data import SPLITS, ground_truth_pairs, load_helpful_pairs, load_splits
 from .distributed import is_main_process, on_main, state
@@ -119,12 +119,12 @@ class W2SPipeline:
             summary = task.train(
                 stage.dir, spec.rung, pairs, spec.seed, spec.method, spec.conflict_alpha, self.splits["test"], tracker
             )
-        shutil.rmtree(stage.path("checkpoints"), ignore_errors=True)
         if is_main_process():
             teachers = [teacher.key for teacher in spec.chain] if isinstance(spec, StudentSpec) else []
             metrics = {**summary, "num_test_pairs": self.splits["test"].num_rows}
-            model = {"label": spec.label, "seed": spec.seed}
-            complete_model_card(stage.path("model"), w2s_section(self.recipe.name, model, teachers, metrics))
+            section = w2s_section(self.recipe.name, {"label": spec.label, "seed": spec.seed}, teachers, metrics)
+            write_model_card(stage.path("checkpoints", "README.md"), stage.path("model"), section)
+        shutil.rmtree(stage.path("checkpoints"), ignore_errors=True)
         summary["train_seconds"] = round(time.time() - started, 1)
         stage.finish(summary)
         self.log(f"  test accuracy {summary['accuracy']:.3f} ({summary['train_seconds']} s)")
@@ -207,7 +207,9 @@ class W2SPipeline:
                 "split": spec.split,
                 "stage hash": stage.hash,
             }
-            write_label_dataset(load_labels(stage.dir), spec.split, run_dir / "labels" / spec.key, facts)
+            card = run_dir / "labels" / spec.key / "README.md"
+            if not (card.is_file() and stage.hash in card.read_text()):  # written once per labeling stage
+                write_label_dataset(load_labels(stage.dir), spec.split, card.parent, facts)
         metrics, figures = cached_metrics(self.plan, self.cache)
         metrics["wall_seconds"] = round(time.time() - started, 1)
         write_report(run_dir, metrics, figures)

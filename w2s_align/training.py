@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 
-from .artifacts import atomic_copy, atomic_write_json, atomic_write_parquet
+from .artifacts import atomic_write_json, atomic_write_parquet
 from .losses import StudentLossSettings
 from .recipe import TrainingSettings
 from .tasks import PREDICTIONS_FILE
@@ -38,10 +38,8 @@ def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None]) -> int:
     trainer.train(resume_from_checkpoint=True if resume else None)
     # save_model writes once (main process), gathers ZeRO-3 shards, and saves LoRA adapters (with a reward head).
     trainer.save_model(str(stage_dir / "model"))
-    # TRL's model card (it cites the trainer's papers) goes to the trainer's output_dir: keep it with the model.
+    # TRL's model card (it cites the trainer's papers), in the trainer's output_dir; the pipeline completes it.
     trainer.create_model_card(model_name=stage_dir.name, tags=["weak-to-strong"])
-    if trainer.is_world_process_zero():
-        atomic_copy(checkpoints / "README.md", stage_dir / "model" / "README.md")
     atomic_write_json(stage_dir / TRAIN_LOG, trainer.state.log_history)
     return trainer.state.global_step
 
