@@ -88,8 +88,8 @@ def _results(raw: dict) -> dict:
         predictions = Dataset.from_parquet(str(run_dir / "predictions" / f"{key}.parquet"))
         models[key] = {"accuracy": info["accuracy"], "margin": [round(m, 6) for m in predictions["margin"]]}
     labels = {
-        path.stem: [round(p, 6) for p in Dataset.from_parquet(str(path))["soft_label"]]
-        for path in sorted((run_dir / "labels").glob("*.parquet"))
+        path.parent.parent.name: [round(p, 6) for p in Dataset.from_parquet(str(path))["soft_label"]]
+        for path in sorted((run_dir / "labels").glob("*/data/*.parquet"))
     }
     rows = [
         {

@@ -4,8 +4,8 @@ Every model the pipeline trains gets a `README.md` in its directory (`stages/<st
 (written by the trainer's `create_model_card`, which cites the trainer's `_paper`), followed by a weak-to-strong
 section with the recipe, the model's teacher and its test metrics. Every teacher's weak labels are written as a Hub
 dataset directory (`labels/<teacher>/`: the split as parquet and a dataset card naming the labeler, recipe and stage
-hash), which `datasets.load_dataset` reads as a `DatasetDict`. With `hub.push`, the models and labels a recipe names
-are pushed to repositories named after the run and the stage (see [`hub_model_id`]).
+hash; pushed, `datasets.load_dataset` reads it as a `DatasetDict`). With `hub.push`, the models and labels a recipe
+names are pushed to repositories named after the run and the stage (see [`hub_model_id`]).
 
 Example:
 

@@ -10,7 +10,7 @@ checkpoint. The run directory then holds:
 - `config.yaml`: the resolved recipe;
 - `predictions/<model>.parquet`: per-example predictions of every model on the test split;
 - `labels/<teacher>.seed<k>/`: the weak labels the students learned from, a Hub dataset directory with its card
-  (`datasets.load_dataset` reads it);
+  (`data/<split>-00000-of-00001.parquet` and `README.md`);
 - `logs/<model>.json`: every model's training log (the trainer's log history), drawn in `plots/training/`;
 - `metrics.json` and `report.md`: accuracies, PGR and deception statistics (also printed), and the plots.
 
@@ -196,8 +196,10 @@ class W2SPipeline:
         for spec in self.plan.models:
             stage = self.cache.stage(spec)
             atomic_copy(stage.path(PREDICTIONS_FILE), run_dir / "predictions" / f"{spec.key}.parquet")
-            if stage.path(TRAIN_LOG).is_file():
-                atomic_copy(stage.path(TRAIN_LOG), run_dir / "logs" / f"{spec.key}.json")
+            log, copy = stage.path(TRAIN_LOG), run_dir / "logs" / f"{spec.key}.json"
+            # Copied only when new, so that its training curves are not drawn again on every rerun.
+            if log.is_file() and not (copy.is_file() and copy.read_bytes() == log.read_bytes()):
+                atomic_copy(log, copy)
         for spec in self.plan.labels:
             stage = self.cache.stage(spec)
             facts = {

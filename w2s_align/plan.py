@@ -56,7 +56,14 @@ class DataSpec(_Spec):
     stage_name: ClassVar[str] = "data"
 
     def settings(self) -> dict[str, Any]:
-        return {"data": dataclasses.asdict(self.config), "files": file_digests(self.config)}
+        data = dataclasses.asdict(self.config)
+        for key in (
+            "config_name",
+            "split_names",
+        ):  # added under cache version 3: unset, they leave its hashes as they were
+            if data[key] is None:
+                del data[key]
+        return {"data": data, "files": file_digests(self.config)}
 
     def upstream(self) -> dict[str, Any]:
         return {}
