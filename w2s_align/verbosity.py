@@ -34,6 +34,9 @@ NOISE = (
     # On CPUs with AVX512-BF16, bitsandbytes announces at import that an optional kernel package is missing; it falls
     # back to its own kernels.
     ("bitsandbytes.backends.cpu.ops", "kernels-community"),
+    # Encoder reward models end sequences with their separator (W2SRewardTrainer sets it as the eos token), which the
+    # Trainer then copies into the model config, announcing it at every stage.
+    ("transformers.trainer_utils", "The tokenizer has new PAD/BOS/EOS tokens"),
 )
 
 
