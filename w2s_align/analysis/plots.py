@@ -69,7 +69,7 @@ def _plot_against_gap(rows: list[dict[str, Any]], value: Point, ylabel: str, tit
             ax.plot(positions, values, marker="o", label=name)
     ax.set_xticks(range(len(gaps)), [f"{gap:.3f}" for gap in gaps])
     ax.set_xlim(-0.5, len(gaps) - 0.5)
-    ax.set_xlabel("capability gap, acc(strong ceiling) - acc(weak ceiling): measured values, in order")
+    ax.set_xlabel("capability gap: acc(strong ceiling) - acc(weak ceiling), in order")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
