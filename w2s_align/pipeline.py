@@ -204,7 +204,7 @@ class W2SPipeline:
             stage = self.cache.stage(spec)
             facts = {
                 "teacher": spec.key,
-                "labeler": stage.dir.name,
+                "labeler": f"{spec.key}@{self.cache.stage(spec.teacher).dir.name}",  # as the `labeler` column
                 "recipe": self.recipe.name,
                 "split": spec.split,
                 "stage hash": stage.hash,
