@@ -82,7 +82,7 @@ def write_model_card(trl_card: Path, model_dir: Path, section: str) -> None:
 def write_label_dataset(labels: Any, split: str, directory: Path, facts: dict[str, Any]) -> None:
     """Write weak labels as a Hub dataset directory: `data/<split>-00000-of-00001.parquet` and a `README.md` card
     whose metadata declares the split, and whose text lists `facts` (labeler, recipe, stage hash, ...)."""
-    from huggingface_hub import DatasetCard, DatasetCardData
+    from huggingface_hub import DatasetCardData
 
     from .artifacts import atomic_write_parquet, atomic_write_text
 
@@ -100,5 +100,4 @@ def write_label_dataset(labels: Any, split: str, directory: Path, facts: dict[st
         "the labeler's probability that `chosen` is better. `gt_label` is the ground truth, kept for analysis only: "
         "no student reads it.",
     ]
-    card = DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
-    atomic_write_text(directory / "README.md", str(card))
+    atomic_write_text(directory / "README.md", f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")

@@ -140,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.set_defaults(handler=_analyze)
     for name, what in (("reward", "a reward model"), ("dpo", "a DPO/SimPO policy")):
         # The trainer's own parser (TRL's) reads everything after the command, --help included.
-        trainer = commands.add_parser(name, add_help=False, help=f"Train {what} on a preference dataset (TRL-style).")
-        trainer.set_defaults(handler=_trainer, trainer=name, quiet=False, verbose=False, log_level="warning")
+        trainer = commands.add_parser(
+            name, parents=[output], add_help=False, help=f"Train {what} on a preference dataset (TRL-style)."
+        )
+        trainer.set_defaults(handler=_trainer, trainer=name)
     env = commands.add_parser("env", parents=[output], help="Print versions and devices (for bug reports).")
     env.set_defaults(handler=_env)
     return parser

@@ -56,7 +56,7 @@ TRAINING_SPLITS = ("gt", "w2s")
 GT_LABEL = "gt_label"
 ASSISTANT = "\n\nAssistant:"
 HUMAN = "\n\nHuman:"
-DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")
+DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
 
 
 def split_dialogue(text: str) -> tuple[str, str]:
@@ -211,13 +211,14 @@ def _check_json_lines(path: Path) -> None:
         raise W2SInputError(f"{path}: the file holds no pairs (empty split)")
 
 
-def _read_file(path: Path) -> Dataset:
-    """Read one local JSONL(.gz)/JSON/parquet file with `datasets`, naming the file and line on failure."""
+def read_data_file(path: Path) -> Dataset:
+    """Read one local JSONL/JSON/CSV (gzipped or not) or parquet file with `datasets`, naming the file and line on
+    failure."""
     if not path.is_file():
         raise W2SInputError(f"{path}: data file not found")
     if not path.name.endswith(DATA_SUFFIXES):
         raise W2SInputError(f"{path}: unsupported data file; expected one of {', '.join(DATA_SUFFIXES)}")
-    builder = "parquet" if path.name.endswith(".parquet") else "json"
+    builder = next(name for name in ("parquet", "csv", "json") if f".{name}" in path.name)
     if path.name.endswith((".jsonl", ".jsonl.gz")):
         _check_json_lines(path)
     try:
@@ -266,7 +267,7 @@ def _load_raw(config: DataConfig | HelpfulDataConfig) -> dict[str, Dataset]:
     source = SOURCES[config.source]
     files = _local_files(config, source)
     if files is not None:
-        raw = {split: (_read_file(path), str(path)) for split, path in files.items()}
+        raw = {split: (read_data_file(path), str(path)) for split, path in files.items()}
     else:
         hub_id = config.path or source.default_path
         try:

@@ -196,10 +196,10 @@ class W2SPipeline:
         for spec in self.plan.models:
             stage = self.cache.stage(spec)
             atomic_copy(stage.path(PREDICTIONS_FILE), run_dir / "predictions" / f"{spec.key}.parquet")
-            log, copy = stage.path(TRAIN_LOG), run_dir / "logs" / f"{spec.key}.json"
+            train_log, copied = stage.path(TRAIN_LOG), run_dir / "logs" / f"{spec.key}.json"
             # Copied only when new, so that its training curves are not drawn again on every rerun.
-            if log.is_file() and not (copy.is_file() and copy.read_bytes() == log.read_bytes()):
-                atomic_copy(log, copy)
+            if train_log.is_file() and not (copied.is_file() and copied.read_bytes() == train_log.read_bytes()):
+                atomic_copy(train_log, copied)
         for spec in self.plan.labels:
             stage = self.cache.stage(spec)
             facts = {

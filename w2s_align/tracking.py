@@ -34,8 +34,16 @@ if TYPE_CHECKING:
     from .recipe import Recipe
 
 # Trainer settings a recipe's `tracking` block owns: `trainer_kwargs` may not set them.
-TRACKING_OWNED = {"report_to": "tracking.report_to", "run_name": "tracking (runs are named by stage)"}
-TRACKING_OWNED["project"] = "tracking.project"
+TRACKING_OWNED = {
+    "report_to": "tracking.report_to",
+    "run_name": "tracking (runs are named by stage)",
+    "project": "tracking.project",
+}
+
+
+def tracker_project(recipe: Recipe) -> str:
+    """The trackers' project: `tracking.project`, or the recipe's name."""
+    return recipe.tracking.project or recipe.name
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,7 @@ class TrackerRun:
         group = f"seed{seed}"
         return cls(
             report_to=tuple(recipe.tracking.report_to),
-            project=recipe.tracking.project or recipe.name,
+            project=tracker_project(recipe),
             name=f"{recipe.name}/{stage_name}",
             group=f"{recipe.name}/{group}",
             logging_dir=recipe.run_dir / "tracking" / group / stage_name,
@@ -136,7 +144,7 @@ def log_results(recipe: Recipe, metrics: dict[str, Any], report: str, figures: l
         return
     from accelerate import Accelerator
 
-    name, project = f"{recipe.name}/results", recipe.tracking.project or recipe.name
+    name, project = f"{recipe.name}/results", tracker_project(recipe)
     # accelerate's TensorBoard tracker writes to `project_dir/<project>`.
     accelerator = Accelerator(
         log_with=list(recipe.tracking.report_to), project_dir=recipe.run_dir / "tracking" / "results"

@@ -47,23 +47,19 @@ def load_dataset_argument(script_args) -> Any:
 
     import datasets
 
+    from .data import read_data_file
+
     name = script_args.dataset_name
     if not name:
         raise W2SInputError("--dataset_name is required: a hub dataset id or a local file or directory")
     path = Path(name)
-    builders = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+    if path.is_file():
+        return datasets.DatasetDict({"train": read_data_file(path)})
     try:
-        if path.is_file():
-            suffix = path.suffixes[-2] if path.suffix == ".gz" and len(path.suffixes) > 1 else path.suffix
-            if suffix not in builders:
-                raise W2SInputError(f"{name}: unknown file type (expected one of {', '.join(builders)}, or .gz)")
-            return datasets.load_dataset(builders[suffix], data_files={"train": str(path)})
         if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
             loaded = datasets.load_from_disk(str(path))
             return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
         return datasets.load_dataset(name, name=script_args.dataset_config)
-    except W2SInputError:
-        raise
     except Exception as error:  # datasets raises many types for a missing or unreadable dataset
         raise W2SInputError(f"--dataset_name {name}: cannot be loaded ({type(error).__name__}: {error})") from None
 

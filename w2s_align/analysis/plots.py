@@ -58,9 +58,10 @@ def _plot_against_gap(rows: list[dict[str, Any]], value: Point, ylabel: str, tit
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     gaps = sorted({point[0] for points in lines.values() for point in points})
+    category = {gap: index for index, gap in enumerate(gaps)}
     width = 0.6 / len(lines)  # lines side by side within a category, so that their intervals do not hide each other
     for index, (name, points) in enumerate(lines.items()):
-        positions = [gaps.index(point[0]) + (index - (len(lines) - 1) / 2) * width for point in points]
+        positions = [category[point[0]] + (index - (len(lines) - 1) / 2) * width for point in points]
         values = [point[1] for point in points]
         if all(point[2] is not None for point in points):
             errors = [[v - p[2] for v, p in zip(values, points)], [p[3] - v for v, p in zip(values, points)]]
