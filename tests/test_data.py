@@ -190,12 +190,49 @@ def test_a_hub_dataset_with_a_config_and_its_own_split_names(monkeypatch):
         load_splits(config)
 
 
-def test_conversational_rows_get_one_clear_message(tmp_path):
-    rows = [{"prompt": [{"role": "user", "content": "hi"}], "chosen": [{"role": "assistant", "content": "a"}],
+def chat(i, answer):
+    return [{"role": "user", "content": f"question {i}?"}, {"role": "assistant", "content": answer}]
+
+
+@pytest.mark.parametrize("prompt", ["explicit", "implicit"])
+def test_conversational_rows_keep_their_messages_and_a_plain_rendering(tmp_path, prompt):
+    if prompt == "explicit":
+        rows = [
+            {"prompt": chat(i, "")[:1], "chosen": chat(i, "kind")[1:], "rejected": chat(i, "rude")[1:]}
+            for i in range(6)
+        ]
+    else:  # the whole conversations; TRL's extract_prompt finds their common start
+        rows = [{"chosen": chat(i, "kind"), "rejected": chat(i, "rude")} for i in range(6)]
+    path = write_jsonl(tmp_path / "chat.jsonl", rows)
+    splits = load_splits(DataConfig(source="preference", files={"all": str(path)}, gt_size=2, w2s_size=2, test_size=2))
+    row = splits["test"][0]
+    assert row["prompt_messages"] == [{"role": "user", "content": row["prompt_messages"][0]["content"]}]
+    assert row["chosen_messages"] == [{"role": "assistant", "content": "kind"}]
+    assert row["prompt"] == f"\n\nHuman: {row['prompt_messages'][0]['content']}\n\nAssistant:"
+    assert (row["chosen"], row["rejected"]) == (" kind", " rude")
+    # In the training splits a swapped pair swaps its messages with its texts.
+    for train in (splits["gt"], splits["w2s"]):
+        for pair in train:
+            assert pair["chosen"] == " " + pair["chosen_messages"][0]["content"]
+
+
+def test_a_malformed_conversation_gets_one_clear_message(tmp_path):
+    rows = [{"prompt": [{"role": "user", "text": "hi"}], "chosen": [{"role": "assistant", "content": "a"}],
              "rejected": [{"role": "assistant", "content": "b"}]}] * 4  # fmt: skip
     path = write_jsonl(tmp_path / "chat.jsonl", rows)
-    with pytest.raises(W2SInputError, match="conversational rows .* are not supported by the pipeline yet"):
+    message = "all row 0: 'prompt' is not a list of messages with text 'role' and 'content'"
+    with pytest.raises(W2SInputError, match=message):
         load_splits(DataConfig(source="preference", files={"all": str(path)}, gt_size=1, w2s_size=1, test_size=1))
+
+
+def test_a_source_with_a_fixed_format_refuses_conversational_rows(tmp_path):
+    rows = [{"chosen": chat(i, "kind"), "rejected": chat(i, "rude")} for i in range(4)]
+    write_jsonl(tmp_path / "train.jsonl.gz", rows, gz=True)
+    write_jsonl(tmp_path / "test.jsonl.gz", rows, gz=True)
+    with pytest.raises(
+        W2SInputError, match="conversational rows .* are read by the 'preference' source, not by 'hh_rlhf'"
+    ):
+        load_splits(DataConfig(source="hh_rlhf", path=str(tmp_path), gt_size=1, w2s_size=1, test_size=1))
 
 
 # ---------------------------------------------------------------- bad input

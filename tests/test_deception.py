@@ -170,3 +170,27 @@ def test_seed_average_skips_undefined_values_and_has_an_interval():
     assert ds["value"] == pytest.approx(1 / 3)
     assert ds["ci_low"] <= ds["value"] <= ds["ci_high"]
     assert len(summary["sizes"]) == 3 and summary["sizes"][1]["S_k&W_uk"] == 0
+
+
+def test_seed_average_interval_covers_the_spread_between_seeds():
+    # On the same 400 pairs one seed's student gets every pair right and the other's every pair wrong: the mean
+    # accuracy is 0.5 in every resample of the pairs, so an interval over test pairs alone would be [0.5, 0.5].
+    weak, strong = np.full(400, 0.4), np.full(400, 0.9)
+    right, wrong = (
+        DeceptionAnalyzer(weak, strong, np.full(400, 0.9)),
+        DeceptionAnalyzer(weak, strong, np.full(400, 0.1)),
+    )
+    accuracy = summarize_seeds([right, wrong], n_bootstrap=400)["accuracy.student"]
+    assert accuracy["value"] == 0.5
+    # Clipped to what an accuracy can be: the inflated seed deviation (sqrt(2) x 0.5) overshoots both ends.
+    assert (accuracy["ci_low"], accuracy["ci_high"]) == (0.0, 1.0)
+
+
+def test_seeds_that_agree_add_nothing_to_the_interval():
+    rng = np.random.default_rng(3)
+    weak, strong, student = (rng.uniform(size=300) for _ in range(3))
+    analyzer = DeceptionAnalyzer(weak, strong, student)
+    one = summarize_seeds([analyzer], n_bootstrap=300)
+    two = summarize_seeds([analyzer, analyzer], n_bootstrap=300)
+    for key in ("accuracy.student", "gap", "pgr", "blind_spot.targeting"):
+        assert (two[key]["ci_low"], two[key]["ci_high"]) == pytest.approx((one[key]["ci_low"], one[key]["ci_high"]))

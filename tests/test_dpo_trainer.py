@@ -175,3 +175,22 @@ def test_text_dataset_without_prompt_column_is_refused_by_trl_format(tiny_model_
     args = W2SDPOConfig(output_dir=str(tmp_path), max_steps=1, **COMMON)
     trainer = W2SDPOTrainer(model=policy(tiny_model_dir), args=args, train_dataset=data, processing_class=tokenizer)
     assert trainer.train().global_step == 1  # TRL extracts the shared prompt itself
+
+
+def test_evaluation_accuracy_is_agreement_of_the_implicit_reward_with_the_labels(tiny_model_dir, tokenizer, tmp_path):
+    soft = [0.9, 0.2, 0.6, 0.1, 0.7]
+    data = pairs(5, soft)
+    model, reference = policy(tiny_model_dir, 0), policy(tiny_model_dir, 1)
+    with torch.no_grad():  # make the policy differ from the reference (equal, every margin is a tie: wrong)
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    args = W2SDPOConfig(output_dir=str(tmp_path), beta=0.5, per_device_eval_batch_size=2, **COMMON)
+    trainer = W2SDPOTrainer(
+        model=model, ref_model=reference, args=args, train_dataset=data, eval_dataset=data, processing_class=tokenizer
+    )
+    lp, _ = hand_logps(model, tokenizer, data)
+    ref, _ = hand_logps(reference, tokenizer, data)
+    margins = [(lp[i] - ref[i]) - (lp[5 + i] - ref[5 + i]) for i in range(5)]
+    expected = sum((m > 0) == (p > 0.5) for m, p in zip(margins, soft)) / 5
+    assert 0 < expected < 1  # the test can tell agreement from its opposite
+    assert trainer.evaluate()["eval_accuracy"] == pytest.approx(expected)

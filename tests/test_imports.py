@@ -8,7 +8,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "w2s_align"
 # The trainer layer: what an engineer imports into their own project, without recipes, plans or the pipeline.
 TRAINER_LAYER = {
-    "reward_trainer", "dpo_trainer", "losses", "collators", "sampling", "device", "conflicts", "sft", "errors"
+    "reward_trainer", "dpo_trainer", "losses", "collators", "sampling", "device", "conflicts", "sft", "errors",
+    "validation", "evaluate_metrics",
 }  # fmt: skip
 RECIPE_LAYER = {"recipe", "plan", "pipeline", "tasks", "reward_task", "dpo_task", "training", "cli"}
 
@@ -16,6 +17,11 @@ RECIPE_LAYER = {"recipe", "plan", "pipeline", "tasks", "reward_task", "dpo_task"
 def _module(path: Path) -> str:
     parts = path.relative_to(PACKAGE).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts) or "__init__"
+
+
+def _is_module(name: str) -> bool:
+    path = PACKAGE / name.replace(".", "/")
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def _imports(path: Path) -> set[str]:
@@ -29,7 +35,7 @@ def _imports(path: Path) -> set[str]:
             base = package[: len(package) - node.level + 1] if node.level > 1 else package
             target = ".".join([*base, *(node.module.split(".") if node.module else [])])
             names = [target] if node.module else [f"{target}.{alias.name}".lstrip(".") for alias in node.names]
-            found.update(name for name in names if name and (PACKAGE / (name.replace(".", "/") + ".py")).is_file())
+            found.update(name for name in names if name and _is_module(name))
     return found
 
 

@@ -203,3 +203,79 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     oracle_lines = [line.split() for line in lines if line.startswith("  oracle filter keeps")]
     kept = int(oracle_lines[0][3])
     assert kept < 48 and math.ceil(kept / 8) == oracle_steps and oracle_lines[0][4:] == ["of", "48", "weak", "labels"]
+
+
+def test_a_validation_split_is_held_out_and_evaluating_it_changes_no_result(tiny_recipe, tmp_path):
+    from pathlib import Path
+
+    tiny_recipe["methods"] = ["xent"]
+    tiny_recipe["training"]["validation_fraction"] = 0.25
+    at_the_end, _ = run(tiny_recipe)
+    run_dir = Path(tiny_recipe["output_dir"])
+    for key in ("tiny-l2.gt.seed0", "tiny-l2.from-tiny-l1.xent.seed0"):
+        log = json.loads((run_dir / "logs" / f"{key}.json").read_text())
+        (entry,) = [entry for entry in log if "eval_accuracy" in entry]  # one epoch: one evaluation, at its end
+        assert entry["step"] == 5  # 36 of the 48 pairs train: 5 batches of 8, not 6
+        assert 0 <= entry["eval_accuracy"] <= 1 and entry["eval_loss"] > 0
+    # Evaluating in the middle of training too (steps 2 and 4) is result-neutral: the same stages (same hashes)
+    # give the same predictions, although the tiny models train with dropout.
+    tiny_recipe["output_dir"] = str(tmp_path / "often")
+    tiny_recipe["training"]["trainer_kwargs"] = {"eval_strategy": "steps", "eval_steps": 2}
+    often, _ = run(tiny_recipe)
+    stages = sorted(path.name for path in (run_dir / "stages").glob("train-*"))
+    assert stages == sorted(path.name for path in (tmp_path / "often" / "stages").glob("train-*"))
+    log = json.loads((tmp_path / "often" / "logs" / "tiny-l2.gt.seed0.json").read_text())
+    assert [entry["step"] for entry in log if "eval_accuracy" in entry] == [2, 4, 5]  # and at the end
+    assert {key: m["accuracy"] for key, m in often["models"].items()} == {
+        key: m["accuracy"] for key, m in at_the_end["models"].items()
+    }
+
+
+def test_conversational_data_is_read_in_each_rungs_chat_template(tiny_recipe, tiny_model_dir, tmp_path):
+    from pathlib import Path
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from w2s_align.errors import W2SInputError
+    from w2s_align.reward_task import RewardTask
+
+    templated = tmp_path / "templated"  # the tiny model, with a chat template
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+    tokenizer.save_pretrained(templated)
+    AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).save_pretrained(templated)
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": f"May I borrow item {i}?"}],
+            "chosen": [{"role": "assistant", "content": "Of course, here it is."}],
+            "rejected": [{"role": "assistant", "content": f"No. Go away {i}."}],
+        }
+        for i in range(80)
+    ]
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tiny_recipe["data"] = {"source": "preference", "files": {"all": str(data)}, "gt_size": 24, "w2s_size": 24,
+                           "test_size": 24}  # fmt: skip
+    tiny_recipe["ladder"][1]["model"] = str(templated)  # the strong rung has a template, the weak one has not
+    tiny_recipe["methods"] = ["xent"]
+    metrics, _ = run(tiny_recipe)
+    assert set(metrics["models"]) == {"tiny-l1.gt.seed0", "tiny-l2.gt.seed0", "tiny-l2.from-tiny-l1.xent.seed0"}
+    recipe = recipe_from_dict(tiny_recipe)
+    pipeline = W2SPipeline(recipe, log=lambda line: None)
+    test = pipeline.prepare()["test"]
+    task = RewardTask(recipe, pipeline.cache)
+    strong, weak = task.rendered(recipe.ladder[1], test)[0], task.rendered(recipe.ladder[0], test)[0]
+    assert strong["prompt"] == f"<user>{test[0]['prompt_messages'][0]['content']}"
+    assert strong["chosen"] == "<assistant>Of course, here it is."
+    assert weak["prompt"].startswith("\n\nHuman: May I borrow") and weak["chosen"] == " Of course, here it is."
+    # The implicit conflict cannot mix these with text pairs: refused before any training.
+    helpful = tmp_path / "helpful.jsonl"
+    helpful.write_text("".join(json.dumps({"chosen": f"sure {i}", "rejected": f"no {i}"}) + "\n" for i in range(40)))
+    tiny_recipe["output_dir"] = str(tmp_path / "implicit")
+    tiny_recipe["conflicts"] = {
+        "settings": ["implicit"],
+        "helpful": {"source": "preference", "files": {"all": str(helpful)}},
+    }
+    with pytest.raises(W2SInputError, match="only data is conversational"):
+        W2SPipeline(recipe_from_dict(tiny_recipe), log=lambda line: None).prepare()
+    assert not list(Path(tmp_path / "implicit" / "stages").glob("train-*"))

@@ -128,3 +128,13 @@ def test_dpo_beta_defaults_to_the_papers_value_for_the_loss(loss_type, beta):
     recipe = recipe_from_dict(raw)
     assert recipe.dpo.beta == beta and recipe.dpo.weak_labels == "likelihood_hard"
     assert recipe_from_dict({**raw, "dpo": {"loss_type": loss_type, "beta": 0.5}}).dpo.beta == 0.5
+
+
+def test_validation_settings_are_checked():
+    quickstart = RECIPES / "quickstart.yaml"
+    with pytest.raises(W2SInputError, match=r"'ladder.0.training.validation_fraction' must be in \[0, 1\), got 1.0"):
+        load_recipe(quickstart, ["training.validation_fraction=1.0"])
+    with pytest.raises(W2SInputError, match="no validation split to evaluate: set 'training.validation_fraction'"):
+        load_recipe(quickstart, ["training.trainer_kwargs={eval_strategy: steps}"])
+    recipe = load_recipe(quickstart, ["training.validation_fraction=0.1", "training.trainer_kwargs={eval_steps: 5}"])
+    assert all(rung.training.validation_fraction == 0.1 for rung in recipe.ladder)

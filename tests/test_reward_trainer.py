@@ -186,3 +186,36 @@ def test_hub_dataset_format_without_prompt(tiny_model_dir, tmp_path):
         processing_class=tokenizer,
     )
     assert trainer.train().global_step == 1
+
+
+def test_evaluation_accuracy_is_agreement_with_the_labels_over_the_whole_split(tiny_model_dir, tmp_path):
+    data = text_pairs(23).add_column("soft_label", [0.9, 0.2, 0.5, 0.7] * 5 + [0.1, 0.8, 0.3])
+    model, tokenizer = load(tiny_model_dir)
+    args = W2SRewardConfig(output_dir=str(tmp_path), per_device_eval_batch_size=5, **COMMON)  # a ragged last batch
+    trainer = W2SRewardTrainer(
+        model=model, args=args, train_dataset=data, eval_dataset=data, processing_class=tokenizer
+    )
+    metrics = trainer.evaluate()
+    # Each pair's margin from the model itself, on the token ids the trainer prepared.
+    model.eval()
+    margins = []
+    with torch.no_grad():
+        for row in trainer.eval_dataset:
+            scores = [
+                model(input_ids=torch.tensor([ids])).logits.item() for ids in (row["chosen_ids"], row["rejected_ids"])
+            ]
+            margins.append(scores[0] - scores[1])
+    labels = data["soft_label"]
+    decided = [(m, p) for m, p in zip(margins, labels) if p != 0.5]
+    expected = sum((m > 0) == (p > 0.5) for m, p in decided) / len(decided)
+    assert metrics["eval_accuracy"] == pytest.approx(expected)
+    # The same pairs stored the other way round, with their labels flipped: the same accuracy.
+    swapped = Dataset.from_dict(
+        {
+            "prompt": data["prompt"],
+            "chosen": data["rejected"],
+            "rejected": data["chosen"],
+            "soft_label": [1 - p for p in labels],
+        }
+    )
+    assert trainer.evaluate(swapped)["eval_accuracy"] == pytest.approx(expected)

@@ -57,6 +57,7 @@ RESULT_NEUTRAL = frozenset(
         "save_steps", "save_strategy", "save_total_limit", "save_only_model", "dataloader_num_workers",
         "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor", "report_to",
         "run_name", "project", "trackio_space_id", "push_to_hub", "hub_model_id", "hub_strategy", "hub_private_repo",
+        "eval_strategy", "eval_steps", "eval_delay", "eval_on_start", "per_device_eval_batch_size",
     }
 )  # fmt: skip
 
@@ -64,8 +65,10 @@ RESULT_NEUTRAL = frozenset(
 def rung_settings(rung: RungConfig) -> dict[str, Any]:
     """A rung as it determines the models trained from it: its config without the result-neutral trainer settings."""
     settings = dataclasses.asdict(rung)
-    kwargs = settings["training"]["trainer_kwargs"]
-    settings["training"]["trainer_kwargs"] = {key: value for key, value in kwargs.items() if key not in RESULT_NEUTRAL}
+    training = settings["training"]
+    training["trainer_kwargs"] = {k: v for k, v in training["trainer_kwargs"].items() if k not in RESULT_NEUTRAL}
+    if training["validation_fraction"] == 0:  # added under cache version 3: unset, it leaves its hashes as they were
+        del training["validation_fraction"]
     return settings
 
 

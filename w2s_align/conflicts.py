@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from datasets import Dataset, concatenate_datasets
 
 from .collators import CONFLICT_LABEL, SOFT_LABEL
-from .data import GT_LABEL, random_orientation
+from .data import GT_LABEL, MESSAGE_COLUMNS, random_orientation, swap_responses
+from .errors import W2SInputError
 
 ConflictKind = Literal["none", "explicit", "implicit"]
 CONFLICT_KINDS: tuple[str, ...] = get_args(ConflictKind)
@@ -95,12 +96,22 @@ def helpfulness_pairs(pairs: Dataset, seed: int) -> Dataset:
 
     def orient(row: dict) -> dict:
         swap = row.get("helpful_label", 1) == 0
-        chosen, rejected = (row["rejected"], row["chosen"]) if swap else (row["chosen"], row["rejected"])
-        return {"chosen": chosen, "rejected": rejected, "objective": "helpful"}
+        return {**(swap_responses(row) if swap else {}), "objective": "helpful"}
 
     drop = [column for column in ("helpful_label", GT_LABEL) if column in pairs.column_names]
     oriented = pairs.map(orient, remove_columns=drop, desc="Orienting pairs by helpfulness")
     return random_orientation(oriented, seed, label=SOFT_LABEL)
+
+
+def check_same_format(harmless: Dataset, helpful: Dataset) -> None:
+    """Stop when one set of pairs is conversational (has messages) and the other is not: mixed, the conversational
+    pairs would lose their messages and be read in their plain rendering, unlike everywhere else in the run."""
+    data, helpful_data = (MESSAGE_COLUMNS[0] in pairs.column_names for pairs in (harmless, helpful))
+    if data != helpful_data:
+        raise W2SInputError(
+            "the implicit conflict mixes the harmlessness pairs with the helpfulness pairs, but only "
+            f"{'data' if data else 'conflicts.helpful'} is conversational (lists of messages): give both in one format"
+        )
 
 
 def mix_implicit_conflict(harmless: Dataset, helpful: Dataset, ratio: float, seed: int = 0) -> Dataset:
@@ -110,6 +121,7 @@ def mix_implicit_conflict(harmless: Dataset, helpful: Dataset, ratio: float, see
     Both datasets need the columns the trainer reads (`chosen_ids`/`rejected_ids` or texts, and `soft_label`); only
     the columns they share are kept, plus `objective` (`harmless` or `helpful`).
     """
+    check_same_format(harmless, helpful)
     wanted = round(ratio * harmless.num_rows)
     if wanted > helpful.num_rows:
         raise ValueError(f"the implicit conflict needs {wanted} helpfulness pairs, only {helpful.num_rows} are given")

@@ -9,6 +9,12 @@ Every source yields rows of one normalised format:
 | `chosen`, `rejected` | the two responses; `chosen` is preferred on the target dimension (harmlessness) |
 | `helpful_label` | optional: 1 when `chosen` is also the more helpful response, 0 when `rejected` is |
 | `kind` | optional: a difficulty tag (synthetic data) |
+| `prompt_messages`, `chosen_messages`, `rejected_messages` | conversational rows only: their messages |
+
+Conversational rows (TRL's conversational preference format: lists of messages) keep their messages, and their text
+columns hold a plain rendering (`\n\nHuman: ...\n\nAssistant: ...`, as HH-RLHF writes dialogues). Each rung renders
+them again with its tokenizer's chat template where it has one ([`render_chat`], called by the tasks), so every model
+reads the conversation in its own format; a rung without a template reads the plain rendering.
 
 In the training splits (`gt`, `w2s`) each pair's two responses are then stored in a seeded random order
 ([`random_orientation`]): `chosen` is just the first response there, and `gt_label` (1.0 or 0.0) is the ground
@@ -57,6 +63,10 @@ GT_LABEL = "gt_label"
 ASSISTANT = "\n\nAssistant:"
 HUMAN = "\n\nHuman:"
 DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
+TEXT_COLUMNS = ("prompt", "chosen", "rejected")
+MESSAGE_COLUMNS = ("prompt_messages", "chosen_messages", "rejected_messages")
+# How the plain rendering names each role (others are capitalised).
+ROLE_NAMES = {"user": "Human", "assistant": "Assistant", "system": "System"}
 
 
 def split_dialogue(text: str) -> tuple[str, str]:
@@ -97,19 +107,62 @@ def _normalise_pku(example: dict, index: int, split: str) -> dict:
     }
 
 
+def _messages(value: object, column: str, where: str) -> list[dict[str, str]]:
+    """`value` as a list of `{"role", "content"}` messages with text contents; one clear error otherwise."""
+    if not isinstance(value, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    ):
+        raise W2SInputError(
+            f"{where}: '{column}' is not a list of messages with text 'role' and 'content' (TRL's conversational "
+            f"format), got {str(value)[:120]!r}"
+        )
+    return [{"role": m["role"], "content": m["content"]} for m in value]
+
+
+def render_plain(prompt: list[dict[str, str]], response: list[dict[str, str]]) -> tuple[str, str]:
+    """A conversation as HH-RLHF writes it: the prompt's turns then `\n\nAssistant:`, and the response after it."""
+
+    def turns(messages: list[dict[str, str]]) -> str:
+        return "".join(f"\n\n{ROLE_NAMES.get(m['role'], m['role'].capitalize())}: {m['content']}" for m in messages)
+
+    text = turns(response)
+    return turns(prompt) + ASSISTANT, text[len(ASSISTANT) :] if text.startswith(ASSISTANT) else text
+
+
+def render_chat(row: dict, tokenizer) -> dict[str, str]:
+    """A conversational pair's text columns rendered by `tokenizer`'s chat template (TRL's `apply_chat_template`: the
+    prompt with its generation prompt, each response as what the template adds after it)."""
+    from trl.data_utils import apply_chat_template
+
+    messages = dict(zip(TEXT_COLUMNS, (row[column] for column in MESSAGE_COLUMNS)))
+    return apply_chat_template(messages, tokenizer)
+
+
+def swap_responses(row: dict) -> dict:
+    """The columns of `row` that change when its two responses trade places (messages included)."""
+    swapped = {"chosen": row["rejected"], "rejected": row["chosen"]}
+    if "chosen_messages" in row:
+        swapped.update(chosen_messages=row["rejected_messages"], rejected_messages=row["chosen_messages"])
+    return swapped
+
+
 def _normalise_preference(example: dict, index: int, split: str) -> dict:
-    """TRL's standard preference format: `prompt` (explicit), or none (implicit: `chosen` and `rejected` hold the
-    whole texts, and their common start, cut at a word boundary by TRL's `extract_prompt`, becomes the prompt)."""
+    """TRL's preference formats: standard (texts) or conversational (lists of messages), with an explicit `prompt`
+    or an implicit one (`chosen` and `rejected` hold the whole conversations, and their common start, found by TRL's
+    `extract_prompt`, becomes the prompt)."""
     if not example.get("prompt"):
         from trl.data_utils import extract_prompt
 
         example = {**example, **extract_prompt({"chosen": example["chosen"], "rejected": example["rejected"]})}
-    row = {
-        "id": str(example["id"]) if example.get("id") is not None else f"{split}-{index:06d}",
-        "prompt": example["prompt"],
-        "chosen": example["chosen"],
-        "rejected": example["rejected"],
-    }
+    row = {"id": str(example["id"]) if example.get("id") is not None else f"{split}-{index:06d}"}
+    if isinstance(example["chosen"], list):
+        where = f"{split} row {index}"
+        messages = {f"{c}_messages": _messages(example[c] or [], c, where) for c in TEXT_COLUMNS}
+        row["prompt"], row["chosen"] = render_plain(messages["prompt_messages"], messages["chosen_messages"])
+        row["rejected"] = render_plain(messages["prompt_messages"], messages["rejected_messages"])[1]
+        row.update(messages)
+    else:
+        row.update({column: example[column] for column in TEXT_COLUMNS})
     for optional in ("helpful_label", "kind"):
         if optional in example and example[optional] is not None:
             row[optional] = example[optional]
@@ -287,10 +340,10 @@ def _load_raw(config: DataConfig | HelpfulDataConfig) -> dict[str, Dataset]:
                 f"{where}: missing column(s) {missing} for source {config.source!r}; found {dataset.column_names}"
             )
         first = dataset[0] if dataset.num_rows else {}
-        if any(isinstance(first.get(column), list) for column in ("prompt", "chosen", "rejected")):
+        if source.name != "preference" and any(isinstance(first.get(column), list) for column in TEXT_COLUMNS):
             raise W2SInputError(
-                f"{where}: conversational rows (lists of messages) are not supported by the pipeline yet; give the "
-                "standard format (texts), or train one model with `w2s-align reward` / `w2s-align dpo`"
+                f"{where}: conversational rows (lists of messages) are read by the 'preference' source, not by "
+                f"{source.name!r}"
             )
         dataset = dataset.map(
             source.normalise,
@@ -409,7 +462,7 @@ def random_orientation(pairs: Dataset, seed: int, label: str = GT_LABEL) -> Data
         digest = hashlib.sha1(f"{seed}\x00{row['id']}".encode()).digest()
         if digest[0] % 2 == 0:
             return {label: 1.0}
-        swapped = {"chosen": row["rejected"], "rejected": row["chosen"], label: 0.0}
+        swapped = {**swap_responses(row), label: 0.0}
         if row.get("helpful_label") is not None:
             swapped["helpful_label"] = 1 - row["helpful_label"]
         return swapped

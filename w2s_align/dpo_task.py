@@ -37,7 +37,7 @@ from .policy import predict_policy_pairs
 from .recipe import Recipe, RungConfig
 from .tasks import Task
 from .tracking import TrackerRun
-from .training import fit, lora_config, record, trainer_kwargs
+from .training import fit, hold_out, lora_config, record, trainer_kwargs
 from .verbosity import progress_enabled
 
 TEXT_COLUMNS = ["prompt", "chosen", "rejected"]
@@ -143,9 +143,11 @@ class DPOTask(Task):
         test: Dataset,
         tracker: TrackerRun,
     ) -> dict[str, Any]:
-        """SFT (cached), then DPO/SimPO on `pairs`; save the policy, its reference path and its `test` predictions."""
+        """SFT (cached), then DPO/SimPO on `pairs` (less the validation pairs the rung holds out, from both); save the
+        policy, its reference path and its `test` predictions."""
         from .dpo_trainer import W2SDPOConfig, W2SDPOTrainer
 
+        pairs, validation = hold_out(self.rendered(rung, pairs), rung.training.validation_fraction, seed)
         start = self.sft_model(rung, pairs, seed, tracker)
         set_seed(seed)
         policy = self._load_policy(rung, start)
@@ -167,6 +169,7 @@ class DPOTask(Task):
             ref_model=reference,
             args=args,
             train_dataset=pairs.select_columns(columns),
+            eval_dataset=None if validation is None else validation.select_columns(columns),
             processing_class=self.tokenizer(rung),
             peft_config=lora_config(settings, "CAUSAL_LM"),
         )
@@ -180,6 +183,7 @@ class DPOTask(Task):
         return record(predictions, stage_dir, steps)
 
     def _predict(self, rung: RungConfig, policy, reference_path: str | None, pairs: Dataset) -> Dataset:
+        pairs = self.rendered(rung, pairs)
         policy.to(default_device())
         reference = None
         if reference_path is not None:

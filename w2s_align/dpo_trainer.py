@@ -33,8 +33,10 @@ from trl import DPOConfig, DPOTrainer
 from .cards import BURNS_2023, YANG_2025, cite
 from .collators import CONFLICT_LABEL, LABEL_COLUMNS, SOFT_LABEL, SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
+from .evaluate_metrics import compute_pairwise_accuracy
 from .losses import PREFERENCE_LOSSES, StudentLossArguments, StudentObjective
 from .sampling import LengthGroupedTraining, LengthGroupingArguments, pair_lengths
+from .validation import NeutralEvaluation
 
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
 
@@ -80,7 +82,7 @@ class W2SDPOConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments
         return self.loss_type == ["simpo"]
 
 
-class W2SDPOTrainer(LengthGroupedTraining, DPOTrainer):
+class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, DPOTrainer):
     """
     DPO/SimPO trainer for weak-to-strong experiments: TRL's [`~trl.DPOTrainer`] with soft (weak) labels.
 
@@ -95,14 +97,26 @@ class W2SDPOTrainer(LengthGroupedTraining, DPOTrainer):
 
     Logged metrics: `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`, `rewards/margins` (the implicit
     rewards, or SimPO's scaled average log-likelihoods), `logps/chosen`, `logps/rejected`, `soft_label_confidence`,
-    `label_agreement`, `loss_xent`, `aux_coef` (logconf), `loss_conflict` (explicit conflict).
+    `label_agreement`, `loss_xent`, `aux_coef` (logconf), `loss_conflict` (explicit conflict). Evaluation predicts
+    each pair's margin (the implicit reward difference, or SimPO's scaled average log-likelihood difference) with its
+    label as the reference, and `eval_accuracy` (agreement with the labels over the whole `eval_dataset`) is computed
+    through the `evaluate` module `pairwise_accuracy` (see [`w2s_align.evaluate_metrics`]) unless `compute_metrics`
+    is given.
     """
 
     _tag_names = ["trl", "dpo", "w2s-align"]
     _name = "W2S DPO"
     _paper = cite(YANG_2025, BURNS_2023)
 
-    def __init__(self, model, ref_model=None, args: W2SDPOConfig | None = None, data_collator=None, **kwargs):
+    def __init__(
+        self,
+        model,
+        ref_model=None,
+        args: W2SDPOConfig | None = None,
+        data_collator=None,
+        compute_metrics=None,
+        **kwargs,
+    ):
         if args is None:
             model_name = model if isinstance(model, str) else model.config._name_or_path
             args = W2SDPOConfig(f"{model_name.split('/')[-1]}-W2SDPO")
@@ -112,6 +126,7 @@ class W2SDPOTrainer(LengthGroupedTraining, DPOTrainer):
         needs_copy = ref_model is None and in_memory and kwargs.get("peft_config") is None
         if needs_copy and (args.simpo or not args.precompute_ref_log_probs):
             ref_model = copy.deepcopy(model).eval()
+        kwargs["compute_metrics"] = compute_metrics or compute_pairwise_accuracy
         super().__init__(model, ref_model, args, data_collator, **kwargs)
         if args.simpo:
             self.ref_model = None  # SimPO has no reference; the copy only kept TRL from loading one from disk
@@ -195,15 +210,19 @@ class W2SDPOTrainer(LengthGroupedTraining, DPOTrainer):
             logs["logps/rejected"] = gather(rejected_logps.detach()).mean().item()
         for key, value in logs.items():
             self._metrics[mode][key].append(value)
-        return (loss, None) if return_outputs else loss
+        return (loss, {"margins": logits.detach()}) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys: list[str] | None = None):
-        # Evaluation reports the loss and the logged metrics; there are no logits to return (TRL would recompute them
-        # with a second forward pass only to drop them).
+        # A pair's prediction is its margin, its reference the label: what `compute_metrics` needs to score agreement
+        # (TRL would run a second forward pass to return logits that carry neither).
         inputs = self._prepare_inputs(inputs)
+        labels = inputs.get(SOFT_LABEL)
         with torch.no_grad(), self.compute_loss_context_manager():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
+            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+        if prediction_loss_only:
+            return loss.detach(), None, None
+        margins = outputs["margins"]
+        return loss.detach(), margins, torch.ones_like(margins) if labels is None else labels
 
 
 __all__ = ["W2SDPOConfig", "W2SDPOTrainer"]

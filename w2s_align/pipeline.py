@@ -39,7 +39,7 @@ from .analysis.report import cached_metrics, render_console, write_report
 from .artifacts import atomic_copy, atomic_write_parquet, atomic_write_text
 from .cache import Stage, StageCache
 from .cards import w2s_section, write_label_dataset, write_model_card
-from .conflicts import conflict_labels, helpfulness_pairs, mix_implicit_conflict
+from .conflicts import check_same_format, conflict_labels, helpfulness_pairs, mix_implicit_conflict
 from .data import SPLITS, ground_truth_pairs, load_helpful_pairs, load_splits
 from .distributed import is_main_process, on_main, state
 from .errors import W2SInputError
@@ -84,6 +84,9 @@ class W2SPipeline:
             check_trackers(self.recipe.tracking.report_to)
             for rung in self.plan.rungs:
                 check_rung_loads(rung)
+            implicit = [s for s in self.plan.steps if isinstance(s, StudentSpec) and s.conflict.kind == "implicit"]
+            if implicit:  # the helpfulness pairs, loaded now: a problem with them stops the run before training
+                check_same_format(self.splits["w2s"], self._helpful_pairs(implicit[0].helpful))
         check_hub_access(self.recipe)  # a finished run still pushes what it has not pushed yet
         return self.splits
 

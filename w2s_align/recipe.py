@@ -81,6 +81,14 @@ class TrainingSettings:
     freeze_embeddings: bool = field(
         default=False, metadata={"help": "Keep the input embeddings fixed (much faster on CPU for small models)."}
     )
+    validation_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of each trained model's pairs held out (by its seed) as a validation split, evaluated at "
+            "every epoch (or as `trainer_kwargs.eval_strategy` says) against the labels the model trains on: ground "
+            "truth for ceilings, weak labels for students. 0: none."
+        },
+    )
     lora: LoraSettings | None = field(default=None, metadata={"help": "Train LoRA adapters instead of all weights."})
     load_in_4bit: bool = field(
         default=False, metadata={"help": "QLoRA: load the rung in 4-bit (bitsandbytes) and train LoRA adapters."}
@@ -614,6 +622,17 @@ def _check(recipe: Recipe, source: str) -> None:
             )
         if rung.num_layers is not None and rung.num_layers < 1:
             raise W2SInputError(f"{source}: 'ladder.{index}.num_layers' must be at least 1, got {rung.num_layers}")
+        fraction = rung.training.validation_fraction
+        if not 0 <= fraction < 1:
+            raise W2SInputError(
+                f"{source}: 'ladder.{index}.training.validation_fraction' must be in [0, 1), got {fraction}"
+            )
+        eval_strategy = rung.training.trainer_kwargs.get("eval_strategy", "no")
+        if fraction == 0 and eval_strategy != "no":
+            raise W2SInputError(
+                f"{source}: 'ladder.{index}.training.trainer_kwargs.eval_strategy' is {eval_strategy!r}, but there is "
+                "no validation split to evaluate: set 'training.validation_fraction'"
+            )
     if not recipe.methods:
         raise W2SInputError(f"{source}: 'methods' must name at least one of {', '.join(STUDENT_LOSSES)}")
     if not recipe.seeds:

@@ -24,7 +24,7 @@ from .models import load_reward_model, tokenize_pairs
 from .recipe import Recipe, RungConfig
 from .tasks import Task
 from .tracking import TrackerRun
-from .training import fit, lora_config, record, trainer_kwargs
+from .training import fit, hold_out, lora_config, record, trainer_kwargs
 
 
 class RewardTask(Task):
@@ -44,9 +44,10 @@ class RewardTask(Task):
         self._token_ids: dict[tuple, dict[str, list[int]]] = {}
 
     def tokenized(self, rung: RungConfig, pairs: Dataset) -> Dataset:
-        """`pairs` with `chosen_ids`/`rejected_ids` for this rung: each text tokenized once per tokenizer and run."""
+        """`pairs` with `chosen_ids`/`rejected_ids` for this rung (conversations in its chat template): each text
+        tokenized once per tokenizer and run."""
         memo = self._token_ids.setdefault((rung.model, rung.revision, rung.training.max_length), {})
-        return tokenize_pairs(pairs, self.tokenizer(rung), rung.training.max_length, memo)
+        return tokenize_pairs(self.rendered(rung, pairs), self.tokenizer(rung), rung.training.max_length, memo)
 
     def train(
         self,
@@ -59,7 +60,8 @@ class RewardTask(Task):
         test: Dataset,
         tracker: TrackerRun,
     ) -> dict[str, Any]:
-        """Train a reward model on `pairs`, save it (`model/`), its log and its `test` predictions in `stage_dir`."""
+        """Train a reward model on `pairs` (less the validation pairs the rung holds out), save it (`model/`), its log
+        and its `test` predictions in `stage_dir`."""
         from transformers import set_seed
 
         from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
@@ -80,10 +82,12 @@ class RewardTask(Task):
             max_length=None,
         )
         columns = ["chosen_ids", "rejected_ids"] + [c for c in LABEL_COLUMNS if c in pairs.column_names]
+        pairs, validation = hold_out(pairs, settings.validation_fraction, seed)
         trainer = W2SRewardTrainer(
             model=model,
             args=args,
             train_dataset=self.tokenized(rung, pairs).select_columns(columns),
+            eval_dataset=None if validation is None else self.tokenized(rung, validation).select_columns(columns),
             processing_class=tokenizer,
             peft_config=lora_config(settings, "SEQ_CLS"),
         )

@@ -29,8 +29,10 @@ from trl import RewardConfig, RewardTrainer
 from .cards import BURNS_2023, YANG_2025, cite
 from .collators import CONFLICT_LABEL, SOFT_LABEL, SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
+from .evaluate_metrics import compute_pairwise_accuracy
 from .losses import StudentLossArguments, StudentObjective
 from .sampling import LengthGroupedTraining, LengthGroupingArguments
+from .validation import NeutralEvaluation
 
 
 @dataclass
@@ -72,7 +74,7 @@ class W2SRewardConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArgume
     """
 
 
-class W2SRewardTrainer(LengthGroupedTraining, RewardTrainer):
+class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, RewardTrainer):
     """
     Reward-model trainer for weak-to-strong experiments: TRL's [`~trl.RewardTrainer`] with soft labels.
 
@@ -84,10 +86,13 @@ class W2SRewardTrainer(LengthGroupedTraining, RewardTrainer):
     [`~trl.RewardTrainer`] (`model`, `args`, `train_dataset`, `eval_dataset`, `processing_class`, `peft_config`, ...).
 
     Logged metrics, beside TRL's (`accuracy`, `margin`, `min_reward`, `mean_reward`, `max_reward`, `num_tokens`):
-    `label_agreement` (how often the model sides with the label's preferred response; `accuracy` is the same),
-    `soft_label_confidence` (mean `max(p, 1 - p)`), `loss_xent` (cross-entropy against the labels alone), for
-    `logconf` `aux_coef`, and with an explicit conflict `loss_conflict`.
-    Evaluation loss is always the cross-entropy against the labels.
+    `label_agreement` (how often the model sides with the label's preferred response, per batch; in training
+    `accuracy` is the same), `soft_label_confidence` (mean `max(p, 1 - p)`), `loss_xent` (cross-entropy against the
+    labels alone), for `logconf` `aux_coef`, and with an explicit conflict `loss_conflict`.
+    Evaluation loss is always the cross-entropy against the labels. Evaluation predicts each pair's margin with its
+    label as the reference, and `eval_accuracy` (agreement with the labels over the whole `eval_dataset`) is computed
+    through the `evaluate` module `pairwise_accuracy` (see [`w2s_align.evaluate_metrics`]) unless
+    `compute_metrics` is given.
     """
 
     _tag_names = ["trl", "reward-trainer", "w2s-align"]
@@ -102,6 +107,7 @@ class W2SRewardTrainer(LengthGroupedTraining, RewardTrainer):
         train_dataset=None,
         eval_dataset=None,
         processing_class=None,
+        compute_metrics=None,
         **kwargs,
     ):
         if args is None:
@@ -117,7 +123,10 @@ class W2SRewardTrainer(LengthGroupedTraining, RewardTrainer):
         # Encoder tokenizers (BERT family) have no eos token; their separator ends a sequence instead.
         if args.eos_token is None and processing_class is not None and processing_class.eos_token is None:
             args.eos_token = processing_class.sep_token
-        super().__init__(model, args, data_collator, train_dataset, eval_dataset, processing_class, **kwargs)
+        compute_metrics = compute_metrics or compute_pairwise_accuracy
+        super().__init__(
+            model, args, data_collator, train_dataset, eval_dataset, processing_class, compute_metrics, **kwargs
+        )
         match_adapter_dtype(self.model, args.bf16)
         if data_collator is None:
             self.data_collator = SoftLabelCollator(self.data_collator)
@@ -163,11 +172,25 @@ class W2SRewardTrainer(LengthGroupedTraining, RewardTrainer):
             self._metrics[mode]["min_reward"].append(all_rewards.min().item())
             self._metrics[mode]["mean_reward"].append(all_rewards.mean().item())
             self._metrics[mode]["max_reward"].append(all_rewards.max().item())
-            # Pairs may be stored in either order: accuracy is agreement with the label (TRL's when labels are 1).
-            self._metrics[mode]["accuracy"].append(logs["label_agreement"])
+            if mode == "train":  # evaluation's accuracy covers the whole eval split (`compute_metrics`)
+                # Pairs may be stored in either order: accuracy is agreement with the label (TRL's when labels are 1).
+                self._metrics[mode]["accuracy"].append(logs["label_agreement"])
             self._metrics[mode]["margin"].append(gather(delta.mean()).mean().item())
 
         return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys: list[str] | None = None):
+        # A pair's prediction is its margin (chosen - rejected), its reference the label: what `compute_metrics` needs
+        # to score agreement (TRL would return the chosen and rejected rewards stacked, without labels).
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs.get(SOFT_LABEL)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+        if prediction_loss_only:
+            return loss.detach(), None, None
+        rewards_chosen, rewards_rejected = torch.chunk(outputs.logits.detach().squeeze(-1), chunks=2)
+        margins = rewards_chosen - rewards_rejected
+        return loss.detach(), margins, torch.ones_like(margins) if labels is None else labels
 
 
 __all__ = ["W2SRewardConfig", "W2SRewardTrainer"]

@@ -117,6 +117,26 @@ class Task(ABC):
             self._tokenizers[key] = load_tokenizer(resolve_model_path(rung.model), rung.revision)
         return self._tokenizers[key]
 
+    def rendered(self, rung: RungConfig, pairs: Dataset) -> Dataset:
+        """`pairs` with conversational rows rendered by the rung tokenizer's chat template (their text columns
+        replaced); pairs without messages, and every pair for a tokenizer without a template, as they are (plain)."""
+        from datasets.fingerprint import Hasher
+
+        from .data import MESSAGE_COLUMNS, render_chat
+
+        tokenizer = self.tokenizer(rung)
+        if MESSAGE_COLUMNS[0] not in pairs.column_names or not getattr(tokenizer, "chat_template", None):
+            return pairs
+        # Named by what determines it and kept in memory, as `models.tokenize_pairs` does.
+        return pairs.map(
+            render_chat,
+            fn_kwargs={"tokenizer": tokenizer},
+            desc=f"Chat template of {rung.name}",
+            new_fingerprint=Hasher.hash([pairs._fingerprint, tokenizer.name_or_path, tokenizer.chat_template]),
+            keep_in_memory=True,
+            load_from_cache_file=False,
+        )
+
     @abstractmethod
     def train(
         self,

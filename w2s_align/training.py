@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from datasets import Dataset
 
 from .artifacts import atomic_write_json, atomic_write_parquet
@@ -44,6 +45,16 @@ def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None]) -> int:
     return trainer.state.global_step
 
 
+def hold_out(pairs: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
+    """`pairs` split into the pairs a model trains on and its validation pairs (`fraction` of them, at least one,
+    drawn by `seed`), each in the order of `pairs`; no validation split when `fraction` is 0."""
+    if fraction == 0:
+        return pairs, None
+    order = np.random.default_rng(seed).permutation(pairs.num_rows)
+    size = min(max(1, round(fraction * pairs.num_rows)), pairs.num_rows - 1)
+    return pairs.select(np.sort(order[size:])), pairs.select(np.sort(order[:size]))
+
+
 def record(predictions: Dataset, stage_dir: Path, steps: int) -> dict[str, Any]:
     """Save a trained model's test predictions in its stage; return the stage summary."""
     atomic_write_parquet(predictions, stage_dir / PREDICTIONS_FILE)
@@ -77,6 +88,9 @@ def trainer_kwargs(
         "lr_scheduler_type": settings.lr_scheduler_type,
         "train_sampling_strategy": settings.train_sampling_strategy,
         **tracker.trainer_kwargs(),
+        # Evaluation does not change training (the validation pairs are held out either way): result-neutral.
+        "eval_strategy": "epoch" if settings.validation_fraction > 0 else "no",
+        "per_device_eval_batch_size": settings.eval_batch_size,
         "logging_steps": 10,
         "save_strategy": "steps",
         "save_steps": 500,

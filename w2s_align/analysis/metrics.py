@@ -27,6 +27,27 @@ def accuracy(predictions: Dataset) -> float:
     return float(np.mean(predictions["correct"]))
 
 
+def pairwise_accuracy(margins, labels) -> float | None:
+    """Fraction of pairs where a model prefers the response its label prefers: `margins` are the model's score of the
+    first response minus the second's, `labels` the probability that the first is preferred (1/0 for hard labels).
+    Swapping a pair (margin -> -margin, label -> 1 - label) changes nothing; a tie (margin 0) counts as wrong, and a
+    pair whose label is exactly 0.5 prefers neither response and is left out. None when no pair is left.
+
+    Example:
+
+    ```python
+    >>> pairwise_accuracy([2.0, -1.0, 0.5, 3.0], [1.0, 0.2, 0.3, 0.5])
+    0.6666666666666666
+    ```
+    """
+    margins, labels = np.asarray(margins, dtype=float), np.asarray(labels, dtype=float)
+    decided = labels != 0.5
+    if not decided.any():
+        return None
+    agree = np.where(labels > 0.5, margins > 0, margins < 0)
+    return float(agree[decided].mean())
+
+
 def pgr(weak: float, strong: float, student: float, min_gap: float = 1e-9) -> float | None:
     """Performance Gap Recovered, or None when `strong - weak < min_gap` (undefined, not a division by ~0)."""
     gap = strong - weak

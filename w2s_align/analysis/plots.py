@@ -137,26 +137,38 @@ def plot_area_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:
     return path
 
 
-# Logged training statistics drawn as curves, by panel: the first key a model's log has (reward models log
-# `label_agreement`, DPO policies `rewards/accuracies`; both are the agreement with the labels trained on).
-CURVES = {"loss": ("loss",), "agreement with its training labels": ("label_agreement", "rewards/accuracies")}
+# Logged statistics drawn as curves: panel -> series -> the keys it is drawn from (the first a model's log has).
+# Reward models log `label_agreement`, DPO policies `rewards/accuracies`: both are the per-batch agreement with the
+# labels trained on; `eval_*` come from the validation split (`training.validation_fraction`), when there is one.
+CURVES = {
+    "loss": {"training": ("loss",), "validation": ("eval_loss",)},
+    "agreement with its training labels": {
+        "training": ("label_agreement", "rewards/accuracies"),
+        "validation": ("eval_accuracy",),
+    },
+}
 
 
 def plot_training_curves(label: str, history: list[dict[str, Any]], path: Path) -> Path | None:
-    """A model's training loss and label agreement against the optimizer step, from its saved log history (the
-    trainer's `state.log_history`); None when the log has no step-wise entries."""
-    panels = {}
-    for title, keys in CURVES.items():
-        key = next((key for key in keys if any(key in entry for entry in history)), None)
-        points = [(entry["step"], entry[key]) for entry in history if key and key in entry and "step" in entry]
-        if points:
-            panels[title] = points
+    """A model's loss and agreement with its labels against the optimizer step, in training and (where it has one)
+    on its validation split, from its saved log history (the trainer's `state.log_history`); None when the log has no
+    step-wise entries."""
+    panels: dict[str, dict[str, list[tuple]]] = {}
+    for title, series in CURVES.items():
+        for name, keys in series.items():
+            key = next((key for key in keys if any(key in entry for entry in history)), None)
+            points = [(entry["step"], entry[key]) for entry in history if key and key in entry and "step" in entry]
+            if points:
+                panels.setdefault(title, {})[name] = points
     if not panels:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
-    for ax, (title, points) in zip(axes.flat, panels.items()):
-        ax.plot([step for step, _ in points], [value for _, value in points], marker=".")
+    for ax, (title, series) in zip(axes.flat, panels.items()):
+        for name, points in series.items():
+            ax.plot([step for step, _ in points], [value for _, value in points], marker=".", label=name)
+        if len(series) > 1:
+            ax.legend(fontsize=8)
         ax.set_xlabel("optimizer step")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)

@@ -21,10 +21,11 @@ from ..artifacts import atomic_copy, atomic_write_json, atomic_write_text
 from ..cache import StageCache
 from ..distributed import is_main_process
 from ..errors import W2SInputError
+from ..evaluate_metrics import load_metric
 from ..plan import Plan, StudentSpec, build_plan
 from ..recipe import apply_override, recipe_from_dict
 from ..tasks import PREDICTIONS_FILE
-from .deception import CELLS, DeceptionAnalyzer, summarize_seeds
+from .deception import CELLS
 from .metrics import accuracy, agreement, pgr
 from .plots import (
     matplotlib_available,
@@ -87,9 +88,13 @@ def build_metrics(
     for spec in plan.models:
         if isinstance(spec, StudentSpec):
             groups.setdefault(spec.name, []).append(spec)
+    # PGR and the deception statistics come from the `evaluate` modules users load (w2s_align.evaluate_metrics).
+    modules = {name: load_metric(*name) for name in (("pgr",), ("deception", "default"), ("deception", "conflict"))}
+    bootstrap = {"n_bootstrap": analysis.n_bootstrap, "confidence": analysis.confidence, "min_gap": min_gap}
     rows = []
     for specs in groups.values():
-        per_seed, analyzers = [], []
+        per_seed = []
+        columns: dict[str, list] = {"predictions": [], "weak": [], "strong": [], "baseline": [], "training_seed": []}
         for spec in specs:
             # The weak model is the one that supervised (with `dpo.supervisor: reward`, a reward model).
             weak, strong = spec.chain[0], plan.ceiling(spec.strong, spec.seed)
@@ -104,17 +109,17 @@ def build_metrics(
                     "agreement_with_weak": agreement(predictions[spec.key], predictions[weak.key]),
                 }
             )
-            analyzers.append(
-                DeceptionAnalyzer(
-                    predictions[weak.key],
-                    predictions[strong.key],
-                    predictions[spec.key],
-                    baseline=None if baseline is None else predictions[baseline.key],
-                    known=analysis.known,
-                    threshold=analysis.threshold,
-                )
-            )
-        deception = summarize_seeds(analyzers, analysis.n_bootstrap, analysis.confidence, seed=0, min_gap=min_gap)
+            for column, model in (("predictions", spec), ("weak", weak), ("strong", strong), ("baseline", baseline)):
+                if model is not None:
+                    columns[column] += predictions[model.key]["prob_chosen"]
+            columns["training_seed"] += [spec.seed] * n_test
+        prediction_columns = {key: columns[key] for key in ("predictions", "weak", "strong", "training_seed")}
+        gap_and_pgr = modules[("pgr",)].compute(**prediction_columns, **bootstrap)
+        config = "conflict" if columns["baseline"] else "default"
+        extra = {"baseline": columns["baseline"]} if columns["baseline"] else {}
+        deception = modules[("deception", config)].compute(
+            **prediction_columns, **extra, known=analysis.known, threshold=analysis.threshold, **bootstrap
+        )
         weak_acc = _mean([row["weak"] for row in per_seed])
         strong_acc = _mean([row["strong"] for row in per_seed])
         student_acc = _mean([row["student"] for row in per_seed])
@@ -133,11 +138,11 @@ def build_metrics(
                 "strong_accuracy": strong_acc,
                 "student_accuracy": student_acc,
                 "gap": strong_acc - weak_acc,
-                "gap_ci": deception["gap"],
+                "gap_ci": gap_and_pgr["gap"],
                 # A gap whose interval reaches 0 cannot be divided by: reports print "gap within noise" instead of PGR.
-                "gap_within_noise": deception["gap"]["ci_low"] is not None and deception["gap"]["ci_low"] <= 0,
+                "gap_within_noise": gap_and_pgr["gap_within_noise"],
                 "pgr": pgr(weak_acc, strong_acc, student_acc, min_gap),
-                "pgr_ci": deception["pgr"],
+                "pgr_ci": gap_and_pgr["pgr"],
                 "agreement_with_weak": _mean([row["agreement_with_weak"] for row in per_seed]),
                 "per_seed": per_seed,
                 "ds_paper": deception["blind_spot.error_rate"],
@@ -186,6 +191,11 @@ def _accuracy_rows(metrics: dict[str, Any]) -> list[tuple[str, float, int]]:
     return [(label, _mean(values), len(values)) for label, values in groups.items()]
 
 
+def _resampled(metrics: dict[str, Any]) -> str:
+    """What the intervals resample: test pairs, and with several seeds the training seeds too."""
+    return "over test pairs and seeds" if len(metrics["seeds"]) > 1 else "over test pairs (one seed)"
+
+
 def _has_deception(metrics: dict[str, Any]) -> bool:
     return any(row["conflict"] != "none" or row["mitigation"] != "none" for row in metrics["pgr"])
 
@@ -225,8 +235,8 @@ def render_console(metrics: dict[str, Any]) -> str:
             line += f"  {_fmt_ci(row['ds_paper']):<20}  {targeting}"
         lines.append(line.rstrip())
     lines.append(
-        f'  [CI]: {analysis["confidence"]:.0%} bootstrap over test pairs; "gap within noise": the ceiling gap\'s '
-        "interval reaches 0."
+        f"  [CI]: {analysis['confidence']:.0%} bootstrap {_resampled(metrics)}; "
+        '"gap within noise": the ceiling gap\'s interval reaches 0.'
     )
     if show_ds:
         lines.append(
@@ -274,7 +284,7 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
         "",
         f"Knowledge areas by `{analysis['known']}`"
         + (f" (threshold {analysis['threshold']})" if analysis["known"] == "confident" else "")
-        + f"; intervals: {analysis['confidence']:.0%} bootstrap over test pairs "
+        + f"; intervals: {analysis['confidence']:.0%} bootstrap {_resampled(metrics)} "
         f"({analysis['n_bootstrap']} resamples), "
         "means over seeds. Blind spot = S_k & W_uk. DS paper = the student's error rate there (the paper's figures; "
         "a copying student scores high without any conflict); share = among the student's mistakes in S_k, the share "
