@@ -66,6 +66,7 @@ def test_tiny_recipe_end_to_end(tiny_recipe):
     accuracy = saved["models"]["tiny-l2.from-tiny-l1.xent.seed0"]["accuracy"]
     assert f"- Test accuracy: {accuracy:.4f} on 40 pairs" in card
     assert "- Trained on the labels of: `tiny-l1.gt.seed0`" in card
+    assert f"- Model: tiny-l2 <- tiny-l1 (xent), seed 0, from `{tiny_recipe['ladder'][1]['model']}`\n" in card
     label_card = (run_dir / "labels" / "tiny-l1.seed0" / "README.md").read_text()
     assert "- recipe: `tiny`" in label_card and "- split: `w2s`" in label_card and "- stage hash: `" in label_card
     console = "\n".join(lines)

@@ -62,7 +62,7 @@ def hub_model_id(namespace: str, recipe: str, key: str) -> str:
 def w2s_section(recipe: str, model: dict[str, Any], teachers: list[str], metrics: dict[str, Any]) -> str:
     """The weak-to-strong part of a model card: which experiment, which teacher, how it scored on the test split."""
     lines = ["", "## Weak-to-strong", "", f"- Trained with w2s_align by the recipe `{recipe}`"]
-    lines.append(f"- Model: {model['label']}, seed {model['seed']}")
+    lines.append(f"- Model: {model['label']}, seed {model['seed']}, from `{model['base']}`")
     if teachers:
         lines.append(f"- Trained on the labels of: {' -> '.join(f'`{t}`' for t in teachers)}")
     else:

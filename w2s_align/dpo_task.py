@@ -173,7 +173,7 @@ class DPOTask(Task):
             processing_class=self.tokenizer(rung),
             peft_config=lora_config(settings, "CAUSAL_LM"),
         )
-        steps = fit(trainer, stage_dir, self.log)
+        steps = fit(trainer, stage_dir, self.log, rung.model)
         atomic_write_text(stage_dir / "reference.txt", start)
         del trainer, policy, reference
         gc.collect()

@@ -125,7 +125,8 @@ class W2SPipeline:
         if is_main_process():
             teachers = [teacher.key for teacher in spec.chain] if isinstance(spec, StudentSpec) else []
             metrics = {**summary, "num_test_pairs": self.splits["test"].num_rows}
-            section = w2s_section(self.recipe.name, {"label": spec.label, "seed": spec.seed}, teachers, metrics)
+            model = {"label": spec.label, "base": spec.rung.model, "seed": spec.seed}
+            section = w2s_section(self.recipe.name, model, teachers, metrics)
             write_model_card(stage.path("checkpoints", "README.md"), stage.path("model"), section)
         shutil.rmtree(stage.path("checkpoints"), ignore_errors=True)
         summary["train_seconds"] = round(time.time() - started, 1)

@@ -91,7 +91,7 @@ class RewardTask(Task):
             processing_class=tokenizer,
             peft_config=lora_config(settings, "SEQ_CLS"),
         )
-        steps = fit(trainer, stage_dir, self.log)
+        steps = fit(trainer, stage_dir, self.log, rung.model)
         del trainer, model
         gc.collect()
         barrier()

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 TRAIN_LOG = "train_log.json"
 
 
-def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None]) -> int:
+def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None], base_model: str) -> int:
     """Train (resuming from the last checkpoint a killed run left), save the model in `stage_dir/model` and the log
-    history in `stage_dir/train_log.json` ([`TRAIN_LOG`]); return the number of optimizer steps."""
+    history in `stage_dir/train_log.json` ([`TRAIN_LOG`]); return the number of optimizer steps. `base_model` is the
+    rung's model as the recipe names it (a hub id or a local path), for the model card."""
     from transformers.trainer_callback import PrinterCallback
 
     # Without a terminal the pipeline logs one line per stage; the trainer's raw log lines only at debug level.
@@ -39,7 +40,9 @@ def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None]) -> int:
     trainer.train(resume_from_checkpoint=True if resume else None)
     # save_model writes once (main process), gathers ZeRO-3 shards, and saves LoRA adapters (with a reward head).
     trainer.save_model(str(stage_dir / "model"))
-    # TRL's model card (it cites the trainer's papers), in the trainer's output_dir; the pipeline completes it.
+    # TRL's model card (it cites the trainer's papers), in the trainer's output_dir; the pipeline completes it. TRL
+    # names the base model after the config path, a directory (so "None") for an offline copy of a hub model.
+    trainer.model.config._name_or_path = base_model
     trainer.create_model_card(model_name=stage_dir.name, tags=["weak-to-strong"])
     atomic_write_json(stage_dir / TRAIN_LOG, trainer.state.log_history)
     return trainer.state.global_step
