@@ -17,6 +17,7 @@ and used:
 import os
 import random
 
+from w2s_align.distributed import barrier, on_main
 from w2s_align.synthetic import generate_pairs
 from w2s_align.trainer_cli import make_parser, train
 
@@ -33,10 +34,15 @@ def demo_file(path: str) -> str:
 
 def main() -> None:
     script_args, training_args, model_args = make_parser("reward").parse_args_and_config()
-    script_args.dataset_name = script_args.dataset_name or demo_file("runs/example-weak-labels.jsonl")
+    if not script_args.dataset_name:
+        # Under `accelerate launch` one process writes the demo file, and the others wait until it is whole.
+        on_main(lambda: demo_file("runs/example-weak-labels.jsonl"))
+        barrier()
+        script_args.dataset_name = "runs/example-weak-labels.jsonl"
     trainer = train("reward", script_args, training_args, model_args)
     last = [log for log in trainer.state.log_history if "label_agreement" in log][-1]
-    print(f"agreement with the weak labels in the last steps: {last['label_agreement']:.2f}")
+    if trainer.accelerator.is_main_process:
+        print(f"agreement with the weak labels in the last steps: {last['label_agreement']:.2f}")
 
 
 if __name__ == "__main__":

@@ -75,13 +75,10 @@ def test_deepspeed_configs_pass_deepspeeds_validation(name):
         deepspeed_config.DeepSpeedConfig(_fill_auto({**raw, "zero_optimization": {"stage": "three"}}))
 
 
-def _launch(
-    recipe_path: Path, audit: Path, processes: int, tmp_path: Path, script: Path | None = None
-) -> subprocess.CompletedProcess:
-    """`accelerate launch` of `w2s-align run RECIPE` (or of `script RECIPE`) on CPU processes."""
+def _launch(program: list[str], audit: Path, processes: int, tmp_path: Path) -> subprocess.CompletedProcess:
+    """`accelerate launch` of `program` (a script and its arguments, or `-m w2s_align run RECIPE`) on CPU processes."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "W2S_ALIGN_WRITE_LOG": str(audit), "OMP_NUM_THREADS": "1"}
     accelerate = Path(sys.executable).with_name("accelerate")
-    program = [str(script)] if script else ["-m", "w2s_align", "run"]
     command = [
         str(accelerate),
         "launch",
@@ -90,7 +87,6 @@ def _launch(
         "--num_processes",
         str(processes),
         *program,
-        str(recipe_path),
     ]
     # The timeout only turns a hang into a failure; no test here asserts a speed.
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
@@ -110,7 +106,7 @@ def test_two_cpu_processes_give_the_same_results_as_one_and_write_each_artifact_
     tiny_recipe["training"]["per_device_train_batch_size"] = 4
     two = {**tiny_recipe, "output_dir": str(tmp_path / "two")}
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
-    result = _launch(tmp_path / "two.yaml", tmp_path / "two.audit", 2, tmp_path)
+    result = _launch(["-m", "w2s_align", "run", str(tmp_path / "two.yaml")], tmp_path / "two.audit", 2, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(synthetic, 2 processes)" in result.stdout
     assert result.stdout.count("training tiny-l1 (ground truth)") == 1  # one log, from the main process
@@ -146,6 +142,32 @@ def test_two_cpu_processes_give_the_same_results_as_one_and_write_each_artifact_
 
 @pytest.mark.slow
 @requires_launcher
+def test_the_trainer_command_trains_one_model_on_two_processes(tiny_model_dir, tmp_path):
+    from w2s_align.synthetic import generate_pairs
+
+    pairs = generate_pairs(16, seed=0).select_columns(["prompt", "chosen", "rejected"])
+    pairs.add_column("soft_label", [0.9, 0.2] * 8).to_json(tmp_path / "weak_labels.jsonl")
+    config = {
+        "model_name_or_path": str(tiny_model_dir),
+        "dataset_name": str(tmp_path / "weak_labels.jsonl"),
+        "output_dir": str(tmp_path / "out"),
+        "per_device_train_batch_size": 4,
+        "num_train_epochs": 1,
+        "save_strategy": "epoch",
+        "report_to": [],
+    }
+    (tmp_path / "reward.yaml").write_text(yaml.safe_dump(config))
+    command = ["-m", "w2s_align", "reward", "--config", str(tmp_path / "reward.yaml")]
+    result = _launch(command, tmp_path / "audit", 2, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # 16 pairs in global batches of 2 processes x 4: two optimizer steps, one model saved once.
+    assert [path.name for path in (tmp_path / "out").glob("checkpoint-*")] == ["checkpoint-2"]
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    assert result.stdout.count(f"model saved to {tmp_path / 'out'}") == 1
+
+
+@pytest.mark.slow
+@requires_launcher
 def test_bad_input_under_two_processes_stops_every_process_with_one_message(tiny_recipe, tmp_path):
     tiny_recipe["data"] = {
         "source": "preference",
@@ -154,7 +176,7 @@ def test_bad_input_under_two_processes_stops_every_process_with_one_message(tiny
         "w2s_size": 4,
     }
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(tiny_recipe))
-    result = _launch(tmp_path / "bad.yaml", tmp_path / "bad.audit", 2, tmp_path)
+    result = _launch(["-m", "w2s_align", "run", str(tmp_path / "bad.yaml")], tmp_path / "bad.audit", 2, tmp_path)
     assert result.returncode != 0
     assert result.stderr.count("error: ") == 1 and "missing.jsonl: data file not found" in result.stderr
     assert not (Path(tiny_recipe["output_dir"]) / "stages").exists() or not list(
@@ -180,7 +202,7 @@ def test_a_failure_on_one_rank_ends_every_process(tiny_recipe, tmp_path):
     )
     tiny_recipe["methods"] = ["xent"]
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe))
-    result = _launch(tmp_path / "recipe.yaml", tmp_path / "audit", 2, tmp_path, script=script)
+    result = _launch([str(script), str(tmp_path / "recipe.yaml")], tmp_path / "audit", 2, tmp_path)
     assert result.returncode != 0
     assert "simulated failure on rank 1" in result.stderr
     stages = Path(tiny_recipe["output_dir"]) / "stages"
