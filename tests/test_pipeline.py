@@ -115,35 +115,48 @@ def test_same_seed_same_splits_and_metrics(tiny_recipe, tmp_path):
     assert [row["pgr"] for row in first["pgr"]] == [row["pgr"] for row in second["pgr"]]
 
 
-def test_a_run_killed_mid_training_resumes_from_its_checkpoint(tiny_recipe, monkeypatch):
+def test_a_run_killed_mid_training_resumes_from_its_last_whole_checkpoint(tiny_recipe, tmp_path, monkeypatch):
     from pathlib import Path
 
     tiny_recipe["methods"] = ["logconf"]
-    tiny_recipe["ladder"][1]["training"] = {"trainer_kwargs": {"save_steps": 2}}
+    # Two checkpoints kept (the pipeline keeps one), as a kill mid-save leaves them: the last whole one and the new one.
+    tiny_recipe["ladder"][1]["training"] = {"trainer_kwargs": {"save_steps": 2, "save_total_limit": 2}}
     original = W2SRewardTrainer.compute_loss
 
-    def crash_at_step_3(self, model, inputs, *args, **kwargs):
-        if self.args.student_loss == "logconf" and self.state.global_step == 3 and model.training:
+    def crash_at_step_5(self, model, inputs, *args, **kwargs):
+        if self.args.student_loss == "logconf" and self.state.global_step == 5 and model.training:
             raise KeyboardInterrupt("killed")
         return original(self, model, inputs, *args, **kwargs)
 
-    monkeypatch.setattr(W2SRewardTrainer, "compute_loss", crash_at_step_3)
+    monkeypatch.setattr(W2SRewardTrainer, "compute_loss", crash_at_step_5)
     with pytest.raises(KeyboardInterrupt):
         run(tiny_recipe)
     stages = Path(tiny_recipe["output_dir"]) / "stages"
     (student,) = stages.glob("train-tiny-l2.from-tiny-l1.logconf.seed0-*")
     assert not (student / "DONE.json").exists()
-    assert (student / "checkpoints" / "checkpoint-2").is_dir()
+    assert sorted(path.name for path in (student / "checkpoints").glob("checkpoint-*")) == [
+        "checkpoint-2",
+        "checkpoint-4",
+    ]
     assert not (student / "predictions.parquet").exists()
+    # As if killed while checkpoint-4 was being written: transformers writes trainer_state.json last.
+    (student / "checkpoints" / "checkpoint-4" / "trainer_state.json").unlink()
 
     monkeypatch.setattr(W2SRewardTrainer, "compute_loss", original)
     metrics, lines = run(tiny_recipe)
     assert [line for line in lines if line.startswith("training")] == ["training tiny-l2 <- tiny-l1 (logconf), seed 0"]
-    assert any("resuming from" in line and "train-tiny-l2.from-tiny-l1.logconf.seed0" in line for line in lines)
+    assert any(line.endswith(f"resuming from {student / 'checkpoints' / 'checkpoint-2'}") for line in lines), lines
     log = json.loads((student / "train_log.json").read_text())
     assert log[-1]["step"] == 6  # 48 pairs / 8 per step, one epoch: finished, not restarted
     assert (student / "DONE.json").exists() and not (student / "checkpoints").exists()
-    assert "tiny-l2.from-tiny-l1.logconf.seed0" in metrics["models"]
+    # The same predictions as a run that was never killed.
+    tiny_recipe["output_dir"] = str(tmp_path / "unbroken")
+    unbroken, _ = run(tiny_recipe)
+    key = "tiny-l2.from-tiny-l1.logconf.seed0"
+    resumed = Dataset.from_parquet(str(student / "predictions.parquet"))
+    (unbroken_stage,) = (tmp_path / "unbroken" / "stages").glob(f"{student.name}")
+    assert resumed["margin"] == Dataset.from_parquet(str(unbroken_stage / "predictions.parquet"))["margin"]
+    assert metrics["models"][key]["accuracy"] == unbroken["models"][key]["accuracy"]
 
 
 def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +13,7 @@ import numpy as np
 from datasets import Dataset
 
 from .artifacts import atomic_write_json, atomic_write_parquet
+from .distributed import barrier, is_main_process
 from .losses import StudentLossSettings
 from .recipe import TrainingSettings
 from .tasks import PREDICTIONS_FILE
@@ -33,11 +36,10 @@ def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None], base_mode
     # Without a terminal the pipeline logs one line per stage; the trainer's raw log lines only at debug level.
     if not trainer_lines_enabled():
         trainer.remove_callback(PrinterCallback)
-    checkpoints = Path(trainer.args.output_dir)
-    resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-    if resume:
-        log(f"  resuming from {checkpoints}")
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    resume = last_whole_checkpoint(Path(trainer.args.output_dir))
+    if resume is not None:
+        log(f"  resuming from {resume}")
+    trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
     # save_model writes once (main process), gathers ZeRO-3 shards, and saves LoRA adapters (with a reward head).
     trainer.save_model(str(stage_dir / "model"))
     # TRL's model card (it cites the trainer's papers), in the trainer's output_dir; the pipeline completes it. TRL
@@ -46,6 +48,24 @@ def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None], base_mode
     trainer.create_model_card(model_name=stage_dir.name, tags=["weak-to-strong"])
     atomic_write_json(stage_dir / TRAIN_LOG, trainer.state.log_history)
     return trainer.state.global_step
+
+
+def last_whole_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest `checkpoint-<step>` in `checkpoints` that a killed run left whole, or None; the ones a kill left
+    half-written are deleted, so that training saves them again from scratch.
+
+    transformers writes a checkpoint's `trainer_state.json` last, so a checkpoint is whole when that file reads back.
+    """
+    whole = []
+    for path in checkpoints.glob("checkpoint-*"):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            whole.append((int(path.name.removeprefix("checkpoint-")), path))
+        except (OSError, ValueError):
+            if is_main_process():
+                shutil.rmtree(path, ignore_errors=True)
+    barrier()
+    return max(whole)[1] if whole else None
 
 
 def hold_out(pairs: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
