@@ -119,7 +119,7 @@ def test_a_run_killed_mid_training_resumes_from_its_last_whole_checkpoint(tiny_r
     from pathlib import Path
 
     tiny_recipe["methods"] = ["logconf"]
-    # Two checkpoints kept (the pipeline keeps one), as a kill mid-save leaves them: the last whole one and the new one.
+    # Two checkpoints kept (the pipeline keeps one), as a kill mid-save leaves them: the last whole one, the new one.
     tiny_recipe["ladder"][1]["training"] = {"trainer_kwargs": {"save_steps": 2, "save_total_limit": 2}}
     original = W2SRewardTrainer.compute_loss
 

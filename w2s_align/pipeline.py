@@ -48,6 +48,7 @@ from .labeling import attach_labels, filter_labels, load_labels, save_labels
 from .models import check_rung_loads
 from .plan import CeilingSpec, DataSpec, HelpfulSpec, LabelSpec, StudentSpec, build_plan
 from .recipe import Recipe
+from .run_lock import RunLock
 from .tasks import PREDICTIONS_FILE, task_class
 from .tracking import TrackerRun, check_trackers, log_results
 from .training import TRAIN_LOG
@@ -68,25 +69,37 @@ class W2SPipeline:
         self.tasks = {name: task_class(name)(recipe, self.cache, self.log) for name in self.plan.tasks}
         self.splits: DatasetDict | None = None
         self._helpful: Dataset | None = None
+        self._lock = RunLock(recipe.run_dir)
 
     def prepare(self) -> DatasetDict:
-        """Load (or reuse) the splits; if anything is left to train, check the recipe against every task and that
-        every rung loads, before any training. Raises `W2SInputError`."""
-        self.splits = DatasetDict(self._dataset_stage(self.plan.data, SPLITS, lambda: load_splits(self.recipe.data)))
-        processes = state().num_processes
-        where = f", {processes} processes" if processes > 1 else ""
-        counts = ", ".join(f"{split} {self.splits[split].num_rows}" for split in SPLITS)
-        self.log(f"data: {counts} pairs ({self.recipe.data.source}{where})")
-        # A rerun of a finished recipe trains nothing: it needs neither the trainers nor the models.
-        if not all(self.cache.stage(step).done for step in self.plan.steps):
+        """Take the output directory (one run at a time, see [`RunLock`]); load (or reuse) the splits; if anything is
+        left to train, check the recipe against every task and that every rung loads, before any training. Raises
+        `W2SInputError`; the directory stays taken until `run` ends."""
+        on_main(self._lock.acquire)
+        try:
+            return self._prepare()
+        except BaseException:
+            self._release()
+            raise
+
+    def _prepare(self) -> DatasetDict:
+        # A rerun of a finished recipe trains nothing: it needs neither the trainers nor the models. The models are
+        # checked before the data stage is written, so that a model error leaves no stage behind.
+        to_train = not all(self.cache.stage(step).done for step in self.plan.steps)
+        if to_train:
             for task in self.tasks.values():
                 task.check(self.recipe)
             check_trackers(self.recipe.tracking.report_to)
             for rung in self.plan.rungs:
                 check_rung_loads(rung)
-            implicit = [s for s in self.plan.steps if isinstance(s, StudentSpec) and s.conflict.kind == "implicit"]
-            if implicit:  # the helpfulness pairs, loaded now: a problem with them stops the run before training
-                check_same_format(self.splits["w2s"], self._helpful_pairs(implicit[0].helpful))
+        self.splits = DatasetDict(self._dataset_stage(self.plan.data, SPLITS, lambda: load_splits(self.recipe.data)))
+        processes = state().num_processes
+        where = f", {processes} processes" if processes > 1 else ""
+        counts = ", ".join(f"{split} {self.splits[split].num_rows}" for split in SPLITS)
+        self.log(f"data: {counts} pairs ({self.recipe.data.source}{where})")
+        implicit = [s for s in self.plan.steps if isinstance(s, StudentSpec) and s.conflict.kind == "implicit"]
+        if to_train and implicit:  # the helpfulness pairs, loaded now: a problem with them stops the run untrained
+            check_same_format(self.splits["w2s"], self._helpful_pairs(implicit[0].helpful))
         check_hub_access(self.recipe)  # a finished run still pushes what it has not pushed yet
         return self.splits
 
@@ -95,6 +108,17 @@ class W2SPipeline:
         started = time.time()
         if self.splits is None:
             self.prepare()
+        try:
+            return self._run(started)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        # On the main process alone, no collective: after a failure the other processes may never reach one.
+        if is_main_process():
+            self._lock.release()
+
+    def _run(self, started: float) -> dict[str, Any]:
         atomic_write_text(self.recipe.run_dir / "config.yaml", yaml.safe_dump(self.recipe.to_dict(), sort_keys=False))
         for step in self.plan.steps:
             stage = self.cache.stage(step)

@@ -24,6 +24,7 @@ from ..errors import W2SInputError
 from ..evaluate_metrics import load_metric
 from ..plan import Plan, StudentSpec, build_plan
 from ..recipe import apply_override, recipe_from_dict
+from ..run_lock import RunLock
 from ..tasks import PREDICTIONS_FILE
 from .deception import CELLS
 from .metrics import accuracy, agreement, pgr
@@ -420,8 +421,15 @@ def analyze_run(
     config, metrics_file = run_dir / "config.yaml", run_dir / "metrics.json"
     if not config.is_file() or not metrics_file.is_file():
         raise W2SInputError(f"{run_dir}: not a finished run directory (needs config.yaml and metrics.json)")
+    with RunLock(run_dir):  # not while a run writes there
+        return _analyze(run_dir, config, metrics_file, overrides or [], log)
+
+
+def _analyze(
+    run_dir: Path, config: Path, metrics_file: Path, overrides: list[str], log: Callable[[str], None]
+) -> dict[str, Any]:
     raw = yaml.safe_load(config.read_text())
-    for override in overrides or []:
+    for override in overrides:
         if not override.startswith("analysis."):
             raise W2SInputError(f"override {override!r}: analyze only changes analysis.* settings")
         apply_override(raw, override)

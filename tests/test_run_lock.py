@@ -1,0 +1,90 @@
+"""One run per output directory: a second run is refused with one line; a killed run's lock does not block."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from w2s_align.cli import main
+from w2s_align.run_lock import LOCK_FILE, STALE_SECONDS, RunLock
+
+
+def recipe_file(tiny_recipe, tmp_path) -> Path:
+    tiny_recipe["methods"] = ["xent"]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe))
+    return path
+
+
+def finished_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_second_run_on_a_busy_output_directory_is_refused(tiny_recipe, tmp_path, capsys):
+    run_dir = Path(tiny_recipe["output_dir"])
+    with RunLock(run_dir):
+        assert main(["run", str(recipe_file(tiny_recipe, tmp_path))]) == 2
+        assert [path.name for path in run_dir.iterdir()] == [LOCK_FILE]  # the refused run wrote nothing
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: output_dir {run_dir}: another w2s-align run is using it (process {os.getpid()} on")
+    assert err.count("\n") == 1 and f"delete {run_dir / LOCK_FILE}" in err
+    assert not run_dir.exists()  # the lock made the directory; released, it leaves nothing behind
+
+
+def test_a_lock_left_by_a_killed_run_does_not_block(tiny_recipe, tmp_path):
+    run_dir = Path(tiny_recipe["output_dir"])
+    run_dir.mkdir(parents=True)
+    dead = {"host": socket.gethostname(), "pid": finished_pid(), "started": "earlier"}
+    (run_dir / LOCK_FILE).write_text(json.dumps(dead))
+    assert main(["run", str(recipe_file(tiny_recipe, tmp_path)), "-q"]) == 0
+    assert (run_dir / "metrics.json").is_file() and not (run_dir / LOCK_FILE).exists()
+
+
+def test_a_lock_from_another_host_holds_until_its_heartbeat_stops(tmp_path):
+    lock_file = tmp_path / LOCK_FILE
+    lock_file.write_text(json.dumps({"host": "node-7", "pid": 1234, "started": "earlier"}))
+    with pytest.raises(Exception, match=r"another w2s-align run is using it \(process 1234 on node-7"):
+        RunLock(tmp_path).acquire()
+    old = time.time() - STALE_SECONDS - 60
+    os.utime(lock_file, (old, old))  # no heartbeat for longer than STALE_SECONDS: that run is gone
+    with RunLock(tmp_path):
+        assert json.loads(lock_file.read_text())["pid"] == os.getpid()
+    assert not lock_file.exists()
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_one_is_refused(tiny_recipe, tmp_path):
+    path = recipe_file(tiny_recipe, tmp_path)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "w2s_align", "run", str(path), "-q"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock_file = Path(tiny_recipe["output_dir"]) / LOCK_FILE
+    deadline = time.time() + 120
+    while not lock_file.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-2000:]
+    assert second.returncode == 2
+    assert f"another w2s-align run is using it (process {first.pid} on {socket.gethostname()}" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert not lock_file.exists()
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_an_output_directory_that_cannot_be_made_stops_with_one_line(tiny_recipe, tmp_path, capsys, where):
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a directory")
+    tiny_recipe["output_dir"] = str(blocker if where == "a file" else blocker / "run")
+    assert main(["run", str(recipe_file(tiny_recipe, tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: output_dir {tiny_recipe['output_dir']}: cannot be made a directory (")
+    assert err.count("\n") == 1

@@ -1,0 +1,138 @@
+"""One run per output directory: a lock file that a second run finds, on this machine or on another node.
+
+`w2s-align run` (and `analyze`) hold `<output_dir>/w2s-align.lock` while they write there. The file is created
+atomically (`O_CREAT | O_EXCL`, which shared filesystems honour across nodes) and names its holder: host, process id
+and start time. A second run on the same directory stops with one line naming the holder. A lock that a killed run
+left behind does not block forever: on the same host it is stale as soon as its process is gone; from another host,
+when its holder has not refreshed it (every [`HEARTBEAT_SECONDS`]) for [`STALE_SECONDS`].
+
+Example:
+
+```python
+>>> from w2s_align.run_lock import RunLock
+>>> with RunLock("runs/demo"):  # doctest: +SKIP
+...     ...  # write into runs/demo; a second `with RunLock("runs/demo")` elsewhere raises W2SInputError
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+from .errors import W2SInputError
+
+LOCK_FILE = "w2s-align.lock"
+HEARTBEAT_SECONDS = 60.0
+# Several missed heartbeats: a holder on another host that has not refreshed its lock for this long is gone.
+STALE_SECONDS = 600.0
+
+
+class RunLock:
+    """The lock on `run_dir` (see the module); `acquire` raises `W2SInputError` when another live run holds it or
+    when `run_dir` cannot be written."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self._held: str | None = None
+        self._made_dir = False
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def acquire(self) -> None:
+        if self._held is not None:
+            return
+        self._made_dir = not self.run_dir.exists()
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise W2SInputError(f"output_dir {self.run_dir}: cannot be made a directory ({error.strerror})") from None
+        holder = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%c")})
+        for _ in range(3):  # a stale lock is removed, then taken; a run that takes it first wins
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._remove_if_stale()
+                continue
+            except OSError as error:
+                raise W2SInputError(f"output_dir {self.run_dir}: cannot be written ({error.strerror})") from None
+            with os.fdopen(fd, "w") as handle:
+                handle.write(holder + "\n")
+            self._held = holder
+            self._stop.clear()
+            self._heartbeat = threading.Thread(target=self._refresh, name="w2s-align-lock", daemon=True)
+            self._heartbeat.start()
+            return
+        raise self._busy()
+
+    def release(self) -> None:
+        if self._held is None:
+            return
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+        if self._read() == self._held:  # never remove a lock that another run has taken since
+            self.path.unlink(missing_ok=True)
+            if self._made_dir and not any(self.run_dir.iterdir()):  # a run that stopped before writing anything
+                self.run_dir.rmdir()
+        self._held = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+    def _read(self) -> str | None:
+        try:
+            return self.path.read_text().strip()
+        except OSError:
+            return None
+
+    def _remove_if_stale(self) -> None:
+        """Remove the lock if its holder is gone, else raise the busy message."""
+        text = self._read()
+        try:
+            holder = json.loads(text) if text else {}
+            age = time.time() - self.path.stat().st_mtime
+        except (ValueError, OSError):
+            return  # being written or just removed: look again
+        if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+            stale = not _alive(holder["pid"])
+        else:  # another host (or an unreadable holder): only the heartbeat tells
+            stale = age > STALE_SECONDS
+        if not stale:
+            raise self._busy(holder)
+        if self._read() == text:
+            self.path.unlink(missing_ok=True)
+
+    def _busy(self, holder: dict | None = None) -> W2SInputError:
+        holder = holder or {}
+        who = f"process {holder.get('pid', '?')} on {holder.get('host', '?')}, started {holder.get('started', '?')}"
+        return W2SInputError(
+            f"output_dir {self.run_dir}: another w2s-align run is using it ({who}); wait for it to finish or choose "
+            f"another output_dir (if no run is active, delete {self.path})"
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
