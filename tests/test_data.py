@@ -220,7 +220,7 @@ def test_a_malformed_conversation_gets_one_clear_message(tmp_path):
     rows = [{"prompt": [{"role": "user", "text": "hi"}], "chosen": [{"role": "assistant", "content": "a"}],
              "rejected": [{"role": "assistant", "content": "b"}]}] * 4  # fmt: skip
     path = write_jsonl(tmp_path / "chat.jsonl", rows)
-    message = "all row 0: 'prompt' is not a list of messages with text 'role' and 'content'"
+    message = f"{path}, row 0: not a preference pair: 'prompt' is not a list of messages with text 'role' and 'content'"
     with pytest.raises(W2SInputError, match=message):
         load_splits(DataConfig(source="preference", files={"all": str(path)}, gt_size=1, w2s_size=1, test_size=1))
 
@@ -336,3 +336,51 @@ def test_real_single_turn_helpfulness_pairs_for_the_implicit_conflict(shared_dat
     assert all(prompt.count("\n\nHuman:") == 1 for prompt in helpful["prompt"])
     harmless = {prompt for split in splits.values() for prompt in split["prompt"]}
     assert len(harmless & set(helpful["prompt"])) < 10  # a different set of requests from the harmless splits
+
+
+def _damaged(tmp_path, kind):
+    """A data file of 30 pairs, damaged as `kind` says; returns its path."""
+    rows = pairs(30)
+    if kind in ("null", "number", "hh null"):
+        rows[5]["chosen"] = None if "null" in kind else 3
+    text = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    if kind == "truncated gzip":
+        path, data = tmp_path / "pairs.jsonl.gz", gzip.compress(text)
+        data = data[: len(data) // 2]
+    elif kind == "corrupt gzip":
+        path, data = tmp_path / "pairs.jsonl.gz", bytearray(gzip.compress(text))
+        data[20:22] = bytes([data[20] ^ 0xFF, data[21] ^ 0xFF])
+    elif kind == "latin-1":
+        path, lines = tmp_path / "pairs.jsonl", text.splitlines(keepends=True)
+        data = b"".join(lines[:3]) + lines[3].replace(b"good", b"g\xf6od") + b"".join(lines[4:])
+    elif kind == "truncated parquet":
+        path = tmp_path / "pairs.parquet"
+        Dataset.from_list(rows).to_parquet(str(path))
+        data = path.read_bytes()[:-100]
+    else:
+        path, data = tmp_path / "pairs.jsonl", text
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("truncated gzip", "{path}: a truncated or corrupt gzip file (Compressed file ended before"),
+        ("corrupt gzip", "{path}: a truncated or corrupt gzip file ("),
+        ("latin-1", "{path}: line 4 is not UTF-8 text"),
+        ("truncated parquet", "{path}: not a readable parquet file (Parquet magic bytes not found"),
+        ("null", "{path}, row 5: 'chosen' must be text, got None"),
+        ("number", "{path}, row 5: 'chosen' must be text, got 3"),
+        ("hh null", "{path}, row 5: 'chosen' must be text, got None"),
+    ],
+)
+def test_a_damaged_data_file_gets_one_line_naming_the_file_and_line_or_row(tmp_path, caplog, kind, message):
+    path = _damaged(tmp_path, kind)
+    source = "hh_rlhf" if kind.startswith("hh") else "preference"
+    config = DataConfig(source=source, files={"all": str(path)}, gt_size=5, w2s_size=5, test_size=5)
+    with pytest.raises(W2SInputError) as raised:
+        load_splits(config)
+    assert str(raised.value).startswith(message.format(path=path)), str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]  # no library error line first

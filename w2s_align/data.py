@@ -43,6 +43,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,14 +108,14 @@ def _normalise_pku(example: dict, index: int, split: str) -> dict:
     }
 
 
-def _messages(value: object, column: str, where: str) -> list[dict[str, str]]:
-    """`value` as a list of `{"role", "content"}` messages with text contents; one clear error otherwise."""
+def _messages(value: object, column: str) -> list[dict[str, str]]:
+    """`value` as a list of `{"role", "content"}` messages with text contents; a `ValueError` saying why otherwise."""
     if not isinstance(value, list) or not all(
         isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
     ):
-        raise W2SInputError(
-            f"{where}: '{column}' is not a list of messages with text 'role' and 'content' (TRL's conversational "
-            f"format), got {str(value)[:120]!r}"
+        raise ValueError(
+            f"'{column}' is not a list of messages with text 'role' and 'content' (TRL's conversational format; a "
+            f"pair is all text or all messages), got {str(value)[:120]!r}"
         )
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
@@ -156,8 +157,7 @@ def _normalise_preference(example: dict, index: int, split: str) -> dict:
         example = {**example, **extract_prompt({"chosen": example["chosen"], "rejected": example["rejected"]})}
     row = {"id": str(example["id"]) if example.get("id") is not None else f"{split}-{index:06d}"}
     if isinstance(example["chosen"], list):
-        where = f"{split} row {index}"
-        messages = {f"{c}_messages": _messages(example[c] or [], c, where) for c in TEXT_COLUMNS}
+        messages = {f"{c}_messages": _messages(example[c] or [], c) for c in TEXT_COLUMNS}
         row["prompt"], row["chosen"] = render_plain(messages["prompt_messages"], messages["chosen_messages"])
         row["rejected"] = render_plain(messages["prompt_messages"], messages["rejected_messages"])[1]
         row.update(messages)
@@ -167,6 +167,21 @@ def _normalise_preference(example: dict, index: int, split: str) -> dict:
         if optional in example and example[optional] is not None:
             row[optional] = example[optional]
     return row
+
+
+def _normalise_row(example: dict, index: int, split: str, source: Source, where: str) -> dict:
+    """`source.normalise(example, ...)`, with one clear error naming the file (or hub split) and row of a row that is
+    not a pair: responses that are not text (null, numbers; lists of messages only for the `preference` source)."""
+    conversational = source.name == "preference" and isinstance(example.get("chosen"), list)
+    for column in ("chosen", "rejected"):
+        value = example.get(column)
+        if column in example and not isinstance(value, list if conversational else str):
+            kind = "a list of messages, as 'chosen' is" if conversational else "text"
+            raise W2SInputError(f"{where}, row {index}: '{column}' must be {kind}, got {repr(value)[:80]}")
+    try:
+        return source.normalise(example, index, split)
+    except (ValueError, TypeError, AttributeError) as error:
+        raise W2SInputError(f"{where}, row {index}: not a {source.name} pair: {error}") from None
 
 
 def _single_turn(row: dict) -> bool:
@@ -246,20 +261,28 @@ DataSource = Literal[tuple(SOURCES)]
 
 
 def _check_json_lines(path: Path) -> None:
-    """Stop at the first line of a JSON-lines file that is not a JSON object, and on a file with no rows."""
+    """Stop at the first line of a JSON-lines file that is not a JSON object, on text that is not UTF-8, on a gzip
+    file that is truncated or corrupt, and on a file with no rows."""
     opener = gzip.open if path.name.endswith(".gz") else open
     rows = 0
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise W2SInputError(f"{path}: line {number} is not valid JSON ({error.msg})") from None
-            if not isinstance(value, dict):
-                raise W2SInputError(f"{path}: line {number} is not a JSON object")
-            rows += 1
+    try:
+        with opener(path, "rb") as handle:  # bytes, decoded line by line: a bad byte is reported with its line
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise W2SInputError(f"{path}: line {number} is not UTF-8 text") from None
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise W2SInputError(f"{path}: line {number} is not valid JSON ({error.msg})") from None
+                if not isinstance(value, dict):
+                    raise W2SInputError(f"{path}: line {number} is not a JSON object")
+                rows += 1
+    except (EOFError, OSError, zlib.error) as error:  # gzip: truncated (EOFError), corrupt (BadGzipFile, zlib.error)
+        raise W2SInputError(f"{path}: a truncated or corrupt gzip file ({error})") from None
     if rows == 0:
         raise W2SInputError(f"{path}: the file holds no pairs (empty split)")
 
@@ -274,10 +297,21 @@ def read_data_file(path: Path) -> Dataset:
     builder = next(name for name in ("parquet", "csv", "json") if f".{name}" in path.name)
     if path.name.endswith((".jsonl", ".jsonl.gz")):
         _check_json_lines(path)
+    if builder == "parquet":  # checked first: datasets logs its own error line for a file it cannot read
+        import pyarrow.parquet
+
+        try:
+            pyarrow.parquet.read_metadata(path)
+        except Exception as error:  # pyarrow raises several types for a damaged file
+            raise W2SInputError(f"{path}: not a readable parquet file ({_first_line(error)})") from None
     try:
         return datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as error:  # datasets raises many types for unreadable files
-        raise W2SInputError(f"{path}: cannot be read as {builder}: {error}") from None
+        raise W2SInputError(f"{path}: cannot be read as {builder}: {_first_line(error)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _local_files(config: DataConfig | HelpfulDataConfig, source: Source) -> dict[str, Path] | None:
@@ -346,9 +380,9 @@ def _load_raw(config: DataConfig | HelpfulDataConfig) -> dict[str, Dataset]:
                 f"{source.name!r}"
             )
         dataset = dataset.map(
-            source.normalise,
+            _normalise_row,
             with_indices=True,
-            fn_kwargs={"split": split},
+            fn_kwargs={"split": split, "source": source, "where": where},
             remove_columns=dataset.column_names,
             desc=f"Normalising {split}",
         )
