@@ -103,6 +103,28 @@ def test_bad_recipe_input(tiny_recipe, tmp_path, capsys, change, message):
     assert_stopped_before_training(tiny_recipe)
 
 
+@pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])
+def test_weights_cut_short_stop_the_run_before_any_training(tiny_recipe, tiny_model_dir, tmp_path, capsys, weights):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    strong = tmp_path / "strong"  # the strong rung, checked before the weak one trains
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
+    model.save_pretrained(strong)
+    if weights == "pytorch_model.bin":  # the older format, still read by transformers
+        torch.save(model.state_dict(), strong / weights)
+        (strong / "model.safetensors").unlink()
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(strong)
+    file = strong / weights
+    size = file.stat().st_size
+    file.write_bytes(file.read_bytes()[: size // 2])
+    tiny_recipe["ladder"][1]["model"] = str(strong)
+    code, err = run_cli(["run", str(write_recipe(tmp_path, tiny_recipe))], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: ladder rung 'tiny-l2': model '{strong}' does not load: {file} ")
+    assert not (Path(tiny_recipe["output_dir"]) / "stages").exists()  # not even the data stage
+
+
 def test_missing_column(tiny_recipe, tmp_path, capsys):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "chosen": "a", "answer": "b"}] * 3)
     tiny_recipe["data"] = {

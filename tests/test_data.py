@@ -220,7 +220,7 @@ def test_a_malformed_conversation_gets_one_clear_message(tmp_path):
     rows = [{"prompt": [{"role": "user", "text": "hi"}], "chosen": [{"role": "assistant", "content": "a"}],
              "rejected": [{"role": "assistant", "content": "b"}]}] * 4  # fmt: skip
     path = write_jsonl(tmp_path / "chat.jsonl", rows)
-    message = f"{path}, row 0: not a preference pair: 'prompt' is not a list of messages with text 'role' and 'content'"
+    message = f"{path}, row 0: not a preference pair: 'prompt' is not a list of messages with text 'role'"
     with pytest.raises(W2SInputError, match=message):
         load_splits(DataConfig(source="preference", files={"all": str(path)}, gt_size=1, w2s_size=1, test_size=1))
 

@@ -18,7 +18,9 @@ Example:
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,11 +71,56 @@ def check_rung_loads(rung: RungConfig) -> None:
     except (OSError, ValueError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise W2SInputError(f"ladder rung {rung.name!r}: model {rung.model!r} does not load: {first_line}") from None
+    problem = None if rung.random_init or not Path(path).is_dir() else weights_problem(Path(path))
+    if problem:
+        raise W2SInputError(f"ladder rung {rung.name!r}: model {rung.model!r} does not load: {problem}")
     available = getattr(config, "num_hidden_layers", None)
     if rung.num_layers is not None and available is not None and rung.num_layers > available:
         raise W2SInputError(
             f"ladder rung {rung.name!r}: num_layers is {rung.num_layers} but {rung.model!r} has {available} layers"
         )
+
+
+def weights_problem(directory: Path) -> str | None:
+    """What keeps the weights in a local model directory from loading (missing, or a file cut short), or None.
+
+    Cheap: a safetensors file's header gives the size its tensors need; a PyTorch `.bin` file is a zip archive, whose
+    directory at its end is missing when the file is cut short. Weights from the hub are checked when downloaded.
+    """
+    files = [directory / name for name in ("model.safetensors", "pytorch_model.bin") if (directory / name).is_file()]
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (directory / index).is_file():
+            try:
+                shards = set(json.loads((directory / index).read_text())["weight_map"].values())
+            except (ValueError, KeyError, AttributeError):
+                return f"{directory / index} is not a valid weights index"
+            files += [directory / shard for shard in sorted(shards)]
+    if not files and (directory / "adapter_config.json").is_file():
+        return None  # LoRA adapters: their base model is checked as a rung of its own
+    if not files:
+        return f"no weights in {directory} (model.safetensors or pytorch_model.bin)"
+    for file in files:
+        if not file.is_file():
+            return f"{file} is missing"
+        if file.suffix == ".safetensors":
+            try:
+                needed = _safetensors_size(file)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return f"{file} is not a safetensors file"
+            if file.stat().st_size < needed:
+                return f"{file} is cut short ({file.stat().st_size} of {needed} bytes)"
+        elif not zipfile.is_zipfile(file):
+            return f"{file} is cut short or not a PyTorch checkpoint"
+    return None
+
+
+def _safetensors_size(file: Path) -> int:
+    """The size in bytes a safetensors file must have: its 8-byte header length, header, and the end of its data."""
+    with file.open("rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(length))
+    ends = [tensor["data_offsets"][1] for name, tensor in header.items() if name != "__metadata__"]
+    return 8 + length + max(ends, default=0)
 
 
 def load_tokenizer(path: str, revision: str | None = None) -> PreTrainedTokenizerBase:
