@@ -125,6 +125,36 @@ def test_weights_cut_short_stop_the_run_before_any_training(tiny_recipe, tiny_mo
     assert not (Path(tiny_recipe["output_dir"]) / "stages").exists()  # not even the data stage
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("seeds=[-1]", "'seeds.0' must be 0 or more, got -1"),
+        ("training.per_device_train_batch_size=0", "'training.per_device_train_batch_size' must be at least 1, got 0"),
+        ("training.eval_batch_size=0", "'training.eval_batch_size' must be at least 1, got 0"),
+        ("training.learning_rate=-1e-3", "'training.learning_rate' must be positive, got -0.001"),
+        ("training.max_length=0", "'training.max_length' must be at least 1, got 0"),
+        ("training.num_train_epochs=0", "'training.num_train_epochs' must be positive, got 0.0"),
+        ("analysis.n_bootstrap=-1", "'analysis.n_bootstrap' must be 0 or more, got -1"),
+        ("analysis.confidence=1.5", "'analysis.confidence' must be between 0 and 1 (exclusive), got 1.5"),
+        (
+            "training.lr_scheduler_type=cosinus",
+            "rung 'tiny-l1': W2SRewardConfig refuses its training settings: cosinus is not a valid SchedulerType",
+        ),
+        (
+            "training.trainer_kwargs={save_steps: often}",
+            "rung 'tiny-l1': training.trainer_kwargs.save_steps must be a number, got 'often'",
+        ),
+        ("training.max_length=4096", "rung 'tiny-l1': training.max_length is 4096, but '{model}' has 256 positions"),
+    ],
+)
+def test_out_of_range_settings_stop_the_run_before_writing(tiny_recipe, tmp_path, capsys, override, message):
+    path = write_recipe(tmp_path, tiny_recipe)
+    code, err = run_cli(["run", str(path), override], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert message.format(model=tiny_recipe["ladder"][0]["model"]) in err
+    assert not Path(tiny_recipe["output_dir"]).exists()
+
+
 def test_missing_column(tiny_recipe, tmp_path, capsys):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "chosen": "a", "answer": "b"}] * 3)
     tiny_recipe["data"] = {

@@ -74,6 +74,12 @@ def check_rung_loads(rung: RungConfig) -> None:
     problem = None if rung.random_init or not Path(path).is_dir() else weights_problem(Path(path))
     if problem:
         raise W2SInputError(f"ladder rung {rung.name!r}: model {rung.model!r} does not load: {problem}")
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if isinstance(positions, int) and rung.training.max_length > positions:
+        raise W2SInputError(
+            f"ladder rung {rung.name!r}: training.max_length is {rung.training.max_length}, but {rung.model!r} has "
+            f"{positions} positions"
+        )
     available = getattr(config, "num_hidden_layers", None)
     if rung.num_layers is not None and available is not None and rung.num_layers > available:
         raise W2SInputError(

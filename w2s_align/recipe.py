@@ -659,3 +659,42 @@ def _check(recipe: Recipe, source: str) -> None:
         raise W2SInputError(f"{source}: 'filter_threshold' must be in [0.5, 1)")
     if not 0 <= recipe.loss.aux_warmup_frac <= 1:
         raise W2SInputError(f"{source}: 'loss.aux_warmup_frac' must be between 0 and 1")
+    _check_ranges(recipe, source)
+
+
+# Range rules of numeric settings: (test, what the message says it must be).
+_POSITIVE = (lambda v: v > 0, "positive")
+_AT_LEAST_ONE = (lambda v: v >= 1, "at least 1")
+_NOT_NEGATIVE = (lambda v: v >= 0, "0 or more")
+_TRAINING_RANGES = {
+    "learning_rate": _POSITIVE,
+    "num_train_epochs": _POSITIVE,
+    "per_device_train_batch_size": _AT_LEAST_ONE,
+    "gradient_accumulation_steps": _AT_LEAST_ONE,
+    "eval_batch_size": _AT_LEAST_ONE,
+    "max_length": _AT_LEAST_ONE,
+    "warmup_steps": _NOT_NEGATIVE,
+    "weight_decay": _NOT_NEGATIVE,
+}
+
+
+def _check_ranges(recipe: Recipe, source: str) -> None:
+    """Values that would crash a stage later, or make it train on nothing, stop the run now."""
+    checks: list[tuple[str, Any, tuple]] = [(f"seeds.{i}", seed, _NOT_NEGATIVE) for i, seed in enumerate(recipe.seeds)]
+    # The recipe-wide block first, so that a value set there is named there.
+    blocks = [("training", recipe.training)] + [
+        (f"ladder.{i}.training", r.training) for i, r in enumerate(recipe.ladder)
+    ]
+    for prefix, settings in blocks:
+        checks += [(f"{prefix}.{key}", getattr(settings, key), rule) for key, rule in _TRAINING_RANGES.items()]
+    checks += [
+        ("analysis.n_bootstrap", recipe.analysis.n_bootstrap, _NOT_NEGATIVE),
+        ("analysis.confidence", recipe.analysis.confidence, (lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")),
+        ("analysis.threshold", recipe.analysis.threshold, (lambda v: 0.5 <= v < 1, "in [0.5, 1)")),
+        ("loss.aux_coef", recipe.loss.aux_coef, _NOT_NEGATIVE),
+        ("dpo.beta", recipe.dpo.beta, _POSITIVE),
+        ("dpo.sft_epochs", recipe.dpo.sft_epochs, _POSITIVE),
+    ]
+    for key, value, (test, requirement) in checks:
+        if not test(value):
+            raise W2SInputError(f"{source}: '{key}' must be {requirement}, got {value!r}")

@@ -95,18 +95,41 @@ class Task(ABC):
 
         owned = {**TRACKING_OWNED, **HUB_OWNED}
         config_class = cls.config_class()
-        fields = {field.name for field in dataclasses.fields(config_class)}
+        defaults = {field.name: field.default for field in dataclasses.fields(config_class)}
         for rung in recipe.ladder:
-            for key in rung.training.trainer_kwargs:
+            for key, value in rung.training.trainer_kwargs.items():
                 if key in PIPELINE_OWNED:
                     reason = "is set by the pipeline"
                 elif key in owned:
                     reason = f"is set by {owned[key]}"
-                elif key not in fields:
+                elif key not in defaults:
                     reason = f"is not a {config_class.__name__} field"
+                elif _wrong_kind(defaults[key], value):
+                    kind = "true or false" if isinstance(defaults[key], bool) else "a number"
+                    reason = f"must be {kind}, got {value!r}"
                 else:
                     continue
                 raise W2SInputError(f"ladder rung {rung.name!r}: training.trainer_kwargs.{key} {reason}")
+        cls._check_config(recipe, config_class)
+
+    @classmethod
+    def _check_config(cls, recipe: Recipe, config_class: type) -> None:
+        """Build each rung's trainer config as its stages will (without trackers, checked on their own), so that a
+        value the config refuses (an unknown scheduler, a `trainer_kwargs` value of the wrong type) stops the run
+        before training."""
+        from .tracking import TrackerRun
+        from .training import trainer_kwargs
+
+        tracker = TrackerRun.for_stage(recipe, "check", 0)
+        for rung in recipe.ladder:
+            kwargs = trainer_kwargs(rung.training, recipe.loss, recipe.run_dir, 0, recipe.methods[0], 0.0, tracker)
+            try:
+                config_class(**{**kwargs, "report_to": []})
+            except (ValueError, TypeError) as error:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise W2SInputError(
+                    f"ladder rung {rung.name!r}: {config_class.__name__} refuses its training settings: {reason}"
+                ) from None
 
     def tokenizer(self, rung: RungConfig):
         """The rung's tokenizer, loaded once per task."""
@@ -158,3 +181,12 @@ class Task(ABC):
     def label(self, rung: RungConfig, stage_dir: Path, labeler_id: str, pairs: Dataset) -> Dataset:
         """`pairs` with the `soft_label` (probability that `chosen` is better) of the model `train` saved in
         `stage_dir`, and a `labeler` column holding `labeler_id`."""
+
+
+def _wrong_kind(default: Any, value: Any) -> bool:
+    """A switch given something other than true/false, or a number given something other than a number."""
+    if isinstance(default, bool):
+        return not isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, bool) or not isinstance(value, (int, float))
+    return False
