@@ -384,3 +384,22 @@ def test_a_damaged_data_file_gets_one_line_naming_the_file_and_line_or_row(tmp_p
     assert str(raised.value).startswith(message.format(path=path)), str(raised.value)
     assert "\n" not in str(raised.value)
     assert not [record for record in caplog.records if record.levelname == "ERROR"]  # no library error line first
+
+
+def test_pairs_with_identical_responses_are_dropped_with_a_warning_or_refused(tmp_path, caplog):
+    rows = pairs(30)
+    for index in (3, 17):
+        rows[index]["rejected"] = rows[index]["chosen"]
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    config = DataConfig(source="preference", files={"all": str(path)}, gt_size=10, w2s_size=8, test_size=10)
+    with caplog.at_level("WARNING", logger="w2s_align"):
+        splits = load_splits(config)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("w2s_align")] == [
+        f"warning: {path}: dropped 2 of 30 pairs with identical responses"
+    ]
+    assert all(row["chosen"] != row["rejected"] for split in splits.values() for row in split)
+    with pytest.raises(W2SInputError, match="the source has only 28"):  # the 28 real pairs are all there is
+        load_splits(dataclasses.replace(config, w2s_size=9))
+    same = write_jsonl(tmp_path / "same.jsonl", [{**row, "rejected": row["chosen"]} for row in rows])
+    with pytest.raises(W2SInputError, match=r"same.jsonl: every pair's two responses are identical"):
+        load_splits(dataclasses.replace(config, files={"all": str(same)}))

@@ -43,6 +43,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import logging
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ from datasets import Dataset, DatasetDict
 
 from .errors import W2SInputError
 from .synthetic import generate_pairs
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the recipe schema takes its source names from here
     from .recipe import DataConfig, HelpfulDataConfig
@@ -388,8 +391,21 @@ def _load_raw(config: DataConfig | HelpfulDataConfig) -> dict[str, Dataset]:
         )
         if source.keep is not None:
             dataset = dataset.filter(source.keep, desc=f"Keeping the pairs of {source.name}")
-        out[split] = dataset
+        out[split] = _without_identical_responses(dataset, where)
     return out
+
+
+def _without_identical_responses(pairs: Dataset, where: str) -> Dataset:
+    """`pairs` without the pairs whose two responses are the same text (nothing to prefer: a pairwise loss learns
+    nothing from them and every model scores them a tie); one warning line when some are dropped, an error when all
+    would be."""
+    kept = pairs.filter(lambda row: row["chosen"] != row["rejected"], desc="Dropping pairs with identical responses")
+    dropped = pairs.num_rows - kept.num_rows
+    if dropped and not kept.num_rows:
+        raise W2SInputError(f"{where}: every pair's two responses are identical ('chosen' == 'rejected')")
+    if dropped:
+        logger.warning(f"warning: {where}: dropped {dropped} of {pairs.num_rows} pairs with identical responses")
+    return kept
 
 
 def _synthetic(config: DataConfig) -> dict[str, Dataset]:
