@@ -2,12 +2,14 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from datasets import Dataset
 
 from w2s_align.cli import main
 
@@ -67,13 +69,43 @@ def test_analyze_recomputes_the_same_metrics(tiny_recipe, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_analyze_names_missing_predictions(tiny_recipe, tmp_path, capsys):
+def test_analyze_names_missing_or_damaged_run_files(tiny_recipe, tmp_path, capsys):
     path = write_recipe(tmp_path, tiny_recipe)
     assert main(["run", str(path), "methods=[xent]"]) == 0
     missing = Path(tiny_recipe["output_dir"]) / "predictions" / "tiny-l2.gt.seed0.parquet"
     missing.unlink()
     code, err = run_cli(["analyze", tiny_recipe["output_dir"]], capsys)
     assert code == 2 and "predictions of model 'tiny-l2.gt.seed0' are missing" in err
+    # Damaged run files: one line naming the file each time.
+    run_dir = Path(tiny_recipe["output_dir"])
+    shutil.copy(next((run_dir / "stages").glob("train-tiny-l2-gt-seed0-*")) / "predictions.parquet", missing)
+    original = {name: (run_dir / name).read_bytes() for name in ("config.yaml", "metrics.json")}
+    student = run_dir / "predictions" / "tiny-l2.from-tiny-l1.xent.seed0.parquet"
+    good = student.read_bytes()
+    damages = [
+        (lambda: student.write_bytes(good[: len(good) // 2]), f"{student}: not a readable parquet file"),
+        (
+            lambda: Dataset.from_parquet(str(missing)).select([]).to_parquet(str(student)),
+            f"{student}: holds no predictions",
+        ),
+        (
+            lambda: Dataset.from_parquet(str(missing)).remove_columns("correct").to_parquet(str(student)),
+            f"{student}: predictions without the column(s) ['correct']",
+        ),
+        (
+            lambda: (run_dir / "metrics.json").write_bytes(original["metrics.json"][:100]),
+            f"{run_dir / 'metrics.json'}: not the metrics of a finished run",
+        ),
+        (lambda: (run_dir / "config.yaml").write_text("name: [tiny\n"), f"{run_dir / 'config.yaml'}: not valid YAML"),
+    ]
+    for damage, message in damages:
+        damage()
+        code, err = run_cli(["analyze", str(run_dir)], capsys)
+        assert code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1, err
+        student.write_bytes(good)
+        for name, content in original.items():
+            (run_dir / name).write_bytes(content)
+    assert main(["analyze", str(run_dir)]) == 0
 
 
 @pytest.mark.parametrize(

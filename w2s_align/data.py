@@ -301,16 +301,22 @@ def read_data_file(path: Path) -> Dataset:
     if path.name.endswith((".jsonl", ".jsonl.gz")):
         _check_json_lines(path)
     if builder == "parquet":  # checked first: datasets logs its own error line for a file it cannot read
-        import pyarrow.parquet
-
-        try:
-            pyarrow.parquet.read_metadata(path)
-        except Exception as error:  # pyarrow raises several types for a damaged file
-            raise W2SInputError(f"{path}: not a readable parquet file ({_first_line(error)})") from None
+        check_parquet(path)
     try:
         return datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as error:  # datasets raises many types for unreadable files
         raise W2SInputError(f"{path}: cannot be read as {builder}: {_first_line(error)}") from None
+
+
+def check_parquet(path: Path):
+    """The metadata of the parquet file `path` (`num_rows`, ...); one line naming `path` when it is not a readable
+    parquet file (cut short, or something else)."""
+    import pyarrow.parquet
+
+    try:
+        return pyarrow.parquet.read_metadata(path)
+    except Exception as error:  # pyarrow raises several types for a damaged file
+        raise W2SInputError(f"{path}: not a readable parquet file ({_first_line(error)})") from None
 
 
 def _first_line(error: Exception) -> str:

@@ -19,6 +19,7 @@ from datasets import Dataset
 
 from ..artifacts import atomic_copy, atomic_write_json, atomic_write_text
 from ..cache import StageCache
+from ..data import check_parquet
 from ..distributed import is_main_process
 from ..errors import W2SInputError
 from ..evaluate_metrics import load_metric
@@ -428,7 +429,15 @@ def analyze_run(
 def _analyze(
     run_dir: Path, config: Path, metrics_file: Path, overrides: list[str], log: Callable[[str], None]
 ) -> dict[str, Any]:
-    raw = yaml.safe_load(config.read_text())
+    try:
+        raw = yaml.safe_load(config.read_text())
+        saved = json.loads(metrics_file.read_text())["models"]
+    except yaml.YAMLError as error:
+        raise W2SInputError(f"{config}: not valid YAML ({str(error).splitlines()[0]})") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise W2SInputError(f"{metrics_file}: not the metrics of a finished run ({error})") from None
+    if not isinstance(raw, dict):
+        raise W2SInputError(f"{config}: not a recipe (a mapping of keys to values)")
     for override in overrides:
         if not override.startswith("analysis."):
             raise W2SInputError(f"override {override!r}: analyze only changes analysis.* settings")
@@ -439,8 +448,7 @@ def _analyze(
         path = run_dir / "predictions" / f"{spec.key}.parquet"
         if not path.is_file():
             raise W2SInputError(f"{run_dir}: the predictions of model {spec.key!r} are missing ({path})")
-        predictions[spec.key] = Dataset.from_parquet(str(path))
-    saved = json.loads(metrics_file.read_text())["models"]
+        predictions[spec.key] = _read_predictions(path)
     try:
         metrics = build_metrics(plan, predictions, {key: info.get("train_seconds") for key, info in saved.items()})
     except ValueError as error:
@@ -449,3 +457,18 @@ def _analyze(
     write_report(run_dir, metrics, run_dir / "plots")
     log(render_console(metrics))
     return metrics
+
+
+# What the analysis reads of a model's saved predictions.
+ANALYSIS_COLUMNS = ("id", "prob_chosen", "correct")
+
+
+def _read_predictions(path: Path) -> Dataset:
+    """A model's saved predictions, or one clear error naming the file: unreadable, empty, or missing columns."""
+    if check_parquet(path).num_rows == 0:
+        raise W2SInputError(f"{path}: holds no predictions")
+    predictions = Dataset.from_parquet(str(path))
+    missing = [column for column in ANALYSIS_COLUMNS if column not in predictions.column_names]
+    if missing:
+        raise W2SInputError(f"{path}: predictions without the column(s) {missing}")
+    return predictions
