@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -88,3 +89,26 @@ def test_an_output_directory_that_cannot_be_made_stops_with_one_line(tiny_recipe
     err = capsys.readouterr().err
     assert err.startswith(f"error: output_dir {tiny_recipe['output_dir']}: cannot be made a directory (")
     assert err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_prints_one_line_exits_130_and_the_rerun_resumes(tiny_recipe, tmp_path):
+    path = recipe_file(tiny_recipe, tmp_path)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "w2s_align", "run", str(path)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stages = Path(tiny_recipe["output_dir"]) / "stages"
+    deadline = time.time() + 300
+    while not list(stages.glob("train-*/DONE.json")) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)  # interrupted once the first model has trained
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-2000:]
+    assert err.strip() == (
+        "interrupted: w2s-align run stopped; run it again to resume (finished stages are kept; training resumes "
+        "from its last checkpoint)"
+    )
+    assert not (Path(tiny_recipe["output_dir"]) / LOCK_FILE).exists()
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "training tiny-l1 (ground truth), seed 0" not in rerun.stdout  # kept from the interrupted run

@@ -158,11 +158,26 @@ def main(argv: list[str] | None = None) -> int:
     from .verbosity import configure
 
     configure("warning" if args.quiet else "debug" if args.verbose else "info", args.log_level)
+    from .distributed import is_main_process
+
     try:
         return args.handler(args)
     except W2SInputError as error:
-        from .distributed import is_main_process
-
         if is_main_process():  # every process stops; one message is enough
             print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if is_main_process():
+            print(f"\ninterrupted: w2s-align {args.command} stopped; {_RESUMES[args.command]}", file=sys.stderr)
+        return 130
+
+
+# What the one line printed on Ctrl-C says about running the command again.
+_RESUMES = {
+    "run": "run it again to resume (finished stages are kept; training resumes from its last checkpoint)",
+    "plan": "nothing was written",
+    "analyze": "run it again to redo the analysis",
+    "reward": "to resume, run it again with --resume_from_checkpoint OUTPUT_DIR/checkpoint-STEP (the last one saved)",
+    "dpo": "to resume, run it again with --resume_from_checkpoint OUTPUT_DIR/checkpoint-STEP (the last one saved)",
+    "env": "nothing was written",
+}
