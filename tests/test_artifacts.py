@@ -1,6 +1,11 @@
 """Artifacts are written atomically: a write that fails leaves the old file and no temporary file."""
 
+import os
+import stat
+
 import pytest
+
+from w2s_align.artifacts import atomic_write_json, atomic_write_text
 
 
 def test_atomic_write_keeps_the_old_file_when_a_write_fails(tmp_path, monkeypatch):
@@ -19,3 +24,15 @@ def test_atomic_write_keeps_the_old_file_when_a_write_fails(tmp_path, monkeypatc
     monkeypatch.undo()
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_artifacts_are_created_with_the_mode_the_umask_gives(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        atomic_write_json(tmp_path / "metrics.json", {"accuracy": 0.7})
+        atomic_write_text(tmp_path / "report.md", "# report\n")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == mode

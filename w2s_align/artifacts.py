@@ -34,6 +34,7 @@ def _atomic(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file 0600; give it the mode a plain open() would
         os.replace(tmp, path)
         audit = os.environ.get("W2S_ALIGN_WRITE_LOG")
         if audit:  # a diagnostic trail of every artifact written (used by the distributed tests)
@@ -42,6 +43,12 @@ def _atomic(path: Path, write) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
