@@ -187,6 +187,31 @@ def test_out_of_range_settings_stop_the_run_before_writing(tiny_recipe, tmp_path
     assert not Path(tiny_recipe["output_dir"]).exists()
 
 
+def test_messages_name_the_mistake_and_where_it_was_made(tiny_recipe, tmp_path, capsys):
+    path = write_recipe(tmp_path, tiny_recipe)
+    code, err = run_cli(["run", str(tmp_path)], capsys)
+    assert code == 2 and err == f"error: {tmp_path}: a directory, not a recipe file (e.g. recipes/quickstart.yaml)\n"
+    code, err = run_cli(["run", str(path), "training.learning_rate=fast"], capsys)
+    assert code == 2  # the override is at fault, not the file
+    assert err == (
+        f"error: {path} with the overrides training.learning_rate=fast: 'training.learning_rate' must be a number, "
+        "got 'fast'\n"
+    )
+    code, err = run_cli(["run", str(path), f"ladder.tiny-l1.model={tmp_path / 'no-model'}"], capsys)
+    assert code == 2
+    assert (
+        err
+        == f"error: ladder rung 'tiny-l1': model '{tmp_path / 'no-model'}' does not load: no such local directory\n"
+    )
+    path.write_text("name: tiny\nladder: [a, b\n")
+    code, err = run_cli(["run", str(path)], capsys)
+    assert (
+        code == 2
+        and err == f"error: {path}: not valid YAML (expected ',' or ']', but got '<stream end>' at line 3, column 1)\n"
+    )
+    assert not Path(tiny_recipe["output_dir"]).exists()
+
+
 def test_missing_column(tiny_recipe, tmp_path, capsys):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "chosen": "a", "answer": "b"}] * 3)
     tiny_recipe["data"] = {

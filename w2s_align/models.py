@@ -65,6 +65,8 @@ def _config_kwargs(rung: RungConfig) -> dict[str, Any]:
 def check_rung_loads(rung: RungConfig) -> None:
     """Load the rung's config and tokenizer (cheap) so a bad model path fails before any training."""
     path = resolve_model_path(rung.model)
+    if looks_like_a_path(path) and not Path(path).expanduser().exists():  # else the hub answers with repo-id rules
+        raise W2SInputError(f"ladder rung {rung.name!r}: model {rung.model!r} does not load: no such local directory")
     try:
         config = AutoConfig.from_pretrained(path, revision=rung.revision)
         load_tokenizer(path, rung.revision)
@@ -85,6 +87,11 @@ def check_rung_loads(rung: RungConfig) -> None:
         raise W2SInputError(
             f"ladder rung {rung.name!r}: num_layers is {rung.num_layers} but {rung.model!r} has {available} layers"
         )
+
+
+def looks_like_a_path(model: str) -> bool:
+    """Whether `model` names a local path rather than a hub id (`org/name` or `name`)."""
+    return model.startswith(("/", "./", "../", "~", "\\")) or model.count("/") > 1 or Path(model).is_absolute()
 
 
 def weights_problem(directory: Path) -> str | None:

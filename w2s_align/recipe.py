@@ -363,17 +363,31 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
             pairs or methods do not fit together.
     """
     path = Path(path)
+    if path.is_dir():
+        raise W2SInputError(f"{path}: a directory, not a recipe file (e.g. recipes/quickstart.yaml)")
     if not path.is_file():
         raise W2SInputError(f"{path}: recipe file not found")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise W2SInputError(f"{path}: not valid YAML: {error}") from None
+        raise W2SInputError(f"{path}: not valid YAML ({yaml_error(error)})") from None
+    except UnicodeDecodeError:
+        raise W2SInputError(f"{path}: not UTF-8 text") from None
     if not isinstance(raw, dict):
         raise W2SInputError(f"{path}: a recipe must be a mapping of keys to values")
-    for override in overrides or []:
+    if not overrides:
+        return recipe_from_dict(raw, source=str(path))
+    recipe_from_dict(raw, source=str(path))  # the file alone first, so that an error is blamed on what made it
+    for override in overrides:
         apply_override(raw, override)
-    return recipe_from_dict(raw, source=str(path))
+    return recipe_from_dict(raw, source=f"{path} with the overrides {' '.join(overrides)}")
+
+
+def yaml_error(error: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def recipe_from_dict(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:

@@ -123,10 +123,20 @@ def train(name: str, script_args, training_args, model_args) -> Any:
 
 def _check_model_loads(model_args) -> None:
     """Stop before training on a model whose config does not load (a wrong id or path, no network)."""
+    from pathlib import Path
+
     from transformers import AutoConfig
 
+    from .models import looks_like_a_path, weights_problem
+
+    model = model_args.model_name_or_path
     try:
-        AutoConfig.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+        if looks_like_a_path(model) and not Path(model).expanduser().exists():
+            raise ValueError("no such local directory")  # else the hub client answers with a rule about repo ids
+        AutoConfig.from_pretrained(model, revision=model_args.model_revision)
+        problem = weights_problem(Path(model)) if Path(model).is_dir() else None
+        if problem:
+            raise ValueError(problem)
     except (OSError, ValueError) as error:
         reason = str(error).splitlines()[0]
         raise W2SInputError(

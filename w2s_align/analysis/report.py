@@ -24,7 +24,7 @@ from ..distributed import is_main_process
 from ..errors import W2SInputError
 from ..evaluate_metrics import load_metric
 from ..plan import Plan, StudentSpec, build_plan
-from ..recipe import apply_override, recipe_from_dict
+from ..recipe import apply_override, recipe_from_dict, yaml_error
 from ..run_lock import RunLock
 from ..tasks import PREDICTIONS_FILE
 from .deception import CELLS
@@ -433,7 +433,7 @@ def _analyze(
         raw = yaml.safe_load(config.read_text())
         saved = json.loads(metrics_file.read_text())["models"]
     except yaml.YAMLError as error:
-        raise W2SInputError(f"{config}: not valid YAML ({str(error).splitlines()[0]})") from None
+        raise W2SInputError(f"{config}: not valid YAML ({yaml_error(error)})") from None
     except (ValueError, KeyError, TypeError) as error:
         raise W2SInputError(f"{metrics_file}: not the metrics of a finished run ({error})") from None
     if not isinstance(raw, dict):
