@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .errors import W2SInputError
@@ -25,9 +26,8 @@ from .errors import W2SInputError
 
 def _run(args: argparse.Namespace) -> int:
     from .pipeline import W2SPipeline
-    from .recipe import load_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = args.loaded_recipe
     pipeline = W2SPipeline(recipe, log=logging.getLogger("w2s_align").info)
     pipeline.prepare()
     metrics = pipeline.run()
@@ -41,10 +41,9 @@ def _run(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from .cache import StageCache
     from .plan import build_plan
-    from .recipe import load_recipe
     from .tasks import task_class
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = args.loaded_recipe
     plan = build_plan(recipe)
     for name in plan.tasks:
         task_class(name).check(recipe)
@@ -155,21 +154,38 @@ def main(argv: list[str] | None = None) -> int:
     if rest and not hasattr(args, "trainer"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.rest = rest
-    from .verbosity import configure
+    from .verbosity import configure_libraries, configure_output
 
-    configure("warning" if args.quiet else "debug" if args.verbose else "info", args.log_level)
-    from .distributed import is_main_process
-
+    progress = configure_output("warning" if args.quiet else "debug" if args.verbose else "info")
     try:
+        if args.command in ("run", "plan"):  # the recipe is checked before torch is imported: a mistake stops at once
+            from .recipe import load_recipe
+
+            args.loaded_recipe = load_recipe(args.recipe, args.overrides)
+            _check_data_files(args.loaded_recipe)
+        configure_libraries(args.log_level, progress)
         return args.handler(args)
     except W2SInputError as error:
-        if is_main_process():  # every process stops; one message is enough
+        if _is_main_process():  # every process stops; one message is enough
             print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if is_main_process():
+        if _is_main_process():
             print(f"\ninterrupted: w2s-align {args.command} stopped; {_RESUMES[args.command]}", file=sys.stderr)
         return 130
+
+
+def _check_data_files(recipe) -> None:
+    from .data import check_local_files
+
+    check_local_files(recipe.data)
+    if "implicit" in recipe.conflicts.settings:
+        check_local_files(recipe.conflicts.helpful)
+
+
+def _is_main_process() -> bool:
+    # The launchers (accelerate, torchrun, DeepSpeed) give each process its RANK: read without importing torch.
+    return os.environ.get("RANK", "0") == "0"
 
 
 # What the one line printed on Ctrl-C says about running the command again.

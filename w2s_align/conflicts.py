@@ -30,7 +30,6 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -39,9 +38,7 @@ from datasets import Dataset, concatenate_datasets
 from .collators import CONFLICT_LABEL, SOFT_LABEL
 from .data import GT_LABEL, MESSAGE_COLUMNS, random_orientation, swap_responses
 from .errors import W2SInputError
-
-ConflictKind = Literal["none", "explicit", "implicit"]
-CONFLICT_KINDS: tuple[str, ...] = get_args(ConflictKind)
+from .options import CONFLICT_KINDS
 
 
 @dataclass(frozen=True)

@@ -358,6 +358,21 @@ def _local_files(config: DataConfig | HelpfulDataConfig, source: Source) -> dict
     return found
 
 
+def check_local_files(config: DataConfig | HelpfulDataConfig) -> None:
+    """The checks of a source's local files that need no model: they exist, and each JSON line or parquet file reads
+    (the rows are checked when the splits are loaded). Cheap, so that a run stops on them at once."""
+    source = SOURCES[config.source]
+    if source.generated:
+        return
+    for path in (_local_files(config, source) or {}).values():
+        if not path.is_file():
+            raise W2SInputError(f"{path}: data file not found")
+        if path.name.endswith((".jsonl", ".jsonl.gz")):
+            _check_json_lines(path)
+        elif path.name.endswith(".parquet"):
+            check_parquet(path)
+
+
 def _load_raw(config: DataConfig | HelpfulDataConfig) -> dict[str, Dataset]:
     """Load the source's own splits (`gt`/`w2s`/`test`, `train`/`test`, or `all`) as normalised datasets."""
     source = SOURCES[config.source]

@@ -34,7 +34,8 @@ from .cards import BURNS_2023, YANG_2025, cite
 from .collators import CONFLICT_LABEL, LABEL_COLUMNS, SOFT_LABEL, SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
 from .evaluate_metrics import compute_pairwise_accuracy
-from .losses import PREFERENCE_LOSSES, StudentLossArguments, StudentObjective
+from .losses import StudentLossArguments, StudentObjective
+from .options import PREFERENCE_LOSSES
 from .sampling import LengthGroupedTraining, LengthGroupingArguments, pair_lengths
 from .validation import NeutralEvaluation
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -35,14 +34,11 @@ from .data import GT_LABEL
 from .device import bf16_supported
 from .distributed import sharded_map
 from .models import tokenize_pairs
+from .options import LabelFilter
 from .verbosity import batch_starts
 
 LABELS_FILE = "labels.parquet"
 LABELS_META = "labels.json"
-# none: every label; confidence: labels with max(p, 1 - p) >= a threshold (honest); oracle: also drops wrong labels
-# (it reads the ground truth, so it is an upper bound of what filtering can do, not a method).
-LabelFilter = Literal["none", "confidence", "oracle"]
-LABEL_FILTERS: tuple[str, ...] = get_args(LabelFilter)
 
 
 def pad_batch(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:

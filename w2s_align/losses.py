@@ -27,19 +27,13 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 
 from .conflicts import explicit_conflict_loss
-
-StudentLoss = Literal["xent", "logconf", "product"]
-STUDENT_LOSSES: tuple[str, ...] = get_args(StudentLoss)
-SoftLabelMode = Literal["smoothing", "weight"]
-# The preference losses of the DPO trainer: DPO's sigmoid loss, and SimPO (a margin, no reference model).
-PreferenceLoss = Literal["sigmoid", "simpo"]
-PREFERENCE_LOSSES: tuple[str, ...] = get_args(PreferenceLoss)
+from .options import STUDENT_LOSSES, SoftLabelMode, StudentLoss, StudentLossSettings
 
 
 def soft_bce(delta: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -114,35 +108,6 @@ def margin_bce(logits: torch.Tensor, target: torch.Tensor, gamma: float = 0.0) -
     if gamma == 0:
         return soft_bce(logits, target)
     return target * F.softplus(gamma - logits) + (1 - target) * F.softplus(logits + gamma)
-
-
-@dataclass
-class StudentLossSettings:
-    """Parameters of the student losses: the recipe's `loss:` block, and fields of both trainers' configs."""
-
-    soft_label_mode: SoftLabelMode = field(
-        default="smoothing",
-        metadata={
-            "help": "smoothing: the soft label is the target (label smoothing per pair); weight: the pair is oriented "
-            "by the label and weighted by its confidence."
-        },
-    )
-    aux_coef: float = field(
-        default=0.5, metadata={"help": "logconf: final weight of the student's own hardened predictions."}
-    )
-    aux_warmup_frac: float = field(
-        default=0.2, metadata={"help": "logconf/product: fraction of steps over which the student's weight ramps up."}
-    )
-    product_alpha: float = field(default=1.0, metadata={"help": "product: exponent of the weak probability."})
-    product_beta: float = field(default=1.0, metadata={"help": "product: final exponent of the student probability."})
-
-
-# The settings each student loss reads (a student's cache key holds these and no others).
-LOSS_SETTINGS: dict[str, tuple[str, ...]] = {
-    "xent": ("soft_label_mode",),
-    "logconf": ("soft_label_mode", "aux_coef", "aux_warmup_frac"),
-    "product": ("soft_label_mode", "aux_warmup_frac", "product_alpha", "product_beta"),
-}
 
 
 @dataclass

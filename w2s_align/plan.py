@@ -36,7 +36,7 @@ from .cache import StageCache, file_digests, rung_settings
 from .conflicts import ConflictSetting
 from .data import SPLITS
 from .labeling import filter_labels, load_labels
-from .losses import LOSS_SETTINGS
+from .options import LOSS_SETTINGS
 from .recipe import AnalysisConfig, DataConfig, HelpfulDataConfig, Recipe, RungConfig
 from .tasks import Task, task_class
 

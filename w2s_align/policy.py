@@ -23,8 +23,6 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import numpy as np
 import torch
 from datasets import Dataset
@@ -33,13 +31,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .distributed import sharded_map
 from .evaluation import CARRIED_COLUMNS
 from .labeling import pad_batch
+from .options import MEASURES
 from .verbosity import batch_starts
-
-Measure = Literal["implicit", "logp", "avg_logp"]
-MEASURES: tuple[str, ...] = get_args(Measure)
-# How a weak policy labels pairs: Yang et al.'s hard labels from its log-likelihood difference (summed for DPO, mean
-# for SimPO), or soft labels sigmoid(beta * implicit-reward difference) (SimPO: of the scaled mean log-likelihoods).
-WeakLabelRule = Literal["likelihood_hard", "implicit_reward_soft"]
 
 
 def tokenize_completions(

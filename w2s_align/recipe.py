@@ -30,13 +30,21 @@ from typing import Any, Literal
 import yaml
 
 from .analysis.deception import Known
-from .conflicts import CONFLICT_KINDS, ConflictKind
 from .data import DataSource
 from .errors import W2SInputError
-from .labeling import LABEL_FILTERS, LabelFilter
-from .losses import STUDENT_LOSSES, PreferenceLoss, StudentLoss, StudentLossSettings
-from .policy import Measure, WeakLabelRule
-from .sampling import SamplingStrategy
+from .options import (
+    CONFLICT_KINDS,
+    LABEL_FILTERS,
+    STUDENT_LOSSES,
+    ConflictKind,
+    LabelFilter,
+    Measure,
+    PreferenceLoss,
+    SamplingStrategy,
+    StudentLoss,
+    StudentLossSettings,
+    WeakLabelRule,
+)
 from .synthetic import Pool
 from .tasks import TaskName
 

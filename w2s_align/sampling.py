@@ -30,14 +30,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import pyarrow.compute as pc
 import torch
 from datasets import Dataset
 from torch.utils.data import Sampler
 
-SamplingStrategy = Literal["group_by_length", "random", "sequential"]
+from .options import SamplingStrategy
+
 # Token-id columns of the pairs as the trainers see them: shared by both sequences, and one per response.
 SHARED_COLUMNS = ("prompt_ids",)
 RESPONSE_COLUMNS = ("chosen_ids", "rejected_ids")

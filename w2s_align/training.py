@@ -14,7 +14,7 @@ from datasets import Dataset
 
 from .artifacts import atomic_write_json, atomic_write_parquet
 from .distributed import barrier, is_main_process
-from .losses import StudentLossSettings
+from .options import StudentLossSettings
 from .recipe import TrainingSettings
 from .tasks import PREDICTIONS_FILE
 from .tracking import TrackerRun

@@ -48,7 +48,7 @@ class _Stdout(logging.Handler):
 
 
 def configure(level: str = "info", library_level: str = "warning", progress: bool | None = None) -> None:
-    """Set up the run's output.
+    """Set up the run's output: [`configure_output`], then [`configure_libraries`].
 
     Args:
         level (`str`, *optional*, defaults to `"info"`):
@@ -59,6 +59,12 @@ def configure(level: str = "info", library_level: str = "warning", progress: boo
         progress (`bool` or `None`, *optional*, defaults to `None`):
             Progress bars on or off; `None`: on when stderr is a terminal and `level` is not above `info`.
     """
+    configure_libraries(library_level, configure_output(level, progress))
+
+
+def configure_output(level: str = "info", progress: bool | None = None) -> bool:
+    """The `w2s_align` logger and the environment the libraries read when imported; returns whether progress bars
+    are on. Imports nothing heavy, so that a command can check its input before importing torch."""
     logger = logging.getLogger("w2s_align")
     logger.handlers = [_Stdout()]
     logger.setLevel(level.upper())
@@ -68,6 +74,11 @@ def configure(level: str = "info", library_level: str = "warning", progress: boo
     if not progress:
         os.environ.setdefault("TQDM_DISABLE", "1")  # TRL's reference log-prob pass draws a bar of its own
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return progress
+
+
+def configure_libraries(library_level: str = "warning", progress: bool = False) -> None:
+    """The libraries' log levels, progress bars and the narrow filters of their noise (imports transformers)."""
     from .device import accelerator_available
 
     if not accelerator_available():

@@ -1,0 +1,71 @@
+"""The options that recipes and the trainer configs share: the named choices (student losses, conflicts, label
+filters, ...) and the student-loss settings.
+
+They live here, apart from the code that implements them (`losses`, `conflicts`, `labeling`, `policy`, `sampling`),
+because that code needs torch and a recipe does not: `w2s-align run` reads and checks a recipe, and stops on a
+mistake in it, before importing torch or transformers.
+
+Example:
+
+```python
+>>> from w2s_align.options import STUDENT_LOSSES, StudentLossSettings
+>>> STUDENT_LOSSES
+('xent', 'logconf', 'product')
+>>> StudentLossSettings().aux_coef
+0.5
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+StudentLoss = Literal["xent", "logconf", "product"]
+STUDENT_LOSSES: tuple[str, ...] = get_args(StudentLoss)
+SoftLabelMode = Literal["smoothing", "weight"]
+# The preference losses of the DPO trainer: DPO's sigmoid loss, and SimPO (a margin, no reference model).
+PreferenceLoss = Literal["sigmoid", "simpo"]
+PREFERENCE_LOSSES: tuple[str, ...] = get_args(PreferenceLoss)
+ConflictKind = Literal["none", "explicit", "implicit"]
+CONFLICT_KINDS: tuple[str, ...] = get_args(ConflictKind)
+# none: every label; confidence: labels with max(p, 1 - p) >= a threshold (honest); oracle: also drops wrong labels
+# (it reads the ground truth, so it is an upper bound of what filtering can do, not a method).
+LabelFilter = Literal["none", "confidence", "oracle"]
+LABEL_FILTERS: tuple[str, ...] = get_args(LabelFilter)
+# How a policy scores a pair: its implicit reward, or its summed or mean log-likelihood of each response.
+Measure = Literal["implicit", "logp", "avg_logp"]
+MEASURES: tuple[str, ...] = get_args(Measure)
+# How a weak policy labels pairs: Yang et al.'s hard labels from its log-likelihood difference (summed for DPO, mean
+# for SimPO), or soft labels sigmoid(beta * implicit-reward difference) (SimPO: of the scaled mean log-likelihoods).
+WeakLabelRule = Literal["likelihood_hard", "implicit_reward_soft"]
+SamplingStrategy = Literal["group_by_length", "random", "sequential"]
+
+
+@dataclass
+class StudentLossSettings:
+    """Parameters of the student losses: the recipe's `loss:` block, and fields of both trainers' configs."""
+
+    soft_label_mode: SoftLabelMode = field(
+        default="smoothing",
+        metadata={
+            "help": "smoothing: the soft label is the target (label smoothing per pair); weight: the pair is oriented "
+            "by the label and weighted by its confidence."
+        },
+    )
+    aux_coef: float = field(
+        default=0.5, metadata={"help": "logconf: final weight of the student's own hardened predictions."}
+    )
+    aux_warmup_frac: float = field(
+        default=0.2, metadata={"help": "logconf/product: fraction of steps over which the student's weight ramps up."}
+    )
+    product_alpha: float = field(default=1.0, metadata={"help": "product: exponent of the weak probability."})
+    product_beta: float = field(default=1.0, metadata={"help": "product: final exponent of the student probability."})
+
+
+# The settings each student loss reads (a student's cache key holds these and no others).
+LOSS_SETTINGS: dict[str, tuple[str, ...]] = {
+    "xent": ("soft_label_mode",),
+    "logconf": ("soft_label_mode", "aux_coef", "aux_warmup_frac"),
+    "product": ("soft_label_mode", "aux_warmup_frac", "product_alpha", "product_beta"),
+}
