@@ -186,6 +186,19 @@ def test_bad_input_under_two_processes_stops_every_process_with_one_message(tiny
 
 @pytest.mark.slow
 @requires_launcher
+def test_a_busy_output_directory_stops_every_process_with_one_message(tiny_recipe, tmp_path):
+    from w2s_align.run_lock import RunLock
+
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe))
+    with RunLock(tiny_recipe["output_dir"]):  # as another run would hold it
+        result = _launch(["-m", "w2s_align", "run", str(tmp_path / "recipe.yaml")], tmp_path / "audit", 2, tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.count("error: ") == 1 and "another w2s-align run is using it" in result.stderr
+    assert not (Path(tiny_recipe["output_dir"]) / "stages").exists()
+
+
+@pytest.mark.slow
+@requires_launcher
 def test_a_failure_on_one_rank_ends_every_process(tiny_recipe, tmp_path):
     """Rank 1 fails mid-training (as on an out-of-memory error); rank 0, waiting in the gradient all-reduce, must not
     wait forever: the launcher ends the job, the error is shown, and the half-trained stage is not marked done."""

@@ -91,3 +91,22 @@ def test_the_package_exposes_the_trainers_the_pipeline_and_the_analyzer():
     assert w2s_align.W2SPipeline is W2SPipeline and w2s_align.load_recipe is load_recipe
     assert w2s_align.DeceptionAnalyzer is DeceptionAnalyzer and w2s_align.W2SRewardTrainer is W2SRewardTrainer
     assert sorted(w2s_align.__all__) == sorted(name for name in w2s_align.__all__ if hasattr(w2s_align, name))
+
+
+def test_a_bad_recipe_or_data_file_stops_before_torch_is_imported(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("name: x\nladder: [{name: a, model: m}, {name: b, model: m}]\n")
+    bad_data = tmp_path / "pairs.jsonl"
+    bad_data.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{oops\n')
+    code = (
+        "import sys; from w2s_align.cli import main; "
+        "codes = [main(['run', sys.argv[1], 'training.learning_rate=-1']), "
+        "main(['run', sys.argv[1], 'data.source=preference', 'data.path=' + sys.argv[2]])]; "
+        "print(codes, 'torch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(recipe), str(bad_data)], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[2, 2] False"
+    assert "'training.learning_rate' must be positive, got -1" in result.stderr
+    assert f"{bad_data}: line 2 is not valid JSON" in result.stderr
