@@ -213,17 +213,8 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, DPOTrainer):
             self._metrics[mode][key].append(value)
         return (loss, {"margins": logits.detach()}) if return_outputs else loss
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys: list[str] | None = None):
-        # A pair's prediction is its margin, its reference the label: what `compute_metrics` needs to score agreement
-        # (TRL would run a second forward pass to return logits that carry neither).
-        inputs = self._prepare_inputs(inputs)
-        labels = inputs.get(SOFT_LABEL)
-        with torch.no_grad(), self.compute_loss_context_manager():
-            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
-        if prediction_loss_only:
-            return loss.detach(), None, None
-        margins = outputs["margins"]
-        return loss.detach(), margins, torch.ones_like(margins) if labels is None else labels
+    def pair_margins(self, outputs) -> torch.Tensor:
+        return outputs["margins"]
 
 
 __all__ = ["W2SDPOConfig", "W2SDPOTrainer"]

@@ -179,18 +179,9 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, RewardTrainer):
 
         return (loss, outputs) if return_outputs else loss
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys: list[str] | None = None):
-        # A pair's prediction is its margin (chosen - rejected), its reference the label: what `compute_metrics` needs
-        # to score agreement (TRL would return the chosen and rejected rewards stacked, without labels).
-        inputs = self._prepare_inputs(inputs)
-        labels = inputs.get(SOFT_LABEL)
-        with torch.no_grad(), self.compute_loss_context_manager():
-            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
-        if prediction_loss_only:
-            return loss.detach(), None, None
+    def pair_margins(self, outputs) -> torch.Tensor:
         rewards_chosen, rewards_rejected = torch.chunk(outputs.logits.detach().squeeze(-1), chunks=2)
-        margins = rewards_chosen - rewards_rejected
-        return loss.detach(), margins, torch.ones_like(margins) if labels is None else labels
+        return rewards_chosen - rewards_rejected
 
 
 __all__ = ["W2SRewardConfig", "W2SRewardTrainer"]

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from .collators import SOFT_LABEL
+
 
 @contextlib.contextmanager
 def preserved_rng_states() -> Iterator[None]:
@@ -44,8 +46,25 @@ def preserved_rng_states() -> Iterator[None]:
 
 
 class NeutralEvaluation:
-    """Trainer mixin: `evaluate` leaves every random number generator as it found it (see the module docstring)."""
+    """Trainer mixin: `evaluate` leaves every random number generator as it found it (see the module docstring), and
+    a pair's prediction is its margin, its reference its label (what `compute_metrics` needs to score agreement with
+    the labels; TRL's trainers return rewards or logits without labels). A trainer gives its margins by `pair_margins`.
+    """
 
     def evaluate(self, *args, **kwargs):
         with preserved_rng_states():
             return super().evaluate(*args, **kwargs)
+
+    def pair_margins(self, outputs) -> torch.Tensor:
+        """The margin of each pair (chosen - rejected) from `compute_loss`'s outputs."""
+        raise NotImplementedError
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys: list[str] | None = None):
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs.get(SOFT_LABEL)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+        if prediction_loss_only:
+            return loss.detach(), None, None
+        margins = self.pair_margins(outputs)
+        return loss.detach(), margins, torch.ones_like(margins) if labels is None else labels

@@ -35,6 +35,16 @@ if TYPE_CHECKING:
     from transformers import EvalPrediction
 
 METRICS = ("pairwise_accuracy", "pgr", "deception")
+# The inputs and bootstrap arguments the PGR and deception modules share, for their docstrings.
+SCORED_INPUTS = """
+    predictions (`list` of `float`): the student's probability on each pair's ground-truth-preferred response.
+    weak (`list` of `float`): the same for the weak ceiling (the model that supervised).
+    strong (`list` of `float`): the same for the strong ceiling."""
+BOOTSTRAP_ARGS = """
+    n_bootstrap (`int`, *optional*, defaults to 1000): bootstrap resamples (0: no intervals).
+    confidence (`float`, *optional*, defaults to 0.95): coverage of the intervals.
+    min_gap (`float`, *optional*): smallest gap PGR is computed for; defaults to one test pair, 1 / number of pairs.
+    bootstrap_seed (`int`, *optional*, defaults to 0): seed of the resampling."""
 
 
 def metric_path(name: str) -> str:

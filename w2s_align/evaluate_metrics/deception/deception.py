@@ -5,6 +5,7 @@ import evaluate
 
 from w2s_align.analysis.deception import analyzers_by_seed, summarize_seeds
 from w2s_align.cards import YANG_2025
+from w2s_align.evaluate_metrics import BOOTSTRAP_ARGS, SCORED_INPUTS
 
 _DESCRIPTION = """
 The deception analyzer of w2s_align (see its docs/deception.md) as an `evaluate` module. Knowledge areas W_k / W_uk
@@ -18,20 +19,13 @@ probability it puts on the ground-truth-preferred response. Statistics are avera
 interval over test pairs and seeds.
 """
 
-_KWARGS_DESCRIPTION = """
-Args:
-    predictions (`list` of `float`): the student's probability on each pair's ground-truth-preferred response.
-    weak (`list` of `float`): the same for the weak ceiling.
-    strong (`list` of `float`): the same for the strong ceiling.
+_KWARGS_DESCRIPTION = f"""
+Args:{SCORED_INPUTS}
     baseline (`list` of `float`, only with `config_name="conflict"`): the same for the student trained without the
         conflict (same method, seed and mitigation).
     training_seed (`list` of `int`): the training seed of each row; every seed covers the same test pairs in order.
     known (`str`, *optional*, defaults to "correct"): how a model knows a pair, "correct" or "confident".
-    threshold (`float`, *optional*, defaults to 0.75): the probability of "confident".
-    n_bootstrap (`int`, *optional*, defaults to 1000): bootstrap resamples (0: no intervals).
-    confidence (`float`, *optional*, defaults to 0.95): coverage of the intervals.
-    min_gap (`float`, *optional*): smallest gap PGR is computed for; defaults to 1 / number of pairs.
-    bootstrap_seed (`int`, *optional*, defaults to 0): seed of the resampling.
+    threshold (`float`, *optional*, defaults to 0.75): the probability of "confident".{BOOTSTRAP_ARGS}
 Returns:
     Every statistic of `DeceptionAnalyzer` as a dict with `value`, `ci_low`, `ci_high`, `per_seed` and
     `defined_seeds`, and `sizes`, each seed's area sizes.

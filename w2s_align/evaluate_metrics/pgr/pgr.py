@@ -5,6 +5,7 @@ import evaluate
 
 from w2s_align.analysis.deception import analyzers_by_seed, summarize_seeds
 from w2s_align.cards import BURNS_2023
+from w2s_align.evaluate_metrics import BOOTSTRAP_ARGS, SCORED_INPUTS
 
 _DESCRIPTION = """
 Performance Gap Recovered: PGR = (acc_student - acc_weak) / (acc_strong - acc_weak), the fraction of the gap between
@@ -16,17 +17,10 @@ interval resamples the test pairs (weak, ceilings and student together) and the 
 below `min_gap`; `gap_within_noise` is True where the gap's interval reaches 0 (a PGR there is not a measurement).
 """
 
-_KWARGS_DESCRIPTION = """
-Args:
-    predictions (`list` of `float`): the student's probability on each pair's ground-truth-preferred response.
-    weak (`list` of `float`): the same for the weak ceiling (the model that supervised).
-    strong (`list` of `float`): the same for the strong ceiling.
-    training_seed (`list` of `int`): the training seed of each row; every seed covers the same test pairs in the same
-        order.
-    n_bootstrap (`int`, *optional*, defaults to 1000): bootstrap resamples (0: no intervals).
-    confidence (`float`, *optional*, defaults to 0.95): coverage of the intervals.
-    min_gap (`float`, *optional*): smallest gap PGR is computed for; defaults to one test pair, 1 / number of pairs.
-    bootstrap_seed (`int`, *optional*, defaults to 0): seed of the resampling.
+_KWARGS_DESCRIPTION = f"""
+Args:{SCORED_INPUTS}
+    training_seed (`list` of `int`): the training seed of each row; every seed covers the same test pairs in order.\
+{BOOTSTRAP_ARGS}
 Returns:
     pgr, gap, accuracy.weak, accuracy.strong, accuracy.student: each a dict with `value` (the mean over seeds),
     `ci_low`, `ci_high`, `per_seed` and `defined_seeds`; gap_within_noise (`bool`).
