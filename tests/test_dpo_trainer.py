@@ -158,6 +158,9 @@ def test_config_rejects_other_trl_losses(tmp_path):
         W2SDPOConfig(output_dir=str(tmp_path), loss_type="ipo")
     with pytest.raises(ValueError, match="SimPO uses no reference"):
         W2SDPOConfig(output_dir=str(tmp_path), loss_type="simpo", precompute_ref_log_probs=True)
+    with pytest.raises(ValueError, match="'kl' has no margin for SimPO"):
+        W2SDPOConfig(output_dir=str(tmp_path), loss_type="simpo", student_loss="kl")
+    assert W2SDPOConfig(output_dir=str(tmp_path), student_loss="kl").student_loss == "kl"  # DPO takes it
 
 
 def test_logconf_dpo_trains_and_logs(tiny_model_dir, tokenizer, tmp_path):

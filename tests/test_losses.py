@@ -9,15 +9,19 @@ from w2s_align.losses import (
     StudentLossArguments,
     StudentObjective,
     aux_coef_at,
+    binary_entropy,
     harden,
     logconf_loss,
     logconf_target,
     margin_bce,
     product_loss,
     product_target,
+    reverse_kl,
     soft_bce,
+    window_mask,
     xent_loss,
 )
+from w2s_align.options import STUDENT_LOSSES
 
 
 def bce(p_model: float, target: float) -> float:
@@ -154,10 +158,12 @@ def test_objective_in_evaluation_uses_the_soft_label_even_for_logconf():
     assert "aux_coef" not in logs
 
 
-@pytest.mark.parametrize("method", ["xent", "logconf", "product"])
+@pytest.mark.parametrize("method", STUDENT_LOSSES)
 @pytest.mark.parametrize("mode", ["smoothing", "weight"])
 @pytest.mark.parametrize("gamma", [0.0, 1.0])
 def test_every_student_loss_is_invariant_to_swapping_pairs(method, mode, gamma):
+    if method == "kl" and mode == "weight":
+        pytest.skip("kl learns the soft label itself (refused with weight, tested below)")
     # Swapping a pair's responses negates its logit and turns p into 1 - p; flipping a random subset of the batch
     # (including pairs whose label or logit is exactly a tie) must leave the loss and every logged value unchanged.
     generator = torch.Generator().manual_seed(0)
@@ -196,3 +202,61 @@ def test_explicit_conflict_needs_to_know_the_harmful_response():
     objective = StudentObjective(StudentLossArguments(conflict_alpha=0.5))
     with pytest.raises(ValueError, match="conflict_label"):
         objective.conflict(torch.zeros(2), None, True, lambda t: t, {})
+
+
+def _objective(method: str, **settings) -> StudentObjective:
+    return StudentObjective(StudentLossArguments(student_loss=method, aux_warmup_frac=0.0, **settings))
+
+
+def test_window_learns_only_the_pairs_the_student_is_unsure_of():
+    # confidences max(q, 1 - q): 0.5, 0.881, 0.574; radius 0.15 keeps the first and the last
+    logits, soft = torch.tensor([0.0, 2.0, -0.3]), torch.tensor([1.0, 1.0, 0.0])
+    assert window_mask(torch.sigmoid(logits), 0.15).tolist() == [1.0, 0.0, 1.0]
+    loss, logs = _objective("window", window_radius=0.15).loss(logits, soft, 0, 10, training=True)
+    assert loss.item() == pytest.approx((math.log(2) + math.log(1 + math.exp(-0.3))) / 3, rel=1e-6)  # 0.41584
+    assert logs["window_share"] == pytest.approx(2 / 3)
+    wide, _ = _objective("window", window_radius=0.5).loss(logits, soft, 0, 10, training=True)
+    assert wide.item() == pytest.approx(xent_loss(logits, soft).item())  # a radius of 0.5 keeps every pair
+
+
+def test_entropy_adds_the_students_entropy_with_the_ramped_weight():
+    logits, soft = torch.tensor([0.0, 2.0]), torch.tensor([1.0, 0.5])
+    q = sigmoid(2.0)
+    assert binary_entropy(logits).tolist() == pytest.approx(
+        [math.log(2), -(q * math.log(q) + (1 - q) * math.log(1 - q))]
+    )
+    loss, logs = _objective("entropy", aux_coef=0.5).loss(logits, soft, 0, 10, training=True)
+    expected = (0.5 * (math.log(2) + math.log(2)) + 0.5 * (bce(q, 0.5) + 0.36533)) / 2  # 0.71963
+    assert loss.item() == pytest.approx(expected, abs=1e-5)
+    assert logs["aux_coef"] == 0.5
+    # the entropy term pulls a student towards the side it leans to, whatever the label says
+    logit = torch.tensor([0.4], requires_grad=True)
+    _objective("entropy", aux_coef=1.0).loss(logit, torch.tensor([0.0]), 0, 10, training=True)[0].backward()
+    assert logit.grad.item() < 0  # descending the loss raises the logit: more confident in "first"
+    ramped = StudentObjective(StudentLossArguments(student_loss="entropy", aux_coef=0.5, aux_warmup_frac=0.5))
+    assert ramped.loss(logits, soft, 0, 10, training=True)[1]["aux_coef"] == 0.0
+
+
+def test_kl_is_the_reverse_divergence_to_the_soft_label():
+    logits, soft = torch.tensor([0.0, 2.0]), torch.tensor([0.5, 0.7])
+    q = sigmoid(2.0)
+    by_hand = q * math.log(q / 0.7) + (1 - q) * math.log((1 - q) / 0.3)  # 0.092336
+    assert reverse_kl(logits, soft).tolist() == pytest.approx([0.0, by_hand], abs=1e-6)
+    loss, _ = _objective("kl").loss(logits, soft, 0, 10, training=True)
+    assert loss.item() == pytest.approx(by_hand / 2, rel=1e-5)
+    # its gradient in the logit is q (1 - q) (z - logit(p)): it fades as the student grows confident
+    z = torch.tensor([2.0, 6.0], requires_grad=True)
+    reverse_kl(z, torch.tensor([0.3, 0.3])).sum().backward()
+    for value, grad in zip([2.0, 6.0], z.grad.tolist()):
+        p = sigmoid(value)
+        assert grad == pytest.approx(p * (1 - p) * (value - math.log(0.3 / 0.7)), rel=1e-4)
+    assert z.grad[1] < z.grad[0]  # more confident and more wrong, yet pulled back less
+    with pytest.raises(ValueError, match="soft_label_mode 'weight' does not apply"):
+        StudentLossArguments(student_loss="kl", soft_label_mode="weight")
+
+
+@pytest.mark.parametrize("method", ["window", "entropy", "kl"])
+def test_the_new_losses_evaluate_against_the_soft_label(method):
+    logits, soft = torch.tensor([0.5, -0.5]), torch.tensor([0.6, 0.9])
+    loss, _ = _objective(method).loss(logits, soft, step=5, max_steps=10, training=False)
+    assert loss.item() == pytest.approx(xent_loss(logits, soft).item())

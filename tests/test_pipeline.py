@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,7 +33,6 @@ def run(raw, lines=None):
 def test_tiny_recipe_end_to_end(tiny_recipe):
     metrics, lines = run(tiny_recipe)
     run_dir = tiny_recipe["output_dir"]
-    from pathlib import Path
 
     run_dir = Path(run_dir)
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["name"] == "tiny"
@@ -76,7 +76,6 @@ def test_tiny_recipe_end_to_end(tiny_recipe):
 def test_rerun_skips_finished_stages_and_gives_the_same_metrics(tiny_recipe, tmp_path):
     import subprocess
     import sys
-    from pathlib import Path
 
     first, _ = run(tiny_recipe)
     (report,) = (Path(tiny_recipe["output_dir"]) / "stages").glob("report-*")
@@ -100,10 +99,18 @@ def test_rerun_skips_finished_stages_and_gives_the_same_metrics(tiny_recipe, tmp
 
 def test_a_new_method_trains_only_the_new_student(tiny_recipe):
     run(tiny_recipe)
-    tiny_recipe["methods"] = ["xent", "logconf", "product"]
-    _, lines = run(tiny_recipe)
+    tiny_recipe["methods"] = ["xent", "logconf", "product", "window", "entropy", "kl"]
+    metrics, lines = run(tiny_recipe)
     trained = [line for line in lines if line.startswith(("training", "labeling"))]
-    assert trained == ["training tiny-l2 <- tiny-l1 (product), seed 0"]
+    new = ("product", "window", "entropy", "kl")
+    assert trained == [f"training tiny-l2 <- tiny-l1 ({method}), seed 0" for method in new]
+    for method in new:  # each reported as a student of its own, its loss settings in its stage's key
+        assert f"tiny-l2.from-tiny-l1.{method}.seed0" in metrics["models"]
+    (window,) = Path(tiny_recipe["output_dir"], "stages").glob("train-tiny-l2.from-tiny-l1.window.seed0-*")
+    assert json.loads((window / "stage.json").read_text())["determinants"]["loss"] == {
+        "soft_label_mode": "smoothing",
+        "window_radius": 0.15,
+    }
 
 
 def test_same_seed_same_splits_and_metrics(tiny_recipe, tmp_path):
@@ -116,7 +123,6 @@ def test_same_seed_same_splits_and_metrics(tiny_recipe, tmp_path):
 
 
 def test_a_run_killed_mid_training_resumes_from_its_last_whole_checkpoint(tiny_recipe, tmp_path, monkeypatch):
-    from pathlib import Path
 
     tiny_recipe["methods"] = ["logconf"]
     # Two checkpoints kept (the pipeline keeps one), as a kill mid-save leaves them: the last whole one, the new one.
@@ -160,7 +166,6 @@ def test_a_run_killed_mid_training_resumes_from_its_last_whole_checkpoint(tiny_r
 
 
 def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
-    from pathlib import Path
 
     tiny_recipe["ladder"].insert(1, {"name": "tiny-mid", "model": tiny_recipe["ladder"][0]["model"], "num_layers": 2})
     tiny_recipe["pairs"] = [
@@ -220,7 +225,6 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
 
 
 def test_a_validation_split_is_held_out_and_evaluating_it_changes_no_result(tiny_recipe, tmp_path):
-    from pathlib import Path
 
     tiny_recipe["methods"] = ["xent"]
     tiny_recipe["training"]["validation_fraction"] = 0.25
@@ -246,7 +250,6 @@ def test_a_validation_split_is_held_out_and_evaluating_it_changes_no_result(tiny
 
 
 def test_conversational_data_is_read_in_each_rungs_chat_template(tiny_recipe, tiny_model_dir, tmp_path):
-    from pathlib import Path
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -120,13 +120,24 @@ def test_logconf_logs_its_loss_terms(tiny_model_dir, tmp_path):
     assert all(log["loss_xent"] > 0 for log in trainer.state.log_history if "aux_coef" in log)
 
 
-def test_product_loss_trains(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("method", ["product", "window", "entropy", "kl"])
+def test_every_student_loss_trains(method, tiny_model_dir, tmp_path):
     data = text_pairs(16).add_column("soft_label", [0.7] * 16)
     model, tokenizer = load(tiny_model_dir)
-    args = W2SRewardConfig(output_dir=str(tmp_path), student_loss="product", num_train_epochs=1, **COMMON)
+    args = W2SRewardConfig(
+        output_dir=str(tmp_path), student_loss=method, num_train_epochs=1, aux_warmup_frac=0.0, **COMMON
+    )
     trainer = W2SRewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
     result = trainer.train()
     assert result.global_step == 2 and torch.isfinite(torch.tensor(result.training_loss))
+    logs = [log for log in trainer.state.log_history if "loss_xent" in log]
+    assert logs
+    if method == "window":  # the untrained model is unsure of every pair (radius 0.15): all of them are learned
+        assert [log["window_share"] for log in logs] == pytest.approx([1.0] * len(logs))
+    if method == "entropy":
+        assert [log["aux_coef"] for log in logs] == pytest.approx([0.5] * len(logs))
+    if method == "kl":  # near q = p the divergence is far below the cross-entropy, which keeps H(p) = 0.61
+        assert all(log["loss"] < log["loss_xent"] - 0.5 for log in logs)
 
 
 def test_lora_trains_adapters_and_the_reward_head(tiny_model_dir, tmp_path):

@@ -67,8 +67,11 @@ def rung_settings(rung: RungConfig) -> dict[str, Any]:
     settings = dataclasses.asdict(rung)
     training = settings["training"]
     training["trainer_kwargs"] = {k: v for k, v in training["trainer_kwargs"].items() if k not in RESULT_NEUTRAL}
-    if training["validation_fraction"] == 0:  # added under cache version 3: unset, it leaves its hashes as they were
+    # Added under cache version 3: unset, they leave the hashes as they were.
+    if training["validation_fraction"] == 0:
         del training["validation_fraction"]
+    if settings["generative"]["epochs"] == 0:
+        del settings["generative"]
     return settings
 
 

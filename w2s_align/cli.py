@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
     from .pipeline import W2SPipeline
 
     recipe = args.loaded_recipe
-    pipeline = W2SPipeline(recipe, log=logging.getLogger("w2s_align").info)
+    pipeline = W2SPipeline(recipe, log=logging.getLogger("w2s_align").info, jobs=args.jobs)
     pipeline.prepare()
     metrics = pipeline.run()
     if args.quiet:  # the results table still shows
@@ -124,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", parents=[output], help="Run a recipe (cached stages are skipped).")
     run.add_argument("recipe", help="Path to a recipe YAML file, e.g. recipes/quickstart.yaml.")
     run.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of any recipe field, e.g. data.gt_size=500.")
+    run.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=1,
+        help="Stages to run at once on worker processes, each with its share of the CPU threads (for CPU sweeps of "
+        "small models; see docs/recipes.md). Default: 1.",
+    )
     run.set_defaults(handler=_run)
     plan = commands.add_parser(
         "plan", parents=[output], help="Dry run: list the stages a recipe implies and which are cached."

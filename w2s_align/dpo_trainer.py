@@ -49,7 +49,7 @@ class W2SDPOConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments
 
     Everything [`~trl.DPOConfig`] offers, plus the weak-to-strong student losses of [`W2SRewardConfig`]
     (`student_loss`, `soft_label_mode`, `aux_coef`, `aux_warmup_frac`, `product_alpha`, `product_beta`,
-    `conflict_alpha`) and SimPO. `bf16` and activation checkpointing are derived from the device when
+    `window_radius`, `conflict_alpha`) and SimPO. `bf16` and activation checkpointing are derived from the device when
     left unset, and batches group pairs of similar length (`train_sampling_strategy`, as in [`W2SRewardConfig`]).
 
     Parameters:
@@ -77,6 +77,8 @@ class W2SDPOConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments
             )
         if self.simpo and self.precompute_ref_log_probs:
             raise ValueError("SimPO uses no reference model: precompute_ref_log_probs must be False")
+        if self.simpo and self.student_loss == "kl":
+            raise ValueError("student_loss 'kl' has no margin for SimPO's simpo_gamma: use it with loss_type sigmoid")
 
     @property
     def simpo(self) -> bool:
@@ -98,11 +100,11 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, DPOTrainer):
 
     Logged metrics: `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`, `rewards/margins` (the implicit
     rewards, or SimPO's scaled average log-likelihoods), `logps/chosen`, `logps/rejected`, `soft_label_confidence`,
-    `label_agreement`, `loss_xent`, `aux_coef` (logconf), `loss_conflict` (explicit conflict). Evaluation predicts
-    each pair's margin (the implicit reward difference, or SimPO's scaled average log-likelihood difference) with its
-    label as the reference, and `eval_accuracy` (agreement with the labels over the whole `eval_dataset`) is computed
-    through the `evaluate` module `pairwise_accuracy` (see [`w2s_align.evaluate_metrics`]) unless `compute_metrics`
-    is given.
+    `label_agreement`, `loss_xent`, `aux_coef` (logconf, entropy), `window_share` (window), `loss_conflict` (explicit
+    conflict). Evaluation predicts each pair's margin (the implicit reward difference, or SimPO's scaled average
+    log-likelihood difference) with its label as the reference, and `eval_accuracy` (agreement with the labels over the
+    whole `eval_dataset`) is computed through the `evaluate` module `pairwise_accuracy` (see
+    [`w2s_align.evaluate_metrics`]) unless `compute_metrics` is given.
     """
 
     _tag_names = ["trl", "dpo", "w2s-align"]

@@ -10,6 +10,16 @@ target built from `p`:
   student's own prediction hardened to 0/1 at 0.5 (see [`harden`]), detached, and `a` ramps linearly from 0 to
   `aux_coef` over the first `warmup_frac` of training (then stays there).
 - `product`: the target is proportional to `q^beta * p^alpha` with `q` the student's detached probability.
+- `window` (confidence window, as in EleutherAI's `w2s`): the cross-entropy against `p` on the pairs where the student
+  is still unsure, `max(q, 1 - q) < 0.5 + radius`, and nothing on the others (the mean is over the whole batch), so a
+  student stops learning a weak label once it holds a view of its own.
+- `entropy` (log-entropy): `(1 - a) * xent + a * H(q)`, with `H` the student's binary entropy and `a` ramped as for
+  `logconf`: the auxiliary term pushes the student towards confident predictions on whichever side it already leans,
+  where `logconf` pulls it towards its hardened labels.
+- `kl`: the reverse KL divergence `KL(q || p)` from the student's probability to the soft label. (The forward
+  `KL(p || q)` is `xent` minus a constant: the same gradient.) Its gradient in the logit `z`,
+  `q (1 - q) (z - logit(p))`, fades as the student grows confident, so a confident student is pulled back less by a
+  label it disagrees with than under `xent`. Soft labels are clipped to `[1e-6, 1 - 1e-6]`.
 
 A pair and its swap (`delta -> -delta`, `p -> 1 - p`) are the same example, so every loss and target here is
 invariant to swapping a pair's two responses, ties included: nothing can depend on which response is stored first.
@@ -110,12 +120,34 @@ def margin_bce(logits: torch.Tensor, target: torch.Tensor, gamma: float = 0.0) -
     return target * F.softplus(gamma - logits) + (1 - target) * F.softplus(logits + gamma)
 
 
+def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Per-pair entropy of `sigmoid(logits)` in nats, from the logits (exact at any magnitude)."""
+    logits = logits.float()
+    q = torch.sigmoid(logits)
+    return q * F.softplus(-logits) + (1 - q) * F.softplus(logits)
+
+
+def reverse_kl(logits: torch.Tensor, soft_label: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Per-pair `KL(sigmoid(logits) || soft_label)` in nats, the label clipped to `[eps, 1 - eps]`."""
+    logits = logits.float()
+    p = soft_label.float().clamp(eps, 1 - eps)
+    q = torch.sigmoid(logits)
+    return q * (-F.softplus(-logits) - p.log()) + (1 - q) * (-F.softplus(logits) - (1 - p).log())
+
+
+def window_mask(student_probs: torch.Tensor, radius: float) -> torch.Tensor:
+    """1.0 for the pairs whose student confidence `max(q, 1 - q)` is below `0.5 + radius`, 0.0 for the others."""
+    q = student_probs.detach().float()
+    return (torch.maximum(q, 1 - q) < 0.5 + radius).float()
+
+
 @dataclass
 class StudentLossArguments(StudentLossSettings):
     """Weak-to-strong student-loss settings shared by `W2SRewardConfig` and `W2SDPOConfig` (a config mixin)."""
 
     student_loss: StudentLoss = field(
-        default="xent", metadata={"help": "How soft labels are learned: xent, logconf or product."}
+        default="xent",
+        metadata={"help": "How soft labels are learned: xent, logconf, product, window, entropy or kl."},
     )
     conflict_alpha: float = field(
         default=0.0,
@@ -127,6 +159,8 @@ class StudentLossArguments(StudentLossSettings):
             raise ValueError(f"student_loss must be one of {STUDENT_LOSSES}, got {self.student_loss!r}")
         if self.soft_label_mode not in get_args(SoftLabelMode):
             raise ValueError(f"soft_label_mode must be 'smoothing' or 'weight', got {self.soft_label_mode!r}")
+        if self.student_loss == "kl" and self.soft_label_mode == "weight":
+            raise ValueError("student_loss 'kl' learns the soft label itself: soft_label_mode 'weight' does not apply")
         if hasattr(super(), "__post_init__"):
             super().__post_init__()
 
@@ -143,7 +177,7 @@ class StudentObjective:
 
     def target(self, logits, soft_label, step, max_steps, logs) -> torch.Tensor:
         args = self.args
-        if args.student_loss == "xent":
+        if args.student_loss not in ("logconf", "product"):
             return soft_label
         probs = torch.sigmoid(logits.detach().float())
         if args.student_loss == "product":
@@ -167,17 +201,34 @@ class StudentObjective:
         logs: dict[str, float] = {}
         soft_label = soft_label.to(logits.device, torch.float32)
         target = self.target(logits, soft_label, step, max(max_steps, 1), logs) if training else soft_label
-        if self.args.soft_label_mode == "weight":
+        if training and self.args.student_loss == "kl":
+            per_pair = reverse_kl(logits, target)
+        elif self.args.soft_label_mode == "weight":
             weight = torch.maximum(target, 1 - target)
             per_pair = weight * margin_bce(logits, harden(target), gamma)
         else:
             per_pair = margin_bce(logits, target, gamma)
+        if training:
+            per_pair = self.reshape(per_pair, logits, step, max(max_steps, 1), logs)
         with torch.no_grad():
             agreement = (torch.sign(logits.detach()) == torch.sign(soft_label - 0.5)).float().mean()
             logs["label_agreement"] = gather(agreement).mean().item()
             logs["soft_label_confidence"] = gather(torch.maximum(soft_label, 1 - soft_label).mean()).mean().item()
             logs["loss_xent"] = gather(margin_bce(logits, soft_label, gamma).mean()).mean().item()
         return per_pair.mean(), logs
+
+    def reshape(self, per_pair: torch.Tensor, logits: torch.Tensor, step: int, max_steps: int, logs) -> torch.Tensor:
+        """The per-pair loss of `window` (masked) and `entropy` (with the entropy term); the others' unchanged."""
+        args = self.args
+        if args.student_loss == "window":
+            mask = window_mask(torch.sigmoid(logits.detach().float()), args.window_radius)
+            logs["window_share"] = mask.mean().item()
+            return per_pair * mask
+        if args.student_loss == "entropy":
+            coef = aux_coef_at(step, max_steps, args.aux_coef, args.aux_warmup_frac)
+            logs["aux_coef"] = coef
+            return (1 - coef) * per_pair + coef * binary_entropy(logits)
+        return per_pair
 
     def conflict(
         self,

@@ -10,7 +10,7 @@ Example:
 ```python
 >>> from w2s_align.options import STUDENT_LOSSES, StudentLossSettings
 >>> STUDENT_LOSSES
-('xent', 'logconf', 'product')
+('xent', 'logconf', 'product', 'window', 'entropy', 'kl')
 >>> StudentLossSettings().aux_coef
 0.5
 ```
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-StudentLoss = Literal["xent", "logconf", "product"]
+StudentLoss = Literal["xent", "logconf", "product", "window", "entropy", "kl"]
 STUDENT_LOSSES: tuple[str, ...] = get_args(StudentLoss)
 SoftLabelMode = Literal["smoothing", "weight"]
 # The preference losses of the DPO trainer: DPO's sigmoid loss, and SimPO (a margin, no reference model).
@@ -54,10 +54,21 @@ class StudentLossSettings:
         },
     )
     aux_coef: float = field(
-        default=0.5, metadata={"help": "logconf: final weight of the student's own hardened predictions."}
+        default=0.5,
+        metadata={
+            "help": "logconf: final weight of the student's own hardened predictions; entropy: final weight of the "
+            "student's entropy."
+        },
     )
     aux_warmup_frac: float = field(
-        default=0.2, metadata={"help": "logconf/product: fraction of steps over which the student's weight ramps up."}
+        default=0.2,
+        metadata={"help": "logconf/product/entropy: fraction of steps over which the student's weight ramps up."},
+    )
+    window_radius: float = field(
+        default=0.15,
+        metadata={
+            "help": "window: a pair is learned while the student's confidence max(q, 1 - q) is below 0.5 + radius."
+        },
     )
     product_alpha: float = field(default=1.0, metadata={"help": "product: exponent of the weak probability."})
     product_beta: float = field(default=1.0, metadata={"help": "product: final exponent of the student probability."})
@@ -68,4 +79,7 @@ LOSS_SETTINGS: dict[str, tuple[str, ...]] = {
     "xent": ("soft_label_mode",),
     "logconf": ("soft_label_mode", "aux_coef", "aux_warmup_frac"),
     "product": ("soft_label_mode", "aux_warmup_frac", "product_alpha", "product_beta"),
+    "window": ("soft_label_mode", "window_radius"),
+    "entropy": ("soft_label_mode", "aux_coef", "aux_warmup_frac"),
+    "kl": (),
 }

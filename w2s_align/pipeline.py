@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, concatenate_datasets
 
 from .analysis.report import cached_metrics, render_console, write_report
 from .artifacts import atomic_copy, atomic_write_parquet, atomic_write_text
@@ -43,10 +43,12 @@ from .conflicts import check_same_format, conflict_labels, helpfulness_pairs, mi
 from .data import SPLITS, ground_truth_pairs, load_helpful_pairs, load_splits
 from .distributed import is_main_process, on_main, state
 from .errors import W2SInputError
+from .generative import check_generative, generative_finetune, started_from
 from .hub import check_hub_access, push_run
 from .labeling import attach_labels, filter_labels, load_labels, save_labels
 from .models import check_rung_loads
-from .plan import CeilingSpec, DataSpec, HelpfulSpec, LabelSpec, StudentSpec, build_plan
+from .parallel_stages import run_in_workers
+from .plan import CeilingSpec, DataSpec, GenerativeSpec, HelpfulSpec, LabelSpec, Step, StudentSpec, build_plan
 from .recipe import Recipe
 from .run_lock import RunLock
 from .tasks import PREDICTIONS_FILE, task_class
@@ -59,10 +61,15 @@ def _silent(message: str) -> None:
 
 
 class W2SPipeline:
-    """Runs a [`Recipe`] end to end by executing its plan. `log` receives one line per step (defaults to `print`)."""
+    """Runs a [`Recipe`] end to end by executing its plan. `log` receives one line per step (defaults to `print`);
+    `jobs` stages run at once on worker processes where the plan allows (defaults to 1, see
+    [`w2s_align.parallel_stages`])."""
 
-    def __init__(self, recipe: Recipe, log: Callable[[str], None] = print):
+    def __init__(self, recipe: Recipe, log: Callable[[str], None] = print, jobs: int = 1):
+        if jobs < 1:
+            raise W2SInputError(f"--jobs must be at least 1, got {jobs}")
         self.recipe = recipe
+        self.jobs = jobs
         self.log = log if is_main_process() else _silent  # one log, from the main process
         self.plan = build_plan(recipe)
         self.cache = StageCache(recipe.run_dir)
@@ -92,7 +99,9 @@ class W2SPipeline:
             check_trackers(self.recipe.tracking.report_to)
             for rung in self.plan.rungs:
                 check_rung_loads(rung)
-        self.splits = DatasetDict(self._dataset_stage(self.plan.data, SPLITS, lambda: load_splits(self.recipe.data)))
+                if rung.generative.epochs > 0:
+                    check_generative(rung)
+        self.attach()
         processes = state().num_processes
         where = f", {processes} processes" if processes > 1 else ""
         counts = ", ".join(f"{split} {self.splits[split].num_rows}" for split in SPLITS)
@@ -101,6 +110,12 @@ class W2SPipeline:
         if to_train and implicit:  # the helpfulness pairs, loaded now: a problem with them stops the run untrained
             check_same_format(self.splits["w2s"], self._helpful_pairs(implicit[0].helpful))
         check_hub_access(self.recipe)  # a finished run still pushes what it has not pushed yet
+        return self.splits
+
+    def attach(self) -> DatasetDict:
+        """Load the splits, cutting them first unless the data stage is finished (as it is for the workers of
+        [`w2s_align.parallel_stages`], which read a run that another process prepared and holds)."""
+        self.splits = DatasetDict(self._dataset_stage(self.plan.data, SPLITS, lambda: load_splits(self.recipe.data)))
         return self.splits
 
     def run(self) -> dict[str, Any]:
@@ -120,20 +135,24 @@ class W2SPipeline:
 
     def _run(self, started: float) -> dict[str, Any]:
         atomic_write_text(self.recipe.run_dir / "config.yaml", yaml.safe_dump(self.recipe.to_dict(), sort_keys=False))
-        for step in self.plan.steps:
-            stage = self.cache.stage(step)
-            if stage.done:
-                continue
-            if isinstance(step, LabelSpec):
-                self._label(step, stage)
-            else:
-                pairs = (
-                    ground_truth_pairs(self.splits["gt"])
-                    if isinstance(step, CeilingSpec)
-                    else self._student_pairs(step)
-                )
-                self._train(step, stage, pairs)
+        pending = [step for step in self.plan.steps if not self.cache.stage(step).done]
+        if self.jobs > 1 and len(pending) > 1:
+            run_in_workers(self, pending, self.jobs)
+        else:
+            for step in pending:
+                self.run_step(step)
         return self._report(started)
+
+    def run_step(self, step: Step) -> None:
+        """Run one stage of the plan (once the stages it reads are finished)."""
+        stage = self.cache.stage(step)
+        if isinstance(step, GenerativeSpec):
+            self._generative(step, stage)
+        elif isinstance(step, LabelSpec):
+            self._label(step, stage)
+        else:
+            gt = isinstance(step, CeilingSpec)
+            self._train(step, stage, ground_truth_pairs(self.splits["gt"]) if gt else self._student_pairs(step))
 
     def _train(self, spec: CeilingSpec | StudentSpec, stage: Stage, pairs: Dataset) -> None:
         """Train (or resume training) one model, save it and its test predictions, and finish the stage."""
@@ -141,10 +160,11 @@ class W2SPipeline:
         started = time.time()
         stage.begin(keep_partial=True)
         task = self.tasks[spec.task]
+        rung = spec.rung if spec.start is None else started_from(spec.rung, self.cache.stage(spec.start).path("model"))
         tracker = TrackerRun.for_stage(self.recipe, stage.name, spec.seed)
         with tracker.active():
             summary = task.train(
-                stage.dir, spec.rung, pairs, spec.seed, spec.method, spec.conflict_alpha, self.splits["test"], tracker
+                stage.dir, rung, pairs, spec.seed, spec.method, spec.conflict_alpha, self.splits["test"], tracker
             )
         if is_main_process():
             teachers = [teacher.key for teacher in spec.chain] if isinstance(spec, StudentSpec) else []
@@ -155,7 +175,22 @@ class W2SPipeline:
         shutil.rmtree(stage.path("checkpoints"), ignore_errors=True)
         summary["train_seconds"] = round(time.time() - started, 1)
         stage.finish(summary)
-        self.log(f"  test accuracy {summary['accuracy']:.3f} ({summary['train_seconds']} s)")
+        named = f"{spec.label}, seed {spec.seed}: " if self.jobs > 1 else ""  # stages end out of order
+        self.log(f"  {named}test accuracy {summary['accuracy']:.3f} ({summary['train_seconds']} s)")
+
+    def _generative(self, spec: GenerativeSpec, stage: Stage) -> None:
+        """Finetune a causal-LM rung as a language model on the texts of the splits it and its students train on."""
+        pairs = concatenate_datasets([self.splits["gt"], self.splits["w2s"]])
+        self.log(f"language modeling of {spec.rung.name} on the texts of {pairs.num_rows} pairs, seed {spec.seed}")
+        stage.begin()
+        task = self.tasks[self.recipe.task]
+        tracker = TrackerRun.for_stage(self.recipe, stage.name, spec.seed)
+        rendered = task.rendered(spec.rung, pairs)
+        summary = generative_finetune(spec.rung, task.tokenizer(spec.rung), rendered, spec.seed, stage.dir, tracker)
+        shutil.rmtree(stage.path("checkpoints"), ignore_errors=True)
+        stage.finish(summary)
+        self.log(f"  language-modeling loss {summary['lm_loss_before']:.3f} -> {summary['lm_loss_after']:.3f}")
+        gc.collect()
 
     def _label(self, spec: LabelSpec, stage: Stage) -> None:
         """Label a split with a trained teacher (the split it did not train on)."""

@@ -86,6 +86,30 @@ class HelpfulSpec(_Spec):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
+class GenerativeSpec(_Spec):
+    """A causal-LM rung finetuned as a language model on the texts of the `gt` and `w2s` splits, for one seed
+    ([`w2s_align.generative`]): where the rung's ceiling and students start."""
+
+    rung: RungConfig
+    seed: int
+    data: DataSpec
+
+    @property
+    def stage_name(self) -> str:
+        return f"lm-{self.rung.name}-seed{self.seed}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.rung.name} (language modeling on the task's texts)"
+
+    def settings(self) -> dict[str, Any]:
+        return {"rung": rung_settings(self.rung), "seed": self.seed}
+
+    def upstream(self) -> dict[str, Any]:
+        return {"data": self.data}
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class CeilingSpec(_Spec):
     """A rung trained by `task` on the ground-truth split, with the plain preference loss."""
 
@@ -95,6 +119,7 @@ class CeilingSpec(_Spec):
     task_settings: Mapping[str, Any]  # what the task's recipe settings add (`Task.determinants`)
     data: DataSpec
     tag: str = ""  # marks a model of another task than the recipe's, trained to supervise it (`rm`)
+    start: GenerativeSpec | None = None  # the generatively finetuned model it starts from, if any
     role: ClassVar[str] = "ceiling"
     method: ClassVar[str] = "xent"
     conflict_alpha: ClassVar[float] = 0.0
@@ -127,7 +152,7 @@ class CeilingSpec(_Spec):
         return {"task": self.task, "rung": rung, "seed": self.seed, "labels": "ground-truth", **self.task_settings}
 
     def upstream(self) -> dict[str, Any]:
-        return {"data": self.data}
+        return {"data": self.data, **({"start": self.start} if self.start else {})}
 
     def info(self) -> dict[str, Any]:
         """What `metrics.json` records of the model."""
@@ -188,6 +213,7 @@ class StudentSpec(_Spec):
     loss: Mapping[str, Any]
     labels: LabelSpec
     helpful: HelpfulSpec | None = None
+    start: GenerativeSpec | None = None  # the generatively finetuned model it starts from, if any
     role: ClassVar[str] = "student"
 
     @property
@@ -264,7 +290,8 @@ class StudentSpec(_Spec):
         return out
 
     def upstream(self) -> dict[str, Any]:
-        return {"labels": self.labels, **({"helpful": self.helpful} if self.helpful else {})}
+        extra = {"helpful": self.helpful} if self.helpful else {}
+        return {"labels": self.labels, **extra, **({"start": self.start} if self.start else {})}
 
     def info(self) -> dict[str, Any]:
         """What `metrics.json` records of the model."""
@@ -281,7 +308,7 @@ class StudentSpec(_Spec):
 
 
 ModelSpec = CeilingSpec | StudentSpec
-Step = CeilingSpec | LabelSpec | StudentSpec
+Step = GenerativeSpec | CeilingSpec | LabelSpec | StudentSpec
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -331,12 +358,13 @@ class Plan:
     @property
     def tasks(self) -> list[str]:
         """The tasks that train or label in this plan, the recipe's first."""
-        return list(dict.fromkeys([self.recipe.task, *(step.task for step in self.steps)]))
+        trained = (step.task for step in self.steps if not isinstance(step, GenerativeSpec))
+        return list(dict.fromkeys([self.recipe.task, *trained]))
 
     @property
     def rungs(self) -> list[RungConfig]:
         """The rungs the plan trains, in ladder order."""
-        names = {step.rung.name for step in self.steps if not isinstance(step, LabelSpec)}
+        names = {step.rung.name for step in self.steps if isinstance(step, (CeilingSpec, StudentSpec))}
         return [rung for rung in self.recipe.ladder if rung.name in names]
 
     def ceiling(self, rung: str, seed: int) -> CeilingSpec:
@@ -360,7 +388,9 @@ class Plan:
             rows.append((cache.stage(self.helpful), f"{size} helpfulness pairs ({self.helpful.config.source})"))
         for step in self.steps:
             stage = cache.stage(step)
-            if isinstance(step, CeilingSpec):
+            if isinstance(step, GenerativeSpec):
+                rows.append((stage, f"language modeling on the texts of gt {n['gt']} + w2s {n['w2s']} pairs"))
+            elif isinstance(step, CeilingSpec):
                 rows.append((stage, f"{n['gt']} ground-truth pairs"))
             elif isinstance(step, LabelSpec):
                 rows.append((stage, f"labels {n[step.split]} {step.split} pairs"))
@@ -427,16 +457,21 @@ def build_plan(recipe: Recipe) -> Plan:
     def add(spec: Step) -> Step:  # a stage several students share (a ceiling, its labels) is planned once
         return steps.setdefault(spec.stage_name, spec)
 
+    def start(rung: str, seed: int) -> GenerativeSpec | None:
+        config = recipe.rung(rung)
+        return add(GenerativeSpec(config, seed, data)) if config.generative.epochs > 0 else None
+
     def ceiling(rung: str, seed: int, trainer: type[Task]) -> CeilingSpec:
         tag = "" if trainer is task else trainer.tag
         settings = trainer.determinants(recipe)
-        return add(CeilingSpec(recipe.rung(rung), seed, trainer.name, settings, data, tag))
+        return add(CeilingSpec(recipe.rung(rung), seed, trainer.name, settings, data, tag, start(rung, seed)))
 
     def student(strong, weak, via, method, conflict, label_filter, seed, labels) -> StudentSpec:
         loss = {name: getattr(recipe.loss, name) for name in LOSS_SETTINGS[method]}
         spec = StudentSpec(
             recipe.rung(strong), weak, tuple(via), method, conflict, label_filter, recipe.filter_threshold, seed,
             task.name, task.determinants(recipe), loss, labels, helpful if conflict.kind == "implicit" else None,
+            start(strong, seed),
         )  # fmt: skip
         return add(spec)
 

@@ -108,6 +108,21 @@ class TrainingSettings:
 
 
 @dataclass
+class GenerativeSettings:
+    """Generative finetuning of a causal-LM rung before it trains (Burns et al. 2023, section 5.2.2)."""
+
+    epochs: float = field(
+        default=0.0,
+        metadata={
+            "help": "Epochs of language modeling over the texts of the ground-truth and weak-to-strong splits (each "
+            "prompt with each of its responses, no labels) before the rung's ceiling and students train, once per "
+            "seed; 0: off. Causal-LM rungs only."
+        },
+    )
+    learning_rate: float | None = field(default=None, metadata={"help": "Its learning rate (None: the rung's)."})
+
+
+@dataclass
 class RungConfig:
     """One model of the ladder."""
 
@@ -129,6 +144,10 @@ class RungConfig:
     )
     training: TrainingSettings = field(
         default_factory=TrainingSettings, metadata={"help": "Overrides of the recipe-wide `training` settings."}
+    )
+    generative: GenerativeSettings = field(
+        default_factory=GenerativeSettings,
+        metadata={"help": "Generative finetuning on the task's texts before the rung trains (off by default)."},
     )
 
 
@@ -578,6 +597,7 @@ def reference() -> str:
         ("training. / ladder[i].training.", TrainingSettings),
         ("training.lora.", LoraSettings),
         ("ladder[i].", RungConfig),
+        ("ladder[i].generative.", GenerativeSettings),
         ("pairs[i].", PairConfig),
         ("loss.", StudentLossSettings),
         ("dpo.", DPOSettings),
@@ -714,9 +734,14 @@ def _check_ranges(recipe: Recipe, source: str) -> None:
         ("analysis.confidence", recipe.analysis.confidence, (lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")),
         ("analysis.threshold", recipe.analysis.threshold, (lambda v: 0.5 <= v < 1, "in [0.5, 1)")),
         ("loss.aux_coef", recipe.loss.aux_coef, _NOT_NEGATIVE),
+        ("loss.window_radius", recipe.loss.window_radius, (lambda v: 0 < v <= 0.5, "in (0, 0.5]")),
         ("dpo.beta", recipe.dpo.beta, _POSITIVE),
         ("dpo.sft_epochs", recipe.dpo.sft_epochs, _POSITIVE),
     ]
+    for i, rung in enumerate(recipe.ladder):
+        checks.append((f"ladder.{i}.generative.epochs", rung.generative.epochs, _NOT_NEGATIVE))
+        if rung.generative.learning_rate is not None:
+            checks.append((f"ladder.{i}.generative.learning_rate", rung.generative.learning_rate, _POSITIVE))
     for key, value, (test, requirement) in checks:
         if not test(value):
             raise W2SInputError(f"{source}: '{key}' must be {requirement}, got {value!r}")

@@ -1,0 +1,127 @@
+"""`w2s-align run --jobs N`: independent stages on worker processes, each once the stages it reads are finished."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from w2s_align.cli import main
+from w2s_align.parallel_stages import dependents, must_wait, threads_per_job
+from w2s_align.pipeline import W2SPipeline
+from w2s_align.plan import CeilingSpec, LabelSpec, StudentSpec, build_plan
+from w2s_align.recipe import recipe_from_dict
+
+
+def _plan(**changes):
+    raw = {
+        "name": "jobs",
+        "output_dir": "unused",
+        "data": {"source": "synthetic", "gt_size": 40, "w2s_size": 30, "test_size": 20},
+        "ladder": [{"name": name, "model": "m"} for name in ("s", "m", "l")],
+        "pairs": [{"weak": "s", "strong": "l"}, {"weak": "s", "strong": "l", "via": ["m"]}],
+        "conflicts": {"settings": ["none", "explicit"], "alphas": [0.5]},
+        **changes,
+    }
+    return build_plan(recipe_from_dict(raw))
+
+
+def test_a_stage_waits_for_every_stage_it_reads_and_for_nothing_else():
+    steps = _plan().steps
+    ceilings = [step for step in steps if isinstance(step, CeilingSpec)]
+    labels = {step.key: step for step in steps if isinstance(step, LabelSpec)}
+    students = [step for step in steps if isinstance(step, StudentSpec)]
+    for ceiling in ceilings:  # the data stage is prepared before any worker starts
+        assert not must_wait(ceiling, steps, [])
+    first = labels["s.seed0"]
+    assert must_wait(first, [], [first.teacher])  # its teacher still training
+    assert not must_wait(first, [ceilings[-1]], [])  # another ceiling does not hold it up
+    direct = [student for student in students if not student.via]
+    assert {student.labels.key for student in direct} == {"s.seed0"}
+    for student in direct:  # both conflict settings, once the labels are written
+        assert must_wait(student, [first], []) and not must_wait(student, ceilings, [])
+    # bootstrapping: the intermediate student labels for the last one
+    chained = next(student for student in students if student.via)
+    assert chained.labels.teacher.key == "m.from-s.xent.seed0"
+    assert must_wait(chained, [chained.labels], []) and must_wait(chained, [], [chained.labels])
+    assert not must_wait(chained, [first, *ceilings], [])  # all it reads is the intermediate student's labels
+
+
+def test_the_stages_most_others_wait_on_come_first():
+    steps = _plan().steps
+    count = {step.stage_name: n for step in steps for key, n in dependents(steps).items() if key == id(step)}
+    # the weak ceiling: its labels, 2 direct students, the intermediate student, its labels, 2 bootstrapped students
+    assert count["train-s-gt-seed0"] == 7
+    assert count["train-m.from-s.xent.seed0"] == 3  # its labels and the 2 bootstrapped students
+    assert count["train-l-gt-seed0"] == 0 and count["train-l.from-s.xent.seed0"] == 0
+    assert max(count, key=count.get) == "train-s-gt-seed0"
+
+
+def test_policies_of_one_rung_and_seed_never_train_at_once():
+    # Two DPO stages of one rung and seed may start from the same SFT model, a stage of its own.
+    steps = _plan(task="dpo", conflicts={"settings": ["none", "explicit"], "alphas": [0.5]}).steps
+    students = [step for step in steps if isinstance(step, StudentSpec) and not step.via and step.rung.name == "l"]
+    assert len(students) == 2
+    assert must_wait(students[1], [], [students[0]])
+    ceilings = [step for step in steps if isinstance(step, CeilingSpec)]
+    assert not must_wait(ceilings[1], [], [ceilings[0]])  # other rungs
+    reward = _plan(conflicts={"settings": ["none", "explicit"], "alphas": [0.5]}).steps
+    students = [step for step in reward if isinstance(step, StudentSpec) and not step.via and step.rung.name == "l"]
+    assert not must_wait(students[1], [], [students[0]])
+
+
+@pytest.mark.parametrize(("jobs", "threads", "share"), [(2, 2, 1), (2, 16, 8), (3, 16, 5), (4, 2, 1)])
+def test_each_worker_gets_its_share_of_the_threads(jobs, threads, share):
+    assert threads_per_job(jobs, threads) == share
+
+
+def test_jobs_below_one_is_refused(tiny_recipe, tmp_path, capsys):
+    path = tmp_path / "r.yaml"
+    path.write_text(json.dumps(tiny_recipe))
+    assert main(["run", str(path), "--jobs", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --jobs must be at least 1, got 0"
+    assert not Path(tiny_recipe["output_dir"]).exists()
+
+
+@pytest.mark.slow
+def test_two_workers_train_side_by_side_and_give_the_sequential_results(tiny_recipe, tmp_path, capfd):
+    tiny_recipe["ladder"].insert(1, {"name": "tiny-mid", "model": tiny_recipe["ladder"][0]["model"], "num_layers": 2})
+    tiny_recipe["pairs"] = [
+        {"weak": "tiny-l1", "strong": "tiny-l2"},
+        {"weak": "tiny-l1", "strong": "tiny-l2", "via": ["tiny-mid"]},
+    ]
+    tiny_recipe["conflicts"] = {"settings": ["none", "explicit"], "alphas": [0.5]}
+    tiny_recipe["analysis"] = {"n_bootstrap": 50}
+    tiny_recipe["methods"] = ["xent"]
+    results = {}
+    for jobs in (2, 1):
+        raw = {**tiny_recipe, "output_dir": str(tmp_path / f"jobs{jobs}")}
+        pipeline = W2SPipeline(recipe_from_dict(raw), jobs=jobs)
+        pipeline.prepare()
+        results[jobs] = pipeline.run()
+        stages = sorted(path.name for path in (tmp_path / f"jobs{jobs}" / "stages").iterdir())
+        results[jobs]["stages"] = stages
+        if jobs == 2:
+            # the workers log on the terminal: the three ceilings start before the first one ends
+            out = capfd.readouterr().out.splitlines()
+            first_end = next(i for i, line in enumerate(out) if "test accuracy" in line)
+            assert (
+                sum("(ground truth), seed 0" in line and line.startswith("training") for line in out[:first_end]) >= 2
+            )
+            assert any(line.startswith("  tiny-l2 <- tiny-l1 (xent), seed 0: test accuracy") for line in out)
+    assert results[2]["stages"] == results[1]["stages"]  # the same stages, under the same hashes
+    assert len(results[2]["stages"]) == 3 + 2 + 5 + 2  # ceilings, labelings, students, data and report
+    accuracies = {jobs: {key: model["accuracy"] for key, model in results[jobs]["models"].items()} for jobs in (1, 2)}
+    assert accuracies[2] == accuracies[1] and len(accuracies[1]) == 3 + 4  # ceilings and the final students
+    for key in accuracies[1]:  # one thread per worker against two: sums may round differently, nothing more
+        scores = [pd.read_parquet(tmp_path / f"jobs{jobs}" / "predictions" / f"{key}.parquet") for jobs in (1, 2)]
+        assert list(scores[0]["id"]) == list(scores[1]["id"])
+        assert np.abs(scores[0]["margin"].to_numpy() - scores[1]["margin"].to_numpy()).max() < 1e-4
+    # a run started on workers is finished by a sequential rerun without training anything
+    capfd.readouterr()
+    rerun = W2SPipeline(recipe_from_dict({**tiny_recipe, "output_dir": str(tmp_path / "jobs2")}))
+    rerun.prepare()
+    metrics = rerun.run()
+    assert {key: model["accuracy"] for key, model in metrics["models"].items()} == accuracies[2]
+    assert not [line for line in capfd.readouterr().out.splitlines() if line.startswith("training")]

@@ -1,0 +1,145 @@
+"""Several stages of a run at once (`w2s-align run --jobs N`): independent stages on N worker processes.
+
+A sweep's stages are mostly independent: the ceilings need only the data, and each student only its teacher's labels.
+On a CPU, N small models trained side by side with 1/N of the cores each get through more work than one model with
+all of them, because a small model's matrix products do not keep several cores busy (on 2 cores, the 6-layer MiniLM
+trains 1.72x faster on 2 threads than on 1, so two stages on one thread each finish 1.16x sooner; see
+benchmarks/RESULTS.md). The main process keeps the output directory, hands each unfinished stage to a free worker as
+soon as the stages it reads are finished, and writes the report; workers read the prepared splits from the cache and
+write their stages exactly as a sequential run does, so a run can be stopped and resumed with any `--jobs`.
+
+Results are those of a sequential run up to the rounding of sums that split over threads differently: a model trained
+on one thread can differ from the same model trained on two in the last bits of its weights, as between machines.
+
+Example:
+
+```python
+>>> from w2s_align.parallel_stages import threads_per_job
+>>> threads_per_job(jobs=2, threads=2)
+1
+```
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from typing import TYPE_CHECKING
+
+from .errors import W2SInputError
+from .plan import CeilingSpec, Step, StudentSpec
+
+if TYPE_CHECKING:
+    from .pipeline import W2SPipeline
+    from .recipe import Recipe
+
+_worker: W2SPipeline | None = None  # the pipeline of a worker process, built once by `_start_worker`
+
+
+def threads_per_job(jobs: int, threads: int) -> int:
+    """Each worker's share of the `threads` this process would use (at least one)."""
+    return max(1, threads // jobs)
+
+
+def run_in_workers(pipeline: W2SPipeline, steps: Sequence[Step], jobs: int) -> None:
+    """Run `steps` (unfinished, in plan order) on `jobs` worker processes, each once the steps it reads are done.
+
+    Raises the first error a worker raises, once the stages running beside it have finished.
+    """
+    import torch
+
+    from .distributed import state
+
+    if state().num_processes > 1:
+        raise W2SInputError(
+            "--jobs runs several stages at once in a single process; under a multi-process launch every stage "
+            "already uses all processes: leave --jobs at 1"
+        )
+    index = {id(step): position for position, step in enumerate(pipeline.plan.steps)}
+    context = get_context("spawn")  # a fresh interpreter: no copy of this process's torch threads or locks
+    lines = context.SimpleQueue()  # the workers' log lines, passed on to the pipeline's log in the order they come
+    levels = tuple(logging.getLevelName(logging.getLogger(name).getEffectiveLevel()) for name in ("w2s_align", "trl"))
+    start = (pipeline.recipe, jobs, threads_per_job(jobs, torch.get_num_threads()), levels, lines)
+    # The stages most others wait on go first (a weak ceiling, a bootstrapping chain), so that no worker idles at the
+    # end while a chain finishes; otherwise plan order.
+    waiting_on = dependents(steps)
+    pending, running = sorted(steps, key=lambda step: -waiting_on[id(step)]), {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker, initargs=start) as pool:
+        try:
+            while pending or running:
+                for step in list(pending):
+                    if len(running) < jobs and not must_wait(step, pending, running.values()):
+                        running[pool.submit(_run_step, index[id(step)])] = step
+                        pending.remove(step)
+                finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                _pass_on(lines, pipeline.log)
+                for future in finished:
+                    running.pop(future)
+                    future.result()
+        except BaseException:
+            for future in running:  # what has not started yet; the stages running finish (and are kept)
+                future.cancel()
+            raise
+        finally:
+            _pass_on(lines, pipeline.log)
+
+
+def _pass_on(lines, log: Callable[[str], None]) -> None:
+    while not lines.empty():
+        log(lines.get())
+
+
+def dependents(steps: Sequence[Step]) -> dict[int, int]:
+    """For each step, how many of `steps` read its stage, directly or through others."""
+    readers: dict[int, list[Step]] = {id(step): [] for step in steps}
+    for step in steps:
+        for source in step.upstream().values():
+            if id(source) in readers:
+                readers[id(source)].append(step)
+    found: dict[int, set[int]] = {}
+
+    def below(step: Step) -> set[int]:
+        if id(step) not in found:
+            found[id(step)] = {id(r) for r in readers[id(step)]}.union(*(below(r) for r in readers[id(step)]))
+        return found[id(step)]
+
+    return {id(step): len(below(step)) for step in steps}
+
+
+def must_wait(step: Step, pending: list[Step], running: Iterable[Step]) -> bool:
+    """Whether `step` must wait: a stage it reads is not finished, or a running stage may share its SFT stage."""
+    running = list(running)
+    if any(source is other for source in step.upstream().values() for other in [*pending, *running]):
+        return True
+    return _sft_key(step) is not None and any(_sft_key(other) == _sft_key(step) for other in running)
+
+
+def _sft_key(step: Step) -> tuple[str, int] | None:
+    # The SFT model a policy starts from is a stage of its own, which two DPO stages of one rung and seed can share.
+    if not isinstance(step, (CeilingSpec, StudentSpec)) or step.task != "dpo":
+        return None
+    return step.rung.name, step.seed
+
+
+def _start_worker(recipe: Recipe, jobs: int, threads: int, levels: tuple[str, str], lines) -> None:
+    """Set up a worker process: its output, its share of the threads, and a pipeline over the prepared splits whose
+    log lines go back to the main process."""
+    global _worker
+    from .verbosity import configure
+
+    # As the main process is set up (its logger's and the libraries' levels); no progress bars: two bars redrawn on
+    # one terminal say nothing.
+    configure(levels[0].lower(), library_level=levels[1].lower(), progress=False)
+    import torch
+
+    from .pipeline import W2SPipeline
+
+    torch.set_num_threads(threads)
+    _worker = W2SPipeline(recipe, log=lines.put, jobs=jobs)
+    _worker.attach()
+
+
+def _run_step(position: int) -> None:
+    _worker.run_step(_worker.plan.steps[position])
