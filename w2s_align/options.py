@@ -30,9 +30,11 @@ PREFERENCE_LOSSES: tuple[str, ...] = get_args(PreferenceLoss)
 ConflictKind = Literal["none", "explicit", "implicit"]
 CONFLICT_KINDS: tuple[str, ...] = get_args(ConflictKind)
 # none: every label; confidence: labels with max(p, 1 - p) >= a threshold (honest); oracle: also drops wrong labels
-# (it reads the ground truth, so it is an upper bound of what filtering can do, not a method).
-LabelFilter = Literal["none", "confidence", "oracle"]
+# (it reads the ground truth, so it is an upper bound of what filtering can do, not a method); <probe>-<action>: a
+# probe on the strong rung's frozen features relabels or drops the labels it disagrees with (`w2s_align.probes`).
+LabelFilter = Literal["none", "confidence", "oracle", "knn-relabel", "knn-drop", "logreg-relabel", "logreg-drop"]
 LABEL_FILTERS: tuple[str, ...] = get_args(LabelFilter)
+PROBE_FILTERS: tuple[str, ...] = LABEL_FILTERS[3:]
 # How a policy scores a pair: its implicit reward, or its summed or mean log-likelihood of each response.
 Measure = Literal["implicit", "logp", "avg_logp"]
 MEASURES: tuple[str, ...] = get_args(Measure)
@@ -40,6 +42,17 @@ MEASURES: tuple[str, ...] = get_args(Measure)
 # for SimPO), or soft labels sigmoid(beta * implicit-reward difference) (SimPO: of the scaled mean log-likelihoods).
 WeakLabelRule = Literal["likelihood_hard", "implicit_reward_soft"]
 SamplingStrategy = Literal["group_by_length", "random", "sequential"]
+
+
+@dataclass
+class ProbeSettings:
+    """The probes that clean weak labels with the strong rung's features (label filters `knn-*` and `logreg-*`)."""
+
+    k: int = field(default=20, metadata={"help": "knn: neighbours whose labels are averaged."})
+    l2: float = field(default=1e-2, metadata={"help": "logreg: L2 penalty on the weights (features scaled to RMS 1)."})
+    folds: int = field(
+        default=5, metadata={"help": "Cross-fitting folds: each pair is predicted by a probe fit on the other folds."}
+    )
 
 
 @dataclass

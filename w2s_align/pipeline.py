@@ -48,7 +48,18 @@ from .hub import check_hub_access, push_run
 from .labeling import attach_labels, filter_labels, load_labels, save_labels
 from .models import check_rung_loads
 from .parallel_stages import run_in_workers
-from .plan import CeilingSpec, DataSpec, GenerativeSpec, HelpfulSpec, LabelSpec, Step, StudentSpec, build_plan
+from .plan import (
+    CeilingSpec,
+    DataSpec,
+    FeatureSpec,
+    GenerativeSpec,
+    HelpfulSpec,
+    LabelSpec,
+    Step,
+    StudentSpec,
+    build_plan,
+)
+from .probes import FEATURES_FILE, probe_clean, split_features
 from .recipe import Recipe
 from .run_lock import RunLock
 from .tasks import PREDICTIONS_FILE, task_class
@@ -148,6 +159,8 @@ class W2SPipeline:
         stage = self.cache.stage(step)
         if isinstance(step, GenerativeSpec):
             self._generative(step, stage)
+        elif isinstance(step, FeatureSpec):
+            self._features(step, stage)
         elif isinstance(step, LabelSpec):
             self._label(step, stage)
         else:
@@ -192,6 +205,16 @@ class W2SPipeline:
         self.log(f"  language-modeling loss {summary['lm_loss_before']:.3f} -> {summary['lm_loss_after']:.3f}")
         gc.collect()
 
+    def _features(self, spec: FeatureSpec, stage: Stage) -> None:
+        """The strong rung's frozen pretrained features of a split's pairs, for the probes that clean weak labels."""
+        self.log(f"features of the {spec.split} split from {spec.rung.name}")
+        stage.begin()
+        if is_main_process():
+            features = split_features(self.tasks[spec.task], spec.rung, self.splits[spec.split])
+            atomic_write_parquet(features, stage.path(FEATURES_FILE))
+        stage.finish({"num_pairs": self.splits[spec.split].num_rows})
+        gc.collect()
+
     def _label(self, spec: LabelSpec, stage: Stage) -> None:
         """Label a split with a trained teacher (the split it did not train on)."""
         self.log(f"labeling the {spec.split} split with {spec.key}")
@@ -207,7 +230,12 @@ class W2SPipeline:
         """A student's training pairs: a split with its teacher's soft labels, filtered and mixed, and for the explicit
         conflict the side the conflicting objective prefers."""
         pairs = attach_labels(self.splits[spec.split], load_labels(self.cache.stage(spec.labels).dir))
-        if spec.label_filter != "none":
+        if spec.probe is not None:
+            features = Dataset.from_parquet(str(self.cache.stage(spec.features).path(FEATURES_FILE)))
+            pairs, disagree = probe_clean(pairs, features, spec.label_filter, spec.probe, spec.seed)
+            done = "relabelled" if spec.label_filter.endswith("relabel") else "dropped"
+            self.log(f"  {spec.label_filter}: the probe disagrees with {disagree} weak labels ({done})")
+        elif spec.label_filter != "none":
             kept = filter_labels(pairs, spec.label_filter, spec.filter_threshold)
             if kept.num_rows == 0:
                 raise W2SInputError(f"filter_threshold {spec.filter_threshold}: no weak label is that confident")

@@ -36,7 +36,7 @@ from .cache import StageCache, file_digests, rung_settings
 from .conflicts import ConflictSetting
 from .data import SPLITS
 from .labeling import filter_labels, load_labels
-from .options import LOSS_SETTINGS
+from .options import LOSS_SETTINGS, PROBE_FILTERS
 from .recipe import AnalysisConfig, DataConfig, HelpfulDataConfig, Recipe, RungConfig
 from .tasks import Task, task_class
 
@@ -193,6 +193,27 @@ class LabelSpec(_Spec):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
+class FeatureSpec(_Spec):
+    """The strong rung's frozen pretrained features of a split's pairs, for the probes that clean weak labels
+    ([`w2s_align.probes`])."""
+
+    rung: RungConfig
+    split: str
+    task: str
+    data: DataSpec
+
+    @property
+    def stage_name(self) -> str:
+        return f"features-{self.rung.name}-{self.split}"
+
+    def settings(self) -> dict[str, Any]:
+        return {"rung": rung_settings(self.rung), "split": self.split, "task": self.task}
+
+    def upstream(self) -> dict[str, Any]:
+        return {"data": self.data}
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class StudentSpec(_Spec):
     """A rung trained by `task` on the labels of `labels.teacher`: one method, conflict setting and label filter.
 
@@ -214,6 +235,8 @@ class StudentSpec(_Spec):
     labels: LabelSpec
     helpful: HelpfulSpec | None = None
     start: GenerativeSpec | None = None  # the generatively finetuned model it starts from, if any
+    features: FeatureSpec | None = None  # the strong rung's features, for a probe filter
+    probe: Mapping[str, Any] | None = None  # the probe settings, for a probe filter
     role: ClassVar[str] = "student"
 
     @property
@@ -285,13 +308,16 @@ class StudentSpec(_Spec):
         }
         if self.conflict.kind != "none":
             out["conflict"] = dataclasses.asdict(self.conflict)
-        if self.label_filter != "none":
+        if self.probe is not None:
+            out["filter"] = [self.label_filter, dict(self.probe)]
+        elif self.label_filter != "none":
             out["filter"] = [self.label_filter, self.filter_threshold]
         return out
 
     def upstream(self) -> dict[str, Any]:
         extra = {"helpful": self.helpful} if self.helpful else {}
-        return {"labels": self.labels, **extra, **({"start": self.start} if self.start else {})}
+        extra |= {"start": self.start} if self.start else {}
+        return {"labels": self.labels, **extra, **({"features": self.features} if self.features else {})}
 
     def info(self) -> dict[str, Any]:
         """What `metrics.json` records of the model."""
@@ -308,7 +334,7 @@ class StudentSpec(_Spec):
 
 
 ModelSpec = CeilingSpec | StudentSpec
-Step = GenerativeSpec | CeilingSpec | LabelSpec | StudentSpec
+Step = GenerativeSpec | FeatureSpec | CeilingSpec | LabelSpec | StudentSpec
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -358,7 +384,7 @@ class Plan:
     @property
     def tasks(self) -> list[str]:
         """The tasks that train or label in this plan, the recipe's first."""
-        trained = (step.task for step in self.steps if not isinstance(step, GenerativeSpec))
+        trained = (step.task for step in self.steps if not isinstance(step, (GenerativeSpec, FeatureSpec)))
         return list(dict.fromkeys([self.recipe.task, *trained]))
 
     @property
@@ -390,6 +416,8 @@ class Plan:
             stage = cache.stage(step)
             if isinstance(step, GenerativeSpec):
                 rows.append((stage, f"language modeling on the texts of gt {n['gt']} + w2s {n['w2s']} pairs"))
+            elif isinstance(step, FeatureSpec):
+                rows.append((stage, f"features of {n[step.split]} {step.split} pairs"))
             elif isinstance(step, CeilingSpec):
                 rows.append((stage, f"{n['gt']} ground-truth pairs"))
             elif isinstance(step, LabelSpec):
@@ -413,7 +441,12 @@ class Plan:
         """How many pairs a student trains on: its weak labels (all, or those its filter keeps, exact once the labels
         exist), plus the helpfulness pairs of the implicit conflict."""
         kept, text = n_split, f"{n_split} weak labels of {spec.split}"
-        if spec.label_filter != "none":
+        if spec.probe is not None:
+            kind, action = spec.label_filter.split("-")
+            kept = n_split if action == "relabel" else None
+            text = f"{'at most ' if kept is None else ''}{n_split} weak labels of {spec.split}"
+            text += f" ({action} where a {kind} probe on {spec.strong}'s features disagrees)"
+        elif spec.label_filter != "none":
             labels = cache.stage(spec.labels)
             kept = None
             if labels.done:
@@ -468,10 +501,12 @@ def build_plan(recipe: Recipe) -> Plan:
 
     def student(strong, weak, via, method, conflict, label_filter, seed, labels) -> StudentSpec:
         loss = {name: getattr(recipe.loss, name) for name in LOSS_SETTINGS[method]}
+        probe = label_filter in PROBE_FILTERS
+        features = add(FeatureSpec(recipe.rung(strong), labels.split, task.name, data)) if probe else None
         spec = StudentSpec(
             recipe.rung(strong), weak, tuple(via), method, conflict, label_filter, recipe.filter_threshold, seed,
             task.name, task.determinants(recipe), loss, labels, helpful if conflict.kind == "implicit" else None,
-            start(strong, seed),
+            start(strong, seed), features, dataclasses.asdict(recipe.probe) if probe else None,
         )  # fmt: skip
         return add(spec)
 

@@ -35,11 +35,13 @@ from .errors import W2SInputError
 from .options import (
     CONFLICT_KINDS,
     LABEL_FILTERS,
+    PROBE_FILTERS,
     STUDENT_LOSSES,
     ConflictKind,
     LabelFilter,
     Measure,
     PreferenceLoss,
+    ProbeSettings,
     SamplingStrategy,
     StudentLoss,
     StudentLossSettings,
@@ -356,10 +358,17 @@ class Recipe:
     )
     label_filters: list[LabelFilter] = field(
         default_factory=lambda: ["none"],
-        metadata={"help": "Weak-label filters: none, confidence (honest) or oracle (also drops wrong labels)."},
+        metadata={
+            "help": "Weak-label filters: none, confidence (honest), oracle (also drops wrong labels), or a probe on "
+            "the strong rung's frozen features that relabels or drops the labels it disagrees with (knn-relabel, "
+            "knn-drop, logreg-relabel, logreg-drop)."
+        },
     )
     filter_threshold: float = field(
         default=0.75, metadata={"help": "Minimum weak-label confidence max(p, 1-p) kept by the filters."}
+    )
+    probe: ProbeSettings = field(
+        default_factory=ProbeSettings, metadata={"help": "The probes of the knn-* and logreg-* label filters."}
     )
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig, metadata={"help": "Deception analysis."})
     tracking: TrackingConfig = field(
@@ -599,6 +608,7 @@ def reference() -> str:
         ("ladder[i].", RungConfig),
         ("ladder[i].generative.", GenerativeSettings),
         ("pairs[i].", PairConfig),
+        ("probe.", ProbeSettings),
         ("loss.", StudentLossSettings),
         ("dpo.", DPOSettings),
         ("conflicts.", ConflictConfig),
@@ -650,6 +660,12 @@ def _check(recipe: Recipe, source: str) -> None:
                 raise W2SInputError(f"{source}: 'pairs.{index}.via.{position}' is {name!r}, which is not a rung")
             if name in (pair.weak, pair.strong) or pair.via.count(name) > 1:
                 raise W2SInputError(f"{source}: 'pairs.{index}.via' repeats the rung {name!r}")
+        probes = [f for f in (pair.label_filters or recipe.label_filters) if f in PROBE_FILTERS]
+        if probes and recipe.rung(pair.strong).random_init:
+            raise W2SInputError(
+                f"{source}: 'pairs.{index}' cleans labels with {probes[0]!r}, a probe on the strong rung's pretrained "
+                f"features, but {pair.strong!r} is a random_init rung: it has none"
+            )
     for index, rung in enumerate(recipe.ladder):
         if rung.training.load_in_4bit and rung.training.lora is None:
             raise W2SInputError(
@@ -735,6 +751,9 @@ def _check_ranges(recipe: Recipe, source: str) -> None:
         ("analysis.threshold", recipe.analysis.threshold, (lambda v: 0.5 <= v < 1, "in [0.5, 1)")),
         ("loss.aux_coef", recipe.loss.aux_coef, _NOT_NEGATIVE),
         ("loss.window_radius", recipe.loss.window_radius, (lambda v: 0 < v <= 0.5, "in (0, 0.5]")),
+        ("probe.k", recipe.probe.k, _POSITIVE),
+        ("probe.l2", recipe.probe.l2, _NOT_NEGATIVE),
+        ("probe.folds", recipe.probe.folds, (lambda v: v >= 2, "at least 2")),
         ("dpo.beta", recipe.dpo.beta, _POSITIVE),
         ("dpo.sft_epochs", recipe.dpo.sft_epochs, _POSITIVE),
     ]

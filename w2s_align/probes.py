@@ -1,0 +1,179 @@
+"""Label cleaning with the strong model's own knowledge ("strong-to-strong", as in EleutherAI's `w2s` probes).
+
+Before a student learns from weak labels, a probe on the strong rung's frozen pretrained features is fit to those
+labels; where the probe and a weak label disagree on which response is better, the label is either replaced by the
+probe's probability (`*-relabel`) or the pair is dropped (`*-drop`). The probe can only repeat what the strong model
+already represents, so it corrects the weak labels that contradict the strong model's own view of the task.
+
+- Features: each response (after its prompt) is run through the rung's pretrained body and its last hidden states are
+  mean-pooled; a pair's feature is `f(chosen) - f(rejected)`. Swapping a pair negates it.
+- `knn`: the probability that `chosen` is better is the mean label of the `probe_k` most similar pairs (absolute
+  cosine similarity; a neighbour pointing the other way contributes its label reversed).
+- `logreg`: logistic regression without intercept on the features scaled by their root mean square, with an L2
+  penalty `probe_l2`, fit to the soft labels. With no intercept, `p(-x) = 1 - p(x)`.
+
+Both probes are invariant to swapping any pair (feature negated, label reversed). They are cross-fitted: the pairs are
+cut into `probe_folds` folds by the student's seed and each fold is predicted by a probe fit on the other folds, so no
+pair's own label reaches its probe prediction (no model labels data it trained on).
+
+Example:
+
+```python
+>>> import numpy as np
+>>> from w2s_align.probes import knn_probe
+>>> x = np.array([[1.0, 0.0], [0.9, 0.1], [-1.0, 0.0], [0.0, 1.0]])
+>>> knn_probe(x, np.array([1.0, 1.0, 0.0, 0.5]), k=1, folds=4, seed=0).round(2).tolist()
+[1.0, 1.0, 0.0, 1.0]
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import PreTrainedModel
+
+from .device import default_device
+from .labeling import pad_batch
+from .models import load_rung_model, tokenize_pairs
+from .verbosity import batch_starts
+
+if TYPE_CHECKING:
+    from .recipe import RungConfig
+    from .tasks import Task
+
+FEATURES_FILE = "features.parquet"  # a feature stage's `id` and `x` (the pair's feature vector) per pair
+ProbeKind = Literal["knn", "logreg"]
+CleaningAction = Literal["relabel", "drop"]
+
+
+@torch.inference_mode()
+def mean_pooled(model: PreTrainedModel, sequences: list[list[int]], pad_token_id: int, batch_size: int) -> np.ndarray:
+    """Mean of the last hidden states over each sequence's tokens, in input order (batched by length)."""
+    device = next(model.parameters()).device
+    model.eval()
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
+    out: np.ndarray | None = None
+    for start in batch_starts(len(order), batch_size, "features"):
+        index = order[start : start + batch_size]
+        input_ids, attention_mask = pad_batch([sequences[i] for i in index], pad_token_id)
+        hidden = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).last_hidden_state
+        mask = attention_mask.to(device).unsqueeze(-1).to(hidden.dtype)
+        pooled = ((hidden * mask).sum(1) / mask.sum(1)).float().cpu().numpy()
+        if out is None:
+            out = np.empty((len(sequences), pooled.shape[1]), dtype=np.float32)
+        out[index] = pooled
+    return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+
+def pair_features(model: PreTrainedModel, pairs: Dataset, pad_token_id: int, batch_size: int = 64) -> np.ndarray:
+    """`f(chosen) - f(rejected)` per pair of a tokenized split (`chosen_ids`, `rejected_ids`)."""
+    chosen = mean_pooled(model, pairs["chosen_ids"], pad_token_id, batch_size)
+    rejected = mean_pooled(model, pairs["rejected_ids"], pad_token_id, batch_size)
+    return chosen - rejected
+
+
+def _folds(n: int, folds: int, seed: int) -> np.ndarray:
+    """The fold of each of `n` pairs: a seeded permutation cut into `folds` near-equal parts."""
+    fold = np.empty(n, dtype=np.int64)
+    fold[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
+    return fold
+
+
+def knn_probe(x: np.ndarray, labels: np.ndarray, k: int, folds: int, seed: int) -> np.ndarray:
+    """Cross-fitted k-nearest-neighbour probabilities that `chosen` is better (see the module docstring)."""
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    fold = _folds(len(x), folds, seed)
+    out = np.empty(len(x), dtype=np.float64)
+    for f in range(folds):
+        test, train = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+        if len(test) == 0:
+            continue
+        similarity = unit[test] @ unit[train].T
+        nearest = np.argsort(-np.abs(similarity), axis=1, kind="stable")[:, : min(k, len(train))]
+        sign = np.take_along_axis(similarity, nearest, axis=1) >= 0
+        neighbour = labels[train][nearest]
+        out[test] = np.where(sign, neighbour, 1 - neighbour).mean(axis=1)
+    return out
+
+
+def logreg_probe(x: np.ndarray, labels: np.ndarray, l2: float, folds: int, seed: int) -> np.ndarray:
+    """Cross-fitted probabilities of a logistic regression without intercept (see the module docstring)."""
+    fold = _folds(len(x), folds, seed)
+    out = np.empty(len(x), dtype=np.float64)
+    for f in range(folds):
+        test, train = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+        if len(test) == 0:
+            continue
+        scale = np.sqrt((x[train] ** 2).mean(axis=0)) + 1e-8  # unchanged by negating any pair
+        weight = _fit_logreg(torch.tensor(x[train] / scale), torch.tensor(labels[train], dtype=torch.float64), l2)
+        logits = torch.tensor(x[test] / scale, dtype=torch.float64) @ weight
+        out[test] = torch.sigmoid(logits).numpy()
+    return out
+
+
+def _fit_logreg(features: torch.Tensor, targets: torch.Tensor, l2: float) -> torch.Tensor:
+    """Weights of `sigmoid(features @ w)` minimising the soft-label cross-entropy plus `l2 * |w|^2` (L-BFGS)."""
+    features = features.double()
+    weight = torch.zeros(features.shape[1], dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(features @ weight, targets)
+        loss = loss + l2 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return weight.detach()
+
+
+def probe_probabilities(
+    x: np.ndarray, labels: np.ndarray, kind: ProbeKind, k: int, l2: float, folds: int, seed: int
+) -> np.ndarray:
+    """The cross-fitted probe of `kind` fit to `labels` on the features `x`."""
+    if kind == "knn":
+        return knn_probe(x, labels, k, folds, seed)
+    return logreg_probe(x, labels, l2, folds, seed)
+
+
+def split_features(task: Task, rung: RungConfig, pairs: Dataset, batch_size: int | None = None) -> Dataset:
+    """`id` and `x` (the pair feature) of every pair, from the rung's pretrained body, tokenized as the task does."""
+    from transformers import AutoModel
+
+    tokenizer = task.tokenizer(rung)
+    tokenized = tokenize_pairs(task.rendered(rung, pairs), tokenizer, rung.training.max_length)
+    model = load_rung_model(rung, AutoModel).to(default_device())
+    x = pair_features(model, tokenized, tokenizer.pad_token_id, batch_size or rung.training.eval_batch_size)
+    return Dataset.from_dict({"id": tokenized["id"], "x": x.tolist()})
+
+
+def probe_clean(
+    pairs: Dataset, features: Dataset, label_filter: str, settings: Mapping[str, Any], seed: int
+) -> tuple[Dataset, int]:
+    """`pairs` (with `soft_label`) cleaned by the probe filter `label_filter` (`<knn|logreg>-<relabel|drop>`) on
+    `features` ([`split_features`]) with the probe `settings` (`k`, `l2`, `folds`); and how many labels the probe
+    disagreed with."""
+    row = {row_id: i for i, row_id in enumerate(features["id"])}
+    x = np.asarray(features["x"], dtype=np.float64)[[row[row_id] for row_id in pairs["id"]]]
+    kind, action = label_filter.split("-")
+    labels = np.asarray(pairs["soft_label"], dtype=np.float64)
+    probe = probe_probabilities(x, labels, kind, settings["k"], settings["l2"], settings["folds"], seed)
+    return clean_labels(pairs, probe, action), int(((probe - 0.5) * (labels - 0.5) < 0).sum())
+
+
+def clean_labels(pairs: Dataset, probe: np.ndarray, action: CleaningAction) -> Dataset:
+    """`pairs` (with `soft_label`) cleaned where the probe disagrees with the label on which response is better:
+    relabelled with the probe's probability, or dropped. Adds `probe_label` (the probe's probability)."""
+    labels = np.asarray(pairs["soft_label"], dtype=np.float64)
+    disagree = (probe - 0.5) * (labels - 0.5) < 0
+    pairs = pairs.add_column("probe_label", probe.tolist())
+    if action == "drop":
+        return pairs.select(np.flatnonzero(~disagree))
+    cleaned = np.where(disagree, probe, labels)
+    return pairs.remove_columns("soft_label").add_column("soft_label", cleaned.tolist())
