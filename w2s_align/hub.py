@@ -52,7 +52,7 @@ def hub_targets(recipe: Recipe, plan: Plan, namespace: str | None = None) -> lis
     namespace = namespace or recipe.hub.namespace
     targets = []
     for spec in plan.models:
-        role = "ceilings" if spec.role == "ceiling" else "students"
+        role = {"ceiling": "ceilings", "student": "students"}.get(spec.role)  # an ensemble has no weights of its own
         if role in recipe.hub.push:
             targets.append(("model", spec, hub_model_id(namespace, recipe.name, spec.key), spec.label))
     if "labels" in recipe.hub.push:

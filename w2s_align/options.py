@@ -42,6 +42,9 @@ MEASURES: tuple[str, ...] = get_args(Measure)
 # for SimPO), or soft labels sigmoid(beta * implicit-reward difference) (SimPO: of the scaled mean log-likelihoods).
 WeakLabelRule = Literal["likelihood_hard", "implicit_reward_soft"]
 SamplingStrategy = Literal["group_by_length", "random", "sequential"]
+# How a weak ensemble combines its members' probabilities that `chosen` is better: their mean, or the sigmoid of the
+# mean of their log-odds.
+EnsembleCombine = Literal["logodds", "probability"]
 
 
 @dataclass

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import yaml
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
@@ -42,6 +43,7 @@ from .cards import w2s_section, write_label_dataset, write_model_card
 from .conflicts import check_same_format, conflict_labels, helpfulness_pairs, mix_implicit_conflict
 from .data import SPLITS, ground_truth_pairs, load_helpful_pairs, load_splits
 from .distributed import is_main_process, on_main, state
+from .ensembles import ensemble_labels, ensemble_predictions
 from .errors import W2SInputError
 from .generative import check_generative, generative_finetune, started_from
 from .hub import check_hub_access, push_run
@@ -51,6 +53,7 @@ from .parallel_stages import run_in_workers
 from .plan import (
     CeilingSpec,
     DataSpec,
+    EnsembleSpec,
     FeatureSpec,
     GenerativeSpec,
     HelpfulSpec,
@@ -161,6 +164,8 @@ class W2SPipeline:
             self._generative(step, stage)
         elif isinstance(step, FeatureSpec):
             self._features(step, stage)
+        elif isinstance(step, EnsembleSpec):
+            self._ensemble(step, stage)
         elif isinstance(step, LabelSpec):
             self._label(step, stage)
         else:
@@ -214,6 +219,22 @@ class W2SPipeline:
             atomic_write_parquet(features, stage.path(FEATURES_FILE))
         stage.finish({"num_pairs": self.splits[spec.split].num_rows})
         gc.collect()
+
+    def _ensemble(self, spec: EnsembleSpec, stage: Stage) -> None:
+        """Combine the members' test predictions and labels into the ensemble's (see [`w2s_align.ensembles`])."""
+        self.log(f"combining {len(spec.members)} weak models into {spec.key}")
+        stage.begin()
+        teachers = [self.cache.stage(member.teacher) for member in spec.members]
+        members = [Dataset.from_parquet(str(teacher.path(PREDICTIONS_FILE))) for teacher in teachers]
+        predictions = ensemble_predictions(members, spec.combine)
+        if is_main_process():
+            atomic_write_parquet(predictions, stage.path(PREDICTIONS_FILE))
+            labels = [load_labels(self.cache.stage(member).dir) for member in spec.members]
+            labeler = "ensemble of " + ", ".join(f"{m.key}@{t.dir.name}" for m, t in zip(spec.members, teachers))
+            save_labels(ensemble_labels(labels, spec.combine, labeler), stage.dir, labeler)
+        accuracy = float(np.mean(predictions["correct"]))
+        stage.finish({"accuracy": accuracy, "members": len(spec.members)})
+        self.log(f"  test accuracy {accuracy:.3f}")
 
     def _label(self, spec: LabelSpec, stage: Stage) -> None:
         """Label a split with a trained teacher (the split it did not train on)."""

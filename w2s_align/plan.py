@@ -193,6 +193,67 @@ class LabelSpec(_Spec):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
+class EnsembleSpec(_Spec):
+    """A weak ensemble for one seed: its members' ceilings combined into one teacher. Its stage writes the combined
+    test predictions (the "weak" row of its students) and the combined labels of the split the members labelled, so
+    it is both a reported model and the labels its students learn from."""
+
+    members: tuple[LabelSpec, ...]  # each member ceiling's labels of the weak-to-strong split
+    size: int  # members per rung
+    combine: str
+    seed: int
+    role: ClassVar[str] = "ensemble"
+
+    @property
+    def rungs(self) -> list[str]:
+        return list(dict.fromkeys(member.teacher.rung.name for member in self.members))
+
+    @property
+    def name(self) -> str:
+        """`<rung>+<rung>[x<size>][-probability]`: the ensemble across seeds, and its name as a teacher."""
+        suffix = (f"x{self.size}" if self.size > 1 else "") + ("-probability" if self.combine == "probability" else "")
+        return "+".join(self.rungs) + suffix
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}.ensemble.seed{self.seed}"
+
+    @property
+    def stage_name(self) -> str:
+        return f"ensemble-{self.name}-seed{self.seed}"
+
+    @property
+    def label(self) -> str:
+        size = f", {self.size} seeds each" if self.size > 1 else ""
+        return f"{' + '.join(self.rungs)} (ensemble of {len(self.members)}{size}, {self.combine})"
+
+    @property
+    def task(self) -> str:
+        return self.members[0].task
+
+    @property
+    def split(self) -> str:
+        """The split its labels cover (its members trained on the other)."""
+        return self.members[0].split
+
+    @property
+    def teacher(self) -> EnsembleSpec:
+        """As the labels of its students, it is its own teacher."""
+        return self
+
+    def settings(self) -> dict[str, Any]:
+        return {"combine": self.combine}
+
+    def upstream(self) -> dict[str, Any]:
+        return {f"member{i}": member for i, member in enumerate(self.members)}
+
+    def info(self) -> dict[str, Any]:
+        """What `metrics.json` records of the model."""
+        members = [member.teacher.key for member in self.members]
+        return {"role": self.role, "members": members, "combine": self.combine, "seed": self.seed}
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class FeatureSpec(_Spec):
     """The strong rung's frozen pretrained features of a split's pairs, for the probes that clean weak labels
     ([`w2s_align.probes`])."""
@@ -232,7 +293,7 @@ class StudentSpec(_Spec):
     task: str
     task_settings: Mapping[str, Any]
     loss: Mapping[str, Any]
-    labels: LabelSpec
+    labels: LabelSpec | EnsembleSpec
     helpful: HelpfulSpec | None = None
     start: GenerativeSpec | None = None  # the generatively finetuned model it starts from, if any
     features: FeatureSpec | None = None  # the strong rung's features, for a probe filter
@@ -292,7 +353,7 @@ class StudentSpec(_Spec):
         return "; ".join(parts) or "none"
 
     @property
-    def chain(self) -> list[CeilingSpec | StudentSpec]:
+    def chain(self) -> list[CeilingSpec | StudentSpec | EnsembleSpec]:
         """Its teachers, from the weak ceiling to the intermediate student whose labels it learns from."""
         teacher = self.labels.teacher
         return (teacher.chain if isinstance(teacher, StudentSpec) else []) + [teacher]
@@ -333,8 +394,8 @@ class StudentSpec(_Spec):
         }
 
 
-ModelSpec = CeilingSpec | StudentSpec
-Step = GenerativeSpec | FeatureSpec | CeilingSpec | LabelSpec | StudentSpec
+ModelSpec = CeilingSpec | StudentSpec | EnsembleSpec
+Step = GenerativeSpec | FeatureSpec | CeilingSpec | LabelSpec | EnsembleSpec | StudentSpec
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -384,7 +445,9 @@ class Plan:
     @property
     def tasks(self) -> list[str]:
         """The tasks that train or label in this plan, the recipe's first."""
-        trained = (step.task for step in self.steps if not isinstance(step, (GenerativeSpec, FeatureSpec)))
+        trained = (
+            step.task for step in self.steps if not isinstance(step, (GenerativeSpec, FeatureSpec, EnsembleSpec))
+        )
         return list(dict.fromkeys([self.recipe.task, *trained]))
 
     @property
@@ -418,6 +481,8 @@ class Plan:
                 rows.append((stage, f"language modeling on the texts of gt {n['gt']} + w2s {n['w2s']} pairs"))
             elif isinstance(step, FeatureSpec):
                 rows.append((stage, f"features of {n[step.split]} {step.split} pairs"))
+            elif isinstance(step, EnsembleSpec):
+                rows.append((stage, f"{len(step.members)} members' labels of {step.split} combined ({step.combine})"))
             elif isinstance(step, CeilingSpec):
                 rows.append((stage, f"{n['gt']} ground-truth pairs"))
             elif isinstance(step, LabelSpec):
@@ -510,7 +575,17 @@ def build_plan(recipe: Recipe) -> Plan:
         )  # fmt: skip
         return add(spec)
 
+    def ensemble(pair, seed: int) -> EnsembleSpec:
+        config = pair.ensemble
+        members = [
+            add(LabelSpec(ceiling(rung, seed + 1000 * j, supervisor), data))
+            for rung in (pair.weak, *config.rungs)
+            for j in range(config.seeds)
+        ]
+        return add(EnsembleSpec(tuple(members), config.seeds, config.combine, seed))
+
     names = {name for pair in recipe.pairs for name in (pair.weak, pair.strong, *pair.via)}
+    names |= {name for pair in recipe.pairs if pair.ensemble for name in pair.ensemble.rungs}
     for seed in recipe.seeds:
         for rung in recipe.ladder:
             if rung.name in names:
@@ -519,6 +594,14 @@ def build_plan(recipe: Recipe) -> Plan:
         for pair in recipe.pairs:
             filters = pair.label_filters if pair.label_filters is not None else recipe.label_filters
             for method in recipe.methods:
+                if pair.ensemble is not None:  # the ensemble is the weak model of its students' reports
+                    labels = ensemble(pair, seed)
+                    models.setdefault(labels.key, labels)
+                    for conflict in conflict_settings(recipe, method):
+                        for label_filter in filters:
+                            spec = student(pair.strong, labels.name, (), method, conflict, label_filter, seed, labels)
+                            models[spec.key] = spec
+                    continue
                 teacher = ceiling(pair.weak, seed, supervisor)
                 models.setdefault(teacher.key, teacher)  # a supervisor of another task is reported too
                 for depth, middle in enumerate(pair.via):

@@ -38,6 +38,7 @@ from .options import (
     PROBE_FILTERS,
     STUDENT_LOSSES,
     ConflictKind,
+    EnsembleCombine,
     LabelFilter,
     Measure,
     PreferenceLoss,
@@ -197,6 +198,26 @@ class DataConfig:
 
 
 @dataclass
+class EnsembleConfig:
+    """A weak ensemble: the labels of several weak supervisors (rungs, seeds or both) combined into one teacher."""
+
+    rungs: list[str] = field(
+        default_factory=list, metadata={"help": "Further weak rungs whose ceilings join the pair's `weak` rung."}
+    )
+    seeds: int = field(
+        default=1,
+        metadata={
+            "help": "Members per rung: ceilings trained with seeds `seed`, `seed + 1000`, `seed + 2000`, ... for the "
+            "run's `seed`."
+        },
+    )
+    combine: EnsembleCombine = field(
+        default="logodds",
+        metadata={"help": "logodds: sigmoid of the members' mean log-odds; probability: their mean probability."},
+    )
+
+
+@dataclass
 class PairConfig:
     """One weak -> strong experiment."""
 
@@ -208,6 +229,10 @@ class PairConfig:
     )
     label_filters: list[LabelFilter] | None = field(
         default=None, metadata={"help": "Weak-label filters of this pair's students (None: the recipe's)."}
+    )
+    ensemble: EnsembleConfig | None = field(
+        default=None,
+        metadata={"help": "Teach with a weak ensemble of `weak` and more rungs or seeds instead of `weak` alone."},
     )
 
 
@@ -608,6 +633,7 @@ def reference() -> str:
         ("ladder[i].", RungConfig),
         ("ladder[i].generative.", GenerativeSettings),
         ("pairs[i].", PairConfig),
+        ("pairs[i].ensemble.", EnsembleConfig),
         ("probe.", ProbeSettings),
         ("loss.", StudentLossSettings),
         ("dpo.", DPOSettings),
@@ -660,6 +686,8 @@ def _check(recipe: Recipe, source: str) -> None:
                 raise W2SInputError(f"{source}: 'pairs.{index}.via.{position}' is {name!r}, which is not a rung")
             if name in (pair.weak, pair.strong) or pair.via.count(name) > 1:
                 raise W2SInputError(f"{source}: 'pairs.{index}.via' repeats the rung {name!r}")
+        if pair.ensemble is not None:
+            _check_ensemble(recipe, pair, source, f"pairs.{index}.ensemble", names)
         probes = [f for f in (pair.label_filters or recipe.label_filters) if f in PROBE_FILTERS]
         if probes and recipe.rung(pair.strong).random_init:
             raise W2SInputError(
@@ -734,6 +762,28 @@ _TRAINING_RANGES = {
     "warmup_steps": _NOT_NEGATIVE,
     "weight_decay": _NOT_NEGATIVE,
 }
+
+
+def _check_ensemble(recipe: Recipe, pair: PairConfig, source: str, key: str, names: list[str]) -> None:
+    ensemble = pair.ensemble
+    for position, name in enumerate(ensemble.rungs):
+        if name not in names:
+            raise W2SInputError(f"{source}: '{key}.rungs.{position}' is {name!r}, which is not a rung; rungs: {names}")
+        if name in (pair.weak, pair.strong) or ensemble.rungs.count(name) > 1:
+            raise W2SInputError(f"{source}: '{key}.rungs' repeats the rung {name!r}")
+    if ensemble.seeds < 1:
+        raise W2SInputError(f"{source}: '{key}.seeds' must be at least 1, got {ensemble.seeds}")
+    if (1 + len(ensemble.rungs)) * ensemble.seeds < 2:
+        raise W2SInputError(f"{source}: '{key}' has one member: name more 'rungs' or set 'seeds' above 1")
+    if pair.via:
+        raise W2SInputError(
+            f"{source}: '{key}': an ensemble teaches the strong rung directly, without 'via' (bootstrapping)"
+        )
+    if recipe.task == "dpo" and recipe.dpo.supervisor != "reward":
+        raise W2SInputError(
+            f"{source}: '{key}': the members' labels are combined as reward-model probabilities; with task: dpo set "
+            "'dpo.supervisor: reward'"
+        )
 
 
 def _check_ranges(recipe: Recipe, source: str) -> None:
