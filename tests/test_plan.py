@@ -185,3 +185,16 @@ def test_every_shipped_kind_of_task_plans_its_stages_with_its_settings(task):
     assert ceiling.task == task and ceiling.settings()["task"] == task
     assert ("dpo" in ceiling.settings()) == (task == "dpo")
     assert all(isinstance(step, CeilingSpec | LabelSpec | StudentSpec) for step in plan.steps)
+
+
+def test_a_pair_can_name_its_own_methods():
+    raw = sweep(seeds=[0], conflicts={"settings": ["none"]})
+    raw["pairs"] = [{"weak": "s", "strong": "l", "methods": ["window", "kl"]}, {"weak": "m", "strong": "l"}]
+    plan = plan_of(raw)
+    students = [spec.key for spec in plan.models if isinstance(spec, StudentSpec)]
+    assert students == [
+        "l.from-s.window.seed0", "l.from-s.kl.seed0", "l.from-m.xent.seed0", "l.from-m.logconf.seed0"
+    ]  # fmt: skip
+    assert "4 method(s)" in plan.describe(StageCache("unused")).splitlines()[0]
+    with pytest.raises(Exception, match="'pairs.0.methods' must name at least one method"):
+        plan_of({**raw, "pairs": [{"weak": "s", "strong": "l", "methods": []}]})

@@ -492,9 +492,10 @@ class Plan:
         rows.append((cache.stage(self.report), f"metrics and figures of {len(self.models)} models"))
         cached = sum(stage.done for stage, _ in rows)
         recipe = self.recipe
+        methods = {spec.method for spec in self.models if isinstance(spec, StudentSpec)} or set(recipe.methods)
         lines = [
             f"{recipe.name}: {len(rows)} stages in {recipe.run_dir}, {len(rows) - cached} to run, {cached} cached "
-            f"({len(recipe.seeds)} seed(s), {len(recipe.pairs)} pair(s), {len(recipe.methods)} method(s), "
+            f"({len(recipe.seeds)} seed(s), {len(recipe.pairs)} pair(s), {len(methods)} method(s), "
             f"task {recipe.task})",
         ]
         width = max(len(stage.dir.name) for stage, _ in rows) + 2
@@ -593,7 +594,7 @@ def build_plan(recipe: Recipe) -> Plan:
                 models[spec.key] = spec
         for pair in recipe.pairs:
             filters = pair.label_filters if pair.label_filters is not None else recipe.label_filters
-            for method in recipe.methods:
+            for method in pair.methods or recipe.methods:
                 if pair.ensemble is not None:  # the ensemble is the weak model of its students' reports
                     labels = ensemble(pair, seed)
                     models.setdefault(labels.key, labels)

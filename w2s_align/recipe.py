@@ -230,6 +230,9 @@ class PairConfig:
     label_filters: list[LabelFilter] | None = field(
         default=None, metadata={"help": "Weak-label filters of this pair's students (None: the recipe's)."}
     )
+    methods: list[StudentLoss] | None = field(
+        default=None, metadata={"help": "Student methods of this pair (None: the recipe's `methods`)."}
+    )
     ensemble: EnsembleConfig | None = field(
         default=None,
         metadata={"help": "Teach with a weak ensemble of `weak` and more rungs or seeds instead of `weak` alone."},
@@ -736,9 +739,13 @@ def _check(recipe: Recipe, source: str) -> None:
         raise W2SInputError(f"{source}: 'conflicts.ratios' must hold at least one ratio")
     if any(ratio <= 0 for ratio in conflicts.ratios):
         raise W2SInputError(f"{source}: 'conflicts.ratios' must be positive")
+    for index, pair in enumerate(recipe.pairs):
+        if pair.methods is not None and not pair.methods:
+            raise W2SInputError(f"{source}: 'pairs.{index}.methods' must name at least one method (or be left out)")
+    used = set(recipe.methods).union(*(pair.methods or [] for pair in recipe.pairs))
     for method in conflicts.methods or []:
-        if method not in recipe.methods:
-            raise W2SInputError(f"{source}: 'conflicts.methods' names {method!r}, which is not in 'methods'")
+        if method not in used:
+            raise W2SInputError(f"{source}: 'conflicts.methods' names {method!r}, which no pair's methods hold")
     if not recipe.label_filters:
         raise W2SInputError(f"{source}: 'label_filters' must name at least one of {', '.join(LABEL_FILTERS)}")
     if not 0.5 <= recipe.filter_threshold < 1:

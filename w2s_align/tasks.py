@@ -121,15 +121,17 @@ class Task(ABC):
         from .training import trainer_kwargs
 
         tracker = TrackerRun.for_stage(recipe, "check", 0)
+        methods = dict.fromkeys([*recipe.methods, *(m for pair in recipe.pairs for m in pair.methods or [])])
         for rung in recipe.ladder:
-            kwargs = trainer_kwargs(rung.training, recipe.loss, recipe.run_dir, 0, recipe.methods[0], 0.0, tracker)
-            try:
-                config_class(**{**kwargs, "report_to": []})
-            except (ValueError, TypeError) as error:
-                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise W2SInputError(
-                    f"ladder rung {rung.name!r}: {config_class.__name__} refuses its training settings: {reason}"
-                ) from None
+            for method in methods:
+                kwargs = trainer_kwargs(rung.training, recipe.loss, recipe.run_dir, 0, method, 0.0, tracker)
+                try:
+                    config_class(**{**kwargs, "report_to": []})
+                except (ValueError, TypeError) as error:
+                    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    raise W2SInputError(
+                        f"ladder rung {rung.name!r}: {config_class.__name__} refuses its training settings: {reason}"
+                    ) from None
 
     def tokenizer(self, rung: RungConfig):
         """The rung's tokenizer, loaded once per task."""
