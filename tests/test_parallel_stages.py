@@ -1,6 +1,11 @@
 """`w2s-align run --jobs N`: independent stages on worker processes, each once the stages it reads are finished."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +130,61 @@ def test_two_workers_train_side_by_side_and_give_the_sequential_results(tiny_rec
     metrics = rerun.run()
     assert {key: model["accuracy"] for key, model in metrics["models"].items()} == accuracies[2]
     assert not [line for line in capfd.readouterr().out.splitlines() if line.startswith("training")]
+
+
+def _workers(parent: int) -> list[int]:
+    """The worker processes of `parent` (the spawned interpreters, not multiprocessing's resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and "spawn_main" in command and "resource_tracker" not in command:
+            found.append(int(entry.name))
+    return found
+
+
+def _start_and_wait_for_a_stage(tiny_recipe, tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(json.dumps(tiny_recipe))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "w2s_align", "run", str(path), "--jobs", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(Path(tiny_recipe["output_dir"]).glob("stages/train-*")):
+        time.sleep(0.2)  # a stage has begun: the workers are at work
+    workers = _workers(run.pid)
+    assert len(workers) == 2, "no worker processes found"
+    return run, workers
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers through /proc (Linux)")
+def test_a_worker_that_dies_stops_the_run_with_one_line(tiny_recipe, tmp_path):
+    run, workers = _start_and_wait_for_a_stage(tiny_recipe, tmp_path)
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 2
+    assert "Traceback" not in err
+    assert "error: a worker process of --jobs 2 died (killed, or out of memory)" in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers through /proc (Linux)")
+def test_ctrl_c_stops_the_workers_with_one_line(tiny_recipe, tmp_path):
+    run, workers = _start_and_wait_for_a_stage(tiny_recipe, tmp_path)
+    os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C sends: every process of the foreground group
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130
+    assert err.strip().splitlines()[-1].startswith("interrupted: w2s-align run stopped; run it again to resume")
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    time.sleep(1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # no worker outlives the run

@@ -22,10 +22,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 from .errors import W2SInputError
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
     from .recipe import Recipe
 
 _worker: W2SPipeline | None = None  # the pipeline of a worker process, built once by `_start_worker`
+_running = False  # whether the worker runs a stage
 
 
 def threads_per_job(jobs: int, threads: int) -> int:
@@ -59,36 +65,54 @@ def run_in_workers(pipeline: W2SPipeline, steps: Sequence[Step], jobs: int) -> N
         )
     index = {id(step): position for position, step in enumerate(pipeline.plan.steps)}
     context = get_context("spawn")  # a fresh interpreter: no copy of this process's torch threads or locks
-    lines = context.SimpleQueue()  # the workers' log lines, passed on to the pipeline's log in the order they come
+    # The workers' log lines, passed on to the pipeline's log in the order they come. A bare pipe, without the locks
+    # of a queue: a short message is one write, which the system does not interleave with another.
+    lines, writer = context.Pipe(duplex=False)
     levels = tuple(logging.getLevelName(logging.getLogger(name).getEffectiveLevel()) for name in ("w2s_align", "trl"))
-    start = (pipeline.recipe, jobs, threads_per_job(jobs, torch.get_num_threads()), levels, lines)
+    start = (pipeline.recipe, jobs, threads_per_job(jobs, torch.get_num_threads()), levels, writer)
     # The stages most others wait on go first (a weak ceiling, a bootstrapping chain), so that no worker idles at the
     # end while a chain finishes; otherwise plan order.
     waiting_on = dependents(steps)
     pending, running = sorted(steps, key=lambda step: -waiting_on[id(step)]), {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker, initargs=start) as pool:
-        try:
-            while pending or running:
-                for step in list(pending):
-                    if len(running) < jobs and not must_wait(step, pending, running.values()):
-                        running[pool.submit(_run_step, index[id(step)])] = step
-                        pending.remove(step)
-                finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
-                _pass_on(lines, pipeline.log)
-                for future in finished:
-                    running.pop(future)
-                    future.result()
-        except BaseException:
-            for future in running:  # what has not started yet; the stages running finish (and are kept)
-                future.cancel()
-            raise
-        finally:
-            _pass_on(lines, pipeline.log)
+    workers: list[int] = []
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker, initargs=start)
+    try:
+        while pending or running:
+            for step in list(pending):
+                if len(running) < jobs and not must_wait(step, pending, running.values()):
+                    running[pool.submit(_run_step, index[id(step)])] = step
+                    pending.remove(step)
+            finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+            _pass_on(lines, pipeline.log, workers)
+            for future in finished:
+                running.pop(future)
+                future.result()
+    except BrokenProcessPool:
+        raise W2SInputError(
+            f"a worker process of --jobs {jobs} died (killed, or out of memory): the stages it ran are unfinished; "
+            "run again to resume them, with fewer --jobs if memory is short"
+        ) from None
+    except KeyboardInterrupt:
+        # The stages the workers run stop as a sequential run's would (and resume on the next run); a terminal's
+        # Ctrl-C reached them already, a signal to this process alone did not.
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+        raise
+    finally:
+        _pass_on(lines, pipeline.log, workers)
+        # After a worker's error the stages running beside it finish (and are kept); nothing new starts.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _pass_on(lines, log: Callable[[str], None]) -> None:
-    while not lines.empty():
-        log(lines.get())
+def _pass_on(lines: Connection, log: Callable[[str], None], workers: list[int]) -> None:
+    """Log the workers' lines; note the process ids they announce."""
+    while lines.poll():
+        item = lines.recv()
+        if isinstance(item, int):
+            workers.append(item)
+        else:
+            log(item)
 
 
 def dependents(steps: Sequence[Step]) -> dict[int, int]:
@@ -123,10 +147,11 @@ def _sft_key(step: Step) -> tuple[str, int] | None:
     return step.rung.name, step.seed
 
 
-def _start_worker(recipe: Recipe, jobs: int, threads: int, levels: tuple[str, str], lines) -> None:
+def _start_worker(recipe: Recipe, jobs: int, threads: int, levels: tuple[str, str], lines: Connection) -> None:
     """Set up a worker process: its output, its share of the threads, and a pipeline over the prepared splits whose
     log lines go back to the main process."""
     global _worker
+    signal.signal(signal.SIGINT, _interrupt)
     from .verbosity import configure
 
     # As the main process is set up (its logger's and the libraries' levels); no progress bars: two bars redrawn on
@@ -137,9 +162,22 @@ def _start_worker(recipe: Recipe, jobs: int, threads: int, levels: tuple[str, st
     from .pipeline import W2SPipeline
 
     torch.set_num_threads(threads)
-    _worker = W2SPipeline(recipe, log=lines.put, jobs=jobs)
+    lines.send(os.getpid())  # so that an interrupted main process can stop it
+    _worker = W2SPipeline(recipe, log=lines.send, jobs=jobs)
     _worker.attach()
 
 
+def _interrupt(signum, frame) -> None:
+    """A worker's Ctrl-C: stop the stage it runs; an idle worker waits for the main process to close the pool (an
+    interrupt there would kill it mid-exchange)."""
+    if _running:
+        raise KeyboardInterrupt
+
+
 def _run_step(position: int) -> None:
-    _worker.run_step(_worker.plan.steps[position])
+    global _running
+    _running = True
+    try:
+        _worker.run_step(_worker.plan.steps[position])
+    finally:
+        _running = False
