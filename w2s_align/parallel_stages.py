@@ -1,12 +1,13 @@
 """Several stages of a run at once (`w2s-align run --jobs N`): independent stages on N worker processes.
 
 A sweep's stages are mostly independent: the ceilings need only the data, and each student only its teacher's labels.
-On a CPU, N small models trained side by side with 1/N of the cores each get through more work than one model with
-all of them, because a small model's matrix products do not keep several cores busy (on 2 cores, the 6-layer MiniLM
-trains 1.72x faster on 2 threads than on 1, so two stages on one thread each could finish 1.16x sooner; the deception
-sweep of benchmarks/RESULTS.md, (f), ran 1.06x faster). The main process keeps the output directory, hands each unfinished stage to a free worker as
-soon as the stages it reads are finished, and writes the report; workers read the prepared splits from the cache and
-write their stages exactly as a sequential run does, so a run can be stopped and resumed with any `--jobs`.
+On a CPU, N small models trained side by side with 1/N of the cores each get through more work than one model with all
+of them, because a small model's matrix products do not keep several cores busy (on 2 cores, the 6-layer MiniLM trains
+1.72x faster on 2 threads than on 1, so two stages on one thread each could finish 1.16x sooner; the deception sweep of
+benchmarks/RESULTS.md, (f), ran 1.06x faster). The main process keeps the output directory, hands each unfinished stage
+to a free worker as soon as the stages it reads are finished, and writes the report; workers read the prepared splits
+from the cache and write their stages exactly as a sequential run does, so a run can be stopped and resumed with any
+`--jobs`.
 
 Results are those of a sequential run up to the rounding of sums that split over threads differently: a model trained
 on one thread can differ from the same model trained on two in the last bits of its weights, as between machines.
