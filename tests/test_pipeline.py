@@ -296,3 +296,19 @@ def test_conversational_data_is_read_in_each_rungs_chat_template(tiny_recipe, ti
     with pytest.raises(W2SInputError, match="only data is conversational"):
         W2SPipeline(recipe_from_dict(tiny_recipe), log=lambda line: None).prepare()
     assert not list(Path(tmp_path / "implicit" / "stages").glob("train-*"))
+
+
+def test_every_accuracy_is_printed_and_saved_with_its_interval(tiny_recipe):
+    tiny_recipe["seeds"] = [0, 1]
+    metrics, lines = run(tiny_recipe)
+    rows = {row["label"]: row for row in metrics["accuracy"]}
+    assert set(rows) == {"tiny-l1 (ground truth)", "tiny-l2 (ground truth)", "tiny-l2 <- tiny-l1 (xent)",
+                         "tiny-l2 <- tiny-l1 (logconf)"}  # fmt: skip
+    for label, row in rows.items():
+        seeds = [model["accuracy"] for model in metrics["models"].values() if model["label"] == label]
+        assert row["seeds"] == 2 and row["value"] == pytest.approx(np.mean(seeds))
+        assert row["ci_low"] <= row["value"] <= row["ci_high"] and row["ci_high"] - row["ci_low"] > 0
+        printed = next(line for line in "\n".join(lines).splitlines() if line.strip().startswith(label))
+        assert printed.split()[-3:] == [f"{row['value']:.3f}", f"[{row['ci_low']:.3f},", f"{row['ci_high']:.3f}]"]
+    report = (Path(tiny_recipe["output_dir"]) / "report.md").read_text()
+    assert "| model | accuracy [CI] | seeds |" in report

@@ -156,6 +156,19 @@ def build_metrics(
                 },
             }
         )
+    # Each model's accuracy over seeds with its interval (test pairs and seeds resampled, as for PGR): the PGR module
+    # computes it as the student's accuracy.
+    by_label: dict[str, list] = {}
+    for spec in plan.models:
+        by_label.setdefault(spec.label, []).append(spec)
+    accuracies = []
+    for label, specs in by_label.items():
+        probs = [p for spec in specs for p in predictions[spec.key]["prob_chosen"]]
+        seeds = [spec.seed for spec in specs for _ in range(n_test)]
+        stat = modules[("pgr",)].compute(
+            predictions=probs, weak=probs, strong=probs, training_seed=seeds, **bootstrap
+        )["accuracy.student"]
+        accuracies.append({"label": label, "seeds": len(specs), **stat})
     return {
         "recipe": recipe.name,
         "n_test": n_test,
@@ -168,6 +181,7 @@ def build_metrics(
             "confidence": analysis.confidence,
         },
         "models": models,
+        "accuracy": accuracies,
         "pgr": rows,
     }
 
@@ -185,12 +199,15 @@ def _fmt_ci(stat: dict[str, Any], digits: int = 2) -> str:
     return text
 
 
-def _accuracy_rows(metrics: dict[str, Any]) -> list[tuple[str, float, int]]:
-    """(model, mean accuracy over seeds, number of seeds), in training order."""
+def _accuracy_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each model's mean accuracy over seeds, its interval and number of seeds, in training order."""
+    if "accuracy" in metrics:
+        return metrics["accuracy"]
+    # metrics.json written before the intervals: the means alone
     groups: dict[str, list[float]] = {}
     for info in metrics["models"].values():
         groups.setdefault(info["label"], []).append(info["accuracy"])
-    return [(label, _mean(values), len(values)) for label, values in groups.items()]
+    return [{"label": label, "value": _mean(values), "seeds": len(values)} for label, values in groups.items()]
 
 
 def _resampled(metrics: dict[str, Any]) -> str:
@@ -219,9 +236,9 @@ def render_console(metrics: dict[str, Any]) -> str:
     analysis = metrics["analysis"]
     lines = [f"\n{metrics['recipe']}: test accuracy over {len(metrics['seeds'])} seed(s), {metrics['n_test']} pairs"]
     accuracies = _accuracy_rows(metrics)
-    width = max(len(label) for label, _, _ in accuracies) + 2
-    for label, acc, _ in accuracies:
-        lines.append(f"  {label:<{width}} {acc:.3f}")
+    width = max(len(row["label"]) for row in accuracies) + 2
+    for row in accuracies:
+        lines.append(f"  {row['label']:<{width}} {_fmt_ci(row, 3)}".rstrip())
     lines.append("")
     width = max(len(row["label"]) for row in metrics["pgr"]) + 2
     show_ds = _has_deception(metrics)
@@ -262,10 +279,10 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
         "",
         "## Accuracy",
         "",
-        "| model | accuracy | seeds |",
+        "| model | accuracy [CI] | seeds |",
         "| --- | --- | --- |",
     ]
-    lines += [f"| {label} | {acc:.3f} | {n} |" for label, acc, n in _accuracy_rows(metrics)]
+    lines += [f"| {row['label']} | {_fmt_ci(row, 3)} | {row['seeds']} |" for row in _accuracy_rows(metrics)]
     lines += [
         "",
         "## Performance gap recovered",
