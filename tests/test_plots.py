@@ -51,3 +51,24 @@ def test_training_curves_from_a_saved_log(drawn, tmp_path):
     assert agreement.get_title() == "agreement with its training labels"
     assert list(agreement.lines[0].get_xdata()) == [10, 20]
     assert plots.plot_training_curves("none", json.loads("[]"), tmp_path / "none.png") is None
+
+
+def test_every_student_gets_its_accuracies_and_pgr_with_intervals(drawn, tmp_path):
+    def stat(value):
+        return {"value": value, "ci_low": value - 0.02, "ci_high": value + 0.03}
+
+    rows = [
+        {"label": label, "weak_accuracy": 0.6, "strong_accuracy": 0.7, "student_accuracy": acc,
+         "weak_accuracy_ci": stat(0.6), "strong_accuracy_ci": stat(0.7), "student_accuracy_ci": stat(acc),
+         "pgr_ci": stat(pgr), "gap_within_noise": noise}
+        for label, acc, pgr, noise in (("a (xent)", 0.66, 0.6, False), ("a (window)", 0.64, 0.4, True))
+    ]  # fmt: skip
+    assert plots.plot_students(rows, tmp_path / "s.png") is not None
+    left, right = drawn[0].axes
+    assert [label.get_text() for label in left.get_yticklabels()] == ["a (xent)", "a (window)"]
+    assert list(left.get_yticks()) == [1, 0]  # the first row on top
+    students = [c for c in left.containers if c.lines[0].get_color() == "tab:blue"]
+    assert sorted(container.lines[0].get_xdata()[0] for container in students) == [0.64, 0.66]
+    (pgr,) = right.containers  # the second student's gap is within noise: no PGR point, a note instead
+    assert pgr.lines[0].get_xdata()[0] == 0.6
+    assert [text.get_text() for text in right.texts] == ["gap within noise"]

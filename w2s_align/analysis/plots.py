@@ -1,5 +1,5 @@
-"""Plots of a run (PNG, matplotlib): Deception Score and PGR against the capability gap, the 2x2 area heatmap, and
-every model's training curves.
+"""Plots of a run (PNG, matplotlib): Deception Score and PGR against the capability gap, the 2x2 area heatmap, every
+student's accuracy and PGR side by side, and every model's training curves.
 
 All plots read the `metrics.json` structure written by the pipeline, so `w2s-align analyze RUN_DIR` redraws them from
 saved predictions. matplotlib is an optional dependency (`pip install w2s_align[plotting]`); without it the report is
@@ -132,6 +132,48 @@ def plot_area_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:
         ax.set_title(row["label"], fontsize=8)
     fig.suptitle("student error rate by knowledge area (seed 0)", fontsize=10)
     fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_students(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Every student side by side (the comparison of methods): its accuracy beside its weak teacher's and its strong
+    ceiling's, and its PGR, each with its bootstrap interval; a student whose ceiling gap is within noise has no PGR
+    point. Rows written before the accuracy intervals are drawn without them."""
+    if not rows:
+        return None
+    plt = _pyplot()
+    height = 1.2 + 0.32 * len(rows)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, height), sharey=True)
+    positions = list(range(len(rows)))[::-1]  # the first row on top
+    styles = (("weak", "weak teacher", "tab:gray", -0.2), ("strong", "strong ceiling", "black", 0.2))
+    for role, name, color, shift in (*styles, ("student", "student", "tab:blue", 0.0)):
+        for index, (row, y) in enumerate(zip(rows, positions)):
+            stat = row.get(f"{role}_accuracy_ci") or {"value": row[f"{role}_accuracy"]}
+            value, low, high = stat["value"], stat.get("ci_low"), stat.get("ci_high")
+            error = None if low is None else [[value - low], [high - value]]
+            left.errorbar([value], [y + shift], xerr=error, fmt="o", color=color, capsize=2, markersize=4,
+                          label=name if index == 0 else None)  # fmt: skip
+    left.set_yticks(positions, [row["label"] for row in rows], fontsize=7)
+    left.set_xlabel("test accuracy")
+    fig.legend(*left.get_legend_handles_labels(), loc="upper left", ncol=3, fontsize=7, frameon=False)
+    left.grid(alpha=0.3, axis="x")
+    for row, y in zip(rows, positions):
+        stat = row["pgr_ci"]
+        if row.get("gap_within_noise") or stat.get("value") is None:
+            right.text(0.5, y, "gap within noise", transform=right.get_yaxis_transform(), ha="center", va="center",
+                       fontsize=7, color="tab:gray")  # fmt: skip
+            continue
+        low, high = stat.get("ci_low"), stat.get("ci_high")
+        error = None if low is None else [[stat["value"] - low], [high - stat["value"]]]
+        right.errorbar([stat["value"]], [y], xerr=error, fmt="o", color="tab:blue", capsize=2, markersize=4)
+    right.axvline(0, color="tab:gray", linewidth=0.8)
+    right.axvline(1, color="tab:gray", linewidth=0.8, linestyle="--")
+    right.set_xlabel("PGR (0: the weak teacher, 1: the strong ceiling)")
+    right.grid(alpha=0.3, axis="x")
+    fig.suptitle("students: accuracy and performance gap recovered, 95% intervals", fontsize=10, x=0.65)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

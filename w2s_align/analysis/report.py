@@ -34,6 +34,7 @@ from .plots import (
     plot_area_heatmap,
     plot_deception_vs_gap,
     plot_pgr_vs_gap,
+    plot_students,
     plot_targeting_vs_gap,
     plot_training_curves,
 )
@@ -139,6 +140,7 @@ def build_metrics(
                 "weak_accuracy": weak_acc,
                 "strong_accuracy": strong_acc,
                 "student_accuracy": student_acc,
+                **{f"{role}_accuracy_ci": gap_and_pgr[f"accuracy.{role}"] for role in ("weak", "strong", "student")},
                 "gap": strong_acc - weak_acc,
                 "gap_ci": gap_and_pgr["gap"],
                 # A gap whose interval reaches 0 cannot be divided by: reports print "gap within noise" instead of PGR.
@@ -361,6 +363,7 @@ FIGURES = (
     ("targeting_vs_gap.png", "Conflict targeting vs capability gap", plot_targeting_vs_gap),
     ("pgr_vs_gap.png", "PGR vs capability gap", plot_pgr_vs_gap),
     ("area_heatmap.png", "Error rate by knowledge area", plot_area_heatmap),
+    ("students.png", "Every student: accuracy and PGR with their intervals", plot_students),
 )
 
 
