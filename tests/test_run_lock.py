@@ -63,6 +63,8 @@ def test_a_lock_from_another_host_holds_until_its_heartbeat_stops(tmp_path):
 
 @pytest.mark.slow
 def test_two_runs_started_together_one_is_refused(tiny_recipe, tmp_path):
+    # Long enough that the second run, which imports torch before it reaches the lock, finds the first still running.
+    tiny_recipe["training"]["num_train_epochs"] = 20
     path = recipe_file(tiny_recipe, tmp_path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "w2s_align", "run", str(path), "-q"]
