@@ -90,7 +90,7 @@ def test_jobs_below_one_is_refused(tiny_recipe, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_two_workers_train_side_by_side_and_give_the_sequential_results(tiny_recipe, tmp_path, capfd):
+def test_two_workers_give_the_sequential_results(tiny_recipe, tmp_path, capfd):
     tiny_recipe["ladder"].insert(1, {"name": "tiny-mid", "model": tiny_recipe["ladder"][0]["model"], "num_layers": 2})
     tiny_recipe["pairs"] = [
         {"weak": "tiny-l1", "strong": "tiny-l2"},
@@ -108,12 +108,10 @@ def test_two_workers_train_side_by_side_and_give_the_sequential_results(tiny_rec
         stages = sorted(path.name for path in (tmp_path / f"jobs{jobs}" / "stages").iterdir())
         results[jobs]["stages"] = stages
         if jobs == 2:
-            # the workers log on the terminal: the three ceilings start before the first one ends
+            # the workers' lines reach the run's log; stages end out of order, so each end names its model (how much
+            # the stages overlap depends on timing: benchmarks/RESULTS.md measures it, no test does)
             out = capfd.readouterr().out.splitlines()
-            first_end = next(i for i, line in enumerate(out) if "test accuracy" in line)
-            assert (
-                sum("(ground truth), seed 0" in line and line.startswith("training") for line in out[:first_end]) >= 2
-            )
+            assert sum(line.startswith("training ") for line in out) == 3 + 5
             assert any(line.startswith("  tiny-l2 <- tiny-l1 (xent), seed 0: test accuracy") for line in out)
     assert results[2]["stages"] == results[1]["stages"]  # the same stages, under the same hashes
     assert len(results[2]["stages"]) == 3 + 2 + 5 + 2  # ceilings, labelings, students, data and report
