@@ -445,9 +445,7 @@ class Plan:
     @property
     def tasks(self) -> list[str]:
         """The tasks that train or label in this plan, the recipe's first."""
-        trained = (
-            step.task for step in self.steps if not isinstance(step, (GenerativeSpec, FeatureSpec, EnsembleSpec))
-        )
+        trained = (step.task for step in self.steps if not isinstance(step, GenerativeSpec))  # the one without a task
         return list(dict.fromkeys([self.recipe.task, *trained]))
 
     @property
@@ -492,10 +490,9 @@ class Plan:
         rows.append((cache.stage(self.report), f"metrics and figures of {len(self.models)} models"))
         cached = sum(stage.done for stage, _ in rows)
         recipe = self.recipe
-        methods = {spec.method for spec in self.models if isinstance(spec, StudentSpec)} or set(recipe.methods)
         lines = [
             f"{recipe.name}: {len(rows)} stages in {recipe.run_dir}, {len(rows) - cached} to run, {cached} cached "
-            f"({len(recipe.seeds)} seed(s), {len(recipe.pairs)} pair(s), {len(methods)} method(s), "
+            f"({len(recipe.seeds)} seed(s), {len(recipe.pairs)} pair(s), {len(recipe.methods_used)} method(s), "
             f"task {recipe.task})",
         ]
         width = max(len(stage.dir.name) for stage, _ in rows) + 2

@@ -84,36 +84,40 @@ def _folds(n: int, folds: int, seed: int) -> np.ndarray:
     return fold
 
 
-def knn_probe(x: np.ndarray, labels: np.ndarray, k: int, folds: int, seed: int) -> np.ndarray:
-    """Cross-fitted k-nearest-neighbour probabilities that `chosen` is better (see the module docstring)."""
-    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+def _cross_fit(x: np.ndarray, labels: np.ndarray, folds: int, seed: int, fit_predict) -> np.ndarray:
+    """Each fold's probabilities from `fit_predict(x_train, labels_train, x_test)`, fit on the other folds."""
     fold = _folds(len(x), folds, seed)
     out = np.empty(len(x), dtype=np.float64)
     for f in range(folds):
         test, train = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
-        if len(test) == 0:
-            continue
-        similarity = unit[test] @ unit[train].T
+        if len(test):
+            out[test] = fit_predict(x[train], labels[train], x[test])
+    return out
+
+
+def knn_probe(x: np.ndarray, labels: np.ndarray, k: int, folds: int, seed: int) -> np.ndarray:
+    """Cross-fitted k-nearest-neighbour probabilities that `chosen` is better (see the module docstring)."""
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    def fit_predict(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray) -> np.ndarray:
+        similarity = test @ train.T
         nearest = np.argsort(-np.abs(similarity), axis=1, kind="stable")[:, : min(k, len(train))]
         sign = np.take_along_axis(similarity, nearest, axis=1) >= 0
-        neighbour = labels[train][nearest]
-        out[test] = np.where(sign, neighbour, 1 - neighbour).mean(axis=1)
-    return out
+        neighbour = train_labels[nearest]
+        return np.where(sign, neighbour, 1 - neighbour).mean(axis=1)
+
+    return _cross_fit(unit, labels, folds, seed, fit_predict)
 
 
 def logreg_probe(x: np.ndarray, labels: np.ndarray, l2: float, folds: int, seed: int) -> np.ndarray:
     """Cross-fitted probabilities of a logistic regression without intercept (see the module docstring)."""
-    fold = _folds(len(x), folds, seed)
-    out = np.empty(len(x), dtype=np.float64)
-    for f in range(folds):
-        test, train = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
-        if len(test) == 0:
-            continue
-        scale = np.sqrt((x[train] ** 2).mean(axis=0)) + 1e-8  # unchanged by negating any pair
-        weight = _fit_logreg(torch.tensor(x[train] / scale), torch.tensor(labels[train], dtype=torch.float64), l2)
-        logits = torch.tensor(x[test] / scale, dtype=torch.float64) @ weight
-        out[test] = torch.sigmoid(logits).numpy()
-    return out
+
+    def fit_predict(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray) -> np.ndarray:
+        scale = np.sqrt((train**2).mean(axis=0)) + 1e-8  # unchanged by negating any pair
+        weight = _fit_logreg(torch.tensor(train / scale), torch.tensor(train_labels, dtype=torch.float64), l2)
+        return torch.sigmoid(torch.tensor(test / scale, dtype=torch.float64) @ weight).numpy()
+
+    return _cross_fit(x, labels, folds, seed, fit_predict)
 
 
 def _fit_logreg(features: torch.Tensor, targets: torch.Tensor, l2: float) -> torch.Tensor:

@@ -404,6 +404,11 @@ class Recipe:
     )
     hub: HubConfig = field(default_factory=HubConfig, metadata={"help": "Pushing models and labels to the Hub."})
 
+    @property
+    def methods_used(self) -> list[str]:
+        """Every student method some pair runs (its own `methods`, or the recipe's), in order."""
+        return list(dict.fromkeys(method for pair in self.pairs for method in pair.methods or self.methods))
+
     def rung(self, name: str) -> RungConfig:
         """The rung called `name`."""
         for rung in self.ladder:
@@ -742,9 +747,8 @@ def _check(recipe: Recipe, source: str) -> None:
     for index, pair in enumerate(recipe.pairs):
         if pair.methods is not None and not pair.methods:
             raise W2SInputError(f"{source}: 'pairs.{index}.methods' must name at least one method (or be left out)")
-    used = set(recipe.methods).union(*(pair.methods or [] for pair in recipe.pairs))
     for method in conflicts.methods or []:
-        if method not in used:
+        if method not in recipe.methods_used:
             raise W2SInputError(f"{source}: 'conflicts.methods' names {method!r}, which no pair's methods hold")
     if not recipe.label_filters:
         raise W2SInputError(f"{source}: 'label_filters' must name at least one of {', '.join(LABEL_FILTERS)}")

@@ -121,9 +121,8 @@ class Task(ABC):
         from .training import trainer_kwargs
 
         tracker = TrackerRun.for_stage(recipe, "check", 0)
-        methods = dict.fromkeys([*recipe.methods, *(m for pair in recipe.pairs for m in pair.methods or [])])
         for rung in recipe.ladder:
-            for method in methods:
+            for method in recipe.methods_used:
                 kwargs = trainer_kwargs(rung.training, recipe.loss, recipe.run_dir, 0, method, 0.0, tracker)
                 try:
                     config_class(**{**kwargs, "report_to": []})

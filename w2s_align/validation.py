@@ -56,8 +56,9 @@ class NeutralEvaluation:
             return super().evaluate(*args, **kwargs)
 
     def pair_margins(self, outputs) -> torch.Tensor:
-        """The margin of each pair (chosen - rejected) from `compute_loss`'s outputs."""
-        raise NotImplementedError
+        """The margin of each pair (chosen - rejected) from `compute_loss`'s outputs: each trainer that mixes this
+        class in defines it (`W2SRewardTrainer` from its rewards, `W2SDPOTrainer` from its implicit rewards)."""
+        raise NotImplementedError(f"{type(self).__name__} mixes in NeutralEvaluation without defining pair_margins")
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys: list[str] | None = None):
         inputs = self._prepare_inputs(inputs)
