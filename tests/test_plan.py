@@ -198,3 +198,19 @@ def test_a_pair_can_name_its_own_methods():
     assert "4 method(s)" in plan.describe(StageCache("unused")).splitlines()[0]
     with pytest.raises(Exception, match="'pairs.0.methods' must name at least one method"):
         plan_of({**raw, "pairs": [{"weak": "s", "strong": "l", "methods": []}]})
+
+
+def test_a_pair_can_name_some_of_the_conflict_settings():
+    raw = sweep(seeds=[0], methods=["xent"], conflicts={"settings": ["none", "explicit", "implicit"]})
+    raw["pairs"] = [{"weak": "s", "strong": "l", "conflicts": ["none", "explicit"]}, {"weak": "m", "strong": "l"}]
+    plan = plan_of(raw)
+    students = [spec.key for spec in plan.models if isinstance(spec, StudentSpec)]
+    assert students == [
+        "l.from-s.xent.seed0", "l.from-s.xent.explicit-0.5.seed0",
+        "l.from-m.xent.seed0", "l.from-m.xent.explicit-0.5.seed0", "l.from-m.xent.implicit-1.seed0",
+    ]  # fmt: skip
+    for conflicts in ([], ["implicit"]):
+        raw["conflicts"] = {"settings": ["none", "explicit"]} if conflicts else raw["conflicts"]
+        raw["pairs"][0]["conflicts"] = conflicts
+        with pytest.raises(Exception, match="'pairs.0.conflicts' must name some of conflicts.settings"):
+            plan_of(raw)

@@ -37,7 +37,7 @@ from .conflicts import ConflictSetting
 from .data import SPLITS
 from .labeling import filter_labels, load_labels
 from .options import LOSS_SETTINGS, PROBE_FILTERS
-from .recipe import AnalysisConfig, DataConfig, HelpfulDataConfig, Recipe, RungConfig
+from .recipe import AnalysisConfig, DataConfig, HelpfulDataConfig, PairConfig, Recipe, RungConfig
 from .tasks import Task, task_class
 
 NO_CONFLICT = ConflictSetting()
@@ -526,11 +526,12 @@ class Plan:
         return text
 
 
-def conflict_settings(recipe: Recipe, method: str) -> list[ConflictSetting]:
-    """The recipe's conflict settings for a student method (only `none` for methods outside `conflicts.methods`)."""
+def conflict_settings(recipe: Recipe, pair: PairConfig, method: str) -> list[ConflictSetting]:
+    """The conflict settings of a pair's student method: the pair's (default: the recipe's), only `none` for methods
+    outside `conflicts.methods`."""
     conflicts = recipe.conflicts
     settings = []
-    for kind in conflicts.settings:
+    for kind in pair.conflicts or conflicts.settings:
         if kind != "none" and conflicts.methods is not None and method not in conflicts.methods:
             continue
         strengths = {"none": [0.0], "explicit": conflicts.alphas, "implicit": conflicts.ratios}[kind]
@@ -595,7 +596,7 @@ def build_plan(recipe: Recipe) -> Plan:
                 if pair.ensemble is not None:  # the ensemble is the weak model of its students' reports
                     labels = ensemble(pair, seed)
                     models.setdefault(labels.key, labels)
-                    for conflict in conflict_settings(recipe, method):
+                    for conflict in conflict_settings(recipe, pair, method):
                         for label_filter in filters:
                             spec = student(pair.strong, labels.name, (), method, conflict, label_filter, seed, labels)
                             models[spec.key] = spec
@@ -606,7 +607,7 @@ def build_plan(recipe: Recipe) -> Plan:
                     labels = add(LabelSpec(teacher, data))
                     teacher = student(middle, pair.weak, pair.via[:depth], method, NO_CONFLICT, "none", seed, labels)
                 labels = add(LabelSpec(teacher, data))
-                for conflict in conflict_settings(recipe, method):
+                for conflict in conflict_settings(recipe, pair, method):
                     for label_filter in filters:
                         spec = student(pair.strong, pair.weak, pair.via, method, conflict, label_filter, seed, labels)
                         models[spec.key] = spec

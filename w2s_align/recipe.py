@@ -233,6 +233,10 @@ class PairConfig:
     methods: list[StudentLoss] | None = field(
         default=None, metadata={"help": "Student methods of this pair (None: the recipe's `methods`)."}
     )
+    conflicts: list[ConflictKind] | None = field(
+        default=None,
+        metadata={"help": "Conflict settings of this pair's students, some of `conflicts.settings` (None: all)."},
+    )
     ensemble: EnsembleConfig | None = field(
         default=None,
         metadata={"help": "Teach with a weak ensemble of `weak` and more rungs or seeds instead of `weak` alone."},
@@ -747,6 +751,13 @@ def _check(recipe: Recipe, source: str) -> None:
     for index, pair in enumerate(recipe.pairs):
         if pair.methods is not None and not pair.methods:
             raise W2SInputError(f"{source}: 'pairs.{index}.methods' must name at least one method (or be left out)")
+        if pair.conflicts is not None:
+            outside = [kind for kind in pair.conflicts if kind not in conflicts.settings]
+            if not pair.conflicts or outside:
+                raise W2SInputError(
+                    f"{source}: 'pairs.{index}.conflicts' must name some of conflicts.settings "
+                    f"({', '.join(conflicts.settings)}) or be left out, got {pair.conflicts}"
+                )
     for method in conflicts.methods or []:
         if method not in recipe.methods_used:
             raise W2SInputError(f"{source}: 'conflicts.methods' names {method!r}, which no pair's methods hold")
