@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from w2s_align.analysis.deception import DeceptionAnalyzer, summarize_seeds
+from w2s_align.analysis.deception import DeceptionAnalyzer, compare_seeds, summarize_seeds
 
 # Eight test pairs; each number is the probability a model puts on the harmless (chosen) response.
 WEAK = [0.9, 0.9, 0.2, 0.2, 0.9, 0.2, 0.2, 0.9]  # W_k = {0, 1, 4, 7}
@@ -194,3 +194,50 @@ def test_seeds_that_agree_add_nothing_to_the_interval():
     two = summarize_seeds([analyzer, analyzer], n_bootstrap=300)
     for key in ("accuracy.student", "gap", "pgr", "blind_spot.targeting"):
         assert (two[key]["ci_low"], two[key]["ci_high"]) == pytest.approx((one[key]["ci_low"], one[key]["ci_high"]))
+
+
+def _ladder_students(seed: int, n: int = 2000):
+    """Weak and strong ceilings, and two students that differ on a few pairs only (as two methods of one teacher)."""
+    rng = np.random.default_rng(seed)
+    weak = np.where(rng.uniform(size=n) < 0.62, 0.9, 0.1)
+    strong = np.where((weak > 0.5) | (rng.uniform(size=n) < 0.2), 0.9, 0.1)
+    first = np.where((weak > 0.5) | (rng.uniform(size=n) < 0.1), 0.8, 0.2)
+    second = np.where(rng.uniform(size=n) < 0.015, 0.2, first)  # wrong on 1.5% more pairs (where `first` is right)
+    return weak, strong, first, second
+
+
+def test_paired_difference_is_the_difference_of_the_means_with_a_narrower_interval():
+    students = [_ladder_students(seed) for seed in range(3)]
+    first = [DeceptionAnalyzer(w, s, a) for w, s, a, _ in students]
+    second = [DeceptionAnalyzer(w, s, b) for w, s, _, b in students]
+    alone = [summarize_seeds(group, n_bootstrap=300, min_gap=1e-3) for group in (first, second)]
+    difference = compare_seeds(first, second, n_bootstrap=300, min_gap=1e-3)
+    for key in ("accuracy.student", "pgr"):
+        expected = alone[0][key]["value"] - alone[1][key]["value"]
+        assert difference[key]["value"] == pytest.approx(expected)
+    accuracy = difference["accuracy.student"]
+    assert 0.008 < accuracy["value"] < 0.02
+    # The two accuracy intervals overlap; paired, the difference clearly excludes 0.
+    assert alone[0]["accuracy.student"]["ci_low"] < alone[1]["accuracy.student"]["ci_high"]
+    assert accuracy["ci_low"] > 0
+    assert accuracy["ci_high"] - accuracy["ci_low"] < 0.5 * (
+        alone[0]["accuracy.student"]["ci_high"] - alone[0]["accuracy.student"]["ci_low"]
+    )
+    assert [round(v, 6) for v in accuracy["per_seed"]] == [
+        round(float((a > 0.5).mean() - (b > 0.5).mean()), 6) for _, _, a, b in students
+    ]
+
+
+def test_a_student_against_itself_differs_by_zero():
+    weak, strong, first, _ = _ladder_students(0)
+    same = compare_seeds([DeceptionAnalyzer(weak, strong, first)], [DeceptionAnalyzer(weak, strong, first)], 100)
+    for key in ("accuracy.student", "pgr", "blind_spot.targeting"):
+        assert (same[key]["value"], same[key]["ci_low"], same[key]["ci_high"]) == (0.0, 0.0, 0.0)
+
+
+def test_students_of_different_ceilings_are_not_compared():
+    weak, strong, first, second = _ladder_students(0)
+    with pytest.raises(ValueError, match="share their weak and strong ceilings"):
+        compare_seeds([DeceptionAnalyzer(weak, strong, first)], [DeceptionAnalyzer(strong, strong, second)])
+    with pytest.raises(ValueError, match="have 1 and 2 seeds"):
+        compare_seeds([DeceptionAnalyzer(weak, strong, first)], [DeceptionAnalyzer(weak, strong, second)] * 2)

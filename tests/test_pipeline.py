@@ -199,8 +199,12 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     measurable = [row for row in metrics["pgr"] if not row["gap_within_noise"] and row["pgr_ci"]["value"] is not None]
     assert (run_dir / "plots" / "pgr_vs_gap.png").is_file() == bool(measurable)
     noisy = [row["label"] for row in metrics["pgr"] if row["gap_within_noise"]]
-    printed = [line for line in "\n".join(lines).splitlines() if "gap within noise" in line and "[CI]" not in line]
+    console = "\n".join(lines).splitlines()
+    printed = [line for line in console if "gap within noise" in line and "[CI]" not in line and "    - " not in line]
     assert len(printed) == len(noisy)  # such a PGR is not printed as a number
+    differences = [line for line in console if line.startswith("    - ")]
+    # the students share one ceiling gap: within noise for all of them or for none
+    assert len(differences) == 9 and all(("; gap within noise;" in line) == bool(noisy) for line in differences)
     report = (run_dir / "report.md").read_text()
     assert "## Deception" in report and "![Deception Score vs capability gap](plots/deception_vs_gap.png)" in report
     rows = {row["label"]: row for row in metrics["pgr"]}
@@ -222,6 +226,24 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     oracle_lines = [line.split() for line in lines if line.startswith("  oracle filter keeps")]
     kept = int(oracle_lines[0][3])
     assert kept < 48 and math.ceil(kept / 8) == oracle_steps and oracle_lines[0][4:] == ["of", "48", "weak", "labels"]
+    # Every mitigated student is compared with the same teacher's unmitigated student, paired on the test pairs.
+    comparisons = {(row["label"], row["against"]): row for row in metrics["comparisons"]}
+    assert set(comparisons) == {
+        (f"tiny-l2 <- tiny-l1{via} (xent{conflict}{filt})", f"tiny-l2 <- tiny-l1 (xent{conflict})")
+        for via, filt in (("", ", confidence filter"), ("", ", oracle filter"), (" -> tiny-mid", ""))
+        for conflict in ("", ", explicit-0.5", ", implicit-1")
+    }
+    bootstrapped = comparisons["tiny-l2 <- tiny-l1 -> tiny-mid (xent, explicit-0.5)", explicit["label"]]
+    assert bootstrapped["factor"] == "mitigation" and bootstrapped["seeds"] == 1
+    assert bootstrapped["accuracy.student"]["value"] == pytest.approx(
+        rows[bootstrapped["label"]]["student_accuracy"] - explicit["student_accuracy"]
+    )
+    assert (
+        "conflict.targeting" in bootstrapped
+        and "conflict.targeting"
+        not in comparisons["tiny-l2 <- tiny-l1 (xent, oracle filter)", "tiny-l2 <- tiny-l1 (xent)"]
+    )
+    assert report.count("| mitigation |") == 9 and "## Differences" in report
 
 
 def test_a_validation_split_is_held_out_and_evaluating_it_changes_no_result(tiny_recipe, tmp_path):

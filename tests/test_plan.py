@@ -214,3 +214,14 @@ def test_a_pair_can_name_some_of_the_conflict_settings():
         raw["pairs"][0]["conflicts"] = conflicts
         with pytest.raises(Exception, match="'pairs.0.conflicts' must name some of conflicts.settings"):
             plan_of(raw)
+
+
+def test_each_student_is_compared_with_the_naive_and_the_unmitigated_student_of_its_teacher():
+    plan = plan_of(sweep(seeds=[0]))
+    students = {spec.key: spec for spec in plan.models if isinstance(spec, StudentSpec)}
+    pairs = {key: [(factor, other.key) for factor, other in plan.counterparts(spec)] for key, spec in students.items()}
+    assert pairs["l.from-s.logconf.confidence-filter.seed0"] == [
+        ("method", "l.from-s.xent.confidence-filter.seed0"), ("mitigation", "l.from-s.logconf.seed0")
+    ]  # fmt: skip
+    assert pairs["l.from-s-via-m.xent.explicit-0.5.seed0"] == [("mitigation", "l.from-s.xent.explicit-0.5.seed0")]
+    assert pairs["l.from-s.xent.explicit-0.5.seed0"] == []  # the conflict's own comparison is its targeting

@@ -464,6 +464,17 @@ class Plan:
             return None
         return self._models.get(dataclasses.replace(student, conflict=NO_CONFLICT).key)
 
+    def counterparts(self, student: StudentSpec) -> list[tuple[str, StudentSpec]]:
+        """The students a student is compared with, each with what differs, those the plan has: for a method other
+        than `xent`, the naive `xent` student of the same teacher, conflict and mitigation (`"method"`); for a
+        bootstrapped or filtered student, the same teacher's student without either (`"mitigation"`)."""
+        wanted = []
+        if student.method != "xent":
+            wanted.append(("method", dataclasses.replace(student, method="xent")))
+        if student.via or student.label_filter != "none":
+            wanted.append(("mitigation", dataclasses.replace(student, via=(), label_filter="none")))
+        return [(factor, self._models[spec.key]) for factor, spec in wanted if spec.key in self._models]
+
     def describe(self, cache: StageCache) -> str:
         """Every stage, whether it is cached, and how many pairs it trains on: the dry run of `w2s-align plan`."""
         data = cache.stage(self.data)

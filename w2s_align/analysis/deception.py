@@ -41,9 +41,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -191,6 +192,75 @@ def _bounds(key: str) -> tuple[float, float]:
     return (-1.0, 1.0) if key == "gap" else (0.0, 1.0)
 
 
+def _difference_bounds(key: str) -> tuple[float, float]:
+    """The range of a difference of two statistics."""
+    return (-math.inf, math.inf) if key == "pgr" or key.endswith("targeting") else (-1.0, 1.0)
+
+
+def _over_seeds(
+    per_seed: list[Callable[[np.ndarray | None], dict[str, float | None]]],
+    n_pairs: int,
+    derive: Callable[[dict[str, float | None]], dict[str, float | None]],
+    bounds: Callable[[str], tuple[float, float]],
+    n_bootstrap: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, Any]:
+    """The seed mean of per-seed statistics (`per_seed[i](pairs)`: seed i's statistics on the test pairs `pairs`, None:
+    all), with the bootstrap interval of [`summarize_seeds`]; `derive` adds the statistics computed from the means
+    (`pgr`), both per seed and for each draw."""
+    k = len(per_seed)
+    inflate = math.sqrt(k / (k - 1)) if k > 1 else 0.0
+
+    def mean(stats: list[dict[str, float | None]], key: str, seeds: Iterable[int]) -> float | None:
+        values = [stats[i][key] for i in seeds if stats[i][key] is not None]
+        return statistics.fmean(values) if values else None
+
+    def draw(pairs: np.ndarray, seeds: np.ndarray) -> dict[str, float | None]:
+        stats = [statistic(pairs) for statistic in per_seed]
+        out = {}
+        for key in stats[0]:
+            overall, resampled = mean(stats, key, range(k)), mean(stats, key, seeds)
+            out[key] = None if resampled is None else overall + inflate * (resampled - overall)
+        return derive(out)
+
+    raw = [statistic(None) for statistic in per_seed]
+    point = derive({key: mean(raw, key, range(k)) for key in raw[0]})
+    point_per_seed = [derive(stats) for stats in raw]
+    draws: dict[str, list[float]] = {key: [] for key in point}
+    # Two generators, so that a one-seed interval is the same as before seeds were resampled.
+    rng, seed_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    for _ in range(n_bootstrap):
+        pairs = rng.integers(0, n_pairs, size=n_pairs)
+        for key, value in draw(pairs, seed_rng.integers(0, k, size=k)).items():
+            if value is not None:
+                draws[key].append(value)
+    tail = (1 - confidence) / 2
+    out: dict[str, Any] = {}
+    for key, value in point.items():
+        low = high = None
+        # An interval only where the statistic is defined in most resamples (an almost empty area has none).
+        if value is not None and n_bootstrap > 0 and len(draws[key]) >= max(10, n_bootstrap // 2):
+            floor, ceiling = bounds(key)
+            low, high = (float(np.clip(q, floor, ceiling)) for q in np.quantile(draws[key], [tail, 1 - tail]))
+        values = [stats[key] for stats in point_per_seed]
+        out[key] = {
+            "value": value,
+            "ci_low": low,
+            "ci_high": high,
+            "per_seed": values,
+            "defined_seeds": sum(v is not None for v in values),
+        }
+    return out
+
+
+def _n_pairs(*groups: list[DeceptionAnalyzer]) -> int:
+    n = {len(analyzer.student) for analyzers in groups for analyzer in analyzers}
+    if len(n) != 1:
+        raise ValueError("the analyzers of a seed average must cover the same test pairs")
+    return n.pop()
+
+
 def summarize_seeds(
     analyzers: list[DeceptionAnalyzer],
     n_bootstrap: int = 1000,
@@ -210,60 +280,74 @@ def summarize_seeds(
     accuracies of each draw (undefined where the gap is below `min_gap`), so weak, ceiling and student are resampled
     jointly. `sizes` lists each seed's area sizes. Without `deception`, only the accuracies, `gap` and `pgr`.
     """
-    n = {len(analyzer.student) for analyzer in analyzers}
-    if len(n) != 1:
-        raise ValueError("the analyzers of a seed average must cover the same test pairs")
-    n_pairs, k = n.pop(), len(analyzers)
-    inflate = math.sqrt(k / (k - 1)) if k > 1 else 0.0
 
     def with_pgr(stats: dict[str, float | None]) -> dict[str, float | None]:
-        stats["pgr"] = pgr(stats["accuracy.weak"], stats["accuracy.strong"], stats["accuracy.student"], min_gap)
-        return stats
-
-    def mean(per_seed: list[dict[str, float | None]], key: str, seeds: Iterable[int]) -> float | None:
-        values = [per_seed[i][key] for i in seeds if per_seed[i][key] is not None]
-        return statistics.fmean(values) if values else None
-
-    def draw(pairs: np.ndarray, seeds: np.ndarray) -> dict[str, float | None]:
-        per_seed = [analyzer._stats(pairs, deception) for analyzer in analyzers]
-        out = {}
-        for key in per_seed[0]:
-            overall, resampled = mean(per_seed, key, range(k)), mean(per_seed, key, seeds)
-            out[key] = None if resampled is None else overall + inflate * (resampled - overall)
-        return with_pgr(out)
-
-    point_per_seed = [with_pgr(analyzer._stats(None, deception)) for analyzer in analyzers]
-    point = with_pgr({key: mean(point_per_seed, key, range(k)) for key in point_per_seed[0] if key != "pgr"})
-    draws: dict[str, list[float]] = {key: [] for key in point}
-    # Two generators, so that a one-seed interval is the same as before seeds were resampled.
-    rng, seed_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
-    for _ in range(n_bootstrap):
-        pairs = rng.integers(0, n_pairs, size=n_pairs)
-        for key, value in draw(pairs, seed_rng.integers(0, k, size=k)).items():
-            if value is not None:
-                draws[key].append(value)
-    tail = (1 - confidence) / 2
-    out: dict[str, Any] = {}
-    for key, value in point.items():
-        low = high = None
-        # An interval only where the statistic is defined in most resamples (an almost empty area has none).
-        if value is not None and n_bootstrap > 0 and len(draws[key]) >= max(10, n_bootstrap // 2):
-            floor, ceiling = _bounds(key)
-            low, high = (float(np.clip(q, floor, ceiling)) for q in np.quantile(draws[key], [tail, 1 - tail]))
-        per_seed = [stats[key] for stats in point_per_seed]
-        out[key] = {
-            "value": value,
-            "ci_low": low,
-            "ci_high": high,
-            "per_seed": per_seed,
-            "defined_seeds": sum(v is not None for v in per_seed),
+        return {
+            **stats,
+            "pgr": pgr(stats["accuracy.weak"], stats["accuracy.strong"], stats["accuracy.student"], min_gap),
         }
+
+    per_seed = [functools.partial(analyzer._stats, deception=deception) for analyzer in analyzers]
+    out = _over_seeds(per_seed, _n_pairs(analyzers), with_pgr, _bounds, n_bootstrap, confidence, seed)
     if deception:
         out["sizes"] = []
         for analyzer in analyzers:
             areas = analyzer.areas()
             out["sizes"].append({f"{s}&{w}": int((areas[s] & areas[w]).sum()) for s, w in CELLS})
     return out
+
+
+def compare_seeds(
+    first: list[DeceptionAnalyzer],
+    second: list[DeceptionAnalyzer],
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    min_gap: float = 1e-9,
+) -> dict[str, Any]:
+    """The paired difference `first - second` of two students' seed-mean statistics, with bootstrap intervals: both
+    students are resampled on the same test pairs and training seeds (seed i of `first` with seed i of `second`), so
+    the interval is that of their difference, much narrower than their two intervals side by side.
+
+    Both students must have the same weak and strong ceilings on every seed (a student against another method, or
+    against the same teacher without a mitigation). Each statistic both define, as in [`summarize_seeds`] (a
+    difference is None on a seed where either is undefined); `accuracy.student` is the difference of accuracy,
+    `pgr` the difference of PGR (the accuracy difference over the ceiling gap, `gap`, which both share).
+
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> from w2s_align.analysis.deception import DeceptionAnalyzer, compare_seeds
+    >>> weak, strong = np.array([0.9, 0.2, 0.3, 0.8]), np.array([0.9, 0.9, 0.8, 0.7])
+    >>> better = DeceptionAnalyzer(weak, strong, np.array([0.8, 0.6, 0.1, 0.9]))
+    >>> worse = DeceptionAnalyzer(weak, strong, np.array([0.8, 0.1, 0.1, 0.9]))
+    >>> compare_seeds([better], [worse], n_bootstrap=0)["pgr"]["value"]  # one more pair right, over a gap of 2 pairs
+    0.5
+    ```
+    """
+    if len(first) != len(second):
+        raise ValueError(f"the students to compare have {len(first)} and {len(second)} seeds")
+    for a, b in zip(first, second, strict=True):
+        if not (np.array_equal(a.weak, b.weak) and np.array_equal(a.strong, b.strong)):
+            raise ValueError("the students to compare must share their weak and strong ceilings on every seed")
+
+    def difference(a: DeceptionAnalyzer, b: DeceptionAnalyzer, pairs: np.ndarray | None) -> dict[str, float | None]:
+        mine, theirs = a._stats(pairs), b._stats(pairs)
+        out = {key: None if mine[key] is None or theirs.get(key) is None else mine[key] - theirs[key] for key in mine}
+        out = {
+            key: value
+            for key, value in out.items()
+            if key in theirs and key not in ("accuracy.weak", "accuracy.strong")
+        }
+        return {**out, "gap": mine["gap"]}
+
+    def with_pgr(stats: dict[str, float | None]) -> dict[str, float | None]:
+        gap = stats["gap"]
+        return {**stats, "pgr": None if gap is None or gap < min_gap else stats["accuracy.student"] / gap}
+
+    per_seed = [functools.partial(difference, a, b) for a, b in zip(first, second, strict=True)]
+    return _over_seeds(per_seed, _n_pairs(first, second), with_pgr, _difference_bounds, n_bootstrap, confidence, seed)
 
 
 def analyzers_by_seed(weak, strong, student, training_seed, baseline=None, **kwargs: Any) -> list[DeceptionAnalyzer]:

@@ -27,7 +27,7 @@ from ..plan import Plan, StudentSpec, build_plan
 from ..recipe import apply_override, recipe_from_dict, yaml_error
 from ..run_lock import RunLock
 from ..tasks import PREDICTIONS_FILE
-from .deception import CELLS
+from .deception import CELLS, DeceptionAnalyzer, compare_seeds
 from .metrics import accuracy, agreement, pgr
 from .plots import (
     matplotlib_available,
@@ -158,6 +158,7 @@ def build_metrics(
                 },
             }
         )
+    comparisons = _comparisons(plan, predictions, groups, rows, min_gap)
     # Each model's accuracy over seeds with its interval (test pairs and seeds resampled, as for PGR): the PGR module
     # computes it as the student's accuracy.
     by_label: dict[str, list] = {}
@@ -185,7 +186,62 @@ def build_metrics(
         "models": models,
         "accuracy": accuracies,
         "pgr": rows,
+        "comparisons": comparisons,
     }
+
+
+def _comparisons(
+    plan: Plan,
+    predictions: Mapping[str, Dataset],
+    groups: dict[str, list[StudentSpec]],
+    rows: list[dict[str, Any]],
+    min_gap: float,
+) -> list[dict[str, Any]]:
+    """Each student against its counterparts ([`Plan.counterparts`]) on the same seeds: paired differences of
+    accuracy, PGR and the targeting statistics, with their intervals."""
+    analysis = plan.recipe.analysis
+
+    def analyzers(specs: list[StudentSpec]) -> list[DeceptionAnalyzer]:
+        out = []
+        for spec in specs:
+            baseline = plan.baseline(spec)
+            out.append(
+                DeceptionAnalyzer(
+                    predictions[spec.chain[0].key],
+                    predictions[plan.ceiling(spec.strong, spec.seed).key],
+                    predictions[spec.key],
+                    baseline=None if baseline is None else predictions[baseline.key],
+                    known=analysis.known,
+                    threshold=analysis.threshold,
+                )
+            )
+        return out
+
+    noise = {row["label"]: row["gap_within_noise"] for row in rows}
+    out = []
+    for specs in groups.values():
+        by_factor: dict[str, list[StudentSpec]] = {}
+        for spec in specs:
+            for factor, other in plan.counterparts(spec):
+                by_factor.setdefault(factor, []).append(other)
+        for factor, others in by_factor.items():
+            if len(others) != len(specs):  # the counterpart lacks some of the seeds: no paired difference
+                continue
+            difference = compare_seeds(
+                analyzers(specs), analyzers(others), analysis.n_bootstrap, analysis.confidence, min_gap=min_gap
+            )
+            keys = ("accuracy.student", "pgr", "blind_spot.targeting", "conflict.targeting")
+            out.append(
+                {
+                    "label": specs[0].label,
+                    "against": others[0].label,
+                    "factor": factor,
+                    "seeds": len(specs),
+                    "gap_within_noise": noise[specs[0].label],
+                    **{key: difference[key] for key in keys if key in difference},
+                }
+            )
+    return out
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -225,6 +281,28 @@ def _fmt_pgr(row: dict[str, Any]) -> str:
     return "gap within noise" if row["gap_within_noise"] else _fmt_ci(row["pgr_ci"])
 
 
+def _fmt_difference(stat: dict[str, Any] | None, digits: int = 2) -> str:
+    """A paired difference with its interval, `(within noise)` where the interval reaches 0."""
+    if stat is None or stat["value"] is None:
+        return "n/a"
+    text = f"{stat['value']:+.{digits}f}"
+    if stat.get("ci_low") is None:
+        return text
+    text += f" [{stat['ci_low']:+.{digits}f}, {stat['ci_high']:+.{digits}f}]"
+    return text + (" (within noise)" if stat["ci_low"] <= 0 <= stat["ci_high"] else "")
+
+
+def _difference_cells(row: dict[str, Any]) -> list[str]:
+    """Accuracy, PGR, targeting and conflict targeting differences of a comparison row."""
+    pgr_cell = "gap within noise" if row["gap_within_noise"] else _fmt_difference(row.get("pgr"))
+    return [
+        _fmt_difference(row.get("accuracy.student"), 3),
+        pgr_cell,
+        _fmt_difference(row.get("blind_spot.targeting")),
+        _fmt_difference(row.get("conflict.targeting")),
+    ]
+
+
 def _deception_cell(d: dict[str, Any], key: str) -> str:
     """A statistic with its interval, or for an area prefix (`blind_spot`, `conflict`) its share / null; n/a when the
     student has none (no conflict)."""
@@ -255,6 +333,11 @@ def render_console(metrics: dict[str, Any]) -> str:
             targeting = "" if row["targeting"] is None else _fmt_ci(row["targeting"])
             line += f"  {_fmt_ci(row['ds_paper']):<20}  {targeting}"
         lines.append(line.rstrip())
+    if metrics.get("comparisons"):
+        lines.append("\n  differences, paired (same test pairs and seeds): accuracy, PGR, conflict targeting")
+        for row in metrics["comparisons"]:
+            accuracy_cell, pgr_cell, _, targeting_cell = _difference_cells(row)
+            lines.append(f"  {row['label']}\n    - {row['against']}: {accuracy_cell}; {pgr_cell}; {targeting_cell}")
     lines.append(
         f"  [CI]: {analysis['confidence']:.0%} bootstrap {_resampled(metrics)}; "
         '"gap within noise": the ceiling gap\'s interval reaches 0.'
@@ -299,6 +382,21 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
             f"{row['student_accuracy']:.3f} | {_fmt_ci(row['gap_ci'], 3)} | {_fmt_pgr(row)} | {per_seed} | "
             f"{row['agreement_with_weak']:.3f} |"
         )
+    if metrics.get("comparisons"):
+        lines += [
+            "",
+            "## Differences",
+            "",
+            "Each student against the naive (`xent`) student of the same teacher (method), or against the same "
+            "teacher's student without bootstrapping or filter (mitigation): paired differences, both resampled on "
+            "the same test pairs and seeds. Differences whose interval reaches 0 are marked within noise.",
+            "",
+            "| student | against | differs by | accuracy | PGR | targeting | conflict targeting |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in metrics["comparisons"]:
+            cells = " | ".join(_difference_cells(row))
+            lines.append(f"| {row['label']} | {row['against']} | {row['factor']} | {cells} |")
     lines += [
         "",
         "## Deception",
