@@ -204,7 +204,7 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     assert len(printed) == len(noisy)  # such a PGR is not printed as a number
     differences = [line for line in console if line.startswith("    - ")]
     # the students share one ceiling gap: within noise for all of them or for none
-    assert len(differences) == 9 and all(("; gap within noise;" in line) == bool(noisy) for line in differences)
+    assert len(differences) == 9 and all(("; PGR gap within noise" in line) == bool(noisy) for line in differences)
     report = (run_dir / "report.md").read_text()
     assert "## Deception" in report and "![Deception Score vs capability gap](plots/deception_vs_gap.png)" in report
     rows = {row["label"]: row for row in metrics["pgr"]}

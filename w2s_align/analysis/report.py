@@ -334,10 +334,12 @@ def render_console(metrics: dict[str, Any]) -> str:
             line += f"  {_fmt_ci(row['ds_paper']):<20}  {targeting}"
         lines.append(line.rstrip())
     if metrics.get("comparisons"):
-        lines.append("\n  differences, paired (same test pairs and seeds): accuracy, PGR, conflict targeting")
+        lines.append("\n  differences, paired on the same test pairs and seeds")
         for row in metrics["comparisons"]:
             accuracy_cell, pgr_cell, _, targeting_cell = _difference_cells(row)
-            lines.append(f"  {row['label']}\n    - {row['against']}: {accuracy_cell}; {pgr_cell}; {targeting_cell}")
+            text = f"accuracy {accuracy_cell}; PGR {pgr_cell}"
+            text += "" if row.get("conflict.targeting") is None else f"; conflict targeting {targeting_cell}"
+            lines.append(f"  {row['label']}\n    - {row['against']}: {text}")
     lines.append(
         f"  [CI]: {analysis['confidence']:.0%} bootstrap {_resampled(metrics)}; "
         '"gap within noise": the ceiling gap\'s interval reaches 0.'
