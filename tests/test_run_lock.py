@@ -95,6 +95,8 @@ def test_an_output_directory_that_cannot_be_made_stops_with_one_line(tiny_recipe
 
 @pytest.mark.slow
 def test_ctrl_c_prints_one_line_exits_130_and_the_rerun_resumes(tiny_recipe, tmp_path):
+    # Long enough stages that the run is still going when the signal comes, even on a busy machine.
+    tiny_recipe["training"]["num_train_epochs"] = 20
     path = recipe_file(tiny_recipe, tmp_path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "w2s_align", "run", str(path)]
@@ -103,6 +105,7 @@ def test_ctrl_c_prints_one_line_exits_130_and_the_rerun_resumes(tiny_recipe, tmp
     deadline = time.time() + 300
     while not list(stages.glob("train-*/DONE.json")) and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)  # interrupted once the first model has trained
+    assert process.poll() is None, "the run ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 130, err[-2000:]
