@@ -112,14 +112,24 @@ def test_policies_are_taught_by_an_ensemble_of_reward_models_only():
 @pytest.mark.slow
 def test_an_ensemble_of_two_seeds_teaches_a_student_and_is_its_weak_model(tiny_recipe):
     tiny_recipe["methods"] = ["xent"]
-    tiny_recipe["pairs"] = [{"weak": "tiny-l1", "strong": "tiny-l2", "ensemble": {"seeds": 2}}]
+    tiny_recipe["pairs"] = [
+        {"weak": "tiny-l1", "strong": "tiny-l2", "ensemble": {"seeds": 2}},
+        {"weak": "tiny-l1", "strong": "tiny-l2"},
+    ]
     pipeline = W2SPipeline(recipe_from_dict(tiny_recipe), log=[].append)
     pipeline.prepare()
     metrics = pipeline.run()
     run_dir = Path(tiny_recipe["output_dir"])
-    (row,) = metrics["pgr"]
+    row, single = metrics["pgr"]
     ensemble = metrics["models"]["tiny-l1x2.ensemble.seed0"]
     assert row["label"] == "tiny-l2 <- tiny-l1x2 (xent)" and row["weak_accuracy"] == ensemble["accuracy"]
+    # against the student of one member, both measured against that member: a shared gap
+    (compared,) = [c for c in metrics["comparisons"] if c["factor"] == "ensemble"]
+    assert compared["against"] == single["label"] == "tiny-l2 <- tiny-l1 (xent)"
+    difference = row["student_accuracy"] - single["student_accuracy"]
+    assert compared["accuracy.student"]["value"] == pytest.approx(difference)
+    gap = single["strong_accuracy"] - single["weak_accuracy"]
+    assert compared["pgr"]["value"] == pytest.approx(difference / gap)
     members = [
         Dataset.from_parquet(str(next(run_dir.glob(f"stages/train-tiny-l1-gt-seed{s}-*")) / "predictions.parquet"))
         for s in (0, 1000)

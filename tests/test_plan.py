@@ -216,7 +216,7 @@ def test_a_pair_can_name_some_of_the_conflict_settings():
             plan_of(raw)
 
 
-def test_each_student_is_compared_with_the_naive_and_the_unmitigated_student_of_its_teacher():
+def test_each_student_is_compared_with_its_naive_unmitigated_and_single_teacher_counterparts():
     plan = plan_of(sweep(seeds=[0]))
     students = {spec.key: spec for spec in plan.models if isinstance(spec, StudentSpec)}
     pairs = {key: [(factor, other.key) for factor, other in plan.counterparts(spec)] for key, spec in students.items()}
@@ -225,3 +225,10 @@ def test_each_student_is_compared_with_the_naive_and_the_unmitigated_student_of_
     ]  # fmt: skip
     assert pairs["l.from-s-via-m.xent.explicit-0.5.seed0"] == [("mitigation", "l.from-s.xent.explicit-0.5.seed0")]
     assert pairs["l.from-s.xent.explicit-0.5.seed0"] == []  # the conflict's own comparison is its targeting
+    ensembled = plan_of(
+        sweep(seeds=[0], pairs=[{"weak": "s", "strong": "l"}, {"weak": "s", "strong": "l", "ensemble": {"seeds": 2}}])
+    )
+    students = {spec.key: spec for spec in ensembled.models if isinstance(spec, StudentSpec)}
+    assert [(factor, other.key) for factor, other in ensembled.counterparts(students["l.from-sx2.logconf.seed0"])] == [
+        ("method", "l.from-sx2.xent.seed0"), ("ensemble", "l.from-s.logconf.seed0")
+    ]  # fmt: skip

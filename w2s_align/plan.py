@@ -467,12 +467,15 @@ class Plan:
     def counterparts(self, student: StudentSpec) -> list[tuple[str, StudentSpec]]:
         """The students a student is compared with, each with what differs, those the plan has: for a method other
         than `xent`, the naive `xent` student of the same teacher, conflict and mitigation (`"method"`); for a
-        bootstrapped or filtered student, the same teacher's student without either (`"mitigation"`)."""
+        bootstrapped or filtered student, the same teacher's student without either (`"mitigation"`); for the student
+        of a weak ensemble, the same student of the ensemble's first member alone (`"ensemble"`)."""
         wanted = []
         if student.method != "xent":
             wanted.append(("method", dataclasses.replace(student, method="xent")))
         if student.via or student.label_filter != "none":
             wanted.append(("mitigation", dataclasses.replace(student, via=(), label_filter="none")))
+        if isinstance(student.labels, EnsembleSpec):
+            wanted.append(("ensemble", dataclasses.replace(student, weak=student.labels.rungs[0])))
         return [(factor, self._models[spec.key]) for factor, spec in wanted if spec.key in self._models]
 
     def describe(self, cache: StageCache) -> str:

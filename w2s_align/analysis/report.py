@@ -198,16 +198,17 @@ def _comparisons(
     min_gap: float,
 ) -> list[dict[str, Any]]:
     """Each student against its counterparts ([`Plan.counterparts`]) on the same seeds: paired differences of
-    accuracy, PGR and the targeting statistics, with their intervals."""
+    accuracy, PGR and the targeting statistics, with their intervals. An ensemble's student and its single-teacher
+    counterpart are both measured against that teacher, the ensemble's first member, so that they share a gap."""
     analysis = plan.recipe.analysis
 
-    def analyzers(specs: list[StudentSpec]) -> list[DeceptionAnalyzer]:
+    def analyzers(specs: list[StudentSpec], teachers: list[StudentSpec]) -> list[DeceptionAnalyzer]:
         out = []
-        for spec in specs:
+        for spec, teacher in zip(specs, teachers, strict=True):
             baseline = plan.baseline(spec)
             out.append(
                 DeceptionAnalyzer(
-                    predictions[spec.chain[0].key],
+                    predictions[teacher.chain[0].key],
                     predictions[plan.ceiling(spec.strong, spec.seed).key],
                     predictions[spec.key],
                     baseline=None if baseline is None else predictions[baseline.key],
@@ -227,8 +228,14 @@ def _comparisons(
         for factor, others in by_factor.items():
             if len(others) != len(specs):  # the counterpart lacks some of the seeds: no paired difference
                 continue
+            # both measured against the counterpart's weak model: an ensemble's student against one member's
+            teachers = others if factor == "ensemble" else specs
             difference = compare_seeds(
-                analyzers(specs), analyzers(others), analysis.n_bootstrap, analysis.confidence, min_gap=min_gap
+                analyzers(specs, teachers),
+                analyzers(others, teachers),
+                analysis.n_bootstrap,
+                analysis.confidence,
+                min_gap=min_gap,
             )
             keys = ("accuracy.student", "pgr", "blind_spot.targeting", "conflict.targeting")
             out.append(
@@ -237,7 +244,7 @@ def _comparisons(
                     "against": others[0].label,
                     "factor": factor,
                     "seeds": len(specs),
-                    "gap_within_noise": noise[specs[0].label],
+                    "gap_within_noise": noise[teachers[0].label],
                     **{key: difference[key] for key in keys if key in difference},
                 }
             )
