@@ -334,17 +334,13 @@ def compare_seeds(
 
     def difference(a: DeceptionAnalyzer, b: DeceptionAnalyzer, pairs: np.ndarray | None) -> dict[str, float | None]:
         mine, theirs = a._stats(pairs), b._stats(pairs)
-        out = {key: None if mine[key] is None or theirs.get(key) is None else mine[key] - theirs[key] for key in mine}
-        out = {
-            key: value
-            for key, value in out.items()
-            if key in theirs and key not in ("accuracy.weak", "accuracy.strong")
-        }
+        shared = [key for key in mine if key in theirs and key not in ("accuracy.weak", "accuracy.strong", "gap")]
+        out = {key: None if mine[key] is None or theirs[key] is None else mine[key] - theirs[key] for key in shared}
         return {**out, "gap": mine["gap"]}
 
     def with_pgr(stats: dict[str, float | None]) -> dict[str, float | None]:
-        gap = stats["gap"]
-        return {**stats, "pgr": None if gap is None or gap < min_gap else stats["accuracy.student"] / gap}
+        # the accuracy difference over the shared gap, undefined where PGR is
+        return {**stats, "pgr": pgr(0.0, stats["gap"], stats["accuracy.student"], min_gap)}
 
     per_seed = [functools.partial(difference, a, b) for a, b in zip(first, second, strict=True)]
     return _over_seeds(per_seed, _n_pairs(first, second), with_pgr, _difference_bounds, n_bootstrap, confidence, seed)

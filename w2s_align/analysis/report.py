@@ -198,13 +198,13 @@ def _comparisons(
     min_gap: float,
 ) -> list[dict[str, Any]]:
     """Each student against its counterparts ([`Plan.counterparts`]) on the same seeds: paired differences of
-    accuracy, PGR and the targeting statistics, with their intervals. An ensemble's student and its single-teacher
-    counterpart are both measured against that teacher, the ensemble's first member, so that they share a gap."""
+    accuracy, PGR and the targeting statistics, with their intervals. Both are measured against the counterpart's
+    weak model, so that they share a gap: the same teacher, but for an ensemble's student its first member alone."""
     analysis = plan.recipe.analysis
 
-    def analyzers(specs: list[StudentSpec], teachers: list[StudentSpec]) -> list[DeceptionAnalyzer]:
+    def analyzers(specs: list[StudentSpec], measured_by: list[StudentSpec]) -> list[DeceptionAnalyzer]:
         out = []
-        for spec, teacher in zip(specs, teachers, strict=True):
+        for spec, teacher in zip(specs, measured_by, strict=True):
             baseline = plan.baseline(spec)
             out.append(
                 DeceptionAnalyzer(
@@ -228,11 +228,9 @@ def _comparisons(
         for factor, others in by_factor.items():
             if len(others) != len(specs):  # the counterpart lacks some of the seeds: no paired difference
                 continue
-            # both measured against the counterpart's weak model: an ensemble's student against one member's
-            teachers = others if factor == "ensemble" else specs
             difference = compare_seeds(
-                analyzers(specs, teachers),
-                analyzers(others, teachers),
+                analyzers(specs, others),
+                analyzers(others, others),
                 analysis.n_bootstrap,
                 analysis.confidence,
                 min_gap=min_gap,
@@ -244,7 +242,7 @@ def _comparisons(
                     "against": others[0].label,
                     "factor": factor,
                     "seeds": len(specs),
-                    "gap_within_noise": noise[teachers[0].label],
+                    "gap_within_noise": noise[others[0].label],
                     **{key: difference[key] for key in keys if key in difference},
                 }
             )
@@ -397,8 +395,9 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
             "## Differences",
             "",
             "Each student against the naive (`xent`) student of the same teacher (method), or against the same "
-            "teacher's student without bootstrapping or filter (mitigation): paired differences, both resampled on "
-            "the same test pairs and seeds. Differences whose interval reaches 0 are marked within noise.",
+            "teacher's student without bootstrapping or filter (mitigation), or an ensemble's student against the "
+            "student of its first member alone (ensemble): paired differences, both resampled on the same test pairs "
+            "and seeds. Differences whose interval reaches 0 are marked within noise.",
             "",
             "| student | against | differs by | accuracy | PGR | targeting | conflict targeting |",
             "| --- | --- | --- | --- | --- | --- | --- |",
