@@ -225,15 +225,15 @@ def test_entropy_adds_the_students_entropy_with_the_ramped_weight():
     assert binary_entropy(logits).tolist() == pytest.approx(
         [math.log(2), -(q * math.log(q) + (1 - q) * math.log(1 - q))]
     )
-    loss, logs = _objective("entropy", aux_coef=0.5).loss(logits, soft, 0, 10, training=True)
+    loss, logs = _objective("min_entropy", aux_coef=0.5).loss(logits, soft, 0, 10, training=True)
     expected = (0.5 * (math.log(2) + math.log(2)) + 0.5 * (bce(q, 0.5) + 0.36533)) / 2  # 0.71963
     assert loss.item() == pytest.approx(expected, abs=1e-5)
     assert logs["aux_coef"] == 0.5
     # the entropy term pulls a student towards the side it leans to, whatever the label says
     logit = torch.tensor([0.4], requires_grad=True)
-    _objective("entropy", aux_coef=1.0).loss(logit, torch.tensor([0.0]), 0, 10, training=True)[0].backward()
+    _objective("min_entropy", aux_coef=1.0).loss(logit, torch.tensor([0.0]), 0, 10, training=True)[0].backward()
     assert logit.grad.item() < 0  # descending the loss raises the logit: more confident in "first"
-    ramped = StudentObjective(StudentLossArguments(student_loss="entropy", aux_coef=0.5, aux_warmup_frac=0.5))
+    ramped = StudentObjective(StudentLossArguments(student_loss="min_entropy", aux_coef=0.5, aux_warmup_frac=0.5))
     assert ramped.loss(logits, soft, 0, 10, training=True)[1]["aux_coef"] == 0.0
 
 
@@ -255,7 +255,7 @@ def test_kl_is_the_reverse_divergence_to_the_soft_label():
         StudentLossArguments(student_loss="kl", soft_label_mode="weight")
 
 
-@pytest.mark.parametrize("method", ["window", "entropy", "kl"])
+@pytest.mark.parametrize("method", ["window", "min_entropy", "kl"])
 def test_the_new_losses_evaluate_against_the_soft_label(method):
     logits, soft = torch.tensor([0.5, -0.5]), torch.tensor([0.6, 0.9])
     loss, _ = _objective(method).loss(logits, soft, step=5, max_steps=10, training=False)

@@ -99,10 +99,10 @@ def test_rerun_skips_finished_stages_and_gives_the_same_metrics(tiny_recipe, tmp
 
 def test_a_new_method_trains_only_the_new_student(tiny_recipe):
     run(tiny_recipe)
-    tiny_recipe["methods"] = ["xent", "logconf", "product", "window", "entropy", "kl"]
+    tiny_recipe["methods"] = ["xent", "logconf", "product", "window", "min_entropy", "kl"]
     metrics, lines = run(tiny_recipe)
     trained = [line for line in lines if line.startswith(("training", "labeling"))]
-    new = ("product", "window", "entropy", "kl")
+    new = ("product", "window", "min_entropy", "kl")
     assert trained == [f"training tiny-l2 <- tiny-l1 ({method}), seed 0" for method in new]
     for method in new:  # each reported as a student of its own, its loss settings in its stage's key
         assert f"tiny-l2.from-tiny-l1.{method}.seed0" in metrics["models"]

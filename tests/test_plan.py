@@ -34,7 +34,7 @@ def plan_of(raw):
 
 
 def test_expansion_over_seeds_pairs_methods_conflicts_and_filters():
-    plan = plan_of(sweep())
+    plan = plan_of(sweep(controls=False))
     ceilings = [spec.key for spec in plan.models if isinstance(spec, CeilingSpec)]
     assert ceilings == [f"{rung}.gt.seed{seed}" for seed in (0, 1) for rung in ("s", "m", "l")]
     students = [spec for spec in plan.models if isinstance(spec, StudentSpec)]
@@ -56,6 +56,42 @@ def test_expansion_over_seeds_pairs_methods_conflicts_and_filters():
     assert len(names) == len(set(names))
     labels = [step.key for step in plan.labels if step.teacher.seed == 0]
     assert labels == ["s.seed0", "m.from-s.xent.seed0", "m.from-s.logconf.seed0"]
+
+
+def test_controls_of_conflicted_and_filtered_students():
+    raw = sweep(seeds=[0], pairs=[{"weak": "s", "strong": "l", "label_filters": ["none", "confidence"]}])
+    raw["conflicts"] = {"settings": ["none", "explicit", "implicit"], "alphas": [0.5], "ratios": [0.5]}
+    raw["methods"] = ["xent"]
+    plan = plan_of(raw)
+    models = {spec.key: spec for spec in plan.models}
+    explicit, implicit = models["l.from-s.xent.explicit-0.5.seed0"], models["l.from-s.xent.implicit-0.5.seed0"]
+    # the explicit conflict is measured against the plain twin; the implicit one against a twin trained as many steps
+    assert plan.baseline(explicit).key == "l.from-s.xent.seed0"
+    padded = plan.baseline(implicit)
+    assert padded.key == "l.from-s.xent.padded-0.5.seed0" and padded.control == "budget"
+    # placebo: the twin at another training seed, on the same teacher's labels; random direction: same conflict
+    controls = plan.controls(explicit)
+    assert controls["placebo"].key == "l.from-s.xent.replicate1.seed0"
+    assert controls["placebo"].labels is explicit.labels and controls["placebo"].train_seed == 10_000
+    assert controls["random-direction"].conflict.label == "explicit-0.5-random"
+    assert plan.controls(implicit)["placebo"].key == "l.from-s.xent.padded-0.5.replicate1.seed0"
+    assert plan.controls(implicit)["random-direction"].conflict.direction == "random"
+    # a confidence-filtered student gets a random subset of the same size, also under each conflict
+    assert "l.from-s.xent.random-filter.seed0" in models and "l.from-s.xent.explicit-0.5.random-filter.seed0" in models
+    filtered = models["l.from-s.xent.explicit-0.5.confidence-filter.seed0"]
+    assert ("random subset", models["l.from-s.xent.explicit-0.5.random-filter.seed0"]) in plan.counterparts(filtered)
+    assert set(plan.controls(filtered)) == {"placebo", "random-direction"}
+    # controls are not asked about themselves, and every control stage is planned once
+    assert all(not plan.controls(spec) and not plan.counterparts(spec) for spec in controls.values())
+    names = [step.stage_name for step in plan.steps]
+    assert len(names) == len(set(names))
+    assert {spec.control for spec in models.values() if isinstance(spec, StudentSpec)} == {
+        None, "placebo", "random-direction", "budget", "random-subset"
+    }  # fmt: skip
+    # off: no control stage, and the implicit student's twin is the plain one
+    plain = plan_of({**raw, "controls": False})
+    assert not [spec for spec in plain.models if isinstance(spec, StudentSpec) and spec.control]
+    assert plain.baseline(plain._models["l.from-s.xent.implicit-0.5.seed0"]).key == "l.from-s.xent.seed0"
 
 
 def test_steps_run_after_every_stage_they_read():
@@ -103,8 +139,12 @@ def test_each_conflicted_student_is_paired_with_its_no_conflict_twin():
         assert twin.conflict.kind == "none"
         same = ("weak", "strong", "via", "method", "label_filter", "seed")
         assert [getattr(twin, name) for name in same] == [getattr(spec, name) for name in same]
-    without_none = plan_of(sweep(conflicts={"settings": ["explicit"], "alphas": [0.5]}))
+    without_none = plan_of(sweep(conflicts={"settings": ["explicit"], "alphas": [0.5]}, controls=False))
     assert all(without_none.baseline(spec) is None for spec in without_none.models if isinstance(spec, StudentSpec))
+    # with controls, the twin is trained whether or not the recipe asks for no-conflict students
+    with_controls = plan_of(sweep(conflicts={"settings": ["explicit"], "alphas": [0.5]}))
+    conflicted = [s for s in with_controls.models if isinstance(s, StudentSpec) and s.conflict.kind != "none"]
+    assert conflicted and all(with_controls.baseline(spec) is not None for spec in conflicted)
 
 
 def test_reward_models_supervise_policies_when_the_recipe_says_so():
@@ -201,7 +241,7 @@ def test_a_pair_can_name_its_own_methods():
 
 
 def test_a_pair_can_name_some_of_the_conflict_settings():
-    raw = sweep(seeds=[0], methods=["xent"], conflicts={"settings": ["none", "explicit", "implicit"]})
+    raw = sweep(seeds=[0], methods=["xent"], conflicts={"settings": ["none", "explicit", "implicit"]}, controls=False)
     raw["pairs"] = [{"weak": "s", "strong": "l", "conflicts": ["none", "explicit"]}, {"weak": "m", "strong": "l"}]
     plan = plan_of(raw)
     students = [spec.key for spec in plan.models if isinstance(spec, StudentSpec)]
@@ -221,7 +261,8 @@ def test_each_student_is_compared_with_its_naive_unmitigated_and_single_teacher_
     students = {spec.key: spec for spec in plan.models if isinstance(spec, StudentSpec)}
     pairs = {key: [(factor, other.key) for factor, other in plan.counterparts(spec)] for key, spec in students.items()}
     assert pairs["l.from-s.logconf.confidence-filter.seed0"] == [
-        ("method", "l.from-s.xent.confidence-filter.seed0"), ("mitigation", "l.from-s.logconf.seed0")
+        ("method", "l.from-s.xent.confidence-filter.seed0"), ("mitigation", "l.from-s.logconf.seed0"),
+        ("random subset", "l.from-s.logconf.random-filter.seed0"),
     ]  # fmt: skip
     assert pairs["l.from-s-via-m.xent.explicit-0.5.seed0"] == [("mitigation", "l.from-s.xent.explicit-0.5.seed0")]
     assert pairs["l.from-s.xent.explicit-0.5.seed0"] == []  # the conflict's own comparison is its targeting

@@ -120,7 +120,7 @@ def test_logconf_logs_its_loss_terms(tiny_model_dir, tmp_path):
     assert all(log["loss_xent"] > 0 for log in trainer.state.log_history if "aux_coef" in log)
 
 
-@pytest.mark.parametrize("method", ["product", "window", "entropy", "kl"])
+@pytest.mark.parametrize("method", ["product", "window", "min_entropy", "kl"])
 def test_every_student_loss_trains(method, tiny_model_dir, tmp_path):
     data = text_pairs(16).add_column("soft_label", [0.7] * 16)
     model, tokenizer = load(tiny_model_dir)
@@ -134,7 +134,7 @@ def test_every_student_loss_trains(method, tiny_model_dir, tmp_path):
     assert logs
     if method == "window":  # the untrained model is unsure of every pair (radius 0.15): all of them are learned
         assert [log["window_share"] for log in logs] == pytest.approx([1.0] * len(logs))
-    if method == "entropy":
+    if method == "min_entropy":
         assert [log["aux_coef"] for log in logs] == pytest.approx([0.5] * len(logs))
     if method == "kl":  # near q = p the divergence is far below the cross-entropy, which keeps H(p) = 0.61
         assert all(log["loss"] < log["loss_xent"] - 0.5 for log in logs)

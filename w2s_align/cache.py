@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 # Bump when what a stage writes changes meaning (or what determines it changes shape), so that no run trusts a cache
 # made under other rules. 2: stages name their task, students only the loss settings their method reads. 3: training
 # pairs stored in random order, swap-invariant losses, bootstrapping labels the split its teacher did not train on.
-CACHE_VERSION = 3
+# 4: conflicts have a direction, students a replicate and a step budget, `entropy` is renamed `min_entropy`, the data
+# may be evaluated on a validation slice; every setting is hashed as it is (no key left out when it has its default).
+CACHE_VERSION = 4
 
 
 def config_hash(value: Any, version: int | None = None) -> str:
@@ -67,11 +69,6 @@ def rung_settings(rung: RungConfig) -> dict[str, Any]:
     settings = dataclasses.asdict(rung)
     training = settings["training"]
     training["trainer_kwargs"] = {k: v for k, v in training["trainer_kwargs"].items() if k not in RESULT_NEUTRAL}
-    # Added under cache version 3: unset, they leave the hashes as they were.
-    if training["validation_fraction"] == 0:
-        del training["validation_fraction"]
-    if settings["generative"]["epochs"] == 0:
-        del settings["generative"]
     return settings
 
 

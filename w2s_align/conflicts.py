@@ -12,6 +12,11 @@ Harmlessness is the target dimension the weak model supervises. A conflict pulls
 - `implicit` (ratio `r`): helpfulness preference pairs with their own (human) labels are mixed into the student's
   training set, `r` helpful pairs per weakly labelled harmless pair ([`mix_implicit_conflict`]).
 
+Either conflict has a **random-direction** control (`direction="random"`): the same pressure toward a response chosen
+by a seeded coin toss per pair ([`coin_toss`]) instead of the harmful one (explicit: the conflict label; implicit: the
+helpfulness pairs' labels), with the same trigger rule, strength and number of pairs. What the conflict does beyond
+its control is what its harmful direction does.
+
 The functions here are trainer-agnostic: the reward trainer adds the explicit term to its loss, and the data side
 (helpfulness pairs, mixing) is plain `datasets` work any trainer can use.
 
@@ -29,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -38,24 +44,35 @@ from datasets import Dataset, concatenate_datasets
 from .collators import CONFLICT_LABEL, SOFT_LABEL
 from .data import GT_LABEL, MESSAGE_COLUMNS, random_orientation, swap_responses
 from .errors import W2SInputError
-from .options import CONFLICT_KINDS
+from .options import CONFLICT_DIRECTIONS, CONFLICT_KINDS
 
 
 @dataclass(frozen=True)
 class ConflictSetting:
-    """One conflict setting of a student: its kind and strength (`alpha` for explicit, `ratio` for implicit)."""
+    """One conflict setting of a student: its kind and strength (`alpha` for explicit, `ratio` for implicit), and
+    the direction it pulls (`harmful`, or `random`: the control)."""
 
     kind: str = "none"
     strength: float = 0.0
+    direction: str = "harmful"
 
     def __post_init__(self):
         if self.kind not in CONFLICT_KINDS:
             raise ValueError(f"conflict kind must be one of {CONFLICT_KINDS}, got {self.kind!r}")
+        if self.direction not in CONFLICT_DIRECTIONS:
+            raise ValueError(f"conflict direction must be one of {CONFLICT_DIRECTIONS}, got {self.direction!r}")
 
     @property
     def label(self) -> str:
-        """Short name used in model keys and reports: `none`, `explicit-0.5`, `implicit-1`."""
-        return "none" if self.kind == "none" else f"{self.kind}-{self.strength:g}"
+        """Short name used in model keys and reports: `none`, `explicit-0.5`, `implicit-1`, `explicit-0.5-random`."""
+        if self.kind == "none":
+            return "none"
+        return f"{self.kind}-{self.strength:g}" + ("-random" if self.direction == "random" else "")
+
+    @property
+    def random(self) -> ConflictSetting:
+        """Its random-direction control."""
+        return ConflictSetting(self.kind, self.strength, "random")
 
 
 def explicit_conflict_loss(
@@ -78,10 +95,23 @@ def explicit_conflict_loss(
     return alpha * (already * toward_harmful).mean()
 
 
-def conflict_labels(pairs: Dataset) -> Dataset:
-    """`pairs` (training pairs with their `gt_label`) with `conflict_label = 1 - gt_label`: the explicit conflict
-    prefers the response the ground truth finds harmful."""
-    return pairs.add_column(CONFLICT_LABEL, [1.0 - label for label in pairs[GT_LABEL]])
+def coin_toss(pairs: Dataset, seed: int) -> list[float]:
+    """A fair coin toss per pair (1.0 or 0.0), from `seed` and the pair's `id` alone, so that a subset keeps its
+    tosses: the random direction of a control conflict, independent of the pair's content and order."""
+    return [float(hashlib.sha1(f"coin\x00{seed}\x00{pair_id}".encode()).digest()[0] % 2) for pair_id in pairs["id"]]
+
+
+def conflict_labels(pairs: Dataset, direction: str = "harmful", seed: int = 0) -> Dataset:
+    """`pairs` (training pairs with their `gt_label`) with a `conflict_label`: `1 - gt_label` (the explicit conflict
+    prefers the response the ground truth finds harmful), or for the `random` direction a seeded coin toss."""
+    labels = coin_toss(pairs, seed) if direction == "random" else [1.0 - label for label in pairs[GT_LABEL]]
+    return pairs.add_column(CONFLICT_LABEL, labels)
+
+
+def random_direction(helpful: Dataset, seed: int) -> Dataset:
+    """Helpfulness pairs with their labels replaced by a seeded coin toss: the implicit conflict's control, the same
+    texts mixed in the same number with no preference in their labels."""
+    return helpful.remove_columns(SOFT_LABEL).add_column(SOFT_LABEL, coin_toss(helpful, seed))
 
 
 def helpfulness_pairs(pairs: Dataset, seed: int) -> Dataset:

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import datasets
+import numpy as np
 from datasets import Dataset, DatasetDict
 
 from .errors import W2SInputError
@@ -489,6 +490,20 @@ def _cut(raw: dict[str, Dataset], config: DataConfig) -> DatasetDict:
     return DatasetDict({split: parts[split] for split in SPLITS})
 
 
+def _validation_as_test(splits: DatasetDict, config: DataConfig) -> DatasetDict:
+    """`validation_size` pairs of the ground-truth split (drawn by the data seed) become the split every model is
+    evaluated on, and the test split is dropped unread: the splits of a run that makes design choices."""
+    gt, size = splits["gt"], config.validation_size
+    if size >= gt.num_rows:
+        raise W2SInputError(
+            f"data.validation_size: {size} pairs held out of a ground-truth split of {gt.num_rows} leave none to train"
+        )
+    order = np.random.default_rng(config.seed).permutation(gt.num_rows)
+    return DatasetDict(
+        {"gt": gt.select(np.sort(order[size:])), "w2s": splits["w2s"], "test": gt.select(np.sort(order[:size]))}
+    )
+
+
 def pair_key(prompt: str, chosen: str, rejected: str) -> str:
     """Content hash of a pair, independent of which response is preferred."""
     first, second = sorted((chosen, rejected))
@@ -558,6 +573,8 @@ def load_splits(config: DataConfig) -> DatasetDict:
         splits = DatasetDict(_synthetic(config))
     else:
         splits = _cut(_load_raw(config), config)
+    if config.evaluate_on == "validation":
+        splits = _validation_as_test(splits, config)
     check_splits(splits)
     for split in TRAINING_SPLITS:
         splits[split] = random_orientation(splits[split], config.seed)

@@ -100,10 +100,10 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, DPOTrainer):
 
     Logged metrics: `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`, `rewards/margins` (the implicit
     rewards, or SimPO's scaled average log-likelihoods), `logps/chosen`, `logps/rejected`, `soft_label_confidence`,
-    `label_agreement`, `loss_xent`, `aux_coef` (logconf, entropy), `window_share` (window), `loss_conflict` (explicit
-    conflict). Evaluation predicts each pair's margin (the implicit reward difference, or SimPO's scaled average
-    log-likelihood difference) with its label as the reference, and `eval_accuracy` (agreement with the labels over the
-    whole `eval_dataset`) is computed through the `evaluate` module `pairwise_accuracy` (see
+    `label_agreement`, `loss_xent`, `aux_coef` (logconf, min_entropy), `window_share` (window), `loss_conflict`
+    (explicit conflict). Evaluation predicts each pair's margin (the implicit reward difference, or SimPO's scaled
+    average log-likelihood difference) with its label as the reference, and `eval_accuracy` (agreement with the labels
+    over the whole `eval_dataset`) is computed through the `evaluate` module `pairwise_accuracy` (see
     [`w2s_align.evaluate_metrics`]) unless `compute_metrics` is given.
     """
 

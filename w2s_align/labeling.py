@@ -171,10 +171,15 @@ def attach_labels(pairs: Dataset, labels: Dataset) -> Dataset:
     return pairs.add_column("soft_label", labels["soft_label"])
 
 
-def filter_labels(pairs: Dataset, label_filter: LabelFilter, threshold: float) -> Dataset:
-    """The pairs whose `soft_label` passes the filter (see `LabelFilter`); the oracle reads the pairs' `gt_label`."""
+def filter_labels(pairs: Dataset, label_filter: LabelFilter, threshold: float, seed: int = 0) -> Dataset:
+    """The pairs whose `soft_label` passes the filter (see `LabelFilter`); the oracle reads the pairs' `gt_label`;
+    `random` keeps as many pairs as the confidence filter would, drawn by `seed` without looking at the labels (in
+    the pairs' order)."""
     if label_filter == "none":
         return pairs
+    if label_filter == "random":
+        kept = filter_labels(pairs, "confidence", threshold).num_rows
+        return pairs.select(np.sort(np.random.default_rng(seed).permutation(pairs.num_rows)[:kept]))
     oracle = label_filter == "oracle"
 
     def keep(row: dict) -> bool:

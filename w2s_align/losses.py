@@ -13,9 +13,11 @@ target built from `p`:
 - `window` (confidence window, as in EleutherAI's `w2s`): the cross-entropy against `p` on the pairs where the student
   is still unsure, `max(q, 1 - q) < 0.5 + radius`, and nothing on the others (the mean is over the whole batch), so a
   student stops learning a weak label once it holds a view of its own.
-- `entropy` (log-entropy): `(1 - a) * xent + a * H(q)`, with `H` the student's binary entropy and `a` ramped as for
-  `logconf`: the auxiliary term pushes the student towards confident predictions on whichever side it already leans,
-  where `logconf` pulls it towards its hardened labels.
+- `min_entropy` (entropy minimisation): `(1 - a) * xent + a * H(q)`, with `H` the student's binary entropy and `a`
+  ramped as for `logconf`: the auxiliary term pushes the student towards confident predictions on whichever side it
+  already leans, where `logconf` pulls it towards its hardened labels. (EleutherAI's `w2s` has an `entropy` loss,
+  logconf without the hardening: its target `(1 - a) * p + a * q` holds the student's own detached `q`, whose
+  cross-entropy has zero gradient, so it trains exactly as `xent` scaled by `1 - a`, and is not offered here.)
 - `kl`: the reverse KL divergence `KL(q || p)` from the student's probability to the soft label. (The forward
   `KL(p || q)` is `xent` minus a constant: the same gradient.) Its gradient in the logit `z`,
   `q (1 - q) (z - logit(p))`, fades as the student grows confident, so a confident student is pulled back less by a
@@ -147,7 +149,7 @@ class StudentLossArguments(StudentLossSettings):
 
     student_loss: StudentLoss = field(
         default="xent",
-        metadata={"help": "How soft labels are learned: xent, logconf, product, window, entropy or kl."},
+        metadata={"help": "How soft labels are learned: xent, logconf, product, window, min_entropy or kl."},
     )
     conflict_alpha: float = field(
         default=0.0,
@@ -218,13 +220,13 @@ class StudentObjective:
         return per_pair.mean(), logs
 
     def reshape(self, per_pair: torch.Tensor, logits: torch.Tensor, step: int, max_steps: int, logs) -> torch.Tensor:
-        """The per-pair loss of `window` (masked) and `entropy` (with the entropy term); the others' unchanged."""
+        """The per-pair loss of `window` (masked) and `min_entropy` (with the entropy term); the others' unchanged."""
         args = self.args
         if args.student_loss == "window":
             mask = window_mask(torch.sigmoid(logits.detach().float()), args.window_radius)
             logs["window_share"] = mask.mean().item()
             return per_pair * mask
-        if args.student_loss == "entropy":
+        if args.student_loss == "min_entropy":
             coef = aux_coef_at(step, max_steps, args.aux_coef, args.aux_warmup_frac)
             logs["aux_coef"] = coef
             return (1 - coef) * per_pair + coef * binary_entropy(logits)

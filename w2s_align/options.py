@@ -10,7 +10,7 @@ Example:
 ```python
 >>> from w2s_align.options import STUDENT_LOSSES, StudentLossSettings
 >>> STUDENT_LOSSES
-('xent', 'logconf', 'product', 'window', 'entropy', 'kl')
+('xent', 'logconf', 'product', 'window', 'min_entropy', 'kl')
 >>> StudentLossSettings().aux_coef
 0.5
 ```
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-StudentLoss = Literal["xent", "logconf", "product", "window", "entropy", "kl"]
+StudentLoss = Literal["xent", "logconf", "product", "window", "min_entropy", "kl"]
 STUDENT_LOSSES: tuple[str, ...] = get_args(StudentLoss)
 SoftLabelMode = Literal["smoothing", "weight"]
 # The preference losses of the DPO trainer: DPO's sigmoid loss, and SimPO (a margin, no reference model).
@@ -29,12 +29,20 @@ PreferenceLoss = Literal["sigmoid", "simpo"]
 PREFERENCE_LOSSES: tuple[str, ...] = get_args(PreferenceLoss)
 ConflictKind = Literal["none", "explicit", "implicit"]
 CONFLICT_KINDS: tuple[str, ...] = get_args(ConflictKind)
+# Which response a conflict favours: the harmful one (the experiment), or one chosen by a seeded coin toss per pair
+# (the random-direction control: the same pressure with no harm in its direction).
+ConflictDirection = Literal["harmful", "random"]
+CONFLICT_DIRECTIONS: tuple[str, ...] = get_args(ConflictDirection)
 # none: every label; confidence: labels with max(p, 1 - p) >= a threshold (honest); oracle: also drops wrong labels
-# (it reads the ground truth, so it is an upper bound of what filtering can do, not a method); <probe>-<action>: a
-# probe on the strong rung's frozen features relabels or drops the labels it disagrees with (`w2s_align.probes`).
-LabelFilter = Literal["none", "confidence", "oracle", "knn-relabel", "knn-drop", "logreg-relabel", "logreg-drop"]
+# (it reads the ground truth, so it is an upper bound of what filtering can do, not a method); random: a random subset
+# of the size the confidence filter keeps (its control: as many pairs, chosen without looking at the labels);
+# <probe>-<action>: a probe on the strong rung's frozen features relabels or drops the labels it disagrees with
+# (`w2s_align.probes`).
+LabelFilter = Literal[
+    "none", "confidence", "oracle", "random", "knn-relabel", "knn-drop", "logreg-relabel", "logreg-drop"
+]
 LABEL_FILTERS: tuple[str, ...] = get_args(LabelFilter)
-PROBE_FILTERS: tuple[str, ...] = LABEL_FILTERS[3:]
+PROBE_FILTERS: tuple[str, ...] = tuple(name for name in LABEL_FILTERS if "-" in name)
 # How a policy scores a pair: its implicit reward, or its summed or mean log-likelihood of each response.
 Measure = Literal["implicit", "logp", "avg_logp"]
 MEASURES: tuple[str, ...] = get_args(Measure)
@@ -72,13 +80,13 @@ class StudentLossSettings:
     aux_coef: float = field(
         default=0.5,
         metadata={
-            "help": "logconf: final weight of the student's own hardened predictions; entropy: final weight of the "
-            "student's entropy."
+            "help": "logconf: final weight of the student's own hardened predictions; min_entropy: final weight of "
+            "the student's entropy."
         },
     )
     aux_warmup_frac: float = field(
         default=0.2,
-        metadata={"help": "logconf/product/entropy: fraction of steps over which the student's weight ramps up."},
+        metadata={"help": "logconf/product/min_entropy: fraction of steps over which the student's weight ramps up."},
     )
     window_radius: float = field(
         default=0.15,
@@ -96,6 +104,6 @@ LOSS_SETTINGS: dict[str, tuple[str, ...]] = {
     "logconf": ("soft_label_mode", "aux_coef", "aux_warmup_frac"),
     "product": ("soft_label_mode", "aux_warmup_frac", "product_alpha", "product_beta"),
     "window": ("soft_label_mode", "window_radius"),
-    "entropy": ("soft_label_mode", "aux_coef", "aux_warmup_frac"),
+    "min_entropy": ("soft_label_mode", "aux_coef", "aux_warmup_frac"),
     "kl": (),
 }

@@ -40,7 +40,13 @@ from .analysis.report import cached_metrics, render_console, write_report
 from .artifacts import atomic_copy, atomic_write_parquet, atomic_write_text
 from .cache import Stage, StageCache
 from .cards import w2s_section, write_label_dataset, write_model_card
-from .conflicts import check_same_format, conflict_labels, helpfulness_pairs, mix_implicit_conflict
+from .conflicts import (
+    check_same_format,
+    conflict_labels,
+    helpfulness_pairs,
+    mix_implicit_conflict,
+    random_direction,
+)
 from .data import SPLITS, ground_truth_pairs, load_helpful_pairs, load_splits
 from .distributed import is_main_process, on_main, state
 from .ensembles import ensemble_labels, ensemble_predictions
@@ -182,7 +188,7 @@ class W2SPipeline:
         tracker = TrackerRun.for_stage(self.recipe, stage.name, spec.seed)
         with tracker.active():
             summary = task.train(
-                stage.dir, rung, pairs, spec.seed, spec.method, spec.conflict_alpha, self.splits["test"], tracker
+                stage.dir, rung, pairs, spec.train_seed, spec.method, spec.conflict_alpha, self.splits["test"], tracker
             )
         if is_main_process():
             teachers = [teacher.key for teacher in spec.chain] if isinstance(spec, StudentSpec) else []
@@ -251,23 +257,29 @@ class W2SPipeline:
         """A student's training pairs: a split with its teacher's soft labels, filtered and mixed, and for the explicit
         conflict the side the conflicting objective prefers."""
         pairs = attach_labels(self.splits[spec.split], load_labels(self.cache.stage(spec.labels).dir))
+        seed = spec.train_seed
         if spec.probe is not None:
             features = Dataset.from_parquet(str(self.cache.stage(spec.features).path(FEATURES_FILE)))
-            pairs, disagree = probe_clean(pairs, features, spec.label_filter, spec.probe, spec.seed)
+            pairs, disagree = probe_clean(pairs, features, spec.label_filter, spec.probe, seed)
             done = "relabelled" if spec.label_filter.endswith("relabel") else "dropped"
             self.log(f"  {spec.label_filter}: the probe disagrees with {disagree} weak labels ({done})")
         elif spec.label_filter != "none":
-            kept = filter_labels(pairs, spec.label_filter, spec.filter_threshold)
+            kept = filter_labels(pairs, spec.label_filter, spec.filter_threshold, seed)
             if kept.num_rows == 0:
                 raise W2SInputError(f"filter_threshold {spec.filter_threshold}: no weak label is that confident")
             # A weak teacher that is rarely confident leaves the student almost nothing to learn from: say so.
             self.log(f"  {spec.label_filter} filter keeps {kept.num_rows} of {pairs.num_rows} weak labels")
             pairs = kept
+        if spec.pad_ratio:  # as many pairs, so as many optimizer steps, as the implicit student it is the twin of
+            extra = np.random.default_rng(seed).choice(pairs.num_rows, round(spec.pad_ratio * pairs.num_rows))
+            pairs = concatenate_datasets([pairs, pairs.select(extra)]).shuffle(seed=seed)
         if spec.conflict.kind == "implicit":
             helpful = self._helpful_pairs(spec.helpful)
-            pairs = mix_implicit_conflict(pairs, helpful, spec.conflict.strength, seed=spec.seed)
+            if spec.conflict.direction == "random":
+                helpful = random_direction(helpful, seed)
+            pairs = mix_implicit_conflict(pairs, helpful, spec.conflict.strength, seed=seed)
         elif spec.conflict.kind == "explicit":
-            pairs = conflict_labels(pairs)
+            pairs = conflict_labels(pairs, spec.conflict.direction, seed)
         return pairs
 
     def _helpful_pairs(self, spec: HelpfulSpec) -> Dataset:

@@ -41,6 +41,8 @@ from .recipe import AnalysisConfig, DataConfig, HelpfulDataConfig, PairConfig, R
 from .tasks import Task, task_class
 
 NO_CONFLICT = ConflictSetting()
+# A replicate's training seed is the run's seed plus this (per replicate): far from the seeds recipes use.
+REPLICATE_SEED_STEP = 10_000
 
 
 class _Spec:
@@ -56,14 +58,7 @@ class DataSpec(_Spec):
     stage_name: ClassVar[str] = "data"
 
     def settings(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self.config)
-        for key in (
-            "config_name",
-            "split_names",
-        ):  # added under cache version 3: unset, they leave its hashes as they were
-            if data[key] is None:
-                del data[key]
-        return {"data": data, "files": file_digests(self.config)}
+        return {"data": dataclasses.asdict(self.config), "files": file_digests(self.config)}
 
     def upstream(self) -> dict[str, Any]:
         return {}
@@ -146,6 +141,11 @@ class CeilingSpec(_Spec):
     def split(self) -> str:
         """The split it trains on."""
         return "gt"
+
+    @property
+    def train_seed(self) -> int:
+        """The seed of its training."""
+        return self.seed
 
     def settings(self) -> dict[str, Any]:
         rung = rung_settings(self.rung)
@@ -298,7 +298,28 @@ class StudentSpec(_Spec):
     start: GenerativeSpec | None = None  # the generatively finetuned model it starts from, if any
     features: FeatureSpec | None = None  # the strong rung's features, for a probe filter
     probe: Mapping[str, Any] | None = None  # the probe settings, for a probe filter
+    replicate: int = 0  # > 0: the same student at another training seed (the placebo of the deception statistics)
+    pad_ratio: float = 0.0  # > 0: trains on `round(pad_ratio * n)` more of its own pairs, as many steps as implicit
     role: ClassVar[str] = "student"
+
+    @property
+    def train_seed(self) -> int:
+        """The seed of its training (initialisation, batches, mixing, subsets): the run's, moved for a replicate."""
+        return self.seed + REPLICATE_SEED_STEP * self.replicate
+
+    @property
+    def control(self) -> str | None:
+        """What it controls for, if it is a control of the deception statistics or of a filter: `placebo` (another
+        training seed), `random-direction` (a conflict toward coin-toss responses), `budget` (a no-conflict twin
+        trained as many steps as an implicit student) or `random-subset` (as many pairs as a confidence filter keeps,
+        chosen at random); None for the students the experiment asks about."""
+        if self.replicate:
+            return "placebo"
+        if self.conflict.direction == "random":
+            return "random-direction"
+        if self.pad_ratio:
+            return "budget"
+        return "random-subset" if self.label_filter == "random" else None
 
     @property
     def strong(self) -> str:
@@ -311,8 +332,12 @@ class StudentSpec(_Spec):
         parts = [self.strong, "from-" + self.weak + "".join(f"-via-{rung}" for rung in self.via), self.method]
         if self.conflict.kind != "none":
             parts.append(self.conflict.label)
+        if self.pad_ratio:
+            parts.append(f"padded-{self.pad_ratio:g}")
         if self.label_filter != "none":
             parts.append(f"{self.label_filter}-filter")
+        if self.replicate:
+            parts.append(f"replicate{self.replicate}")
         return ".".join(parts)
 
     @property
@@ -340,8 +365,12 @@ class StudentSpec(_Spec):
         extras = [self.method]
         if self.conflict.kind != "none":
             extras.append(self.conflict.label)
+        if self.pad_ratio:
+            extras.append(f"steps of implicit-{self.pad_ratio:g}")
         if self.label_filter != "none":
             extras.append(f"{self.label_filter} filter")
+        if self.replicate:
+            extras.append(f"training seed +{REPLICATE_SEED_STEP * self.replicate}")
         chain = " -> ".join([self.weak, *self.via])
         return f"{self.strong} <- {chain} ({', '.join(extras)})"
 
@@ -369,6 +398,10 @@ class StudentSpec(_Spec):
         }
         if self.conflict.kind != "none":
             out["conflict"] = dataclasses.asdict(self.conflict)
+        if self.replicate:
+            out["replicate"] = self.replicate
+        if self.pad_ratio:
+            out["pad_ratio"] = self.pad_ratio
         if self.probe is not None:
             out["filter"] = [self.label_filter, dict(self.probe)]
         elif self.label_filter != "none":
@@ -391,6 +424,7 @@ class StudentSpec(_Spec):
             "conflict": self.conflict.label,
             "label_filter": self.label_filter,
             "seed": self.seed,
+            "control": self.control,
         }
 
 
@@ -458,22 +492,45 @@ class Plan:
         """The ceiling of `rung` trained by the recipe's task, for `seed`."""
         return self._ceilings[rung, seed]
 
+    def twin(self, student: StudentSpec) -> StudentSpec:
+        """The no-conflict twin a conflicted student is measured against (same teacher, method, filter and seed),
+        whether or not the plan has it: for the implicit conflict with controls, the twin trained as many optimizer
+        steps ([`StudentSpec.pad_ratio`])."""
+        return _twin(student, self.recipe.controls)
+
     def baseline(self, student: StudentSpec) -> StudentSpec | None:
-        """The no-conflict twin of a conflicted student (same teacher, method, filter and seed), if the plan has it."""
+        """The no-conflict twin of a conflicted student ([`Plan.twin`]), if the plan has it."""
         if student.conflict.kind == "none":
             return None
-        return self._models.get(dataclasses.replace(student, conflict=NO_CONFLICT).key)
+        return self._models.get(self.twin(student).key)
+
+    def controls(self, student: StudentSpec) -> dict[str, StudentSpec]:
+        """The controls of a conflicted student's deception statistics, those the plan has: `placebo`, its twin at
+        another training seed, and `random-direction`, the same conflict toward coin-toss responses."""
+        if student.conflict.kind == "none" or student.control is not None:
+            return {}
+        wanted = {
+            "placebo": dataclasses.replace(self.twin(student), replicate=1),
+            "random-direction": dataclasses.replace(student, conflict=student.conflict.random),
+        }
+        return {name: self._models[spec.key] for name, spec in wanted.items() if spec.key in self._models}
 
     def counterparts(self, student: StudentSpec) -> list[tuple[str, StudentSpec]]:
         """The students a student is compared with, each with what differs, those the plan has: for a method other
         than `xent`, the naive `xent` student of the same teacher, conflict and mitigation (`"method"`); for a
-        bootstrapped or filtered student, the same teacher's student without either (`"mitigation"`); for the student
-        of a weak ensemble, the same student of the ensemble's first member alone (`"ensemble"`)."""
+        bootstrapped or filtered student, the same teacher's student without either (`"mitigation"`); for a
+        confidence-filtered student, the student of a random subset of the same size (`"random subset"`); for the
+        student of a weak ensemble, the same student of the ensemble's first member alone (`"ensemble"`). Controls
+        have none: they are compared in the deception statistics."""
+        if student.control is not None:
+            return []
         wanted = []
         if student.method != "xent":
             wanted.append(("method", dataclasses.replace(student, method="xent")))
         if student.via or student.label_filter != "none":
             wanted.append(("mitigation", dataclasses.replace(student, via=(), label_filter="none")))
+        if student.label_filter == "confidence":
+            wanted.append(("random subset", dataclasses.replace(student, label_filter="random")))
         if isinstance(student.labels, EnsembleSpec):
             wanted.append(("ensemble", dataclasses.replace(student, weak=student.labels.rungs[0])))
         return [(factor, self._models[spec.key]) for factor, spec in wanted if spec.key in self._models]
@@ -529,7 +586,11 @@ class Plan:
             if labels.done:
                 kept = filter_labels(load_labels(labels.dir), spec.label_filter, spec.filter_threshold).num_rows
             text = f"{'at most ' if kept is None else f'{kept} of '}{n_split} weak labels of {spec.split}"
-            text += f" ({spec.label_filter} filter: confidence >= {spec.filter_threshold})"
+            random = spec.label_filter == "random"
+            what = "a random subset of the size of" if random else f"{spec.label_filter} filter:"
+            text += f" ({what} confidence >= {spec.filter_threshold})"
+        if spec.pad_ratio:
+            text += f" + {spec.pad_ratio:g} x as many of them again (the steps of implicit-{spec.pad_ratio:g})"
         if spec.conflict.kind == "implicit":
             ratio = spec.conflict.strength
             text += (
@@ -537,6 +598,12 @@ class Plan:
                 if isinstance(kept, int)
                 else f" + {ratio:g} helpfulness pair(s) per kept label"
             )
+            if spec.conflict.direction == "random":
+                text += " labelled by coin toss"
+        elif spec.conflict.kind == "explicit" and spec.conflict.direction == "random":
+            text += " (conflict toward coin-toss responses)"
+        if spec.replicate:
+            text += f", training seed {spec.train_seed}"
         return text
 
 
@@ -614,6 +681,8 @@ def build_plan(recipe: Recipe) -> Plan:
                         for label_filter in filters:
                             spec = student(pair.strong, labels.name, (), method, conflict, label_filter, seed, labels)
                             models[spec.key] = spec
+                            for control in _controls(spec) if recipe.controls else ():
+                                models.setdefault(control.key, add(control))
                     continue
                 teacher = ceiling(pair.weak, seed, supervisor)
                 models.setdefault(teacher.key, teacher)  # a supervisor of another task is reported too
@@ -625,4 +694,29 @@ def build_plan(recipe: Recipe) -> Plan:
                     for label_filter in filters:
                         spec = student(pair.strong, pair.weak, pair.via, method, conflict, label_filter, seed, labels)
                         models[spec.key] = spec
+                        for control in _controls(spec) if recipe.controls else ():
+                            models.setdefault(control.key, add(control))
     return Plan(recipe, data, helpful, list(steps.values()), list(models.values()))
+
+
+def _twin(student: StudentSpec, controls: bool) -> StudentSpec:
+    """The no-conflict twin a conflicted student is measured against: with controls, an implicit student's twin trains
+    on as many pairs (so as many optimizer steps)."""
+    pad = student.conflict.strength if controls and student.conflict.kind == "implicit" else 0.0
+    return dataclasses.replace(student, conflict=NO_CONFLICT, pad_ratio=pad, helpful=None)
+
+
+def _controls(spec: StudentSpec) -> list[StudentSpec]:
+    """The control students a student needs, and theirs: for a confidence-filtered one, the student of a random subset
+    of the same size (with the same conflict); for a conflicted one, its twin (trained as many steps as an implicit
+    student), and unless it is itself a control, the twin at another training seed (placebo) and the conflict in a
+    random direction."""
+    out = []
+    if spec.label_filter == "confidence":
+        out.append(dataclasses.replace(spec, label_filter="random"))
+    if spec.conflict.kind != "none":
+        twin = _twin(spec, controls=True)
+        out.append(twin)
+        if spec.control is None:
+            out += [dataclasses.replace(twin, replicate=1), dataclasses.replace(spec, conflict=spec.conflict.random)]
+    return out + [nested for control in out for nested in _controls(control)]

@@ -195,6 +195,17 @@ class DataConfig:
     test_size: int | None = field(default=None, metadata={"help": "Pairs in the test split (None: all)."})
     seed: int = field(default=0, metadata={"help": "Seed of the subsampling and of the synthetic generator."})
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings, metadata={"help": "Generator settings."})
+    evaluate_on: Literal["test", "validation"] = field(
+        default="test",
+        metadata={
+            "help": "test: every model is evaluated on the test split (reported numbers). validation: on "
+            "`validation_size` pairs held out of the ground-truth split instead, and the test split is never read: "
+            "for design choices (rungs, learning rates, thresholds) before the reported run."
+        },
+    )
+    validation_size: int | None = field(
+        default=None, metadata={"help": "Pairs of the ground-truth split held out with `evaluate_on: validation`."}
+    )
 
 
 @dataclass
@@ -401,6 +412,16 @@ class Recipe:
     )
     probe: ProbeSettings = field(
         default_factory=ProbeSettings, metadata={"help": "The probes of the knn-* and logreg-* label filters."}
+    )
+    controls: bool = field(
+        default=True,
+        metadata={
+            "help": "Train the controls the deception statistics and the confidence filter are read against: for "
+            "every conflicted student its no-conflict twin at another training seed (placebo) and the same conflict "
+            "toward coin-toss responses (random direction), an implicit student's twin trained as many steps, and "
+            "for every confidence-filtered student a random subset of the same size. false: none (quick runs; the "
+            "reports then say 'no control')."
+        },
     )
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig, metadata={"help": "Deception analysis."})
     tracking: TrackingConfig = field(
@@ -739,6 +760,10 @@ def _check(recipe: Recipe, source: str) -> None:
         size = getattr(recipe.data, size_key)
         if size is not None and size <= 0:
             raise W2SInputError(f"{source}: 'data.{size_key}' must be positive, got {size}")
+    if recipe.data.evaluate_on == "validation" and not recipe.data.validation_size:
+        raise W2SInputError(f"{source}: 'data.evaluate_on: validation' needs 'data.validation_size' (pairs held out)")
+    if recipe.data.validation_size is not None and recipe.data.validation_size <= 0:
+        raise W2SInputError(f"{source}: 'data.validation_size' must be positive, got {recipe.data.validation_size}")
     conflicts = recipe.conflicts
     if not conflicts.settings:
         raise W2SInputError(f"{source}: 'conflicts.settings' must name at least one of {', '.join(CONFLICT_KINDS)}")

@@ -47,17 +47,17 @@ class W2SRewardConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArgume
     Parameters:
         student_loss (`str`, *optional*, defaults to `"xent"`):
             How the soft labels are learned: `"xent"` (cross-entropy against them), `"logconf"` (auxiliary confidence
-            loss), `"product"`, `"window"` (confidence window), `"entropy"` (log-entropy) or `"kl"` (reverse KL to
-            the soft label); see [`w2s_align.losses`]. With hard labels, `"xent"` is TRL's reward loss.
+            loss), `"product"`, `"window"` (confidence window), `"min_entropy"` (entropy minimisation) or `"kl"`
+            (reverse KL to the soft label); see [`w2s_align.losses`]. With hard labels, `"xent"` is TRL's reward loss.
         soft_label_mode (`str`, *optional*, defaults to `"smoothing"`):
             `"smoothing"`: the soft label is the target of the cross-entropy. `"weight"`: each pair is oriented by its
             label and its loss weighted by the label's confidence `max(p, 1 - p)`.
         aux_coef (`float`, *optional*, defaults to `0.5`):
-            `logconf`: final weight of the student's own hardened predictions in the target; `entropy`: final weight
-            of the student's entropy.
+            `logconf`: final weight of the student's own hardened predictions in the target; `min_entropy`: final
+            weight of the student's entropy.
         aux_warmup_frac (`float`, *optional*, defaults to `0.2`):
-            `logconf`, `product` and `entropy`: fraction of the optimizer steps over which the student's weight ramps
-            from 0.
+            `logconf`, `product` and `min_entropy`: fraction of the optimizer steps over which the student's weight
+            ramps from 0.
         product_alpha (`float`, *optional*, defaults to `1.0`):
             `product`: exponent of the weak probability.
         product_beta (`float`, *optional*, defaults to `1.0`):
@@ -93,7 +93,8 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, RewardTrainer):
     Logged metrics, beside TRL's (`accuracy`, `margin`, `min_reward`, `mean_reward`, `max_reward`, `num_tokens`):
     `label_agreement` (how often the model sides with the label's preferred response, per batch; in training `accuracy`
     is the same), `soft_label_confidence` (mean `max(p, 1 - p)`), `loss_xent` (cross-entropy against the labels alone),
-    for `logconf` and `entropy` `aux_coef`, for `window` `window_share`, and with an explicit conflict `loss_conflict`.
+    for `logconf` and `min_entropy` `aux_coef`, for `window` `window_share`, and with an explicit conflict
+    `loss_conflict`.
     Evaluation loss is always the cross-entropy against the labels. Evaluation predicts each pair's margin with its
     label as the reference, and `eval_accuracy` (agreement with the labels over the whole `eval_dataset`) is computed
     through the `evaluate` module `pairwise_accuracy` (see [`w2s_align.evaluate_metrics`]) unless `compute_metrics` is
