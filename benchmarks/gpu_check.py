@@ -1,7 +1,7 @@
 """GPU check of w2s_align (issue 25, part 3): bf16 step times with MFU, labeling, DPO, ZeRO-3, the DPO quickstart.
 
     cd benchmarks && bash gpu_check.sh           # the device machine: installs the carried wheels, then runs this
-    cd benchmarks && python gpu_check.py         # any machine with a CUDA GPU and the stack: about 5-6 min (H200)
+    cd benchmarks && python gpu_check.py         # a CUDA GPU with the stack: 375 s on an H200
     cd benchmarks && python gpu_check.py --tiny  # CPU smoke test, tiny models and 2 timed steps: about 2 min
 
 Sections, each independent (one that fails records its error, the others still run), in this order:
