@@ -54,7 +54,7 @@ def test_a_stage_waits_for_every_stage_it_reads_and_for_nothing_else():
 
 
 def test_the_stages_most_others_wait_on_come_first():
-    steps = _plan().steps
+    steps = _plan(controls=False).steps
     count = {step.stage_name: n for step in steps for key, n in dependents(steps).items() if key == id(step)}
     # the weak ceiling: its labels, 2 direct students, the intermediate student, its labels, 2 bootstrapped students
     assert count["train-s-gt-seed0"] == 7
@@ -65,13 +65,13 @@ def test_the_stages_most_others_wait_on_come_first():
 
 def test_policies_of_one_rung_and_seed_never_train_at_once():
     # Two DPO stages of one rung and seed may start from the same SFT model, a stage of its own.
-    steps = _plan(task="dpo", conflicts={"settings": ["none", "explicit"], "alphas": [0.5]}).steps
+    steps = _plan(task="dpo", conflicts={"settings": ["none", "explicit"], "alphas": [0.5]}, controls=False).steps
     students = [step for step in steps if isinstance(step, StudentSpec) and not step.via and step.rung.name == "l"]
     assert len(students) == 2
     assert must_wait(students[1], [], [students[0]])
     ceilings = [step for step in steps if isinstance(step, CeilingSpec)]
     assert not must_wait(ceilings[1], [], [ceilings[0]])  # other rungs
-    reward = _plan(conflicts={"settings": ["none", "explicit"], "alphas": [0.5]}).steps
+    reward = _plan(conflicts={"settings": ["none", "explicit"], "alphas": [0.5]}, controls=False).steps
     students = [step for step in reward if isinstance(step, StudentSpec) and not step.via and step.rung.name == "l"]
     assert not must_wait(students[1], [], [students[0]])
 
