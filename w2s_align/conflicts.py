@@ -96,9 +96,17 @@ def explicit_conflict_loss(
 
 
 def coin_toss(pairs: Dataset, seed: int) -> list[float]:
-    """A fair coin toss per pair (1.0 or 0.0), from `seed` and the pair's `id` alone, so that a subset keeps its
-    tosses: the random direction of a control conflict, independent of the pair's content and order."""
-    return [float(hashlib.sha1(f"coin\x00{seed}\x00{pair_id}".encode()).digest()[0] % 2) for pair_id in pairs["id"]]
+    """A fair coin toss per pair choosing one of its two responses: 1.0 where it chose `chosen`, 0.0 where it chose
+    `rejected`. The toss depends on `seed`, the pair's `id` and its two texts, not on which is stored first, so a
+    swapped pair keeps the same chosen response (the label follows it) and a subset keeps its tosses: the random
+    direction of a control conflict."""
+
+    def toss(pair_id: str, chosen: str, rejected: str) -> float:
+        first = min(chosen, rejected)  # the response the coin's heads stands for, whatever the storage order
+        heads = hashlib.sha1(f"coin\x00{seed}\x00{pair_id}".encode()).digest()[0] % 2 == 0
+        return float(heads == (chosen == first)) if chosen != rejected else 0.5
+
+    return [toss(*row) for row in zip(pairs["id"], pairs["chosen"], pairs["rejected"])]
 
 
 def conflict_labels(pairs: Dataset, direction: str = "harmful", seed: int = 0) -> Dataset:

@@ -271,7 +271,8 @@ class W2SPipeline:
             self.log(f"  {spec.label_filter} filter keeps {kept.num_rows} of {pairs.num_rows} weak labels")
             pairs = kept
         if spec.pad_ratio:  # as many pairs, so as many optimizer steps, as the implicit student it is the twin of
-            extra = np.random.default_rng(seed).choice(pairs.num_rows, round(spec.pad_ratio * pairs.num_rows))
+            size = round(spec.pad_ratio * pairs.num_rows)
+            extra = np.random.default_rng(seed).choice(pairs.num_rows, size, replace=size > pairs.num_rows)
             pairs = concatenate_datasets([pairs, pairs.select(extra)]).shuffle(seed=seed)
         if spec.conflict.kind == "implicit":
             helpful = self._helpful_pairs(spec.helpful)
