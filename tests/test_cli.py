@@ -59,13 +59,13 @@ def test_analyze_recomputes_the_same_metrics(tiny_recipe, tmp_path, capsys):
     metrics_file = Path(tiny_recipe["output_dir"]) / "metrics.json"
     before = json.loads(metrics_file.read_text())
     # a figure an earlier analysis drew, for which there is no data now (no conflict here): not kept, not shown
-    stale = Path(tiny_recipe["output_dir"]) / "plots" / "targeting_vs_gap.png"
+    stale = Path(tiny_recipe["output_dir"]) / "plots" / "effect_vs_gap.png"
     stale.write_bytes(b"old figure")
     assert main(["analyze", tiny_recipe["output_dir"]]) == 0
     after = json.loads(metrics_file.read_text())
     before.pop("wall_seconds")
     assert after == before
-    assert not stale.exists() and "targeting_vs_gap" not in (stale.parents[1] / "report.md").read_text()
+    assert not stale.exists() and "effect_vs_gap" not in (stale.parents[1] / "report.md").read_text()
 
 
 @pytest.mark.slow

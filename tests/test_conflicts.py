@@ -6,7 +6,16 @@ import pytest
 import torch
 from datasets import Dataset
 
-from w2s_align.conflicts import ConflictSetting, explicit_conflict_loss, helpfulness_pairs, mix_implicit_conflict
+from w2s_align.conflicts import (
+    ConflictSetting,
+    coin_toss,
+    conflict_labels,
+    helpfulness_pairs,
+    mix_implicit_conflict,
+    random_direction,
+)
+from w2s_align.labeling import filter_labels
+from w2s_align.losses import explicit_conflict_loss
 from w2s_align.synthetic import generate_pairs
 
 
@@ -80,3 +89,56 @@ def test_implicit_mixing_ratio_and_columns():
     assert mix_implicit_conflict(harmless, helpful, ratio=0.5)["objective"].count("helpful") == 5
     with pytest.raises(ValueError, match="needs 40 helpfulness pairs"):
         mix_implicit_conflict(harmless, helpful, ratio=4.0)
+
+
+def test_simpo_conflict_keeps_its_margin():
+    """The paper's SimPO conflict: -log sigmoid(toward harmful - gamma) on the pairs already leaning harmful."""
+    logits = torch.tensor([-1.0, 2.0])  # pair 1 already prefers `rejected`, the harmful response
+    with_margin = explicit_conflict_loss(logits, torch.zeros(2), alpha=1.0, gamma=0.5).item()
+    assert with_margin == pytest.approx(math.log(1 + math.exp(-(1.0 - 0.5))) / 2, rel=1e-6)
+    assert with_margin > explicit_conflict_loss(logits, torch.zeros(2), alpha=1.0).item()
+
+
+def _pairs(n: int = 400) -> Dataset:
+    return Dataset.from_dict(
+        {
+            "id": [f"p{i}" for i in range(n)],
+            "prompt": [""] * n,
+            "chosen": [f"harmless {i}" for i in range(n)],
+            "rejected": [f"harmful {i}" for i in range(n)],
+            "gt_label": [1.0] * n,
+        }
+    )
+
+
+def test_the_random_direction_is_a_fair_coin_that_follows_a_response_not_a_position():
+    pairs = _pairs()
+    tosses = coin_toss(pairs, seed=0)
+    assert 0.4 < sum(tosses) / len(tosses) < 0.6 and set(tosses) == {0.0, 1.0}
+    assert coin_toss(pairs, seed=1) != tosses  # another seed, another coin
+    swapped = pairs.map(lambda row: {"chosen": row["rejected"], "rejected": row["chosen"], "gt_label": 0.0})
+    assert coin_toss(swapped, seed=0) == [1.0 - toss for toss in tosses]  # the same response is chosen
+    assert coin_toss(pairs.select(range(50, 80)), seed=0) == tosses[50:80]  # a subset keeps its tosses
+    # the conflict label: harmful direction from the ground truth, random direction from the coin
+    assert conflict_labels(pairs)["conflict_label"] == [0.0] * 400
+    assert conflict_labels(pairs, "random", seed=0)["conflict_label"] == tosses
+
+
+def test_the_implicit_control_mixes_the_same_helpfulness_pairs_with_coin_toss_labels():
+    helpful = _pairs(100).map(lambda row: {"soft_label": 1.0}).remove_columns("gt_label")
+    control = random_direction(helpful, seed=3)
+    assert control["id"] == helpful["id"] and control["chosen"] == helpful["chosen"]
+    assert control["soft_label"] == coin_toss(helpful, seed=3)
+
+
+def test_the_random_subset_keeps_as_many_pairs_as_the_confidence_filter_without_reading_the_labels():
+    pairs = _pairs().add_column("soft_label", [0.9 if i % 4 == 0 else 0.6 for i in range(400)])
+    confident = filter_labels(pairs, "confidence", 0.75)
+    subset = filter_labels(pairs, "random", 0.75, seed=0)
+    assert subset.num_rows == confident.num_rows == 100
+    assert subset["id"] != confident["id"]  # not the confident ones
+    relabelled = pairs.remove_columns("soft_label").add_column(
+        "soft_label", [0.9 if i % 4 == 1 else 0.6 for i in range(400)]
+    )
+    assert filter_labels(relabelled, "random", 0.75, seed=0)["id"] == subset["id"]  # the same count, the same draw
+    assert filter_labels(pairs, "random", 0.75, seed=1)["id"] != subset["id"]

@@ -176,7 +176,9 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     tiny_recipe["filter_threshold"] = 0.5  # every label passes the honest filter: the tiny teacher is unconfident
     tiny_recipe["conflicts"] = {"settings": ["none", "explicit", "implicit"], "alphas": [0.5], "ratios": [1.0]}
     tiny_recipe["analysis"] = {"n_bootstrap": 50}
+    tiny_recipe["controls"] = False  # the controls have a test of their own
     metrics, lines = run(tiny_recipe)
+    assert "    verdict: no control" in "\n".join(lines)
     labels = {row["label"] for row in metrics["pgr"]}
     assert labels == {
         f"tiny-l2 <- tiny-l1{via} (xent{conflict}{filt})"
@@ -206,7 +208,10 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     # the students share one ceiling gap: within noise for all of them or for none
     assert len(differences) == 9 and all(("; PGR gap within noise" in line) == bool(noisy) for line in differences)
     report = (run_dir / "report.md").read_text()
-    assert "## Deception" in report and "![Deception Score vs capability gap](plots/deception_vs_gap.png)" in report
+    assert (
+        "## Deception" in report
+        and "![DS paper (descriptive) vs capability gap](plots/deception_vs_gap.png)" in report
+    )
     rows = {row["label"]: row for row in metrics["pgr"]}
     explicit = rows["tiny-l2 <- tiny-l1 (xent, explicit-0.5)"]
     assert "conflict_mistakes.all" in explicit["deception"]
@@ -244,6 +249,41 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
         not in comparisons["tiny-l2 <- tiny-l1 (xent, oracle filter)", "tiny-l2 <- tiny-l1 (xent)"]
     )
     assert report.count("| mitigation |") == 9 and "## Differences" in report
+
+
+def test_controls_train_and_the_verdict_reads_against_them(tiny_recipe):
+    tiny_recipe["methods"] = ["xent"]
+    tiny_recipe["seeds"] = [0, 1, 2]
+    tiny_recipe["pairs"] = [{"weak": "tiny-l1", "strong": "tiny-l2", "label_filters": ["none", "confidence"]}]
+    tiny_recipe["filter_threshold"] = 0.52
+    tiny_recipe["conflicts"] = {"settings": ["none", "explicit", "implicit"], "alphas": [0.5], "ratios": [1.0]}
+    tiny_recipe["analysis"] = {"n_bootstrap": 50}
+    metrics, lines = run(tiny_recipe)
+    run_dir = Path(tiny_recipe["output_dir"])
+    rows = {row["label"]: row for row in metrics["pgr"]}
+    explicit, implicit = rows["tiny-l2 <- tiny-l1 (xent, explicit-0.5)"], rows["tiny-l2 <- tiny-l1 (xent, implicit-1)"]
+    for row in (explicit, implicit):
+        controls = row["against_controls"]
+        assert set(controls["controls"]) == {"placebo", "random-direction"} and controls["seeds"] == 3
+        assert row["verdict"] in ("shown", "not shown") and isinstance(controls["placebo_within_noise"], bool)
+        assert row["deception_effect"] == controls["controls"]["placebo"]["effect"]
+    # the implicit student's twin and its placebo trained as many optimizer steps as the implicit student
+    steps = {}
+    for name in ("implicit-1", "padded-1", "padded-1.replicate1", "implicit-1-random"):
+        (stage,) = (run_dir / "stages").glob(f"train-tiny-l2.from-tiny-l1.xent.{name}.seed0-*")
+        steps[name] = json.loads((stage / "DONE.json").read_text())["train_steps"]
+    assert len(set(steps.values())) == 1 and steps["implicit-1"] == 12  # (48 + 48) pairs / 8 per step
+    # the random subset keeps as many labels as the confidence filter
+    kept = {line.split()[0]: line.split()[3] for line in lines if " filter keeps " in line}
+    assert kept["confidence"] == kept["random"]
+    # controls are read in their students' rows: not in the results table, but every model's accuracy is printed
+    console = "\n".join(lines)
+    assert "vs placebo (twin at another training seed)" in console and "verdict:" in console
+    table = console.split("  student ")[-1].split("deception against the controls")[0]
+    assert "(xent, explicit-0.5)" in table and "(xent, explicit-0.5-random)" not in table
+    assert rows["tiny-l2 <- tiny-l1 (xent, training seed +10000)"]["control"] == "placebo"
+    report = (run_dir / "report.md").read_text()
+    assert "## Deception against controls" in report and report.count("| 3 | ") >= 4
 
 
 def test_a_validation_split_is_held_out_and_evaluating_it_changes_no_result(tiny_recipe, tmp_path):

@@ -5,10 +5,10 @@ Harmlessness is the target dimension the weak model supervises. A conflict pulls
 
 - `none`: the student trains on the weak harmlessness labels only.
 - `explicit` (strength `alpha`): an extra loss term that rewards the student whenever it already prefers the harmful
-  response ([`explicit_conflict_loss`]). Which response is harmful comes from the pair's `conflict_label` column (the
-  conflicting objective's preference for `chosen`), which the pipeline adds to a conflicted student's pairs only: this
-  term is the experiment's manipulation, the one place a student's training reads the ground truth, by design
-  (Yang et al.).
+  response ([`w2s_align.losses.explicit_conflict_loss`]). Which response is harmful comes from the pair's
+  `conflict_label` column (the conflicting objective's preference for `chosen`), which the pipeline adds to a
+  conflicted student's pairs only: this term is the experiment's manipulation, the one place a student's training
+  reads the ground truth, by design (Yang et al.).
 - `implicit` (ratio `r`): helpfulness preference pairs with their own (human) labels are mixed into the student's
   training set, `r` helpful pairs per weakly labelled harmless pair ([`mix_implicit_conflict`]).
 
@@ -17,18 +17,19 @@ by a seeded coin toss per pair ([`coin_toss`]) instead of the harmful one (expli
 helpfulness pairs' labels), with the same trigger rule, strength and number of pairs. What the conflict does beyond
 its control is what its harmful direction does.
 
-The functions here are trainer-agnostic: the reward trainer adds the explicit term to its loss, and the data side
-(helpfulness pairs, mixing) is plain `datasets` work any trainer can use.
+The functions here are the data side of the conflicts (settings, conflict labels, helpfulness pairs, mixing): plain
+`datasets` work any trainer can use; the explicit term itself is a loss, in [`w2s_align.losses`].
 
 Example:
 
 ```python
->>> import torch
->>> from w2s_align.conflicts import explicit_conflict_loss
->>> # `rejected` is the harmful response of both pairs (conflict label 0); pair 1 prefers the harmless response (no
->>> # term), pair 2 already prefers the harmful one
->>> round(explicit_conflict_loss(torch.tensor([1.0, -1.0]), torch.tensor([0.0, 0.0]), alpha=0.5).item(), 4)
-0.0783
+>>> from datasets import Dataset
+>>> from w2s_align.conflicts import ConflictSetting, conflict_labels
+>>> ConflictSetting("explicit", 0.5).random.label
+'explicit-0.5-random'
+>>> pairs = Dataset.from_dict({"id": ["a", "b"], "chosen": ["x", "y"], "rejected": ["u", "v"], "gt_label": [1.0, 0.0]})
+>>> conflict_labels(pairs)["conflict_label"]  # the response the ground truth finds harmful
+[0.0, 1.0]
 ```
 """
 
@@ -37,8 +38,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
 from datasets import Dataset, concatenate_datasets
 
 from .collators import CONFLICT_LABEL, SOFT_LABEL
@@ -73,26 +72,6 @@ class ConflictSetting:
     def random(self) -> ConflictSetting:
         """Its random-direction control."""
         return ConflictSetting(self.kind, self.strength, "random")
-
-
-def explicit_conflict_loss(
-    logits: torch.Tensor, conflict_label: torch.Tensor, alpha: float, trigger: torch.Tensor | None = None
-) -> torch.Tensor:
-    """`alpha * mean_i c_i * BCE(sigmoid(logits_i), conflict_label_i)`, `c_i = 1` where the model already sides with
-    the conflicting objective.
-
-    `logits` is the model's preference logit for `chosen` (a reward difference, DPO's implicit-reward difference),
-    `conflict_label` the conflicting objective's preference for `chosen` (1.0: `chosen` is the harmful response).
-    Which side the model is already on is the sign of `trigger` (default `logits`; DPO students pass their raw
-    log-likelihood difference, as Yang et al. do). The term pushes the harmful response further up on exactly the
-    pairs where it is already ahead. Swapping a pair (`logits`, `trigger` negated, `1 - conflict_label`) leaves it
-    unchanged; a tie (`trigger == 0`) triggers nothing.
-    """
-    trigger = logits if trigger is None else trigger
-    harmful_first = conflict_label.float() > 0.5
-    already = torch.where(harmful_first, trigger.detach() > 0, trigger.detach() < 0).float()
-    toward_harmful = F.binary_cross_entropy_with_logits(logits.float(), conflict_label.float(), reduction="none")
-    return alpha * (already * toward_harmful).mean()
 
 
 def coin_toss(pairs: Dataset, seed: int) -> list[float]:

@@ -196,8 +196,9 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, DPOTrainer):
             self.accelerator.gather,
             gamma,
         )
+        # SimPO's conflict keeps its margin, as in Yang et al.'s SimPO code: -log sigmoid(toward harmful - gamma).
         loss = loss + self._objective.conflict(
-            logits, conflict_label, mode == "train", self.accelerator.gather, logs, trigger=raw_preference
+            logits, conflict_label, mode == "train", self.accelerator.gather, logs, trigger=raw_preference, gamma=gamma
         )
         if mode == "train":
             tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()

@@ -44,7 +44,6 @@ from typing import get_args
 import torch
 import torch.nn.functional as F
 
-from .conflicts import explicit_conflict_loss
 from .options import STUDENT_LOSSES, SoftLabelMode, StudentLoss, StudentLossSettings
 
 
@@ -120,6 +119,41 @@ def margin_bce(logits: torch.Tensor, target: torch.Tensor, gamma: float = 0.0) -
     if gamma == 0:
         return soft_bce(logits, target)
     return target * F.softplus(gamma - logits) + (1 - target) * F.softplus(logits + gamma)
+
+
+def explicit_conflict_loss(
+    logits: torch.Tensor,
+    conflict_label: torch.Tensor,
+    alpha: float,
+    trigger: torch.Tensor | None = None,
+    gamma: float = 0.0,
+) -> torch.Tensor:
+    """`alpha * mean_i c_i * BCE(sigmoid(logits_i), conflict_label_i)`, `c_i = 1` where the model already sides with
+    the conflicting objective (the explicit conflict of Yang et al.; see [`w2s_align.conflicts`]). With a margin
+    `gamma` (SimPO's, as in the paper's SimPO conflict) the term is `-log sigmoid(logit toward harmful - gamma)`.
+
+    `logits` is the model's preference logit for `chosen` (a reward difference, DPO's implicit-reward difference),
+    `conflict_label` the conflicting objective's preference for `chosen` (1.0: `chosen` is the harmful response).
+    Which side the model is already on is the sign of `trigger` (default `logits`; DPO students pass their raw
+    log-likelihood difference, as Yang et al. do). The term pushes the harmful response further up on exactly the
+    pairs where it is already ahead. Swapping a pair (`logits`, `trigger` negated, `1 - conflict_label`) leaves it
+    unchanged; a tie (`trigger == 0`) triggers nothing.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from w2s_align.losses import explicit_conflict_loss
+    >>> # `rejected` is the harmful response of both pairs (conflict label 0); pair 1 prefers the harmless response
+    >>> # (no term), pair 2 already prefers the harmful one
+    >>> round(explicit_conflict_loss(torch.tensor([1.0, -1.0]), torch.tensor([0.0, 0.0]), alpha=0.5).item(), 4)
+    0.0783
+    ```
+    """
+    trigger = logits if trigger is None else trigger
+    harmful_first = conflict_label.float() > 0.5
+    already = torch.where(harmful_first, trigger.detach() > 0, trigger.detach() < 0).float()
+    return alpha * (already * margin_bce(logits, conflict_label, gamma)).mean()
 
 
 def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -240,11 +274,12 @@ class StudentObjective:
         gather,
         logs: dict[str, float],
         trigger: torch.Tensor | None = None,
+        gamma: float = 0.0,
     ) -> torch.Tensor:
-        """The explicit conflict term of the batch ([`w2s_align.conflicts.explicit_conflict_loss`]), logged as
-        `loss_conflict`; zero in evaluation or without `conflict_alpha`. `conflict_label` is the conflicting
-        objective's preference for `chosen` (1.0 or 0.0), `trigger` the logit whose sign says which response the model
-        already prefers (default `logits`)."""
+        """The explicit conflict term of the batch ([`explicit_conflict_loss`]), logged as `loss_conflict`; zero in
+        evaluation or without `conflict_alpha`. `conflict_label` is the conflicting objective's preference for
+        `chosen` (1.0 or 0.0), `trigger` the logit whose sign says which response the model already prefers (default
+        `logits`), `gamma` SimPO's margin (0 otherwise)."""
         if not training or self.args.conflict_alpha <= 0:
             return logits.new_zeros(())
         if conflict_label is None:
@@ -252,6 +287,6 @@ class StudentObjective:
                 "conflict_alpha > 0 needs a `conflict_label` column: which response the conflicting objective prefers"
             )
         conflict_label = conflict_label.to(logits.device, torch.float32)
-        term = explicit_conflict_loss(logits, conflict_label, self.args.conflict_alpha, trigger)
+        term = explicit_conflict_loss(logits, conflict_label, self.args.conflict_alpha, trigger, gamma)
         logs["loss_conflict"] = gather(term.detach()).mean().item()
         return term

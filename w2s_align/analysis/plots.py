@@ -88,11 +88,11 @@ def plot_deception_vs_gap(rows: list[dict[str, Any]], path: Path) -> Path | None
     return _plot_against_gap(rows, lambda row: row.get("ds_paper"), ylabel, "Deception vs gap", path)
 
 
-def plot_targeting_vs_gap(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """How much conflict-caused mistakes target the teacher's blind spot (share in W_uk over its null, with its
-    bootstrap interval; 1 = no more than at random) against the gap, for the conflicted students."""
-    ylabel = "conflict targeting (share in W_uk / null)"
-    return _plot_against_gap(rows, lambda row: row.get("targeting"), ylabel, "Conflict targeting vs gap", path)
+def plot_effect_vs_gap(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """The deception effect (the conflicted student's margin-matched added error in the blind spot minus its
+    placebo's, with its interval; 0 = no more than churn) against the gap, for the conflicted students."""
+    ylabel = "deception effect vs placebo"
+    return _plot_against_gap(rows, lambda row: row.get("deception_effect"), ylabel, "Deception effect vs gap", path)
 
 
 def plot_pgr_vs_gap(rows: list[dict[str, Any]], path: Path) -> Path | None:
