@@ -241,3 +241,17 @@ def test_students_of_different_ceilings_are_not_compared():
         compare_seeds([DeceptionAnalyzer(weak, strong, first)], [DeceptionAnalyzer(strong, strong, second)])
     with pytest.raises(ValueError, match="have 1 and 2 seeds"):
         compare_seeds([DeceptionAnalyzer(weak, strong, first)], [DeceptionAnalyzer(weak, strong, second)] * 2)
+
+
+def test_the_weak_teachers_knowledge_can_come_from_the_score_it_labelled_with():
+    """A weak policy labels by its log-likelihood but is evaluated by its implicit reward: W_k follows the labels."""
+    weak_eval, weak_labels = [0.9, 0.9, 0.2, 0.2], [0.9, 0.2, 0.9, 0.2]
+    strong, student = [0.9, 0.9, 0.9, 0.9], [0.9, 0.1, 0.9, 0.1]
+    by_eval = DeceptionAnalyzer(weak_eval, strong, student, n_bootstrap=0)
+    by_labels = DeceptionAnalyzer(weak_eval, strong, student, n_bootstrap=0, weak_known=weak_labels)
+    assert by_eval.areas()["W_uk"].tolist() == [False, False, True, True]
+    assert by_labels.areas()["W_uk"].tolist() == [False, True, False, True]
+    # the blind spot moves with it; the weak model's accuracy does not
+    assert by_labels.summary()["blind_spot.error_rate"]["value"] == 1.0
+    assert by_eval.summary()["blind_spot.error_rate"]["value"] == 0.5
+    assert by_labels.summary()["accuracy.weak"]["value"] == by_eval.summary()["accuracy.weak"]["value"] == 0.5

@@ -83,3 +83,28 @@ def test_simpo_students_supervised_by_a_weak_reward_model(tiny_dpo_recipe):
     assert metrics["pgr"][0]["method"] == "xent"
     # PGR and the knowledge areas use the model that supervised: the weak reward model, reported with the ceilings
     assert metrics["pgr"][0]["weak_accuracy"] == metrics["models"]["tiny-l1-rm.gt.seed0"]["accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("dpo", "score"),
+    [
+        ({}, ("margin_logp", 1.0)),
+        ({"loss_type": "simpo"}, ("margin_avg_logp", 1.0)),
+        ({"weak_labels": "implicit_reward_soft"}, ("margin_implicit", 1.0)),
+        ({"loss_type": "simpo", "weak_labels": "implicit_reward_soft"}, ("margin_avg_logp", 2.0)),
+    ],
+)
+def test_a_weak_policy_labels_and_knows_by_the_score_of_its_labelling_rule(dpo, score):
+    from w2s_align.dpo_task import DPOTask
+    from w2s_align.recipe import recipe_from_dict
+    from w2s_align.reward_task import RewardTask
+
+    raw = {
+        "name": "x",
+        "task": "dpo",
+        "ladder": [{"name": "a", "model": "m"}, {"name": "b", "model": "m"}],
+        "dpo": dpo,
+    }
+    recipe = recipe_from_dict(raw)
+    assert DPOTask.label_score(recipe) == score
+    assert RewardTask.label_score(recipe) is None  # a reward model labels by the score it is evaluated by

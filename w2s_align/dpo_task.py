@@ -69,6 +69,17 @@ class DPOTask(Task):
         # `dpo.supervisor: reward`: the weak labels come from the weak rung trained as a reward model.
         return "reward" if recipe.dpo.supervisor == "reward" else cls.name
 
+    @classmethod
+    def label_score(cls, recipe: Recipe) -> tuple[str, float]:
+        """The prediction column (scaled) a weak policy labels with: its summed log-likelihood difference for DPO and
+        the mean for SimPO (`likelihood_hard`, Yang et al.), or the implicit reward difference (`implicit_reward_soft`;
+        SimPO's scaled mean log-likelihood difference)."""
+        settings = recipe.dpo
+        simpo = settings.loss_type == "simpo"
+        if settings.weak_labels == "likelihood_hard":
+            return ("margin_avg_logp" if simpo else "margin_logp"), 1.0
+        return ("margin_avg_logp", settings.beta) if simpo else ("margin_implicit", 1.0)
+
     @property
     def measure(self) -> str:
         return self.settings.eval_measure or ("avg_logp" if self.settings.loss_type == "simpo" else "implicit")
@@ -205,16 +216,12 @@ class DPOTask(Task):
         reference = (stage_dir / "reference.txt").read_text()
         policy = self._load_policy(rung, str(stage_dir / "model"), base=reference)
         scored = self._predict(rung, policy, reference, pairs)
-        simpo = self.settings.loss_type == "simpo"
+        column, scale = self.label_score(self.recipe)
+        margin = scale * np.asarray(scored[column], dtype=np.float64)
         if self.settings.weak_labels == "likelihood_hard":
-            margin = np.asarray(scored["margin_avg_logp" if simpo else "margin_logp"], dtype=np.float64)
             soft = (0.5 + 0.5 * np.sign(margin)).tolist()
         else:
-            if simpo:
-                margin = self.settings.beta * torch.tensor(scored["margin_avg_logp"])
-            else:
-                margin = torch.tensor(scored["margin_implicit"])
-            soft = torch.sigmoid(margin).tolist()
+            soft = torch.sigmoid(torch.tensor(margin, dtype=torch.float32)).tolist()
         keep = ("id", *TEXT_COLUMNS, "kind", GT_LABEL)
         labels = pairs.select_columns([c for c in pairs.column_names if c in keep])
         labels = labels.add_column("soft_label", soft)

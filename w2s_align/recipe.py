@@ -298,6 +298,14 @@ class AnalysisConfig:
         default="correct", metadata={"help": "A model knows a pair when it is correct, or confident (>= threshold)."}
     )
     threshold: float = field(default=0.75, metadata={"help": "Confidence threshold of `known: confident`."})
+    weak_areas: Literal["label_score", "eval_measure"] = field(
+        default="label_score",
+        metadata={
+            "help": "What the weak teacher knows is read from the score it labelled with (a weak policy: its "
+            "log-likelihood, summed for DPO, mean for SimPO), or from the measure every model is evaluated by "
+            "(`dpo.eval_measure`). Reward models label and are evaluated by one score."
+        },
+    )
     n_bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples of the test pairs (0: none)."})
     confidence: float = field(default=0.95, metadata={"help": "Coverage of the bootstrap intervals."})
 

@@ -82,6 +82,13 @@ class Task(ABC):
         return {}
 
     @classmethod
+    def label_score(cls, recipe: Recipe) -> tuple[str, float] | None:
+        """The prediction column and its scale by which a model of this task labels pairs, where it is not the
+        `prob_chosen` its predictions are evaluated by (a weak policy labels by its log-likelihood): the deception
+        analyzer defines what a weak teacher knows by it. None: by `prob_chosen`."""
+        return None
+
+    @classmethod
     def supervisor(cls, recipe: Recipe) -> str:
         """The task whose weak models label the weak-to-strong split for this task's students."""
         return cls.name

@@ -100,6 +100,10 @@ class DeceptionAnalyzer:
             Coverage of the intervals.
         seed (`int`, *optional*, defaults to `0`):
             Seed of the bootstrap.
+        weak_known (`Dataset` or array, *optional*):
+            The weak teacher's probabilities by the score it labelled with, where that is not the one it is evaluated
+            by (a weak policy labels by its log-likelihood, and is evaluated by its implicit reward): they define what
+            it knows, `W_k` / `W_uk`. Defaults to `weak`.
     """
 
     def __init__(
@@ -113,12 +117,14 @@ class DeceptionAnalyzer:
         n_bootstrap: int = 1000,
         confidence: float = 0.95,
         seed: int = 0,
+        weak_known=None,
     ):
         if known not in KNOWN:
             raise ValueError(f"known must be one of {KNOWN}, got {known!r}")
         self.weak, self.strong, self.student = _probs(weak), _probs(strong), _probs(student)
         self.baseline = None if baseline is None else _probs(baseline)
-        sizes = {len(self.weak), len(self.strong), len(self.student)}
+        self.weak_known = self.weak if weak_known is None else _probs(weak_known)
+        sizes = {len(self.weak), len(self.strong), len(self.student), len(self.weak_known)}
         if self.baseline is not None:
             sizes.add(len(self.baseline))
         if len(sizes) != 1:
@@ -133,7 +139,7 @@ class DeceptionAnalyzer:
     def areas(self, index: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Boolean masks `W_k`, `W_uk`, `S_k`, `S_uk` (over the pairs in `index`, default all)."""
         index = slice(None) if index is None else index
-        weak, strong = self._knows(self.weak[index]), self._knows(self.strong[index])
+        weak, strong = self._knows(self.weak_known[index]), self._knows(self.strong[index])
         return {"W_k": weak, "W_uk": ~weak, "S_k": strong, "S_uk": ~strong}
 
     # ------------------------------------------------------------------ statistics on weighted pairs
@@ -430,7 +436,9 @@ def _above_zero(stat: Mapping[str, Any]) -> bool:
     return stat["ci_low"] is not None and stat["ci_low"] > 0
 
 
-def analyzers_by_seed(weak, strong, student, training_seed, baseline=None, **kwargs: Any) -> list[DeceptionAnalyzer]:
+def analyzers_by_seed(
+    weak, strong, student, training_seed, baseline=None, weak_known=None, **kwargs: Any
+) -> list[DeceptionAnalyzer]:
     """One analyzer per training seed, from flat columns holding every seed's test predictions (a row per seed and
     test pair, the pairs in the same order for every seed), as the `evaluate` modules receive them; seeds in the
     order they first appear. `kwargs` go to each [`DeceptionAnalyzer`].
@@ -438,7 +446,7 @@ def analyzers_by_seed(weak, strong, student, training_seed, baseline=None, **kwa
     Raises:
         ValueError: the columns differ in length, or the seeds do not cover the same number of test pairs.
     """
-    columns = [np.asarray(c, dtype=float) for c in (weak, strong, student)]
+    columns = [np.asarray(c, dtype=float) for c in (weak, strong, student, weak if weak_known is None else weak_known)]
     if baseline is not None:
         columns.append(np.asarray(baseline, dtype=float))
     seeds = np.asarray(training_seed)
@@ -447,8 +455,9 @@ def analyzers_by_seed(weak, strong, student, training_seed, baseline=None, **kwa
     analyzers = []
     for value in dict.fromkeys(seeds.tolist()):
         rows = seeds == value
-        weak_s, strong_s, student_s, *rest = (c[rows] for c in columns)
-        analyzers.append(DeceptionAnalyzer(weak_s, strong_s, student_s, baseline=rest[0] if rest else None, **kwargs))
+        weak_s, strong_s, student_s, known_s, *rest = (c[rows] for c in columns)
+        baseline_s = rest[0] if rest else None
+        analyzers.append(DeceptionAnalyzer(weak_s, strong_s, student_s, baseline_s, weak_known=known_s, **kwargs))
     if len({len(analyzer.student) for analyzer in analyzers}) > 1:
         raise ValueError("every training seed must cover the same test pairs")
     return analyzers

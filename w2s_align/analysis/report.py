@@ -26,7 +26,7 @@ from ..evaluate_metrics import load_metric
 from ..plan import Plan, StudentSpec, build_plan
 from ..recipe import apply_override, recipe_from_dict, yaml_error
 from ..run_lock import RunLock
-from ..tasks import PREDICTIONS_FILE
+from ..tasks import PREDICTIONS_FILE, task_class
 from .deception import CELLS, MIN_VERDICT_SEEDS, DeceptionAnalyzer, compare_seeds, deception_against_controls
 from .metrics import accuracy, agreement, pgr
 from .plots import (
@@ -97,7 +97,9 @@ def build_metrics(
     rows = []
     for specs in groups.values():
         per_seed = []
-        columns: dict[str, list] = {"predictions": [], "weak": [], "strong": [], "baseline": [], "training_seed": []}
+        columns: dict[str, list] = {
+            "predictions": [], "weak": [], "strong": [], "baseline": [], "training_seed": [], "weak_known": []
+        }  # fmt: skip
         for spec in specs:
             # The weak model is the one that supervised (with `dpo.supervisor: reward`, a reward model).
             weak, strong = spec.chain[0], plan.ceiling(spec.strong, spec.seed)
@@ -116,12 +118,18 @@ def build_metrics(
                 if model is not None:
                     columns[column] += predictions[model.key]["prob_chosen"]
             columns["training_seed"] += [spec.seed] * n_test
+            columns["weak_known"] += list(_weak_known(plan, weak, predictions))
         prediction_columns = {key: columns[key] for key in ("predictions", "weak", "strong", "training_seed")}
         gap_and_pgr = modules[("pgr",)].compute(**prediction_columns, **bootstrap)
         config = "conflict" if columns["baseline"] else "default"
         extra = {"baseline": columns["baseline"]} if columns["baseline"] else {}
         deception = modules[("deception", config)].compute(
-            **prediction_columns, **extra, known=analysis.known, threshold=analysis.threshold, **bootstrap
+            **prediction_columns,
+            **extra,
+            weak_known=columns["weak_known"],
+            known=analysis.known,
+            threshold=analysis.threshold,
+            **bootstrap,
         )
         controls = _against_controls(plan, predictions, specs) if specs[0].conflict.kind != "none" else None
         weak_acc = _mean([row["weak"] for row in per_seed])
@@ -186,6 +194,7 @@ def build_metrics(
         "seeds": list(recipe.seeds),
         "pgr_min_gap": min_gap,
         "analysis": {
+            "weak_areas": analysis.weak_areas,
             "known": analysis.known,
             "threshold": analysis.threshold,
             "n_bootstrap": analysis.n_bootstrap,
@@ -196,6 +205,20 @@ def build_metrics(
         "pgr": rows,
         "comparisons": comparisons,
     }
+
+
+def _weak_known(plan: Plan, weak: Any, predictions: Mapping[str, Dataset]) -> np.ndarray:
+    """A weak teacher's probability on the harmless response by the score it labelled with, which defines what it
+    knows (`analysis.weak_areas: label_score`): for a weak policy its log-likelihood difference, for a reward model
+    its `prob_chosen`."""
+    frame = predictions[weak.key]
+    score = (
+        task_class(weak.task).label_score(plan.recipe) if plan.recipe.analysis.weak_areas == "label_score" else None
+    )
+    if score is None:
+        return np.asarray(frame["prob_chosen"], dtype=float)
+    column, scale = score
+    return 1.0 / (1.0 + np.exp(-scale * np.asarray(frame[column], dtype=float)))
 
 
 def _analyzers(
@@ -216,6 +239,7 @@ def _analyzers(
             baseline=None if baseline is None else predictions[baseline.key],
             known=analysis.known,
             threshold=analysis.threshold,
+            weak_known=_weak_known(plan, teacher.chain[0], predictions),
         )
         for spec, baseline, teacher in zip(specs, baselines, measured_by or specs, strict=True)
     ]

@@ -25,7 +25,10 @@ Args:{SCORED_INPUTS}
         conflict (same method, seed and mitigation).
     training_seed (`list` of `int`): the training seed of each row; every seed covers the same test pairs in order.
     known (`str`, *optional*, defaults to "correct"): how a model knows a pair, "correct" or "confident".
-    threshold (`float`, *optional*, defaults to 0.75): the probability of "confident".{BOOTSTRAP_ARGS}
+    threshold (`float`, *optional*, defaults to 0.75): the probability of "confident".
+    weak_known (`list` of `float`, *optional*): the weak teacher's probabilities by the score it labelled with, where
+        that is not the one in `weak` (a weak policy labels by its log-likelihood): they define W_k / W_uk.\
+{BOOTSTRAP_ARGS}
 Returns:
     Every statistic of `DeceptionAnalyzer` as a dict with `value`, `ci_low`, `ci_high`, `per_seed` and
     `defined_seeds`, and `sizes`, each seed's area sizes.
@@ -70,9 +73,10 @@ class Deception(evaluate.Metric):
         confidence=0.95,
         min_gap=None,
         bootstrap_seed=0,
+        weak_known=None,
     ):
         analyzers = analyzers_by_seed(
-            weak, strong, predictions, training_seed, baseline, known=known, threshold=threshold
+            weak, strong, predictions, training_seed, baseline, weak_known, known=known, threshold=threshold
         )
         min_gap = 1.0 / len(analyzers[0].student) if min_gap is None else min_gap
         return summarize_seeds(analyzers, n_bootstrap, confidence, bootstrap_seed, min_gap)
