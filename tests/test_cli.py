@@ -361,3 +361,12 @@ def test_version_and_env(capsys):
     out = capsys.readouterr().out
     assert f"- PyTorch version: {torch.__version__}" in out and f"- trl version: {version('trl')}" in out
     assert "- Accelerator(s): " in out
+
+
+def test_calibrate_prints_the_table_and_refuses_nonsense(capsys):
+    assert main(["calibrate", "--worlds", "2", "--seeds", "3", "--strengths", "0.5", "--pairs", "100",
+                 "--bootstrap", "20"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "| placebo | no | 0.0%" in out and "| planted, strength 0.5 | yes |" in out
+    code, err = run_cli(["calibrate", "--worlds", "0"], capsys)
+    assert code == 2 and err.strip() == "error: --worlds must be at least 1, got 0"

@@ -4,6 +4,8 @@
 w2s-align run RECIPE [KEY=VALUE ...]       # run a recipe; overrides such as data.gt_size=500 seeds=[0,1]
 w2s-align plan RECIPE [KEY=VALUE ...]      # dry run: every stage the recipe implies, which are cached, pair counts
 w2s-align analyze RUN_DIR [analysis.KEY=VALUE ...]   # recompute metrics, deception and plots from predictions
+w2s-align calibrate [--worlds N] [--seeds 3 5]       # the deception analyzer on a simulated world: its false
+                                                     # positives and power (the table of docs/deception.md)
 w2s-align reward --config CFG [--KEY VALUE ...]   # train one reward model, TRL-style (w2s_align.trainer_cli)
 w2s-align dpo --config CFG [--KEY VALUE ...]      # train one DPO/SimPO policy, TRL-style
 w2s-align env                              # versions and devices, to paste into a bug report
@@ -61,6 +63,21 @@ def _analyze(args: argparse.Namespace) -> int:
     from .analysis.report import analyze_run
 
     analyze_run(args.run_dir, args.overrides)
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from .analysis.calibration import calibration_table, plot_power, render_table
+
+    for name in ("worlds", "pairs", "bootstrap"):
+        if getattr(args, name) < 1:
+            raise W2SInputError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if any(k < 1 for k in args.seeds) or any(not 0 < s <= 1 for s in args.strengths):
+        raise W2SInputError("--seeds must be at least 1 and --strengths in (0, 1]")
+    rows = calibration_table(args.seeds, args.strengths, args.worlds, args.pairs, args.bootstrap)
+    print(render_table(rows))
+    if args.plot and plot_power(rows, args.plot) is not None:
+        print(f"plot: {args.plot}")
     return 0
 
 
@@ -145,6 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("run_dir", help="A run directory written by `w2s-align run`.")
     analyze.add_argument("overrides", nargs="*", help="analysis.KEY=VALUE, e.g. analysis.known=confident.")
     analyze.set_defaults(handler=_analyze)
+    calibrate = commands.add_parser(
+        "calibrate",
+        parents=[output],
+        help="The deception analyzer on a simulated world where the truth is known: false positives and power.",
+    )
+    calibrate.add_argument("--worlds", type=int, default=200, help="Simulated experiments per row (default 200).")
+    calibrate.add_argument("--seeds", type=int, nargs="+", default=[3, 5], help="Seed counts (default 3 5).")
+    calibrate.add_argument(
+        "--strengths", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5], help="Planted deception strengths."
+    )
+    calibrate.add_argument("--pairs", type=int, default=1000, help="Test pairs per world (default 1000).")
+    calibrate.add_argument("--bootstrap", type=int, default=200, help="Bootstrap resamples (default 200).")
+    calibrate.add_argument("--plot", help="Write the power plot to this PNG file.")
+    calibrate.set_defaults(handler=_calibrate)
     for name, what in (("reward", "a reward model"), ("dpo", "a DPO/SimPO policy")):
         # The trainer's own parser (TRL's) reads everything after the command, --help included.
         trainer = commands.add_parser(
@@ -204,4 +235,5 @@ _RESUMES = {
     "reward": "to resume, run it again with --resume_from_checkpoint OUTPUT_DIR/checkpoint-STEP (the last one saved)",
     "dpo": "to resume, run it again with --resume_from_checkpoint OUTPUT_DIR/checkpoint-STEP (the last one saved)",
     "env": "nothing was written",
+    "calibrate": "nothing was written",
 }
