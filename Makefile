@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 .PHONY: quickstart test setup
 
 quickstart: $(BIN)/w2s-align
-	$(BIN)/w2s-align run recipes/quickstart.yaml
+	$(BIN)/w2s-align run recipes/quickstart.yaml --jobs 2
 
 test: $(BIN)/w2s-align
 	$(BIN)/python -m pytest -q

@@ -403,3 +403,16 @@ def test_pairs_with_identical_responses_are_dropped_with_a_warning_or_refused(tm
     same = write_jsonl(tmp_path / "same.jsonl", [{**row, "rejected": row["chosen"]} for row in rows])
     with pytest.raises(W2SInputError, match=r"same.jsonl: every pair's two responses are identical"):
         load_splits(dataclasses.replace(config, files={"all": str(same)}))
+
+
+def test_a_design_run_evaluates_on_a_validation_slice_of_the_ground_truth_split_and_never_reads_the_test_split():
+    config = DataConfig(source="synthetic", gt_size=60, w2s_size=40, test_size=30, seed=3)
+    reported = load_splits(config)
+    design = load_splits(dataclasses.replace(config, evaluate_on="validation", validation_size=20))
+    assert (design["gt"].num_rows, design["w2s"].num_rows, design["test"].num_rows) == (40, 40, 20)
+    gt_ids = set(reported["gt"]["id"])
+    assert set(design["test"]["id"]) <= gt_ids and set(design["gt"]["id"]) == gt_ids - set(design["test"]["id"])
+    assert not set(design["test"]["id"]) & set(reported["test"]["id"])  # the test split is not used at all
+    assert "gt_label" not in design["test"].column_names  # evaluated as a test split: `chosen` is the preferred one
+    with pytest.raises(W2SInputError, match="validation_size: 60 pairs held out"):
+        load_splits(dataclasses.replace(config, evaluate_on="validation", validation_size=60))

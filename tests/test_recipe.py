@@ -95,6 +95,18 @@ def test_pairs_default_to_every_rung_against_the_last():
             },
             "'data.test_size' must be positive",
         ),
+        (
+            {
+                "name": "x",
+                "ladder": [{"name": "a", "model": "m"}, {"name": "b", "model": "m"}],
+                "data": {"evaluate_on": "validation"},
+            },
+            "'data.evaluate_on: validation' needs 'data.validation_size'",
+        ),
+        (
+            {"name": "x", "ladder": [{"name": "a", "model": "m"}, {"name": "b", "model": "m"}], "controls": "yes"},
+            "'controls' must be true or false",
+        ),
     ],
 )
 def test_bad_recipes_name_the_file_and_key(tmp_path, raw, message):
