@@ -540,7 +540,12 @@ class Plan:
         data = cache.stage(self.data)
         sizes = data.summary() if data.done else {s: getattr(self.recipe.data, f"{s}_size") for s in SPLITS}
         n = {split: "all" if sizes[split] is None else sizes[split] for split in SPLITS}
-        rows = [(data, ", ".join(f"{split} {n[split]}" for split in SPLITS) + " pairs")]
+        config = self.recipe.data
+        names = dict(zip(SPLITS, SPLITS))
+        if config.evaluate_on == "validation":  # the split every model is evaluated on is cut from the gt split
+            n["test"] = sizes["test"] if data.done else config.validation_size
+            names["test"] = "validation (of gt; the test split is not read)"
+        rows = [(data, ", ".join(f"{names[split]} {n[split]}" for split in SPLITS) + " pairs")]
         if self.helpful is not None:
             size = math.ceil(self.helpful.ratio * n["w2s"]) if isinstance(n["w2s"], int) else "enough"
             rows.append((cache.stage(self.helpful), f"{size} helpfulness pairs ({self.helpful.config.source})"))

@@ -190,6 +190,7 @@ def build_metrics(
         accuracies.append({"label": label, "seeds": len(specs), **stat})
     return {
         "recipe": recipe.name,
+        "evaluated_on": recipe.data.evaluate_on,
         "n_test": n_test,
         "seeds": list(recipe.seeds),
         "pgr_min_gap": min_gap,
@@ -433,7 +434,10 @@ def _control_lines(row: dict[str, Any], indent: str = "    ") -> list[str]:
 def render_console(metrics: dict[str, Any]) -> str:
     """The results table printed at the end of a run."""
     analysis = metrics["analysis"]
-    lines = [f"\n{metrics['recipe']}: test accuracy over {len(metrics['seeds'])} seed(s), {metrics['n_test']} pairs"]
+    split = "test" if metrics.get("evaluated_on", "test") == "test" else "validation (the test split was not read)"
+    lines = [
+        f"\n{metrics['recipe']}: {split} accuracy over {len(metrics['seeds'])} seed(s), {metrics['n_test']} pairs"
+    ]
     accuracies = _accuracy_rows(metrics)
     width = max(len(row["label"]) for row in accuracies) + 2
     for row in accuracies:
@@ -490,7 +494,12 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
     lines = [
         f"# {metrics['recipe']}",
         "",
-        f"Test split: {metrics['n_test']} pairs. Seeds: {metrics['seeds']}. Accuracies are means over seeds. PGR is "
+        (
+            "Test split"
+            if metrics.get("evaluated_on", "test") == "test"
+            else "Evaluated on a validation slice of the ground-truth split (the test split was not read)"
+        )
+        + f": {metrics['n_test']} pairs. Seeds: {metrics['seeds']}. Accuracies are means over seeds. PGR is "
         f"computed from the mean accuracies and is undefined when the strong ceiling is not above the weak model by "
         f"at least {metrics['pgr_min_gap']:.4f} (one test pair).",
         "",
