@@ -83,6 +83,8 @@ def test_controls_of_conflicted_and_filtered_students():
     assert set(plan.controls(filtered)) == {"placebo", "random-direction"}
     # controls are not asked about themselves, and every control stage is planned once
     assert all(not plan.controls(spec) and not plan.counterparts(spec) for spec in controls.values())
+    # controls have no controls of their own: no random subset of a placebo
+    assert not [key for key in models if "random-filter.replicate" in key or "-random.random-filter" in key]
     names = [step.stage_name for step in plan.steps]
     assert len(names) == len(set(names))
     assert {spec.control for spec in models.values() if isinstance(spec, StudentSpec)} == {

@@ -717,7 +717,7 @@ def _controls(spec: StudentSpec) -> list[StudentSpec]:
     student), and unless it is itself a control, the twin at another training seed (placebo) and the conflict in a
     random direction."""
     out = []
-    if spec.label_filter == "confidence":
+    if spec.label_filter == "confidence" and spec.control is None:
         out.append(dataclasses.replace(spec, label_filter="random"))
     if spec.conflict.kind != "none":
         twin = _twin(spec, controls=True)
