@@ -30,8 +30,10 @@ pytestmark = pytest.mark.slow
 
 
 def _random_batches(raw: dict) -> dict:
-    """The batches the first records were made with, before length grouping became the default."""
+    """The batches the first records were made with, before length grouping became the default; no controls (they are
+    more students of the same kind, tested in test_pipeline.py)."""
     raw["training"]["train_sampling_strategy"] = "random"
+    raw["controls"] = False
     return raw
 
 
@@ -68,6 +70,7 @@ def _simpo_supervised_by_a_reward_model(raw: dict) -> dict:
 def _grouped_by_length(raw: dict) -> dict:
     """Length-grouped batches (the default), small enough batches for several length groups."""
     raw["training"]["per_device_train_batch_size"] = 4
+    raw["controls"] = False
     raw["conflicts"] = {"settings": ["none", "explicit"]}
     return raw
 
