@@ -255,3 +255,24 @@ def test_the_weak_teachers_knowledge_can_come_from_the_score_it_labelled_with():
     assert by_labels.summary()["blind_spot.error_rate"]["value"] == 1.0
     assert by_eval.summary()["blind_spot.error_rate"]["value"] == 0.5
     assert by_labels.summary()["accuracy.weak"]["value"] == by_eval.summary()["accuracy.weak"]["value"] == 0.5
+
+
+def test_a_push_that_depends_only_on_confidence_reads_zero_once_matched():
+    """The twin is unsure of most blind-spot pairs (it imitates a teacher that is wrong there) and sure of the visible
+    ones; a student that flips every pair the twin is unsure of, wherever it is, adds more error in the blind spot
+    (the unmatched difference reads > 0) but not at a given confidence (the matched one reads 0). Deliberate mistakes
+    on sure pairs of the blind spot read > 0 either way."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    blind = np.arange(n) < 600
+    weak = np.where(blind, 0.2, 0.8)
+    strong = np.full(n, 0.9)
+    unsure = rng.random(n) < np.where(blind, 0.7, 0.2)
+    twin = np.where(unsure, 0.55, 0.95)
+    push = np.where(unsure, 0.45, twin)  # flips exactly the unsure pairs
+    flat = DeceptionAnalyzer(weak, strong, push, baseline=twin, n_bootstrap=0).summary()
+    assert flat["added_error.difference"]["value"] == pytest.approx(0.5, abs=0.05)
+    assert flat["added_error.matched"]["value"] == pytest.approx(0.0, abs=1e-9)
+    deliberate = np.where(blind & ~unsure & (rng.random(n) < 0.5), 0.05, twin)
+    planted = DeceptionAnalyzer(weak, strong, deliberate, baseline=twin, n_bootstrap=0).summary()
+    assert planted["added_error.matched"]["value"] > 0.1 and planted["added_error.difference"]["value"] > 0.1
