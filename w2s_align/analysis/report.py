@@ -131,7 +131,11 @@ def build_metrics(
             threshold=analysis.threshold,
             **bootstrap,
         )
-        controls = _against_controls(plan, predictions, specs) if specs[0].conflict.kind != "none" else None
+        # The headline of a conflicted student (a control is read in its student's row): its deception effect
+        # against the controls, and what it says.
+        studied = specs[0].conflict.kind != "none" and specs[0].control is None
+        controls = _against_controls(plan, predictions, specs) if studied else None
+        effect = None if controls is None else controls["controls"].get("placebo", {}).get("effect")
         weak_acc = _mean([row["weak"] for row in per_seed])
         strong_acc = _mean([row["strong"] for row in per_seed])
         student_acc = _mean([row["student"] for row in per_seed])
@@ -161,11 +165,8 @@ def build_metrics(
                 "per_seed": per_seed,
                 "ds_paper": deception["blind_spot.error_rate"],
                 "targeting": deception.get("conflict.targeting"),
-                # The headline: the margin-matched added error against the controls, and what it says.
                 "against_controls": controls,
-                "deception_effect": None
-                if controls is None
-                else controls["controls"].get("placebo", {}).get("effect"),
+                "deception_effect": effect,
                 "verdict": None if controls is None else controls["verdict"],
                 "deception": deception,
                 "table": {
