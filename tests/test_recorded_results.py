@@ -1,7 +1,10 @@
 """Tiny reward and DPO recipes give the recorded numbers: random batches (`reward`, `dpo`, `simpo-rm`) and
 length-grouped ones (`reward-grouped`). Recorded again on purpose when the measurement defects of issue 11 were fixed
 (training pairs in random order, swap-invariant losses, bootstrapping labelling the split its teacher did not train
-on, DPO students on hard likelihood labels, PGR intervals).
+on, DPO students on hard likelihood labels, PGR intervals). Recorded again for issue 24, whose changes left every
+model, margin and label as recorded (checked before recording) and changed the intervals (resampled by pair weights,
+with a t-based seed part) and a DPO student's Deception Score (what a weak policy knows is read from the
+log-likelihood it labelled with).
 
 The recorded file holds every model's test accuracy and per-example margins, every weak label, and every student's PGR
 and Deception Score. A change that is meant to alter results updates it deliberately:
