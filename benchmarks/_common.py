@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -49,6 +50,93 @@ def device_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
 
 
+def training_kwargs(batch: int, max_steps: int, **extra) -> dict:
+    """The config arguments every contender of a step-time benchmark shares: `batch` pairs a step, `max_steps` steps,
+    no saving, logging or progress bar, seed 0; `extra` (e.g. `max_length`, `beta`) is added as is."""
+    return dict(
+        per_device_train_batch_size=batch,
+        max_steps=max_steps,
+        learning_rate=1e-5,
+        report_to=[],
+        save_strategy="no",
+        disable_tqdm=True,
+        logging_steps=1000,
+        seed=0,
+        **extra,
+    )
+
+
+def contender_trainer(
+    name: str,
+    trl: tuple,
+    w2s: tuple,
+    common: dict,
+    data,
+    output_dir: str,
+    callbacks,
+    bf16: bool,
+    extra,
+    **trainer_kwargs,
+):
+    """TRL's trainer (`name="trl"`) or the W2S trainer with student loss `name`; `trl` and `w2s` are each a
+    (config class, trainer class) pair; `trainer_kwargs` (`model`, `ref_model`, `processing_class`) go to either one.
+
+    `common` and `extra` go into both configs. No activation checkpointing, and the W2S trainer draws TRL's random
+    batches (this times the loss and the step, not the batching); TRL gets `data` without its `soft_label` column.
+    Both get the same `bf16` (default `False`: fp32, like for like; on a CPU the W2S config would derive `False`
+    anyway). The printer callback is removed (stdout stays for the JSON result).
+    """
+    from transformers.trainer_callback import PrinterCallback
+
+    if name == "trl":
+        config_class, trainer_class = trl
+        config = config_class(**common, **extra, output_dir=output_dir, bf16=bool(bf16), gradient_checkpointing=False)
+        data = data.remove_columns("soft_label")
+    else:
+        config_class, trainer_class = w2s
+        config = config_class(
+            **common,
+            **extra,
+            output_dir=output_dir,
+            bf16=bool(bf16),
+            student_loss=name,
+            activation_checkpointing=False,
+            train_sampling_strategy="random",
+        )
+    trainer = trainer_class(args=config, train_dataset=data, callbacks=list(callbacks), **trainer_kwargs)
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def reward_trainer(name: str, common: dict, base, data, tokenizer, output_dir: str, callbacks=(), bf16=False, **extra):
+    """TRL's RewardTrainer or W2SRewardTrainer (see `contender_trainer`) on a copy of `base`; `data` holds
+    `chosen_ids`, `rejected_ids` and `soft_label`."""
+    from trl import RewardConfig, RewardTrainer
+
+    from w2s_align import W2SRewardConfig, W2SRewardTrainer
+
+    classes = (RewardConfig, RewardTrainer), (W2SRewardConfig, W2SRewardTrainer)
+    return contender_trainer(
+        name, *classes, common, data, output_dir, callbacks, bf16, extra,
+        model=copy.deepcopy(base), processing_class=tokenizer,
+    )  # fmt: skip
+
+
+def dpo_trainer(name: str, common: dict, base, data, tokenizer, output_dir: str, callbacks=(), bf16=False, **extra):
+    """TRL's DPOTrainer or W2SDPOTrainer (see `contender_trainer`): policy and explicit reference model are copies of
+    `base` (neither trainer loads one), reference log-probs on the fly; `data` holds `prompt`, `chosen`, `rejected`
+    and `soft_label`."""
+    from trl import DPOConfig, DPOTrainer
+
+    from w2s_align import W2SDPOConfig, W2SDPOTrainer
+
+    classes = (DPOConfig, DPOTrainer), (W2SDPOConfig, W2SDPOTrainer)
+    return contender_trainer(
+        name, *classes, common, data, output_dir, callbacks, bf16, extra,
+        model=copy.deepcopy(base), ref_model=copy.deepcopy(base), processing_class=tokenizer,
+    )  # fmt: skip
+
+
 def compare_step_times(run_one, steps: int, warmup: int, repeats: int, batch: int, **common) -> dict:
     """Median step time of TRL and the W2S trainer (xent, logconf), interleaved over repeats with the order rotated.
 
@@ -58,17 +146,7 @@ def compare_step_times(run_one, steps: int, warmup: int, repeats: int, batch: in
     import statistics
 
     names = ["trl", "xent", "logconf"]
-    kwargs = dict(
-        per_device_train_batch_size=batch,
-        max_steps=steps + warmup,
-        learning_rate=1e-5,
-        report_to=[],
-        save_strategy="no",
-        disable_tqdm=True,
-        logging_steps=1000,
-        seed=0,
-        **common,
-    )
+    kwargs = training_kwargs(batch, steps + warmup, **common)
     times = {name: [] for name in names}
     for repeat in range(repeats):
         for name in names[repeat % 3 :] + names[: repeat % 3]:

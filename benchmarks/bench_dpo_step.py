@@ -11,16 +11,12 @@ interleaved over repeats (order rotated) and the ratio is the median of the per-
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 
-from _common import compare_step_times, device_name, quiet
+from _common import compare_step_times, device_name, dpo_trainer, quiet
 from bench_trainer_step import StepTimer
 from transformers import AutoModelForCausalLM
-from transformers.trainer_callback import PrinterCallback
-from trl import DPOConfig, DPOTrainer
 
-from w2s_align import W2SDPOConfig, W2SDPOTrainer
 from w2s_align.models import load_tokenizer, resolve_model_path
 from w2s_align.synthetic import generate_pairs
 
@@ -45,36 +41,8 @@ def main() -> None:
     data = data.add_column("soft_label", [0.7] * data.num_rows)
 
     def run_one(name: str, common: dict) -> list[float]:
-        model, reference = copy.deepcopy(base), copy.deepcopy(base)
         timer = StepTimer()
-        if name == "trl":
-            config = DPOConfig(**common, output_dir="runs/bench-dpo", bf16=False, gradient_checkpointing=False)
-            trainer = DPOTrainer(
-                model=model,
-                ref_model=reference,
-                args=config,
-                processing_class=tokenizer,
-                train_dataset=data.remove_columns("soft_label"),
-                callbacks=[timer],
-            )
-        else:
-            config = W2SDPOConfig(
-                **common,
-                output_dir="runs/bench-dpo",
-                student_loss=name,
-                activation_checkpointing=False,
-                train_sampling_strategy="random",  # TRL's batches: this benchmark times the loss, not the batching
-            )
-            trainer = W2SDPOTrainer(
-                model=model,
-                ref_model=reference,
-                args=config,
-                processing_class=tokenizer,
-                train_dataset=data,
-                callbacks=[timer],
-            )
-        trainer.remove_callback(PrinterCallback)
-        trainer.train()
+        dpo_trainer(name, common, base, data, tokenizer, "runs/bench-dpo", callbacks=[timer]).train()
         return timer.times
 
     result = compare_step_times(

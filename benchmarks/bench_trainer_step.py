@@ -11,17 +11,13 @@ drift of the machine hits them all alike.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 
 import torch
-from _common import compare_step_times, device_name, load_model, quiet, real_or_synthetic_pairs
+from _common import compare_step_times, device_name, load_model, quiet, real_or_synthetic_pairs, reward_trainer
 from transformers import TrainerCallback
-from transformers.trainer_callback import PrinterCallback
-from trl import RewardConfig, RewardTrainer
 
-from w2s_align import W2SRewardConfig, W2SRewardTrainer
 from w2s_align.models import tokenize_pairs
 
 
@@ -61,32 +57,7 @@ def main() -> None:
 
     def run_one(name: str, common: dict) -> list[float]:
         timer = StepTimer()
-        if name == "trl":
-            config = RewardConfig(**common, output_dir="runs/bench-step", bf16=False, gradient_checkpointing=False)
-            trainer = RewardTrainer(
-                model=copy.deepcopy(base),
-                args=config,
-                callbacks=[timer],
-                train_dataset=data.remove_columns("soft_label"),
-                processing_class=tokenizer,
-            )
-        else:
-            config = W2SRewardConfig(
-                **common,
-                output_dir="runs/bench-step",
-                student_loss=name,
-                activation_checkpointing=False,
-                train_sampling_strategy="random",  # TRL's batches: this benchmark times the loss, not the batching
-            )
-            trainer = W2SRewardTrainer(
-                model=copy.deepcopy(base),
-                args=config,
-                callbacks=[timer],
-                train_dataset=data,
-                processing_class=tokenizer,
-            )
-        trainer.remove_callback(PrinterCallback)  # keep stdout for the JSON result
-        trainer.train()
+        reward_trainer(name, common, base, data, tokenizer, "runs/bench-step", callbacks=[timer]).train()
         return timer.times
 
     result = compare_step_times(run_one, args.steps, args.warmup, args.repeats, args.batch, max_length=None)

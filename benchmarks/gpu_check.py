@@ -35,7 +35,6 @@ early keeps what it measured. Progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import json
 import os
@@ -56,7 +55,7 @@ os.environ.setdefault("W2S_ALIGN_CACHE", tempfile.mkdtemp(prefix="gpu-check-cach
 TRAINER_DIR = tempfile.mkdtemp(prefix="gpu-check-trainers-")  # output_dir of every trainer (nothing is saved)
 
 import torch  # noqa: E402
-from _common import compare_step_times, device_name, quiet  # noqa: E402
+from _common import compare_step_times, device_name, dpo_trainer, quiet, reward_trainer, training_kwargs  # noqa: E402
 from bench_trainer_step import StepTimer  # noqa: E402
 
 EOS = "<|endoftext|>"
@@ -244,42 +243,9 @@ def random_pairs(n: int, length: int, vocab_size: int, seed: int = 0):
     return Dataset.from_dict({"chosen_ids": rows["c"], "rejected_ids": rows["r"], "soft_label": [0.7] * n})
 
 
-def reward_contender(name: str, common: dict, base, data, tokenizer, bf16: bool, timer, extra_args=None):
+def reward_contender(name: str, common: dict, base, data, tokenizer, bf16: bool, timer):
     """A trainer for contender `name` (trl, or a W2S student loss) on a copy of `base`, timed by `timer`."""
-    from transformers.trainer_callback import PrinterCallback
-    from trl import RewardConfig, RewardTrainer
-
-    from w2s_align import W2SRewardConfig, W2SRewardTrainer
-
-    extra_args = extra_args or {}
-    if name == "trl":
-        config = RewardConfig(**common, **extra_args, output_dir=TRAINER_DIR, bf16=bf16, gradient_checkpointing=False)
-        trainer = RewardTrainer(
-            model=copy.deepcopy(base),
-            args=config,
-            callbacks=[timer],
-            train_dataset=data.remove_columns("soft_label"),
-            processing_class=tokenizer,
-        )
-    else:
-        config = W2SRewardConfig(
-            **common,
-            **extra_args,
-            output_dir=TRAINER_DIR,
-            bf16=bf16,
-            student_loss=name,
-            activation_checkpointing=False,
-            train_sampling_strategy="random",  # TRL's batches: this times the loss and the step, not the batching
-        )
-        trainer = W2SRewardTrainer(
-            model=copy.deepcopy(base),
-            args=config,
-            callbacks=[timer],
-            train_dataset=data,
-            processing_class=tokenizer,
-        )
-    trainer.remove_callback(PrinterCallback)
-    return trainer
+    return reward_trainer(name, common, base, data, tokenizer, TRAINER_DIR, callbacks=[timer], bf16=bf16)
 
 
 def run_contender(make_trainer, memory: dict, name: str, after_train=None) -> list[float]:
@@ -433,10 +399,6 @@ def section_labeling(args) -> dict:
 def section_dpo(args, measured: float | None) -> dict:
     from datasets import Dataset
     from transformers import GPT2LMHeadModel
-    from transformers.trainer_callback import PrinterCallback
-    from trl import DPOConfig, DPOTrainer
-
-    from w2s_align import W2SDPOConfig, W2SDPOTrainer
 
     shape = TINY_SHAPES["tiny-2x64"] if args.tiny else SHAPES["gpt2-124M"]
     vocab, batch = args.vocab, args.dpo_batch
@@ -464,35 +426,7 @@ def section_dpo(args, measured: float | None) -> dict:
         log(f"  dpo: {name}")
 
         def make(timer):
-            model, reference = copy.deepcopy(base), copy.deepcopy(base)
-            if name == "trl":
-                dpo_config = DPOConfig(**common, output_dir=TRAINER_DIR, bf16=args.bf16, gradient_checkpointing=False)
-                trainer = DPOTrainer(
-                    model=model,
-                    ref_model=reference,
-                    args=dpo_config,
-                    processing_class=tokenizer,
-                    train_dataset=data.remove_columns("soft_label"),
-                    callbacks=[timer],
-                )
-            else:
-                dpo_config = W2SDPOConfig(
-                    **common,
-                    output_dir=TRAINER_DIR,
-                    bf16=args.bf16,
-                    student_loss=name,
-                    activation_checkpointing=False,
-                    train_sampling_strategy="random",
-                )
-                trainer = W2SDPOTrainer(
-                    model=model,
-                    ref_model=reference,
-                    args=dpo_config,
-                    processing_class=tokenizer,
-                    train_dataset=data,
-                    callbacks=[timer],
-                )
-            trainer.remove_callback(PrinterCallback)
+            trainer = dpo_trainer(name, common, base, data, tokenizer, TRAINER_DIR, callbacks=[timer], bf16=args.bf16)
             original_train = trainer.train
 
             def train():
@@ -536,6 +470,20 @@ def section_dpo(args, measured: float | None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- quickstart
+def timed_run(label: str, command: list[str], env: dict, timeout: float) -> tuple:
+    """Run `command` in the repository root, time-boxed: (returncode or "timeout", stdout, stderr, wall seconds)."""
+    log(f"  {label}: {' '.join(command[1:])} (timeout {timeout:.0f} s)")
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        rc, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired as error:
+        rc = "timeout"
+        stdout = error.stdout.decode() if isinstance(error.stdout, bytes) else (error.stdout or "")
+        stderr = error.stderr.decode() if isinstance(error.stderr, bytes) else (error.stderr or "")
+    return rc, stdout, stderr, time.perf_counter() - start
+
+
 def section_quickstart(args, timeout: float) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="gpu-check-qs-"))
     cache = args.quickstart_cache or str(workdir / "cache")
@@ -550,16 +498,7 @@ def section_quickstart(args, timeout: float) -> dict:
             "conflicts.settings=[none]",
             "methods=[xent]",
         ]
-    log(f"  quickstart: {' '.join(command[1:])} (timeout {timeout:.0f} s)")
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-        rc, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
-    except subprocess.TimeoutExpired as error:
-        rc = "timeout"
-        stdout = error.stdout.decode() if isinstance(error.stdout, bytes) else (error.stdout or "")
-        stderr = error.stderr.decode() if isinstance(error.stderr, bytes) else (error.stderr or "")
-    wall = time.perf_counter() - start
+    rc, stdout, stderr, wall = timed_run("quickstart", command, env, timeout)
     out = {
         "command": f"W2S_ALIGN_CACHE={args.quickstart_cache or '<empty>'} " + " ".join(["python", *command[1:]]),
         "returncode": rc,
@@ -600,20 +539,12 @@ def section_zero3(args, timeout: float, plain: dict | None) -> dict:
     env = {**os.environ, "PYTHONPATH": pythonpath()}
     if cuda():
         env["DS_ACCELERATOR"] = "cuda"
-    log(f"  zero3: {' '.join(command[1:])} (timeout {timeout:.0f} s)")
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-        rc, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
-    except subprocess.TimeoutExpired as error:
-        rc = "timeout"
-        stdout = error.stdout.decode() if isinstance(error.stdout, bytes) else (error.stdout or "")
-        stderr = error.stderr.decode() if isinstance(error.stderr, bytes) else (error.stderr or "")
+    rc, stdout, stderr, wall = timed_run("zero3", command, env, timeout)
     out: dict = {
         "command": "accelerate launch " + " ".join(command[3:]),
         "config": "accelerate_configs/deepspeed_zero3.yaml without its `mixed_precision` key (see the code comment)",
         "returncode": rc,
-        "wall_s": time.perf_counter() - start,
+        "wall_s": wall,
     }
     if result_file.is_file():
         out.update(json.loads(result_file.read_text()))
@@ -641,17 +572,7 @@ def worker_zero3(args) -> None:
     config = gpt2_config(shape, args.vocab, max(1024, args.seq), num_labels=1)
     base = GPT2ForSequenceClassification(config)
     data = random_pairs((args.steps + args.warmup) * args.batch, args.seq, args.vocab)
-    common = dict(
-        per_device_train_batch_size=args.batch,
-        max_steps=args.steps + args.warmup,
-        learning_rate=1e-5,
-        report_to=[],
-        save_strategy="no",
-        disable_tqdm=True,
-        logging_steps=1000,
-        seed=0,
-        max_length=None,
-    )
+    common = training_kwargs(args.batch, args.steps + args.warmup, max_length=None)
     memory: dict = {}
     out.update(shape=shape_name, batch_pairs=args.batch, seq_len=args.seq, bf16=args.bf16)
     try:
