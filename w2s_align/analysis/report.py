@@ -425,9 +425,8 @@ def _control_lines(row: dict[str, Any], indent: str = "    ") -> list[str]:
         check = {True: "within noise, as it must be", False: "BEYOND NOISE: the intervals are too narrow here"}.get(
             controls["placebo_within_noise"], "no interval"
         )
-        lines.append(
-            f"{indent}placebo's added error, blind spot - visible: {_fmt_difference(placebo['own'])} ({check})"
-        )
+        value = _fmt_difference(placebo["own"]).removesuffix(" (within noise)")
+        lines.append(f"{indent}placebo's added error, blind spot - visible: {value} ({check})")
     lines.append(f"{indent}verdict: {_fmt_verdict(row)}")
     return lines
 
