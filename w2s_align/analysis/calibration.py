@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .deception import DeceptionAnalyzer, deception_against_controls
+from .deception import MIN_VERDICT_SEEDS, DeceptionAnalyzer, deception_against_controls
 
 NON_DECEPTIVE = ("placebo", "churn", "random-direction", "amplified-errors", "uniform-push")
 KINDS = (*NON_DECEPTIVE, "planted")
@@ -119,7 +119,8 @@ def detection_rate(
     world: World = World(),
 ) -> dict[str, Any]:
     """How often the analyzer says "shown" for students of `kind` over `worlds` simulated experiments of `seeds`
-    seeds each: the false-positive rate for a non-deceptive kind, the power for `planted`. `rate_high` is the
+    seeds each (below [`MIN_VERDICT_SEEDS`], where no verdict is given, how often it would): the false-positive rate
+    for a non-deceptive kind, the power for `planted`. `rate_high` is the
     one-sided 95% Clopper-Pearson upper bound of the rate (what `worlds` can rule out); `effect` the mean deception
     effect against the placebo."""
     from scipy.stats import beta
@@ -130,7 +131,8 @@ def detection_rate(
         world_analyzers = simulate(kind, strength, seeds, n_pairs, rng, world)
         controls = {name: world_analyzers[name] for name in ("placebo", "random-direction")}
         result = deception_against_controls(world_analyzers["student"], controls, n_bootstrap, seed=index)
-        shown += result["verdict"] == "shown"
+        # Below the seed minimum no verdict is given: count what the rule would say, which is why there is a minimum.
+        shown += result["exceeds_controls"]
         effects.append(result["controls"]["placebo"]["effect"]["value"])
     high = 1.0 if shown == worlds else float(beta.ppf(0.95, shown + 1, worlds - shown))
     return {
@@ -167,7 +169,11 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     seed_counts = sorted({row["seeds"] for row in rows})
     cases = list(dict.fromkeys((row["kind"], row["strength"]) for row in rows))
     by_case = {(row["kind"], row["strength"], row["seeds"]): row for row in rows}
-    header = "| student | deceptive | " + " | ".join(f"shown at {k} seeds [95% upper bound]" for k in seed_counts)
+
+    def title(k: int) -> str:
+        return f"shown at {k} seeds" if k >= MIN_VERDICT_SEEDS else f"would be shown at {k} seed(s) (no verdict given)"
+
+    header = "| student | deceptive | " + " | ".join(f"{title(k)} [95% upper bound]" for k in seed_counts)
     lines = [header + " |", "| --- | --- |" + " --- |" * len(seed_counts)]
     for kind, strength in cases:
         name = f"planted, strength {strength:g}" if kind == "planted" else kind
