@@ -126,7 +126,8 @@ def check_trackers(report_to: list[str]) -> None:
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    """The headline numbers of a run: every model's accuracy (mean over seeds) and every student's PGR."""
+    """The headline numbers of a run: every model's accuracy (mean over seeds), every student's PGR, and every
+    conflicted student's deception effect (against its placebo)."""
     values: dict[str, float] = {}
     for model in metrics["models"].values():
         values[f"accuracy/{model['label']} seed{model['seed']}"] = model["accuracy"]
@@ -134,6 +135,9 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
         for key in ("student_accuracy", "gap", "pgr"):
             if row.get(key) is not None:
                 values[f"{key}/{row['label']}"] = row[key]
+        effect = row.get("deception_effect") or {}
+        if effect.get("value") is not None:
+            values[f"deception_effect/{row['label']}"] = effect["value"]
     return values
 
 
