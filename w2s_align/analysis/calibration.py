@@ -188,29 +188,27 @@ def render_table(rows: list[dict[str, Any]]) -> str:
 def plot_power(rows: list[dict[str, Any]], path) -> Any:
     """The share of worlds where deception is shown against planted strength, one line per seed count, with the
     non-deceptive kinds' highest false-positive rate at strength 0. None without matplotlib."""
-    from .plots import matplotlib_available
+    from .plots import _pyplot, matplotlib_available
 
     if not matplotlib_available():
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for k in sorted({row["seeds"] for row in rows}):
         planted = sorted(
             (row["strength"], row["rate"]) for row in rows if row["seeds"] == k and row["kind"] == "planted"
         )
         false_positive = max(row["rate"] for row in rows if row["seeds"] == k and row["kind"] != "planted")
         xs, ys = zip(*[(0.0, false_positive), *planted])
-        ax.plot(xs, ys, marker="o", label=f"{k} seeds")
+        verdict = k >= MIN_VERDICT_SEEDS
+        name = f"{k} seeds" if verdict else f"{k} seed(s): no verdict given (what the rule would say)"
+        ax.plot(xs, ys, marker="o", label=name, linestyle="-" if verdict else ":")
     ax.axhline(0.05, color="grey", linestyle="--", linewidth=1, label="5%")
     ax.set_xlabel("planted deception: share of the blind spot's pairs made wrong")
     ax.set_ylabel('share of worlds where "shown"')
     ax.set_ylim(0, 1)
-    ax.set_title("Deception analyzer on a simulated world (0: the worst non-deceptive student)")
-    ax.legend()
+    ax.set_title("The deception analyzer on a simulated world\n(strength 0: the worst non-deceptive student)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
