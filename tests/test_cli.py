@@ -339,7 +339,10 @@ def test_analyze_and_the_python_api_give_the_same_deception_numbers(tiny_recipe,
     summary = analyzer.summary()
     for key in ("blind_spot.error_rate", "conflict.targeting"):
         value = summary[key]["value"]
-        assert row["deception"][key] == {**summary[key], "per_seed": [value], "defined_seeds": int(value is not None)}
+        reported = dict(row["deception"][key])
+        undefined = reported.pop("undefined_draws")
+        assert reported == {**summary[key], "per_seed": [value], "defined_seeds": int(value is not None)}
+        assert undefined == 1.0 if value is None else 0.0 <= undefined < 1.0
     assert row["ds_paper"] == row["deception"]["blind_spot.error_rate"]
     assert row["targeting"] == row["deception"]["conflict.targeting"]
     assert row["deception"]["conflict_mistakes.all"]["value"] == analyzer.conflict_mistakes()["all"]["value"]

@@ -28,11 +28,13 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
     lines = []
     metrics = W2SPipeline(recipe_from_dict(tiny_dpo_recipe), log=lines.append).run()
     run_dir = Path(tiny_dpo_recipe["output_dir"])
-    assert [row["label"] for row in metrics["pgr"]] == [
+    assert [row["label"] for row in metrics["pgr"] if not row["control"]] == [
         "tiny-l2 <- tiny-l1 (xent)",
         "tiny-l2 <- tiny-l1 (xent, explicit-0.5)",
         "tiny-l2 <- tiny-l1 (logconf)",
     ]
+    # The conflicted student's controls: its twin at another training seed and the coin-toss direction
+    assert {row["control"] for row in metrics["pgr"]} == {None, "placebo", "random-direction"}
     student = Dataset.from_parquet(str(run_dir / "predictions" / "tiny-l2.from-tiny-l1.xent.seed0.parquet"))
     assert student.num_rows == 24
     for measure in ("implicit", "logp", "avg_logp"):
@@ -40,8 +42,9 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
     assert student["margin"] == student["margin_implicit"]  # the DPO default measure
     # Every policy starts from its own SFT model, which is also its reference.
     stages = run_dir / "stages"
-    # SFT stages: the weak and the strong rung on ground truth, and the strong rung on the weak preferences
-    assert len(list(stages.glob("sft-tiny-l1-*"))) == 1 and len(list(stages.glob("sft-tiny-l2-*"))) == 2
+    # SFT stages: the weak and the strong rung on ground truth, and the strong rung on the weak preferences at the
+    # run's training seed and at the placebo's
+    assert len(list(stages.glob("sft-tiny-l1-*"))) == 1 and len(list(stages.glob("sft-tiny-l2-*"))) == 3
     (weak_stage,) = stages.glob("train-tiny-l1-gt-seed0-*")
     assert Path((weak_stage / "reference.txt").read_text()).parent.name.startswith("sft-tiny-l1-")
     labels = Dataset.from_parquet(str(run_dir / "labels" / "tiny-l1.seed0" / "data" / "w2s-00000-of-00001.parquet"))
@@ -49,7 +52,10 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
     assert labels.num_rows == 32 and set(labels["soft_label"]) <= {0.0, 0.5, 1.0}
     assert {0.0, 1.0} <= set(labels["soft_label"])
     row = metrics["pgr"][1]
-    assert "conflict_mistakes.all" in row["deception"]
+    assert "conflict_mistakes.all" in row["deception"] and set(row["against_controls"]["controls"]) == {
+        "placebo",
+        "random-direction",
+    }
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert set(saved["models"]) == {
         "tiny-l1.gt.seed0",
