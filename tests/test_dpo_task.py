@@ -63,6 +63,8 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
         "tiny-l2.from-tiny-l1.xent.seed0",
         "tiny-l2.from-tiny-l1.xent.explicit-0.5.seed0",
         "tiny-l2.from-tiny-l1.logconf.seed0",
+        "tiny-l2.from-tiny-l1.xent.replicate1.seed0",  # the placebo
+        "tiny-l2.from-tiny-l1.xent.explicit-0.5-random.seed0",  # the random-direction control
     }
     again = []
     W2SPipeline(recipe_from_dict(tiny_dpo_recipe), log=again.append).run()
