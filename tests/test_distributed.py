@@ -38,10 +38,60 @@ def test_every_accelerate_config_parses_with_accelerates_loader():
         config = load_config_from_file(str(CONFIGS / name))
         assert config.distributed_type.value == kind, name
         assert config.num_processes == processes, name
-        assert config.mixed_precision == "no", f"{name}: precision is derived from the device, not fixed here"
         if kind == "DEEPSPEED":
+            # accelerate refuses any precision setting beside a DeepSpeed config file: its "auto" follows the trainer
+            assert config.mixed_precision is None, f"{name}: no mixed_precision beside deepspeed_config_file"
             assert (ROOT / config.deepspeed_config["deepspeed_config_file"]).is_file(), name
+        else:
+            assert config.mixed_precision == "no", f"{name}: precision is derived from the device, not fixed here"
     assert load_config_from_file(str(CONFIGS / "cpu_multi_process.yaml")).use_cpu is True
+
+
+# Builds both W2S trainer configs under the environment `accelerate launch --config_file FILE` gives its processes,
+# computed by accelerate's own launch code (as `accelerate launch` does it, without starting the processes).
+LAUNCH_ENVIRONMENT = """
+import json, os, sys
+from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env, prepare_simple_launcher_cmd_env
+from w2s_align import W2SDPOConfig, W2SRewardConfig
+
+results = {}
+for path in sys.argv[1:]:
+    for key in [key for key in os.environ if key.startswith(("ACCELERATE_", "FSDP_"))]:
+        del os.environ[key]  # the launcher starts from this process's environment: none of the last file's
+    args, defaults, mp_from_config_flag = _validate_launch_command(
+        launch_command_parser().parse_args(["--config_file", path, "train.py"])
+    )
+    if args.use_deepspeed and not args.cpu:
+        fields = list(defaults.deepspeed_config) + (["mixed_precision"] if mp_from_config_flag else [])
+        args.deepspeed_fields_from_accelerate_config = ",".join(fields)
+        env = prepare_deepspeed_cmd_env(args)[1]
+    elif (args.use_fsdp or args.multi_gpu) and not args.cpu:
+        env = prepare_multi_gpu_env(args)
+    else:
+        env = prepare_simple_launcher_cmd_env(args)[1]
+    os.environ.update({key: value for key, value in env.items() if key.startswith(("ACCELERATE_", "FSDP_"))})
+    try:
+        configs = [cls(output_dir="unused", report_to=[]) for cls in (W2SRewardConfig, W2SDPOConfig)]
+        results[os.path.basename(path)] = [config.deepspeed_plugin is not None for config in configs]
+    except Exception as error:
+        results[os.path.basename(path)] = f"{type(error).__name__}: {error}"
+print(json.dumps(results))
+"""
+
+
+def test_every_accelerate_config_builds_the_trainer_configs_in_the_environment_accelerate_launch_sets(tmp_path):
+    script = tmp_path / "launch_environment.py"
+    script.write_text(LAUNCH_ENVIRONMENT)
+    files = [str(CONFIGS / name) for name in EXPECTED]
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ACCELERATE_", "FSDP_"))}
+    # From the repository root, as docs/distributed.md says to launch: the DeepSpeed files name their JSON from there.
+    result = subprocess.run([sys.executable, str(script), *files], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    built = json.loads(result.stdout.strip().splitlines()[-1])
+    for name, (kind, _) in EXPECTED.items():
+        assert isinstance(built[name], list), f"{name}: {built[name]}"
+        assert built[name] == [kind == "DEEPSPEED"] * 2, name  # both configs run DeepSpeed exactly when it is asked
 
 
 def _fill_auto(value, batch=8):

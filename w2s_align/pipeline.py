@@ -48,7 +48,7 @@ from .conflicts import (
     random_direction,
 )
 from .data import SPLITS, ground_truth_pairs, load_helpful_pairs, load_splits
-from .distributed import is_main_process, on_main, state
+from .distributed import check_launch, check_shared, is_main_process, on_main, process_group_timeout, state
 from .ensembles import ensemble_labels, ensemble_predictions
 from .errors import W2SInputError
 from .generative import check_generative, generative_finetune, started_from
@@ -88,6 +88,8 @@ class W2SPipeline:
     def __init__(self, recipe: Recipe, log: Callable[[str], None] = print, jobs: int = 1):
         if jobs < 1:
             raise W2SInputError(f"--jobs must be at least 1, got {jobs}")
+        check_launch()
+        state(process_group_timeout(recipe))  # the group is made here, before any trainer: with the recipe's timeout
         self.recipe = recipe
         self.jobs = jobs
         self.log = log if is_main_process() else _silent  # one log, from the main process
@@ -102,6 +104,7 @@ class W2SPipeline:
         """Take the output directory (one run at a time, see [`RunLock`]); load (or reuse) the splits; if anything is
         left to train, check the recipe against every task and that every rung loads, before any training. Raises
         `W2SInputError`; the directory stays taken until `run` ends."""
+        check_shared(self.recipe.run_dir, "output_dir")  # before the lock: its file must be one for every node
         on_main(self._lock.acquire)
         try:
             return self._prepare()

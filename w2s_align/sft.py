@@ -12,6 +12,7 @@ False
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -19,6 +20,8 @@ from transformers.trainer_callback import PrinterCallback
 from trl import SFTConfig, SFTTrainer
 
 from .device import DeviceDefaults
+from .distributed import barrier, is_main_process
+from .sampling import LengthGroupedTraining
 
 
 @dataclass
@@ -26,11 +29,28 @@ class W2SSFTConfig(DeviceDefaults, SFTConfig):
     """TRL's `SFTConfig` with `bf16` and activation checkpointing derived from the device when unset."""
 
 
+class W2SSFTTrainer(LengthGroupedTraining, SFTTrainer):
+    """TRL's `SFTTrainer`; with `train_sampling_strategy="group_by_length"` its batches are grouped over one
+    optimizer step's texts on all processes (transformers groups per process, so the global batches, and the model,
+    would change with the number of processes)."""
+
+
 def supervised_finetune(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, args: W2SSFTConfig
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: Dataset,
+    args: W2SSFTConfig,
+    save_to: str | Path | None = None,
 ) -> PreTrainedModel:
-    """Train `model` on `dataset` (`text`, or `prompt`/`completion` for completion-only loss) and return it."""
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    """Train `model` on `dataset` (`text`, or `prompt`/`completion` for completion-only loss) and return it, saved
+    with its tokenizer in `save_to` if given: through the trainer, on every process, so that DeepSpeed ZeRO-3
+    gathers the partitioned weights (the main process writes)."""
+    trainer = W2SSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)
     trainer.train()
+    if save_to is not None:
+        trainer.save_model(str(save_to))
+        if is_main_process():
+            tokenizer.save_pretrained(str(save_to))
+        barrier()  # the other processes read it next
     return trainer.model
