@@ -184,14 +184,14 @@ class DPOTask(Task):
             processing_class=self.tokenizer(rung),
             peft_config=lora_config(settings, "CAUSAL_LM"),
         )
-        steps = fit(trainer, stage_dir, self.log, rung.model)
+        trained = fit(trainer, stage_dir, self.log, rung.model)
         atomic_write_text(stage_dir / "reference.txt", start)
         del trainer, policy, reference
         gc.collect()
         barrier()
         policy = self._load_policy(rung, str(stage_dir / "model"), base=start, whole=True)
         predictions = self._predict(rung, policy, start, test)
-        return record(predictions, stage_dir, steps)
+        return record(predictions, stage_dir, trained)
 
     def _predict(self, rung: RungConfig, policy, reference_path: str | None, pairs: Dataset) -> Dataset:
         pairs = self.rendered(rung, pairs)

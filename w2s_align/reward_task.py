@@ -91,7 +91,7 @@ class RewardTask(Task):
             processing_class=tokenizer,
             peft_config=lora_config(settings, "SEQ_CLS"),
         )
-        steps = fit(trainer, stage_dir, self.log, rung.model)
+        trained = fit(trainer, stage_dir, self.log, rung.model)
         del trainer, model
         gc.collect()
         barrier()
@@ -101,7 +101,7 @@ class RewardTask(Task):
         predictions = predict_pairs(
             model, tokenizer, self.tokenized(rung, test), settings.eval_batch_size, settings.max_length
         )
-        return record(predictions, stage_dir, steps)
+        return record(predictions, stage_dir, trained)
 
     def labeler(self, rung: RungConfig, stage_dir: Path, labeler_id: str) -> WeakLabeler:
         """A labeler from the reward model saved in `stage_dir/model`, whole on every process."""
