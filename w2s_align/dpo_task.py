@@ -131,6 +131,7 @@ class DPOTask(Task):
                 learning_rate=self.settings.sft_learning_rate or settings.learning_rate,
                 per_device_train_batch_size=settings.per_device_train_batch_size,
                 train_sampling_strategy=settings.train_sampling_strategy,  # SFT rows have `input_ids` to group by
+                disable_dropout=True,  # as DPO does: the policy then does not depend on the number of processes
                 max_length=settings.max_length,
                 seed=seed,
                 save_strategy="no",

@@ -121,6 +121,7 @@ def generative_finetune(
         learning_rate=rung.generative.learning_rate or settings.learning_rate,
         per_device_train_batch_size=settings.per_device_train_batch_size,
         train_sampling_strategy=settings.train_sampling_strategy,
+        disable_dropout=True,  # as the reward and DPO trainers do: the same model on any number of processes
         max_length=settings.max_length,
         seed=seed,
         save_strategy="no",
