@@ -1,10 +1,12 @@
 """Scale-out: accelerate configs, the pipeline on 2 CPU processes (gloo) against 1, LoRA and 4-bit QLoRA rungs."""
 
+import contextlib
 import importlib.util
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -518,9 +520,17 @@ def _two_nodes(recipe_path: Path, tmp_path: Path, script: Path | None = None, cw
                 text=True,
                 env=_launch_env(audit, **env),
                 cwd=cwds[rank],
-            )  # fmt: skip
+                start_new_session=True,  # its own process group: the test can end the node and its workers
+            )
         )
     return nodes
+
+
+def _end(node: subprocess.Popen) -> None:
+    """End a node with its workers (a frozen worker would keep its output pipes open and outlive its launcher)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(node.pid, signal.SIGKILL)
+    node.communicate()
 
 
 def _finish(node: subprocess.Popen, timeout: float) -> tuple[int, str]:
@@ -528,9 +538,8 @@ def _finish(node: subprocess.Popen, timeout: float) -> tuple[int, str]:
     try:
         _, err = node.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        node.kill()
-        _, err = node.communicate()
-        pytest.fail(f"the node did not end: {err[-2000:]}")
+        _end(node)
+        pytest.fail("the node did not end")
     return node.returncode, err
 
 
@@ -550,8 +559,7 @@ def test_two_nodes_end_when_one_rank_dies_or_freezes(signal_name, half_batch_rec
         code, _ = _finish(node0, timeout=600)  # 20 s is the timeout asked; the default would wait 30 minutes
         assert code != 0
     finally:
-        node1.kill()  # a frozen rank is stopped, not ended: the job's other node is what must end on its own
-        node1.communicate()
+        _end(node1)  # a frozen rank is stopped, not ended: the job's other node is what must end on its own
     stages = Path(half_batch_recipe["output_dir"]) / "stages"
     assert not list(stages.glob("train-*.from-*/DONE.json"))
 
