@@ -260,7 +260,7 @@ def test_overlapping_splits(tiny_recipe, tmp_path, capsys):
 
 def test_plan_lists_every_stage_of_the_deception_sweep_before_anything_trains(tmp_path, capsys):
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "minilm_deception_sweep.yaml"
-    code = main(["plan", str(recipe), f"output_dir={tmp_path / 'run'}", "controls=false"])
+    code = main(["plan", str(recipe), f"output_dir={tmp_path / 'run'}", "controls=false", "seeds=[0]"])
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
     # data, helpfulness pairs, 4 ceilings, 4 labels (3 weak rungs, 1 intermediate), 1 intermediate, 15 students, report
@@ -272,7 +272,7 @@ def test_plan_lists_every_stage_of_the_deception_sweep_before_anything_trains(tm
     assert sum(name.startswith("train-minilm-l6.from-") for name in names) == 15
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
     # with the controls (the default), each conflicted student gets its placebo and random-direction controls
-    assert main(["plan", str(recipe), f"output_dir={tmp_path / 'run'}"]) == 0
+    assert main(["plan", str(recipe), f"output_dir={tmp_path / 'run'}", "seeds=[0]"]) == 0
     controlled = capsys.readouterr().out
     assert "train-minilm-l6.from-minilm-l1.xent.explicit-0.5-random.seed0" in controlled
     assert "train-minilm-l6.from-minilm-l1.xent.replicate1.seed0" in controlled
