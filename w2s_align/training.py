@@ -13,7 +13,7 @@ import numpy as np
 from datasets import Dataset
 
 from .artifacts import atomic_write_json, atomic_write_parquet
-from .distributed import barrier, is_main_process
+from .distributed import barrier, broadcast, is_main_process
 from .options import StudentLossSettings
 from .recipe import TrainingSettings
 from .tasks import PREDICTIONS_FILE
@@ -76,7 +76,8 @@ def last_whole_checkpoint(checkpoints: Path) -> Path | None:
             if is_main_process():
                 shutil.rmtree(path, ignore_errors=True)
     barrier()
-    return max(whole)[1] if whole else None
+    # Every process resumes from the checkpoint the main process chose (they read one shared directory).
+    return broadcast(max(whole)[1] if whole else None)
 
 
 def hold_out(pairs: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
