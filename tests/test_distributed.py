@@ -333,13 +333,17 @@ def _margins(run_dir: Path) -> dict[str, np.ndarray]:
     }
 
 
-def _one_process(recipe: dict, tmp_path: Path) -> dict[str, np.ndarray]:
-    """The same recipe on one process with the same global batch: the margins to match."""
+def _assert_margins_of_one_process(recipe: dict, tmp_path: Path) -> None:
+    """The 2-process run in `tmp_path/two` saved every model's margins as the same recipe on one process with the same
+    global batch does, to 1e-4: the summation order of the gradients differs, nothing else."""
     one = {**recipe, "output_dir": str(tmp_path / "one")}
     batch = recipe["training"]["per_device_train_batch_size"]
     one["training"] = {**recipe["training"], "per_device_train_batch_size": 2 * batch}
     W2SPipeline(recipe_from_dict(one), log=lambda _: None).run()
-    return _margins(tmp_path / "one")
+    expected, margins = _margins(tmp_path / "one"), _margins(tmp_path / "two")
+    assert margins.keys() == expected.keys()
+    for key, values in expected.items():
+        assert np.abs(margins[key] - values).max() < 1e-4, key
 
 
 def _assert_whole_models(run_dir: Path) -> None:
@@ -397,10 +401,7 @@ def test_deepspeed_on_two_cpu_processes_gives_the_one_process_results(config, st
     _assert_trained_with(tmp_path / "two", stage)
     _assert_whole_models(tmp_path / "two")
     _assert_each_file_written_once_by_rank_0(tmp_path / "two.audit")
-    expected, margins = _one_process(half_batch_recipe, tmp_path), _margins(tmp_path / "two")
-    assert margins.keys() == expected.keys()
-    for key, values in expected.items():  # summation order differs, nothing else
-        assert np.abs(margins[key] - values).max() < 1e-4, key
+    _assert_margins_of_one_process(half_batch_recipe, tmp_path)
 
 
 # Kills or freezes its own process (rank `W2S_TEST_RANK`) at optimizer step `W2S_TEST_AT` of the first student stage.
@@ -439,9 +440,7 @@ def test_a_zero3_run_killed_mid_training_resumes_from_its_checkpoint_to_the_same
     assert "resuming from" in resumed.stdout and "checkpoint-2" in resumed.stdout
     _assert_trained_with(tmp_path / "two", 3)
     _assert_whole_models(tmp_path / "two")
-    expected, margins = _one_process(half_batch_recipe, tmp_path), _margins(tmp_path / "two")
-    for key, values in expected.items():
-        assert np.abs(margins[key] - values).max() < 1e-4, key
+    _assert_margins_of_one_process(half_batch_recipe, tmp_path)
 
 
 @pytest.mark.slow
@@ -454,9 +453,7 @@ def test_a_zero3_lora_rung_saves_whole_adapters_and_scores_like_one_process(half
     (ceiling,) = (tmp_path / "two" / "stages").glob("train-tiny-l2-gt-*")
     assert (ceiling / "model" / "adapter_config.json").is_file()
     _assert_whole_models(tmp_path / "two")
-    expected, margins = _one_process(half_batch_recipe, tmp_path), _margins(tmp_path / "two")
-    for key, values in expected.items():
-        assert np.abs(margins[key] - values).max() < 1e-4, key
+    _assert_margins_of_one_process(half_batch_recipe, tmp_path)
 
 
 @pytest.fixture
@@ -477,9 +474,7 @@ def test_a_zero3_dpo_recipe_saves_whole_sft_policies_and_gives_the_one_process_r
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((tmp_path / "two" / "stages").glob("sft-*/model/model.safetensors"))
     _assert_whole_models(tmp_path / "two")  # the SFT stages' models included
-    expected, margins = _one_process(half_batch_dpo_recipe, tmp_path), _margins(tmp_path / "two")
-    for key, values in expected.items():
-        assert np.abs(margins[key] - values).max() < 1e-4, key
+    _assert_margins_of_one_process(half_batch_dpo_recipe, tmp_path)
 
 
 @pytest.mark.slow
@@ -488,9 +483,7 @@ def test_dpo_on_two_processes_draws_the_global_batches_of_one(half_batch_dpo_rec
     """SFT batches grouped by length over all processes: 2 x 4 trains on the same pairs per step as 1 x 8."""
     result = _two_processes(half_batch_dpo_recipe, tmp_path, "cpu_multi_process.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
-    expected, margins = _one_process(half_batch_dpo_recipe, tmp_path), _margins(tmp_path / "two")
-    for key, values in expected.items():
-        assert np.abs(margins[key] - values).max() < 1e-4, key
+    _assert_margins_of_one_process(half_batch_dpo_recipe, tmp_path)
 
 
 @pytest.mark.slow
