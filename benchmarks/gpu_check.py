@@ -514,20 +514,10 @@ def section_quickstart(args, timeout: float) -> dict:
 
 # --------------------------------------------------------------------------------------------------------- zero3
 def section_zero3(args, timeout: float, plain: dict | None) -> dict:
-    import yaml
-
     workdir = Path(tempfile.mkdtemp(prefix="gpu-check-z3-"))
     result_file = workdir / "zero3.json"
-    # The shipped accelerate_configs/deepspeed_zero3.yaml sets `mixed_precision: "no"` beside a deepspeed_config_file;
-    # accelerate 1.15 then refuses to build the trainer's DeepSpeedPlugin ("When using `deepspeed_config_file`, the
-    # following accelerate config variables will be ignored: [..., 'mixed_precision']"). Launch with a copy without
-    # that key (what the error message asks for); bf16 comes from the trainer config through "bf16": "auto".
-    shipped = yaml.safe_load((ROOT / "accelerate_configs" / "deepspeed_zero3.yaml").read_text())
-    patched = {key: value for key, value in shipped.items() if key != "mixed_precision"}
-    ds_file = patched["deepspeed_config"]["deepspeed_config_file"]
-    patched["deepspeed_config"]["deepspeed_config_file"] = str(ROOT / ds_file)
-    config_file = workdir / "deepspeed_zero3_no_mixed_precision.yaml"
-    config_file.write_text(yaml.safe_dump(patched))
+    # The shipped file, launched from the repository root (it names its DeepSpeed JSON from there).
+    config_file = ROOT / "accelerate_configs" / "deepspeed_zero3.yaml"
     command = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--config_file", str(config_file),
@@ -542,7 +532,7 @@ def section_zero3(args, timeout: float, plain: dict | None) -> dict:
     rc, stdout, stderr, wall = timed_run("zero3", command, env, timeout)
     out: dict = {
         "command": "accelerate launch " + " ".join(command[3:]),
-        "config": "accelerate_configs/deepspeed_zero3.yaml without its `mixed_precision` key (see the code comment)",
+        "config": "accelerate_configs/deepspeed_zero3.yaml",
         "returncode": rc,
         "wall_s": wall,
     }

@@ -1,9 +1,12 @@
 """Scale-out: accelerate configs, the pipeline on 2 CPU processes (gloo) against 1, LoRA and 4-bit QLoRA rungs."""
 
+import contextlib
+import importlib.util
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,10 +41,60 @@ def test_every_accelerate_config_parses_with_accelerates_loader():
         config = load_config_from_file(str(CONFIGS / name))
         assert config.distributed_type.value == kind, name
         assert config.num_processes == processes, name
-        assert config.mixed_precision == "no", f"{name}: precision is derived from the device, not fixed here"
         if kind == "DEEPSPEED":
+            # accelerate refuses any precision setting beside a DeepSpeed config file: its "auto" follows the trainer
+            assert config.mixed_precision is None, f"{name}: no mixed_precision beside deepspeed_config_file"
             assert (ROOT / config.deepspeed_config["deepspeed_config_file"]).is_file(), name
+        else:
+            assert config.mixed_precision == "no", f"{name}: precision is derived from the device, not fixed here"
     assert load_config_from_file(str(CONFIGS / "cpu_multi_process.yaml")).use_cpu is True
+
+
+# Builds both W2S trainer configs under the environment `accelerate launch --config_file FILE` gives its processes,
+# computed by accelerate's own launch code (as `accelerate launch` does it, without starting the processes).
+LAUNCH_ENVIRONMENT = """
+import json, os, sys
+from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env, prepare_simple_launcher_cmd_env
+from w2s_align import W2SDPOConfig, W2SRewardConfig
+
+results = {}
+for path in sys.argv[1:]:
+    for key in [key for key in os.environ if key.startswith(("ACCELERATE_", "FSDP_"))]:
+        del os.environ[key]  # the launcher starts from this process's environment: none of the last file's
+    args, defaults, mp_from_config_flag = _validate_launch_command(
+        launch_command_parser().parse_args(["--config_file", path, "train.py"])
+    )
+    if args.use_deepspeed and not args.cpu:
+        fields = list(defaults.deepspeed_config) + (["mixed_precision"] if mp_from_config_flag else [])
+        args.deepspeed_fields_from_accelerate_config = ",".join(fields)
+        env = prepare_deepspeed_cmd_env(args)[1]
+    elif (args.use_fsdp or args.multi_gpu) and not args.cpu:
+        env = prepare_multi_gpu_env(args)
+    else:
+        env = prepare_simple_launcher_cmd_env(args)[1]
+    os.environ.update({key: value for key, value in env.items() if key.startswith(("ACCELERATE_", "FSDP_"))})
+    try:
+        configs = [cls(output_dir="unused", report_to=[]) for cls in (W2SRewardConfig, W2SDPOConfig)]
+        results[os.path.basename(path)] = [config.deepspeed_plugin is not None for config in configs]
+    except Exception as error:
+        results[os.path.basename(path)] = f"{type(error).__name__}: {error}"
+print(json.dumps(results))
+"""
+
+
+def test_every_accelerate_config_builds_the_trainer_configs_in_the_environment_accelerate_launch_sets(tmp_path):
+    script = tmp_path / "launch_environment.py"
+    script.write_text(LAUNCH_ENVIRONMENT)
+    files = [str(CONFIGS / name) for name in EXPECTED]
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ACCELERATE_", "FSDP_"))}
+    # From the repository root, as docs/distributed.md says to launch: the DeepSpeed files name their JSON from there.
+    result = subprocess.run([sys.executable, str(script), *files], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    built = json.loads(result.stdout.strip().splitlines()[-1])
+    for name, (kind, _) in EXPECTED.items():
+        assert isinstance(built[name], list), f"{name}: {built[name]}"
+        assert built[name] == [kind == "DEEPSPEED"] * 2, name  # both configs run DeepSpeed exactly when it is asked
 
 
 def _fill_auto(value, batch=8):
@@ -75,21 +128,36 @@ def test_deepspeed_configs_pass_deepspeeds_validation(name):
         deepspeed_config.DeepSpeedConfig(_fill_auto({**raw, "zero_optimization": {"stage": "three"}}))
 
 
-def _launch(program: list[str], audit: Path, processes: int, tmp_path: Path) -> subprocess.CompletedProcess:
-    """`accelerate launch` of `program` (a script and its arguments, or `-m w2s_align run RECIPE`) on CPU processes."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "W2S_ALIGN_WRITE_LOG": str(audit), "OMP_NUM_THREADS": "1"}
+def _launch_command(processes: int, config: str, launcher: list[str], program: list[str]) -> list[str]:
     accelerate = Path(sys.executable).with_name("accelerate")
-    command = [
-        str(accelerate),
-        "launch",
-        "--config_file",
-        str(CONFIGS / "cpu_multi_process.yaml"),
-        "--num_processes",
-        str(processes),
-        *program,
-    ]
+    return [
+        str(accelerate), "launch", "--config_file", str(CONFIGS / config), "--num_processes", str(processes),
+        *launcher, *program,
+    ]  # fmt: skip
+
+
+def _launch_env(audit: Path, **extra: str) -> dict[str, str]:
+    # DeepSpeed's CPU accelerator; no effect on the other launches.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "W2S_ALIGN_WRITE_LOG": str(audit), "OMP_NUM_THREADS": "1"}
+    return {**env, "DS_ACCELERATOR": "cpu", **extra}
+
+
+def _launch(
+    program: list[str],
+    audit: Path,
+    processes: int,
+    tmp_path: Path,
+    config: str = "cpu_multi_process.yaml",
+    **env: str,
+) -> subprocess.CompletedProcess:
+    """`accelerate launch --config_file accelerate_configs/<config>` of `program` (a script and its arguments, or
+    `-m w2s_align run RECIPE`) on CPU processes, from the repository root (where the DeepSpeed files name their JSON
+    from)."""
+    command = _launch_command(processes, config, [], program)
     # The timeout only turns a hang into a failure; no test here asserts a speed.
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    return subprocess.run(
+        command, capture_output=True, text=True, env=_launch_env(audit, **env), cwd=ROOT, timeout=900
+    )
 
 
 requires_launcher = pytest.mark.skipif(
@@ -250,3 +318,257 @@ def test_lora_and_qlora_reward_rungs(tiny_recipe, wide_model_dir, quantized):
     predictions = Dataset.from_parquet(str(run_dir / "predictions" / "tiny-l2.gt.seed0.parquet"))
     assert predictions.num_rows == 40 and np.isfinite(predictions["margin"]).all()
     assert metrics["models"]["tiny-l2.from-tiny-l1.xent.seed0"]["accuracy"] >= 0.0
+
+
+# --------------------------------------------------------------------------------------------------- DeepSpeed on CPU
+requires_deepspeed = pytest.mark.skipif(
+    importlib.util.find_spec("deepspeed") is None, reason="deepspeed is an optional extra (w2s_align[deepspeed])"
+)
+
+
+def _margins(run_dir: Path) -> dict[str, np.ndarray]:
+    return {
+        path.stem: np.asarray(Dataset.from_parquet(str(path))["margin"])
+        for path in sorted((run_dir / "predictions").glob("*.parquet"))
+    }
+
+
+def _assert_margins_of_one_process(recipe: dict, tmp_path: Path) -> None:
+    """The 2-process run in `tmp_path/two` saved every model's margins as the same recipe on one process with the same
+    global batch does, to 1e-4: the summation order of the gradients differs, nothing else."""
+    one = {**recipe, "output_dir": str(tmp_path / "one")}
+    batch = recipe["training"]["per_device_train_batch_size"]
+    one["training"] = {**recipe["training"], "per_device_train_batch_size": 2 * batch}
+    W2SPipeline(recipe_from_dict(one), log=lambda _: None).run()
+    expected, margins = _margins(tmp_path / "one"), _margins(tmp_path / "two")
+    assert margins.keys() == expected.keys()
+    for key, values in expected.items():
+        assert np.abs(margins[key] - values).max() < 1e-4, key
+
+
+def _assert_whole_models(run_dir: Path) -> None:
+    """No saved tensor is empty: a model saved from one ZeRO-3 shard holds tensors of shape [0]."""
+    from safetensors import safe_open
+
+    files = list((run_dir / "stages").glob("**/*.safetensors"))
+    assert files
+    for path in files:
+        with safe_open(str(path), "pt") as handle:
+            empty = [key for key in handle.keys() if 0 in handle.get_slice(key).get_shape()]
+        assert not empty, f"{path}: empty tensors {empty[:3]}"
+
+
+def _assert_trained_with(run_dir: Path, stage: int) -> None:
+    """Every trained stage says DeepSpeed ran with this ZeRO stage on 2 processes."""
+    done = [json.loads(path.read_text()) for path in (run_dir / "stages").glob("train-*/DONE.json")]
+    assert done
+    for summary in done:
+        assert summary["launch"] == {"processes": 2, "distributed_type": "DEEPSPEED", "zero_stage": stage}
+
+
+def _assert_each_file_written_once_by_rank_0(audit: Path) -> None:
+    writes = [line.split("\t") for line in audit.read_text().splitlines()]
+    paths = [path for _, path in writes]
+    assert {rank for rank, _ in writes} == {"0"} and len(paths) == len(set(paths))
+
+
+def _two_processes(recipe: dict, tmp_path: Path, config: str, program: list[str] | None = None, **env: str):
+    """`recipe` with half the per-device batch, written to a file and launched on 2 processes with `config`."""
+    two = {**recipe, "output_dir": str(tmp_path / "two")}
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
+    program = program or ["-m", "w2s_align", "run"]
+    return _launch([*program, str(tmp_path / "two.yaml")], tmp_path / "two.audit", 2, tmp_path, config, **env)
+
+
+@pytest.fixture
+def half_batch_recipe(tiny_recipe):
+    tiny_recipe["methods"] = ["xent"]
+    tiny_recipe["analysis"] = {"n_bootstrap": 20}
+    tiny_recipe["training"]["per_device_train_batch_size"] = 4  # 2 processes x 4 against 1 process x 8
+    return tiny_recipe
+
+
+@pytest.mark.slow
+@requires_launcher
+@requires_deepspeed
+@pytest.mark.parametrize(
+    ("config", "stage"),
+    [("deepspeed_zero2.yaml", 2), ("deepspeed_zero3.yaml", 3), ("deepspeed_zero3_offload.yaml", 3)],
+)
+def test_deepspeed_on_two_cpu_processes_gives_the_one_process_results(config, stage, half_batch_recipe, tmp_path):
+    result = _two_processes(half_batch_recipe, tmp_path, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_trained_with(tmp_path / "two", stage)
+    _assert_whole_models(tmp_path / "two")
+    _assert_each_file_written_once_by_rank_0(tmp_path / "two.audit")
+    _assert_margins_of_one_process(half_batch_recipe, tmp_path)
+
+
+# Kills or freezes its own process (rank `W2S_TEST_RANK`) at optimizer step `W2S_TEST_AT` of the first student stage.
+STOP_ONE_RANK = """
+import os, signal, sys
+import transformers
+from w2s_align import cli
+
+if os.environ.get("RANK") == os.environ["W2S_TEST_RANK"]:
+    step = transformers.Trainer.training_step
+
+    def training_step(self, *args, **kwargs):
+        if "from-" in self.args.output_dir and self.state.global_step >= int(os.environ["W2S_TEST_AT"]):
+            os.kill(os.getpid(), getattr(signal, os.environ["W2S_TEST_SIGNAL"]))
+        return step(self, *args, **kwargs)
+
+    transformers.Trainer.training_step = training_step
+sys.exit(cli.main(["run", sys.argv[1]]))
+"""
+
+
+@pytest.mark.slow
+@requires_launcher
+@requires_deepspeed
+def test_a_zero3_run_killed_mid_training_resumes_from_its_checkpoint_to_the_same_results(half_batch_recipe, tmp_path):
+    half_batch_recipe["ladder"][1]["training"] = {"trainer_kwargs": {"save_steps": 2}}
+    script = tmp_path / "stop_one_rank.py"
+    script.write_text(STOP_ONE_RANK)
+    kill = {"W2S_TEST_RANK": "1", "W2S_TEST_AT": "3", "W2S_TEST_SIGNAL": "SIGKILL"}
+    killed = _two_processes(half_batch_recipe, tmp_path, "deepspeed_zero3.yaml", [str(script)], **kill)
+    assert killed.returncode != 0
+    (student,) = (tmp_path / "two" / "stages").glob("train-tiny-l2.from-*")
+    assert not (student / "DONE.json").exists() and (student / "checkpoints" / "checkpoint-2").is_dir()
+    resumed = _two_processes(half_batch_recipe, tmp_path, "deepspeed_zero3.yaml")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout and "checkpoint-2" in resumed.stdout
+    _assert_trained_with(tmp_path / "two", 3)
+    _assert_whole_models(tmp_path / "two")
+    _assert_margins_of_one_process(half_batch_recipe, tmp_path)
+
+
+@pytest.mark.slow
+@requires_launcher
+@requires_deepspeed
+def test_a_zero3_lora_rung_saves_whole_adapters_and_scores_like_one_process(half_batch_recipe, tmp_path):
+    half_batch_recipe["ladder"][1]["training"] = {"lora": {"r": 4, "alpha": 8, "target_modules": ["c_attn", "c_fc"]}}
+    result = _two_processes(half_batch_recipe, tmp_path, "deepspeed_zero3.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (ceiling,) = (tmp_path / "two" / "stages").glob("train-tiny-l2-gt-*")
+    assert (ceiling / "model" / "adapter_config.json").is_file()
+    _assert_whole_models(tmp_path / "two")
+    _assert_margins_of_one_process(half_batch_recipe, tmp_path)
+
+
+@pytest.fixture
+def half_batch_dpo_recipe(half_batch_recipe):
+    half_batch_recipe["task"] = "dpo"
+    half_batch_recipe["data"].update(gt_size=32, w2s_size=32, test_size=24)
+    half_batch_recipe["dpo"] = {"beta": 0.1, "sft": True}
+    return half_batch_recipe
+
+
+@pytest.mark.slow
+@requires_launcher
+@requires_deepspeed
+def test_a_zero3_dpo_recipe_saves_whole_sft_policies_and_gives_the_one_process_results(
+    half_batch_dpo_recipe, tmp_path
+):
+    result = _two_processes(half_batch_dpo_recipe, tmp_path, "deepspeed_zero3.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((tmp_path / "two" / "stages").glob("sft-*/model/model.safetensors"))
+    _assert_whole_models(tmp_path / "two")  # the SFT stages' models included
+    _assert_margins_of_one_process(half_batch_dpo_recipe, tmp_path)
+
+
+@pytest.mark.slow
+@requires_launcher
+def test_dpo_on_two_processes_draws_the_global_batches_of_one(half_batch_dpo_recipe, tmp_path):
+    """SFT batches grouped by length over all processes: 2 x 4 trains on the same pairs per step as 1 x 8."""
+    result = _two_processes(half_batch_dpo_recipe, tmp_path, "cpu_multi_process.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_margins_of_one_process(half_batch_dpo_recipe, tmp_path)
+
+
+@pytest.mark.slow
+@requires_launcher
+def test_fsdp_on_a_cpu_is_refused_with_one_line(tiny_recipe, tmp_path):
+    result = _two_processes(tiny_recipe, tmp_path, "fsdp2.yaml")
+    assert result.returncode != 0
+    assert result.stderr.count("error: FSDP needs GPUs") == 1
+    assert not (tmp_path / "two" / "stages").exists()
+
+
+def _two_nodes(recipe_path: Path, tmp_path: Path, script: Path | None = None, cwds=(ROOT, ROOT), **env: str):
+    """Two launches of one process each, as machine 0 and 1 of a 2-node job over loopback."""
+    port = str(29600 + os.getpid() % 300)
+    program = [str(script)] if script else ["-m", "w2s_align", "run"]
+    nodes = []
+    for rank in (0, 1):
+        launcher = ["--num_machines", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
+                    "--main_process_port", port]  # fmt: skip
+        command = _launch_command(2, "cpu_multi_process.yaml", launcher, [*program, str(recipe_path)])
+        audit = tmp_path / f"node{rank}.audit"
+        nodes.append(
+            subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=_launch_env(audit, **env),
+                cwd=cwds[rank],
+                start_new_session=True,  # its own process group: the test can end the node and its workers
+            )
+        )
+    return nodes
+
+
+def _end(node: subprocess.Popen) -> None:
+    """End a node with its workers (a frozen worker would keep its output pipes open and outlive its launcher)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(node.pid, signal.SIGKILL)
+    node.communicate()
+
+
+def _finish(node: subprocess.Popen, timeout: float) -> tuple[int, str]:
+    """The node's exit code and error output; a node still running after `timeout` (a hang) is killed and fails."""
+    try:
+        _, err = node.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _end(node)
+        pytest.fail("the node did not end")
+    return node.returncode, err
+
+
+@pytest.mark.slow
+@requires_launcher
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGSTOP"], ids=["killed", "frozen"])
+def test_two_nodes_end_when_one_rank_dies_or_freezes(signal_name, half_batch_recipe, tmp_path):
+    """A rank killed, or frozen (it never answers), mid-training: the other node ends within the recipe's
+    `ddp_timeout` (20 s here; the process group is made with it), and the stage is not marked done."""
+    half_batch_recipe["training"]["trainer_kwargs"] = {"ddp_timeout": 20}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(half_batch_recipe))
+    script = tmp_path / "stop_one_rank.py"
+    script.write_text(STOP_ONE_RANK)
+    stop = {"W2S_TEST_RANK": "1", "W2S_TEST_AT": "2", "W2S_TEST_SIGNAL": signal_name}
+    node0, node1 = _two_nodes(tmp_path / "recipe.yaml", tmp_path, script, **stop)
+    try:
+        code, _ = _finish(node0, timeout=600)  # 20 s is the timeout asked; the default would wait 30 minutes
+        assert code != 0
+    finally:
+        _end(node1)  # a frozen rank is stopped, not ended: the job's other node is what must end on its own
+    stages = Path(half_batch_recipe["output_dir"]) / "stages"
+    assert not list(stages.glob("train-*.from-*/DONE.json"))
+
+
+@pytest.mark.slow
+@requires_launcher
+def test_nodes_without_a_shared_output_directory_are_refused_with_one_line(tiny_recipe, tmp_path):
+    """Each node's output directory is its own (a relative path from two working directories, as on node-local
+    disks): every node stops with one line before anything is written there."""
+    tiny_recipe["output_dir"] = "run"
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe))
+    cwds = (tmp_path / "node0", tmp_path / "node1")
+    for cwd in cwds:
+        cwd.mkdir()
+    finished = [_finish(node, timeout=600) for node in _two_nodes(tmp_path / "recipe.yaml", tmp_path, cwds=cwds)]
+    assert all(code != 0 for code, _ in finished)
+    errors = [err.count("error: output_dir run is not shared: process 1 does not see") for _, err in finished]
+    assert errors == [1, 0]  # one line, from the main process
+    assert not list((tmp_path / "node0" / "run").glob("stages/*"))

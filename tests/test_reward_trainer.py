@@ -238,7 +238,7 @@ def test_the_model_card_names_the_base_model_by_its_hub_id(tiny_model_dir, tmp_p
     model, tokenizer = load(tiny_model_dir)  # loaded from a local directory, as offline copies of hub models are
     args = W2SRewardConfig(output_dir=str(tmp_path / "checkpoints"), max_steps=1, **COMMON)
     trainer = W2SRewardTrainer(model=model, args=args, train_dataset=text_pairs(8), processing_class=tokenizer)
-    assert fit(trainer, tmp_path, print, "my-org/tiny-bert") == 1
+    assert fit(trainer, tmp_path, print, "my-org/tiny-bert")["train_steps"] == 1
     card = (tmp_path / "checkpoints" / "README.md").read_text()
     assert "fine-tuned version of [my-org/tiny-bert](https://huggingface.co/my-org/tiny-bert)" in card
     assert (tmp_path / "model" / "model.safetensors").is_file()

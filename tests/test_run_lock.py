@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from w2s_align.cli import main
-from w2s_align.run_lock import LOCK_FILE, STALE_SECONDS, RunLock
+from w2s_align.run_lock import LOCK_FILE, STALE_SECONDS, RunLock, machine_id
 
 
 def recipe_file(tiny_recipe, tmp_path) -> Path:
@@ -43,10 +43,19 @@ def test_a_second_run_on_a_busy_output_directory_is_refused(tiny_recipe, tmp_pat
 def test_a_lock_left_by_a_killed_run_does_not_block(tiny_recipe, tmp_path):
     run_dir = Path(tiny_recipe["output_dir"])
     run_dir.mkdir(parents=True)
-    dead = {"host": socket.gethostname(), "pid": finished_pid(), "started": "earlier"}
+    dead = {"host": socket.gethostname(), "machine": machine_id(), "pid": finished_pid(), "started": "earlier"}
     (run_dir / LOCK_FILE).write_text(json.dumps(dead))
     assert main(["run", str(recipe_file(tiny_recipe, tmp_path)), "-q"]) == 0
     assert (run_dir / "metrics.json").is_file() and not (run_dir / LOCK_FILE).exists()
+
+
+def test_a_lock_from_another_container_with_the_same_host_name_is_not_judged_by_our_process_ids(tmp_path):
+    """Containers often share a host name; a process id of another pid namespace says nothing here."""
+    lock_file = tmp_path / LOCK_FILE
+    other = {"host": socket.gethostname(), "machine": "another-container", "pid": finished_pid(), "started": "earlier"}
+    lock_file.write_text(json.dumps(other))
+    with pytest.raises(Exception, match="another w2s-align run is using it"):
+        RunLock(tmp_path).acquire()  # its pid is not running here, but it may well be running there
 
 
 def test_a_lock_from_another_host_holds_until_its_heartbeat_stops(tmp_path):

@@ -59,7 +59,7 @@ RESULT_NEUTRAL = frozenset(
         "save_steps", "save_strategy", "save_total_limit", "save_only_model", "dataloader_num_workers",
         "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor", "report_to",
         "run_name", "project", "trackio_space_id", "push_to_hub", "hub_model_id", "hub_strategy", "hub_private_repo",
-        "eval_strategy", "eval_steps", "eval_delay", "eval_on_start", "per_device_eval_batch_size",
+        "eval_strategy", "eval_steps", "eval_delay", "eval_on_start", "per_device_eval_batch_size", "ddp_timeout",
     }
 )  # fmt: skip
 

@@ -30,7 +30,8 @@ def _run(args: argparse.Namespace) -> int:
     from .pipeline import W2SPipeline
 
     recipe = args.loaded_recipe
-    pipeline = W2SPipeline(recipe, log=logging.getLogger("w2s_align").info, jobs=args.jobs)
+    log = logging.getLogger("w2s_align").info
+    pipeline = W2SPipeline(recipe, log=log, jobs=args.jobs, executor=args.executor, ray_address=args.ray_address)
     pipeline.prepare()
     metrics = pipeline.run()
     if args.quiet:  # the results table still shows
@@ -148,6 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="Stages to run at once on worker processes, each with its share of the CPU threads (for CPU sweeps of "
         "small models; see docs/recipes.md). Default: 1.",
+    )
+    run.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process (and its --jobs workers); ray: every stage a Ray task with the GPU or CPU it "
+        "needs, on this machine or a cluster (pip install w2s_align[ray]; docs/distributed.md).",
+    )
+    run.add_argument(
+        "--ray-address",
+        default=None,
+        help="With --executor ray: a running cluster (auto, or ray://HOST:PORT); default: a local instance.",
     )
     run.set_defaults(handler=_run)
     plan = commands.add_parser(

@@ -6,25 +6,31 @@ activation checkpointing (which trades compute for memory) only where there is a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import torch
 
 
+def _accelerator() -> str | None:
+    """The type of this machine's accelerator (`cuda`, `xpu`, `npu`, `mps`, ... as torch names it), or None."""
+    if torch.accelerator.is_available():
+        return torch.accelerator.current_accelerator().type
+    return None
+
+
 def accelerator_available(use_cpu: bool = False) -> bool:
-    """Whether training will run on an accelerator (CUDA, XPU or NPU) rather than the CPU."""
-    if use_cpu:
-        return False
-    if torch.cuda.is_available():
-        return True
-    if hasattr(torch, "xpu") and torch.xpu.is_available():
-        return True
-    return hasattr(torch, "npu") and torch.npu.is_available()
+    """Whether training will run on an accelerator (any torch knows: CUDA, XPU, NPU, MPS, ...) rather than the CPU."""
+    return not use_cpu and _accelerator() is not None
 
 
 def default_device() -> str:
-    """Where models are placed for scoring: the GPU when there is one, else the CPU."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """Where this process places models to score: its own accelerator (`LOCAL_RANK` under a launcher, so that 8
+    processes of one node use its 8 GPUs), else the CPU."""
+    kind = _accelerator()
+    if kind is None:
+        return "cpu"
+    return kind if kind == "mps" else f"{kind}:{int(os.environ.get('LOCAL_RANK', 0))}"
 
 
 def bf16_supported(use_cpu: bool = False) -> bool:

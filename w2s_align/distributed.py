@@ -16,7 +16,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from accelerate import PartialState
@@ -27,10 +32,18 @@ from .errors import W2SInputError
 
 T = TypeVar("T")
 
+# transformers' default `ddp_timeout`: how long a collective operation waits for a process that does not come.
+DEFAULT_TIMEOUT = 1800
 
-def state() -> PartialState:
-    """The process group of this run; on a machine without accelerators, processes talk over gloo on the CPU."""
-    return PartialState(cpu=not accelerator_available())
+
+def state(timeout: float | None = None) -> PartialState:
+    """The process group of this run; on a machine without accelerators, processes talk over gloo on the CPU.
+
+    The first call creates the group (every later one returns it): `timeout` (seconds, default [`DEFAULT_TIMEOUT`])
+    is how long its collective operations wait for a process that does not come. The trainers' `ddp_timeout` would
+    come too late, since the group exists before the first trainer: the pipeline passes it here first."""
+    kwargs = {"timeout": timedelta(seconds=timeout or DEFAULT_TIMEOUT)} if "WORLD_SIZE" in os.environ else {}
+    return PartialState(cpu=not accelerator_available(), **kwargs)
 
 
 def is_main_process() -> bool:
@@ -54,6 +67,73 @@ def sharded_map(fn: Callable[[list], list[T]], items: list) -> list[T]:
     for index, value in gathered:
         out[index] = value
     return out
+
+
+def process_group_timeout(recipe) -> float:
+    """The recipe's `ddp_timeout` (a `training.trainer_kwargs` entry; the largest a rung sets), else transformers'
+    default: one process group serves every stage."""
+    timeouts = [rung.training.trainer_kwargs.get("ddp_timeout") for rung in recipe.ladder]
+    return max([t for t in timeouts if t is not None], default=DEFAULT_TIMEOUT)
+
+
+def check_launch() -> None:
+    """Stop on a launch that cannot run as configured: FSDP on a machine without accelerators, where accelerate does
+    not enable it (the processes would train as plain data parallelism, or fail copying meta tensors)."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true") and not accelerator_available():
+        raise W2SInputError(
+            "FSDP needs GPUs: accelerate enables it only on accelerator setups. On CPU, launch with "
+            "accelerate_configs/cpu_multi_process.yaml (data parallelism) or DeepSpeed with DS_ACCELERATOR=cpu"
+        )
+
+
+def broadcast(value: T) -> T:
+    """The main process's `value` on every process."""
+    if state().num_processes == 1:
+        return value
+    holder = [value]
+    broadcast_object_list(holder, from_process=0)
+    return holder[0]
+
+
+@contextlib.contextmanager
+def whole_weights() -> Iterator[None]:
+    """Models loaded inside hold all their weights on every process, also under a DeepSpeed ZeRO-3 launch (where
+    transformers partitions every model it loads while a ZeRO-3 config is alive: right for training, wrong for a
+    model that scores alone on each process)."""
+    from transformers.integrations import deepspeed
+
+    # transformers has no public getter for the active config, only set/unset: keep its weak reference to restore it.
+    saved = deepspeed._hf_deepspeed_config_weak_ref
+    deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
+def check_shared(directory: Path, what: str) -> None:
+    """Stop every process with one message unless `directory` is the same directory on every process: a run of
+    several nodes needs its output and cache directories on a filesystem every node mounts (rank 0 writes each stage
+    and every rank reads it)."""
+    current = state()
+    if current.num_processes == 1:
+        return
+    token = broadcast(uuid.uuid4().hex)
+    probe = directory / f".w2s-shared-{token}"
+    if current.is_main_process:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+    current.wait_for_everyone()
+    seen = gather_object([probe.exists()])
+    current.wait_for_everyone()
+    if current.is_main_process:
+        probe.unlink(missing_ok=True)
+    missing = [rank for rank, visible in enumerate(seen) if not visible]
+    if missing:
+        raise W2SInputError(
+            f"{what} {directory} is not shared: process {missing[0]} does not see what process 0 writes there; put it "
+            "on a filesystem every node mounts"
+        )
 
 
 def on_main(fn: Callable[[], T]) -> T | None:

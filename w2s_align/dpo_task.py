@@ -15,6 +15,7 @@ stage trains.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from .cache import StageCache, rung_settings
 from .collators import LABEL_COLUMNS
 from .data import GT_LABEL
 from .device import default_device
-from .distributed import barrier, is_main_process
+from .distributed import barrier, whole_weights
 from .models import load_rung_model, resolve_model_path
 from .policy import predict_policy_pairs
 from .recipe import Recipe, RungConfig
@@ -84,8 +85,10 @@ class DPOTask(Task):
     def measure(self) -> str:
         return self.settings.eval_measure or ("avg_logp" if self.settings.loss_type == "simpo" else "implicit")
 
-    def _load_policy(self, rung: RungConfig, path: str | None = None, base: str | None = None):
-        model = load_rung_model(rung, AutoModelForCausalLM, path, base)
+    def _load_policy(self, rung: RungConfig, path: str | None = None, base: str | None = None, whole: bool = False):
+        """The rung's policy (at `path`); `whole`: with all its weights on every process, to score alone on it."""
+        with whole_weights() if whole else contextlib.nullcontext():
+            model = load_rung_model(rung, AutoModelForCausalLM, path, base)
         model.config.pad_token_id = self.tokenizer(rung).pad_token_id
         return model
 
@@ -128,6 +131,7 @@ class DPOTask(Task):
                 learning_rate=self.settings.sft_learning_rate or settings.learning_rate,
                 per_device_train_batch_size=settings.per_device_train_batch_size,
                 train_sampling_strategy=settings.train_sampling_strategy,  # SFT rows have `input_ids` to group by
+                disable_dropout=True,  # as DPO does: the policy then does not depend on the number of processes
                 max_length=settings.max_length,
                 seed=seed,
                 save_strategy="no",
@@ -135,10 +139,7 @@ class DPOTask(Task):
                 **sft_tracker.trainer_kwargs(),
             )
             with sft_tracker.active():
-                model = supervised_finetune(self._load_policy(rung), self.tokenizer(rung), data, args)
-            if is_main_process():
-                model.save_pretrained(stage.path("model"))
-                self.tokenizer(rung).save_pretrained(stage.path("model"))
+                supervised_finetune(self._load_policy(rung), self.tokenizer(rung), data, args, stage.path("model"))
             stage.finish({"num_pairs": pairs.num_rows})
         return str(stage.path("model"))
 
@@ -184,21 +185,21 @@ class DPOTask(Task):
             processing_class=self.tokenizer(rung),
             peft_config=lora_config(settings, "CAUSAL_LM"),
         )
-        steps = fit(trainer, stage_dir, self.log, rung.model)
+        trained = fit(trainer, stage_dir, self.log, rung.model)
         atomic_write_text(stage_dir / "reference.txt", start)
         del trainer, policy, reference
         gc.collect()
         barrier()
-        policy = self._load_policy(rung, str(stage_dir / "model"), base=start)
+        policy = self._load_policy(rung, str(stage_dir / "model"), base=start, whole=True)
         predictions = self._predict(rung, policy, start, test)
-        return record(predictions, stage_dir, steps)
+        return record(predictions, stage_dir, trained)
 
     def _predict(self, rung: RungConfig, policy, reference_path: str | None, pairs: Dataset) -> Dataset:
         pairs = self.rendered(rung, pairs)
         policy.to(default_device())
         reference = None
         if reference_path is not None:
-            reference = self._load_policy(rung, reference_path).to(default_device())
+            reference = self._load_policy(rung, reference_path, whole=True).to(default_device())
         return predict_policy_pairs(
             policy,
             reference,
@@ -214,7 +215,7 @@ class DPOTask(Task):
     def label(self, rung: RungConfig, stage_dir: Path, labeler_id: str, pairs: Dataset) -> Dataset:
         """Labels of `pairs` by the policy trained in `stage_dir` (`dpo.weak_labels`, see the module docstring)."""
         reference = (stage_dir / "reference.txt").read_text()
-        policy = self._load_policy(rung, str(stage_dir / "model"), base=reference)
+        policy = self._load_policy(rung, str(stage_dir / "model"), base=reference, whole=True)
         scored = self._predict(rung, policy, reference, pairs)
         column, scale = self.label_score(self.recipe)
         margin = scale * np.asarray(scored[column], dtype=np.float64)

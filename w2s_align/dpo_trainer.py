@@ -128,6 +128,14 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, DPOTrainer):
         in_memory = isinstance(model, PreTrainedModel) and not is_peft_model(model)
         needs_copy = ref_model is None and in_memory and kwargs.get("peft_config") is None
         if needs_copy and (args.simpo or not args.precompute_ref_log_probs):
+            from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+            if is_deepspeed_zero3_enabled() and not args.simpo:
+                raise ValueError(
+                    "under DeepSpeed ZeRO-3 the model's parameters are partitioned, so a copy of it as the reference "
+                    "would be empty: pass ref_model= (loaded as the model was) or precompute_ref_log_probs=True"
+                )
+            # SimPO has no reference: the copy only keeps TRL from loading one, and is dropped below.
             ref_model = copy.deepcopy(model).eval()
         kwargs["compute_metrics"] = compute_metrics or compute_pairwise_accuracy
         super().__init__(model, ref_model, args, data_collator, **kwargs)

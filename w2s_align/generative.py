@@ -32,7 +32,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, PreT
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from .device import default_device
-from .distributed import is_main_process
+from .distributed import whole_weights
 from .errors import W2SInputError
 from .models import load_rung_model, resolve_model_path
 from .recipe import RungConfig
@@ -121,6 +121,7 @@ def generative_finetune(
         learning_rate=rung.generative.learning_rate or settings.learning_rate,
         per_device_train_batch_size=settings.per_device_train_batch_size,
         train_sampling_strategy=settings.train_sampling_strategy,
+        disable_dropout=True,  # as the reward and DPO trainers do: the same model on any number of processes
         max_length=settings.max_length,
         seed=seed,
         save_strategy="no",
@@ -128,11 +129,10 @@ def generative_finetune(
         **tracker.trainer_kwargs(),
     )
     with tracker.active():
-        model = supervised_finetune(model, tokenizer, texts, args)
-    after = language_modeling_loss(model, tokenizer, sample, settings.max_length)
-    if is_main_process():
-        model.save_pretrained(stage_dir / "model")
-        tokenizer.save_pretrained(stage_dir / "model")
+        supervised_finetune(model, tokenizer, texts, args, stage_dir / "model")
+    with whole_weights():  # measured on the saved model, whole on every process whatever sharding trained it
+        model = load_rung_model(started_from(rung, stage_dir / "model"), AutoModelForCausalLM)
+    after = language_modeling_loss(model.to(default_device()), tokenizer, sample, settings.max_length)
     return {
         "num_texts": texts.num_rows,
         "lm_loss_before": round(before, 4),

@@ -41,20 +41,29 @@ def cache_root() -> Path:
 
 
 def _atomic_dir(target: Path, build) -> Path:
-    """Build a directory in a temporary sibling and rename it into place, so a half-built one is never used."""
-    if target.is_dir():
+    """Build a directory in a temporary sibling and rename it into place, so a half-built one is never used.
+
+    Under several processes every one builds (pretraining is collective), each in its own temporary directory, and the
+    main process alone decides whether to build and renames its result into place: the cache must be one directory
+    for every node, or a node that has it would skip the collective steps the others wait in."""
+    from .distributed import barrier, broadcast, check_shared, is_main_process
+
+    check_shared(target.parent, "the offline LM ladder's cache (W2S_ALIGN_CACHE)")
+    if broadcast(target.is_dir()):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         build(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished the same build first
-            if not target.is_dir():
-                raise
+        if is_main_process():
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another run finished the same build first
+                if not target.is_dir():
+                    raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    barrier()
     return target
 
 
@@ -128,10 +137,9 @@ def build_rung(name: str) -> Path:
             logging_steps=50,
             disable_tqdm=True,
         )
-        model = supervised_finetune(model, tokenizer, Dataset.from_dict({"text": texts}), args)
         model.config._name_or_path = name
-        model.save_pretrained(directory)
-        tokenizer.save_pretrained(directory)
+        # Saved through the trainer, on every process: DeepSpeed ZeRO-3 gathers the partitioned weights first.
+        supervised_finetune(model, tokenizer, Dataset.from_dict({"text": texts}), args, save_to=directory)
         shutil.rmtree(directory / "checkpoints", ignore_errors=True)
 
     return _atomic_dir(target, build)

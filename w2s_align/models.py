@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,6 +162,30 @@ def quantization_config(rung: RungConfig):
     )
 
 
+def weight_dtype(rung: RungConfig):
+    """The dtype a rung's weights are loaded in, whatever its checkpoint holds: fp32, so that bf16 mixed precision
+    keeps fp32 master weights (a bf16 checkpoint trained as bf16 parameters loses small updates); a LoRA rung's frozen
+    base in bf16 where the device computes in bf16 (its adapters are fp32)."""
+    import torch
+
+    return torch.bfloat16 if rung.training.lora is not None and bf16_supported() else torch.float32
+
+
+def sharded() -> bool:
+    """Whether this launch shards parameters across processes (DeepSpeed ZeRO-3, or FSDP)."""
+    stage3 = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3" or _deepspeed_file_stage() == 3
+    return stage3 or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
+
+
+def _deepspeed_file_stage() -> int | None:
+    """The ZeRO stage of the DeepSpeed config file `accelerate launch` passed, if any."""
+    path = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
+    try:
+        return json.loads(Path(path).read_text())["zero_optimization"]["stage"] if path else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_rung_model(rung: RungConfig, auto_class, path: str | None = None, base: str | None = None, **kwargs: Any):
     """Load the rung with `auto_class`: the rung itself, or a trained checkpoint at `path`.
 
@@ -180,6 +205,10 @@ def load_rung_model(rung: RungConfig, auto_class, path: str | None = None, base:
     quantization = quantization_config(rung)
     if quantization is not None and (path is None or path == base):
         kwargs["quantization_config"] = quantization
+        if sharded():  # ZeRO-3 / FSDP shard the packed 4-bit weights: stored in the dtype the shards are gathered in
+            kwargs["quantization_config"].bnb_4bit_quant_storage = quantization.bnb_4bit_compute_dtype
+    elif "dtype" not in kwargs:
+        kwargs["dtype"] = weight_dtype(rung)
     if path is None and rung.random_init:
         model = auto_class.from_config(AutoConfig.from_pretrained(source, **kwargs))
     else:

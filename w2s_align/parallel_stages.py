@@ -138,10 +138,10 @@ def must_wait(step: Step, pending: list[Step], running: Iterable[Step]) -> bool:
     running = list(running)
     if any(source is other for source in step.upstream().values() for other in [*pending, *running]):
         return True
-    return _sft_key(step) is not None and any(_sft_key(other) == _sft_key(step) for other in running)
+    return sft_key(step) is not None and any(sft_key(other) == sft_key(step) for other in running)
 
 
-def _sft_key(step: Step) -> tuple[str, int] | None:
+def sft_key(step: Step) -> tuple[str, int] | None:
     # The SFT model a policy starts from is a stage of its own, which two DPO stages of one rung and seed can share.
     if not isinstance(step, (CeilingSpec, StudentSpec)) or step.task != "dpo":
         return None

@@ -48,7 +48,7 @@ from .conflicts import (
     random_direction,
 )
 from .data import SPLITS, ground_truth_pairs, load_helpful_pairs, load_splits
-from .distributed import is_main_process, on_main, state
+from .distributed import check_launch, check_shared, is_main_process, on_main, process_group_timeout, state
 from .ensembles import ensemble_labels, ensemble_predictions
 from .errors import W2SInputError
 from .generative import check_generative, generative_finetune, started_from
@@ -83,11 +83,28 @@ def _silent(message: str) -> None:
 class W2SPipeline:
     """Runs a [`Recipe`] end to end by executing its plan. `log` receives one line per step (defaults to `print`);
     `jobs` stages run at once on worker processes where the plan allows (defaults to 1, see
-    [`w2s_align.parallel_stages`])."""
+    [`w2s_align.parallel_stages`]); `executor="ray"` hands the stages to Ray instead, a local instance or the cluster
+    at `ray_address` (see [`w2s_align.ray_stages`])."""
 
-    def __init__(self, recipe: Recipe, log: Callable[[str], None] = print, jobs: int = 1):
+    def __init__(
+        self,
+        recipe: Recipe,
+        log: Callable[[str], None] = print,
+        jobs: int = 1,
+        executor: str = "local",
+        ray_address: str | None = None,
+    ):
         if jobs < 1:
             raise W2SInputError(f"--jobs must be at least 1, got {jobs}")
+        if executor not in ("local", "ray"):
+            raise W2SInputError(f"--executor must be local or ray, got {executor!r}")
+        if executor == "ray" and jobs > 1:
+            raise W2SInputError(
+                "--jobs is for the local executor; Ray runs as many stages as the cluster has room for"
+            )
+        self.executor, self.ray_address = executor, ray_address
+        check_launch()
+        state(process_group_timeout(recipe))  # the group is made here, before any trainer: with the recipe's timeout
         self.recipe = recipe
         self.jobs = jobs
         self.log = log if is_main_process() else _silent  # one log, from the main process
@@ -102,6 +119,7 @@ class W2SPipeline:
         """Take the output directory (one run at a time, see [`RunLock`]); load (or reuse) the splits; if anything is
         left to train, check the recipe against every task and that every rung loads, before any training. Raises
         `W2SInputError`; the directory stays taken until `run` ends."""
+        check_shared(self.recipe.run_dir, "output_dir")  # before the lock: its file must be one for every node
         on_main(self._lock.acquire)
         try:
             return self._prepare()
@@ -156,7 +174,11 @@ class W2SPipeline:
     def _run(self, started: float) -> dict[str, Any]:
         atomic_write_text(self.recipe.run_dir / "config.yaml", yaml.safe_dump(self.recipe.to_dict(), sort_keys=False))
         pending = [step for step in self.plan.steps if not self.cache.stage(step).done]
-        if self.jobs > 1 and len(pending) > 1:
+        if self.executor == "ray" and pending:
+            from .ray_stages import run_on_ray
+
+            run_on_ray(self, pending, self.ray_address)
+        elif self.jobs > 1 and len(pending) > 1:
             run_in_workers(self, pending, self.jobs)
         else:
             for step in pending:
@@ -199,7 +221,8 @@ class W2SPipeline:
         shutil.rmtree(stage.path("checkpoints"), ignore_errors=True)
         summary["train_seconds"] = round(time.time() - started, 1)
         stage.finish(summary)
-        named = f"{spec.label}, seed {spec.seed}: " if self.jobs > 1 else ""  # stages end out of order
+        parallel = self.jobs > 1 or self.executor == "ray"
+        named = f"{spec.label}, seed {spec.seed}: " if parallel else ""  # stages end out of order
         self.log(f"  {named}test accuracy {summary['accuracy']:.3f} ({summary['train_seconds']} s)")
 
     def _generative(self, spec: GenerativeSpec, stage: Stage) -> None:

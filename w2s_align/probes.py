@@ -38,6 +38,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel
 
 from .device import default_device
+from .distributed import whole_weights
 from .labeling import pad_batch
 from .models import load_rung_model, tokenize_pairs
 from .verbosity import batch_starts
@@ -152,7 +153,8 @@ def split_features(task: Task, rung: RungConfig, pairs: Dataset, batch_size: int
 
     tokenizer = task.tokenizer(rung)
     tokenized = tokenize_pairs(task.rendered(rung, pairs), tokenizer, rung.training.max_length)
-    model = load_rung_model(rung, AutoModel).to(default_device())
+    with whole_weights():  # each process computes the features of its share of the pairs on the whole body
+        model = load_rung_model(rung, AutoModel).to(default_device())
     x = pair_features(model, tokenized, tokenizer.pad_token_id, batch_size or rung.training.eval_batch_size)
     return Dataset.from_dict({"id": tokenized["id"], "x": x.tolist()})
 

@@ -17,7 +17,7 @@ from datasets import Dataset
 from .cache import StageCache
 from .collators import LABEL_COLUMNS
 from .device import default_device
-from .distributed import barrier
+from .distributed import barrier, whole_weights
 from .evaluation import predict_pairs
 from .labeling import WeakLabeler
 from .models import load_reward_model, tokenize_pairs
@@ -91,20 +91,22 @@ class RewardTask(Task):
             processing_class=tokenizer,
             peft_config=lora_config(settings, "SEQ_CLS"),
         )
-        steps = fit(trainer, stage_dir, self.log, rung.model)
+        trained = fit(trainer, stage_dir, self.log, rung.model)
         del trainer, model
         gc.collect()
         barrier()
         # Score with the saved model, whole on every process, whatever sharding training used.
-        model = load_reward_model(rung, path=str(stage_dir / "model")).to(default_device())
+        with whole_weights():
+            model = load_reward_model(rung, path=str(stage_dir / "model")).to(default_device())
         predictions = predict_pairs(
             model, tokenizer, self.tokenized(rung, test), settings.eval_batch_size, settings.max_length
         )
-        return record(predictions, stage_dir, steps)
+        return record(predictions, stage_dir, trained)
 
     def labeler(self, rung: RungConfig, stage_dir: Path, labeler_id: str) -> WeakLabeler:
-        """A labeler from the reward model saved in `stage_dir/model`."""
-        model = load_reward_model(rung, path=str(stage_dir / "model")).to(default_device())
+        """A labeler from the reward model saved in `stage_dir/model`, whole on every process."""
+        with whole_weights():
+            model = load_reward_model(rung, path=str(stage_dir / "model")).to(default_device())
         return WeakLabeler(
             model,
             self.tokenizer(rung),

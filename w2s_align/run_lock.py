@@ -3,8 +3,10 @@
 `w2s-align run` (and `analyze`) hold `<output_dir>/w2s-align.lock` while they write there. The file is created
 atomically (`O_CREAT | O_EXCL`, which shared filesystems honour across nodes) and names its holder: host, process id
 and start time. A second run on the same directory stops with one line naming the holder. A lock that a killed run
-left behind does not block forever: on the same host it is stale as soon as its process is gone; from another host,
-when its holder has not refreshed it (every [`HEARTBEAT_SECONDS`]) for [`STALE_SECONDS`].
+left behind does not block forever: on the same machine it is stale as soon as its process is gone; from another
+machine, when its holder has not refreshed it (every [`HEARTBEAT_SECONDS`]) for [`STALE_SECONDS`]. "The same
+machine" is the same host name, boot and process-id namespace ([`machine_id`]): containers often share a host name,
+and a process id means nothing in another container.
 
 Example:
 
@@ -52,7 +54,9 @@ class RunLock:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise W2SInputError(f"output_dir {self.run_dir}: cannot be made a directory ({error.strerror})") from None
-        holder = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%c")})
+        holder = json.dumps(
+            {"host": socket.gethostname(), "machine": machine_id(), "pid": os.getpid(), "started": time.strftime("%c")}
+        )
         for _ in range(3):  # a stale lock is removed, then taken; a run that takes it first wins
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -110,9 +114,9 @@ class RunLock:
             age = time.time() - self.path.stat().st_mtime
         except (ValueError, OSError):
             return  # being written or just removed: look again
-        if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        if holder.get("machine") == machine_id() and isinstance(holder.get("pid"), int):
             stale = not _alive(holder["pid"])
-        else:  # another host (or an unreadable holder): only the heartbeat tells
+        else:  # another machine or container (or an unreadable holder): only the heartbeat tells
             stale = age > STALE_SECONDS
         if not stale:
             raise self._busy(holder)
@@ -126,6 +130,17 @@ class RunLock:
             f"output_dir {self.run_dir}: another w2s-align run is using it ({who}); wait for it to finish or choose "
             f"another output_dir (if no run is active, delete {self.path})"
         )
+
+
+def machine_id() -> str:
+    """Where a process id means something: the host name, its boot and this process's pid namespace."""
+    parts = [socket.gethostname()]
+    for source in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(Path(source).read_text().strip() if "boot_id" in source else str(os.stat(source).st_ino))
+        except OSError:
+            parts.append("?")
+    return "/".join(parts)
 
 
 def _alive(pid: int) -> bool:

@@ -44,12 +44,16 @@ RESPONSE_COLUMNS = ("chosen_ids", "rejected_ids")
 
 
 def pair_lengths(dataset: Dataset) -> list[int]:
-    """A pair's length is its longer sequence: the prompt (when tokenized apart) plus the longer response."""
+    """A pair's length is its longer sequence: the prompt (when tokenized apart) plus the longer response; a text
+    row's (SFT) is its `input_ids`."""
     arrow = dataset.with_format("arrow")
     columns = dataset.column_names
 
     def lengths(column: str):
         return pc.list_value_length(arrow[column])
+
+    if "input_ids" in columns and not set(RESPONSE_COLUMNS) & set(columns):
+        return lengths("input_ids").to_pylist()
 
     total = pc.max_element_wise(*(lengths(column) for column in RESPONSE_COLUMNS))
     for column in SHARED_COLUMNS:

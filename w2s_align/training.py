@@ -13,7 +13,7 @@ import numpy as np
 from datasets import Dataset
 
 from .artifacts import atomic_write_json, atomic_write_parquet
-from .distributed import barrier, is_main_process
+from .distributed import barrier, broadcast, is_main_process
 from .options import StudentLossSettings
 from .recipe import TrainingSettings
 from .tasks import PREDICTIONS_FILE
@@ -27,10 +27,11 @@ if TYPE_CHECKING:
 TRAIN_LOG = "train_log.json"
 
 
-def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None], base_model: str) -> int:
+def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None], base_model: str) -> dict[str, Any]:
     """Train (resuming from the last checkpoint a killed run left), save the model in `stage_dir/model` and the log
-    history in `stage_dir/train_log.json` ([`TRAIN_LOG`]); return the number of optimizer steps. `base_model` is the
-    rung's model as the recipe names it (a hub id or a local path), for the model card."""
+    history in `stage_dir/train_log.json` ([`TRAIN_LOG`]); return the number of optimizer steps and how the training
+    ran (processes, distributed type, ZeRO stage), for the stage summary. `base_model` is the rung's model as the
+    recipe names it (a hub id or a local path), for the model card."""
     from transformers.trainer_callback import PrinterCallback
 
     # Without a terminal the pipeline logs one line per stage; the trainer's raw log lines only at debug level.
@@ -47,7 +48,17 @@ def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None], base_mode
     trainer.model.config._name_or_path = base_model
     trainer.create_model_card(model_name=stage_dir.name, tags=["weak-to-strong"])
     atomic_write_json(stage_dir / TRAIN_LOG, trainer.state.log_history)
-    return trainer.state.global_step
+    return {"train_steps": trainer.state.global_step, "launch": launch_summary(trainer)}
+
+
+def launch_summary(trainer: Trainer) -> dict[str, Any]:
+    """How `trainer` trained: its number of processes, distributed type and, under DeepSpeed, the ZeRO stage."""
+    accelerator = trainer.accelerator
+    out = {"processes": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type.value)}
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None:
+        out["zero_stage"] = plugin.zero_stage
+    return out
 
 
 def last_whole_checkpoint(checkpoints: Path) -> Path | None:
@@ -65,7 +76,8 @@ def last_whole_checkpoint(checkpoints: Path) -> Path | None:
             if is_main_process():
                 shutil.rmtree(path, ignore_errors=True)
     barrier()
-    return max(whole)[1] if whole else None
+    # Every process resumes from the checkpoint the main process chose (they read one shared directory).
+    return broadcast(max(whole)[1] if whole else None)
 
 
 def hold_out(pairs: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
@@ -78,10 +90,10 @@ def hold_out(pairs: Dataset, fraction: float, seed: int) -> tuple[Dataset, Datas
     return pairs.select(np.sort(order[size:])), pairs.select(np.sort(order[:size]))
 
 
-def record(predictions: Dataset, stage_dir: Path, steps: int) -> dict[str, Any]:
-    """Save a trained model's test predictions in its stage; return the stage summary."""
+def record(predictions: Dataset, stage_dir: Path, trained: dict[str, Any]) -> dict[str, Any]:
+    """Save a trained model's test predictions in its stage; return the stage summary (with what [`fit`] returned)."""
     atomic_write_parquet(predictions, stage_dir / PREDICTIONS_FILE)
-    return {"accuracy": float(sum(predictions["correct"]) / predictions.num_rows), "train_steps": steps}
+    return {"accuracy": float(sum(predictions["correct"]) / predictions.num_rows), **trained}
 
 
 def trainer_kwargs(
