@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import yaml
 from datasets import Dataset
@@ -520,9 +521,15 @@ def _two_nodes(recipe_path: Path, tmp_path: Path, script: Path | None = None, cw
 
 
 def _end(node: subprocess.Popen) -> None:
-    """End a node with its workers (a frozen worker would keep its output pipes open and outlive its launcher)."""
+    """End a node with its workers. A frozen worker keeps its output pipes open and outlives its launcher, outside the
+    launcher's process group (torch's elastic agent starts each worker in a session of its own), so every process
+    whose command line names the node's recipe is killed too."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(node.pid, signal.SIGKILL)
+    for process in psutil.process_iter(["cmdline"]):
+        if node.args[-1] in (process.info["cmdline"] or []):
+            with contextlib.suppress(psutil.Error):
+                process.kill()
     node.communicate()
 
 

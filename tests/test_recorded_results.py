@@ -4,7 +4,9 @@ length-grouped ones (`reward-grouped`). Recorded again on purpose when the measu
 on, DPO students on hard likelihood labels, PGR intervals). Recorded again for issue 24, whose changes left every
 model, margin and label as recorded (checked before recording) and changed the intervals (resampled by pair weights,
 with a t-based seed part) and a DPO student's Deception Score (what a weak policy knows is read from the
-log-likelihood it labelled with).
+log-likelihood it labelled with). Recorded again for issue 25 (`dpo` only): the SFT stage before DPO trains without
+dropout, as DPO does, so that a policy does not depend on the number of processes (checked before recording: with
+dropout on, the old record still holds).
 
 The recorded file holds every model's test accuracy and per-example margins, every weak label, and every student's PGR
 and Deception Score. A change that is meant to alter results updates it deliberately:
