@@ -44,7 +44,7 @@ def assert_stopped_before_training(tiny_recipe):
 @pytest.mark.slow
 def test_cli_runs_a_recipe_with_overrides(tiny_recipe, tmp_path, capsys):
     path = write_recipe(tmp_path, tiny_recipe)
-    code = main(["run", str(path), "methods=[xent]", "data.test_size=24"])
+    code = main(["run", str(path), "methods=[xent]", "--jobs", "1", "data.test_size=24"])  # overrides after an option
     out = capsys.readouterr().out
     assert code == 0
     assert "tiny-l2 <- tiny-l1 (xent)" in out

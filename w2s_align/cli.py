@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
+    if hasattr(args, "overrides"):  # argparse leaves KEY=VALUE given after an option (`--jobs 2 seeds=[0]`) over
+        args.overrides += [item for item in rest if "=" in item and not item.startswith("-")]
+        rest = [item for item in rest if item not in args.overrides]
     if rest and not hasattr(args, "trainer"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.rest = rest
