@@ -188,3 +188,22 @@ def test_ctrl_c_stops_the_workers_with_one_line(tiny_recipe, tmp_path):
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     time.sleep(1)
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # no worker outlives the run
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers through /proc (Linux)")
+def test_workers_end_when_the_main_process_is_killed(tiny_recipe, tmp_path):
+    """A main process killed outright (no Ctrl-C reaches the workers, no pool shutdown): its workers stop within
+    seconds instead of training on, unseen, until their stages end."""
+    tiny_recipe["training"]["num_train_epochs"] = 500  # stages that would outlast the test by far
+    run, workers = _start_and_wait_for_a_stage(tiny_recipe, tmp_path)
+    run.kill()
+    run.communicate(timeout=60)
+    deadline = time.time() + 30
+    while time.time() < deadline and [pid for pid in workers if Path(f"/proc/{pid}").exists()]:
+        time.sleep(0.5)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    for pid in alive:  # leave nothing behind if the assertion fails
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "the workers outlived their main process"
+    assert not list(Path(tiny_recipe["output_dir"]).glob("stages/train-*/DONE.json"))

@@ -27,6 +27,8 @@ import contextlib
 import logging
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -163,9 +165,18 @@ def _start_worker(recipe: Recipe, jobs: int, threads: int, levels: tuple[str, st
     from .pipeline import W2SPipeline
 
     torch.set_num_threads(threads)
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
     lines.send(os.getpid())  # so that an interrupted main process can stop it
     _worker = W2SPipeline(recipe, log=lines.send, jobs=jobs)
     _worker.attach()
+
+
+def _end_with_parent(parent: int) -> None:
+    """End this worker once its main process is gone (killed, so neither a Ctrl-C nor the pool's shutdown reached
+    it) instead of training on for no one: the stage stays unfinished and resumes on the next run."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _interrupt(signum, frame) -> None:
