@@ -386,6 +386,8 @@ def half_batch_recipe(tiny_recipe):
     tiny_recipe["methods"] = ["xent"]
     tiny_recipe["analysis"] = {"n_bootstrap": 20}
     tiny_recipe["training"]["per_device_train_batch_size"] = 4  # 2 processes x 4 against 1 process x 8
+    # 42 pairs leave 2 for an epoch's last step: process 0 holds them and 2 fillers, process 1 only fillers.
+    tiny_recipe["data"].update(gt_size=42, w2s_size=42)
     return tiny_recipe
 
 
@@ -460,7 +462,7 @@ def test_a_zero3_lora_rung_saves_whole_adapters_and_scores_like_one_process(half
 @pytest.fixture
 def half_batch_dpo_recipe(half_batch_recipe):
     half_batch_recipe["task"] = "dpo"
-    half_batch_recipe["data"].update(gt_size=32, w2s_size=32, test_size=24)
+    half_batch_recipe["data"].update(gt_size=30, w2s_size=30, test_size=24)  # a last step of 6 pairs: 4 + 2
     half_batch_recipe["dpo"] = {"beta": 0.1, "sft": True}
     return half_batch_recipe
 

@@ -34,6 +34,7 @@ from .cards import BURNS_2023, YANG_2025, cite
 from .collators import CONFLICT_LABEL, LABEL_COLUMNS, SOFT_LABEL, SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
 from .evaluate_metrics import compute_pairwise_accuracy
+from .last_batch import LastBatchWeights
 from .losses import StudentLossArguments, StudentObjective
 from .options import PREFERENCE_LOSSES
 from .sampling import LengthGroupedTraining, LengthGroupingArguments, pair_lengths
@@ -85,7 +86,7 @@ class W2SDPOConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments
         return self.loss_type == ["simpo"]
 
 
-class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, DPOTrainer):
+class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, DPOTrainer):
     """
     DPO/SimPO trainer for weak-to-strong experiments: TRL's [`~trl.DPOTrainer`] with soft (weak) labels.
 
@@ -175,6 +176,7 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, DPOTrainer):
         args = self.args
         soft_label = inputs.pop(SOFT_LABEL, None)
         conflict_label = inputs.pop(CONFLICT_LABEL, None)
+        weight = self.pair_weights(inputs, len(inputs["input_ids"]) // 2, inputs["input_ids"].device)
         logps, lengths = self.sequence_logps(model, inputs)
         chosen_logps, rejected_logps = logps.chunk(2)
         # The policy's own preference, as Yang et al. read it: raw log-likelihood (DPO), mean log-likelihood (SimPO).
@@ -203,10 +205,18 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, DPOTrainer):
             mode == "train",
             self.accelerator.gather,
             gamma,
+            weight,
         )
         # SimPO's conflict keeps its margin, as in Yang et al.'s SimPO code: -log sigmoid(toward harmful - gamma).
         loss = loss + self._objective.conflict(
-            logits, conflict_label, mode == "train", self.accelerator.gather, logs, trigger=raw_preference, gamma=gamma
+            logits,
+            conflict_label,
+            mode == "train",
+            self.accelerator.gather,
+            logs,
+            trigger=raw_preference,
+            gamma=gamma,
+            weight=weight,
         )
         if mode == "train":
             tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()

@@ -127,6 +127,7 @@ def explicit_conflict_loss(
     alpha: float,
     trigger: torch.Tensor | None = None,
     gamma: float = 0.0,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`alpha * mean_i c_i * BCE(sigmoid(logits_i), conflict_label_i)`, `c_i = 1` where the model already sides with
     the conflicting objective (the explicit conflict of Yang et al.; see [`w2s_align.conflicts`]). With a margin
@@ -137,7 +138,7 @@ def explicit_conflict_loss(
     Which side the model is already on is the sign of `trigger` (default `logits`; DPO students pass their raw
     log-likelihood difference, as Yang et al. do). The term pushes the harmful response further up on exactly the
     pairs where it is already ahead. Swapping a pair (`logits`, `trigger` negated, `1 - conflict_label`) leaves it
-    unchanged; a tie (`trigger == 0`) triggers nothing.
+    unchanged; a tie (`trigger == 0`) triggers nothing. `weight` turns the mean into a weighted sum ([`reduce_pairs`]).
 
     Example:
 
@@ -153,7 +154,13 @@ def explicit_conflict_loss(
     trigger = logits if trigger is None else trigger
     harmful_first = conflict_label.float() > 0.5
     already = torch.where(harmful_first, trigger.detach() > 0, trigger.detach() < 0).float()
-    return alpha * (already * margin_bce(logits, conflict_label, gamma)).mean()
+    return alpha * reduce_pairs(already * margin_bce(logits, conflict_label, gamma), weight)
+
+
+def reduce_pairs(per_pair: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """A batch's loss from its pairs' losses: their mean, or with `weight` their weighted sum (the last batch of an
+    epoch on several processes, see [`w2s_align.last_batch`])."""
+    return per_pair.mean() if weight is None else (per_pair * weight).sum()
 
 
 def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -232,16 +239,18 @@ class StudentObjective:
         training: bool,
         gather=lambda tensor: tensor,
         gamma: float = 0.0,
+        weight: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Mean loss of the batch and the values to log. In evaluation the target is the soft label itself."""
+        """Loss of the batch (the mean over its pairs, or their `weight`ed sum) and the values to log. In evaluation
+        the target is the soft label itself."""
         logs: dict[str, float] = {}
         soft_label = soft_label.to(logits.device, torch.float32)
         target = self.target(logits, soft_label, step, max(max_steps, 1), logs) if training else soft_label
         if training and self.args.student_loss == "kl":
             per_pair = reverse_kl(logits, target)
         elif self.args.soft_label_mode == "weight":
-            weight = torch.maximum(target, 1 - target)
-            per_pair = weight * margin_bce(logits, harden(target), gamma)
+            confidence = torch.maximum(target, 1 - target)
+            per_pair = confidence * margin_bce(logits, harden(target), gamma)
         else:
             per_pair = margin_bce(logits, target, gamma)
         if training:
@@ -251,7 +260,7 @@ class StudentObjective:
             logs["label_agreement"] = gather(agreement).mean().item()
             logs["soft_label_confidence"] = gather(torch.maximum(soft_label, 1 - soft_label).mean()).mean().item()
             logs["loss_xent"] = gather(margin_bce(logits, soft_label, gamma).mean()).mean().item()
-        return per_pair.mean(), logs
+        return reduce_pairs(per_pair, weight), logs
 
     def reshape(self, per_pair: torch.Tensor, logits: torch.Tensor, step: int, max_steps: int, logs) -> torch.Tensor:
         """The per-pair loss of `window` (masked) and `min_entropy` (with the entropy term); the others' unchanged."""
@@ -275,11 +284,12 @@ class StudentObjective:
         logs: dict[str, float],
         trigger: torch.Tensor | None = None,
         gamma: float = 0.0,
+        weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The explicit conflict term of the batch ([`explicit_conflict_loss`]), logged as `loss_conflict`; zero in
         evaluation or without `conflict_alpha`. `conflict_label` is the conflicting objective's preference for
         `chosen` (1.0 or 0.0), `trigger` the logit whose sign says which response the model already prefers (default
-        `logits`), `gamma` SimPO's margin (0 otherwise)."""
+        `logits`), `gamma` SimPO's margin (0 otherwise), `weight` as in `loss`."""
         if not training or self.args.conflict_alpha <= 0:
             return logits.new_zeros(())
         if conflict_label is None:
@@ -287,6 +297,6 @@ class StudentObjective:
                 "conflict_alpha > 0 needs a `conflict_label` column: which response the conflicting objective prefers"
             )
         conflict_label = conflict_label.to(logits.device, torch.float32)
-        term = explicit_conflict_loss(logits, conflict_label, self.args.conflict_alpha, trigger, gamma)
+        term = explicit_conflict_loss(logits, conflict_label, self.args.conflict_alpha, trigger, gamma, weight)
         logs["loss_conflict"] = gather(term.detach()).mean().item()
         return term

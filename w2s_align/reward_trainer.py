@@ -30,7 +30,8 @@ from .cards import BURNS_2023, YANG_2025, cite
 from .collators import CONFLICT_LABEL, SOFT_LABEL, SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
 from .evaluate_metrics import compute_pairwise_accuracy
-from .losses import StudentLossArguments, StudentObjective
+from .last_batch import LastBatchWeights
+from .losses import StudentLossArguments, StudentObjective, reduce_pairs
 from .sampling import LengthGroupedTraining, LengthGroupingArguments
 from .validation import NeutralEvaluation
 
@@ -79,7 +80,7 @@ class W2SRewardConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArgume
     """
 
 
-class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, RewardTrainer):
+class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, RewardTrainer):
     """
     Reward-model trainer for weak-to-strong experiments: TRL's [`~trl.RewardTrainer`] with soft labels.
 
@@ -147,6 +148,7 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, RewardTrainer):
         soft_label = inputs.pop(SOFT_LABEL, None)
         conflict_label = inputs.pop(CONFLICT_LABEL, None)
         margin = inputs.pop("margin", None)
+        weight = self.pair_weights(inputs, len(inputs["input_ids"]) // 2, inputs["input_ids"].device)
 
         inputs["use_cache"] = False
         outputs = model(**inputs)
@@ -158,14 +160,15 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, RewardTrainer):
             soft_label = torch.ones_like(delta)
         training, gather_all = mode == "train", self.accelerator.gather
         loss, logs = self._objective.loss(
-            delta, soft_label, self.state.global_step, self.state.max_steps, training, gather_all
+            delta, soft_label, self.state.global_step, self.state.max_steps, training, gather_all, weight=weight
         )
         preference = rewards_chosen - rewards_rejected
-        loss = loss + self._objective.conflict(preference, conflict_label, training, gather_all, logs)
+        loss = loss + self._objective.conflict(preference, conflict_label, training, gather_all, logs, weight=weight)
         for key, value in logs.items():
             self._metrics[mode][key].append(value)
         if self.args.center_rewards_coefficient is not None:
-            loss = loss + self.args.center_rewards_coefficient * torch.mean((rewards_chosen + rewards_rejected) ** 2)
+            centering = reduce_pairs((rewards_chosen + rewards_rejected) ** 2, weight)
+            loss = loss + self.args.center_rewards_coefficient * centering
 
         if mode == "train":
             num_tokens_in_batch = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()

@@ -22,6 +22,7 @@ from trl.trainer.utils import disable_dropout_in_model
 
 from .device import DeviceDefaults
 from .distributed import barrier, is_main_process
+from .last_batch import LastBatchLabels
 from .sampling import LengthGroupedTraining
 
 
@@ -39,10 +40,11 @@ class W2SSFTConfig(DeviceDefaults, SFTConfig):
     )
 
 
-class W2SSFTTrainer(LengthGroupedTraining, SFTTrainer):
+class W2SSFTTrainer(LengthGroupedTraining, LastBatchLabels, SFTTrainer):
     """TRL's `SFTTrainer`; with `train_sampling_strategy="group_by_length"` its batches are grouped over one
     optimizer step's texts on all processes (transformers groups per process, so the global batches, and the model,
-    would change with the number of processes)."""
+    would change with the number of processes), and an epoch's last step trains each text once
+    ([`w2s_align.last_batch`])."""
 
 
 def supervised_finetune(
