@@ -176,7 +176,7 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
         args = self.args
         soft_label = inputs.pop(SOFT_LABEL, None)
         conflict_label = inputs.pop(CONFLICT_LABEL, None)
-        weight = self.pair_weights(inputs, len(inputs["input_ids"]) // 2, inputs["input_ids"].device)
+        weight = self.pair_weights(inputs)
         logps, lengths = self.sequence_logps(model, inputs)
         chosen_logps, rejected_logps = logps.chunk(2)
         # The policy's own preference, as Yang et al. read it: raw log-likelihood (DPO), mean log-likelihood (SimPO).

@@ -53,7 +53,7 @@ def filled_step(trainer) -> tuple[int, int, int] | None:
 
 
 class LastBatchWeights:
-    """Trainer mixin for pairwise losses: `self.pair_weights(inputs, pairs, device)` in `compute_loss` is None for a
+    """Trainer mixin for pairwise losses: `self.pair_weights(inputs)` in `compute_loss` is None for a
     full step and the weights of [`pair_weights`] for the filled last step of an epoch (its loss is then the weighted
     sum of the pairs' losses, not their mean). Put it before the TRL trainer in the bases."""
 
@@ -65,10 +65,14 @@ class LastBatchWeights:
         return batches, num_items_in_batch
 
     @staticmethod
-    def pair_weights(inputs: dict, pairs: int, device=None) -> torch.Tensor | None:
-        """The weights of this batch's pairs (removing their key from `inputs`), or None: a plain mean."""
+    def pair_weights(inputs: dict) -> torch.Tensor | None:
+        """The weights of this batch's pairs (removing their key from `inputs`), or None: a plain mean. The batch
+        holds its pairs as `input_ids` rows, every chosen row then every rejected one."""
         tag = inputs.pop(LAST_BATCH, None)
-        return None if tag is None else pair_weights(*tag, pairs=pairs, device=device)
+        if tag is None:
+            return None
+        rows = inputs["input_ids"]
+        return pair_weights(*tag, pairs=len(rows) // 2, device=rows.device)
 
 
 class LastBatchLabels:

@@ -148,7 +148,7 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeight
         soft_label = inputs.pop(SOFT_LABEL, None)
         conflict_label = inputs.pop(CONFLICT_LABEL, None)
         margin = inputs.pop("margin", None)
-        weight = self.pair_weights(inputs, len(inputs["input_ids"]) // 2, inputs["input_ids"].device)
+        weight = self.pair_weights(inputs)
 
         inputs["use_cache"] = False
         outputs = model(**inputs)
