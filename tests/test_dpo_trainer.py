@@ -153,11 +153,19 @@ def test_precomputed_reference_uses_the_starting_policy(tiny_model_dir, tokenize
         assert by_id[row_id]["ref_rejected_logps"] == pytest.approx(lp[4 + i], rel=1e-4)
 
 
-def test_config_rejects_other_trl_losses(tmp_path):
-    with pytest.raises(ValueError, match="implements loss_type"):
-        W2SDPOConfig(output_dir=str(tmp_path), loss_type="ipo")
-    with pytest.raises(ValueError, match="SimPO uses no reference"):
-        W2SDPOConfig(output_dir=str(tmp_path), loss_type="simpo", precompute_ref_log_probs=True)
+def test_config_refuses_the_losses_without_a_per_pair_form_and_simpo_with_reference_options(tmp_path):
+    for loss, reason in [("aot", "sorts the batch"), ("aot_unpaired", "sorts the batch"), ("sft", "chosen tokens")]:
+        with pytest.raises(ValueError, match=reason):
+            W2SDPOConfig(output_dir=str(tmp_path), loss_type=["sigmoid", loss])
+    with pytest.raises(ValueError, match="unknown loss_type 'sigmiod'"):
+        W2SDPOConfig(output_dir=str(tmp_path), loss_type="sigmiod")
+    with pytest.raises(ValueError, match="a loss of its own"):
+        W2SDPOConfig(output_dir=str(tmp_path), loss_type=["simpo", "hinge"])
+    for option in [{"precompute_ref_log_probs": True}, {"ld_alpha": 0.5}, {"use_weighting": True}]:
+        with pytest.raises(ValueError, match="SimPO .* uses no reference model"):
+            W2SDPOConfig(output_dir=str(tmp_path), loss_type="simpo", **option)
+    with pytest.raises(ValueError, match="'kl' is a divergence of the sigmoid"):
+        W2SDPOConfig(output_dir=str(tmp_path), loss_type="hinge", student_loss="kl")
     with pytest.raises(ValueError, match="'kl' has no margin for SimPO"):
         W2SDPOConfig(output_dir=str(tmp_path), loss_type="simpo", student_loss="kl")
     assert W2SDPOConfig(output_dir=str(tmp_path), student_loss="kl").student_loss == "kl"  # DPO takes it
@@ -197,3 +205,137 @@ def test_evaluation_accuracy_is_agreement_of_the_implicit_reward_with_the_labels
     expected = sum((m > 0) == (p > 0.5) for m, p in zip(margins, soft)) / 5
     assert 0 < expected < 1  # the test can tell agreement from its opposite
     assert trainer.evaluate()["eval_accuracy"] == pytest.approx(expected)
+
+
+def perturbed(model, scale=0.05, seed=2):
+    """The model with every weight moved a little: a policy that differs from its reference."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=generator))
+    return model
+
+
+# TRL's DPO options, each checked against trl.DPOTrainer on the same pairs, policy and reference.
+TRL_OPTIONS = [
+    *({"loss_type": [loss]} for loss in ("hinge", "ipo", "nca_pair", "bco_pair", "sppo_hard", "apo_zero")),
+    *({"loss_type": [loss]} for loss in ("apo_down", "discopop", "sigmoid_norm")),
+    {"loss_type": ["exo_pair"], "label_smoothing": 1e-3},
+    {"loss_type": ["robust"], "label_smoothing": 0.1},
+    {"loss_type": ["sigmoid", "hinge", "ipo"], "loss_weights": [1.0, 0.5, 0.2]},
+    {"ld_alpha": 0.5},
+    {"f_divergence_type": "forward_kl"},
+    {"f_divergence_type": "js_divergence"},
+    {"f_divergence_type": "alpha_divergence", "f_alpha_divergence_coef": 0.5},
+    {"use_weighting": True},
+    {"use_weighting": True, "loss_type": ["ipo"]},
+    {"precompute_ref_log_probs": True},
+]
+
+
+@pytest.mark.parametrize("option", TRL_OPTIONS, ids=lambda option: "-".join(f"{k}={v}" for k, v in option.items()))
+def test_every_trl_option_gives_trls_first_batch_loss_with_hard_labels(option, tiny_model_dir, tokenizer, tmp_path):
+    from trl import DPOConfig, DPOTrainer
+
+    data = pairs(4)
+    losses = []
+    for config, trainer_class in [(DPOConfig, DPOTrainer), (W2SDPOConfig, W2SDPOTrainer)]:
+        # TRL's config turns bf16 on by default, which a CPU refuses; ours derives it from the device.
+        args = config(output_dir=str(tmp_path / trainer_class.__name__), beta=0.5, bf16=False, **COMMON, **option)
+        model, reference = perturbed(policy(tiny_model_dir, 0)), policy(tiny_model_dir, 1)
+        trainer = trainer_class(
+            model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer
+        )
+        losses.append(batch_loss(trainer))  # one batch of all 4 pairs: the mean does not depend on their order
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+@pytest.mark.parametrize("option", [{"loss_type": ["sigmoid"]}, *TRL_OPTIONS[:14], {"use_weighting": True}])
+def test_every_loss_is_the_same_for_a_pair_and_its_swap(option, tiny_model_dir, tokenizer, tmp_path):
+    soft = [0.9, 0.2, 0.6, 0.5]
+    data = pairs(4, soft)
+    swapped = data.map(
+        lambda row: {"chosen": row["rejected"], "rejected": row["chosen"], "soft_label": 1 - row["soft_label"]}
+    )
+    losses = []
+    for dataset in (data, swapped):
+        args = W2SDPOConfig(output_dir=str(tmp_path), beta=0.5, **COMMON, **option)
+        model, reference = perturbed(policy(tiny_model_dir, 0)), policy(tiny_model_dir, 1)
+        trainer = W2SDPOTrainer(
+            model=model, ref_model=reference, args=args, train_dataset=dataset, processing_class=tokenizer
+        )
+        losses.append(batch_loss(trainer))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+def test_a_soft_label_weighs_both_readings_of_a_trl_loss(tiny_model_dir, tokenizer, tmp_path):
+    """Hinge with labels p: p * hinge(chosen over rejected) + (1 - p) * hinge(rejected over chosen), by hand."""
+    soft = [0.9, 0.2, 0.6, 1.0]
+    data = pairs(4, soft)
+    model, reference = perturbed(policy(tiny_model_dir, 0)), policy(tiny_model_dir, 1)
+    args = W2SDPOConfig(output_dir=str(tmp_path), beta=0.5, loss_type="hinge", **COMMON)
+    trainer = W2SDPOTrainer(
+        model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer
+    )
+    lp, _ = hand_logps(model, tokenizer, data)
+    ref, _ = hand_logps(reference, tokenizer, data)
+    expected = 0.0
+    for i, p in enumerate(soft):
+        x = 0.5 * ((lp[i] - ref[i]) - (lp[4 + i] - ref[4 + i]))
+        expected += (p * max(0.0, 1 - x) + (1 - p) * max(0.0, 1 + x)) / 4
+    assert batch_loss(trainer) == pytest.approx(expected, rel=1e-4)
+
+
+def tiny_moe(vocab_size: int, seed: int):
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(seed)
+    config = MixtralConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        router_aux_loss_coef=0.5,
+        max_position_embeddings=512,
+    )
+    return MixtralForCausalLM(config)
+
+
+def test_a_mixture_of_experts_policy_keeps_its_router_loss(tokenizer, tmp_path):
+    from trl import DPOConfig, DPOTrainer
+
+    data = pairs(4)
+    losses, logged = [], []
+    for config, trainer_class in [(DPOConfig, DPOTrainer), (W2SDPOConfig, W2SDPOTrainer)]:
+        args = config(output_dir=str(tmp_path / trainer_class.__name__), beta=0.5, bf16=False, **COMMON)
+        model, reference = tiny_moe(len(tokenizer), 0), tiny_moe(len(tokenizer), 1)
+        trainer = trainer_class(
+            model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer
+        )
+        losses.append(batch_loss(trainer))
+        logged.append(trainer._metrics["eval"]["aux_loss"][-1])
+    assert logged[1] == pytest.approx(logged[0], rel=1e-5) and logged[1] > 0
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    trainer.args.learning_rate = 0.0
+    trainer.train()
+    assert "aux_loss" in trainer.state.log_history[0]
+
+
+def test_trl_metrics_mean_what_trl_means(tiny_model_dir, tokenizer, tmp_path):
+    """`rewards/accuracies` is TRL's (chosen above rejected, as stored); agreement with the labels has its own name."""
+    data = pairs(4, [0.0, 0.0, 0.0, 0.0])  # every label prefers `rejected`
+    model, reference = perturbed(policy(tiny_model_dir, 0)), policy(tiny_model_dir, 1)
+    args = W2SDPOConfig(output_dir=str(tmp_path), beta=0.5, **COMMON)
+    trainer = W2SDPOTrainer(
+        model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer
+    )
+    batch_loss(trainer)
+    metrics = {key: values[-1] for key, values in trainer._metrics["eval"].items()}
+    assert metrics["rewards/accuracies"] == pytest.approx(1 - metrics["label_agreement"])
+    for key in ("entropy", "logits/chosen", "logits/rejected", "mean_token_accuracy", "num_tokens"):
+        assert key in metrics
+    assert metrics["entropy"] > 0 and 0 <= metrics["mean_token_accuracy"] <= 1

@@ -2,12 +2,16 @@
 
 The weak supervisor's confidence is kept as a soft label (probability that `chosen` is better): as per-pair label
 smoothing (`soft_label_mode="smoothing"`, the default) or as a weight on a pair oriented by the label
-(`soft_label_mode="weight"`). The student losses (`xent`, `logconf`, `product`) are those of the reward trainer,
+(`soft_label_mode="weight"`). The student losses (`xent`, `logconf`, `product`, ...) are those of the reward trainer,
 applied to the policy's preference logit:
 
-- DPO (`loss_type=["sigmoid"]`): `beta * ((log pi(y_c) - log ref(y_c)) - (log pi(y_r) - log ref(y_r)))`;
-- SimPO (`loss_type=["simpo"]`): `beta * (log pi(y_c) / |y_c| - log pi(y_r) / |y_r|)`, with the target margin
-  `simpo_gamma` and no reference model.
+- DPO (`loss_type=["sigmoid"]`, TRL's default): `beta * ((log pi(y_c) - log ref(y_c)) - (log pi(y_r) - log ref(y_r)))`
+  (each log-ratio replaced by its score under `f_divergence_type`);
+- SimPO (`loss_type=["simpo"]`, this trainer's own): `beta * (log pi(y_c) / |y_c| - log pi(y_r) / |y_r|)`, with the
+  target margin `simpo_gamma` and no reference model.
+
+TRL's other per-pair losses (`hinge`, `ipo`, `robust`, ..., and their weighted combinations) weigh a soft label as
+[`w2s_align.preference_losses`] defines; the preference logit above still gives the student loss its own prediction.
 
 Example:
 
@@ -36,7 +40,7 @@ from .device import DeviceDefaults, match_adapter_dtype
 from .evaluate_metrics import compute_pairwise_accuracy
 from .last_batch import LastBatchWeights
 from .losses import StudentLossArguments, StudentObjective
-from .options import PREFERENCE_LOSSES
+from .preference_losses import PAIR_LOSSES, UNPAIRED_LOSSES, Side, f_divergence_score, pair_loss
 from .sampling import LengthGroupedTraining, LengthGroupingArguments, pair_lengths
 from .validation import NeutralEvaluation
 
@@ -55,8 +59,12 @@ class W2SDPOConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments
 
     Parameters:
         loss_type (`list[str]`, *optional*, defaults to `["sigmoid"]`):
-            `["sigmoid"]` (DPO) or `["simpo"]` (SimPO: length-normalised log-likelihood, no reference model; the
-            SimPO paper uses `beta=2.0`, `simpo_gamma=1.0`).
+            TRL's DPO losses that have a per-pair form ([`~w2s_align.preference_losses.PAIR_LOSSES`]: `sigmoid`,
+            `hinge`, `ipo`, `exo_pair`, `nca_pair`, `robust`, `bco_pair`, `sppo_hard`, `apo_zero`, `apo_down`,
+            `discopop`, `sigmoid_norm`), combined by `loss_weights` as in TRL; or `["simpo"]` alone (SimPO:
+            length-normalised log-likelihood, no reference model; the SimPO paper uses `beta=2.0`,
+            `simpo_gamma=1.0`). `aot`, `aot_unpaired` and `sft` are refused: they have no per-pair form for a weak
+            label to weigh.
         simpo_gamma (`float`, *optional*, defaults to `1.0`):
             SimPO's target reward margin.
         conflict_alpha (`float`, *optional*, defaults to `0.0`):
@@ -71,19 +79,45 @@ class W2SDPOConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments
 
     def __post_init__(self):
         super().__post_init__()
-        if self.loss_type not in [[loss] for loss in PREFERENCE_LOSSES]:
+        if self.simpo:
+            if self.loss_type != ["simpo"]:
+                raise ValueError(f"SimPO is a loss of its own, not a term to combine: loss_type {self.loss_type}")
+            # SimPO is this trainer's loss, not TRL's: TRL's options that reshape DPO's log-ratios do not reach it.
+            dpo_only = {
+                "precompute_ref_log_probs": self.precompute_ref_log_probs,
+                "ld_alpha": self.ld_alpha is not None,
+                "f_divergence_type": self.f_divergence_type != "reverse_kl",
+                "use_weighting": self.use_weighting,
+            }
+            for name, used in dpo_only.items():
+                if used:
+                    raise ValueError(f"SimPO (loss_type ['simpo']) uses no reference model: {name} does not apply")
+            if self.student_loss == "kl":
+                raise ValueError(
+                    "student_loss 'kl' has no margin for SimPO's simpo_gamma: use it with loss_type sigmoid"
+                )
+            return
+        for loss in self.loss_type:
+            if loss in UNPAIRED_LOSSES:
+                raise ValueError(
+                    f"W2SDPOTrainer cannot weigh a soft label by loss_type {loss!r}: {UNPAIRED_LOSSES[loss]}"
+                )
+            if loss not in PAIR_LOSSES:
+                raise ValueError(f"unknown loss_type {loss!r}: one of {[*PAIR_LOSSES, 'simpo']}")
+        if self.student_loss == "kl" and self.loss_type != ["sigmoid"]:
             raise ValueError(
-                f"W2SDPOTrainer implements loss_type ['sigmoid'] (DPO) and ['simpo'], got {self.loss_type}; for other "
-                "TRL losses use trl.DPOTrainer"
+                "student_loss 'kl' is a divergence of the sigmoid preference probability: use it with loss_type "
+                f"['sigmoid'], not {self.loss_type}"
             )
-        if self.simpo and self.precompute_ref_log_probs:
-            raise ValueError("SimPO uses no reference model: precompute_ref_log_probs must be False")
-        if self.simpo and self.student_loss == "kl":
-            raise ValueError("student_loss 'kl' has no margin for SimPO's simpo_gamma: use it with loss_type sigmoid")
 
     @property
     def simpo(self) -> bool:
-        return self.loss_type == ["simpo"]
+        return "simpo" in self.loss_type
+
+    @property
+    def plain_sigmoid(self) -> bool:
+        """DPO's own loss: the student loss's cross-entropy of the preference logit is the whole loss."""
+        return self.loss_type == ["sigmoid"] and not self.use_weighting
 
 
 class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, DPOTrainer):
@@ -99,13 +133,16 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
     model changed in memory; this trainer uses a frozen copy of the `model` it is given instead (with PEFT, the
     adapter-free base model; with `precompute_ref_log_probs`, the model before training). SimPO keeps no reference.
 
-    Logged metrics: `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`, `rewards/margins` (the implicit
-    rewards, or SimPO's scaled average log-likelihoods), `logps/chosen`, `logps/rejected`, `soft_label_confidence`,
-    `label_agreement`, `loss_xent`, `aux_coef` (logconf, min_entropy), `window_share` (window), `loss_conflict`
-    (explicit conflict). Evaluation predicts each pair's margin (the implicit reward difference, or SimPO's scaled
-    average log-likelihood difference) with its label as the reference, and `eval_accuracy` (agreement with the labels
-    over the whole `eval_dataset`) is computed through the `evaluate` module `pairwise_accuracy` (see
-    [`w2s_align.evaluate_metrics`]) unless `compute_metrics` is given.
+    Logged metrics: TRL's, with TRL's meanings (`rewards/chosen`, `rewards/rejected`, `rewards/accuracies`,
+    `rewards/margins`: the implicit rewards `beta * log-ratio`, or SimPO's scaled average log-likelihoods, of the
+    response stored first and second, whatever the label says; `logps/*`, `logits/*`, `entropy`,
+    `mean_token_accuracy`, `num_tokens`, `aux_loss` for MoE models), and the weak-to-strong ones under their own
+    names: `label_agreement` (the preference logit's sign agrees with the soft label's side), `soft_label_confidence`,
+    `loss_xent`, `aux_coef` (logconf, min_entropy), `window_share` (window), `loss_conflict` (explicit conflict).
+    Evaluation predicts each pair's margin (the preference logit: `beta` times the difference of the responses'
+    divergence scores, or SimPO's scaled average log-likelihood difference) with its label as the reference, and
+    `eval_accuracy` (agreement with the labels over the whole `eval_dataset`) is computed through the `evaluate`
+    module `pairwise_accuracy` (see [`w2s_align.evaluate_metrics`]) unless `compute_metrics` is given.
     """
 
     _tag_names = ["trl", "dpo", "w2s-align"]
@@ -160,16 +197,33 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
         missing = [column for column in LABEL_COLUMNS if column not in self._signature_columns]
         self._signature_columns = [*self._signature_columns, *missing]
 
-    def sequence_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed completion log-probabilities and completion lengths of every row (chosen rows first)."""
-        completion_mask = inputs["completion_mask"]
-        model_kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
-        model_kwargs["use_cache"] = False
-        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
-        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
-        shift_mask = completion_mask[..., 1:]
-        per_token = outputs.log_probs[:, -shift_mask.size(1) :]
-        return per_token.sum(dim=1), shift_mask.sum(dim=1).clamp(min=1)
+    def completion_logps(self, per_token: torch.Tensor, shift_mask: torch.Tensor) -> torch.Tensor:
+        """Each row's completion log-probability: the sum of its tokens', or with `ld_alpha` (LD-DPO) the tokens past
+        the pair's shorter response weighted by `ld_alpha`, as TRL weighs the reference's (chosen rows first)."""
+        if self.ld_alpha is None:
+            return per_token.sum(dim=1)
+        positions = shift_mask.cumsum(dim=1)
+        shared = torch.minimum(*shift_mask.sum(dim=1).chunk(2)).repeat(2).unsqueeze(1)
+        shared_logps = (per_token * ((positions > 0) & (positions <= shared))).sum(dim=1)
+        return shared_logps + self.ld_alpha * (per_token * (positions > shared)).sum(dim=1)
+
+    def oriented_losses(self, chosen: Side, rejected: Side, per_token, shift_mask, outputs):
+        """Each pair's loss (TRL's `loss_type`s weighted by `loss_weights`, times WPO's weight with `use_weighting`)
+        if `chosen` is the better response, and if `rejected` is."""
+        args = self.args
+        first = second = 0.0
+        for loss_type, loss_weight in zip(self.loss_types, self.loss_weights, strict=True):
+            settings = (args.beta, args.label_smoothing, args.discopop_tau)
+            first = first + loss_weight * pair_loss(loss_type, chosen, rejected, *settings)
+            second = second + loss_weight * pair_loss(loss_type, rejected, chosen, *settings)
+        if self.use_weighting:
+            # WPO (Eq. 2): the product of both responses' length-normalised probabilities, the same either way round.
+            with torch.no_grad():
+                aligned = (per_token - outputs.log_sum_sq_probs[:, -shift_mask.size(1) :]) * shift_mask
+                weights = torch.exp(aligned.sum(dim=1) / shift_mask.sum(dim=1).clamp_min(1))
+            chosen_weights, rejected_weights = weights.chunk(2)
+            first, second = first * chosen_weights * rejected_weights, second * chosen_weights * rejected_weights
+        return first, second
 
     def _compute_loss(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
@@ -177,62 +231,100 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
         soft_label = inputs.pop(SOFT_LABEL, None)
         conflict_label = inputs.pop(CONFLICT_LABEL, None)
         weight = self.pair_weights(inputs)
-        logps, lengths = self.sequence_logps(model, inputs)
+        completion_mask = inputs["completion_mask"]
+        shift_mask = completion_mask[..., 1:]
+        model_kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
+        model_kwargs["use_cache"] = False
+        if self.aux_loss_enabled:  # MoE: the router's load-balancing loss joins the loss, as in TRL
+            model_kwargs["output_router_logits"] = True
+        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
+        per_token = outputs.log_probs[:, -shift_mask.size(1) :]
+        logps = self.completion_logps(per_token, shift_mask)
         chosen_logps, rejected_logps = logps.chunk(2)
         # The policy's own preference, as Yang et al. read it: raw log-likelihood (DPO), mean log-likelihood (SimPO).
         raw_preference = (chosen_logps - rejected_logps).detach()
+        oriented = None
         if args.simpo:
-            chosen_lengths, rejected_lengths = lengths.chunk(2)
-            chosen_scores = args.beta * chosen_logps / chosen_lengths
-            rejected_scores = args.beta * rejected_logps / rejected_lengths
+            chosen_lengths, rejected_lengths = shift_mask.sum(dim=1).clamp(min=1).chunk(2)
+            chosen_rewards = args.beta * chosen_logps / chosen_lengths
+            rejected_rewards = args.beta * rejected_logps / rejected_lengths
             raw_preference = (chosen_logps / chosen_lengths - rejected_logps / rejected_lengths).detach()
+            logits = chosen_rewards - rejected_rewards
         else:
             if self.precompute_ref_logps:
                 ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
             else:
                 ref_chosen, ref_rejected = self.compute_ref_log_probs(self.ref_model or self.model, inputs)
-            chosen_scores = args.beta * (chosen_logps - ref_chosen)
-            rejected_scores = args.beta * (rejected_logps - ref_rejected)
-        logits = chosen_scores - rejected_scores
+            chosen_lengths, rejected_lengths = completion_mask.sum(dim=1).chunk(2)
+            sides = []
+            for ratio, length in (
+                (chosen_logps - ref_chosen, chosen_lengths),
+                (rejected_logps - ref_rejected, rejected_lengths),
+            ):
+                score = f_divergence_score(ratio, args.f_divergence_type, args.f_alpha_divergence_coef)
+                sides.append(Side(score=score, logratio=ratio, length=length))
+            chosen, rejected = sides
+            # Scaled, then subtracted: the rounding that the cached stages of earlier versions were trained with.
+            logits = args.beta * chosen.score - args.beta * rejected.score
+            chosen_rewards, rejected_rewards = args.beta * chosen.logratio, args.beta * rejected.logratio
+            if not args.plain_sigmoid:
+                oriented = self.oriented_losses(chosen, rejected, per_token, shift_mask, outputs)
         if soft_label is None:
             soft_label = torch.ones_like(logits)
         gamma = args.simpo_gamma if args.simpo else 0.0
+        training, gather = mode == "train", self.accelerator.gather
+        step, max_steps = self.state.global_step, self.state.max_steps
         loss, logs = self._objective.loss(
-            logits,
-            soft_label,
-            self.state.global_step,
-            self.state.max_steps,
-            mode == "train",
-            self.accelerator.gather,
-            gamma,
-            weight,
+            logits, soft_label, step, max_steps, training, gather, gamma, weight, oriented
         )
         # SimPO's conflict keeps its margin, as in Yang et al.'s SimPO code: -log sigmoid(toward harmful - gamma).
-        loss = loss + self._objective.conflict(
-            logits,
-            conflict_label,
-            mode == "train",
-            self.accelerator.gather,
-            logs,
-            trigger=raw_preference,
-            gamma=gamma,
-            weight=weight,
+        conflict = self._objective.conflict(
+            logits, conflict_label, training, gather, logs, trigger=raw_preference, gamma=gamma, weight=weight
         )
-        if mode == "train":
+        loss = loss + conflict
+        if self.aux_loss_enabled:
+            loss = loss + self.router_aux_loss_coef * outputs.aux_loss
+            logs["aux_loss"] = self.accelerator.gather_for_metrics(outputs.aux_loss.detach()).mean().item()
+        if training:
             tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
             self._total_train_tokens += tokens // self._tp_size
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         with torch.no_grad():
-            gather = self.accelerator.gather
-            logs["rewards/chosen"] = gather(chosen_scores.detach()).mean().item()
-            logs["rewards/rejected"] = gather(rejected_scores.detach()).mean().item()
-            logs["rewards/accuracies"] = logs["label_agreement"]  # pairs may be stored in either order
-            logs["rewards/margins"] = gather(logits.detach()).mean().item()
+            logs.update(self.token_metrics(outputs, shift_mask))
+            # TRL's meanings: "chosen" is the response stored first, whatever the (weak) label says of it.
+            logs["rewards/chosen"] = gather(chosen_rewards.detach()).mean().item()
+            logs["rewards/rejected"] = gather(rejected_rewards.detach()).mean().item()
+            logs["rewards/accuracies"] = gather((chosen_rewards > rejected_rewards).float()).mean().item()
+            logs["rewards/margins"] = gather((chosen_rewards - rejected_rewards).detach()).mean().item()
             logs["logps/chosen"] = gather(chosen_logps.detach()).mean().item()
             logs["logps/rejected"] = gather(rejected_logps.detach()).mean().item()
         for key, value in logs.items():
             self._metrics[mode][key].append(value)
         return (loss, {"margins": logits.detach()}) if return_outputs else loss
+
+    def token_metrics(self, outputs, shift_mask: torch.Tensor) -> dict[str, float]:
+        """TRL's token-level metrics of a batch: `entropy` over the completions, `logits/chosen` and `logits/rejected`
+        (mean logit per completion token), `mean_token_accuracy` (the chosen completions' tokens predicted top-1)."""
+        tokens = shift_mask.size(1)
+
+        def total(values: torch.Tensor) -> float:
+            return self.accelerator.gather_for_metrics(values.sum()).sum().item()
+
+        def ratio(numerator: float, denominator: float) -> float:
+            return numerator / denominator if denominator > 0 else 0.0
+
+        mask = shift_mask.bool()
+        chosen_mask, rejected_mask = mask.chunk(2)
+        chosen_logits, rejected_logits = outputs.mean_logits[:, -tokens:].chunk(2)
+        chosen_top1, _ = outputs.is_top1[:, -tokens:].chunk(2)
+        chosen_tokens, rejected_tokens = total(chosen_mask), total(rejected_mask)
+        return {
+            "entropy": ratio(total(outputs.entropy[:, -tokens:] * mask), total(mask)),
+            "logits/chosen": ratio(total(chosen_logits[chosen_mask]), chosen_tokens),
+            "logits/rejected": ratio(total(rejected_logits[rejected_mask]), rejected_tokens),
+            "mean_token_accuracy": ratio(total(chosen_top1 & chosen_mask), chosen_tokens),
+        }
 
     def pair_margins(self, outputs) -> torch.Tensor:
         return outputs["margins"]

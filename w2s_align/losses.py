@@ -240,9 +240,14 @@ class StudentObjective:
         gather=lambda tensor: tensor,
         gamma: float = 0.0,
         weight: torch.Tensor | None = None,
+        oriented: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of the batch (the mean over its pairs, or their `weight`ed sum) and the values to log. In evaluation
-        the target is the soft label itself."""
+        the target is the soft label itself.
+
+        The loss of a pair is the binary cross-entropy of `logits` against the target, or, with `oriented` (each
+        pair's loss if its first response is the better one, and if its second is: another pairwise loss, e.g. one
+        of TRL's DPO losses), their mix `t * first + (1 - t) * second` by the target `t`."""
         logs: dict[str, float] = {}
         soft_label = soft_label.to(logits.device, torch.float32)
         target = self.target(logits, soft_label, step, max(max_steps, 1), logs) if training else soft_label
@@ -250,9 +255,15 @@ class StudentObjective:
             per_pair = reverse_kl(logits, target)
         elif self.args.soft_label_mode == "weight":
             confidence = torch.maximum(target, 1 - target)
-            per_pair = confidence * margin_bce(logits, harden(target), gamma)
-        else:
+            hard = harden(target)
+            if oriented is None:
+                per_pair = confidence * margin_bce(logits, hard, gamma)
+            else:
+                per_pair = confidence * (hard * oriented[0] + (1 - hard) * oriented[1])
+        elif oriented is None:
             per_pair = margin_bce(logits, target, gamma)
+        else:
+            per_pair = target * oriented[0] + (1 - target) * oriented[1]
         if training:
             per_pair = self.reshape(per_pair, logits, step, max(max_steps, 1), logs)
         with torch.no_grad():

@@ -180,12 +180,13 @@ def plot_students(rows: list[dict[str, Any]], path: Path) -> Path | None:
 
 
 # Logged statistics drawn as curves: panel -> series -> the keys it is drawn from (the first a model's log has).
-# Reward models log `label_agreement`, DPO policies `rewards/accuracies`: both are the per-batch agreement with the
-# labels trained on; `eval_*` come from the validation split (`training.validation_fraction`), when there is one.
+# `label_agreement` is the per-batch agreement with the labels trained on (TRL's `accuracy` and `rewards/accuracies`
+# read the stored order instead); `eval_*` come from the validation split (`training.validation_fraction`), when there
+# is one.
 CURVES = {
     "loss": {"training": ("loss",), "validation": ("eval_loss",)},
     "agreement with its training labels": {
-        "training": ("label_agreement", "rewards/accuracies"),
+        "training": ("label_agreement",),
         "validation": ("eval_accuracy",),
     },
 }
