@@ -62,6 +62,19 @@ def test_hard_labels_give_exactly_trls_loss(tiny_model_dir, tmp_path, with_margi
         expected = trl.compute_loss(model, dict(batch_trl))
         got = ours.compute_loss(model, dict(batch_ours))
     assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+    # TRL's metrics mean what TRL means (`margin` without the dataset's margin column), in training too.
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    model.train()
+    with torch.no_grad():
+        trl.compute_loss(model, dict(batch_trl))
+        ours.compute_loss(model, dict(batch_ours))
+    for mode in ("train", "eval"):
+        for key, values in trl._metrics[mode].items():
+            if (mode, key) == ("eval", "accuracy"):
+                continue  # ours is over the whole eval split (`compute_metrics`), not averaged over batches
+            assert ours._metrics[mode][key] == pytest.approx(values, rel=1e-6), (mode, key)
 
 
 def test_soft_labels_reach_the_loss(tiny_model_dir, tmp_path):

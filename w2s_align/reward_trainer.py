@@ -91,11 +91,12 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeight
     `margin` and `center_rewards_coefficient` work as in TRL. Arguments are those of
     [`~trl.RewardTrainer`] (`model`, `args`, `train_dataset`, `eval_dataset`, `processing_class`, `peft_config`, ...).
 
-    Logged metrics, beside TRL's (`accuracy`, `margin`, `min_reward`, `mean_reward`, `max_reward`, `num_tokens`):
-    `label_agreement` (how often the model sides with the label's preferred response, per batch; in training `accuracy`
-    is the same), `soft_label_confidence` (mean `max(p, 1 - p)`), `loss_xent` (cross-entropy against the labels alone),
-    for `logconf` and `min_entropy` `aux_coef`, for `window` `window_share`, and with an explicit conflict
-    `loss_conflict`.
+    Logged metrics: TRL's, with TRL's meanings (`accuracy` and `margin`: how often and by how much the response
+    stored as `chosen` outscores the other, whatever the label says; `min_reward`, `mean_reward`, `max_reward`,
+    `num_tokens`), and the weak-to-strong ones under their own names: `label_agreement` (how often the model sides
+    with the label's preferred response, per batch), `soft_label_confidence` (mean `max(p, 1 - p)`), `loss_xent`
+    (cross-entropy against the labels alone), for `logconf` and `min_entropy` `aux_coef`, for `window`
+    `window_share`, and with an explicit conflict `loss_conflict`.
     Evaluation loss is always the cross-entropy against the labels. Evaluation predicts each pair's margin with its
     label as the reference, and `eval_accuracy` (agreement with the labels over the whole `eval_dataset`) is computed
     through the `evaluate` module `pairwise_accuracy` (see [`w2s_align.evaluate_metrics`]) unless `compute_metrics` is
@@ -181,10 +182,11 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeight
             self._metrics[mode]["min_reward"].append(all_rewards.min().item())
             self._metrics[mode]["mean_reward"].append(all_rewards.mean().item())
             self._metrics[mode]["max_reward"].append(all_rewards.max().item())
+            # TRL's meanings: the response stored first above the second, and by how much (the dataset's `margin`
+            # column shifts the loss, not this); agreement with the weak label is `label_agreement`.
             if mode == "train":  # evaluation's accuracy covers the whole eval split (`compute_metrics`)
-                # Pairs may be stored in either order: accuracy is agreement with the label (TRL's when labels are 1).
-                self._metrics[mode]["accuracy"].append(logs["label_agreement"])
-            self._metrics[mode]["margin"].append(gather(delta.mean()).mean().item())
+                self._metrics[mode]["accuracy"].append(gather((preference > 0).float().mean()).mean().item())
+            self._metrics[mode]["margin"].append(gather(preference.mean()).mean().item())
 
         return (loss, outputs) if return_outputs else loss
 
