@@ -114,3 +114,60 @@ def test_reward_on_conversational_pairs_uses_the_chat_template(tiny_model_dir, t
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     assert main(["reward", "--config", str(config_file(tmp_path, model, data))]) == 0
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("name", ["reward", "dpo"])
+def test_the_commands_take_every_flag_of_trls_commands_in_trls_form(name):
+    """`w2s-align reward --help` against `trl reward --help`: the same flags, taking values the same way; ours add
+    only the W2S config's own fields."""
+    import dataclasses
+    import importlib
+
+    from w2s_align.trainer_cli import TRAINERS, make_parser, trl_config
+
+    trl_parser = importlib.import_module(f"trl.scripts.{name}").make_parser()
+    ours = make_parser(name)
+
+    def flags(parser):
+        return {option: action.nargs for action in parser._actions for option in action.option_strings}
+
+    theirs, mine = flags(trl_parser), flags(ours)
+    assert {flag: nargs for flag, nargs in theirs.items() if mine.get(flag, "missing") != nargs} == {}
+    module, config, _ = TRAINERS[name]
+    config_class = getattr(importlib.import_module(module), config)
+    w2s_fields = {f.name for f in dataclasses.fields(config_class)} - {
+        f.name for f in dataclasses.fields(trl_config(config_class))
+    }
+    added = {flag.lstrip("-").replace("-", "_") for flag in set(mine) - set(theirs)}
+    assert added == w2s_fields
+
+
+def test_trls_flag_forms_parse_as_in_trl(tmp_path):
+    from w2s_align.trainer_cli import make_parser
+
+    parser = make_parser("reward")
+    base = ["--output_dir", str(tmp_path)]
+    assert parser.parse_args_and_config([*base, "--gradient_checkpointing"])[1].gradient_checkpointing is True
+    assert parser.parse_args_and_config([*base, "--no_gradient_checkpointing"])[1].gradient_checkpointing is False
+    assert parser.parse_args_and_config([*base, "--log-level", "passive"])[1].log_level == "passive"
+
+
+def test_an_unknown_flag_stops_with_one_line(tmp_path, capsys):
+    assert main(["reward", "--output_dir", str(tmp_path), "--lerning_rate", "1e-3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lerning_rate" in err[0]
+
+
+def test_a_dataset_mixture_with_a_test_split_quietly(tiny_model_dir, tmp_path, capsys):
+    """TRL's `--datasets` mixture and `--test_split_size`; `-q` prints no log line of the trainer."""
+    data = weak_label_file(tmp_path)
+    config = config_file(tmp_path, tiny_model_dir, data, dataset_name=None)
+    config_yaml = yaml.safe_load(config.read_text())
+    config_yaml.update(
+        datasets=[{"path": "json", "data_files": str(data)}], test_split_size=0.25, eval_strategy="steps", eval_steps=2
+    )
+    config.write_text(yaml.safe_dump(config_yaml))
+    assert main(["reward", "-q", "--config", str(config), "--logging_steps", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "'loss'" not in out and "model saved" not in out
+    assert (tmp_path / "out" / "model.safetensors").is_file()

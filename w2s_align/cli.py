@@ -57,7 +57,7 @@ def _plan(args: argparse.Namespace) -> int:
 def _trainer(args: argparse.Namespace) -> int:
     from .trainer_cli import main as train_main
 
-    return train_main(args.trainer, args.rest)
+    return train_main(args.trainer, args.rest, quiet=args.quiet)
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -117,18 +117,20 @@ def _env(args: argparse.Namespace) -> int:
     return 0
 
 
-def _output_options() -> argparse.ArgumentParser:
-    """The options of every command that say how much it prints (see `w2s_align.verbosity`)."""
+def _output_options(log_level: bool = True) -> argparse.ArgumentParser:
+    """The options of every command that say how much it prints (see `w2s_align.verbosity`). The trainer commands
+    take no `--log-level` of their own: theirs is TrainingArguments' (`--log_level`/`--log-level`, e.g. `passive`)."""
     options = argparse.ArgumentParser(add_help=False)
     loudness = options.add_mutually_exclusive_group()
     loudness.add_argument("-q", "--quiet", action="store_true", help="Print only the results and errors.")
     loudness.add_argument("-v", "--verbose", action="store_true", help="Also print every trainer log line.")
-    options.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error", "critical"],
-        default="warning",
-        help="Level of the libraries' messages (transformers, datasets, accelerate, TRL, PEFT); default: warning.",
-    )
+    if log_level:
+        options.add_argument(
+            "--log-level",
+            choices=["debug", "info", "warning", "error", "critical"],
+            default="warning",
+            help="Level of the libraries' messages (transformers, datasets, accelerate, TRL, PEFT); default: warning.",
+        )
     return options
 
 
@@ -192,9 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in (("reward", "a reward model"), ("dpo", "a DPO/SimPO policy")):
         # The trainer's own parser (TRL's) reads everything after the command, --help included.
         trainer = commands.add_parser(
-            name, parents=[output], add_help=False, help=f"Train {what} on a preference dataset (TRL-style)."
+            name,
+            parents=[_output_options(log_level=False)],
+            add_help=False,
+            help=f"Train {what} on a preference dataset (TRL-style).",
         )
-        trainer.set_defaults(handler=_trainer, trainer=name)
+        trainer.set_defaults(handler=_trainer, trainer=name, log_level="warning")
     env = commands.add_parser("env", parents=[output], help="Print versions and devices (for bug reports).")
     env.set_defaults(handler=_env)
     return parser

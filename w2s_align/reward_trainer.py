@@ -127,7 +127,9 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeight
             from transformers import AutoTokenizer
 
             revision = (args.model_init_kwargs or {}).get("revision")
-            processing_class = AutoTokenizer.from_pretrained(model, revision=revision)
+            processing_class = AutoTokenizer.from_pretrained(
+                model, revision=revision, trust_remote_code=args.trust_remote_code
+            )
         # Encoder tokenizers (BERT family) have no eos token; their separator ends a sequence instead.
         if args.eos_token is None and processing_class is not None and processing_class.eos_token is None:
             args.eos_token = processing_class.sep_token

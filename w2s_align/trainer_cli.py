@@ -7,17 +7,19 @@ w2s-align reward --model_name_or_path gpt2 --dataset_name weak_labels.jsonl --st
 accelerate launch -m w2s_align dpo --config dpo.yaml --learning_rate 5e-7
 ```
 
-Arguments are parsed by TRL's `TrlParser` over TRL's `ScriptArguments` (the dataset), the trainer's config
-(`W2SRewardConfig` or `W2SDPOConfig`: every `TrainingArguments` field, the student losses, the explicit conflict) and
-TRL's `ModelConfig` (model, dtype, LoRA with `--use_peft`, 4/8-bit with `--load_in_4bit`); `--config` reads the same
-keys from a YAML file and the command line overrides it. The dataset (`--dataset_name`) is a hub id or a local file
-or directory in any preference format the trainers take, with an optional `soft_label` column (the weak supervisor's
-probability that `chosen` is better; without it every label is 1, TRL's own loss). Changed default: LoRA adapters of a
-reward model train the score head too (`lora_task_type` is `SEQ_CLS` unless set).
+Arguments are parsed by TRL's `TrlParser` over the dataclasses `trl reward` and `trl dpo` parse: TRL's
+`ScriptArguments` (the dataset), the trainer's config (`W2SRewardConfig` or `W2SDPOConfig`: every `TrainingArguments`
+field, the student losses, the explicit conflict), TRL's `ModelConfig` (model, dtype, LoRA with `--use_peft`, 4/8-bit
+with `--load_in_4bit`) and TRL's `DatasetMixtureConfig` (`--datasets`, `--streaming`, `--test_split_size`); `--config`
+reads the same keys from a YAML file and the command line overrides it. The dataset (`--dataset_name`) is a hub
+id or a local file or directory in any preference format the trainers take, with an optional `soft_label` column (the
+weak supervisor's probability that `chosen` is better; without it every label is 1, TRL's own loss). Changed default:
+LoRA adapters of a reward model train the score head too (`lora_task_type` is `SEQ_CLS` unless set).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .errors import W2SInputError
@@ -29,37 +31,81 @@ TRAINERS = {
 
 
 def make_parser(name: str):
-    """TRL's parser over `ScriptArguments`, the trainer's config and `ModelConfig`, for the trainer `name`."""
+    """TRL's parser over `ScriptArguments`, the trainer's config, `ModelConfig` and `DatasetMixtureConfig`, for the
+    trainer `name`: the dataclasses of TRL's script of that name, with the trainer's config in place of TRL's."""
     import importlib
 
-    from trl import ModelConfig, ScriptArguments, TrlParser
+    from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, TrlParser
 
     module, config, _ = TRAINERS[name]
     config_class = getattr(importlib.import_module(module), config)
-    return TrlParser((ScriptArguments, config_class, ModelConfig), prog=f"w2s-align {name}")
+    parser = TrlParser((ScriptArguments, config_class, ModelConfig, DatasetMixtureConfig), prog=f"w2s-align {name}")
+    _keep_trl_flags(parser, config_class)
+    return parser
 
 
-def load_dataset_argument(script_args) -> Any:
-    """The `DatasetDict` that `--dataset_name` names: a local file (json/jsonl/parquet/csv, gzip included), a
-    directory saved by `save_to_disk` or holding data files, or a hub id with `--dataset_config`. Raises
-    `W2SInputError` naming the dataset and what is wrong."""
+def trl_config(config_class: type) -> type:
+    """The TRL config a trainer's config extends (`RewardConfig` for `W2SRewardConfig`, ...)."""
+    return next(base for base in config_class.__mro__ if base.__module__.startswith("trl."))
+
+
+def _keep_trl_flags(parser, config_class) -> None:
+    """A flag whose TRL default is True but is derived from the device here (default None, e.g.
+    `gradient_checkpointing`) keeps TRL's form: a bare `--flag` means True and `--no_flag` means False."""
+    import dataclasses
+
+    trl_defaults = {field.name: field.default for field in dataclasses.fields(trl_config(config_class))}
+    derived = [field.name for field in dataclasses.fields(config_class) if field.default is None]
+    for name in derived:
+        if trl_defaults.get(name) is not True:
+            continue
+        action = next(action for action in parser._actions if action.dest == name)
+        action.nargs, action.const = "?", True
+        parser.add_argument(
+            f"--no_{name}", f"--no-{name.replace('_', '-')}", action="store_false", dest=name, default=None
+        )
+
+
+def load_dataset_argument(script_args, mixture=None) -> Any:
+    """The `DatasetDict` to train on, as TRL's scripts load it: the mixture `--datasets` (TRL's `get_dataset`, with
+    `--streaming` and `--test_split_size`), else what `--dataset_name` names: a local file (json/jsonl/parquet/csv,
+    gzip included), a directory saved by `save_to_disk` or holding data files, or a hub id with `--dataset_config`
+    (streamed with `--dataset_streaming`). Raises `W2SInputError` naming the dataset and what is wrong."""
     from pathlib import Path
 
     import datasets
 
-    from .data import read_data_file
+    from .data import DATA_SUFFIXES, read_data_file
 
     name = script_args.dataset_name
+    if mixture is not None and mixture.datasets:
+        from trl import get_dataset
+
+        if name:  # as TRL's scripts do, and said as they say it
+            logging.getLogger("w2s_align").warning("both --datasets and --dataset_name given: --datasets is used")
+        try:
+            return get_dataset(mixture)
+        except Exception as error:  # datasets raises many types for a missing or unreadable dataset
+            raise W2SInputError(f"--datasets: cannot be loaded ({type(error).__name__}: {error})") from None
     if not name:
-        raise W2SInputError("--dataset_name is required: a hub dataset id or a local file or directory")
+        raise W2SInputError("--dataset_name or --datasets is required: a hub dataset id or a local file or directory")
     path = Path(name)
-    if path.is_file():
+    streaming = script_args.dataset_streaming
+    if path.is_file() and not streaming:
         return datasets.DatasetDict({"train": read_data_file(path)})
     try:
         if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
             loaded = datasets.load_from_disk(str(path))
-            return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
-        return datasets.load_dataset(name, name=script_args.dataset_config)
+            loaded = loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
+            return (
+                datasets.IterableDatasetDict({k: v.to_iterable_dataset() for k, v in loaded.items()})
+                if streaming
+                else loaded
+            )
+        if path.is_file() and path.name.endswith(DATA_SUFFIXES):
+            builder = next(kind for kind in ("parquet", "csv", "json") if f".{kind}" in path.name)
+            return datasets.load_dataset(builder, data_files={"train": str(path)}, streaming=True)
+        return datasets.load_dataset(name, name=script_args.dataset_config, streaming=streaming)
     except Exception as error:  # datasets raises many types for a missing or unreadable dataset
         raise W2SInputError(f"--dataset_name {name}: cannot be loaded ({type(error).__name__}: {error})") from None
 
@@ -67,20 +113,23 @@ def load_dataset_argument(script_args) -> Any:
 def _split(dataset, split: str, name: str):
     if split not in dataset:
         raise W2SInputError(f"--dataset_name {name}: no split {split!r} (splits: {', '.join(dataset)})")
-    columns = dataset[split].column_names
+    columns = dataset[split].column_names or list(next(iter(dataset[split])))  # a stream knows them once read
     missing = [column for column in ("chosen", "rejected") if column not in columns]
     if missing:
         raise W2SInputError(f"--dataset_name {name}: split {split!r} has no column {missing[0]!r} (has: {columns})")
-    if dataset[split].num_rows == 0:
+    if getattr(dataset[split], "num_rows", None) == 0:
         raise W2SInputError(f"--dataset_name {name}: split {split!r} is empty")
     return dataset[split]
 
 
-def train(name: str, script_args, training_args, model_args) -> Any:
+def train(name: str, script_args, training_args, model_args, mixture=None, quiet: bool = False) -> Any:
     """Train with the trainer `name` (`reward` or `dpo`) as TRL's script of that name does; save the model (and push
-    it with `--push_to_hub`). Returns the trainer. Raises `W2SInputError` on a model or dataset that does not load."""
+    it with `--push_to_hub`), then end the trackers. `mixture` is TRL's `DatasetMixtureConfig` (`--datasets`);
+    `quiet` leaves out the trainer's log lines and progress bar. Returns the trainer. Raises `W2SInputError` on a
+    model or dataset that does not load."""
     import importlib
 
+    from transformers import PrinterCallback, ProgressCallback
     from trl import get_peft_config, get_quantization_config
 
     from .models import resolve_model_path
@@ -90,9 +139,10 @@ def train(name: str, script_args, training_args, model_args) -> Any:
     if not model_args.model_name_or_path:
         raise W2SInputError("--model_name_or_path is required: a hub id or a local model directory")
     model_args.model_name_or_path = resolve_model_path(model_args.model_name_or_path)  # or an installed offline copy
-    _check_model_loads(model_args)
+    _check_model_loads(model_args, training_args.trust_remote_code)
     model_init_kwargs = {
         "revision": model_args.model_revision,
+        "trust_remote_code": training_args.trust_remote_code,
         "attn_implementation": model_args.attn_implementation,
         "dtype": model_args.dtype,
         **(training_args.model_init_kwargs or {}),
@@ -100,11 +150,20 @@ def train(name: str, script_args, training_args, model_args) -> Any:
     training_args.model_init_kwargs = {key: value for key, value in model_init_kwargs.items() if value is not None}
     if name == "reward" and model_args.use_peft and model_args.lora_task_type == "CAUSAL_LM":
         model_args.lora_task_type = "SEQ_CLS"  # the changed default: the reward head trains with the adapters
-    dataset = load_dataset_argument(script_args)
-    train_dataset = _split(dataset, script_args.dataset_train_split, script_args.dataset_name)
+    dataset = load_dataset_argument(script_args, mixture)
+    source = script_args.dataset_name or "--datasets"
+    train_dataset = _split(dataset, script_args.dataset_train_split, source)
     eval_dataset = None
     if training_args.eval_strategy != "no":
-        eval_dataset = _split(dataset, script_args.dataset_test_split, script_args.dataset_name)
+        eval_dataset = _split(dataset, script_args.dataset_test_split, source)
+    if not hasattr(train_dataset, "num_rows"):  # a stream
+        if training_args.max_steps <= 0:
+            raise W2SInputError("a streamed dataset has no length: give --max_steps")
+        if training_args.train_sampling_strategy == "group_by_length":
+            raise W2SInputError(
+                "a streamed dataset is read in its order, so it cannot be grouped by length: give "
+                "--train_sampling_strategy sequential"
+            )
     trainer = trainer_class(
         model=model_args.model_name_or_path,
         args=training_args,
@@ -113,15 +172,20 @@ def train(name: str, script_args, training_args, model_args) -> Any:
         peft_config=get_peft_config(model_args),
         quantization_config=get_quantization_config(model_args),
     )
+    if quiet:
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
-    trainer.accelerator.print(f"model saved to {training_args.output_dir}")
+    if not quiet:
+        trainer.accelerator.print(f"model saved to {training_args.output_dir}")
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    trainer.end()  # the trackers' shutdown and the process group's, as TRL's scripts end
     return trainer
 
 
-def _check_model_loads(model_args) -> None:
+def _check_model_loads(model_args, trust_remote_code: bool = False) -> None:
     """Stop before training on a model whose config does not load (a wrong id or path, no network)."""
     from pathlib import Path
 
@@ -133,7 +197,7 @@ def _check_model_loads(model_args) -> None:
     try:
         if looks_like_a_path(model) and not Path(model).expanduser().exists():
             raise ValueError("no such local directory")  # else the hub client answers with a rule about repo ids
-        AutoConfig.from_pretrained(model, revision=model_args.model_revision)
+        AutoConfig.from_pretrained(model, revision=model_args.model_revision, trust_remote_code=trust_remote_code)
         problem = weights_problem(Path(model)) if Path(model).is_dir() else None
         if problem:
             raise ValueError(problem)
@@ -144,8 +208,11 @@ def _check_model_loads(model_args) -> None:
         ) from None
 
 
-def main(name: str, argv: list[str]) -> int:
+def main(name: str, argv: list[str], quiet: bool = False) -> int:
     """`w2s-align <name> ARGS`: parse `argv` (after the command name) and train."""
-    script_args, training_args, model_args = make_parser(name).parse_args_and_config(argv)
-    train(name, script_args, training_args, model_args)
+    try:
+        script_args, training_args, model_args, mixture = make_parser(name).parse_args_and_config(argv)
+    except ValueError as error:  # an unknown flag, or a config value that TRL's or our config refuses
+        raise W2SInputError(str(error).splitlines()[0]) from None
+    train(name, script_args, training_args, model_args, mixture, quiet)
     return 0
