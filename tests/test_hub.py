@@ -40,6 +40,8 @@ def test_students_and_labels_are_pushed_once_with_their_cards(tiny_recipe, monke
     (model_files, label_files) = (files for _, files in hub.uploads)
     assert {"README.md", "model.safetensors", "config.json"} <= set(model_files)
     assert label_files == ["README.md", "w2s-00000-of-00001.parquet"]
+    card = next(Path(tiny_recipe["output_dir"]).glob("stages/train-tiny-l2.from-*/model/README.md")).read_text()
+    assert 'model="me/tiny-tiny-l2.from-tiny-l1.xent.seed0"' in card  # the quick start loads the repository
     W2SPipeline(recipe_from_dict(tiny_recipe), log=lambda line: None).run()
     assert len(hub.uploads) == 2, "a rerun pushes nothing again"
 
@@ -56,3 +58,50 @@ def test_trainer_kwargs_may_not_push(tiny_recipe):
     tiny_recipe["training"]["trainer_kwargs"] = {"push_to_hub": True}
     with pytest.raises(W2SInputError, match="training.trainer_kwargs.push_to_hub is set by hub.push"):
         W2SPipeline(recipe_from_dict(tiny_recipe), log=lambda line: None).prepare()
+
+
+class RefusingHub(FakeHub):
+    def whoami(self):
+        raise OSError("401 Client Error: Unauthorized for url: https://huggingface.co/api/whoami-v2")
+
+
+@pytest.mark.parametrize(
+    ("hub", "namespace", "message"),
+    [
+        (RefusingHub, None, "the Hub does not accept the token, or cannot be reached .401 Client Error"),
+        (FakeHub, "someone-else", "the token .me. cannot write to 'someone-else'"),
+    ],
+)
+def test_a_refused_token_or_namespace_stops_before_training(tiny_recipe, monkeypatch, hub, namespace, message):
+    monkeypatch.setattr("huggingface_hub.HfApi", hub)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    tiny_recipe["hub"] = {"push": ["students"], "namespace": namespace}
+    with pytest.raises(W2SInputError, match=message):
+        W2SPipeline(recipe_from_dict(tiny_recipe), log=lambda line: None).prepare()
+    assert not list((Path(tiny_recipe["output_dir"]) / "stages").glob("train-*"))
+
+
+def test_the_trainer_command_checks_the_token_before_training(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from w2s_align.cli import main
+
+    monkeypatch.setattr("huggingface_hub.HfApi", RefusingHub)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    argv = ["reward", "--model_name_or_path", str(tiny_model_dir), "--dataset_name", "no-such-file.jsonl"]
+    assert main([*argv, "--output_dir", str(tmp_path / "out"), "--push_to_hub"]) == 2
+    assert "--push_to_hub: the Hub does not accept the token" in capsys.readouterr().err  # before the dataset loads
+
+
+def test_model_cards_name_the_base_the_cut_and_the_method_that_was_used(tiny_recipe):
+    tiny_recipe["methods"] = ["xent"]
+    W2SPipeline(recipe_from_dict(tiny_recipe), log=lambda line: None).run()
+    stages = Path(tiny_recipe["output_dir"]) / "stages"
+    ceiling = next(stages.glob("train-tiny-l1-gt-seed0-*/model/README.md")).read_text()
+    student = next(stages.glob("train-tiny-l2.from-*/model/README.md")).read_text()
+    for card in (ceiling, student):
+        assert "None" not in card
+        assert f"the local model `{tiny_recipe['ladder'][0]['model']}`" in card
+    assert "cut to its first 1 layer" in ceiling and "Trained on ground-truth labels" in ceiling
+    assert "This model was trained with Reward." in ceiling and "Weak-to-Strong Generalization" not in ceiling
+    assert "W2S Reward, a method introduced in [Weak-to-Strong Generalization" in student
+    quick_start = next(stages.glob("train-tiny-l2.from-*/model"))
+    assert f'model="{quick_start}"' in student

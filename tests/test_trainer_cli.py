@@ -43,6 +43,8 @@ def test_reward_from_a_config_file_with_overrides(tiny_model_dir, tmp_path):
     assert (tmp_path / "out" / "model.safetensors").is_file()
     saved = torch.load(tmp_path / "out" / "training_args.bin", weights_only=False)
     assert (saved.student_loss, saved.logging_steps, saved.max_steps) == ("logconf", 1, 2)  # file, then overrides
+    card = (tmp_path / "out" / "README.md").read_text()  # a card, as TRL's checkpoints get, with the base as given
+    assert "None" not in card and f"the local model `{tiny_model_dir}`" in card
 
 
 @pytest.mark.slow
@@ -77,8 +79,12 @@ def test_an_encoder_without_an_eos_token_from_its_hub_id(tmp_path):
         tmp_path, "sentence-transformers/all-MiniLM-L6-v2", weak_label_file(tmp_path), max_steps=1,
         model_init_kwargs={"num_hidden_layers": 1},
     )  # fmt: skip
-    assert main(["reward", "--config", str(config)]) == 0
-    assert (tmp_path / "out" / "model.safetensors").is_file()
+    assert main(["reward", "--config", str(config), "--use_peft", "--lora_target_modules", "query", "value"]) == 0
+    # The hub id, not the offline copy's site-packages directory, is the base of the adapter and of the card.
+    adapter = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card and "None" not in card
 
 
 @pytest.mark.slow
@@ -123,7 +129,8 @@ def test_the_commands_take_every_flag_of_trls_commands_in_trls_form(name):
     import dataclasses
     import importlib
 
-    from w2s_align.trainer_cli import TRAINERS, make_parser, trl_config
+    from w2s_align.cards import trl_base
+    from w2s_align.trainer_cli import TRAINERS, make_parser
 
     trl_parser = importlib.import_module(f"trl.scripts.{name}").make_parser()
     ours = make_parser(name)
@@ -136,7 +143,7 @@ def test_the_commands_take_every_flag_of_trls_commands_in_trls_form(name):
     module, config, _ = TRAINERS[name]
     config_class = getattr(importlib.import_module(module), config)
     w2s_fields = {f.name for f in dataclasses.fields(config_class)} - {
-        f.name for f in dataclasses.fields(trl_config(config_class))
+        f.name for f in dataclasses.fields(trl_base(config_class))
     }
     added = {flag.lstrip("-").replace("-", "_") for flag in set(mine) - set(theirs)}
     assert added == w2s_fields

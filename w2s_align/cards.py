@@ -52,6 +52,26 @@ def cite(primary: dict[str, str], also: dict[str, str]) -> dict[str, str]:
     return {**primary, "citation": primary["citation"] + "\n\n" + also["citation"]}
 
 
+def trl_base(cls: type) -> type:
+    """The TRL class a w2s_align class extends (`RewardConfig` for `W2SRewardConfig`, `DPOTrainer` for
+    `W2SDPOTrainer`, ...)."""
+    return next(base for base in cls.__mro__ if base.__module__.startswith("trl."))
+
+
+def record_base_model(trainer: Any, model_dir: Path, base_model: str) -> None:
+    """Name `base_model` as the user named it (a Hub id, or a local path) where transformers and PEFT record the
+    directory the weights were loaded from, an offline copy's for a Hub model: the config (TRL's card reads its base
+    model there) and a saved LoRA adapter's `adapter_config.json`."""
+    import json
+
+    from .artifacts import atomic_write_json
+
+    trainer.model.config._name_or_path = base_model
+    adapter = model_dir / "adapter_config.json"
+    if trainer.is_world_process_zero() and adapter.is_file():
+        atomic_write_json(adapter, {**json.loads(adapter.read_text()), "base_model_name_or_path": base_model})
+
+
 def hub_model_id(namespace: str, recipe: str, key: str) -> str:
     """The Hub repository of a run's model: `<namespace>/<recipe>-<model key>`, in the characters the Hub allows
     (letters, digits, `-`, `_`, `.`; at most 96)."""
@@ -62,7 +82,13 @@ def hub_model_id(namespace: str, recipe: str, key: str) -> str:
 def w2s_section(recipe: str, model: dict[str, Any], teachers: list[str], metrics: dict[str, Any]) -> str:
     """The weak-to-strong part of a model card: which experiment, which teacher, how it scored on the test split."""
     lines = ["", "## Weak-to-strong", "", f"- Trained with w2s_align by the recipe `{recipe}`"]
-    lines.append(f"- Model: {model['label']}, seed {model['seed']}, from `{model['base']}`")
+    rung = model["rung"]
+    start = f"from `{rung.model}`"
+    if rung.random_init:
+        start = f"randomly initialised with the architecture of `{rung.model}` (none of its weights)"
+    if rung.num_layers is not None:
+        start += f", cut to its first {rung.num_layers} layer{'s' if rung.num_layers != 1 else ''}"
+    lines.append(f"- Model: {model['label']}, seed {model['seed']}, {start}")
     if teachers:
         lines.append(f"- Trained on the labels of: {' -> '.join(f'`{t}`' for t in teachers)}")
     else:
@@ -71,11 +97,19 @@ def w2s_section(recipe: str, model: dict[str, Any], teachers: list[str], metrics
     return "\n".join(lines) + "\n"
 
 
-def write_model_card(trl_card: Path, model_dir: Path, section: str) -> None:
-    """Write `model_dir/README.md`: the card TRL wrote (`trl_card`, if any), then the weak-to-strong `section`."""
+def name_local_base(card: str, base_model: str) -> str:
+    """TRL's model card text with a base model it cannot name on the Hub (a local directory), which it links as
+    "[None]", named as `base_model`."""
+    return card.replace("[None](https://huggingface.co/None)", f"the local model `{base_model}`")
+
+
+def write_model_card(trl_card: Path, model_dir: Path, section: str, base_model: str) -> None:
+    """Write `model_dir/README.md`: the card TRL wrote (`trl_card`, if any), then the weak-to-strong `section`.
+    A local `base_model` is named as [`name_local_base`] does."""
     from .artifacts import atomic_write_text
 
     text = trl_card.read_text().rstrip("\n") + "\n" if trl_card.is_file() else ""
+    text = name_local_base(text, base_model)
     atomic_write_text(model_dir / "README.md", text + section)
 
 

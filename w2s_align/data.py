@@ -556,6 +556,17 @@ def random_orientation(pairs: Dataset, seed: int, label: str = GT_LABEL) -> Data
     return pairs.map(orient, desc="Storing pairs in random order")
 
 
+def hub_dataset_id(config: DataConfig) -> str | None:
+    """The Hub id of the dataset a recipe's pairs come from, for model cards: `data.path` when it names one, else the
+    source's own Hub id (local files of a registered source are copies of it); None for generated pairs."""
+    source = SOURCES[config.source]
+    if source.generated:
+        return None
+    if config.path and not Path(config.path).expanduser().exists():
+        return config.path
+    return source.default_path
+
+
 def ground_truth_pairs(pairs: Dataset) -> Dataset:
     """Training pairs with their ground truth as the label the trainers read (`soft_label = gt_label`)."""
     return pairs.add_column("soft_label", list(pairs[GT_LABEL]))

@@ -30,7 +30,7 @@ from transformers import AutoModelForCausalLM, set_seed
 from .artifacts import atomic_write_text
 from .cache import StageCache, rung_settings
 from .collators import LABEL_COLUMNS
-from .data import GT_LABEL
+from .data import GT_LABEL, hub_dataset_id
 from .device import default_device
 from .distributed import barrier, whole_weights
 from .models import load_rung_model, resolve_model_path
@@ -154,6 +154,7 @@ class DPOTask(Task):
         conflict_alpha: float,
         test: Dataset,
         tracker: TrackerRun,
+        ground_truth: bool = False,
     ) -> dict[str, Any]:
         """SFT (cached), then DPO/SimPO on `pairs` (less the validation pairs the rung holds out, from both); save the
         policy, its reference path and its `test` predictions."""
@@ -185,7 +186,7 @@ class DPOTask(Task):
             processing_class=self.tokenizer(rung),
             peft_config=lora_config(settings, "CAUSAL_LM"),
         )
-        trained = fit(trainer, stage_dir, self.log, rung.model)
+        trained = fit(trainer, stage_dir, self.log, rung, ground_truth, hub_dataset_id(self.recipe.data))
         atomic_write_text(stage_dir / "reference.txt", start)
         del trainer, policy, reference
         gc.collect()

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .artifacts import atomic_write_json
+from .artifacts import atomic_write_json, atomic_write_text
 from .cards import hub_model_id
 from .errors import W2SInputError
 
@@ -38,13 +38,27 @@ HUB_OWNED = {"push_to_hub": "hub.push", "hub_model_id": "hub (ids are derived fr
 
 
 def check_hub_access(recipe: Recipe) -> None:
-    """Stop before any training when the recipe pushes to the Hub without a token to push with."""
-    if not recipe.hub.push:
-        return
-    from huggingface_hub import get_token
+    """Stop before any training when the recipe pushes to the Hub and could not: no token, a token the Hub refuses,
+    no Hub to reach, or a `hub.namespace` the token cannot write to."""
+    if recipe.hub.push:
+        check_push_access("hub.push", recipe.hub.namespace)
+
+
+def check_push_access(what: str, namespace: str | None = None) -> None:
+    """Ask the Hub who the token is (`whoami`) and whether it may write to `namespace` (the user or one of their
+    organisations; any when None); raise `W2SInputError` naming `what` (the option that pushes) when not."""
+    from huggingface_hub import HfApi, get_token
 
     if get_token() is None:
-        raise W2SInputError("hub.push needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
+        raise W2SInputError(f"{what} needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
+    try:
+        identity = HfApi().whoami()
+    except Exception as error:  # huggingface_hub raises HTTP, connection and offline-mode errors alike
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise W2SInputError(f"{what}: the Hub does not accept the token, or cannot be reached ({reason})") from None
+    writable = {identity["name"], *(org["name"] for org in identity.get("orgs", []))}
+    if namespace is not None and namespace not in writable:
+        raise W2SInputError(f"{what}: the token ({identity['name']}) cannot write to {namespace!r}")
 
 
 def hub_targets(recipe: Recipe, plan: Plan, namespace: str | None = None) -> list[tuple[str, object, str, str]]:
@@ -76,6 +90,10 @@ def push_run(recipe: Recipe, plan: Plan, cache: StageCache, log: Callable[[str],
         if stage.path(PUSHED).is_file():
             continue
         folder = stage.path("model") if repo_type == "model" else recipe.run_dir / "labels" / spec.key
+        if repo_type == "model":  # the card's quick start loads the local directory until it has a repository
+            card = folder / "README.md"
+            if card.is_file():
+                atomic_write_text(card, card.read_text().replace(str(folder), repo_id))
         api.create_repo(repo_id, repo_type=repo_type, private=recipe.hub.private, exist_ok=True)
         commit = api.upload_folder(
             repo_id=repo_id, repo_type=repo_type, folder_path=str(folder), commit_message=f"w2s_align: {what}"

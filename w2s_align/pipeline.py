@@ -209,15 +209,17 @@ class W2SPipeline:
         rung = spec.rung if spec.start is None else started_from(spec.rung, self.cache.stage(spec.start).path("model"))
         tracker = TrackerRun.for_stage(self.recipe, stage.name, spec.seed)
         with tracker.active():
+            gt = isinstance(spec, CeilingSpec)
+            test = self.splits["test"]
             summary = task.train(
-                stage.dir, rung, pairs, spec.train_seed, spec.method, spec.conflict_alpha, self.splits["test"], tracker
+                stage.dir, rung, pairs, spec.train_seed, spec.method, spec.conflict_alpha, test, tracker, gt
             )
         if is_main_process():
             teachers = [teacher.key for teacher in spec.chain] if isinstance(spec, StudentSpec) else []
             metrics = {**summary, "num_test_pairs": self.splits["test"].num_rows}
-            model = {"label": spec.label, "base": spec.rung.model, "seed": spec.seed}
+            model = {"label": spec.label, "rung": spec.rung, "seed": spec.seed}
             section = w2s_section(self.recipe.name, model, teachers, metrics)
-            write_model_card(stage.path("checkpoints", "README.md"), stage.path("model"), section)
+            write_model_card(stage.path("checkpoints", "README.md"), stage.path("model"), section, spec.rung.model)
         shutil.rmtree(stage.path("checkpoints"), ignore_errors=True)
         summary["train_seconds"] = round(time.time() - started, 1)
         stage.finish(summary)

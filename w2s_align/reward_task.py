@@ -16,6 +16,7 @@ from datasets import Dataset
 
 from .cache import StageCache
 from .collators import LABEL_COLUMNS
+from .data import hub_dataset_id
 from .device import default_device
 from .distributed import barrier, whole_weights
 from .evaluation import predict_pairs
@@ -59,6 +60,7 @@ class RewardTask(Task):
         conflict_alpha: float,
         test: Dataset,
         tracker: TrackerRun,
+        ground_truth: bool = False,
     ) -> dict[str, Any]:
         """Train a reward model on `pairs` (less the validation pairs the rung holds out), save it (`model/`), its log
         and its `test` predictions in `stage_dir`."""
@@ -91,7 +93,7 @@ class RewardTask(Task):
             processing_class=tokenizer,
             peft_config=lora_config(settings, "SEQ_CLS"),
         )
-        trained = fit(trainer, stage_dir, self.log, rung.model)
+        trained = fit(trainer, stage_dir, self.log, rung, ground_truth, hub_dataset_id(self.recipe.data))
         del trainer, model
         gc.collect()
         barrier()

@@ -179,11 +179,12 @@ class Task(ABC):
         conflict_alpha: float,
         test: Dataset,
         tracker: TrackerRun,
+        ground_truth: bool = False,
     ) -> dict[str, Any]:
-        """Train `rung` on `pairs` (a `soft_label` column, if any, holds a teacher's labels) with the student loss
-        `method` and the explicit conflict `conflict_alpha`, logging to `tracker`; save the model in
-        `stage_dir/model` and its predictions on `test` in `stage_dir/predictions.parquet`; return the stage summary
-        (with `accuracy`)."""
+        """Train `rung` on `pairs` (a `soft_label` column, if any, holds a teacher's labels, or with `ground_truth`
+        the ground truth: a ceiling, whose card names TRL's method) with the student loss `method` and the explicit
+        conflict `conflict_alpha`, logging to `tracker`; save the model in `stage_dir/model` and its predictions on
+        `test` in `stage_dir/predictions.parquet`; return the stage summary (with `accuracy`)."""
 
     @abstractmethod
     def label(self, rung: RungConfig, stage_dir: Path, labeler_id: str, pairs: Dataset) -> Dataset:

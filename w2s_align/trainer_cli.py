@@ -44,17 +44,14 @@ def make_parser(name: str):
     return parser
 
 
-def trl_config(config_class: type) -> type:
-    """The TRL config a trainer's config extends (`RewardConfig` for `W2SRewardConfig`, ...)."""
-    return next(base for base in config_class.__mro__ if base.__module__.startswith("trl."))
-
-
 def _keep_trl_flags(parser, config_class) -> None:
     """A flag whose TRL default is True but is derived from the device here (default None, e.g.
     `gradient_checkpointing`) keeps TRL's form: a bare `--flag` means True and `--no_flag` means False."""
     import dataclasses
 
-    trl_defaults = {field.name: field.default for field in dataclasses.fields(trl_config(config_class))}
+    from .cards import trl_base
+
+    trl_defaults = {field.name: field.default for field in dataclasses.fields(trl_base(config_class))}
     derived = [field.name for field in dataclasses.fields(config_class) if field.default is None]
     for name in derived:
         if trl_defaults.get(name) is not True:
@@ -128,17 +125,21 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
     `quiet` leaves out the trainer's log lines and progress bar. Returns the trainer. Raises `W2SInputError` on a
     model or dataset that does not load."""
     import importlib
+    from pathlib import Path
 
     from transformers import PrinterCallback, ProgressCallback
     from trl import get_peft_config, get_quantization_config
 
+    from .artifacts import atomic_write_text
+    from .cards import name_local_base, record_base_model
     from .models import resolve_model_path
 
     module, _, trainer_name = TRAINERS[name]
     trainer_class = getattr(importlib.import_module(module), trainer_name)
     if not model_args.model_name_or_path:
         raise W2SInputError("--model_name_or_path is required: a hub id or a local model directory")
-    model_args.model_name_or_path = resolve_model_path(model_args.model_name_or_path)  # or an installed offline copy
+    base_model = model_args.model_name_or_path
+    model_args.model_name_or_path = resolve_model_path(base_model)  # or an installed offline copy
     _check_model_loads(model_args, training_args.trust_remote_code)
     model_init_kwargs = {
         "revision": model_args.model_revision,
@@ -150,6 +151,11 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
     training_args.model_init_kwargs = {key: value for key, value in model_init_kwargs.items() if value is not None}
     if name == "reward" and model_args.use_peft and model_args.lora_task_type == "CAUSAL_LM":
         model_args.lora_task_type = "SEQ_CLS"  # the changed default: the reward head trains with the adapters
+    if training_args.push_to_hub:  # before training, not after it
+        from .hub import check_push_access
+
+        repo = training_args.hub_model_id
+        check_push_access("--push_to_hub", repo.split("/")[0] if repo and "/" in repo else None)
     dataset = load_dataset_argument(script_args, mixture)
     source = script_args.dataset_name or "--datasets"
     train_dataset = _split(dataset, script_args.dataset_train_split, source)
@@ -177,6 +183,17 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
         trainer.remove_callback(ProgressCallback)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
+    # TRL writes its card with a checkpoint or a push; the saved model gets one too, naming the base as given.
+    record_base_model(trainer, Path(training_args.output_dir), base_model)
+    dataset_id = (
+        script_args.dataset_name if script_args.dataset_name and not Path(script_args.dataset_name).exists() else None
+    )
+    if trainer.hub_model_id is None:  # not pushed: the card's quick start loads the saved directory
+        trainer.hub_model_id = training_args.output_dir
+    trainer.create_model_card(model_name=Path(training_args.output_dir).name, dataset_name=dataset_id)
+    card = Path(training_args.output_dir) / "README.md"
+    if trainer.is_world_process_zero() and card.is_file():
+        atomic_write_text(card, name_local_base(card.read_text(), base_model))
     if not quiet:
         trainer.accelerator.print(f"model saved to {training_args.output_dir}")
     if training_args.push_to_hub:

@@ -15,7 +15,7 @@ from datasets import Dataset
 from .artifacts import atomic_write_json, atomic_write_parquet
 from .distributed import barrier, broadcast, is_main_process
 from .options import StudentLossSettings
-from .recipe import TrainingSettings
+from .recipe import RungConfig, TrainingSettings
 from .tasks import PREDICTIONS_FILE
 from .tracking import TrackerRun
 from .verbosity import progress_enabled, trainer_lines_enabled
@@ -27,12 +27,22 @@ if TYPE_CHECKING:
 TRAIN_LOG = "train_log.json"
 
 
-def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None], base_model: str) -> dict[str, Any]:
+def fit(
+    trainer: Trainer,
+    stage_dir: Path,
+    log: Callable[[str], None],
+    rung: RungConfig,
+    ground_truth: bool = False,
+    dataset: str | None = None,
+) -> dict[str, Any]:
     """Train (resuming from the last checkpoint a killed run left), save the model in `stage_dir/model` and the log
     history in `stage_dir/train_log.json` ([`TRAIN_LOG`]); return the number of optimizer steps and how the training
-    ran (processes, distributed type, ZeRO stage), for the stage summary. `base_model` is the rung's model as the
-    recipe names it (a hub id or a local path), for the model card."""
+    ran (processes, distributed type, ZeRO stage), for the stage summary. The model card names `rung`'s model as the
+    recipe names it (a hub id or a local path) as the base, `dataset` (a Hub id) as the data, and for a model trained
+    on the `ground_truth` TRL's trainer and paper instead of the weak-to-strong method's."""
     from transformers.trainer_callback import PrinterCallback
+
+    from .cards import record_base_model, trl_base
 
     # Without a terminal the pipeline logs one line per stage; the trainer's raw log lines only at debug level.
     if not trainer_lines_enabled():
@@ -44,9 +54,13 @@ def fit(trainer: Trainer, stage_dir: Path, log: Callable[[str], None], base_mode
     # save_model writes once (main process), gathers ZeRO-3 shards, and saves LoRA adapters (with a reward head).
     trainer.save_model(str(stage_dir / "model"))
     # TRL's model card (it cites the trainer's papers), in the trainer's output_dir; the pipeline completes it. TRL
-    # names the base model after the config path, a directory (so "None") for an offline copy of a hub model.
-    trainer.model.config._name_or_path = base_model
-    trainer.create_model_card(model_name=stage_dir.name, tags=["weak-to-strong"])
+    # names the base model after the config path, a directory (so "None") for an offline copy of a hub model, and the
+    # quick start after `hub_model_id`: the saved directory here (`w2s_align.hub` puts the repository's id on push).
+    record_base_model(trainer, stage_dir / "model", rung.model)
+    trainer.hub_model_id = str(stage_dir / "model")
+    if ground_truth:
+        trainer._name, trainer._paper = trl_base(type(trainer))._name, trl_base(type(trainer))._paper
+    trainer.create_model_card(model_name=stage_dir.name, dataset_name=dataset, tags=["weak-to-strong"])
     atomic_write_json(stage_dir / TRAIN_LOG, trainer.state.log_history)
     return {"train_steps": trainer.state.global_step, "launch": launch_summary(trainer)}
 
