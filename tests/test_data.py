@@ -156,14 +156,15 @@ def test_local_directory_and_optional_prompt(tmp_path):
 
 
 def test_implicit_prompt_is_the_common_start_of_the_two_texts(tmp_path):
+    # The responses start with the same letters ("I t..."): the prompt still ends at the word boundary.
     rows = [
-        {"chosen": f"Human: step {i}? Assistant: sure", "rejected": f"Human: step {i}? Assistant: no"}
+        {"chosen": f"Human: step {i}? Assistant: I think so", "rejected": f"Human: step {i}? Assistant: It is no"}
         for i in range(4)
     ]
     splits = load_splits(DataConfig(source="preference", files={"all": str(write_jsonl(tmp_path / "a.jsonl", rows))},
                                     gt_size=1, w2s_size=1, test_size=2))  # fmt: skip
     row = splits["test"][0]
-    assert row["prompt"].endswith("? Assistant:") and {row["chosen"], row["rejected"]} == {" sure", " no"}
+    assert row["prompt"].endswith("? Assistant:") and {row["chosen"], row["rejected"]} == {" I think so", " It is no"}
 
 
 def test_a_hub_dataset_with_a_config_and_its_own_split_names(monkeypatch):

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 # pairs stored in random order, swap-invariant losses, bootstrapping labels the split its teacher did not train on.
 # 4: conflicts have a direction, students a replicate and a step budget, `entropy` is renamed `min_entropy`, the data
 # may be evaluated on a validation slice; every setting is hashed as it is (no key left out when it has its default).
-CACHE_VERSION = 4
+# 5: an implicit text prompt (the `preference` source) is cut at a word boundary, not mid-word.
+CACHE_VERSION = 5
 
 
 def config_hash(value: Any, version: int | None = None) -> str:

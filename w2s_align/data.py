@@ -44,11 +44,13 @@ import gzip
 import hashlib
 import json
 import logging
+import os
+import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import datasets
 import numpy as np
@@ -151,14 +153,38 @@ def swap_responses(row: dict) -> dict:
     return swapped
 
 
+def split_implicit_prompt(chosen: Any, rejected: Any) -> dict[str, Any]:
+    """The prompt that two whole conversations share, and each one's response: for messages their common leading
+    messages (TRL's `extract_prompt`), for texts their common start cut back to a word boundary (TRL cuts at the
+    first differing character, mid-word when both responses start with the same letters).
+
+    >>> split_implicit_prompt("Human: Hi. Assistant: I think so.", "Human: Hi. Assistant: It is good.")
+    {'prompt': 'Human: Hi. Assistant:', 'chosen': ' I think so.', 'rejected': ' It is good.'}
+    """
+    from trl.data_utils import extract_prompt
+
+    if not isinstance(chosen, str):
+        return extract_prompt({"chosen": chosen, "rejected": rejected})
+    cut = len(os.path.commonprefix([chosen, rejected]))
+    ends_a_word = (
+        cut == 0
+        or chosen[cut - 1].isspace()
+        or all((text[cut : cut + 1] or " ").isspace() for text in (chosen, rejected))
+    )
+    if not ends_a_word:
+        last_space = re.search(r"\s\S*$", chosen[:cut])
+        cut = last_space.start() + 1 if last_space else 0
+    if cut > 0 and chosen[cut - 1] == " ":  # the space belongs to the responses, as TRL splits
+        cut -= 1
+    return {"prompt": chosen[:cut], "chosen": chosen[cut:], "rejected": rejected[cut:]}
+
+
 def _normalise_preference(example: dict, index: int, split: str) -> dict:
     """TRL's preference formats: standard (texts) or conversational (lists of messages), with an explicit `prompt`
-    or an implicit one (`chosen` and `rejected` hold the whole conversations, and their common start, found by TRL's
-    `extract_prompt`, becomes the prompt)."""
+    or an implicit one (`chosen` and `rejected` hold the whole conversations, and their common start becomes the
+    prompt: [`split_implicit_prompt`])."""
     if not example.get("prompt"):
-        from trl.data_utils import extract_prompt
-
-        example = {**example, **extract_prompt({"chosen": example["chosen"], "rejected": example["rejected"]})}
+        example = {**example, **split_implicit_prompt(example["chosen"], example["rejected"])}
     row = {"id": str(example["id"]) if example.get("id") is not None else f"{split}-{index:06d}"}
     if isinstance(example["chosen"], list):
         messages = {f"{c}_messages": _messages(example[c] or [], c) for c in TEXT_COLUMNS}
