@@ -342,11 +342,28 @@ def test_conversational_data_is_read_in_each_rungs_chat_template(tiny_recipe, ti
     recipe = recipe_from_dict(tiny_recipe)
     pipeline = W2SPipeline(recipe, log=lambda line: None)
     test = pipeline.prepare()["test"]
-    task = RewardTask(recipe, pipeline.cache)
+    lines = []
+    task = RewardTask(recipe, pipeline.cache, log=lines.append)
     strong, weak = task.rendered(recipe.ladder[1], test)[0], task.rendered(recipe.ladder[0], test)[0]
     assert strong["prompt"] == f"<user>{test[0]['prompt_messages'][0]['content']}"
     assert strong["chosen"] == "<assistant>Of course, here it is."
     assert weak["prompt"].startswith("\n\nHuman: May I borrow") and weak["chosen"] == " Of course, here it is."
+    task.rendered(recipe.ladder[0], test)
+    assert lines == [
+        "tiny-l1: its tokenizer has no chat template, so it reads conversational pairs as plain text "
+        "('ladder.tiny-l1.chat_template_path' gives it one)"
+    ]  # said, once
+    # TRL's chat_template_path: a Jinja file gives the weak rung a template of its own.
+    jinja = tmp_path / "template.jinja"
+    jinja.write_text("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{% endfor %}")
+    with_template = recipe_from_dict(
+        {
+            **tiny_recipe,
+            "ladder": [{**tiny_recipe["ladder"][0], "chat_template_path": str(jinja)}, tiny_recipe["ladder"][1]],
+        }
+    )
+    weak = RewardTask(with_template, pipeline.cache).rendered(with_template.ladder[0], test)[0]
+    assert weak["chosen"] == "[assistant] Of course, here it is."
     # The implicit conflict cannot mix these with text pairs: refused before any training.
     helpful = tmp_path / "helpful.jsonl"
     helpful.write_text("".join(json.dumps({"chosen": f"sure {i}", "rejected": f"no {i}"}) + "\n" for i in range(40)))

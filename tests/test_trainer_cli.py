@@ -178,3 +178,12 @@ def test_a_dataset_mixture_with_a_test_split_quietly(tiny_model_dir, tmp_path, c
     out = capsys.readouterr().out
     assert "'loss'" not in out and "model saved" not in out
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_conversational_pairs_for_a_model_without_a_chat_template_stop_with_one_line(tiny_model_dir, tmp_path, capsys):
+    rows = [{"prompt": [{"role": "user", "content": f"q {i}"}], "chosen": [{"role": "assistant", "content": "a"}],
+             "rejected": [{"role": "assistant", "content": "b"}]} for i in range(8)]  # fmt: skip
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(["reward", "--config", str(config_file(tmp_path, tiny_model_dir, data))]) == 2
+    assert "give --chat_template_path" in capsys.readouterr().err

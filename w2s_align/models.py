@@ -147,6 +147,18 @@ def load_tokenizer(path: str, revision: str | None = None) -> PreTrainedTokenize
     return tokenizer
 
 
+def read_chat_template(source: str) -> str:
+    """A chat template as TRL's `chat_template_path` names one: a Jinja file's text, or the template of a tokenizer
+    (hub id or directory). Raises `W2SInputError` when there is none."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    template = getattr(AutoTokenizer.from_pretrained(resolve_model_path(source)), "chat_template", None)
+    if not template:
+        raise W2SInputError(f"chat_template_path {source}: its tokenizer has no chat template to copy")
+    return template
+
+
 def quantization_config(rung: RungConfig):
     """The rung's 4-bit (QLoRA) `BitsAndBytesConfig`, or None. Computes in bf16 where the device supports it."""
     if not rung.training.load_in_4bit:

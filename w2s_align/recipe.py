@@ -138,6 +138,14 @@ class RungConfig:
     config_overrides: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Extra `from_pretrained` config overrides, e.g. `{dropout: 0.0}`."}
     )
+    chat_template_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "The chat template conversational pairs are read in, as TRL's `chat_template_path`: a Jinja file "
+            "(`.jinja`, `.j2`) or a tokenizer (hub id or directory) whose template is copied; for a model whose "
+            "tokenizer has none (it then reads a plain rendering) or to replace its own. The cache keys on the path."
+        },
+    )
     random_init: bool = field(
         default=False,
         metadata={
@@ -747,6 +755,9 @@ def _check(recipe: Recipe, source: str) -> None:
                 f"{source}: 'ladder.{index}.random_init' trains every weight: it takes neither 'lora' nor, for DPO, "
                 "'dpo.sft: false'"
             )
+        template = rung.chat_template_path
+        if template and template.endswith((".jinja", ".j2")) and not Path(template).expanduser().is_file():
+            raise W2SInputError(f"{source}: 'ladder.{index}.chat_template_path': no such file {template}")
         if rung.num_layers is not None and rung.num_layers < 1:
             raise W2SInputError(f"{source}: 'ladder.{index}.num_layers' must be at least 1, got {rung.num_layers}")
         fraction = rung.training.validation_fraction

@@ -70,6 +70,7 @@ class Task(ABC):
         self.cache = cache
         self.log = log
         self._tokenizers: dict[str, Any] = {}
+        self._plain_rungs: set[str] = set()  # rungs told that they read conversations as plain text
 
     @classmethod
     @abstractmethod
@@ -141,11 +142,15 @@ class Task(ABC):
 
     def tokenizer(self, rung: RungConfig):
         """The rung's tokenizer, loaded once per task."""
-        from .models import load_tokenizer, resolve_model_path  # imported with the first model, not with the recipe
+        # Imported with the first model, not with the recipe.
+        from .models import load_tokenizer, read_chat_template, resolve_model_path
 
-        key = f"{rung.model}@{rung.revision}"
+        key = f"{rung.model}@{rung.revision}@{rung.chat_template_path}"
         if key not in self._tokenizers:
-            self._tokenizers[key] = load_tokenizer(resolve_model_path(rung.model), rung.revision)
+            tokenizer = load_tokenizer(resolve_model_path(rung.model), rung.revision)
+            if rung.chat_template_path:
+                tokenizer.chat_template = read_chat_template(rung.chat_template_path)
+            self._tokenizers[key] = tokenizer
         return self._tokenizers[key]
 
     def rendered(self, rung: RungConfig, pairs: Dataset) -> Dataset:
@@ -156,7 +161,15 @@ class Task(ABC):
         from .data import MESSAGE_COLUMNS, render_chat
 
         tokenizer = self.tokenizer(rung)
-        if MESSAGE_COLUMNS[0] not in pairs.column_names or not getattr(tokenizer, "chat_template", None):
+        if MESSAGE_COLUMNS[0] not in pairs.column_names:
+            return pairs
+        if not getattr(tokenizer, "chat_template", None):
+            if rung.name not in self._plain_rungs:  # said once a rung, so that the choice is not silent
+                self._plain_rungs.add(rung.name)
+                self.log(
+                    f"{rung.name}: its tokenizer has no chat template, so it reads conversational pairs as plain "
+                    f"text ('ladder.{rung.name}.chat_template_path' gives it one)"
+                )
             return pairs
         # Named by what determines it and kept in memory, as `models.tokenize_pairs` does.
         return pairs.map(

@@ -170,14 +170,22 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
                 "a streamed dataset is read in its order, so it cannot be grouped by length: give "
                 "--train_sampling_strategy sequential"
             )
-    trainer = trainer_class(
-        model=model_args.model_name_or_path,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        peft_config=get_peft_config(model_args),
-        quantization_config=get_quantization_config(model_args),
-    )
+    try:
+        trainer = trainer_class(
+            model=model_args.model_name_or_path,
+            args=training_args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            peft_config=get_peft_config(model_args),
+            quantization_config=get_quantization_config(model_args),
+        )
+    except ValueError as error:
+        if "chat_template is not set" not in str(error):
+            raise
+        raise W2SInputError(
+            f"{source}: conversational pairs need a chat template and the tokenizer of {base_model} has none: give "
+            "--chat_template_path (a Jinja file, or a tokenizer whose template is copied)"
+        ) from None
     if quiet:
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
