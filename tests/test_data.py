@@ -417,3 +417,34 @@ def test_a_design_run_evaluates_on_a_validation_slice_of_the_ground_truth_split_
     assert "gt_label" not in design["test"].column_names  # evaluated as a test split: `chosen` is the preferred one
     with pytest.raises(W2SInputError, match="validation_size: 60 pairs held out"):
         load_splits(dataclasses.replace(config, evaluate_on="validation", validation_size=60))
+
+
+def test_conversational_pairs_saved_as_csv_are_refused_with_the_file_and_column(tmp_path):
+    import pandas as pd
+
+    messages = [{"role": "user", "content": "hi"}]
+    rows = [{"prompt": str(messages), "chosen": "a", "rejected": "b"}] * 4  # what pandas writes for a list
+    path = tmp_path / "chat.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    with pytest.raises(W2SInputError, match=r"chat.csv, row 0: 'prompt' holds a list of messages written as text"):
+        load_splits(DataConfig(source="preference", files={"all": str(path)}, gt_size=1, w2s_size=1, test_size=1))
+
+
+@pytest.mark.parametrize("layout", ["hub", "save_to_disk"])
+def test_a_folder_in_the_hub_layout_or_saved_to_disk_is_read(tmp_path, layout):
+    from datasets import Dataset, DatasetDict
+
+    splits = DatasetDict({"train": Dataset.from_list(pairs(10)), "test": Dataset.from_list(pairs(3, "t"))})
+    if layout == "hub":  # what push_to_hub writes, and the run's own labels/
+        (tmp_path / "data").mkdir()
+        for name, split in splits.items():
+            split.to_parquet(tmp_path / "data" / f"{name}-00000-of-00001.parquet")
+    else:
+        splits.save_to_disk(str(tmp_path))
+    loaded = load_splits(DataConfig(source="preference", path=str(tmp_path), gt_size=5))
+    assert (loaded["gt"].num_rows, loaded["w2s"].num_rows, loaded["test"].num_rows) == (5, 5, 3)
+
+
+def test_an_empty_folder_names_every_layout_it_reads(tmp_path):
+    with pytest.raises(W2SInputError, match=r"\.parquet.*data/ \(the Hub's layout\), or a folder written by save_to"):
+        load_splits(DataConfig(source="preference", path=str(tmp_path), gt_size=5))

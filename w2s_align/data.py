@@ -330,9 +330,25 @@ def read_data_file(path: Path) -> Dataset:
     if builder == "parquet":  # checked first: datasets logs its own error line for a file it cannot read
         check_parquet(path)
     try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
+        loaded = datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as error:  # datasets raises many types for unreadable files
         raise W2SInputError(f"{path}: cannot be read as {builder}: {_first_line(error)}") from None
+    if builder == "csv":
+        _refuse_messages_as_text(loaded, path)
+    return loaded
+
+
+def _refuse_messages_as_text(rows: Dataset, path: Path) -> None:
+    """CSV holds no lists: conversational pairs saved as CSV arrive as the text of a list of messages, which a model
+    would read character by character. Stop, naming the file and column (the first row tells: a file is written in
+    one format)."""
+    first = rows[0] if rows.num_rows else {}
+    for column in TEXT_COLUMNS:
+        if re.match(r"\s*\[\s*\{\s*['\"]role['\"]\s*:", str(first.get(column) or "")):
+            raise W2SInputError(
+                f"{path}, row 0: '{column}' holds a list of messages written as text (CSV keeps no lists): save "
+                "conversational pairs as JSONL or parquet"
+            )
 
 
 def check_parquet(path: Path):
@@ -365,6 +381,8 @@ def _local_files(config: DataConfig | HelpfulDataConfig, source: Source) -> dict
         return None
     if path.is_file():
         return {"all": path}
+    if saved_to_disk(path):
+        return None  # read by `datasets.load_from_disk`, as a hub dataset is read
     layout = source.local_layout
     if layout is not None:
         if config.data_dir and (path / config.data_dir).is_dir():
@@ -373,16 +391,30 @@ def _local_files(config: DataConfig | HelpfulDataConfig, source: Source) -> dict
     else:
         found = {}
         for split in ("gt", "w2s", "test", "train"):
-            for suffix in DATA_SUFFIXES:
-                if (path / f"{split}{suffix}").is_file():
-                    found[split] = path / f"{split}{suffix}"
-                    break
+            # `<split>.<suffix>` in the folder, or the Hub's layout (`push_to_hub`, the run's own `labels/`):
+            # `data/<split>-00000-of-00001.<suffix>`.
+            shards = [path / f"{split}{suffix}" for suffix in DATA_SUFFIXES if (path / f"{split}{suffix}").is_file()]
+            shards = shards or sorted(
+                file for file in (path / "data").glob(f"{split}-*") if file.name.endswith(DATA_SUFFIXES)
+            )
+            if len(shards) > 1:
+                raise W2SInputError(f"data.path: split {split!r} of {path} is in {len(shards)} files; one is read")
+            if shards:
+                found[split] = shards[0]
     if not found:
-        expected = layout.values() if layout is not None else [f"gt|w2s|test|train{DATA_SUFFIXES[0]}"]
-        raise W2SInputError(
-            f"data.path: no data files for source {config.source!r} in {path} (expected {', '.join(expected)})"
+        expected = (
+            ", ".join(layout.values())
+            if layout is not None
+            else f"gt, w2s, test or train files ({', '.join(DATA_SUFFIXES)}) in the folder or in its data/ (the Hub's "
+            "layout), or a folder written by save_to_disk"
         )
+        raise W2SInputError(f"data.path: no data files for source {config.source!r} in {path} (expected {expected})")
     return found
+
+
+def saved_to_disk(path: Path) -> bool:
+    """Whether `path` is a folder written by `datasets`' `save_to_disk` (a `DatasetDict` or a `Dataset`)."""
+    return (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()
 
 
 def check_local_files(config: DataConfig | HelpfulDataConfig) -> None:
@@ -409,10 +441,14 @@ def _load_raw(config: DataConfig | HelpfulDataConfig) -> dict[str, Dataset]:
     else:
         hub_id = config.path or source.default_path
         try:
-            loaded = datasets.load_dataset(hub_id, name=config.config_name, data_dir=config.data_dir)
+            if config.path and saved_to_disk(Path(config.path).expanduser()):
+                loaded = datasets.load_from_disk(str(Path(config.path).expanduser()))
+                loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+            else:
+                loaded = datasets.load_dataset(hub_id, name=config.config_name, data_dir=config.data_dir)
         except Exception as error:
-            raise W2SInputError(f"data.path: cannot load dataset {hub_id!r} from the hub: {error}") from None
-        names = config.split_names or {split: split for split in ("train", "test") if split in loaded}
+            raise W2SInputError(f"data.path: cannot load dataset {hub_id!r}: {error}") from None
+        names = config.split_names or {split: split for split in ("gt", "w2s", "train", "test") if split in loaded}
         for role, name in names.items():
             if name not in loaded:
                 raise W2SInputError(f"data.split_names.{role}: {hub_id!r} has no split {name!r} ({', '.join(loaded)})")

@@ -72,7 +72,7 @@ def load_dataset_argument(script_args, mixture=None) -> Any:
 
     import datasets
 
-    from .data import DATA_SUFFIXES, read_data_file
+    from .data import DATA_SUFFIXES, read_data_file, saved_to_disk
 
     name = script_args.dataset_name
     if mixture is not None and mixture.datasets:
@@ -91,7 +91,7 @@ def load_dataset_argument(script_args, mixture=None) -> Any:
     if path.is_file() and not streaming:
         return datasets.DatasetDict({"train": read_data_file(path)})
     try:
-        if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
+        if saved_to_disk(path):
             loaded = datasets.load_from_disk(str(path))
             loaded = loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
             return (
