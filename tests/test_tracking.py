@@ -35,6 +35,7 @@ def test_tracking_and_result_neutral_trainer_settings_change_no_stage_hash(tiny_
     tiny_recipe["tracking"] = {"report_to": ["tensorboard"], "project": "elsewhere"}
     tiny_recipe["hub"] = {"push": ["students", "labels"], "namespace": "me"}
     tiny_recipe["training"]["trainer_kwargs"] = {"logging_steps": 1, "save_steps": 2, "dataloader_num_workers": 1}
+    tiny_recipe["training"]["logging_steps"] = 3
     assert _stage_keys(tiny_recipe) == before
     tiny_recipe["training"]["trainer_kwargs"]["max_grad_norm"] = 0.5  # changes what is learned
     assert all(new != old for new, old in zip(_stage_keys(tiny_recipe), before) if new.startswith("train-"))
@@ -44,19 +45,22 @@ def test_tracking_and_result_neutral_trainer_settings_change_no_stage_hash(tiny_
 def test_tensorboard_runs_per_stage_grouped_by_seed_and_the_results_at_the_end(tiny_recipe):
     pytest.importorskip("tensorboard")
     tiny_recipe.update(methods=["xent"], tracking={"report_to": ["tensorboard"]})
-    tiny_recipe["training"]["trainer_kwargs"] = {"logging_steps": 1}
     W2SPipeline(recipe_from_dict(tiny_recipe), log=lambda line: None).run()
     tracking = Path(tiny_recipe["output_dir"]) / "tracking"
     runs = sorted(path.name for path in (tracking / "seed0").iterdir())
     assert runs == ["train-tiny-l1-gt-seed0", "train-tiny-l2-gt-seed0", "train-tiny-l2.from-tiny-l1.xent.seed0"]
     student = _events(tracking / "seed0" / "train-tiny-l2.from-tiny-l1.xent.seed0")
-    assert len(student["train/loss"]) == 6  # 48 pairs / batch 8, logged every step
+    assert len(student["train/loss"]) == 6  # 48 pairs / batch 8: the default logs every 5% of a stage, so every step
     assert "train/label_agreement" in student
     results = _events(tracking / "results" / "tiny")
     assert "accuracy/tiny-l2 (ground truth) seed0" in results and "pgr/tiny-l2 <- tiny-l1 (xent)" in results
     assert "report/text_summary" in results
     figures = {path.stem for path in (Path(tiny_recipe["output_dir"]) / "plots").glob("*.png")}
     assert figures and figures <= set(results), "every figure of the report is logged as an image"
+    curves = {
+        f"training/{path.stem}" for path in (Path(tiny_recipe["output_dir"]) / "plots" / "training").glob("*.png")
+    }
+    assert len(curves) == 3 and curves <= set(results), "and every model's training curves"
 
 
 def test_a_tracker_that_does_not_exist_stops_the_run_before_training(tiny_recipe, tmp_path, capsys):

@@ -70,6 +70,8 @@ def rung_settings(rung: RungConfig) -> dict[str, Any]:
     settings = dataclasses.asdict(rung)
     training = settings["training"]
     training["trainer_kwargs"] = {k: v for k, v in training["trainer_kwargs"].items() if k not in RESULT_NEUTRAL}
+    for name in RESULT_NEUTRAL & set(training):  # the recipe's own result-neutral settings (`logging_steps`)
+        del training[name]
     return settings
 
 

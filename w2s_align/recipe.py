@@ -73,6 +73,13 @@ class TrainingSettings:
     per_device_train_batch_size: int = field(default=8, metadata={"help": "Pairs per device and micro-batch."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
     eval_batch_size: int = field(default=64, metadata={"help": "Pairs per batch when labeling and evaluating."})
+    logging_steps: float = field(
+        default=0.05,
+        metadata={
+            "help": "Log the training metrics every this many optimizer steps, or, below 1, this fraction of the "
+            "stage's steps (the default: 20 points a stage, however short). Changes no result."
+        },
+    )
     max_length: int = field(
         default=512,
         metadata={"help": "Longest prompt+response in tokens; longer ones are truncated from the left (the prompt)."},
@@ -760,6 +767,10 @@ def _check(recipe: Recipe, source: str) -> None:
             raise W2SInputError(f"{source}: 'ladder.{index}.chat_template_path': no such file {template}")
         if rung.num_layers is not None and rung.num_layers < 1:
             raise W2SInputError(f"{source}: 'ladder.{index}.num_layers' must be at least 1, got {rung.num_layers}")
+        if rung.training.logging_steps <= 0:
+            raise W2SInputError(
+                f"{source}: 'ladder.{index}.training.logging_steps' must be above 0, got {rung.training.logging_steps}"
+            )
         fraction = rung.training.validation_fraction
         if not 0 <= fraction < 1:
             raise W2SInputError(

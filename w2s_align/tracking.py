@@ -159,7 +159,11 @@ def log_results(recipe: Recipe, metrics: dict[str, Any], report: str, figures: l
         init_kwargs={"wandb": {"name": name, "group": recipe.name}, "trackio": {"name": name}},
     )
     accelerator.log({**_scalars(metrics), "report": report}, step=0)
-    images = {path.stem: path for path in figures if path.is_file()}
+    # The report's figures by name, the training curves (`plots/training/`) as `training/<model>`.
+    images = {
+        path.stem if path.parent.name == "plots" else f"{path.parent.name}/{path.stem}": path for path in figures
+    }
+    images = {name: path for name, path in images.items() if path.is_file()}
     for tracker in accelerator.trackers:
         if images and hasattr(tracker, "log_images"):
             import matplotlib.image

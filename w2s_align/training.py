@@ -140,7 +140,8 @@ def trainer_kwargs(
         # Evaluation does not change training (the validation pairs are held out either way): result-neutral.
         "eval_strategy": "epoch" if settings.validation_fraction > 0 else "no",
         "per_device_eval_batch_size": settings.eval_batch_size,
-        "logging_steps": 10,
+        # transformers takes a fraction below 1 and whole steps above it.
+        "logging_steps": settings.logging_steps if settings.logging_steps < 1 else round(settings.logging_steps),
         "save_strategy": "steps",
         "save_steps": 500,
         "save_total_limit": 1,
