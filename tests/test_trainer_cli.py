@@ -187,3 +187,14 @@ def test_conversational_pairs_for_a_model_without_a_chat_template_stop_with_one_
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     assert main(["reward", "--config", str(config_file(tmp_path, tiny_model_dir, data))]) == 2
     assert "give --chat_template_path" in capsys.readouterr().err
+
+
+def test_a_streamed_dataset_trains_for_max_steps_in_its_order(tiny_model_dir, tmp_path, capsys):
+    config = config_file(tmp_path, tiny_model_dir, weak_label_file(tmp_path), max_steps=-1)
+    assert main(["reward", "--config", str(config), "--dataset_streaming"]) == 2
+    assert "a streamed dataset has no length: give --max_steps" in capsys.readouterr().err
+    assert main(["reward", "--config", str(config), "--dataset_streaming", "--max_steps", "2"]) == 2
+    assert "--train_sampling_strategy sequential" in capsys.readouterr().err
+    argv = ["--dataset_streaming", "--max_steps", "2", "--train_sampling_strategy", "sequential"]
+    assert main(["reward", "--config", str(config), *argv]) == 0
+    assert (tmp_path / "out" / "model.safetensors").is_file()
