@@ -5,8 +5,8 @@ that `chosen` is better than `rejected`, e.g.
 
     {"prompt": "Human: ...\\n\\nAssistant:", "chosen": " ...", "rejected": " ...", "soft_label": 0.83}
 
-Arguments are TRL's (`TrlParser` over `ScriptArguments`, `W2SRewardConfig` and `ModelConfig`), as for
-`w2s-align reward`; with no --dataset_name, a small demo file of synthetic pairs with made-up weak labels is written
+Arguments are TRL's (`TrlParser` over `ScriptArguments`, `W2SRewardConfig`, `ModelConfig` and
+`DatasetMixtureConfig`), as for `w2s-align reward`; with no --dataset_name, a small demo file of synthetic pairs with made-up weak labels is written
 and used:
 
     python examples/train_on_weak_labels.py --config examples/weak_labels_reward.yaml   # offline demo, MiniLM 2 layers
@@ -33,13 +33,13 @@ def demo_file(path: str) -> str:
 
 
 def main() -> None:
-    script_args, training_args, model_args = make_parser("reward").parse_args_and_config()
-    if not script_args.dataset_name:
+    script_args, training_args, model_args, mixture = make_parser("reward").parse_args_and_config()
+    if not script_args.dataset_name and not mixture.datasets:
         # Under `accelerate launch` one process writes the demo file, and the others wait until it is whole.
         on_main(lambda: demo_file("runs/example-weak-labels.jsonl"))
         barrier()
         script_args.dataset_name = "runs/example-weak-labels.jsonl"
-    trainer = train("reward", script_args, training_args, model_args)
+    trainer = train("reward", script_args, training_args, model_args, mixture)
     last = [log for log in trainer.state.log_history if "label_agreement" in log][-1]
     if trainer.accelerator.is_main_process:
         print(f"agreement with the weak labels in the last steps: {last['label_agreement']:.2f}")
