@@ -246,12 +246,14 @@ def test_evaluation_accuracy_is_agreement_with_the_labels_over_the_whole_split(t
 
 
 def test_the_model_card_names_the_base_model_by_its_hub_id(tiny_model_dir, tmp_path):
+    from w2s_align.recipe import RungConfig
     from w2s_align.training import fit
 
     model, tokenizer = load(tiny_model_dir)  # loaded from a local directory, as offline copies of hub models are
     args = W2SRewardConfig(output_dir=str(tmp_path / "checkpoints"), max_steps=1, **COMMON)
     trainer = W2SRewardTrainer(model=model, args=args, train_dataset=text_pairs(8), processing_class=tokenizer)
-    assert fit(trainer, tmp_path, print, "my-org/tiny-bert")["train_steps"] == 1
+    rung = RungConfig(name="tiny", model="my-org/tiny-bert")
+    assert fit(trainer, tmp_path, print, rung)["train_steps"] == 1
     card = (tmp_path / "checkpoints" / "README.md").read_text()
     assert "fine-tuned version of [my-org/tiny-bert](https://huggingface.co/my-org/tiny-bert)" in card
     assert (tmp_path / "model" / "model.safetensors").is_file()
