@@ -6,8 +6,8 @@ that `chosen` is better than `rejected`, e.g.
     {"prompt": "Human: ...\\n\\nAssistant:", "chosen": " ...", "rejected": " ...", "soft_label": 0.83}
 
 Arguments are TRL's (`TrlParser` over `ScriptArguments`, `W2SRewardConfig`, `ModelConfig` and
-`DatasetMixtureConfig`), as for `w2s-align reward`; with no --dataset_name, a small demo file of synthetic pairs with made-up weak labels is written
-and used:
+`DatasetMixtureConfig`), as for `w2s-align reward`; with no --dataset_name (or --datasets), a small demo file of
+synthetic pairs with made-up weak labels is written and used:
 
     python examples/train_on_weak_labels.py --config examples/weak_labels_reward.yaml   # offline demo, MiniLM 2 layers
     python examples/train_on_weak_labels.py --config examples/weak_labels_reward.yaml \\
