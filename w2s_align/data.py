@@ -56,7 +56,7 @@ import datasets
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from .errors import W2SInputError
+from .errors import W2SInputError, first_line
 from .synthetic import generate_pairs
 
 logger = logging.getLogger(__name__)
@@ -332,7 +332,7 @@ def read_data_file(path: Path) -> Dataset:
     try:
         loaded = datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as error:  # datasets raises many types for unreadable files
-        raise W2SInputError(f"{path}: cannot be read as {builder}: {_first_line(error)}") from None
+        raise W2SInputError(f"{path}: cannot be read as {builder}: {first_line(error)}") from None
     if builder == "csv":
         _refuse_messages_as_text(loaded, path)
     return loaded
@@ -359,11 +359,7 @@ def check_parquet(path: Path):
     try:
         return pyarrow.parquet.read_metadata(path)
     except Exception as error:  # pyarrow raises several types for a damaged file
-        raise W2SInputError(f"{path}: not a readable parquet file ({_first_line(error)})") from None
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise W2SInputError(f"{path}: not a readable parquet file ({first_line(error)})") from None
 
 
 def _local_files(config: DataConfig | HelpfulDataConfig, source: Source) -> dict[str, Path] | None:

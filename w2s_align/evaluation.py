@@ -13,7 +13,6 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .labeling import score_pairs
 
-PREDICTION_COLUMNS = ("id", "reward_chosen", "reward_rejected", "margin", "prob_chosen", "correct")
 CARRIED_COLUMNS = ("kind", "helpful_label")
 
 

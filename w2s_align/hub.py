@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from .artifacts import atomic_write_json, atomic_write_text
 from .cards import hub_model_id
-from .errors import W2SInputError
+from .errors import W2SInputError, first_line
 
 if TYPE_CHECKING:
     from .cache import StageCache
@@ -54,7 +54,7 @@ def check_push_access(what: str, namespace: str | None = None) -> None:
     try:
         identity = HfApi().whoami()
     except Exception as error:  # huggingface_hub raises HTTP, connection and offline-mode errors alike
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise W2SInputError(f"{what}: the Hub does not accept the token, or cannot be reached ({reason})") from None
     writable = {identity["name"], *(org["name"] for org in identity.get("orgs", []))}
     if namespace is not None and namespace not in writable:

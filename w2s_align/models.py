@@ -31,7 +31,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from . import lm_ladder
 from .device import bf16_supported
-from .errors import W2SInputError
+from .errors import W2SInputError, first_line
 
 if TYPE_CHECKING:  # the recipe schema imports this package's vocabularies; models only read a rung's fields
     from .recipe import RungConfig
@@ -72,8 +72,8 @@ def check_rung_loads(rung: RungConfig) -> None:
         config = AutoConfig.from_pretrained(path, revision=rung.revision)
         load_tokenizer(path, rung.revision)
     except (OSError, ValueError, KeyError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise W2SInputError(f"ladder rung {rung.name!r}: model {rung.model!r} does not load: {first_line}") from None
+        reason = first_line(error)
+        raise W2SInputError(f"ladder rung {rung.name!r}: model {rung.model!r} does not load: {reason}") from None
     problem = None if rung.random_init or not Path(path).is_dir() else weights_problem(Path(path))
     if problem:
         raise W2SInputError(f"ladder rung {rung.name!r}: model {rung.model!r} does not load: {problem}")

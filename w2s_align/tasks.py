@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from .errors import W2SInputError
+from .errors import W2SInputError, first_line
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -135,7 +135,7 @@ class Task(ABC):
                 try:
                     config_class(**{**kwargs, "report_to": []})
                 except (ValueError, TypeError) as error:
-                    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    reason = first_line(error)
                     raise W2SInputError(
                         f"ladder rung {rung.name!r}: {config_class.__name__} refuses its training settings: {reason}"
                     ) from None

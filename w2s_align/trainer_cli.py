@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .errors import W2SInputError
+from .errors import W2SInputError, first_line
 
 TRAINERS = {
     "reward": ("w2s_align.reward_trainer", "W2SRewardConfig", "W2SRewardTrainer"),
@@ -227,7 +227,7 @@ def _check_model_loads(model_args, trust_remote_code: bool = False) -> None:
         if problem:
             raise ValueError(problem)
     except (OSError, ValueError) as error:
-        reason = str(error).splitlines()[0]
+        reason = first_line(error)
         raise W2SInputError(
             f"--model_name_or_path {model_args.model_name_or_path}: does not load ({reason})"
         ) from None
@@ -238,6 +238,6 @@ def main(name: str, argv: list[str], quiet: bool = False) -> int:
     try:
         script_args, training_args, model_args, mixture = make_parser(name).parse_args_and_config(argv)
     except ValueError as error:  # an unknown flag, or a config value that TRL's or our config refuses
-        raise W2SInputError(str(error).splitlines()[0]) from None
+        raise W2SInputError(first_line(error)) from None
     train(name, script_args, training_args, model_args, mixture, quiet)
     return 0

@@ -24,9 +24,6 @@ import os
 import sys
 import warnings
 
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-LIBRARIES = ("transformers", "datasets", "accelerate", "trl", "peft")
-
 # (logger, text): library messages printed on every run that say nothing about the user's run.
 NOISE = (
     # transformers 5 reports every non-sharded layer when a model loads outside tensor parallelism.
