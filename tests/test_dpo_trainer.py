@@ -41,6 +41,14 @@ def hand_logps(model, tokenizer, data):
     return sequence_logps(model, sequences, lengths, tokenizer.pad_token_id, batch_size=1), lengths
 
 
+def hand_logits(model, reference, tokenizer, data, beta):
+    """Each pair's DPO preference logit `beta * (logratio_chosen - logratio_rejected)`, computed independently."""
+    lp, _ = hand_logps(model, tokenizer, data)
+    ref, _ = hand_logps(reference, tokenizer, data)
+    n = len(data)
+    return [beta * ((lp[i] - ref[i]) - (lp[n + i] - ref[n + i])) for i in range(n)]
+
+
 def batch_loss(trainer):
     batch = next(iter(trainer.get_train_dataloader()))
     trainer.model.eval()
@@ -59,12 +67,8 @@ def test_soft_label_dpo_loss_matches_hand_computation(tiny_model_dir, tokenizer,
     trainer = W2SDPOTrainer(
         model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer
     )
-    lp, _ = hand_logps(model, tokenizer, data)
-    ref, _ = hand_logps(reference, tokenizer, data)
-    expected = 0.0
-    for i, p in enumerate(soft):
-        logit = 0.5 * ((lp[i] - ref[i]) - (lp[4 + i] - ref[4 + i]))
-        expected += -(p * logsig(logit) + (1 - p) * logsig(-logit)) / 4
+    logits = hand_logits(model, reference, tokenizer, data, beta=0.5)
+    expected = sum(-(p * logsig(x) + (1 - p) * logsig(-x)) / 4 for p, x in zip(soft, logits))
     assert batch_loss(trainer) == pytest.approx(expected, rel=1e-4)
 
 
@@ -75,9 +79,7 @@ def test_hard_labels_give_the_dpo_sigmoid_loss(tiny_model_dir, tokenizer, tmp_pa
     trainer = W2SDPOTrainer(
         model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer
     )
-    lp, _ = hand_logps(model, tokenizer, data)
-    ref, _ = hand_logps(reference, tokenizer, data)
-    expected = sum(-logsig(0.1 * ((lp[i] - ref[i]) - (lp[4 + i] - ref[4 + i]))) for i in range(4)) / 4
+    expected = sum(-logsig(x) for x in hand_logits(model, reference, tokenizer, data, beta=0.1)) / 4
     assert batch_loss(trainer) == pytest.approx(expected, rel=1e-4)
 
 
@@ -277,12 +279,8 @@ def test_a_soft_label_weighs_both_readings_of_a_trl_loss(tiny_model_dir, tokeniz
     trainer = W2SDPOTrainer(
         model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer
     )
-    lp, _ = hand_logps(model, tokenizer, data)
-    ref, _ = hand_logps(reference, tokenizer, data)
-    expected = 0.0
-    for i, p in enumerate(soft):
-        x = 0.5 * ((lp[i] - ref[i]) - (lp[4 + i] - ref[4 + i]))
-        expected += (p * max(0.0, 1 - x) + (1 - p) * max(0.0, 1 + x)) / 4
+    logits = hand_logits(model, reference, tokenizer, data, beta=0.5)
+    expected = sum((p * max(0.0, 1 - x) + (1 - p) * max(0.0, 1 + x)) / 4 for p, x in zip(soft, logits))
     assert batch_loss(trainer) == pytest.approx(expected, rel=1e-4)
 
 
