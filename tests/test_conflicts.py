@@ -7,7 +7,6 @@ import torch
 from datasets import Dataset
 
 from w2s_align.conflicts import (
-    ConflictSetting,
     coin_toss,
     conflict_labels,
     helpfulness_pairs,
@@ -16,6 +15,7 @@ from w2s_align.conflicts import (
 )
 from w2s_align.labeling import filter_labels
 from w2s_align.losses import explicit_conflict_loss
+from w2s_align.options import ConflictSetting
 from w2s_align.synthetic import generate_pairs
 
 

@@ -18,7 +18,7 @@ import yaml
 from datasets import Dataset
 
 from w2s_align.pipeline import W2SPipeline
-from w2s_align.recipe import recipe_from_dict
+from w2s_align.recipe_yaml import recipe_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "accelerate_configs"

@@ -5,7 +5,8 @@ import types
 import typing
 from pathlib import Path
 
-from w2s_align.recipe import Recipe, reference
+from w2s_align.recipe import Recipe
+from w2s_align.recipe_yaml import reference
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "recipes.md").read_text()
 
@@ -26,11 +27,11 @@ def _blocks(cls, seen=None) -> set[str]:
 
 
 def test_the_reference_in_the_docs_is_generated_from_the_schema():
-    assert reference() in DOC, "docs/recipes.md is stale: replace its reference with w2s_align.recipe.reference()"
+    assert reference() in DOC, "docs/recipes.md is stale: replace its reference with w2s_align.recipe_yaml.reference()"
 
 
 def test_the_reference_covers_every_block_of_the_schema():
     blocks = _blocks(Recipe)
     assert {"Recipe", "DataConfig", "StudentLossSettings", "LoraSettings"} <= blocks  # the walk finds nested blocks
     missing = [name for name in sorted(blocks) if f"(`{name}`)" not in reference()]
-    assert not missing, f"w2s_align.recipe.reference() lacks the blocks {missing}"
+    assert not missing, f"w2s_align.recipe_yaml.reference() lacks the blocks {missing}"

@@ -8,7 +8,8 @@ import pytest
 from datasets import Dataset
 
 from w2s_align.pipeline import W2SPipeline
-from w2s_align.recipe import recipe_from_dict
+from w2s_align.recipe_yaml import recipe_from_dict
+from w2s_align.tasks import REGISTRY
 
 pytestmark = pytest.mark.slow  # every test here trains models through the pipeline
 
@@ -103,9 +104,7 @@ def test_simpo_students_supervised_by_a_weak_reward_model(tiny_dpo_recipe):
     ],
 )
 def test_a_weak_policy_labels_and_knows_by_the_score_of_its_labelling_rule(dpo, score):
-    from w2s_align.dpo_task import DPOTask
-    from w2s_align.recipe import recipe_from_dict
-    from w2s_align.reward_task import RewardTask
+    from w2s_align.recipe_yaml import recipe_from_dict
 
     raw = {
         "name": "x",
@@ -114,5 +113,5 @@ def test_a_weak_policy_labels_and_knows_by_the_score_of_its_labelling_rule(dpo, 
         "dpo": dpo,
     }
     recipe = recipe_from_dict(raw)
-    assert DPOTask.label_score(recipe) == score
-    assert RewardTask.label_score(recipe) is None  # a reward model labels by the score it is evaluated by
+    assert REGISTRY["dpo"].label_score(recipe) == score
+    assert REGISTRY["reward"].label_score(recipe) is None  # a reward model labels by the score it is evaluated by

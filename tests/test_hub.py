@@ -6,7 +6,7 @@ import pytest
 
 from w2s_align.errors import W2SInputError
 from w2s_align.pipeline import W2SPipeline
-from w2s_align.recipe import recipe_from_dict
+from w2s_align.recipe_yaml import recipe_from_dict
 
 
 class FakeHub:

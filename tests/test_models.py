@@ -7,7 +7,8 @@ from transformers import set_seed
 
 from w2s_align.errors import W2SInputError
 from w2s_align.models import load_reward_model, load_tokenizer, tokenize_pairs
-from w2s_align.recipe import RungConfig, recipe_from_dict
+from w2s_align.recipe import RungConfig
+from w2s_align.recipe_yaml import recipe_from_dict
 from w2s_align.synthetic import generate_pairs
 
 

@@ -16,7 +16,7 @@ from w2s_align.cli import main
 from w2s_align.parallel_stages import dependents, must_wait, threads_per_job
 from w2s_align.pipeline import W2SPipeline
 from w2s_align.plan import CeilingSpec, LabelSpec, StudentSpec, build_plan
-from w2s_align.recipe import recipe_from_dict
+from w2s_align.recipe_yaml import recipe_from_dict
 
 
 def _plan(**changes):

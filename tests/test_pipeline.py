@@ -11,7 +11,7 @@ from datasets import Dataset
 
 from w2s_align.analysis.metrics import pgr
 from w2s_align.pipeline import W2SPipeline
-from w2s_align.recipe import recipe_from_dict
+from w2s_align.recipe_yaml import recipe_from_dict
 from w2s_align.reward_trainer import W2SRewardTrainer
 
 pytestmark = pytest.mark.slow  # every test here trains models through the pipeline

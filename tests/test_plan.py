@@ -7,7 +7,7 @@ from datasets import Dataset
 
 from w2s_align.cache import StageCache
 from w2s_align.plan import CeilingSpec, LabelSpec, StudentSpec, build_plan
-from w2s_align.recipe import recipe_from_dict
+from w2s_align.recipe_yaml import recipe_from_dict
 
 
 def sweep(**changes) -> dict:

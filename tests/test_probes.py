@@ -10,7 +10,7 @@ from datasets import Dataset
 from w2s_align.errors import W2SInputError
 from w2s_align.pipeline import W2SPipeline
 from w2s_align.probes import clean_labels, knn_probe, logreg_probe, probe_probabilities
-from w2s_align.recipe import recipe_from_dict
+from w2s_align.recipe_yaml import recipe_from_dict
 
 
 def constructed(n=400, flip=0.3, seed=0):

@@ -11,7 +11,7 @@ from datasets import Dataset
 
 from w2s_align.cli import main
 from w2s_align.pipeline import W2SPipeline
-from w2s_align.recipe import recipe_from_dict
+from w2s_align.recipe_yaml import recipe_from_dict
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 ray = pytest.importorskip("ray", reason="Ray is an optional extra (w2s_align[ray])")

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from w2s_align.errors import W2SInputError
-from w2s_align.recipe import load_recipe, recipe_from_dict
+from w2s_align.recipe_yaml import load_recipe, recipe_from_dict
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

@@ -25,7 +25,7 @@ import pytest
 from datasets import Dataset
 
 from w2s_align.pipeline import W2SPipeline
-from w2s_align.recipe import recipe_from_dict
+from w2s_align.recipe_yaml import recipe_from_dict
 
 RECORDED = Path(__file__).resolve().parent / "data" / "recorded_results.json"
 # Float noise allowed between CPUs (different vector kernels round differently); accuracies must match exactly.

@@ -27,7 +27,7 @@ _LAZY = {
     "W2SDPOTrainer": ".dpo_trainer",
     "W2SRewardConfig": ".reward_trainer",
     "W2SRewardTrainer": ".reward_trainer",
-    "load_recipe": ".recipe",
+    "load_recipe": ".recipe_yaml",
 }
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .collators import SoftLabelCollator
     from .dpo_trainer import W2SDPOConfig, W2SDPOTrainer
     from .pipeline import W2SPipeline
-    from .recipe import load_recipe
+    from .recipe_yaml import load_recipe
     from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
 
 

@@ -17,15 +17,17 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from datasets import Dataset
-
-from .distributed import is_main_process
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 
 def _atomic(path: Path, write) -> None:
-    # Only the main process writes; the others would race it for the same file.
+    # Only the main process writes; the others would race it for the same file. (Imported here: asking loads
+    # accelerate and torch, which a plan, that writes nothing, does without.)
+    from .distributed import is_main_process
+
     if not is_main_process():
         return
     path = Path(path)

@@ -27,13 +27,10 @@ import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from .artifacts import atomic_write_json
-from .distributed import barrier, is_main_process
-
-if TYPE_CHECKING:
-    from .recipe import RungConfig
+from .recipe import RungConfig
 
 # Bump when what a stage writes changes meaning (or what determines it changes shape), so that no run trusts a cache
 # made under other rules. 2: stages name their task, students only the loss settings their method reads. 3: training
@@ -134,6 +131,8 @@ class Stage:
         Every process calls it; the main process prepares the directory and, with `sync`, the others wait for it
         (`sync=False` is for work that only the main process does).
         """
+        from .distributed import barrier, is_main_process  # with the first stage that runs: a plan runs none
+
         if is_main_process():
             if self.dir.exists() and not keep_partial:
                 shutil.rmtree(self.dir)
@@ -145,6 +144,8 @@ class Stage:
 
     def finish(self, summary: dict[str, Any] | None = None, sync: bool = True) -> None:
         """Mark the stage finished (written last, by the main process); with `sync`, every process waits for it."""
+        from .distributed import barrier
+
         atomic_write_json(self.dir / self.MARKER, {"name": self.name, "hash": self.hash, **(summary or {})})
         if sync:
             barrier()

@@ -42,15 +42,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    # Light: neither torch nor TRL. So `run` checks the rungs' trainer configs (and that the models load) instead,
+    # before any training.
     from .cache import StageCache
     from .plan import build_plan
-    from .tasks import task_class
 
     recipe = args.loaded_recipe
-    plan = build_plan(recipe)
-    for name in plan.tasks:
-        task_class(name).check(recipe)
-    print(plan.describe(StageCache(recipe.run_dir)))
+    print(build_plan(recipe).describe(StageCache(recipe.run_dir)))
     return 0
 
 
@@ -170,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("recipe", help="Path to a recipe YAML file.")
     plan.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, as for `run`.")
-    plan.set_defaults(handler=_plan)
+    plan.set_defaults(handler=_plan, libraries=False)
     analyze = commands.add_parser(
         "analyze", parents=[output], help="Recompute metrics and the report from a run's predictions."
     )
@@ -219,11 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     progress = configure_output("warning" if args.quiet else "debug" if args.verbose else "info")
     try:
         if args.command in ("run", "plan"):  # the recipe is checked before torch is imported: a mistake stops at once
-            from .recipe import load_recipe
+            from .recipe_yaml import load_recipe
 
             args.loaded_recipe = load_recipe(args.recipe, args.overrides)
             _check_data_files(args.loaded_recipe)
-        configure_libraries(args.log_level, progress)
+        if getattr(args, "libraries", True):  # `plan` imports neither torch nor transformers
+            configure_libraries(args.log_level, progress)
         return args.handler(args)
     except W2SInputError as error:
         if _is_main_process():  # every process stops; one message is enough

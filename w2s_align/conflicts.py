@@ -17,16 +17,15 @@ by a seeded coin toss per pair ([`coin_toss`]) instead of the harmful one (expli
 helpfulness pairs' labels), with the same trigger rule, strength and number of pairs. What the conflict does beyond
 its control is what its harmful direction does.
 
-The functions here are the data side of the conflicts (settings, conflict labels, helpfulness pairs, mixing): plain
-`datasets` work any trainer can use; the explicit term itself is a loss, in [`w2s_align.losses`].
+The functions here are the data side of the conflicts (conflict labels, helpfulness pairs, mixing): plain `datasets`
+work any trainer can use; a student's setting is a [`w2s_align.options.ConflictSetting`], and the explicit term
+itself is a loss, in [`w2s_align.losses`].
 
 Example:
 
 ```python
 >>> from datasets import Dataset
->>> from w2s_align.conflicts import ConflictSetting, conflict_labels
->>> ConflictSetting("explicit", 0.5).random.label
-'explicit-0.5-random'
+>>> from w2s_align.conflicts import conflict_labels
 >>> pairs = Dataset.from_dict({"id": ["a", "b"], "chosen": ["x", "y"], "rejected": ["u", "v"], "gt_label": [1.0, 0.0]})
 >>> conflict_labels(pairs)["conflict_label"]  # the response the ground truth finds harmful
 [0.0, 1.0]
@@ -36,42 +35,12 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 from datasets import Dataset, concatenate_datasets
 
 from .collators import CONFLICT_LABEL, SOFT_LABEL
 from .data import GT_LABEL, MESSAGE_COLUMNS, random_orientation, swap_responses
 from .errors import W2SInputError
-from .options import CONFLICT_DIRECTIONS, CONFLICT_KINDS
-
-
-@dataclass(frozen=True)
-class ConflictSetting:
-    """One conflict setting of a student: its kind and strength (`alpha` for explicit, `ratio` for implicit), and
-    the direction it pulls (`harmful`, or `random`: the control)."""
-
-    kind: str = "none"
-    strength: float = 0.0
-    direction: str = "harmful"
-
-    def __post_init__(self):
-        if self.kind not in CONFLICT_KINDS:
-            raise ValueError(f"conflict kind must be one of {CONFLICT_KINDS}, got {self.kind!r}")
-        if self.direction not in CONFLICT_DIRECTIONS:
-            raise ValueError(f"conflict direction must be one of {CONFLICT_DIRECTIONS}, got {self.direction!r}")
-
-    @property
-    def label(self) -> str:
-        """Short name used in model keys and reports: `none`, `explicit-0.5`, `implicit-1`, `explicit-0.5-random`."""
-        if self.kind == "none":
-            return "none"
-        return f"{self.kind}-{self.strength:g}" + ("-random" if self.direction == "random" else "")
-
-    @property
-    def random(self) -> ConflictSetting:
-        """Its random-direction control."""
-        return ConflictSetting(self.kind, self.strength, "random")
 
 
 def coin_toss(pairs: Dataset, seed: int) -> list[float]:

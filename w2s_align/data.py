@@ -50,21 +50,19 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import datasets
 import numpy as np
 from datasets import Dataset, DatasetDict
 
 from .errors import W2SInputError, first_line
+from .options import DATA_SOURCES, SPLITS
+from .recipe import DataConfig, HelpfulDataConfig
 from .synthetic import generate_pairs
 
 logger = logging.getLogger(__name__)
 
-if TYPE_CHECKING:  # the recipe schema takes its source names from here
-    from .recipe import DataConfig, HelpfulDataConfig
-
-SPLITS = ("gt", "w2s", "test")
 TRAINING_SPLITS = ("gt", "w2s")
 GT_LABEL = "gt_label"
 ASSISTANT = "\n\nAssistant:"
@@ -287,7 +285,7 @@ SOURCES = {
         Source("preference", _normalise_preference),
     )
 }
-DataSource = Literal[tuple(SOURCES)]
+assert tuple(SOURCES) == DATA_SOURCES, "options.DataSource names the sources"
 
 
 def _check_json_lines(path: Path) -> None:

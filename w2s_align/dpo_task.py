@@ -16,7 +16,6 @@ stage trains.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +35,7 @@ from .distributed import barrier, whole_weights
 from .models import load_rung_model, resolve_model_path
 from .policy import predict_policy_pairs
 from .recipe import Recipe, RungConfig
-from .tasks import Task
+from .tasks import REGISTRY, Task
 from .tracking import TrackerRun
 from .training import fit, hold_out, lora_config, record, trainer_kwargs
 from .verbosity import progress_enabled
@@ -48,7 +47,6 @@ class DPOTask(Task):
     """Trains and applies DPO/SimPO policies for the pipeline."""
 
     name = "dpo"
-    tag = "policy"
 
     def __init__(self, recipe: Recipe, cache: StageCache, log: Callable[[str], None] = print):
         super().__init__(recipe, cache, log)
@@ -60,26 +58,6 @@ class DPOTask(Task):
         from .dpo_trainer import W2SDPOConfig
 
         return W2SDPOConfig
-
-    @classmethod
-    def determinants(cls, recipe: Recipe) -> dict[str, Any]:
-        return {"dpo": dataclasses.asdict(recipe.dpo)}
-
-    @classmethod
-    def supervisor(cls, recipe: Recipe) -> str:
-        # `dpo.supervisor: reward`: the weak labels come from the weak rung trained as a reward model.
-        return "reward" if recipe.dpo.supervisor == "reward" else cls.name
-
-    @classmethod
-    def label_score(cls, recipe: Recipe) -> tuple[str, float]:
-        """The prediction column (scaled) a weak policy labels with: its summed log-likelihood difference for DPO and
-        the mean for SimPO (`likelihood_hard`, Yang et al.), or the implicit reward difference (`implicit_reward_soft`;
-        SimPO's scaled mean log-likelihood difference)."""
-        settings = recipe.dpo
-        simpo = settings.loss_type == "simpo"
-        if settings.weak_labels == "likelihood_hard":
-            return ("margin_avg_logp" if simpo else "margin_logp"), 1.0
-        return ("margin_avg_logp", settings.beta) if simpo else ("margin_implicit", 1.0)
 
     @property
     def measure(self) -> str:
@@ -218,7 +196,7 @@ class DPOTask(Task):
         reference = (stage_dir / "reference.txt").read_text()
         policy = self._load_policy(rung, str(stage_dir / "model"), base=reference, whole=True)
         scored = self._predict(rung, policy, reference, pairs)
-        column, scale = self.label_score(self.recipe)
+        column, scale = REGISTRY[self.name].label_score(self.recipe)
         margin = scale * np.asarray(scored[column], dtype=np.float64)
         if self.settings.weak_labels == "likelihood_hard":
             soft = (0.5 + 0.5 * np.sign(margin)).tolist()

@@ -8,7 +8,7 @@ Each pushed model is a stage's `model/` directory (weights or LoRA adapters, tok
 Example:
 
 ```python
->>> from w2s_align.recipe import load_recipe
+>>> from w2s_align.recipe_yaml import load_recipe
 >>> from w2s_align.plan import build_plan
 >>> from w2s_align.hub import hub_targets
 >>> recipe = load_recipe("recipes/quickstart.yaml", ["hub.push=[students]", "hub.namespace=me"])
@@ -32,9 +32,6 @@ if TYPE_CHECKING:
     from .recipe import Recipe
 
 PUSHED = "hub.json"
-# Trainer settings the recipe's `hub` block owns: `trainer_kwargs` may not set them (every stage would push to one
-# repository named after its checkpoint directory).
-HUB_OWNED = {"push_to_hub": "hub.push", "hub_model_id": "hub (ids are derived from the run and the stage)"}
 
 
 def check_hub_access(recipe: Recipe) -> None:

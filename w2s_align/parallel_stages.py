@@ -40,10 +40,10 @@ from .errors import W2SInputError
 from .plan import CeilingSpec, Step, StudentSpec
 
 if TYPE_CHECKING:
-    from .pipeline import W2SPipeline
     from .recipe import Recipe
+    from .stage_runner import StageRunner
 
-_worker: W2SPipeline | None = None  # the pipeline of a worker process, built once by `_start_worker`
+_worker: StageRunner | None = None  # the stage runner of a worker process, built once by `_start_worker`
 _running = False  # whether the worker runs a stage
 
 
@@ -52,7 +52,7 @@ def threads_per_job(jobs: int, threads: int) -> int:
     return max(1, threads // jobs)
 
 
-def run_in_workers(pipeline: W2SPipeline, steps: Sequence[Step], jobs: int) -> None:
+def run_in_workers(runner: StageRunner, steps: Sequence[Step], jobs: int) -> None:
     """Run `steps` (unfinished, in plan order) on `jobs` worker processes, each once the steps it reads are done.
 
     Raises the first error a worker raises, once the stages running beside it have finished.
@@ -66,13 +66,13 @@ def run_in_workers(pipeline: W2SPipeline, steps: Sequence[Step], jobs: int) -> N
             "--jobs runs several stages at once in a single process; under a multi-process launch every stage "
             "already uses all processes: leave --jobs at 1"
         )
-    index = {id(step): position for position, step in enumerate(pipeline.plan.steps)}
+    index = {id(step): position for position, step in enumerate(runner.plan.steps)}
     context = get_context("spawn")  # a fresh interpreter: no copy of this process's torch threads or locks
-    # The workers' log lines, passed on to the pipeline's log in the order they come. A bare pipe, without the locks
+    # The workers' log lines, passed on to the runner's log in the order they come. A bare pipe, without the locks
     # of a queue: a short message is one write, which the system does not interleave with another.
     lines, writer = context.Pipe(duplex=False)
     levels = tuple(logging.getLevelName(logging.getLogger(name).getEffectiveLevel()) for name in ("w2s_align", "trl"))
-    start = (pipeline.recipe, jobs, threads_per_job(jobs, torch.get_num_threads()), levels, writer)
+    start = (runner.recipe, threads_per_job(jobs, torch.get_num_threads()), levels, writer)
     # The stages most others wait on go first (a weak ceiling, a bootstrapping chain), so that no worker idles at the
     # end while a chain finishes; otherwise plan order.
     waiting_on = dependents(steps)
@@ -86,7 +86,7 @@ def run_in_workers(pipeline: W2SPipeline, steps: Sequence[Step], jobs: int) -> N
                     running[pool.submit(_run_step, index[id(step)])] = step
                     pending.remove(step)
             finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
-            _pass_on(lines, pipeline.log, workers)
+            _pass_on(lines, runner.log, workers)
             for future in finished:
                 running.pop(future)
                 future.result()
@@ -103,7 +103,7 @@ def run_in_workers(pipeline: W2SPipeline, steps: Sequence[Step], jobs: int) -> N
                 os.kill(pid, signal.SIGINT)
         raise
     finally:
-        _pass_on(lines, pipeline.log, workers)
+        _pass_on(lines, runner.log, workers)
         # After a worker's error the stages running beside it finish (and are kept); nothing new starts.
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -150,8 +150,8 @@ def sft_key(step: Step) -> tuple[str, int] | None:
     return step.rung.name, step.seed
 
 
-def _start_worker(recipe: Recipe, jobs: int, threads: int, levels: tuple[str, str], lines: Connection) -> None:
-    """Set up a worker process: its output, its share of the threads, and a pipeline over the prepared splits whose
+def _start_worker(recipe: Recipe, threads: int, levels: tuple[str, str], lines: Connection) -> None:
+    """Set up a worker process: its output, its share of the threads, and a stage runner over the prepared splits whose
     log lines go back to the main process."""
     global _worker
     signal.signal(signal.SIGINT, _interrupt)
@@ -162,12 +162,12 @@ def _start_worker(recipe: Recipe, jobs: int, threads: int, levels: tuple[str, st
     configure(levels[0].lower(), library_level=levels[1].lower(), progress=False)
     import torch
 
-    from .pipeline import W2SPipeline
+    from .stage_runner import StageRunner
 
     torch.set_num_threads(threads)
     threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
     lines.send(os.getpid())  # so that an interrupted main process can stop it
-    _worker = W2SPipeline(recipe, log=lines.send, jobs=jobs)
+    _worker = StageRunner(recipe, log=lines.send, parallel=True)
     _worker.attach()
 
 

@@ -17,7 +17,7 @@ Example:
 
 ```python
 >>> from w2s_align.plan import build_plan
->>> from w2s_align.recipe import load_recipe
+>>> from w2s_align.recipe_yaml import load_recipe
 >>> plan = build_plan(load_recipe("recipes/quickstart.yaml"))
 >>> [spec.key for spec in plan.models][:3]
 ['minilm-l1.gt.seed0', 'minilm-l3.gt.seed0', 'minilm-l3.from-minilm-l1.xent.seed0']
@@ -33,12 +33,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .cache import StageCache, file_digests, rung_settings
-from .conflicts import ConflictSetting
-from .data import SPLITS
-from .labeling import filter_labels, load_labels
-from .options import LOSS_SETTINGS, PROBE_FILTERS
+from .options import LOSS_SETTINGS, PROBE_FILTERS, SPLITS, ConflictSetting
 from .recipe import AnalysisConfig, DataConfig, HelpfulDataConfig, PairConfig, Recipe, RungConfig
-from .tasks import Task, task_class
+from .tasks import REGISTRY, TaskInfo
 
 NO_CONFLICT = ConflictSetting()
 # A replicate's training seed is the run's seed plus this (per replicate): far from the seeds recipes use.
@@ -111,7 +108,7 @@ class CeilingSpec(_Spec):
     rung: RungConfig
     seed: int
     task: str
-    task_settings: Mapping[str, Any]  # what the task's recipe settings add (`Task.determinants`)
+    task_settings: Mapping[str, Any]  # what the task's recipe settings add (`TaskInfo.determinants`)
     data: DataSpec
     tag: str = ""  # marks a model of another task than the recipe's, trained to supervise it (`rm`)
     start: GenerativeSpec | None = None  # the generatively finetuned model it starts from, if any
@@ -588,7 +585,9 @@ class Plan:
         elif spec.label_filter != "none":
             labels = cache.stage(spec.labels)
             kept = None
-            if labels.done:
+            if labels.done:  # read with `datasets`, imported here: a plan of unlabelled stages stays light
+                from .labeling import filter_labels, load_labels
+
                 kept = filter_labels(load_labels(labels.dir), spec.label_filter, spec.filter_threshold).num_rows
             text = f"{'at most ' if kept is None else f'{kept} of '}{n_split} weak labels of {spec.split}"
             random = spec.label_filter == "random"
@@ -629,8 +628,8 @@ def build_plan(recipe: Recipe) -> Plan:
     """Expand a recipe into its [`Plan`]: for every seed, the ceilings of the rungs the pairs use; for every pair and
     method, the labels of its weak teacher, the bootstrapping chain (each intermediate rung learns from the previous
     teacher's labels, then labels for the next), and a student per conflict setting and label filter."""
-    task = task_class(recipe.task)
-    supervisor = task_class(task.supervisor(recipe))
+    task = REGISTRY[recipe.task]
+    supervisor = REGISTRY[task.supervisor(recipe)]
     data = DataSpec(recipe.data)
     conflicts = recipe.conflicts
     helpful = HelpfulSpec(conflicts.helpful, max(conflicts.ratios), data) if "implicit" in conflicts.settings else None
@@ -644,7 +643,7 @@ def build_plan(recipe: Recipe) -> Plan:
         config = recipe.rung(rung)
         return add(GenerativeSpec(config, seed, data)) if config.generative.epochs > 0 else None
 
-    def ceiling(rung: str, seed: int, trainer: type[Task]) -> CeilingSpec:
+    def ceiling(rung: str, seed: int, trainer: TaskInfo) -> CeilingSpec:
         tag = "" if trainer is task else trainer.tag
         settings = trainer.determinants(recipe)
         return add(CeilingSpec(recipe.rung(rung), seed, trainer.name, settings, data, tag, start(rung, seed)))

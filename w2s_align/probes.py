@@ -30,7 +30,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -41,11 +41,8 @@ from .device import default_device
 from .distributed import whole_weights
 from .labeling import pad_batch
 from .models import load_rung_model, tokenize_pairs
+from .recipe import RungConfig
 from .verbosity import batch_starts
-
-if TYPE_CHECKING:
-    from .recipe import RungConfig
-    from .tasks import Task
 
 FEATURES_FILE = "features.parquet"  # a feature stage's `id` and `x` (the pair's feature vector) per pair
 ProbeKind = Literal["knn", "logreg"]
@@ -147,12 +144,12 @@ def probe_probabilities(
     return logreg_probe(x, labels, l2, folds, seed)
 
 
-def split_features(task: Task, rung: RungConfig, pairs: Dataset, batch_size: int | None = None) -> Dataset:
-    """`id` and `x` (the pair feature) of every pair, from the rung's pretrained body, tokenized as the task does."""
+def split_features(rung: RungConfig, tokenizer, pairs: Dataset, batch_size: int | None = None) -> Dataset:
+    """`id` and `x` (the pair feature) of every pair, from the rung's pretrained body: `pairs` as the task reads them
+    (conversations rendered), tokenized by `tokenizer`."""
     from transformers import AutoModel
 
-    tokenizer = task.tokenizer(rung)
-    tokenized = tokenize_pairs(task.rendered(rung, pairs), tokenizer, rung.training.max_length)
+    tokenized = tokenize_pairs(pairs, tokenizer, rung.training.max_length)
     with whole_weights():  # each process computes the features of its share of the pairs on the whole body
         model = load_rung_model(rung, AutoModel).to(default_device())
     x = pair_features(model, tokenized, tokenizer.pad_token_id, batch_size or rung.training.eval_batch_size)

@@ -26,8 +26,8 @@ from .parallel_stages import sft_key
 from .plan import CeilingSpec, FeatureSpec, GenerativeSpec, LabelSpec, Step, StudentSpec
 
 if TYPE_CHECKING:
-    from .pipeline import W2SPipeline
     from .recipe import Recipe
+    from .stage_runner import StageRunner
 
 
 def stage_resources(step: Step, gpus: float) -> dict[str, float]:
@@ -37,7 +37,7 @@ def stage_resources(step: Step, gpus: float) -> dict[str, float]:
     return {"num_cpus": 1, "num_gpus": 1 if models and gpus >= 1 else 0}
 
 
-def run_on_ray(pipeline: W2SPipeline, steps: Sequence[Step], address: str | None = None) -> None:
+def run_on_ray(runner: StageRunner, steps: Sequence[Step], address: str | None = None) -> None:
     """Run `steps` (unfinished, in plan order) as Ray tasks; `address`: an existing cluster (`auto`, or
     `ray://host:port`), else a local instance over this machine's cores and GPUs.
 
@@ -56,18 +56,18 @@ def run_on_ray(pipeline: W2SPipeline, steps: Sequence[Step], address: str | None
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        _dispatch(ray, pipeline, steps)
+        _dispatch(ray, runner, steps)
     finally:
         if started:
             ray.shutdown()
 
 
-def _dispatch(ray, pipeline: W2SPipeline, steps: Sequence[Step]) -> None:
+def _dispatch(ray, runner: StageRunner, steps: Sequence[Step]) -> None:
     gpus = ray.cluster_resources().get("GPU", 0.0)
     # A CPU task has one core (the resource it asked for): one thread, as `--jobs` gives each worker its share.
     threads = 1 if gpus < 1 else 0
     task = ray.remote(_run_stage)
-    position = {id(step): index for index, step in enumerate(pipeline.plan.steps)}
+    position = {id(step): index for index, step in enumerate(runner.plan.steps)}
     refs: dict[int, Any] = {}
     names: dict[Any, str] = {}
     last_sft: dict[tuple[str, int], Any] = {}
@@ -76,7 +76,7 @@ def _dispatch(ray, pipeline: W2SPipeline, steps: Sequence[Step]) -> None:
         key = sft_key(step)
         if key in last_sft:  # the same SFT stage: one after the other
             after.append(last_sft[key])
-        ref = task.options(**stage_resources(step, gpus)).remote(pipeline.recipe, position[id(step)], threads, *after)
+        ref = task.options(**stage_resources(step, gpus)).remote(runner.recipe, position[id(step)], threads, *after)
         refs[id(step)], names[ref] = ref, step.stage_name
         if key is not None:
             last_sft[key] = ref
@@ -86,7 +86,7 @@ def _dispatch(ray, pipeline: W2SPipeline, steps: Sequence[Step]) -> None:
         for ref in finished:
             try:
                 for line in ray.get(ref):
-                    pipeline.log(line)
+                    runner.log(line)
             except ray.exceptions.RayError as error:  # the stage's own error, or that of a stage it reads
                 failures.append((names[ref], _first_line(error)))
     if failures:
@@ -108,12 +108,12 @@ def _run_stage(recipe: Recipe, position: int, threads: int, *_finished: Any) -> 
     """A Ray task: run the plan's stage at `position` over the prepared splits; return its log lines."""
     import torch
 
-    from .pipeline import W2SPipeline
+    from .stage_runner import StageRunner
 
     if threads:
         torch.set_num_threads(threads)
     lines: list[str] = []
-    pipeline = W2SPipeline(recipe, log=lines.append, executor="ray")  # its lines name their stage
-    pipeline.attach()
-    pipeline.run_step(pipeline.plan.steps[position])
+    runner = StageRunner(recipe, log=lines.append, parallel=True)  # its lines name their stage
+    runner.attach()
+    runner.run_step(runner.plan.steps[position])
     return lines

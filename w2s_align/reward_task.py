@@ -32,7 +32,6 @@ class RewardTask(Task):
     """Trains and applies reward models for the pipeline (`task: reward`)."""
 
     name = "reward"
-    tag = "rm"
 
     @classmethod
     def config_class(cls) -> type:

@@ -30,14 +30,12 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass, field
-from typing import Literal, get_args
 
 from datasets import Dataset
 
+from .options import POOLS
+
 KINDS = ("surface", "context", "paraphrase")
-# Two disjoint halves of the vocabulary: training pairs use `seen`; a `heldout` test uses words never trained on.
-Pool = Literal["seen", "heldout"]
-POOLS: tuple[str, ...] = get_args(Pool)
 
 PEOPLE = [
     "my neighbour",

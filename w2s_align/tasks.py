@@ -7,14 +7,18 @@
 
 A task trains a rung on preference pairs (ground truth, or a teacher's soft labels) and saves the model with its test
 predictions; it labels pairs with a model it trained; it names its trainer config (a recipe's `trainer_kwargs` must
-be fields of it) and the recipe settings that determine every model it trains. The pipeline knows tasks only through
-this interface. Implementations are imported on first use, and they import their trainers only when a stage trains,
-so reading a recipe, planning it, or rerunning a finished one does not import TRL's trainers.
+be fields of it). The pipeline knows tasks only through this interface. What planning needs of a task (its tag, the
+recipe settings that determine every model it trains, which task supervises its students, what its weak models label
+by) is a [`TaskInfo`] record in [`REGISTRY`], so that reading and planning a recipe import no implementation: they
+are imported when a stage trains or labels, and with them torch and the trainers.
 
 Example:
 
 ```python
->>> from w2s_align.tasks import task_class
+>>> from w2s_align.recipe_yaml import load_recipe
+>>> from w2s_align.tasks import REGISTRY, task_class
+>>> REGISTRY["dpo"].supervisor(load_recipe("recipes/quickstart.yaml", ["task=dpo"]))
+'dpo'
 >>> task_class("dpo").config_class().__name__
 'W2SDPOConfig'
 ```
@@ -26,35 +30,97 @@ import dataclasses
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import W2SInputError, first_line
+from .options import TASKS
+from .recipe import Recipe, RungConfig
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
     from .cache import StageCache
-    from .recipe import Recipe, RungConfig
     from .tracking import TrackerRun
 
-# name -> "module:class" of its implementation.
-REGISTRY = {"reward": "w2s_align.reward_task:RewardTask", "dpo": "w2s_align.dpo_task:DPOTask"}
-TaskName = Literal[tuple(REGISTRY)]
-# Where `Task.train` saves a trained model's test predictions, in its stage directory.
-PREDICTIONS_FILE = "predictions.parquet"
-# Trainer config fields the pipeline sets itself for every stage: a recipe's `trainer_kwargs` may not set them.
-PIPELINE_OWNED = ("output_dir", "seed", "student_loss", "max_length", "conflict_alpha")
+
+def _no_settings(recipe: Recipe) -> dict[str, Any]:
+    return {}
+
+
+def _prob_chosen(recipe: Recipe) -> tuple[str, float] | None:
+    return None
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task as a plan knows it, without importing its implementation.
+
+    Args:
+        name (`str`): the recipe's `task:`.
+        tag (`str`): marks this task's models where they supervise another task's students, e.g. `rm`.
+        implementation (`str`): `"module:class"` of its [`Task`].
+        determinants (`Callable[[Recipe], dict]`, *optional*, defaults to none): the recipe settings of this task that
+            determine every model it trains, beyond the rung, data and seed.
+        supervisor (`Callable[[Recipe], str]`, *optional*, defaults to the task itself): the task whose weak models
+            label the weak-to-strong split for this task's students.
+        label_score (`Callable[[Recipe], tuple[str, float] | None]`, *optional*, defaults to `prob_chosen`): the
+            prediction column and its scale by which a model of this task labels pairs, where it is not the
+            `prob_chosen` its predictions are evaluated by (a weak policy labels by its log-likelihood): the
+            deception analyzer defines what a weak teacher knows by it. None: by `prob_chosen`.
+    """
+
+    name: str
+    tag: str
+    implementation: str
+    determinants: Callable[[Recipe], dict[str, Any]] = _no_settings
+    supervisor: Callable[[Recipe], str] | None = None
+    label_score: Callable[[Recipe], tuple[str, float] | None] = _prob_chosen
+
+    def __post_init__(self):
+        if self.supervisor is None:
+            object.__setattr__(self, "supervisor", lambda recipe: self.name)
+
+
+def _dpo_label_score(recipe: Recipe) -> tuple[str, float]:
+    """A weak policy labels by its summed log-likelihood difference for DPO and the mean for SimPO (`likelihood_hard`,
+    Yang et al.), or by the implicit reward difference (`implicit_reward_soft`; SimPO's scaled mean log-likelihood
+    difference)."""
+    settings = recipe.dpo
+    simpo = settings.loss_type == "simpo"
+    if settings.weak_labels == "likelihood_hard":
+        return ("margin_avg_logp" if simpo else "margin_logp"), 1.0
+    return ("margin_avg_logp", settings.beta) if simpo else ("margin_implicit", 1.0)
+
+
+REGISTRY: dict[str, TaskInfo] = {
+    info.name: info
+    for info in (
+        TaskInfo("reward", "rm", "w2s_align.reward_task:RewardTask"),
+        TaskInfo(
+            "dpo",
+            "policy",
+            "w2s_align.dpo_task:DPOTask",
+            determinants=lambda recipe: {"dpo": dataclasses.asdict(recipe.dpo)},
+            # `dpo.supervisor: reward`: the weak labels come from the weak rung trained as a reward model.
+            supervisor=lambda recipe: "reward" if recipe.dpo.supervisor == "reward" else "dpo",
+            label_score=_dpo_label_score,
+        ),
+    )
+}
+assert tuple(REGISTRY) == TASKS, "options.TaskName names the tasks"
 
 
 def task_class(name: str) -> type[Task]:
-    """The task registered as `name`."""
-    module, _, attribute = REGISTRY[name].partition(":")
+    """The implementation of the task registered as `name` (imported now)."""
+    module, _, attribute = REGISTRY[name].implementation.partition(":")
     return getattr(importlib.import_module(module), attribute)
 
 
 class Task(ABC):
-    """A task of the pipeline. Subclasses set `name` and `tag`, and implement `config_class`, `train` and `label`.
+    """A task of the pipeline. Subclasses set `name` (their [`TaskInfo`] is `REGISTRY[name]`), and implement
+    `config_class`, `train` and `label`.
 
     Args:
         recipe ([`Recipe`]): the run's recipe.
@@ -63,7 +129,6 @@ class Task(ABC):
     """
 
     name: ClassVar[str]
-    tag: ClassVar[str]  # marks this task's models where they supervise another task's students, e.g. `rm`
 
     def __init__(self, recipe: Recipe, cache: StageCache, log: Callable[[str], None] = print):
         self.recipe = recipe
@@ -78,39 +143,14 @@ class Task(ABC):
         """The trainer config the task builds (`W2SRewardConfig`, `W2SDPOConfig`)."""
 
     @classmethod
-    def determinants(cls, recipe: Recipe) -> dict[str, Any]:
-        """Recipe settings of this task that determine every model it trains, beyond the rung, data and seed."""
-        return {}
-
-    @classmethod
-    def label_score(cls, recipe: Recipe) -> tuple[str, float] | None:
-        """The prediction column and its scale by which a model of this task labels pairs, where it is not the
-        `prob_chosen` its predictions are evaluated by (a weak policy labels by its log-likelihood): the deception
-        analyzer defines what a weak teacher knows by it. None: by `prob_chosen`."""
-        return None
-
-    @classmethod
-    def supervisor(cls, recipe: Recipe) -> str:
-        """The task whose weak models label the weak-to-strong split for this task's students."""
-        return cls.name
-
-    @classmethod
     def check(cls, recipe: Recipe) -> None:
-        """Stop on a rung's `trainer_kwargs` entry that is not a field of `config_class`, or one the pipeline or the
-        `tracking` or `hub` block sets."""
-        from .hub import HUB_OWNED
-        from .tracking import TRACKING_OWNED
-
-        owned = {**TRACKING_OWNED, **HUB_OWNED}
+        """Stop on a rung's `trainer_kwargs` entry that is not a field of `config_class` (the recipe's checks have
+        refused the fields the pipeline or the `tracking` or `hub` block sets), or a value the config refuses."""
         config_class = cls.config_class()
         defaults = {field.name: field.default for field in dataclasses.fields(config_class)}
         for rung in recipe.ladder:
             for key, value in rung.training.trainer_kwargs.items():
-                if key in PIPELINE_OWNED:
-                    reason = "is set by the pipeline"
-                elif key in owned:
-                    reason = f"is set by {owned[key]}"
-                elif key not in defaults:
+                if key not in defaults:
                     reason = f"is not a {config_class.__name__} field"
                 elif _wrong_kind(defaults[key], value):
                     kind = "true or false" if isinstance(defaults[key], bool) else "a number"

@@ -10,7 +10,7 @@ Tracking is result-neutral: no stage hash depends on it, so turning a tracker on
 Example:
 
 ```python
->>> from w2s_align.recipe import load_recipe
+>>> from w2s_align.recipe_yaml import load_recipe
 >>> from w2s_align.tracking import TrackerRun
 >>> recipe = load_recipe("recipes/quickstart.yaml", ["tracking.report_to=[tensorboard]"])
 >>> run = TrackerRun.for_stage(recipe, "train-minilm-l3-gt-seed0", seed=0)
@@ -26,19 +26,10 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import W2SInputError
-
-if TYPE_CHECKING:
-    from .recipe import Recipe
-
-# Trainer settings a recipe's `tracking` block owns: `trainer_kwargs` may not set them.
-TRACKING_OWNED = {
-    "report_to": "tracking.report_to",
-    "run_name": "tracking (runs are named by stage)",
-    "project": "tracking.project",
-}
+from .recipe import Recipe
 
 
 def tracker_project(recipe: Recipe) -> str:

@@ -16,15 +16,15 @@ from .artifacts import atomic_write_json, atomic_write_parquet
 from .distributed import barrier, broadcast, is_main_process
 from .options import StudentLossSettings
 from .recipe import RungConfig, TrainingSettings
-from .tasks import PREDICTIONS_FILE
 from .tracking import TrackerRun
 from .verbosity import progress_enabled, trainer_lines_enabled
 
 if TYPE_CHECKING:
     from transformers import Trainer
 
-# Where `fit` saves a trained model's log history, in its stage directory.
+# Where `fit` saves a trained model's log history, and `record` its test predictions, in its stage directory.
 TRAIN_LOG = "train_log.json"
+PREDICTIONS_FILE = "predictions.parquet"
 
 
 def fit(

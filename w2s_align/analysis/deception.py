@@ -54,15 +54,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 from datasets import Dataset
 
+from ..options import KNOWN
 from .intervals import Rows, pair_weights, ratio, seed_mean_intervals
 
-Known = Literal["correct", "confident"]
-KNOWN: tuple[str, ...] = get_args(Known)
 CELLS = (("S_k", "W_k"), ("S_k", "W_uk"), ("S_uk", "W_k"), ("S_uk", "W_uk"))
 # Strata of the twin's confidence for `added_error.matched`.
 MATCH_STRATA = 5

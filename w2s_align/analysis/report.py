@@ -24,9 +24,10 @@ from ..distributed import is_main_process
 from ..errors import W2SInputError
 from ..evaluate_metrics import load_metric
 from ..plan import Plan, StudentSpec, build_plan
-from ..recipe import apply_override, recipe_from_dict, yaml_error
+from ..recipe_yaml import apply_override, recipe_from_dict, yaml_error
 from ..run_lock import RunLock
-from ..tasks import PREDICTIONS_FILE, task_class
+from ..tasks import REGISTRY
+from ..training import PREDICTIONS_FILE
 from .deception import CELLS, MIN_VERDICT_SEEDS, DeceptionAnalyzer, compare_seeds, deception_against_controls
 from .metrics import accuracy, agreement, pgr
 from .plots import (
@@ -214,9 +215,7 @@ def _weak_known(plan: Plan, weak: Any, predictions: Mapping[str, Dataset]) -> np
     knows (`analysis.weak_areas: label_score`): for a weak policy its log-likelihood difference, for a reward model
     its `prob_chosen`."""
     frame = predictions[weak.key]
-    score = (
-        task_class(weak.task).label_score(plan.recipe) if plan.recipe.analysis.weak_areas == "label_score" else None
-    )
+    score = REGISTRY[weak.task].label_score(plan.recipe) if plan.recipe.analysis.weak_areas == "label_score" else None
     if score is None:
         return np.asarray(frame["prob_chosen"], dtype=float)
     column, scale = score
