@@ -27,7 +27,7 @@ Example:
 >>> from datasets import Dataset
 >>> from w2s_align.conflicts import conflict_labels
 >>> pairs = Dataset.from_dict({"id": ["a", "b"], "chosen": ["x", "y"], "rejected": ["u", "v"], "gt_label": [1.0, 0.0]})
->>> conflict_labels(pairs)["conflict_label"]  # the response the ground truth finds harmful
+>>> list(conflict_labels(pairs)["conflict_label"])  # the response the ground truth finds harmful
 [0.0, 1.0]
 ```
 """

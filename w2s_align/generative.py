@@ -14,7 +14,7 @@ Example:
 >>> from datasets import Dataset
 >>> from w2s_align.generative import task_texts
 >>> pairs = Dataset.from_dict({"prompt": ["Q: hi\\nA:"], "chosen": [" hello"], "rejected": [" go away"]})
->>> task_texts(pairs)["text"]
+>>> list(task_texts(pairs)["text"])
 ['Q: hi\\nA: hello', 'Q: hi\\nA: go away']
 ```
 """

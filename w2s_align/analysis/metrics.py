@@ -9,7 +9,7 @@ Example:
 
 ```python
 >>> from w2s_align.analysis.metrics import pgr
->>> pgr(weak=0.60, strong=0.80, student=0.70)
+>>> pgr(weak=0.5, strong=0.75, student=0.625)
 0.5
 >>> pgr(weak=0.70, strong=0.70, student=0.75) is None
 True
