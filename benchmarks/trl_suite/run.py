@@ -281,7 +281,7 @@ def main(argv=None) -> int:
     parser.add_argument("--files", nargs="+", choices=sorted(FILES), default=sorted(FILES))
     parser.add_argument("--classes", nargs="+", choices=CLASSES, default=list(CLASSES))
     parser.add_argument("--tests", nargs="+", help="node ids relative to the tests folder (instead of --files)")
-    parser.add_argument("--fast", action="store_true", help="the fast subset (FAST), as tests/test_trl_suite.py runs it")
+    parser.add_argument("--fast", action="store_true", help="the fast subset (FAST) of tests/test_trl_suite.py")
     parser.add_argument("-k", dest="keyword", help="pytest -k expression")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the stand-ins are built")
     parser.add_argument("--json", type=Path, help="write the full report (every test's outcome and error) here")
