@@ -69,7 +69,7 @@ def test_a_dataset_without_pairs_or_a_model_that_does_not_load_stops_with_one_li
     config = config_file(tmp_path, tmp_path / "no-such-model", weak_label_file(tmp_path))
     assert main(["reward", "--config", str(config)]) == 2
     err = capsys.readouterr().err
-    assert f"--model_name_or_path {tmp_path / 'no-such-model'}: does not load (no such local directory)" in err
+    assert f"--model_name_or_path {tmp_path / 'no-such-model'} does not load: no such local directory" in err
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,3 +78,31 @@ def atomic_write_parquet(dataset: Dataset, path: str | Path) -> None:
 def atomic_copy(source: str | Path, target: str | Path) -> None:
     """Copy a file so that readers of `target` never see a partial copy."""
     _atomic(Path(target), lambda tmp: shutil.copyfile(source, tmp))
+
+
+def atomic_directory(target: Path, build: Callable[[Path], None], what: str) -> Path:
+    """The directory `target`, built by `build` (called with a temporary sibling, renamed into place) unless it exists,
+    so that a half-built one is never used; `what` names it where it is not shared by every node.
+
+    Under several processes every one builds (a build may be collective, such as pretraining), each in its own
+    temporary directory, and the main process alone decides whether to build and renames its result into place: the
+    directory must be one for every node, or a node that has it would skip the collective steps the others wait in."""
+    from .distributed import barrier, broadcast, check_shared, is_main_process
+
+    check_shared(target.parent, what)
+    if broadcast(target.is_dir()):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        build(tmp)
+        if is_main_process():
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another run finished the same build first
+                if not target.is_dir():
+                    raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    barrier()
+    return target

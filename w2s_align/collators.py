@@ -8,9 +8,7 @@ from typing import Any
 
 import torch
 
-SOFT_LABEL = "soft_label"
-CONFLICT_LABEL = "conflict_label"
-LABEL_COLUMNS = (SOFT_LABEL, CONFLICT_LABEL)
+from .options import LABEL_COLUMNS
 
 
 @dataclass

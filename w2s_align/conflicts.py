@@ -38,9 +38,9 @@ import hashlib
 
 from datasets import Dataset, concatenate_datasets
 
-from .collators import CONFLICT_LABEL, SOFT_LABEL
 from .data import GT_LABEL, MESSAGE_COLUMNS, random_orientation, swap_responses
 from .errors import W2SInputError
+from .options import CONFLICT_LABEL, SOFT_LABEL
 
 
 def coin_toss(pairs: Dataset, seed: int) -> list[float]:

@@ -57,7 +57,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 
 from .errors import W2SInputError, first_line
-from .options import DATA_SOURCES, SPLITS
+from .options import DATA_SOURCES, SOFT_LABEL, SPLITS
 from .recipe import DataConfig, HelpfulDataConfig
 from .synthetic import generate_pairs
 
@@ -199,8 +199,8 @@ def _normalise_preference(example: dict, index: int, split: str) -> dict:
 
 def _normalise_row(example: dict, index: int, split: str, source: Source, where: str) -> dict:
     """`source.normalise(example, ...)`, with one clear error naming the file (or hub split) and row of a row that is
-    not a pair: responses that are not text (null, numbers; lists of messages only for the `preference` source)."""
-    conversational = source.name == "preference" and isinstance(example.get("chosen"), list)
+    not a pair: responses that are not text (null, numbers; lists of messages only for a conversational source)."""
+    conversational = source.conversational and isinstance(example.get("chosen"), list)
     for column in ("chosen", "rejected"):
         value = example.get(column)
         if column in example and not isinstance(value, list if conversational else str):
@@ -234,6 +234,8 @@ class Source:
             File name of each split in a local copy laid out as the source ships (a directory as `data.path`).
         keep (`Callable[[dict], bool]`, *optional*):
             Normalised pairs to keep (e.g. single-turn dialogues only).
+        conversational (`bool`, *optional*, defaults to `False`):
+            Whether its responses may be lists of messages (TRL's conversational format) rather than text.
     """
 
     name: str
@@ -242,6 +244,7 @@ class Source:
     default_path: str | None = None
     local_layout: Mapping[str, str] | None = None
     keep: Callable[[dict], bool] | None = None
+    conversational: bool = False
 
     @property
     def generated(self) -> bool:
@@ -282,7 +285,7 @@ SOURCES = {
             local_layout={"train": "train.jsonl", "test": "test.jsonl"},
         ),
         # Any dataset in TRL's standard preference format, on the hub (`data.path` an id) or in local files.
-        Source("preference", _normalise_preference),
+        Source("preference", _normalise_preference, conversational=True),
     )
 }
 assert tuple(SOURCES) == DATA_SOURCES, "options.DataSource names the sources"
@@ -455,9 +458,10 @@ def _load_raw(config: DataConfig | HelpfulDataConfig) -> dict[str, Dataset]:
                 f"{where}: missing column(s) {missing} for source {config.source!r}; found {dataset.column_names}"
             )
         first = dataset[0] if dataset.num_rows else {}
-        if source.name != "preference" and any(isinstance(first.get(column), list) for column in TEXT_COLUMNS):
+        if not source.conversational and any(isinstance(first.get(column), list) for column in TEXT_COLUMNS):
+            readers = " or ".join(repr(other.name) for other in SOURCES.values() if other.conversational)
             raise W2SInputError(
-                f"{where}: conversational rows (lists of messages) are read by the 'preference' source, not by "
+                f"{where}: conversational rows (lists of messages) are read by the {readers} source, not by "
                 f"{source.name!r}"
             )
         dataset = dataset.map(
@@ -625,7 +629,7 @@ def hub_dataset_id(config: DataConfig) -> str | None:
 
 def ground_truth_pairs(pairs: Dataset) -> Dataset:
     """Training pairs with their ground truth as the label the trainers read (`soft_label = gt_label`)."""
-    return pairs.add_column("soft_label", list(pairs[GT_LABEL]))
+    return pairs.add_column(SOFT_LABEL, list(pairs[GT_LABEL]))
 
 
 def load_splits(config: DataConfig) -> DatasetDict:

@@ -28,19 +28,17 @@ from transformers import AutoModelForCausalLM, set_seed
 
 from .artifacts import atomic_write_text
 from .cache import StageCache, rung_settings
-from .collators import LABEL_COLUMNS
-from .data import GT_LABEL, hub_dataset_id
+from .data import GT_LABEL, TEXT_COLUMNS, hub_dataset_id
 from .device import default_device
 from .distributed import barrier, whole_weights
 from .models import load_rung_model, resolve_model_path
+from .options import LABEL_COLUMNS, SOFT_LABEL
 from .policy import predict_policy_pairs
 from .recipe import Recipe, RungConfig
 from .tasks import REGISTRY, Task
 from .tracking import TrackerRun
 from .training import fit, hold_out, lora_config, record, trainer_kwargs
 from .verbosity import progress_enabled
-
-TEXT_COLUMNS = ["prompt", "chosen", "rejected"]
 
 
 class DPOTask(Task):
@@ -76,7 +74,7 @@ class DPOTask(Task):
         logged as a run in the group of `tracker`."""
         if not self.settings.sft:
             return resolve_model_path(rung.model)
-        labels = pairs["soft_label"] if "soft_label" in pairs.column_names else [1.0] * pairs.num_rows
+        labels = pairs[SOFT_LABEL] if SOFT_LABEL in pairs.column_names else [1.0] * pairs.num_rows
         # The response the label prefers, None on a tie: no order of a pair's responses decides anything.
         preferred = [None if label == 0.5 else label > 0.5 for label in labels]
         determinants = {
@@ -154,7 +152,7 @@ class DPOTask(Task):
             max_length=settings.max_length,
             precompute_ref_log_probs=self.settings.precompute_ref_log_probs and not simpo,
         )
-        columns = TEXT_COLUMNS + [c for c in LABEL_COLUMNS if c in pairs.column_names]
+        columns = [*TEXT_COLUMNS, *(c for c in LABEL_COLUMNS if c in pairs.column_names)]
         trainer = W2SDPOTrainer(
             model=policy,
             ref_model=reference,
@@ -204,5 +202,5 @@ class DPOTask(Task):
             soft = torch.sigmoid(torch.tensor(margin, dtype=torch.float32)).tolist()
         keep = ("id", *TEXT_COLUMNS, "kind", GT_LABEL)
         labels = pairs.select_columns([c for c in pairs.column_names if c in keep])
-        labels = labels.add_column("soft_label", soft)
+        labels = labels.add_column(SOFT_LABEL, soft)
         return labels.add_column("labeler", [labeler_id] * labels.num_rows)

@@ -22,7 +22,7 @@ import numpy as np
 from datasets import Dataset
 
 from .evaluation import CARRIED_COLUMNS
-from .options import EnsembleCombine
+from .options import SOFT_LABEL, EnsembleCombine
 
 CLIP = 1e-6
 
@@ -63,8 +63,8 @@ def ensemble_predictions(members: list[Dataset], how: EnsembleCombine) -> Datase
 def ensemble_labels(members: list[Dataset], how: EnsembleCombine, labeler_id: str) -> Dataset:
     """The ensemble's soft labels of the split its members labelled (the first member's rows, its `soft_label`
     combined, its `labeler` the ensemble's)."""
-    soft = combine(_aligned(members, "soft_label"), how)
+    soft = combine(_aligned(members, SOFT_LABEL), how)
     labels = members[0].remove_columns(
-        [c for c in ("soft_label", "labeler", "reward_chosen", "reward_rejected") if c in members[0].column_names]
+        [c for c in (SOFT_LABEL, "labeler", "reward_chosen", "reward_rejected") if c in members[0].column_names]
     )
-    return labels.add_column("soft_label", soft.tolist()).add_column("labeler", [labeler_id] * labels.num_rows)
+    return labels.add_column(SOFT_LABEL, soft.tolist()).add_column("labeler", [labeler_id] * labels.num_rows)

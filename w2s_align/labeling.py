@@ -34,7 +34,7 @@ from .data import GT_LABEL
 from .device import bf16_supported
 from .distributed import sharded_map
 from .models import tokenize_pairs
-from .options import LabelFilter
+from .options import SOFT_LABEL, LabelFilter
 from .verbosity import batch_starts
 
 LABELS_FILE = "labels.parquet"
@@ -135,7 +135,7 @@ class WeakLabeler:
         scored = score_pairs(self.model, self.tokenizer, pairs, self.batch_size, self.max_length)
         delta = torch.tensor(scored["reward_chosen"]) - torch.tensor(scored["reward_rejected"])
         soft = torch.sigmoid(delta).tolist()
-        return scored.add_column("soft_label", soft).add_column("labeler", [self.labeler_id] * scored.num_rows)
+        return scored.add_column(SOFT_LABEL, soft).add_column("labeler", [self.labeler_id] * scored.num_rows)
 
     def save(self, labels: Dataset, directory: str | Path) -> Path:
         """Write the label artifact (see [`save_labels`])."""
@@ -147,7 +147,7 @@ def save_labels(labels: Dataset, directory: str | Path, labeler_id: str) -> Path
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_parquet(labels, directory / LABELS_FILE)
-    soft = np.asarray(labels["soft_label"])
+    soft = np.asarray(labels[SOFT_LABEL])
     meta = {
         "labeler": labeler_id,
         "num_pairs": int(labels.num_rows),
@@ -168,7 +168,7 @@ def attach_labels(pairs: Dataset, labels: Dataset) -> Dataset:
     """`pairs` with the `soft_label` column of `labels`, which must label the same pairs in the same order."""
     if list(labels["id"]) != list(pairs["id"]):
         raise RuntimeError("the weak labels do not belong to these pairs (their ids differ)")
-    return pairs.add_column("soft_label", labels["soft_label"])
+    return pairs.add_column(SOFT_LABEL, labels[SOFT_LABEL])
 
 
 def filter_labels(pairs: Dataset, label_filter: LabelFilter, threshold: float, seed: int = 0) -> Dataset:
@@ -183,7 +183,7 @@ def filter_labels(pairs: Dataset, label_filter: LabelFilter, threshold: float, s
     oracle = label_filter == "oracle"
 
     def keep(row: dict) -> bool:
-        label = row["soft_label"]
+        label = row[SOFT_LABEL]
         return max(label, 1 - label) >= threshold and (not oracle or (label > 0.5) == (row[GT_LABEL] > 0.5))
 
     return pairs.filter(keep, desc=f"Filtering weak labels ({label_filter})")

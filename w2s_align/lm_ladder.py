@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from .artifacts import atomic_directory
 from .cache import config_hash
 
 RUNGS = {
@@ -34,37 +34,12 @@ PRETRAINING = {"texts": 6000, "epochs": 1, "learning_rate": 3e-3, "batch_size": 
 EOS = "<|endoftext|>"
 # Bump when a rung or the tokenizer is built differently; independent of the run stages' cache version.
 LADDER_VERSION = 1
+# What a cache directory that is not one for every node is called in the message that stops the run.
+SHARED_CACHE = "the offline LM ladder's cache (W2S_ALIGN_CACHE)"
 
 
 def cache_root() -> Path:
     return Path(os.environ.get("W2S_ALIGN_CACHE", Path.home() / ".cache" / "w2s_align"))
-
-
-def _atomic_dir(target: Path, build) -> Path:
-    """Build a directory in a temporary sibling and rename it into place, so a half-built one is never used.
-
-    Under several processes every one builds (pretraining is collective), each in its own temporary directory, and the
-    main process alone decides whether to build and renames its result into place: the cache must be one directory
-    for every node, or a node that has it would skip the collective steps the others wait in."""
-    from .distributed import barrier, broadcast, check_shared, is_main_process
-
-    check_shared(target.parent, "the offline LM ladder's cache (W2S_ALIGN_CACHE)")
-    if broadcast(target.is_dir()):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        build(tmp)
-        if is_main_process():
-            try:
-                os.replace(tmp, target)
-            except OSError:  # another run finished the same build first
-                if not target.is_dir():
-                    raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    barrier()
-    return target
 
 
 def build_tokenizer() -> Path:
@@ -94,7 +69,7 @@ def build_tokenizer() -> Path:
         fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, pad_token=EOS, bos_token=EOS)
         fast.save_pretrained(directory)
 
-    return _atomic_dir(target, build)
+    return atomic_directory(target, build, SHARED_CACHE)
 
 
 def build_rung(name: str) -> Path:
@@ -142,4 +117,4 @@ def build_rung(name: str) -> Path:
         supervised_finetune(model, tokenizer, Dataset.from_dict({"text": texts}), args, save_to=directory)
         shutil.rmtree(directory / "checkpoints", ignore_errors=True)
 
-    return _atomic_dir(target, build)
+    return atomic_directory(target, build, SHARED_CACHE)

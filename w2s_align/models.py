@@ -27,7 +27,13 @@ from typing import Any
 
 from datasets import Dataset
 from datasets.fingerprint import Hasher
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+)
 
 from . import lm_ladder
 from .device import bf16_supported
@@ -61,20 +67,33 @@ def _config_kwargs(rung: RungConfig) -> dict[str, Any]:
     return kwargs
 
 
+def check_model_loads(
+    path: str, revision: str | None, what: str, weights: bool = True, trust_remote_code: bool = False
+) -> PretrainedConfig:
+    """The config of the model at `path` (a local path or a hub id), loaded (cheap) so that a wrong id or path, no
+    network, or local weights that would not load (`weights`) stop a run before any training, with one line that
+    starts with `what`."""
+    if looks_like_a_path(path) and not Path(path).expanduser().exists():  # else the hub answers with repo-id rules
+        raise W2SInputError(f"{what} does not load: no such local directory")
+    try:
+        config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as error:
+        raise W2SInputError(f"{what} does not load: {first_line(error)}") from None
+    problem = weights_problem(Path(path)) if weights and Path(path).is_dir() else None
+    if problem:
+        raise W2SInputError(f"{what} does not load: {problem}")
+    return config
+
+
 def check_rung_loads(rung: RungConfig) -> None:
     """Load the rung's config and tokenizer (cheap) so a bad model path fails before any training."""
     path = resolve_model_path(rung.model)
-    if looks_like_a_path(path) and not Path(path).expanduser().exists():  # else the hub answers with repo-id rules
-        raise W2SInputError(f"ladder rung {rung.name!r}: model {rung.model!r} does not load: no such local directory")
+    what = f"ladder rung {rung.name!r}: model {rung.model!r}"
+    config = check_model_loads(path, rung.revision, what, weights=not rung.random_init)
     try:
-        config = AutoConfig.from_pretrained(path, revision=rung.revision)
         load_tokenizer(path, rung.revision)
     except (OSError, ValueError, KeyError) as error:
-        reason = first_line(error)
-        raise W2SInputError(f"ladder rung {rung.name!r}: model {rung.model!r} does not load: {reason}") from None
-    problem = None if rung.random_init or not Path(path).is_dir() else weights_problem(Path(path))
-    if problem:
-        raise W2SInputError(f"ladder rung {rung.name!r}: model {rung.model!r} does not load: {problem}")
+        raise W2SInputError(f"{what} does not load: {first_line(error)}") from None
     positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     if isinstance(positions, int) and rung.training.max_length > positions:
         raise W2SInputError(

@@ -22,6 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+# The label columns of a pair: a supervisor's probability that `chosen` is better, and the conflicting objective's.
+SOFT_LABEL = "soft_label"
+CONFLICT_LABEL = "conflict_label"
+LABEL_COLUMNS = (SOFT_LABEL, CONFLICT_LABEL)
 # The tasks a ladder learns (`tasks.REGISTRY`).
 TaskName = Literal["reward", "dpo"]
 TASKS: tuple[str, ...] = get_args(TaskName)

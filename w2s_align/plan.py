@@ -233,11 +233,6 @@ class EnsembleSpec(_Spec):
         """The split its labels cover (its members trained on the other)."""
         return self.members[0].split
 
-    @property
-    def teacher(self) -> EnsembleSpec:
-        """As the labels of its students, it is its own teacher."""
-        return self
-
     def settings(self) -> dict[str, Any]:
         return {"combine": self.combine}
 
@@ -273,7 +268,7 @@ class FeatureSpec(_Spec):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class StudentSpec(_Spec):
-    """A rung trained by `task` on the labels of `labels.teacher`: one method, conflict setting and label filter.
+    """A rung trained by `task` on the labels of its `teacher`: one method, conflict setting and label filter.
 
     `weak` is the first teacher of the chain and `via` the intermediate rungs before this student (bootstrapping);
     `loss` holds the loss settings the method reads.
@@ -379,9 +374,14 @@ class StudentSpec(_Spec):
         return "; ".join(parts) or "none"
 
     @property
+    def teacher(self) -> CeilingSpec | StudentSpec | EnsembleSpec:
+        """The model whose labels it learns from: its labels' teacher, or a weak ensemble."""
+        return self.labels if isinstance(self.labels, EnsembleSpec) else self.labels.teacher
+
+    @property
     def chain(self) -> list[CeilingSpec | StudentSpec | EnsembleSpec]:
         """Its teachers, from the weak ceiling to the intermediate student whose labels it learns from."""
-        teacher = self.labels.teacher
+        teacher = self.teacher
         return (teacher.chain if isinstance(teacher, StudentSpec) else []) + [teacher]
 
     def settings(self) -> dict[str, Any]:

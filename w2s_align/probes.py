@@ -41,6 +41,7 @@ from .device import default_device
 from .distributed import whole_weights
 from .labeling import pad_batch
 from .models import load_rung_model, tokenize_pairs
+from .options import SOFT_LABEL
 from .recipe import RungConfig
 from .verbosity import batch_starts
 
@@ -165,7 +166,7 @@ def probe_clean(
     row = {row_id: i for i, row_id in enumerate(features["id"])}
     x = np.asarray(features["x"], dtype=np.float64)[[row[row_id] for row_id in pairs["id"]]]
     kind, action = label_filter.split("-")
-    labels = np.asarray(pairs["soft_label"], dtype=np.float64)
+    labels = np.asarray(pairs[SOFT_LABEL], dtype=np.float64)
     probe = probe_probabilities(x, labels, kind, settings["k"], settings["l2"], settings["folds"], seed)
     return clean_labels(pairs, probe, action), int(((probe - 0.5) * (labels - 0.5) < 0).sum())
 
@@ -173,10 +174,10 @@ def probe_clean(
 def clean_labels(pairs: Dataset, probe: np.ndarray, action: CleaningAction) -> Dataset:
     """`pairs` (with `soft_label`) cleaned where the probe disagrees with the label on which response is better:
     relabelled with the probe's probability, or dropped. Adds `probe_label` (the probe's probability)."""
-    labels = np.asarray(pairs["soft_label"], dtype=np.float64)
+    labels = np.asarray(pairs[SOFT_LABEL], dtype=np.float64)
     disagree = (probe - 0.5) * (labels - 0.5) < 0
     pairs = pairs.add_column("probe_label", probe.tolist())
     if action == "drop":
         return pairs.select(np.flatnonzero(~disagree))
     cleaned = np.where(disagree, probe, labels)
-    return pairs.remove_columns("soft_label").add_column("soft_label", cleaned.tolist())
+    return pairs.remove_columns(SOFT_LABEL).add_column(SOFT_LABEL, cleaned.tolist())

@@ -15,13 +15,13 @@ from typing import Any
 from datasets import Dataset
 
 from .cache import StageCache
-from .collators import LABEL_COLUMNS
 from .data import hub_dataset_id
 from .device import default_device
 from .distributed import barrier, whole_weights
 from .evaluation import predict_pairs
 from .labeling import WeakLabeler
 from .models import load_reward_model, tokenize_pairs
+from .options import LABEL_COLUMNS
 from .recipe import Recipe, RungConfig
 from .tasks import Task
 from .tracking import TrackerRun

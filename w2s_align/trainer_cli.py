@@ -132,7 +132,7 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
 
     from .artifacts import atomic_write_text
     from .cards import name_local_base, record_base_model
-    from .models import resolve_model_path
+    from .models import check_model_loads, resolve_model_path
 
     module, _, trainer_name = TRAINERS[name]
     trainer_class = getattr(importlib.import_module(module), trainer_name)
@@ -140,7 +140,10 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
         raise W2SInputError("--model_name_or_path is required: a hub id or a local model directory")
     base_model = model_args.model_name_or_path
     model_args.model_name_or_path = resolve_model_path(base_model)  # or an installed offline copy
-    _check_model_loads(model_args, training_args.trust_remote_code)
+    model, revision = model_args.model_name_or_path, model_args.model_revision
+    check_model_loads(
+        model, revision, f"--model_name_or_path {model}", trust_remote_code=training_args.trust_remote_code
+    )
     model_init_kwargs = {
         "revision": model_args.model_revision,
         "trust_remote_code": training_args.trust_remote_code,
@@ -208,29 +211,6 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     trainer.end()  # the trackers' shutdown and the process group's, as TRL's scripts end
     return trainer
-
-
-def _check_model_loads(model_args, trust_remote_code: bool = False) -> None:
-    """Stop before training on a model whose config does not load (a wrong id or path, no network)."""
-    from pathlib import Path
-
-    from transformers import AutoConfig
-
-    from .models import looks_like_a_path, weights_problem
-
-    model = model_args.model_name_or_path
-    try:
-        if looks_like_a_path(model) and not Path(model).expanduser().exists():
-            raise ValueError("no such local directory")  # else the hub client answers with a rule about repo ids
-        AutoConfig.from_pretrained(model, revision=model_args.model_revision, trust_remote_code=trust_remote_code)
-        problem = weights_problem(Path(model)) if Path(model).is_dir() else None
-        if problem:
-            raise ValueError(problem)
-    except (OSError, ValueError) as error:
-        reason = first_line(error)
-        raise W2SInputError(
-            f"--model_name_or_path {model_args.model_name_or_path}: does not load ({reason})"
-        ) from None
 
 
 def main(name: str, argv: list[str], quiet: bool = False) -> int:

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from .collators import SOFT_LABEL
+from .options import SOFT_LABEL
 
 
 @contextlib.contextmanager
