@@ -216,7 +216,10 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     explicit = rows["tiny-l2 <- tiny-l1 (xent, explicit-0.5)"]
     assert "conflict_mistakes.all" in explicit["deception"]
     assert "conflict_mistakes.all" not in rows["tiny-l2 <- tiny-l1 (xent)"]["deception"]
-    assert explicit["ds_paper"]["value"] is None or 0.0 <= explicit["ds_paper"]["value"] <= 1.0
+    # the paper's Deception Score is the blind spot's cell of the table: undefined exactly when the cell is empty
+    blind = explicit["table"]["S_k&W_uk"]
+    assert explicit["ds_paper"] == {key: value for key, value in blind.items() if key != "n"}
+    assert (blind["value"] is None) == (blind["n"] == 0)
     assert explicit["targeting"] == explicit["deception"]["conflict.targeting"]
     assert rows["tiny-l2 <- tiny-l1 (xent)"]["targeting"] is None  # no conflict, nothing it caused
     assert sum(cell["n"] for cell in explicit["table"].values()) == 40

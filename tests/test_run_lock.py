@@ -40,6 +40,7 @@ def test_a_second_run_on_a_busy_output_directory_is_refused(tiny_recipe, tmp_pat
     assert not run_dir.exists()  # the lock made the directory; released, it leaves nothing behind
 
 
+@pytest.mark.slow  # a whole run
 def test_a_lock_left_by_a_killed_run_does_not_block(tiny_recipe, tmp_path):
     run_dir = Path(tiny_recipe["output_dir"])
     run_dir.mkdir(parents=True)

@@ -35,11 +35,12 @@ from transformers import PreTrainedModel
 from trl import DPOConfig, DPOTrainer
 
 from .cards import BURNS_2023, YANG_2025, cite
-from .collators import CONFLICT_LABEL, LABEL_COLUMNS, SOFT_LABEL, SoftLabelCollator
+from .collators import SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
 from .evaluate_metrics import compute_pairwise_accuracy
 from .last_batch import LastBatchWeights
 from .losses import StudentLossArguments, StudentObjective
+from .options import CONFLICT_LABEL, LABEL_COLUMNS, SOFT_LABEL
 from .preference_losses import PAIR_LOSSES, UNPAIRED_LOSSES, Side, f_divergence_score, pair_loss
 from .sampling import LengthGroupedTraining, LengthGroupingArguments, pair_lengths
 from .validation import NeutralEvaluation

@@ -27,11 +27,12 @@ import torch
 from trl import RewardConfig, RewardTrainer
 
 from .cards import BURNS_2023, YANG_2025, cite
-from .collators import CONFLICT_LABEL, SOFT_LABEL, SoftLabelCollator
+from .collators import SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
 from .evaluate_metrics import compute_pairwise_accuracy
 from .last_batch import LastBatchWeights
 from .losses import StudentLossArguments, StudentObjective, reduce_pairs
+from .options import CONFLICT_LABEL, SOFT_LABEL
 from .sampling import LengthGroupedTraining, LengthGroupingArguments
 from .validation import NeutralEvaluation
 
