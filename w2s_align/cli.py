@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     pipeline.prepare()
     metrics = pipeline.run()
     if args.quiet:  # the results table still shows
-        from .analysis.report import render_console
+        from .analysis.render import render_console
 
         print(render_console(metrics))
     return 0

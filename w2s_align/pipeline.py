@@ -32,7 +32,8 @@ from typing import Any
 import yaml
 from datasets import DatasetDict
 
-from .analysis.report import cached_metrics, render_console, write_report
+from .analysis.render import render_console
+from .analysis.report import cached_metrics, write_report
 from .artifacts import atomic_copy, atomic_write_text
 from .cards import write_label_dataset
 from .conflicts import check_same_format

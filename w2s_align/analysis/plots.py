@@ -8,11 +8,18 @@ written without figures and says so.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..distributed import is_main_process
 from .deception import CELLS
+
+
+def studied_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of the students the experiment asks about (controls are read in their students' rows)."""
+    return [row for row in metrics["pgr"] if not row.get("control")]
 
 
 def matplotlib_available() -> bool:
@@ -220,3 +227,38 @@ def plot_training_curves(label: str, history: list[dict[str, Any]], path: Path) 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+FIGURES = (
+    ("deception_vs_gap.png", "DS paper (descriptive) vs capability gap", plot_deception_vs_gap),
+    ("effect_vs_gap.png", "Deception effect (vs placebo) vs capability gap", plot_effect_vs_gap),
+    ("pgr_vs_gap.png", "PGR vs capability gap", plot_pgr_vs_gap),
+    ("area_heatmap.png", "Error rate by knowledge area", plot_area_heatmap),
+    ("students.png", "Every student: accuracy and PGR with their intervals", plot_students),
+)
+
+
+def draw_figures(metrics: dict[str, Any], directory: Path) -> None:
+    """The run's plots, as PNG files in `directory` (main process; none without matplotlib, or without data)."""
+    if not is_main_process() or not matplotlib_available():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, _, plot in FIGURES:
+        if plot(studied_rows(metrics), directory / name) is None:
+            (directory / name).unlink(missing_ok=True)  # no data this time: no stale figure of an earlier analysis
+
+
+def draw_training_curves(run_dir: Path, metrics: dict[str, Any]) -> list[Path]:
+    """Each model's training curves, `plots/training/<model>.png`, from its log `logs/<model>.json` (drawn again
+    only when the log is newer than the figure)."""
+    drawn = []
+    for key, model in metrics["models"].items():
+        log_file, figure = run_dir / "logs" / f"{key}.json", run_dir / "plots" / "training" / f"{key}.png"
+        if not log_file.is_file():
+            continue
+        if not figure.is_file() or figure.stat().st_mtime < log_file.stat().st_mtime:
+            figure.parent.mkdir(parents=True, exist_ok=True)
+            if plot_training_curves(model["label"], json.loads(log_file.read_text()), figure) is None:
+                continue
+        drawn.append(figure)
+    return drawn
