@@ -33,10 +33,10 @@ from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer
 
 from w2s_align import W2SDPOConfig, W2SDPOTrainer, W2SRewardConfig, W2SRewardTrainer
 from w2s_align.data import load_splits
-from w2s_align.evaluation import predict_pairs
 from w2s_align.models import load_reward_model, load_tokenizer, resolve_model_path, tokenize_pairs
-from w2s_align.policy import predict_policy_pairs
+from w2s_align.policy_predictions import predict_policy_pairs
 from w2s_align.recipe import DataConfig, RungConfig
+from w2s_align.reward_predictions import predict_pairs
 
 CONTENDERS = ("trl", "random", "grouped")
 

@@ -8,7 +8,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from w2s_align import W2SDPOConfig, W2SDPOTrainer
-from w2s_align.policy import sequence_logps, tokenize_completions
+from w2s_align.policy_predictions import sequence_logps, tokenize_completions
 from w2s_align.synthetic import generate_pairs
 
 COMMON = dict(report_to=[], save_strategy="no", disable_tqdm=True, logging_steps=1, per_device_train_batch_size=4)

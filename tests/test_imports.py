@@ -72,7 +72,7 @@ def test_the_import_graph_counting_every_import_is_acyclic():
     # Imports inside functions and under TYPE_CHECKING are read too: the cache imports the distributed helpers in a
     # function, the probes name the recipe schema.
     assert "distributed" in graph["cache"] and "recipe" in graph["probes"]
-    assert {"recipe", "cache", "tasks"} <= graph["plan"] and "analysis.deception" in graph["analysis.report"]
+    assert {"recipe", "cache", "tasks"} <= graph["plan"] and "analysis.deception" in graph["analysis.results"]
     done, active = set(), []
 
     def visit(module: str) -> None:

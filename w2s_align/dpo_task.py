@@ -33,7 +33,7 @@ from .device import default_device
 from .distributed import barrier, whole_weights
 from .models import load_rung_model, resolve_model_path
 from .options import LABEL_COLUMNS, SOFT_LABEL
-from .policy import predict_policy_pairs
+from .policy_predictions import predict_policy_pairs
 from .recipe import Recipe, RungConfig
 from .tasks import REGISTRY, Task
 from .tracking import TrackerRun

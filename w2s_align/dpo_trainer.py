@@ -40,10 +40,10 @@ from .device import DeviceDefaults, match_adapter_dtype
 from .evaluate_metrics import compute_pairwise_accuracy
 from .last_batch import LastBatchWeights
 from .losses import StudentLossArguments, StudentObjective
+from .neutral_evaluation import NeutralEvaluation
 from .options import CONFLICT_LABEL, LABEL_COLUMNS, SOFT_LABEL
 from .preference_losses import PAIR_LOSSES, UNPAIRED_LOSSES, Side, f_divergence_score, pair_loss
 from .sampling import LengthGroupedTraining, LengthGroupingArguments, pair_lengths
-from .validation import NeutralEvaluation
 
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
 

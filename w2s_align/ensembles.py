@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 from datasets import Dataset
 
-from .evaluation import CARRIED_COLUMNS
 from .options import SOFT_LABEL, EnsembleCombine
+from .reward_predictions import CARRIED_COLUMNS
 
 CLIP = 1e-6
 

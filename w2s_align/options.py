@@ -2,9 +2,9 @@
 conflicts, label filters, ...) and the student-loss settings.
 
 They live here, apart from the code that implements them (`tasks`, `data`, `losses`, `conflicts`, `labeling`,
-`policy`, `sampling`, `analysis.deception`), so that the recipe schema imports nothing but this module: `w2s-align
-run` reads and checks a recipe, and stops on a mistake in it, before importing torch or transformers. A registry that
-implements a vocabulary asserts that its keys are the vocabulary's.
+`policy_predictions`, `sampling`, `analysis.deception`), so that the recipe schema imports nothing but this module:
+`w2s-align run` reads and checks a recipe, and stops on a mistake in it, before importing torch or transformers. A
+registry that implements a vocabulary asserts that its keys are the vocabulary's.
 
 Example:
 

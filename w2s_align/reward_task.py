@@ -18,11 +18,11 @@ from .cache import StageCache
 from .data import hub_dataset_id
 from .device import default_device
 from .distributed import barrier, whole_weights
-from .evaluation import predict_pairs
 from .labeling import WeakLabeler
 from .models import load_reward_model, tokenize_pairs
 from .options import LABEL_COLUMNS
 from .recipe import Recipe, RungConfig
+from .reward_predictions import predict_pairs
 from .tasks import Task
 from .tracking import TrackerRun
 from .training import fit, hold_out, lora_config, record, trainer_kwargs

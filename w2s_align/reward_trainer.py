@@ -32,9 +32,9 @@ from .device import DeviceDefaults, match_adapter_dtype
 from .evaluate_metrics import compute_pairwise_accuracy
 from .last_batch import LastBatchWeights
 from .losses import StudentLossArguments, StudentObjective, reduce_pairs
+from .neutral_evaluation import NeutralEvaluation
 from .options import CONFLICT_LABEL, SOFT_LABEL
 from .sampling import LengthGroupedTraining, LengthGroupingArguments
-from .validation import NeutralEvaluation
 
 
 @dataclass

@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from w2s_align.models import load_tokenizer
-from w2s_align.policy import predict_policy_pairs, sequence_logps, tokenize_completions
+from w2s_align.policy_predictions import predict_policy_pairs, sequence_logps, tokenize_completions
 from w2s_align.synthetic import generate_pairs
 
 

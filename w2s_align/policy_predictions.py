@@ -14,7 +14,7 @@ start of their prompt, so every pair is scored.
 Example:
 
 ```python
->>> from w2s_align.policy import predict_policy_pairs
+>>> from w2s_align.policy_predictions import predict_policy_pairs
 >>> predictions = predict_policy_pairs(policy, reference, tokenizer, test_pairs, beta=0.1)  # doctest: +SKIP
 >>> predictions.column_names[:4]  # doctest: +SKIP
 ['id', 'margin', 'prob_chosen', 'correct']
@@ -29,9 +29,9 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .distributed import sharded_map
-from .evaluation import CARRIED_COLUMNS
 from .labeling import pad_batch
 from .options import MEASURES
+from .reward_predictions import CARRIED_COLUMNS
 from .verbosity import batch_starts
 
 

@@ -9,7 +9,7 @@ Example:
 
 ```python
 >>> import torch
->>> from w2s_align.validation import preserved_rng_states
+>>> from w2s_align.neutral_evaluation import preserved_rng_states
 >>> state = torch.get_rng_state()
 >>> with preserved_rng_states():
 ...     _ = torch.rand(3)
