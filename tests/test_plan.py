@@ -111,7 +111,7 @@ def test_bootstrapping_chain():
     assert [teacher.key for teacher in student.chain] == ["s.gt.seed1", "m.from-s.xent.seed1"]
     middle = student.labels.teacher
     assert isinstance(middle, StudentSpec) and middle.strong == "m" and middle.conflict.kind == "none"
-    assert middle.label_filter == "none" and middle.method == "xent"
+    assert middle.label_filter.kind == "none" and middle.method == "xent"
     assert middle.key not in [spec.key for spec in plan.models]  # an intermediate teacher, not a reported student
     assert student.labels.key == "m.from-s.xent.seed1" and student.labels.task == "reward"
     assert student.label == "l <- s -> m (xent, explicit-1)" and student.mitigation == "bootstrap via m"

@@ -62,7 +62,6 @@ LabelFilter = Literal[
     "none", "confidence", "oracle", "random", "knn-relabel", "knn-drop", "logreg-relabel", "logreg-drop"
 ]
 LABEL_FILTERS: tuple[str, ...] = get_args(LabelFilter)
-PROBE_FILTERS: tuple[str, ...] = tuple(name for name in LABEL_FILTERS if "-" in name)
 # How a policy scores a pair: its implicit reward, or its summed or mean log-likelihood of each response.
 Measure = Literal["implicit", "logp", "avg_logp"]
 MEASURES: tuple[str, ...] = get_args(Measure)
@@ -113,6 +112,43 @@ class ConflictSetting:
     def random(self) -> ConflictSetting:
         """Its random-direction control."""
         return ConflictSetting(self.kind, self.strength, "random")
+
+
+@dataclass(frozen=True)
+class FilterSetting:
+    """One label filter of a student, typed: its `kind` (`none`, `confidence`, `oracle`, `random`, or `probe`), and
+    for a probe, which one (`knn`, `logreg`) and what it does to a label it disagrees with (`relabel`, `drop`).
+    [`LabelFilter`] names them (`knn-relabel` for a probe).
+
+    Example:
+
+    ```python
+    >>> from w2s_align.options import FilterSetting
+    >>> FilterSetting.named("knn-drop")
+    FilterSetting(kind='probe', probe='knn', action='drop')
+    >>> FilterSetting.named("knn-drop").label, FilterSetting.named("confidence").label
+    ('knn-drop', 'confidence')
+    ```
+    """
+
+    kind: str = "none"
+    probe: str | None = None
+    action: str | None = None
+
+    def __post_init__(self):
+        if self.label not in LABEL_FILTERS:
+            raise ValueError(f"label filter must be one of {LABEL_FILTERS}, got {self.label!r}")
+
+    @classmethod
+    def named(cls, name: str) -> FilterSetting:
+        """The setting of the filter named `name` (a `LabelFilter`)."""
+        probe, _, action = name.partition("-")
+        return cls("probe", probe, action) if action else cls(name)
+
+    @property
+    def label(self) -> str:
+        """Its name in recipes, model keys and reports: `none`, `confidence`, ..., `knn-relabel`."""
+        return f"{self.probe}-{self.action}" if self.kind == "probe" else self.kind
 
 
 @dataclass

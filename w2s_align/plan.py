@@ -33,11 +33,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .cache import StageCache, file_digests, rung_settings
-from .options import LOSS_SETTINGS, PROBE_FILTERS, SPLITS, ConflictSetting
+from .options import LOSS_SETTINGS, SPLITS, ConflictSetting, FilterSetting
 from .recipe import AnalysisConfig, DataConfig, HelpfulDataConfig, PairConfig, Recipe, RungConfig
 from .tasks import REGISTRY, TaskInfo
 
 NO_CONFLICT = ConflictSetting()
+NO_FILTER = FilterSetting()
 # A replicate's training seed is the run's seed plus this (per replicate): far from the seeds recipes use.
 REPLICATE_SEED_STEP = 10_000
 
@@ -279,7 +280,7 @@ class StudentSpec(_Spec):
     via: tuple[str, ...]
     method: str
     conflict: ConflictSetting
-    label_filter: str
+    label_filter: FilterSetting
     filter_threshold: float
     seed: int
     task: str
@@ -311,7 +312,7 @@ class StudentSpec(_Spec):
             return "random-direction"
         if self.pad_ratio:
             return "budget"
-        return "random-subset" if self.label_filter == "random" else None
+        return "random-subset" if self.label_filter.kind == "random" else None
 
     @property
     def strong(self) -> str:
@@ -326,8 +327,8 @@ class StudentSpec(_Spec):
             parts.append(self.conflict.label)
         if self.pad_ratio:
             parts.append(f"padded-{self.pad_ratio:g}")
-        if self.label_filter != "none":
-            parts.append(f"{self.label_filter}-filter")
+        if self.label_filter.kind != "none":
+            parts.append(f"{self.label_filter.label}-filter")
         if self.replicate:
             parts.append(f"replicate{self.replicate}")
         return ".".join(parts)
@@ -359,8 +360,8 @@ class StudentSpec(_Spec):
             extras.append(self.conflict.label)
         if self.pad_ratio:
             extras.append(f"steps of implicit-{self.pad_ratio:g}")
-        if self.label_filter != "none":
-            extras.append(f"{self.label_filter} filter")
+        if self.label_filter.kind != "none":
+            extras.append(f"{self.label_filter.label} filter")
         if self.replicate:
             extras.append(f"training seed +{REPLICATE_SEED_STEP * self.replicate}")
         chain = " -> ".join([self.weak, *self.via])
@@ -369,8 +370,8 @@ class StudentSpec(_Spec):
     @property
     def mitigation(self) -> str:
         parts = ["bootstrap via " + ", ".join(self.via)] if self.via else []
-        if self.label_filter != "none":
-            parts.append(f"{self.label_filter} filter")
+        if self.label_filter.kind != "none":
+            parts.append(f"{self.label_filter.label} filter")
         return "; ".join(parts) or "none"
 
     @property
@@ -400,9 +401,9 @@ class StudentSpec(_Spec):
         if self.pad_ratio:
             out["pad_ratio"] = self.pad_ratio
         if self.probe is not None:
-            out["filter"] = [self.label_filter, dict(self.probe)]
-        elif self.label_filter != "none":
-            out["filter"] = [self.label_filter, self.filter_threshold]
+            out["filter"] = [self.label_filter.label, dict(self.probe)]
+        elif self.label_filter.kind != "none":
+            out["filter"] = [self.label_filter.label, self.filter_threshold]
         return out
 
     def upstream(self) -> dict[str, Any]:
@@ -419,7 +420,7 @@ class StudentSpec(_Spec):
             "via": list(self.via),
             "method": self.method,
             "conflict": self.conflict.label,
-            "label_filter": self.label_filter,
+            "label_filter": self.label_filter.label,
             "seed": self.seed,
             "control": self.control,
         }
@@ -524,10 +525,10 @@ class Plan:
         wanted = []
         if student.method != "xent":
             wanted.append(("method", dataclasses.replace(student, method="xent")))
-        if student.via or student.label_filter != "none":
-            wanted.append(("mitigation", dataclasses.replace(student, via=(), label_filter="none")))
-        if student.label_filter == "confidence":
-            wanted.append(("random subset", dataclasses.replace(student, label_filter="random")))
+        if student.via or student.label_filter.kind != "none":
+            wanted.append(("mitigation", dataclasses.replace(student, via=(), label_filter=NO_FILTER)))
+        if student.label_filter.kind == "confidence":
+            wanted.append(("random subset", dataclasses.replace(student, label_filter=FilterSetting("random"))))
         if isinstance(student.labels, EnsembleSpec):
             wanted.append(("ensemble", dataclasses.replace(student, weak=student.labels.rungs[0])))
         return [(factor, self._models[spec.key]) for factor, spec in wanted if spec.key in self._models]
@@ -578,20 +579,20 @@ class Plan:
         exist), plus the helpfulness pairs of the implicit conflict."""
         kept, text = n_split, f"{n_split} weak labels of {spec.split}"
         if spec.probe is not None:
-            kind, action = spec.label_filter.split("-")
+            probe, action = spec.label_filter.probe, spec.label_filter.action
             kept = n_split if action == "relabel" else None
             text = f"{'at most ' if kept is None else ''}{n_split} weak labels of {spec.split}"
-            text += f" ({action} where a {kind} probe on {spec.strong}'s features disagrees)"
-        elif spec.label_filter != "none":
+            text += f" ({action} where a {probe} probe on {spec.strong}'s features disagrees)"
+        elif spec.label_filter.kind != "none":
             labels = cache.stage(spec.labels)
             kept = None
             if labels.done:  # read with `datasets`, imported here: a plan of unlabelled stages stays light
                 from .labeling import filter_labels, load_labels
 
-                kept = filter_labels(load_labels(labels.dir), spec.label_filter, spec.filter_threshold).num_rows
+                kept = filter_labels(load_labels(labels.dir), spec.label_filter.kind, spec.filter_threshold).num_rows
             text = f"{'at most ' if kept is None else f'{kept} of '}{n_split} weak labels of {spec.split}"
-            random = spec.label_filter == "random"
-            what = "a random subset of the size of" if random else f"{spec.label_filter} filter:"
+            random = spec.label_filter.kind == "random"
+            what = "a random subset of the size of" if random else f"{spec.label_filter.label} filter:"
             text += f" ({what} confidence >= {spec.filter_threshold})"
         if spec.pad_ratio:
             text += f" + {spec.pad_ratio:g} x as many of them again (the steps of implicit-{spec.pad_ratio:g})"
@@ -650,7 +651,7 @@ def build_plan(recipe: Recipe) -> Plan:
 
     def student(strong, weak, via, method, conflict, label_filter, seed, labels) -> StudentSpec:
         loss = {name: getattr(recipe.loss, name) for name in LOSS_SETTINGS[method]}
-        probe = label_filter in PROBE_FILTERS
+        probe = label_filter.kind == "probe"
         features = add(FeatureSpec(recipe.rung(strong), labels.split, task.name, data)) if probe else None
         spec = StudentSpec(
             recipe.rung(strong), weak, tuple(via), method, conflict, label_filter, recipe.filter_threshold, seed,
@@ -676,7 +677,8 @@ def build_plan(recipe: Recipe) -> Plan:
                 spec = ceiling(rung.name, seed, task)
                 models[spec.key] = spec
         for pair in recipe.pairs:
-            filters = pair.label_filters if pair.label_filters is not None else recipe.label_filters
+            named = pair.label_filters if pair.label_filters is not None else recipe.label_filters
+            filters = [FilterSetting.named(name) for name in named]
             for method in pair.methods or recipe.methods:
                 if pair.ensemble is not None:  # the ensemble is the weak model of its students' reports
                     labels = ensemble(pair, seed)
@@ -692,7 +694,9 @@ def build_plan(recipe: Recipe) -> Plan:
                 models.setdefault(teacher.key, teacher)  # a supervisor of another task is reported too
                 for depth, middle in enumerate(pair.via):
                     labels = add(LabelSpec(teacher, data))
-                    teacher = student(middle, pair.weak, pair.via[:depth], method, NO_CONFLICT, "none", seed, labels)
+                    teacher = student(
+                        middle, pair.weak, pair.via[:depth], method, NO_CONFLICT, NO_FILTER, seed, labels
+                    )
                 labels = add(LabelSpec(teacher, data))
                 for conflict in conflict_settings(recipe, pair, method):
                     for label_filter in filters:
@@ -716,8 +720,8 @@ def _controls(spec: StudentSpec) -> list[StudentSpec]:
     student), and unless it is itself a control, the twin at another training seed (placebo) and the conflict in a
     random direction."""
     out = []
-    if spec.label_filter == "confidence" and spec.control is None:
-        out.append(dataclasses.replace(spec, label_filter="random"))
+    if spec.label_filter.kind == "confidence" and spec.control is None:
+        out.append(dataclasses.replace(spec, label_filter=FilterSetting("random")))
     if spec.conflict.kind != "none":
         twin = _twin(spec, controls=True)
         out.append(twin)

@@ -158,14 +158,13 @@ def split_features(rung: RungConfig, tokenizer, pairs: Dataset, batch_size: int 
 
 
 def probe_clean(
-    pairs: Dataset, features: Dataset, label_filter: str, settings: Mapping[str, Any], seed: int
+    pairs: Dataset, features: Dataset, kind: ProbeKind, action: CleaningAction, settings: Mapping[str, Any], seed: int
 ) -> tuple[Dataset, int]:
-    """`pairs` (with `soft_label`) cleaned by the probe filter `label_filter` (`<knn|logreg>-<relabel|drop>`) on
-    `features` ([`split_features`]) with the probe `settings` (`k`, `l2`, `folds`); and how many labels the probe
-    disagreed with."""
+    """`pairs` (with `soft_label`) cleaned by a probe of `kind` (`knn`, `logreg`) on `features` ([`split_features`])
+    with the probe `settings` (`k`, `l2`, `folds`), which relabels or drops (`action`) the labels it disagrees with;
+    and how many labels it disagreed with."""
     row = {row_id: i for i, row_id in enumerate(features["id"])}
     x = np.asarray(features["x"], dtype=np.float64)[[row[row_id] for row_id in pairs["id"]]]
-    kind, action = label_filter.split("-")
     labels = np.asarray(pairs[SOFT_LABEL], dtype=np.float64)
     probe = probe_probabilities(x, labels, kind, settings["k"], settings["l2"], settings["folds"], seed)
     return clean_labels(pairs, probe, action), int(((probe - 0.5) * (labels - 0.5) < 0).sum())

@@ -32,8 +32,8 @@ from .options import (
     CONFLICT_KINDS,
     LABEL_FILTERS,
     OWNED_TRAINER_FIELDS,
-    PROBE_FILTERS,
     STUDENT_LOSSES,
+    FilterSetting,
     ProbeSettings,
     StudentLossSettings,
 )
@@ -328,7 +328,7 @@ def _check(recipe: Recipe, source: str) -> None:
                 raise W2SInputError(f"{source}: 'pairs.{index}.via' repeats the rung {name!r}")
         if pair.ensemble is not None:
             _check_ensemble(recipe, pair, source, f"pairs.{index}.ensemble", names)
-        probes = [f for f in (pair.label_filters or recipe.label_filters) if f in PROBE_FILTERS]
+        probes = [f for f in (pair.label_filters or recipe.label_filters) if FilterSetting.named(f).kind == "probe"]
         if probes and recipe.rung(pair.strong).random_init:
             raise W2SInputError(
                 f"{source}: 'pairs.{index}' cleans labels with {probes[0]!r}, a probe on the strong rung's pretrained "

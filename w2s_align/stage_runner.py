@@ -183,15 +183,16 @@ class StageRunner:
         seed = spec.train_seed
         if spec.probe is not None:
             features = Dataset.from_parquet(str(self.cache.stage(spec.features).path(FEATURES_FILE)))
-            pairs, disagree = probe_clean(pairs, features, spec.label_filter, spec.probe, seed)
-            done = "relabelled" if spec.label_filter.endswith("relabel") else "dropped"
-            self.log(f"  {spec.label_filter}: the probe disagrees with {disagree} weak labels ({done})")
-        elif spec.label_filter != "none":
-            kept = filter_labels(pairs, spec.label_filter, spec.filter_threshold, seed)
+            label_filter = spec.label_filter
+            pairs, disagree = probe_clean(pairs, features, label_filter.probe, label_filter.action, spec.probe, seed)
+            done = "relabelled" if label_filter.action == "relabel" else "dropped"
+            self.log(f"  {label_filter.label}: the probe disagrees with {disagree} weak labels ({done})")
+        elif spec.label_filter.kind != "none":
+            kept = filter_labels(pairs, spec.label_filter.kind, spec.filter_threshold, seed)
             if kept.num_rows == 0:
                 raise W2SInputError(f"filter_threshold {spec.filter_threshold}: no weak label is that confident")
             # A weak teacher that is rarely confident leaves the student almost nothing to learn from: say so.
-            self.log(f"  {spec.label_filter} filter keeps {kept.num_rows} of {pairs.num_rows} weak labels")
+            self.log(f"  {spec.label_filter.label} filter keeps {kept.num_rows} of {pairs.num_rows} weak labels")
             pairs = kept
         if spec.pad_ratio:  # as many pairs, so as many optimizer steps, as the implicit student it is the twin of
             size = round(spec.pad_ratio * pairs.num_rows)

@@ -123,7 +123,7 @@ def build_metrics(
                 "strong": spec.strong,
                 "method": spec.method,
                 "conflict": spec.conflict.label,
-                "label_filter": spec.label_filter,
+                "label_filter": spec.label_filter.label,
                 "mitigation": spec.mitigation,
                 "control": spec.control,
                 "weak_accuracy": weak_acc,
