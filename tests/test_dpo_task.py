@@ -45,9 +45,10 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
     stages = run_dir / "stages"
     # SFT stages: the weak and the strong rung on ground truth, and the strong rung on the weak preferences at the
     # run's training seed and at the placebo's
-    assert len(list(stages.glob("sft-tiny-l1-*"))) == 1 and len(list(stages.glob("sft-tiny-l2-*"))) == 3
+    # (shared by the methods and the explicit conflict, which change the loss, not the preferred responses)
+    assert len(list(stages.glob("sft-tiny-l1.*"))) == 1 and len(list(stages.glob("sft-tiny-l2.*"))) == 3
     (weak_stage,) = stages.glob("train-tiny-l1-gt-seed0-*")
-    assert Path((weak_stage / "reference.txt").read_text()).parent.name.startswith("sft-tiny-l1-")
+    assert Path((weak_stage / "reference.txt").read_text()).parent.name.startswith("sft-tiny-l1.gt.seed0-")
     labels = Dataset.from_parquet(str(run_dir / "labels" / "tiny-l1.seed0" / "data" / "w2s-00000-of-00001.parquet"))
     # Yang et al.'s rule: hard labels toward the response the weak policy finds more likely (0.5 only on a tie)
     assert labels.num_rows == 32 and set(labels["soft_label"]) <= {0.0, 0.5, 1.0}

@@ -15,7 +15,7 @@ import pytest
 from w2s_align.cli import main
 from w2s_align.parallel_stages import dependents, must_wait, threads_per_job
 from w2s_align.pipeline import W2SPipeline
-from w2s_align.plan import CeilingSpec, LabelSpec, StudentSpec, build_plan
+from w2s_align.plan import CeilingSpec, LabelSpec, SFTSpec, StudentSpec, build_plan
 from w2s_align.recipe_yaml import recipe_from_dict
 
 
@@ -63,17 +63,17 @@ def test_the_stages_most_others_wait_on_come_first():
     assert max(count, key=count.get) == "train-s-gt-seed0"
 
 
-def test_policies_of_one_rung_and_seed_never_train_at_once():
-    # Two DPO stages of one rung and seed may start from the same SFT model, a stage of its own.
-    steps = _plan(task="dpo", conflicts={"settings": ["none", "explicit"], "alphas": [0.5]}, controls=False).steps
+def test_a_policy_waits_for_the_sft_stage_it_starts_from_which_students_of_the_same_pairs_share():
+    steps = _plan(task="dpo", methods=["xent", "logconf"], conflicts={"settings": ["none"]}, controls=False).steps
     students = [step for step in steps if isinstance(step, StudentSpec) and not step.via and step.rung.name == "l"]
-    assert len(students) == 2
-    assert must_wait(students[1], [], [students[0]])
+    assert [student.method for student in students] == ["xent", "logconf"]
+    sft = students[0].sft
+    assert isinstance(sft, SFTSpec) and students[1].sft is sft and steps.index(sft) < steps.index(students[0])
+    assert must_wait(students[1], [sft], []) and must_wait(students[1], [], [sft])
+    assert not must_wait(students[1], [], [students[0]])  # once their SFT is done, the two methods train at once
     ceilings = [step for step in steps if isinstance(step, CeilingSpec)]
-    assert not must_wait(ceilings[1], [], [ceilings[0]])  # other rungs
-    reward = _plan(conflicts={"settings": ["none", "explicit"], "alphas": [0.5]}, controls=False).steps
-    students = [step for step in reward if isinstance(step, StudentSpec) and not step.via and step.rung.name == "l"]
-    assert not must_wait(students[1], [], [students[0]])
+    assert all(ceiling.sft.model.key == ceiling.key for ceiling in ceilings)  # a ceiling's SFT: on its own pairs
+    assert not [step for step in _plan(controls=False).steps if isinstance(step, SFTSpec)]  # reward models: none
 
 
 @pytest.mark.parametrize(("jobs", "threads", "share"), [(2, 2, 1), (2, 16, 8), (3, 16, 5), (4, 2, 1)])

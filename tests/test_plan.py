@@ -6,7 +6,7 @@ import pytest
 from datasets import Dataset
 
 from w2s_align.cache import StageCache
-from w2s_align.plan import CeilingSpec, LabelSpec, StudentSpec, build_plan
+from w2s_align.plan import CeilingSpec, LabelSpec, SFTSpec, StudentSpec, build_plan
 from w2s_align.recipe_yaml import recipe_from_dict
 
 
@@ -226,7 +226,13 @@ def test_every_shipped_kind_of_task_plans_its_stages_with_its_settings(task):
     ceiling = plan.models[0]
     assert ceiling.task == task and ceiling.settings()["task"] == task
     assert ("dpo" in ceiling.settings()) == (task == "dpo")
-    assert all(isinstance(step, CeilingSpec | LabelSpec | StudentSpec) for step in plan.steps)
+    assert all(isinstance(step, CeilingSpec | LabelSpec | StudentSpec | SFTSpec) for step in plan.steps)
+    # every policy starts from its SFT stage, a step of the plan before it (the reward models from the rung)
+    models = [step for step in plan.steps if isinstance(step, CeilingSpec | StudentSpec)]
+    assert all(
+        (model.sft in plan.steps[: plan.steps.index(model)]) if task == "dpo" else model.sft is None
+        for model in models
+    )
 
 
 def test_a_pair_can_name_its_own_methods():

@@ -182,7 +182,3 @@ class StageCache:
             upstream = {role: self.stage(source).hash for role, source in spec.upstream().items()}
             self._stages[name] = Stage(self.run_dir, name, {**spec.settings(), **upstream})
         return self._stages[name]
-
-    def named(self, name: str, determinants: dict[str, Any]) -> Stage:
-        """A stage a task makes for itself (e.g. the SFT model a policy starts from), under the same rule."""
-        return Stage(self.run_dir, name, determinants)

@@ -27,7 +27,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, set_seed
 
 from .artifacts import atomic_write_text
-from .cache import StageCache, rung_settings
+from .cache import StageCache
 from .data import GT_LABEL, TEXT_COLUMNS, hub_dataset_id
 from .device import default_device
 from .distributed import barrier, whole_weights
@@ -69,55 +69,39 @@ class DPOTask(Task):
         return model
 
     # ------------------------------------------------------------------ SFT
-    def sft_model(self, rung: RungConfig, pairs: Dataset, seed: int, tracker: TrackerRun) -> str:
-        """Path of the rung after SFT on the preferred response of each pair (cached; the rung itself without SFT),
-        logged as a run in the group of `tracker`."""
-        if not self.settings.sft:
-            return resolve_model_path(rung.model)
+    def sft(self, stage_dir: Path, rung: RungConfig, pairs: Dataset, seed: int, tracker: TrackerRun) -> dict[str, Any]:
+        """SFT of the rung on the preferred response of each pair it trains on (less the pairs DPO holds out)."""
+        from .sft import W2SSFTConfig, supervised_finetune
+
+        pairs, _ = hold_out(self.rendered(rung, pairs), rung.training.validation_fraction, seed)
         labels = pairs[SOFT_LABEL] if SOFT_LABEL in pairs.column_names else [1.0] * pairs.num_rows
         # The response the label prefers, None on a tie: no order of a pair's responses decides anything.
         preferred = [None if label == 0.5 else label > 0.5 for label in labels]
-        determinants = {
-            "rung": rung_settings(rung),
-            "pairs": [f"{row_id}:{int(side)}" for row_id, side in zip(pairs["id"], preferred) if side is not None],
-            "sft": [self.settings.sft_epochs, self.settings.sft_learning_rate],
-            "seed": seed,
-        }
-        stage = self.cache.named(f"sft-{rung.name}", determinants)
-        if not stage.done:
-            count = sum(side is not None for side in preferred)
-            self.log(f"  supervised finetuning of {rung.name} on {count} preferred responses")
-            stage.begin()
-            rows = [
-                (prompt, chosen if keep else rejected)
-                for prompt, chosen, rejected, keep in zip(
-                    pairs["prompt"], pairs["chosen"], pairs["rejected"], preferred
-                )
-                if keep is not None
-            ]
-            data = Dataset.from_dict({"prompt": [row[0] for row in rows], "completion": [row[1] for row in rows]})
-            from .sft import W2SSFTConfig, supervised_finetune
-
-            settings = rung.training
-            set_seed(seed)
-            sft_tracker = tracker.for_substage("sft")
-            args = W2SSFTConfig(
-                output_dir=str(stage.path("checkpoints")),
-                num_train_epochs=self.settings.sft_epochs,
-                learning_rate=self.settings.sft_learning_rate or settings.learning_rate,
-                per_device_train_batch_size=settings.per_device_train_batch_size,
-                train_sampling_strategy=settings.train_sampling_strategy,  # SFT rows have `input_ids` to group by
-                disable_dropout=True,  # as DPO does: the policy then does not depend on the number of processes
-                max_length=settings.max_length,
-                seed=seed,
-                save_strategy="no",
-                disable_tqdm=not progress_enabled(),
-                **sft_tracker.trainer_kwargs(),
-            )
-            with sft_tracker.active():
-                supervised_finetune(self._load_policy(rung), self.tokenizer(rung), data, args, stage.path("model"))
-            stage.finish({"num_pairs": pairs.num_rows})
-        return str(stage.path("model"))
+        rows = [
+            (prompt, chosen if keep else rejected)
+            for prompt, chosen, rejected, keep in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"], preferred)
+            if keep is not None
+        ]
+        self.log(f"  supervised finetuning of {rung.name} on {len(rows)} preferred responses")
+        data = Dataset.from_dict({"prompt": [row[0] for row in rows], "completion": [row[1] for row in rows]})
+        settings = rung.training
+        set_seed(seed)
+        args = W2SSFTConfig(
+            output_dir=str(stage_dir / "checkpoints"),
+            num_train_epochs=self.settings.sft_epochs,
+            learning_rate=self.settings.sft_learning_rate or settings.learning_rate,
+            per_device_train_batch_size=settings.per_device_train_batch_size,
+            train_sampling_strategy=settings.train_sampling_strategy,  # SFT rows have `input_ids` to group by
+            disable_dropout=True,  # as DPO does: the policy then does not depend on the number of processes
+            max_length=settings.max_length,
+            seed=seed,
+            save_strategy="no",
+            disable_tqdm=not progress_enabled(),
+            **tracker.trainer_kwargs(),
+        )
+        with tracker.active():
+            supervised_finetune(self._load_policy(rung), self.tokenizer(rung), data, args, stage_dir / "model")
+        return {"num_pairs": pairs.num_rows}
 
     # ------------------------------------------------------------------ training
     def train(
@@ -132,12 +116,12 @@ class DPOTask(Task):
         tracker: TrackerRun,
         ground_truth: bool = False,
     ) -> dict[str, Any]:
-        """SFT (cached), then DPO/SimPO on `pairs` (less the validation pairs the rung holds out, from both); save the
-        policy, its reference path and its `test` predictions."""
+        """DPO/SimPO on `pairs` (less the validation pairs the rung holds out) from the rung as it is (after its SFT
+        stage, if any: the plan's `SFTSpec`); save the policy, its reference path and its `test` predictions."""
         from .dpo_trainer import W2SDPOConfig, W2SDPOTrainer
 
         pairs, validation = hold_out(self.rendered(rung, pairs), rung.training.validation_fraction, seed)
-        start = self.sft_model(rung, pairs, seed, tracker)
+        start = resolve_model_path(rung.model)
         set_seed(seed)
         policy = self._load_policy(rung, start)
         simpo = self.settings.loss_type == "simpo"

@@ -37,7 +37,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 from .errors import W2SInputError
-from .plan import CeilingSpec, Step, StudentSpec
+from .plan import Step
 
 if TYPE_CHECKING:
     from .recipe import Recipe
@@ -136,18 +136,8 @@ def dependents(steps: Sequence[Step]) -> dict[int, int]:
 
 
 def must_wait(step: Step, pending: list[Step], running: Iterable[Step]) -> bool:
-    """Whether `step` must wait: a stage it reads is not finished, or a running stage may share its SFT stage."""
-    running = list(running)
-    if any(source is other for source in step.upstream().values() for other in [*pending, *running]):
-        return True
-    return sft_key(step) is not None and any(sft_key(other) == sft_key(step) for other in running)
-
-
-def sft_key(step: Step) -> tuple[str, int] | None:
-    # The SFT model a policy starts from is a stage of its own, which two DPO stages of one rung and seed can share.
-    if not isinstance(step, (CeilingSpec, StudentSpec)) or step.task != "dpo":
-        return None
-    return step.rung.name, step.seed
+    """Whether `step` must wait: a stage it reads is not finished."""
+    return any(source is other for source in step.upstream().values() for other in [*pending, *running])
 
 
 def _start_worker(recipe: Recipe, threads: int, levels: tuple[str, str], lines: Connection) -> None:

@@ -3,9 +3,12 @@
 [`build_plan`] expands a recipe (seeds x pairs x methods x bootstrapping chains x conflicts x label filters) into:
 
 - [`DataSpec`]: the three splits; [`HelpfulSpec`]: the helpfulness pairs of the implicit conflict;
+- [`GenerativeSpec`]: a rung finetuned as a language model first; [`SFTSpec`]: the supervised finetuning a policy
+  starts from; [`FeatureSpec`]: the strong rung's features, for the probes that clean labels;
 - [`CeilingSpec`]: a rung trained on the ground-truth split (a weak teacher, or the ceiling PGR compares with);
 - [`LabelSpec`]: a split labelled by a teacher that did not train on it (a weak ceiling, or an intermediate student);
 - [`StudentSpec`]: a rung trained on a teacher's labels with one method, conflict setting and label filter;
+- [`EnsembleSpec`]: the labels of several weak teachers combined;
 - [`ReportSpec`]: the metrics and figures computed from every evaluated model's test predictions.
 
 Each spec holds the settings that determine its stage and names the specs whose output it reads;
@@ -113,6 +116,7 @@ class CeilingSpec(_Spec):
     data: DataSpec
     tag: str = ""  # marks a model of another task than the recipe's, trained to supervise it (`rm`)
     start: GenerativeSpec | None = None  # the generatively finetuned model it starts from, if any
+    sft: SFTSpec | None = None  # the supervised finetuning it starts from (a policy), if any
     role: ClassVar[str] = "ceiling"
     method: ClassVar[str] = "xent"
     conflict_alpha: ClassVar[float] = 0.0
@@ -130,6 +134,11 @@ class CeilingSpec(_Spec):
     @property
     def stage_name(self) -> str:
         return f"train-{self.name}-gt-seed{self.seed}"
+
+    @property
+    def pairs_key(self) -> str:
+        """Names the pairs it trains on (its SFT stage's name)."""
+        return self.key
 
     @property
     def label(self) -> str:
@@ -150,7 +159,11 @@ class CeilingSpec(_Spec):
         return {"task": self.task, "rung": rung, "seed": self.seed, "labels": "ground-truth", **self.task_settings}
 
     def upstream(self) -> dict[str, Any]:
-        return {"data": self.data, **({"start": self.start} if self.start else {})}
+        return {
+            "data": self.data,
+            **({"start": self.start} if self.start else {}),
+            **({"sft": self.sft} if self.sft else {}),
+        }
 
     def info(self) -> dict[str, Any]:
         """What `metrics.json` records of the model."""
@@ -293,6 +306,7 @@ class StudentSpec(_Spec):
     probe: Mapping[str, Any] | None = None  # the probe settings, for a probe filter
     replicate: int = 0  # > 0: the same student at another training seed (the placebo of the deception statistics)
     pad_ratio: float = 0.0  # > 0: trains on `round(pad_ratio * n)` more of its own pairs, as many steps as implicit
+    sft: SFTSpec | None = None  # the supervised finetuning it starts from (a policy), if any
     role: ClassVar[str] = "student"
 
     @property
@@ -322,7 +336,17 @@ class StudentSpec(_Spec):
     def name(self) -> str:
         """`<strong>.from-<weak>[-via-<rung>...].<method>[.<conflict>][.<filter>-filter]`: the student across seeds,
         and its name as a teacher."""
-        parts = [self.strong, "from-" + self.weak + "".join(f"-via-{rung}" for rung in self.via), self.method]
+        return self._name(self.method)
+
+    @property
+    def pairs_key(self) -> str:
+        """Names the pairs it trains on (its SFT stage's name): its key without the method, which changes the loss,
+        not the pairs."""
+        return f"{self._name(None)}.seed{self.seed}"
+
+    def _name(self, method: str | None) -> str:
+        parts = [self.strong, "from-" + self.weak + "".join(f"-via-{rung}" for rung in self.via)]
+        parts += [method] if method else []
         if self.conflict.kind != "none":
             parts.append(self.conflict.label)
         if self.pad_ratio:
@@ -409,6 +433,7 @@ class StudentSpec(_Spec):
     def upstream(self) -> dict[str, Any]:
         extra = {"helpful": self.helpful} if self.helpful else {}
         extra |= {"start": self.start} if self.start else {}
+        extra |= {"sft": self.sft} if self.sft else {}
         return {"labels": self.labels, **extra, **({"features": self.features} if self.features else {})}
 
     def info(self) -> dict[str, Any]:
@@ -426,8 +451,43 @@ class StudentSpec(_Spec):
         }
 
 
+@dataclass(frozen=True, eq=False, repr=False)
+class SFTSpec(_Spec):
+    """The supervised finetuning a policy starts from: its rung trained on the preferred response of each pair its
+    model trains on (less the validation pairs), at the model's training seed, for `epochs` at `learning_rate` (None:
+    the rung's). Students whose pairs prefer the same responses (they differ in their method or explicit conflict
+    only) share it."""
+
+    model: CeilingSpec | StudentSpec  # the model whose pairs it trains on, without its SFT (and explicit conflict)
+    epochs: float
+    learning_rate: float | None
+
+    @property
+    def stage_name(self) -> str:
+        return f"sft-{self.model.pairs_key}"
+
+    @property
+    def rung(self) -> RungConfig:
+        return self.model.rung
+
+    @property
+    def seed(self) -> int:
+        return self.model.seed
+
+    @property
+    def task(self) -> str:
+        return self.model.task
+
+    def settings(self) -> dict[str, Any]:
+        pairs = {key: value for key, value in self.model.settings().items() if key not in ("method", "loss")}
+        return {**pairs, "sft": [self.epochs, self.learning_rate]}
+
+    def upstream(self) -> dict[str, Any]:
+        return self.model.upstream()
+
+
 ModelSpec = CeilingSpec | StudentSpec | EnsembleSpec
-Step = GenerativeSpec | FeatureSpec | CeilingSpec | LabelSpec | EnsembleSpec | StudentSpec
+Step = GenerativeSpec | FeatureSpec | SFTSpec | CeilingSpec | LabelSpec | EnsembleSpec | StudentSpec
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -551,6 +611,10 @@ class Plan:
             stage = cache.stage(step)
             if isinstance(step, GenerativeSpec):
                 rows.append((stage, f"language modeling on the texts of gt {n['gt']} + w2s {n['w2s']} pairs"))
+            elif isinstance(step, SFTSpec):
+                rows.append(
+                    (stage, f"supervised finetuning on the preferred responses of the pairs of {step.model.key}")
+                )
             elif isinstance(step, FeatureSpec):
                 rows.append((stage, f"features of {n[step.split]} {step.split} pairs"))
             elif isinstance(step, EnsembleSpec):
@@ -644,10 +708,24 @@ def build_plan(recipe: Recipe) -> Plan:
         config = recipe.rung(rung)
         return add(GenerativeSpec(config, seed, data)) if config.generative.epochs > 0 else None
 
+    def with_sft(spec: CeilingSpec | StudentSpec) -> CeilingSpec | StudentSpec:
+        """`spec` starting from the supervised finetuning on its pairs, where its task starts a model so."""
+        sft = REGISTRY[spec.task].sft(recipe)
+        if sft is None:
+            return spec
+        plain = dataclasses.replace(spec, sft=None)
+        # The SFT reads the pairs' preferred responses, not the loss: students that differ in their method or their
+        # explicit conflict (a loss term) share it.
+        explicit = isinstance(plain, StudentSpec) and plain.conflict.kind == "explicit"
+        pairs_of = dataclasses.replace(plain, conflict=NO_CONFLICT) if explicit else plain
+        return dataclasses.replace(plain, sft=add(SFTSpec(pairs_of, *sft)))
+
     def ceiling(rung: str, seed: int, trainer: TaskInfo) -> CeilingSpec:
         tag = "" if trainer is task else trainer.tag
         settings = trainer.determinants(recipe)
-        return add(CeilingSpec(recipe.rung(rung), seed, trainer.name, settings, data, tag, start(rung, seed)))
+        return add(
+            with_sft(CeilingSpec(recipe.rung(rung), seed, trainer.name, settings, data, tag, start(rung, seed)))
+        )
 
     def student(strong, weak, via, method, conflict, label_filter, seed, labels) -> StudentSpec:
         loss = {name: getattr(recipe.loss, name) for name in LOSS_SETTINGS[method]}
@@ -658,7 +736,7 @@ def build_plan(recipe: Recipe) -> Plan:
             task.name, task.determinants(recipe), loss, labels, helpful if conflict.kind == "implicit" else None,
             start(strong, seed), features, dataclasses.asdict(recipe.probe) if probe else None,
         )  # fmt: skip
-        return add(spec)
+        return add(with_sft(spec))
 
     def ensemble(pair, seed: int) -> EnsembleSpec:
         config = pair.ensemble
@@ -688,7 +766,7 @@ def build_plan(recipe: Recipe) -> Plan:
                             spec = student(pair.strong, labels.name, (), method, conflict, label_filter, seed, labels)
                             models[spec.key] = spec
                             for control in _controls(spec) if recipe.controls else ():
-                                models.setdefault(control.key, add(control))
+                                models.setdefault(control.key, add(with_sft(control)))
                     continue
                 teacher = ceiling(pair.weak, seed, supervisor)
                 models.setdefault(teacher.key, teacher)  # a supervisor of another task is reported too
@@ -703,7 +781,7 @@ def build_plan(recipe: Recipe) -> Plan:
                         spec = student(pair.strong, pair.weak, pair.via, method, conflict, label_filter, seed, labels)
                         models[spec.key] = spec
                         for control in _controls(spec) if recipe.controls else ():
-                            models.setdefault(control.key, add(control))
+                            models.setdefault(control.key, add(with_sft(control)))
     return Plan(recipe, data, helpful, list(steps.values()), list(models.values()))
 
 

@@ -22,8 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import W2SInputError
-from .parallel_stages import sft_key
-from .plan import CeilingSpec, FeatureSpec, GenerativeSpec, LabelSpec, Step, StudentSpec
+from .plan import CeilingSpec, FeatureSpec, GenerativeSpec, LabelSpec, SFTSpec, Step, StudentSpec
 
 if TYPE_CHECKING:
     from .recipe import Recipe
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
 def stage_resources(step: Step, gpus: float) -> dict[str, float]:
     """What a stage asks Ray for: a GPU for a stage that trains or scores models when the cluster has GPUs, else a
     CPU (Ray then starts as many at once as there are cores)."""
-    models = isinstance(step, (CeilingSpec, StudentSpec, LabelSpec, GenerativeSpec, FeatureSpec))
+    models = isinstance(step, (CeilingSpec, StudentSpec, LabelSpec, GenerativeSpec, SFTSpec, FeatureSpec))
     return {"num_cpus": 1, "num_gpus": 1 if models and gpus >= 1 else 0}
 
 
@@ -70,16 +69,10 @@ def _dispatch(ray, runner: StageRunner, steps: Sequence[Step]) -> None:
     position = {id(step): index for index, step in enumerate(runner.plan.steps)}
     refs: dict[int, Any] = {}
     names: dict[Any, str] = {}
-    last_sft: dict[tuple[str, int], Any] = {}
     for step in steps:  # plan order: every stage after the stages it reads
         after = [refs[id(source)] for source in step.upstream().values() if id(source) in refs]
-        key = sft_key(step)
-        if key in last_sft:  # the same SFT stage: one after the other
-            after.append(last_sft[key])
         ref = task.options(**stage_resources(step, gpus)).remote(runner.recipe, position[id(step)], threads, *after)
         refs[id(step)], names[ref] = ref, step.stage_name
-        if key is not None:
-            last_sft[key] = ref
     pending, failures = list(refs.values()), []
     while pending:
         finished, pending = ray.wait(pending, num_returns=1)

@@ -45,12 +45,13 @@ from .plan import (
     GenerativeSpec,
     HelpfulSpec,
     LabelSpec,
+    SFTSpec,
     Step,
     StudentSpec,
     build_plan,
 )
 from .probes import FEATURES_FILE, probe_clean, split_features
-from .recipe import Recipe
+from .recipe import Recipe, RungConfig
 from .tasks import task_class
 from .tracking import TrackerRun
 from .training import PREDICTIONS_FILE
@@ -93,9 +94,36 @@ class StageRunner:
             self._ensemble(step, stage)
         elif isinstance(step, LabelSpec):
             self._label(step, stage)
+        elif isinstance(step, SFTSpec):
+            self._sft(step, stage)
         else:
-            gt = isinstance(step, CeilingSpec)
-            self._train(step, stage, ground_truth_pairs(self.splits["gt"]) if gt else self._student_pairs(step))
+            self._train(step, stage, self._pairs(step))
+
+    def _pairs(self, spec: CeilingSpec | StudentSpec) -> Dataset:
+        """The pairs a model trains on: the ground truth, or a student's weak labels ([`_student_pairs`])."""
+        return ground_truth_pairs(self.splits["gt"]) if isinstance(spec, CeilingSpec) else self._student_pairs(spec)
+
+    def _rung(self, spec: CeilingSpec | StudentSpec, sft: bool = True) -> RungConfig:
+        """The rung as a model trains it: from its language-modeling stage, then its SFT stage (`sft`), where it has
+        them."""
+        rung = spec.rung
+        for start in (spec.start, spec.sft if sft else None):
+            if start is not None:
+                rung = started_from(rung, self.cache.stage(start).path("model"))
+        return rung
+
+    def _sft(self, spec: SFTSpec, stage: Stage) -> None:
+        """The supervised finetuning a policy starts from, on the preferred responses of its model's pairs."""
+        model = spec.model
+        self.log(f"supervised finetuning for {model.label}, seed {model.seed}")
+        stage.begin()
+        tracker = TrackerRun.for_stage(self.recipe, stage.name, model.seed)
+        summary = self.tasks[spec.task].sft(
+            stage.dir, self._rung(model, sft=False), self._pairs(model), model.train_seed, tracker
+        )
+        shutil.rmtree(stage.path("checkpoints"), ignore_errors=True)
+        stage.finish(summary)
+        gc.collect()
 
     def _train(self, spec: CeilingSpec | StudentSpec, stage: Stage, pairs: Dataset) -> None:
         """Train (or resume training) one model, save it and its test predictions, and finish the stage."""
@@ -103,7 +131,7 @@ class StageRunner:
         started = time.time()
         stage.begin(keep_partial=True)
         task = self.tasks[spec.task]
-        rung = spec.rung if spec.start is None else started_from(spec.rung, self.cache.stage(spec.start).path("model"))
+        rung = self._rung(spec)
         tracker = TrackerRun.for_stage(self.recipe, stage.name, spec.seed)
         with tracker.active():
             gt = isinstance(spec, CeilingSpec)

@@ -65,6 +65,9 @@ class TaskInfo:
             determine every model it trains, beyond the rung, data and seed.
         supervisor (`Callable[[Recipe], str]`, *optional*, defaults to the task itself): the task whose weak models
             label the weak-to-strong split for this task's students.
+        sft (`Callable[[Recipe], tuple[float, float | None] | None]`, *optional*, defaults to none): the supervised
+            finetuning every model of this task starts from (epochs, and a learning rate or None for the rung's),
+            on the preferred responses of the pairs it trains on ([`Task.sft`]); None: none.
         label_score (`Callable[[Recipe], tuple[str, float] | None]`, *optional*, defaults to `prob_chosen`): the
             prediction column and its scale by which a model of this task labels pairs, where it is not the
             `prob_chosen` its predictions are evaluated by (a weak policy labels by its log-likelihood): the
@@ -76,6 +79,7 @@ class TaskInfo:
     implementation: str
     determinants: Callable[[Recipe], dict[str, Any]] = _no_settings
     supervisor: Callable[[Recipe], str] | None = None
+    sft: Callable[[Recipe], tuple[float, float | None] | None] = lambda recipe: None
     label_score: Callable[[Recipe], tuple[str, float] | None] = _prob_chosen
 
     def __post_init__(self):
@@ -105,6 +109,7 @@ REGISTRY: dict[str, TaskInfo] = {
             determinants=lambda recipe: {"dpo": dataclasses.asdict(recipe.dpo)},
             # `dpo.supervisor: reward`: the weak labels come from the weak rung trained as a reward model.
             supervisor=lambda recipe: "reward" if recipe.dpo.supervisor == "reward" else "dpo",
+            sft=lambda recipe: (recipe.dpo.sft_epochs, recipe.dpo.sft_learning_rate) if recipe.dpo.sft else None,
             label_score=_dpo_label_score,
         ),
     )
@@ -238,6 +243,12 @@ class Task(ABC):
         the ground truth: a ceiling, whose card names TRL's method) with the student loss `method` and the explicit
         conflict `conflict_alpha`, logging to `tracker`; save the model in `stage_dir/model` and its predictions on
         `test` in `stage_dir/predictions.parquet`; return the stage summary (with `accuracy`)."""
+
+    def sft(self, stage_dir: Path, rung: RungConfig, pairs: Dataset, seed: int, tracker: TrackerRun) -> dict[str, Any]:
+        """Finetune `rung` on the preferred response of each of `pairs` (a model's training pairs, before it holds
+        out its validation pairs) at `seed`, logging to `tracker`; save it in `stage_dir/model`; return the stage
+        summary. For the tasks whose [`TaskInfo`] names an SFT."""
+        raise NotImplementedError(f"the {self.name} task starts no model from supervised finetuning")
 
     @abstractmethod
     def label(self, rung: RungConfig, stage_dir: Path, labeler_id: str, pairs: Dataset) -> Dataset:

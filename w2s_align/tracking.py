@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +65,6 @@ class TrackerRun:
             name=f"{recipe.name}/{stage_name}",
             group=f"{recipe.name}/{group}",
             logging_dir=recipe.run_dir / "tracking" / group / stage_name,
-        )
-
-    def for_substage(self, suffix: str) -> TrackerRun:
-        """The run of a stage trained inside this one (a DPO rung's SFT: suffix `sft`), in the same group."""
-        return replace(
-            self,
-            name=f"{self.name}-{suffix}",
-            logging_dir=self.logging_dir.with_name(f"{self.logging_dir.name}-{suffix}"),
         )
 
     def trainer_kwargs(self) -> dict[str, Any]:
