@@ -20,6 +20,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -69,11 +71,13 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     if not path.is_file():
         raise W2SInputError(f"{path}: recipe file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path.read_text())
     except yaml.YAMLError as error:
         raise W2SInputError(f"{path}: not valid YAML ({yaml_error(error)})") from None
     except UnicodeDecodeError:
         raise W2SInputError(f"{path}: not UTF-8 text") from None
+    except OSError as error:
+        raise W2SInputError(f"{path}: cannot be read ({error.strerror})") from None
     if not isinstance(raw, dict):
         raise W2SInputError(f"{path}: a recipe must be a mapping of keys to values")
     if not overrides:
@@ -82,6 +86,43 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     for override in overrides:
         apply_override(raw, override)
     return recipe_from_dict(raw, source=f"{path} with the overrides {' '.join(overrides)}")
+
+
+# The most values a recipe may hold once its YAML aliases are expanded: far above any real recipe, far below what
+# exhausts memory (a "billion laughs" file expands 10 aliases of 10 aliases ... into billions).
+MAX_VALUES = 100_000
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str) -> Any:
+    """YAML text read safely: no key given twice in a mapping, and at most [`MAX_VALUES`] values once its aliases
+    are expanded (a file whose aliases nest would otherwise fill the memory of whatever walks it)."""
+    data = yaml.load(text, Loader=_RecipeLoader)
+    count, stack = 0, [data]
+    while stack:
+        count += 1
+        if count > MAX_VALUES:
+            raise yaml.YAMLError(f"more than {MAX_VALUES} values once its aliases are expanded")
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return data
 
 
 def yaml_error(error: yaml.YAMLError) -> str:
@@ -114,7 +155,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     if not sep or not key:
         raise W2SInputError(f"override {override!r}: expected KEY=VALUE, e.g. data.gt_size=500")
     try:
-        value = yaml.safe_load(text)
+        value = read_yaml(text)
     except yaml.YAMLError:
         value = text
     parts = key.split(".")
@@ -218,11 +259,13 @@ def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
         # YAML 1.1 reads `5e-5` (no dot) as a string: accept any text that is a number.
         if isinstance(value, str):
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise W2SInputError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise W2SInputError(f"{where} must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -301,10 +344,23 @@ def reference() -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+# What a recipe's and a rung's names may hold: they become parts of file and directory names (stages, predictions,
+# labels, the default output directory), which must stay inside the run directory.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
 def _check(recipe: Recipe, source: str) -> None:
     """Cross-field checks: the ladder, the pairs and the methods must fit together."""
     if not recipe.ladder:
         raise W2SInputError(f"{source}: 'ladder' needs at least two rungs (a weak and a strong model)")
+    for key, name in [("name", recipe.name)] + [
+        (f"ladder.{i}.name", rung.name) for i, rung in enumerate(recipe.ladder)
+    ]:
+        if not SAFE_NAME.fullmatch(name) or ".." in name:
+            raise W2SInputError(
+                f"{source}: '{key}' is {name!r}: a name becomes part of file names, so it takes letters, digits, "
+                "'.', '_', '-' and '+' only (not starting with '.' or '-')"
+            )
     names = [rung.name for rung in recipe.ladder]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

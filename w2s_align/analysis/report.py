@@ -19,7 +19,7 @@ from ..data import check_parquet
 from ..distributed import is_main_process
 from ..errors import W2SInputError
 from ..plan import Plan, build_plan
-from ..recipe_yaml import apply_override, recipe_from_dict, yaml_error
+from ..recipe_yaml import apply_override, read_yaml, recipe_from_dict, yaml_error
 from ..run_lock import RunLock
 from ..training import PREDICTIONS_FILE
 from .plots import (
@@ -89,7 +89,7 @@ def _analyze(
     run_dir: Path, config: Path, metrics_file: Path, overrides: list[str], log: Callable[[str], None]
 ) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(config.read_text())
+        raw = read_yaml(config.read_text())
         saved = json.loads(metrics_file.read_text())["models"]
     except yaml.YAMLError as error:
         raise W2SInputError(f"{config}: not valid YAML ({yaml_error(error)})") from None

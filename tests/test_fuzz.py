@@ -1,0 +1,80 @@
+"""Hostile but realistic recipes (issue 28): each stops before anything is written, with one line naming the key, and
+exit code 2; never a traceback, never silent acceptance. A new option that reintroduces either fails here."""
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from w2s_align.cli import main
+
+BASE = {"name": "fuzz", "ladder": [{"name": "weak", "model": "m"}, {"name": "strong", "model": "m"}]}
+
+STRONG = BASE["ladder"][1]
+INF, NAN = float("inf"), float("nan")
+FINITE = "must be a finite number"
+
+# (what is wrong, what the recipe changes, the words the one line must hold)
+RECIPES = [
+    ("a rung name that leaves the run", {"ladder": [{"name": "../../x", "model": "m"}, STRONG]}, "'ladder.0.name' is"),
+    ("a rung name with a slash", {"ladder": [{"name": "a/b", "model": "m"}, STRONG]}, "'ladder.0.name' is 'a/b'"),
+    ("a recipe name that leaves runs/", {"name": "../x"}, "'name' is '../x'"),
+    ("a hidden name", {"name": ".hidden"}, "'name' is '.hidden'"),
+    ("an infinite learning rate", {"training": {"learning_rate": INF}}, f"'training.learning_rate' {FINITE}"),
+    ("a NaN conflict strength", {"conflicts": {"alphas": [NAN]}}, f"'conflicts.alphas.0' {FINITE}"),
+    ("infinite epochs", {"training": {"num_train_epochs": INF}}, f"'training.num_train_epochs' {FINITE}"),
+]  # fmt: skip
+
+# YAML texts that are not recipes PyYAML reads silently (or at the cost of the machine's memory).
+TEXTS = [
+    ("a key given twice", "name: a\nname: b\nladder: []\n", "the key 'name' is given twice"),
+    (
+        "an alias bomb",
+        "name: x\nladder: []\ntrainer: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"b{i}: &a{i + 1} [{', '.join([f'*a{i}'] * 10)}]\n" for i in range(8)),
+        "more than 100000 values once its aliases are expanded",
+    ),
+]
+
+
+def stopped_cleanly(path: Path, out: Path, capsys, words: str) -> None:
+    code = main(["run", str(path), f"output_dir={out}"])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+    assert not out.exists(), "nothing is written for a bad recipe"
+
+
+@pytest.mark.parametrize(("what", "raw", "words"), RECIPES, ids=[case[0] for case in RECIPES])
+def test_a_hostile_recipe_value_stops_with_one_line(what, raw, words, tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({**BASE, **raw}))
+    stopped_cleanly(path, tmp_path / "run", capsys, words)
+
+
+@pytest.mark.parametrize(("what", "text", "words"), TEXTS, ids=[case[0] for case in TEXTS])
+def test_a_hostile_yaml_file_stops_with_one_line(what, text, words, tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    stopped_cleanly(path, tmp_path / "run", capsys, words)
+
+
+def test_a_hostile_name_given_as_an_override_writes_nothing_outside_the_run(tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    before = set(os.listdir(tmp_path))
+    assert main(["run", str(path), "ladder.weak.name=../../../escaped", f"output_dir={tmp_path / 'run'}"]) == 2
+    assert "'ladder.0.name' is '../../../escaped'" in capsys.readouterr().err
+    assert set(os.listdir(tmp_path)) == before and not (tmp_path.parent / "escaped").exists()
+
+
+def test_an_unreadable_recipe_stops_with_one_line(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+
+    def denied(self, *args, **kwargs):  # as for a file without read permission (the tests may run as root)
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    stopped_cleanly(path, tmp_path / "run", capsys, "cannot be read (Permission denied)")
