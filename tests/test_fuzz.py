@@ -15,6 +15,15 @@ STRONG = BASE["ladder"][1]
 INF, NAN = float("inf"), float("nan")
 FINITE = "must be a finite number"
 
+
+def kinds(**weights) -> dict:
+    return {"data": {"synthetic": {"kind_weights": weights}}}
+
+
+def trainer(**kwargs) -> dict:
+    return {"training": {"trainer_kwargs": kwargs}}
+
+
 # (what is wrong, what the recipe changes, the words the one line must hold)
 RECIPES = [
     ("a rung name that leaves the run", {"ladder": [{"name": "../../x", "model": "m"}, STRONG]}, "'ladder.0.name' is"),
@@ -24,6 +33,13 @@ RECIPES = [
     ("an infinite learning rate", {"training": {"learning_rate": INF}}, f"'training.learning_rate' {FINITE}"),
     ("a NaN conflict strength", {"conflicts": {"alphas": [NAN]}}, f"'conflicts.alphas.0' {FINITE}"),
     ("infinite epochs", {"training": {"num_train_epochs": INF}}, f"'training.num_train_epochs' {FINITE}"),
+    ("a negative data seed", {"data": {"seed": -1}}, "'data.seed' must be 0 or more, got -1"),
+    ("a seed given twice", {"seeds": [0, 0]}, "'seeds' repeats [0]"),
+    ("no synthetic kind weighted", kinds(surface=0), "some kind a weight above 0"),
+    ("a negative kind weight", kinds(surface=-1), "kind_weights.surface' must be 0 or more, got -1"),
+    ("an unknown kind", kinds(sarcasm=1), "kind_weights' names ['sarcasm']"),
+    ("a batch of 0 by trainer_kwargs", trainer(per_device_train_batch_size=0), "size' must be at least 1, got 0"),
+    ("an infinite trainer value", trainer(max_grad_norm=INF), f"'training.trainer_kwargs.max_grad_norm' {FINITE}"),
 ]  # fmt: skip
 
 # YAML texts that are not recipes PyYAML reads silently (or at the cost of the machine's memory).

@@ -34,6 +34,8 @@ DataSource = Literal["synthetic", "hh_rlhf", "hh_single_turn", "hh_single_turn_h
 DATA_SOURCES: tuple[str, ...] = get_args(DataSource)
 # The splits of a run's data: ground truth, weak-to-strong, test.
 SPLITS = ("gt", "w2s", "test")
+# The difficulty kinds of the synthetic task's pairs (`synthetic`).
+SYNTHETIC_KINDS = ("surface", "context", "paraphrase")
 # The synthetic task's two disjoint halves of its vocabulary (`synthetic`): training pairs use `seen`; a `heldout`
 # test uses words never trained on.
 Pool = Literal["seen", "heldout"]

@@ -35,6 +35,7 @@ from .options import (
     LABEL_FILTERS,
     OWNED_TRAINER_FIELDS,
     STUDENT_LOSSES,
+    SYNTHETIC_KINDS,
     FilterSetting,
     ProbeSettings,
     StudentLossSettings,
@@ -486,6 +487,16 @@ _TRAINING_RANGES = {
 }
 
 
+# The same rules for the trainer fields a rung's `trainer_kwargs` may set directly.
+_TRAINER_RANGES = {
+    **_TRAINING_RANGES,
+    "per_device_eval_batch_size": _AT_LEAST_ONE,
+    "max_steps": (lambda v: v == -1 or v >= 1, "-1 or at least 1"),
+    "max_grad_norm": _NOT_NEGATIVE,
+    "warmup_ratio": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+}
+
+
 def _check_ensemble(recipe: Recipe, pair: PairConfig, source: str, key: str, names: list[str]) -> None:
     ensemble = pair.ensemble
     for position, name in enumerate(ensemble.rungs):
@@ -511,12 +522,36 @@ def _check_ensemble(recipe: Recipe, pair: PairConfig, source: str, key: str, nam
 def _check_ranges(recipe: Recipe, source: str) -> None:
     """Values that would crash a stage later, or make it train on nothing, stop the run now."""
     checks: list[tuple[str, Any, tuple]] = [(f"seeds.{i}", seed, _NOT_NEGATIVE) for i, seed in enumerate(recipe.seeds)]
+    repeated = sorted({seed for seed in recipe.seeds if recipe.seeds.count(seed) > 1})
+    if repeated:  # the same models twice, counted as two seeds by every interval
+        raise W2SInputError(f"{source}: 'seeds' repeats {repeated}: each seed trains the same models again")
+    checks += [
+        ("data.seed", recipe.data.seed, _NOT_NEGATIVE),
+        ("conflicts.helpful.seed", recipe.conflicts.helpful.seed, _NOT_NEGATIVE),
+    ]
+    weights = recipe.data.synthetic.kind_weights
+    unknown = sorted(set(weights) - set(SYNTHETIC_KINDS))
+    if unknown:
+        raise W2SInputError(f"{source}: 'data.synthetic.kind_weights' names {unknown}; kinds: {list(SYNTHETIC_KINDS)}")
+    for kind, weight in weights.items():
+        if not weight >= 0:
+            raise W2SInputError(f"{source}: 'data.synthetic.kind_weights.{kind}' must be 0 or more, got {weight!r}")
+    if weights and not sum(weights.values()) > 0:
+        raise W2SInputError(f"{source}: 'data.synthetic.kind_weights' must give some kind a weight above 0")
     # The recipe-wide block first, so that a value set there is named there.
     blocks = [("training", recipe.training)] + [
         (f"ladder.{i}.training", r.training) for i, r in enumerate(recipe.ladder)
     ]
     for prefix, settings in blocks:
         checks += [(f"{prefix}.{key}", getattr(settings, key), rule) for key, rule in _TRAINING_RANGES.items()]
+        for key, value in settings.trainer_kwargs.items():  # the same rules where a trainer field is set directly
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if number and not math.isfinite(value):
+                raise W2SInputError(
+                    f"{source}: '{prefix}.trainer_kwargs.{key}' must be a finite number, got {value!r}"
+                )
+            if number and key in _TRAINER_RANGES:
+                checks.append((f"{prefix}.trainer_kwargs.{key}", value, _TRAINER_RANGES[key]))
     checks += [
         ("analysis.n_bootstrap", recipe.analysis.n_bootstrap, _NOT_NEGATIVE),
         ("analysis.confidence", recipe.analysis.confidence, (lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")),

@@ -33,9 +33,7 @@ from dataclasses import dataclass, field
 
 from datasets import Dataset
 
-from .options import POOLS
-
-KINDS = ("surface", "context", "paraphrase")
+from .options import POOLS, SYNTHETIC_KINDS
 
 PEOPLE = [
     "my neighbour",
@@ -405,11 +403,11 @@ def generate_pairs(
         `datasets.Dataset` with columns `id`, `prompt`, `chosen`, `rejected` (harmlessness preference),
         `helpful_label` (1 when `chosen` is also the more helpful response), `harmful` and `kind`.
     """
-    weights = kind_weights or dict.fromkeys(KINDS, 1.0)
-    unknown = set(weights) - set(KINDS)
+    weights = kind_weights or dict.fromkeys(SYNTHETIC_KINDS, 1.0)
+    unknown = set(weights) - set(SYNTHETIC_KINDS)
     if unknown:
-        raise ValueError(f"unknown kinds {sorted(unknown)}; expected some of {KINDS}")
-    kinds = [kind for kind in KINDS if weights.get(kind, 0) > 0]
+        raise ValueError(f"unknown kinds {sorted(unknown)}; expected some of {SYNTHETIC_KINDS}")
+    kinds = [kind for kind in SYNTHETIC_KINDS if weights.get(kind, 0) > 0]
     rng = random.Random(f"w2s-synthetic-{seed}-{pool}")
     vocab = _Vocabulary.for_pool(pool)
     seen_ids = set(exclude or ())
@@ -460,6 +458,6 @@ def pretraining_texts(num_texts: int, seed: int = 0) -> list[str]:
     for _ in range(num_texts):
         vocab = rng.choice(vocabularies)
         harmful = rng.random() < 0.5
-        request = _request(rng, vocab, rng.choice(KINDS), harmful)
+        request = _request(rng, vocab, rng.choice(SYNTHETIC_KINDS), harmful)
         texts.append(rng.choice(KNOWLEDGE_TEMPLATES[harmful]).format(request=request))
     return texts
