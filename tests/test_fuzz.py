@@ -94,3 +94,47 @@ def test_an_unreadable_recipe_stops_with_one_line(tmp_path, capsys, monkeypatch)
 
     monkeypatch.setattr(Path, "read_text", denied)
     stopped_cleanly(path, tmp_path / "run", capsys, "cannot be read (Permission denied)")
+
+
+def encoder_dir(tiny_model_dir: Path, directory: Path) -> Path:
+    """A tiny MPNet encoder (the ladders' strong rung) with the tiny GPT-2's tokenizer: no causal LM exists of it."""
+    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
+
+    config = MPNetConfig(
+        vocab_size=600, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    MPNetModel(config).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (
+            {"config_overrides": {"frobnicate": 1}},
+            "ladder rung 'weak': config_overrides.frobnicate is not a GPT2Config field",
+        ),
+        ({"config_overrides": {"n_head": 3}}, "cannot be built as AutoModelForSequenceClassification"),
+    ],
+    ids=["unknown config key", "heads that do not divide the width"],
+)
+def test_config_overrides_the_model_refuses_stop_with_one_line(change, words, tiny_recipe, tmp_path, capsys):
+    tiny_recipe["ladder"][0].update(name="weak", **change)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1, err
+    assert not (Path(tiny_recipe["output_dir"]) / "stages").exists()
+
+
+def test_an_encoder_as_a_policy_stops_with_one_line(tiny_recipe, tiny_model_dir, tmp_path, capsys):
+    tiny_recipe.update(task="dpo")
+    tiny_recipe["ladder"][1]["model"] = str(encoder_dir(tiny_model_dir, tmp_path / "mpnet"))
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "ladder rung 'tiny-l2': model" in err and "cannot be built as AutoModelForCausalLM" in err, err
+    assert not (Path(tiny_recipe["output_dir"]) / "stages").exists()

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import logging
@@ -85,8 +86,11 @@ def check_model_loads(
     return config
 
 
-def check_rung_loads(rung: RungConfig) -> None:
-    """Load the rung's config and tokenizer (cheap) so a bad model path fails before any training."""
+def check_rung_loads(rung: RungConfig, auto_class: str = "AutoModelForSequenceClassification") -> None:
+    """Load the rung's config and tokenizer (cheap), and build the model `auto_class` makes of it with its
+    `config_overrides` on the meta device (no memory), so that a bad model path, an override the config does not
+    know or its model refuses, or a model of the wrong kind for the task (an encoder as a policy) fails before any
+    training."""
     path = resolve_model_path(rung.model)
     what = f"ladder rung {rung.name!r}: model {rung.model!r}"
     config = check_model_loads(path, rung.revision, what, weights=not rung.random_init)
@@ -94,6 +98,12 @@ def check_rung_loads(rung: RungConfig) -> None:
         load_tokenizer(path, rung.revision)
     except (OSError, ValueError, KeyError) as error:
         raise W2SInputError(f"{what} does not load: {first_line(error)}") from None
+    for key in rung.config_overrides:
+        if not hasattr(config, key):  # `from_pretrained` would keep it without effect
+            raise W2SInputError(
+                f"ladder rung {rung.name!r}: config_overrides.{key} is not a {type(config).__name__} field"
+            )
+    _build_on_meta(config, _config_kwargs(rung), auto_class, what)
     positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     if isinstance(positions, int) and rung.training.max_length > positions:
         raise W2SInputError(
@@ -105,6 +115,22 @@ def check_rung_loads(rung: RungConfig) -> None:
         raise W2SInputError(
             f"ladder rung {rung.name!r}: num_layers is {rung.num_layers} but {rung.model!r} has {available} layers"
         )
+
+
+def _build_on_meta(config: PretrainedConfig, overrides: dict[str, Any], auto_class: str, what: str) -> None:
+    import torch
+    import transformers
+
+    config = copy.deepcopy(config)
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    try:
+        with torch.device("meta"):
+            getattr(transformers, auto_class).from_config(config)
+    except (ValueError, TypeError, KeyError, AssertionError, AttributeError, RuntimeError) as error:
+        raise W2SInputError(
+            f"{what} cannot be built as {auto_class} (its config_overrides included): {first_line(error)}"
+        ) from None
 
 
 def looks_like_a_path(model: str) -> bool:

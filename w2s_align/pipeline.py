@@ -45,10 +45,11 @@ from .labeling import load_labels
 from .models import check_rung_loads
 from .options import SPLITS
 from .parallel_stages import run_in_workers
-from .plan import StudentSpec
+from .plan import CeilingSpec, StudentSpec
 from .recipe import Recipe
 from .run_lock import RunLock
 from .stage_runner import StageRunner
+from .tasks import REGISTRY
 from .tracking import check_trackers, log_results
 from .training import PREDICTIONS_FILE, TRAIN_LOG
 
@@ -109,8 +110,10 @@ class W2SPipeline:
             for task in self.tasks.values():
                 task.check(self.recipe)
             check_trackers(self.recipe.tracking.report_to)
+            models = [step for step in self.plan.steps if isinstance(step, CeilingSpec | StudentSpec)]
+            for (_, task), rung in {(model.rung.name, model.task): model.rung for model in models}.items():
+                check_rung_loads(rung, REGISTRY[task].auto_class)
             for rung in self.plan.rungs:
-                check_rung_loads(rung)
                 if rung.generative.epochs > 0:
                     check_generative(rung)
         splits = self.stages.attach()

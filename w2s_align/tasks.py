@@ -61,6 +61,7 @@ class TaskInfo:
         name (`str`): the recipe's `task:`.
         tag (`str`): marks this task's models where they supervise another task's students, e.g. `rm`.
         implementation (`str`): `"module:class"` of its [`Task`].
+        auto_class (`str`): the transformers auto class its models are built with.
         determinants (`Callable[[Recipe], dict]`, *optional*, defaults to none): the recipe settings of this task that
             determine every model it trains, beyond the rung, data and seed.
         supervisor (`Callable[[Recipe], str]`, *optional*, defaults to the task itself): the task whose weak models
@@ -77,6 +78,7 @@ class TaskInfo:
     name: str
     tag: str
     implementation: str
+    auto_class: str
     determinants: Callable[[Recipe], dict[str, Any]] = _no_settings
     supervisor: Callable[[Recipe], str] | None = None
     sft: Callable[[Recipe], tuple[float, float | None] | None] = lambda recipe: None
@@ -101,11 +103,12 @@ def _dpo_label_score(recipe: Recipe) -> tuple[str, float]:
 REGISTRY: dict[str, TaskInfo] = {
     info.name: info
     for info in (
-        TaskInfo("reward", "rm", "w2s_align.reward_task:RewardTask"),
+        TaskInfo("reward", "rm", "w2s_align.reward_task:RewardTask", "AutoModelForSequenceClassification"),
         TaskInfo(
             "dpo",
             "policy",
             "w2s_align.dpo_task:DPOTask",
+            "AutoModelForCausalLM",
             determinants=lambda recipe: {"dpo": dataclasses.asdict(recipe.dpo)},
             # `dpo.supervisor: reward`: the weak labels come from the weak rung trained as a reward model.
             supervisor=lambda recipe: "reward" if recipe.dpo.supervisor == "reward" else "dpo",
