@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from datasets import Dataset
@@ -97,14 +98,33 @@ def test_analyze_names_missing_or_damaged_run_files(tiny_recipe, tmp_path, capsy
             f"{run_dir / 'metrics.json'}: not the metrics of a finished run",
         ),
         (lambda: (run_dir / "config.yaml").write_text("name: [tiny\n"), f"{run_dir / 'config.yaml'}: not valid YAML"),
+        *[
+            (
+                lambda text=text: (run_dir / "metrics.json").write_text(text),
+                f"{run_dir / 'metrics.json'}: not the metrics",
+            )
+            for text in ('{"models": []}', "null", '{"x": 5}', '{"models": {"m": 5}}')
+        ],
+        (
+            lambda: pd.read_parquet(missing).astype({"prob_chosen": str}).to_parquet(student),
+            f"{student}: the column 'prob_chosen' holds large_string values, not float",
+        ),
     ]
     for damage, message in damages:
         damage()
         code, err = run_cli(["analyze", str(run_dir)], capsys)
-        assert code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1, err
+        assert code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1, (message, err)
         student.write_bytes(good)
         for name, content in original.items():
             (run_dir / name).write_bytes(content)
+    shutil.rmtree(run_dir / "plots")
+    (run_dir / "plots").write_text("not a folder")
+    code, err = run_cli(["analyze", str(run_dir)], capsys)
+    assert (
+        code == 2
+        and err == f"error: {run_dir / 'plots'}: a file where the run's plots go (move it away, then analyze again)\n"
+    )
+    (run_dir / "plots").unlink()
     assert main(["analyze", str(run_dir)]) == 0
 
 

@@ -97,6 +97,11 @@ def _analyze(
         raise W2SInputError(f"{metrics_file}: not the metrics of a finished run ({error})") from None
     if not isinstance(raw, dict):
         raise W2SInputError(f"{config}: not a recipe (a mapping of keys to values)")
+    if not isinstance(saved, dict) or not all(isinstance(info, dict) for info in saved.values()):
+        raise W2SInputError(f"{metrics_file}: not the metrics of a finished run ('models' is not a mapping of models)")
+    plots = run_dir / "plots"
+    if plots.exists() and not plots.is_dir():
+        raise W2SInputError(f"{plots}: a file where the run's plots go (move it away, then analyze again)")
     for override in overrides:
         if not override.startswith("analysis."):
             raise W2SInputError(f"override {override!r}: analyze only changes analysis.* settings")
@@ -130,4 +135,8 @@ def _read_predictions(path: Path) -> Dataset:
     missing = [column for column in ANALYSIS_COLUMNS if column not in predictions.column_names]
     if missing:
         raise W2SInputError(f"{path}: predictions without the column(s) {missing}")
+    for column, kinds in (("prob_chosen", ("float",)), ("correct", ("bool",))):
+        dtype = predictions.features[column].dtype
+        if not dtype.startswith(kinds):
+            raise W2SInputError(f"{path}: the column {column!r} holds {dtype} values, not {kinds[0]}")
     return predictions
