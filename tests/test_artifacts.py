@@ -36,3 +36,17 @@ def test_artifacts_are_created_with_the_mode_the_umask_gives(tmp_path, umask, mo
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == mode
     assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == mode
+
+
+def test_the_temporary_file_of_a_killed_copy_is_removed_by_the_next_write(tmp_path):
+    from w2s_align.artifacts import atomic_copy
+
+    source = tmp_path / "source.parquet"
+    source.write_bytes(b"predictions")
+    (tmp_path / "out").mkdir()
+    stale = tmp_path / "out" / ".m.seed0.parquet.k3j2x9.tmp"  # what `kill -9` during a copy leaves
+    stale.write_bytes(b"predic")
+    other = tmp_path / "out" / ".n.seed0.parquet.a1b2c3.tmp"  # another file's: not this write's to remove
+    other.write_bytes(b"x")
+    atomic_copy(source, tmp_path / "out" / "m.seed0.parquet")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [other.name, "m.seed0.parquet"]

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -33,6 +34,10 @@ def _atomic(path: Path, write) -> None:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A temporary file an earlier write of this file left when it was killed: one run writes a directory at a time
+    # (`run_lock`), so no other write is using it.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
