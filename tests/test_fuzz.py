@@ -138,3 +138,23 @@ def test_an_encoder_as_a_policy_stops_with_one_line(tiny_recipe, tiny_model_dir,
     err = capsys.readouterr().err
     assert "ladder rung 'tiny-l2': model" in err and "cannot be built as AutoModelForCausalLM" in err, err
     assert not (Path(tiny_recipe["output_dir"]) / "stages").exists()
+
+
+def test_an_output_directory_with_a_name_too_long_stops_with_one_line(tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    assert main(["run", str(path), f"output_dir={tmp_path / ('x' * 300)}"]) == 2
+    err = capsys.readouterr().err
+    assert "a name in it is longer than 255 bytes" in err and err.count("\n") == 1
+
+
+def test_an_output_directory_that_cannot_be_written_stops_with_one_line(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    monkeypatch.setattr(
+        os, "access", lambda *args: False
+    )  # as for a parent without write permission (tests may run as root)
+    assert main(["run", str(path), f"output_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert f"output_dir {tmp_path / 'run'}: cannot be written (no write permission on {tmp_path})" in err
+    assert not (tmp_path / "run").exists()

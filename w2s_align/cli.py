@@ -221,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
 
             args.loaded_recipe = load_recipe(args.recipe, args.overrides)
             _check_data_files(args.loaded_recipe)
+            if args.command == "run":
+                from .run_lock import check_output_dir
+
+                check_output_dir(args.loaded_recipe.run_dir.absolute())
         if getattr(args, "libraries", True):  # `plan` imports neither torch nor transformers
             configure_libraries(args.log_level, progress)
         return args.handler(args)

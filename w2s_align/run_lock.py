@@ -34,6 +34,21 @@ HEARTBEAT_SECONDS = 60.0
 STALE_SECONDS = 600.0
 
 
+def check_output_dir(run_dir: Path) -> None:
+    """Stop on an output directory that cannot be made or written, before anything runs: a name longer than the
+    filesystem takes, a file in its place or above it, or a parent without write permission."""
+    for part in run_dir.parts:
+        if len(os.fsencode(part)) > 255:  # what Linux and macOS filesystems take
+            raise W2SInputError(f"output_dir {str(run_dir)[:60]}...: a name in it is longer than 255 bytes")
+    existing = run_dir
+    while not existing.exists():  # the nearest existing directory: the one the run's folders are made in
+        existing = existing.parent
+    if not existing.is_dir():
+        raise W2SInputError(f"output_dir {run_dir}: cannot be made a directory ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise W2SInputError(f"output_dir {run_dir}: cannot be written (no write permission on {existing})")
+
+
 class RunLock:
     """The lock on `run_dir` (see the module); `acquire` raises `W2SInputError` when another live run holds it or
     when `run_dir` cannot be written."""
@@ -49,8 +64,9 @@ class RunLock:
     def acquire(self) -> None:
         if self._held is not None:
             return
-        self._made_dir = not self.run_dir.exists()
         try:
+            check_output_dir(self.run_dir)
+            self._made_dir = not self.run_dir.exists()
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise W2SInputError(f"output_dir {self.run_dir}: cannot be made a directory ({error.strerror})") from None
