@@ -158,3 +158,48 @@ def test_an_output_directory_that_cannot_be_written_stops_with_one_line(tmp_path
     err = capsys.readouterr().err
     assert f"output_dir {tmp_path / 'run'}: cannot be written (no write permission on {tmp_path})" in err
     assert not (tmp_path / "run").exists()
+
+
+def pair(i: int, **changes) -> dict:
+    return {"id": f"p{i}", "prompt": f"Question {i}?", "chosen": f"good answer {i}", "rejected": f"bad {i}", **changes}
+
+
+def conversation(i: int, prompt_role: str = "user", response_role: str = "assistant") -> dict:
+    def turn(role: str, text: str) -> list[dict]:
+        return [{"role": role, "content": text}]
+
+    return {
+        "id": f"c{i}",
+        "prompt": turn(prompt_role, f"q{i}"),
+        "chosen": turn(response_role, f"good {i}"),
+        "rejected": turn(response_role, f"bad {i}"),
+    }
+
+
+MESSAGE = [{"role": "user", "content": "q"}]
+# (what is wrong, row i of the file, the words of the one line)
+DATA_FILES = [
+    ("an empty response", lambda i: pair(i, chosen="" if i == 3 else "ok"), "row 3: not a preference pair: 'chosen'"),
+    ("a word as helpful_label", lambda i: pair(i, helpful_label="yes"), "'helpful_label' must be a number in [0, 1]"),
+    ("a message prompt, text responses", lambda i: pair(i, prompt=MESSAGE), "'prompt' must be text as the responses"),
+    ("one id for every row", lambda i: pair(i, id="same"), "rows 0 and 1 have the same id 'same'"),
+    ("text and conversations", lambda i: pair(i) if i % 2 else conversation(i), "row 1 is text and row 0 a"),
+    ("an assistant named bot", lambda i: conversation(i, response_role="bot"), "'chosen' holds messages of the"),
+    ("the roles swapped", lambda i: conversation(i, "assistant", "user"), "the prompt's messages must end with"),
+    ("a kind that is a number", lambda i: pair(i, kind=3), "'kind' must be text"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "row", "words"), DATA_FILES, ids=[case[0] for case in DATA_FILES])
+def test_a_hostile_data_file_stops_with_one_line_naming_it(what, row, words, tmp_path):
+    import json
+
+    from w2s_align.data import load_splits
+    from w2s_align.errors import W2SInputError
+    from w2s_align.recipe import DataConfig
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(row(i)) + "\n" for i in range(30)))
+    with pytest.raises(W2SInputError) as stopped:
+        load_splits(DataConfig(source="preference", path=str(path), gt_size=8, w2s_size=8, test_size=8))
+    assert str(stopped.value).startswith(str(path)) and words in str(stopped.value), str(stopped.value)

@@ -186,15 +186,46 @@ def _normalise_preference(example: dict, index: int, split: str) -> dict:
     row = {"id": str(example["id"]) if example.get("id") is not None else f"{split}-{index:06d}"}
     if isinstance(example["chosen"], list):
         messages = {f"{c}_messages": _messages(example[c] or [], c) for c in TEXT_COLUMNS}
+        _check_roles(messages)
         row["prompt"], row["chosen"] = render_plain(messages["prompt_messages"], messages["chosen_messages"])
         row["rejected"] = render_plain(messages["prompt_messages"], messages["rejected_messages"])[1]
         row.update(messages)
     else:
+        if not isinstance(example["prompt"], str):
+            got = str(example["prompt"])[:80]
+            raise ValueError(
+                f"'prompt' must be text as the responses are (a pair is all text or all messages), got {got!r}"
+            )
         row.update({column: example[column] for column in TEXT_COLUMNS})
+    for column in ("chosen", "rejected"):
+        if not row[column].strip():
+            raise ValueError(f"'{column}' is empty")
+    label = example.get("helpful_label")
+    if label is not None and (isinstance(label, bool) or not isinstance(label, int | float) or not 0 <= label <= 1):
+        raise ValueError(
+            f"'helpful_label' must be a number in [0, 1] (1: 'chosen' is the more helpful), got {label!r}"
+        )
+    if example.get("kind") is not None and not isinstance(example["kind"], str):
+        raise ValueError(f"'kind' must be text (a name of the pair's kind), got {example['kind']!r}")
     for optional in ("helpful_label", "kind"):
         if optional in example and example[optional] is not None:
             row[optional] = example[optional]
     return row
+
+
+def _check_roles(messages: dict[str, list[dict[str, str]]]) -> None:
+    """A conversation's roles as TRL's conversational format has them: the responses the assistant's, the prompt
+    ending where the assistant answers."""
+    prompt = messages["prompt_messages"]
+    if not prompt or prompt[-1]["role"] == "assistant":
+        raise ValueError(
+            "the prompt's messages must end with a turn the assistant answers (its last role is not 'assistant')"
+        )
+    for column in ("chosen_messages", "rejected_messages"):
+        roles = sorted({m["role"] for m in messages[column]} - {"assistant"})
+        if roles:
+            response = column.removesuffix("_messages")
+            raise ValueError(f"'{response}' holds messages of the role(s) {roles}: a response is the assistant's")
 
 
 def _normalise_row(example: dict, index: int, split: str, source: Source, where: str) -> dict:
@@ -442,7 +473,9 @@ def _load_raw(config: DataConfig | HelpfulDataConfig) -> dict[str, Dataset]:
                 loaded = datasets.load_from_disk(str(Path(config.path).expanduser()))
                 loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
             else:
-                loaded = datasets.load_dataset(hub_id, name=config.config_name, data_dir=config.data_dir)
+                # `conflicts.helpful` names no configuration of a hub dataset, `data` may
+                name = getattr(config, "config_name", None)
+                loaded = datasets.load_dataset(hub_id, name=name, data_dir=config.data_dir)
         except Exception as error:
             raise W2SInputError(f"data.path: cannot load dataset {hub_id!r}: {error}") from None
         names = config.split_names or {split: split for split in ("gt", "w2s", "train", "test") if split in loaded}
@@ -464,6 +497,7 @@ def _load_raw(config: DataConfig | HelpfulDataConfig) -> dict[str, Dataset]:
                 f"{where}: conversational rows (lists of messages) are read by the {readers} source, not by "
                 f"{source.name!r}"
             )
+        _check_one_format(dataset, source, where)
         dataset = dataset.map(
             _normalise_row,
             with_indices=True,
@@ -471,10 +505,32 @@ def _load_raw(config: DataConfig | HelpfulDataConfig) -> dict[str, Dataset]:
             remove_columns=dataset.column_names,
             desc=f"Normalising {split}",
         )
+        _check_unique_ids(dataset, where)
         if source.keep is not None:
             dataset = dataset.filter(source.keep, desc=f"Keeping the pairs of {source.name}")
         out[split] = _without_identical_responses(dataset, where)
     return out
+
+
+def _check_one_format(pairs: Dataset, source: Source, where: str) -> None:
+    """Stop on a file that mixes text and conversational rows."""
+    if source.conversational:  # before normalising: `map` would keep the first row's format for all
+        formats = [isinstance(response, list) for response in pairs["chosen"]]
+        if any(formats) and not all(formats):
+            text, conversation = formats.index(False), formats.index(True)
+            raise W2SInputError(
+                f"{where}: row {text} is text and row {conversation} a conversation: a file holds one format"
+            )
+
+
+def _check_unique_ids(pairs: Dataset, where: str) -> None:
+    """Stop on a file that gives one id to two rows (ids name the pairs in labels and predictions, and keep the splits
+    disjoint)."""
+    seen: dict[str, int] = {}
+    for index, row_id in enumerate(pairs["id"]):
+        if row_id in seen:
+            raise W2SInputError(f"{where}: rows {seen[row_id]} and {index} have the same id {row_id!r}")
+        seen[row_id] = index
 
 
 def _without_identical_responses(pairs: Dataset, where: str) -> Dataset:
