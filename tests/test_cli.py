@@ -98,6 +98,10 @@ def test_analyze_names_missing_or_damaged_run_files(tiny_recipe, tmp_path, capsy
             f"{run_dir / 'metrics.json'}: not the metrics of a finished run",
         ),
         (lambda: (run_dir / "config.yaml").write_text("name: [tiny\n"), f"{run_dir / 'config.yaml'}: not valid YAML"),
+        (
+            lambda: (run_dir / "config.yaml").write_bytes(b"name: \xff\xfe\n"),
+            f"{run_dir / 'config.yaml'}: not UTF-8 text",
+        ),
         *[
             (
                 lambda text=text: (run_dir / "metrics.json").write_text(text),

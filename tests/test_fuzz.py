@@ -203,3 +203,21 @@ def test_a_hostile_data_file_stops_with_one_line_naming_it(what, row, words, tmp
     with pytest.raises(W2SInputError) as stopped:
         load_splits(DataConfig(source="preference", path=str(path), gt_size=8, w2s_size=8, test_size=8))
     assert str(stopped.value).startswith(str(path)) and words in str(stopped.value), str(stopped.value)
+
+
+def test_an_unreadable_data_file_is_called_unreadable_not_corrupt(tmp_path, monkeypatch):
+    import gzip
+
+    from w2s_align import data
+    from w2s_align.errors import W2SInputError
+    from w2s_align.recipe import DataConfig
+
+    path = tmp_path / "pairs.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"prompt": "q", "chosen": "a", "rejected": "b"}\n'))
+
+    def denied(*args, **kwargs):  # as for a file without read permission (the tests may run as root)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(data.gzip, "open", denied)
+    with pytest.raises(W2SInputError, match=f"^{path}: cannot be read \\(Permission denied\\)$"):
+        data.check_local_files(DataConfig(source="preference", path=str(path)))

@@ -132,10 +132,17 @@ def _output_options(log_level: bool = True) -> argparse.ArgumentParser:
     return options
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with its mistakes in one line, as every other mistake (not its usage text first)."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="w2s-align", description="Weak-to-strong alignment experiments on TRL.")
+    parser = _Parser(prog="w2s-align", description="Weak-to-strong alignment experiments on TRL.")
     parser.add_argument("--version", action="version", version=f"w2s-align {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     output = _output_options()

@@ -343,6 +343,8 @@ def _check_json_lines(path: Path) -> None:
                 if not isinstance(value, dict):
                     raise W2SInputError(f"{path}: line {number} is not a JSON object")
                 rows += 1
+    except PermissionError as error:
+        raise W2SInputError(f"{path}: cannot be read ({error.strerror})") from None
     except (EOFError, OSError, zlib.error) as error:  # gzip: truncated (EOFError), corrupt (BadGzipFile, zlib.error)
         raise W2SInputError(f"{path}: a truncated or corrupt gzip file ({error})") from None
     if rows == 0:

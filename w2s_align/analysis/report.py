@@ -90,9 +90,12 @@ def _analyze(
 ) -> dict[str, Any]:
     try:
         raw = read_yaml(config.read_text())
-        saved = json.loads(metrics_file.read_text())["models"]
     except yaml.YAMLError as error:
         raise W2SInputError(f"{config}: not valid YAML ({yaml_error(error)})") from None
+    except UnicodeDecodeError:
+        raise W2SInputError(f"{config}: not UTF-8 text") from None
+    try:
+        saved = json.loads(metrics_file.read_text())["models"]
     except (ValueError, KeyError, TypeError) as error:
         raise W2SInputError(f"{metrics_file}: not the metrics of a finished run ({error})") from None
     if not isinstance(raw, dict):
