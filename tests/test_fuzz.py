@@ -221,3 +221,39 @@ def test_an_unreadable_data_file_is_called_unreadable_not_corrupt(tmp_path, monk
     monkeypatch.setattr(data.gzip, "open", denied)
     with pytest.raises(W2SInputError, match=f"^{path}: cannot be read \\(Permission denied\\)$"):
         data.check_local_files(DataConfig(source="preference", path=str(path)))
+
+
+def broken_copy(tiny_model_dir: Path, directory: Path, damage: str) -> Path:
+    """The tiny model's directory with one thing wrong."""
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    shutil.copytree(tiny_model_dir, directory)
+    if damage == "random bytes":
+        (directory / "model.safetensors").write_bytes(os.urandom(4096))
+    elif damage == "another model's tensors":
+        save_file({"encoder.layer.0.weight": torch.zeros(4, 4)}, str(directory / "model.safetensors"))
+    else:  # no tokenizer files: transformers would build a stand-in of a few tokens
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"):
+            (directory / name).unlink(missing_ok=True)
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        ("random bytes", "model.safetensors is not a safetensors file"),
+        ("another model's tensors", "model.safetensors holds none of the tensors of GPT2ForSequenceClassification"),
+        ("no tokenizer", "its tokenizer has 1 tokens for 600 embeddings"),
+    ],
+)
+def test_a_broken_model_directory_stops_with_one_line(damage, words, tiny_recipe, tiny_model_dir, tmp_path, capsys):
+    tiny_recipe["ladder"][1]["model"] = str(broken_copy(tiny_model_dir, tmp_path / "model", damage))
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "ladder rung 'tiny-l2'" in err and words in err and err.count("\n") == 1, err
+    assert not (Path(tiny_recipe["output_dir"]) / "stages").exists()

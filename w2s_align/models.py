@@ -95,15 +95,23 @@ def check_rung_loads(rung: RungConfig, auto_class: str = "AutoModelForSequenceCl
     what = f"ladder rung {rung.name!r}: model {rung.model!r}"
     config = check_model_loads(path, rung.revision, what, weights=not rung.random_init)
     try:
-        load_tokenizer(path, rung.revision)
+        tokenizer = load_tokenizer(path, rung.revision)
     except (OSError, ValueError, KeyError) as error:
         raise W2SInputError(f"{what} does not load: {first_line(error)}") from None
+    embeddings = getattr(config, "vocab_size", None)
+    if isinstance(embeddings, int) and len(tokenizer) * 10 < embeddings:  # a stand-in tokenizer, not the model's own
+        raise W2SInputError(
+            f"{what}: its tokenizer has {len(tokenizer)} tokens for {embeddings} embeddings (a directory without the "
+            "model's own tokenizer files?)"
+        )
     for key in rung.config_overrides:
         if not hasattr(config, key):  # `from_pretrained` would keep it without effect
             raise W2SInputError(
                 f"ladder rung {rung.name!r}: config_overrides.{key} is not a {type(config).__name__} field"
             )
-    _build_on_meta(config, _config_kwargs(rung), auto_class, what)
+    model = _build_on_meta(config, _config_kwargs(rung), auto_class, what)
+    if not rung.random_init and Path(path).is_dir():
+        _check_weight_names(Path(path), model, what)
     positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     if isinstance(positions, int) and rung.training.max_length > positions:
         raise W2SInputError(
@@ -117,7 +125,7 @@ def check_rung_loads(rung: RungConfig, auto_class: str = "AutoModelForSequenceCl
         )
 
 
-def _build_on_meta(config: PretrainedConfig, overrides: dict[str, Any], auto_class: str, what: str) -> None:
+def _build_on_meta(config: PretrainedConfig, overrides: dict[str, Any], auto_class: str, what: str):
     import torch
     import transformers
 
@@ -126,11 +134,33 @@ def _build_on_meta(config: PretrainedConfig, overrides: dict[str, Any], auto_cla
         setattr(config, key, value)
     try:
         with torch.device("meta"):
-            getattr(transformers, auto_class).from_config(config)
+            return getattr(transformers, auto_class).from_config(config)
     except (ValueError, TypeError, KeyError, AssertionError, AttributeError, RuntimeError) as error:
         raise W2SInputError(
             f"{what} cannot be built as {auto_class} (its config_overrides included): {first_line(error)}"
         ) from None
+
+
+def _check_weight_names(directory: Path, model, what: str) -> None:
+    """Stop on safetensors weights that hold none of the model's tensors (another model's): transformers would start
+    every weight from random and only log it."""
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        return
+    names = set()
+    for file in files:
+        with file.open("rb") as handle:
+            names |= set(json.loads(handle.read(int.from_bytes(handle.read(8), "little")))) - {"__metadata__"}
+    prefix = f"{model.base_model_prefix}."
+
+    def body(name: str) -> str:  # a base model's checkpoint names its tensors without the task model's prefix
+        return name.removeprefix(prefix)
+
+    if not {body(name) for name in model.state_dict()} & {body(name) for name in names}:
+        raise W2SInputError(
+            f"{what} does not load: {files[0].name} holds none of the tensors of {type(model).__name__} (another "
+            "model's weights?)"
+        )
 
 
 def looks_like_a_path(model: str) -> bool:
@@ -162,6 +192,8 @@ def weights_problem(directory: Path) -> str | None:
         if file.suffix == ".safetensors":
             try:
                 needed = _safetensors_size(file)
+            except PermissionError as error:
+                return f"{file} cannot be read ({error.strerror})"
             except (ValueError, KeyError, TypeError, AttributeError):
                 return f"{file} is not a safetensors file"
             if file.stat().st_size < needed:
@@ -175,6 +207,8 @@ def _safetensors_size(file: Path) -> int:
     """The size in bytes a safetensors file must have: its 8-byte header length, header, and the end of its data."""
     with file.open("rb") as handle:
         length = int.from_bytes(handle.read(8), "little")
+        if length > file.stat().st_size - 8:  # random bytes, say: no header of that size follows
+            raise ValueError("header longer than the file")
         header = json.loads(handle.read(length))
     ends = [tensor["data_offsets"][1] for name, tensor in header.items() if name != "__metadata__"]
     return 8 + length + max(ends, default=0)
