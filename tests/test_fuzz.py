@@ -257,3 +257,26 @@ def test_a_broken_model_directory_stops_with_one_line(damage, words, tiny_recipe
     err = capsys.readouterr().err
     assert "ladder rung 'tiny-l2'" in err and words in err and err.count("\n") == 1, err
     assert not (Path(tiny_recipe["output_dir"]) / "stages").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"training": {"validation_fraction": 0.99}}, "1 training pairs of the gt split (after 47 validation pairs)"),
+        ({"training": {"gradient_accumulation_steps": 7}}, "fill no optimizer step of 56 pairs"),
+        (
+            {"label_filters": ["knn-relabel"], "probe": {"k": 40, "folds": 2}},
+            "probe.k is 40, but a probe fold holds 24",
+        ),
+    ],
+    ids=["validation takes almost all", "accumulation beyond the data", "more neighbours than pairs"],
+)
+def test_settings_that_leave_nothing_to_learn_stop_before_training(change, words, tiny_recipe, capsys):
+    for key, value in change.items():
+        tiny_recipe[key] = {**tiny_recipe.get(key, {}), **value} if isinstance(value, dict) else value
+    path = Path(tiny_recipe["output_dir"]).parent / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1, err
+    assert not list((Path(tiny_recipe["output_dir"]) / "stages").glob("train-*"))

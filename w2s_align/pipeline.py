@@ -118,6 +118,8 @@ class W2SPipeline:
                     check_generative(rung)
         splits = self.stages.attach()
         processes = state().num_processes
+        if to_train:
+            self.plan.check_sizes({split: splits[split].num_rows for split in SPLITS}, processes)
         where = f", {processes} processes" if processes > 1 else ""
         counts = ", ".join(f"{split} {splits[split].num_rows}" for split in SPLITS)
         self.log(f"data: {counts} pairs ({self.recipe.data.source}{where})")

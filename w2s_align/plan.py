@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .cache import StageCache, file_digests, rung_settings
+from .errors import W2SInputError
 from .options import LOSS_SETTINGS, SPLITS, ConflictSetting, FilterSetting
-from .recipe import AnalysisConfig, DataConfig, HelpfulDataConfig, PairConfig, Recipe, RungConfig
+from .recipe import AnalysisConfig, DataConfig, HelpfulDataConfig, PairConfig, Recipe, RungConfig, validation_size
 from .tasks import REGISTRY, TaskInfo
 
 NO_CONFLICT = ConflictSetting()
@@ -592,6 +593,29 @@ class Plan:
         if isinstance(student.labels, EnsembleSpec):
             wanted.append(("ensemble", dataclasses.replace(student, weak=student.labels.rungs[0])))
         return [(factor, self._models[spec.key]) for factor, spec in wanted if spec.key in self._models]
+
+    def check_sizes(self, sizes: Mapping[str, int], processes: int = 1) -> None:
+        """Stop on settings that leave a model nothing to learn from splits of `sizes` pairs: fewer training pairs
+        (after the validation pairs) than one optimizer step takes, or a probe with more neighbours than a fold
+        holds."""
+        for step in self.steps:
+            if not isinstance(step, CeilingSpec | StudentSpec):
+                continue
+            settings, pairs = step.rung.training, sizes[step.split]
+            held = validation_size(settings.validation_fraction, pairs)
+            batch = settings.per_device_train_batch_size * settings.gradient_accumulation_steps * processes
+            if pairs - held < batch:
+                raise W2SInputError(
+                    f"ladder rung {step.rung.name!r}: {pairs - held} training pairs of the {step.split} split (after "
+                    f"{held} validation pairs) fill no optimizer step of {batch} pairs (per_device_train_batch_size x "
+                    "gradient_accumulation_steps x processes)"
+                )
+            if isinstance(step, StudentSpec) and step.probe is not None:
+                fold = pairs - -(-pairs // step.probe["folds"])  # what each probe is fit on: the other folds
+                if step.label_filter.probe == "knn" and step.probe["k"] >= fold:
+                    raise W2SInputError(
+                        f"probe.k is {step.probe['k']}, but a probe fold holds {fold} pairs of {step.split}"
+                    )
 
     def describe(self, cache: StageCache) -> str:
         """Every stage, whether it is cached, and how many pairs it trains on: the dry run of `w2s-align plan`."""

@@ -458,3 +458,9 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def validation_size(fraction: float, pairs: int) -> int:
+    """How many of `pairs` a rung holds out for validation at `validation_fraction` `fraction`: that share, at least
+    one (none at 0), and never all of them."""
+    return min(max(1, round(fraction * pairs)), pairs - 1) if fraction else 0

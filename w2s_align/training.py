@@ -15,7 +15,7 @@ from datasets import Dataset
 from .artifacts import atomic_write_json, atomic_write_parquet
 from .distributed import barrier, broadcast, is_main_process
 from .options import StudentLossSettings
-from .recipe import RungConfig, TrainingSettings
+from .recipe import RungConfig, TrainingSettings, validation_size
 from .tracking import TrackerRun
 from .verbosity import progress_enabled, trainer_lines_enabled
 
@@ -100,7 +100,7 @@ def hold_out(pairs: Dataset, fraction: float, seed: int) -> tuple[Dataset, Datas
     if fraction == 0:
         return pairs, None
     order = np.random.default_rng(seed).permutation(pairs.num_rows)
-    size = min(max(1, round(fraction * pairs.num_rows)), pairs.num_rows - 1)
+    size = validation_size(fraction, pairs.num_rows)
     return pairs.select(np.sort(order[size:])), pairs.select(np.sort(order[:size]))
 
 
