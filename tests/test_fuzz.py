@@ -280,3 +280,37 @@ def test_settings_that_leave_nothing_to_learn_stop_before_training(change, words
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1, err
     assert not list((Path(tiny_recipe["output_dir"]) / "stages").glob("train-*"))
+
+
+TRAINER_MISTAKES = [
+    ("a missing config", ["--config", "missing.yaml"], "--config missing.yaml: no such file"),
+    ("a config directory", ["--config", "."], "--config .: a directory, not a file"),
+    ("a broken config", ["--config", "broken.yaml"], "--config broken.yaml: not valid YAML"),
+    ("a config key given twice", ["--config", "twice.yaml"], "the key 'learning_rate' is given twice"),
+    ("a soft label that is text", ["--dataset_name", "text.jsonl"], "'soft_label' must be a probability in [0, 1], got 'high'"),
+    ("a soft label above 1", ["--dataset_name", "above.jsonl"], "got 1.5"),
+    ("a null soft label", ["--dataset_name", "null.jsonl"], "got None"),
+    ("max_length 0", ["--max_length", "0"], "--max_length must be at least 1, got 0"),
+    ("negative epochs", ["--num_train_epochs", "-1"], "--num_train_epochs must be above 0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "args", "words"), TRAINER_MISTAKES, ids=[case[0] for case in TRAINER_MISTAKES])
+def test_a_trainer_command_mistake_stops_with_one_line(
+    what, args, words, tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.yaml").write_text("learning_rate: [\n")
+    (tmp_path / "twice.yaml").write_text("learning_rate: 1.0e-4\nlearning_rate: 1.0e-3\n")
+    for name, label in (("ok", 0.8), ("text", "high"), ("above", 1.5), ("null", None)):
+        rows = [
+            {"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}", "soft_label": label} for i in range(8)
+        ]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    base = ["reward", "--model_name_or_path", str(tiny_model_dir), "--dataset_name", "ok.jsonl", "--report_to", "none"]
+    assert main([*base, "--output_dir", "out", *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1 and err.startswith("error: "), err
+    assert not (tmp_path / "out" / "model.safetensors").exists()

@@ -23,6 +23,7 @@ import logging
 from typing import Any
 
 from .errors import W2SInputError, first_line
+from .options import SOFT_LABEL
 
 TRAINERS = {
     "reward": ("w2s_align.reward_trainer", "W2SRewardConfig", "W2SRewardTrainer"),
@@ -116,6 +117,14 @@ def _split(dataset, split: str, name: str):
         raise W2SInputError(f"--dataset_name {name}: split {split!r} has no column {missing[0]!r} (has: {columns})")
     if getattr(dataset[split], "num_rows", None) == 0:
         raise W2SInputError(f"--dataset_name {name}: split {split!r} is empty")
+    if SOFT_LABEL in columns and hasattr(dataset[split], "num_rows"):
+        for row, label in enumerate(dataset[split][SOFT_LABEL]):
+            number = isinstance(label, int | float) and not isinstance(label, bool)
+            if not number or not 0 <= label <= 1:  # NaN fails the range test too
+                raise W2SInputError(
+                    f"--dataset_name {name}: split {split!r}, row {row}: '{SOFT_LABEL}' must be a probability in "
+                    f"[0, 1], got {label!r}"
+                )
     return dataset[split]
 
 
@@ -215,9 +224,41 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
 
 def main(name: str, argv: list[str], quiet: bool = False) -> int:
     """`w2s-align <name> ARGS`: parse `argv` (after the command name) and train."""
+    _check_config_file(argv)
     try:
         script_args, training_args, model_args, mixture = make_parser(name).parse_args_and_config(argv)
     except ValueError as error:  # an unknown flag, or a config value that TRL's or our config refuses
         raise W2SInputError(first_line(error)) from None
+    _check_ranges(training_args)
     train(name, script_args, training_args, model_args, mixture, quiet)
     return 0
+
+
+def _check_config_file(argv: list[str]) -> None:
+    """Stop on a `--config` that TRL's parser would end in a traceback on: missing, a directory, unreadable, not
+    YAML, or with a key given twice."""
+    from pathlib import Path
+
+    import yaml
+
+    from .recipe_yaml import read_yaml, yaml_error
+
+    given = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config"]
+    given += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
+    for config in map(Path, given):
+        if not config.is_file():
+            raise W2SInputError(f"--config {config}: {'a directory, not a' if config.is_dir() else 'no such'} file")
+        try:
+            read_yaml(config.read_text())
+        except yaml.YAMLError as error:
+            raise W2SInputError(f"--config {config}: not valid YAML ({yaml_error(error)})") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise W2SInputError(f"--config {config}: cannot be read ({first_line(error)})") from None
+
+
+def _check_ranges(args) -> None:
+    """Stop on values TRL's configs accept but that train on nothing (or for ever)."""
+    if args.max_length is not None and args.max_length < 1:
+        raise W2SInputError(f"--max_length must be at least 1, got {args.max_length}")
+    if args.max_steps <= 0 and not args.num_train_epochs > 0:
+        raise W2SInputError(f"--num_train_epochs must be above 0 (or give --max_steps), got {args.num_train_epochs}")
