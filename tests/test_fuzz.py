@@ -287,7 +287,7 @@ TRAINER_MISTAKES = [
     ("a config directory", ["--config", "."], "--config .: a directory, not a file"),
     ("a broken config", ["--config", "broken.yaml"], "--config broken.yaml: not valid YAML"),
     ("a config key given twice", ["--config", "twice.yaml"], "the key 'learning_rate' is given twice"),
-    ("a soft label that is text", ["--dataset_name", "text.jsonl"], "'soft_label' must be a probability in [0, 1], got 'high'"),
+    ("a soft label that is text", ["--dataset_name", "text.jsonl"], "must be a probability in [0, 1], got 'high'"),
     ("a soft label above 1", ["--dataset_name", "above.jsonl"], "got 1.5"),
     ("a null soft label", ["--dataset_name", "null.jsonl"], "got None"),
     ("max_length 0", ["--max_length", "0"], "--max_length must be at least 1, got 0"),
