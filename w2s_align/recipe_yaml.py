@@ -71,14 +71,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise W2SInputError(f"{path}: a directory, not a recipe file (e.g. recipes/quickstart.yaml)")
     if not path.is_file():
         raise W2SInputError(f"{path}: recipe file not found")
-    try:
-        raw = read_yaml(path.read_text())
-    except yaml.YAMLError as error:
-        raise W2SInputError(f"{path}: not valid YAML ({yaml_error(error)})") from None
-    except UnicodeDecodeError:
-        raise W2SInputError(f"{path}: not UTF-8 text") from None
-    except OSError as error:
-        raise W2SInputError(f"{path}: cannot be read ({error.strerror})") from None
+    raw = read_yaml_file(path)
     if not isinstance(raw, dict):
         raise W2SInputError(f"{path}: a recipe must be a mapping of keys to values")
     if not overrides:
@@ -124,6 +117,20 @@ def read_yaml(text: str) -> Any:
         elif isinstance(item, list):
             stack.extend(item)
     return data
+
+
+def read_yaml_file(path: Path, name: str | None = None) -> Any:
+    """The YAML file at `path` read as [`read_yaml`] reads text, or one `W2SInputError` that starts with `name`
+    (default: the path): not valid YAML, not UTF-8, or not readable."""
+    name = name or str(path)
+    try:
+        return read_yaml(path.read_text())
+    except yaml.YAMLError as error:
+        raise W2SInputError(f"{name}: not valid YAML ({yaml_error(error)})") from None
+    except UnicodeDecodeError:
+        raise W2SInputError(f"{name}: not UTF-8 text") from None
+    except OSError as error:
+        raise W2SInputError(f"{name}: cannot be read ({error.strerror})") from None
 
 
 def yaml_error(error: yaml.YAMLError) -> str:

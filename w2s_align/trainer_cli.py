@@ -239,21 +239,14 @@ def _check_config_file(argv: list[str]) -> None:
     YAML, or with a key given twice."""
     from pathlib import Path
 
-    import yaml
-
-    from .recipe_yaml import read_yaml, yaml_error
+    from .recipe_yaml import read_yaml_file
 
     given = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config"]
     given += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
     for config in map(Path, given):
         if not config.is_file():
             raise W2SInputError(f"--config {config}: {'a directory, not a' if config.is_dir() else 'no such'} file")
-        try:
-            read_yaml(config.read_text())
-        except yaml.YAMLError as error:
-            raise W2SInputError(f"--config {config}: not valid YAML ({yaml_error(error)})") from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise W2SInputError(f"--config {config}: cannot be read ({first_line(error)})") from None
+        read_yaml_file(config, f"--config {config}")
 
 
 def _check_ranges(args) -> None:

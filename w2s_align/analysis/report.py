@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from datasets import Dataset
 
 from ..artifacts import atomic_copy, atomic_write_json, atomic_write_text
@@ -19,7 +18,7 @@ from ..data import check_parquet
 from ..distributed import is_main_process
 from ..errors import W2SInputError
 from ..plan import Plan, build_plan
-from ..recipe_yaml import apply_override, read_yaml, recipe_from_dict, yaml_error
+from ..recipe_yaml import apply_override, read_yaml_file, recipe_from_dict
 from ..run_lock import RunLock
 from ..training import PREDICTIONS_FILE
 from .plots import (
@@ -88,12 +87,7 @@ def analyze_run(
 def _analyze(
     run_dir: Path, config: Path, metrics_file: Path, overrides: list[str], log: Callable[[str], None]
 ) -> dict[str, Any]:
-    try:
-        raw = read_yaml(config.read_text())
-    except yaml.YAMLError as error:
-        raise W2SInputError(f"{config}: not valid YAML ({yaml_error(error)})") from None
-    except UnicodeDecodeError:
-        raise W2SInputError(f"{config}: not UTF-8 text") from None
+    raw = read_yaml_file(config)
     try:
         saved = json.loads(metrics_file.read_text())["models"]
     except (ValueError, KeyError, TypeError) as error:
