@@ -292,6 +292,8 @@ TRAINER_MISTAKES = [
     ("a null soft label", ["--dataset_name", "null.jsonl"], "got None"),
     ("max_length 0", ["--max_length", "0"], "--max_length must be at least 1, got 0"),
     ("negative epochs", ["--num_train_epochs", "-1"], "--num_train_epochs must be above 0"),
+    ("no such checkpoint", ["--resume_from_checkpoint", "out/checkpoint-9"], "checkpoint-9: no such directory"),
+    ("a cut-short checkpoint", ["--resume_from_checkpoint", "cut"], "cut: not a whole checkpoint (its trainer_state"),
 ]  # fmt: skip
 
 
@@ -304,6 +306,7 @@ def test_a_trainer_command_mistake_stops_with_one_line(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "broken.yaml").write_text("learning_rate: [\n")
     (tmp_path / "twice.yaml").write_text("learning_rate: 1.0e-4\nlearning_rate: 1.0e-3\n")
+    (tmp_path / "cut").mkdir()  # a checkpoint whose save a full disk stopped: no trainer_state.json
     for name, label in (("ok", 0.8), ("text", "high"), ("above", 1.5), ("null", None)):
         rows = [
             {"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}", "soft_label": label} for i in range(8)
@@ -314,3 +317,37 @@ def test_a_trainer_command_mistake_stops_with_one_line(
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1 and err.startswith("error: "), err
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_a_full_disk_while_a_trainer_command_saves_stops_with_one_line(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    import json
+
+    from safetensors import SafetensorError
+    from transformers import Trainer
+
+    def full(self, *args, **kwargs):  # safetensors' words on a full disk
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(Trainer, "save_model", full)
+    rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(8)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    command = ["reward", "--model_name_or_path", str(tiny_model_dir), "--dataset_name", str(tmp_path / "pairs.jsonl")]
+    assert (
+        main([*command, "-q", "--output_dir", str(tmp_path / "out"), "--report_to", "none", "--max_steps", "1"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: Error while serializing: I/O error: No space left"), err
+    assert "to resume, run it again with --resume_from_checkpoint" in err
+
+
+def test_models_that_cannot_fit_on_the_disk_stop_before_training(tiny_recipe, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    disk_usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda where: disk_usage(where)._replace(free=100_000))
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "the 4 models left to train take at least 0.9 MB, and its disk has 0.1 MB free" in err, err
+    assert err.count("\n") == 1 and not (Path(tiny_recipe["output_dir"]) / "stages").exists()

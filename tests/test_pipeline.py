@@ -165,6 +165,53 @@ def test_a_run_killed_mid_training_resumes_from_its_last_whole_checkpoint(tiny_r
     assert metrics["models"][key]["accuracy"] == unbroken["models"][key]["accuracy"]
 
 
+def test_a_full_disk_mid_training_stops_with_one_line_and_the_rerun_trusts_nothing_it_cut_short(
+    tiny_recipe, tmp_path, monkeypatch, capsys
+):
+    import shutil
+
+    from transformers import Trainer
+
+    from w2s_align.cli import main
+
+    tiny_recipe["methods"] = ["xent"]
+    tiny_recipe["ladder"][1]["training"] = {"trainer_kwargs": {"save_steps": 2}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe))
+    disk_usage, save, full = shutil.disk_usage, Trainer._save_optimizer_and_scheduler, []
+
+    def fill_the_disk(self, output_dir):  # as torch's writer fails on a full disk: the optimizer's file cut short
+        if "train-tiny-l2-gt" not in output_dir:  # the weak ceiling saves (at its end) before the disk is full
+            return save(self, output_dir)
+        Path(output_dir, "optimizer.pt").write_bytes(b"PK\x03\x04")
+        full.append(output_dir)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 6976 vs 6868")
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", fill_the_disk)
+    monkeypatch.setattr(shutil, "disk_usage", lambda where: disk_usage(where)._replace(free=0 if full else 2**40))
+    assert main(["run", str(path), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the disk is full (0 MiB free; a write failed: [enforce fail" in err, err
+    assert err.rstrip().endswith(
+        "run it again to resume (finished stages are kept; training resumes from its last checkpoint)"
+    )
+    stages = Path(tiny_recipe["output_dir"]) / "stages"
+    (weak,) = stages.glob("train-tiny-l1-gt-seed0-*")
+    (strong,) = stages.glob("train-tiny-l2-gt-seed0-*")
+    assert (weak / "DONE.json").exists() and not (strong / "DONE.json").exists()
+    assert [Path(full[0]).name] == [p.name for p in (strong / "checkpoints").glob("checkpoint-*")] == ["checkpoint-2"]
+
+    monkeypatch.undo()
+    assert main(["run", str(path), "-q"]) == 0
+    assert (strong / "DONE.json").exists()
+    # The cut-short checkpoint was not resumed from: the same predictions as a run that never met a full disk.
+    tiny_recipe["output_dir"] = str(tmp_path / "unbroken")
+    run(tiny_recipe)
+    for key in ("tiny-l2.gt.seed0", "tiny-l2.from-tiny-l1.xent.seed0"):
+        again = Dataset.from_parquet(str(stages.parent / "predictions" / f"{key}.parquet"))["margin"]
+        assert again == Dataset.from_parquet(str(tmp_path / "unbroken" / "predictions" / f"{key}.parquet"))["margin"]
+
+
 def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
 
     tiny_recipe["ladder"].insert(1, {"name": "tiny-mid", "model": tiny_recipe["ladder"][0]["model"], "num_layers": 2})

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import glob
+import io
 import json
 import os
 import shutil
@@ -76,8 +77,18 @@ def atomic_write_json(path: str | Path, value: Any, sort_keys: bool = True) -> N
 
 
 def atomic_write_parquet(dataset: Dataset, path: str | Path) -> None:
-    """Write a dataset as one parquet file, atomically."""
-    _atomic(Path(path), lambda tmp: dataset.to_parquet(tmp))
+    """Write a dataset as one parquet file, atomically. Made in memory first: pyarrow's file writer aborts the whole
+    process on a full disk, where Python's write raises an error that a rerun recovers from."""
+
+    def write(tmp: str) -> None:
+        buffer = io.BytesIO()
+        dataset.to_parquet(buffer)
+        with open(tmp, "wb") as handle:
+            handle.write(buffer.getbuffer())
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    _atomic(Path(path), write)
 
 
 def atomic_copy(source: str | Path, target: str | Path) -> None:

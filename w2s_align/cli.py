@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 
-from .errors import W2SInputError
+from .errors import W2SInputError, storage_problem
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -243,6 +243,25 @@ def main(argv: list[str] | None = None) -> int:
         if _is_main_process():
             print(f"\ninterrupted: w2s-align {args.command} stopped; {_RESUMES[args.command]}", file=sys.stderr)
         return 130
+    except Exception as error:  # a full disk or a permission mid-run is the machine's refusal, not a defect
+        problem = storage_problem(error, _written_directories(args))
+        if problem is None or args.verbose:  # a defect, or asked for: the traceback
+            raise
+        if _is_main_process():
+            print(f"error: {problem}; {_RESUMES[args.command]}", file=sys.stderr)
+        return 2
+
+
+def _written_directories(args: argparse.Namespace) -> list[str]:
+    """Where the command writes: the run directory, or the trainer's `--output_dir`; and the datasets cache."""
+    directories = [str(args.loaded_recipe.run_dir)] if hasattr(args, "loaded_recipe") else []
+    for flag in ("--output_dir", "--output-dir"):
+        if flag in args.rest[:-1]:
+            directories.append(args.rest[args.rest.index(flag) + 1])
+        directories += [item.split("=", 1)[1] for item in args.rest if item.startswith(f"{flag}=")]
+    from datasets import config  # where `datasets` keeps the Arrow files of what it loads
+
+    return [*directories, str(config.HF_DATASETS_CACHE)]
 
 
 def _check_data_files(recipe) -> None:

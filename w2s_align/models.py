@@ -86,11 +86,11 @@ def check_model_loads(
     return config
 
 
-def check_rung_loads(rung: RungConfig, auto_class: str = "AutoModelForSequenceClassification") -> None:
+def check_rung_loads(rung: RungConfig, auto_class: str = "AutoModelForSequenceClassification") -> int:
     """Load the rung's config and tokenizer (cheap), and build the model `auto_class` makes of it with its
     `config_overrides` on the meta device (no memory), so that a bad model path, an override the config does not
     know or its model refuses, or a model of the wrong kind for the task (an encoder as a policy) fails before any
-    training."""
+    training. Returns the bytes of the model as a trained one is saved (fp32 weights; 0 for LoRA adapters)."""
     path = resolve_model_path(rung.model)
     what = f"ladder rung {rung.name!r}: model {rung.model!r}"
     config = check_model_loads(path, rung.revision, what, weights=not rung.random_init)
@@ -123,6 +123,7 @@ def check_rung_loads(rung: RungConfig, auto_class: str = "AutoModelForSequenceCl
         raise W2SInputError(
             f"ladder rung {rung.name!r}: num_layers is {rung.num_layers} but {rung.model!r} has {available} layers"
         )
+    return 0 if rung.training.lora is not None else 4 * model.num_parameters()
 
 
 def _build_on_meta(config: PretrainedConfig, overrides: dict[str, Any], auto_class: str, what: str):

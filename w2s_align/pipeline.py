@@ -47,7 +47,7 @@ from .options import SPLITS
 from .parallel_stages import run_in_workers
 from .plan import CeilingSpec, StudentSpec
 from .recipe import Recipe
-from .run_lock import RunLock
+from .run_lock import RunLock, check_free_space
 from .stage_runner import StageRunner
 from .tasks import REGISTRY
 from .tracking import check_trackers, log_results
@@ -111,8 +111,11 @@ class W2SPipeline:
                 task.check(self.recipe)
             check_trackers(self.recipe.tracking.report_to)
             models = [step for step in self.plan.steps if isinstance(step, CeilingSpec | StudentSpec)]
-            for (_, task), rung in {(model.rung.name, model.task): model.rung for model in models}.items():
-                check_rung_loads(rung, REGISTRY[task].auto_class)
+            rungs = {(model.rung.name, model.task): model.rung for model in models}
+            saved = {key: check_rung_loads(rung, REGISTRY[key[1]].auto_class) for key, rung in rungs.items()}
+            pending = [model for model in models if not self.cache.stage(model).done]
+            needed = sum(saved[model.rung.name, model.task] for model in pending)
+            check_free_space(self.recipe.run_dir, needed, f"the {len(pending)} models left to train")
             for rung in self.plan.rungs:
                 if rung.generative.epochs > 0:
                     check_generative(rung)

@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from .errors import W2SInputError
+from .errors import W2SInputError, free_space
 
 LOCK_FILE = "w2s-align.lock"
 HEARTBEAT_SECONDS = 60.0
@@ -47,6 +47,20 @@ def check_output_dir(run_dir: Path) -> None:
         raise W2SInputError(f"output_dir {run_dir}: cannot be made a directory ({existing} is a file)")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise W2SInputError(f"output_dir {run_dir}: cannot be written (no write permission on {existing})")
+
+
+def check_free_space(run_dir: Path, needed: int, what: str) -> None:
+    """Stop before training when the disk of `run_dir` cannot hold the `needed` bytes of `what` (a lower bound: a
+    run that would fill the disk halfway is stopped only when it does)."""
+    free = free_space(run_dir)
+    if free is not None and free < needed:
+        raise W2SInputError(
+            f"output_dir {run_dir}: {what} take at least {_size(needed)}, and its disk has {_size(free)} free"
+        )
+
+
+def _size(size: int) -> str:
+    return f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
 
 
 class RunLock:

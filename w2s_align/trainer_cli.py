@@ -128,6 +128,25 @@ def _split(dataset, split: str, name: str):
     return dataset[split]
 
 
+def _check_whole_checkpoint(checkpoint: str) -> None:
+    """Stop on a `--resume_from_checkpoint` that a killed run or a full disk cut short: transformers writes a
+    checkpoint's `trainer_state.json` last, and without it would restart the steps silently (or fail on a cut-short
+    optimizer file)."""
+    import json
+    from pathlib import Path
+
+    path = Path(checkpoint)
+    if not path.is_dir():
+        raise W2SInputError(f"--resume_from_checkpoint {checkpoint}: no such directory")
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        raise W2SInputError(
+            f"--resume_from_checkpoint {checkpoint}: not a whole checkpoint (its trainer_state.json, written last, is "
+            "missing or cut short: the save was interrupted); resume from the one before it"
+        ) from None
+
+
 def train(name: str, script_args, training_args, model_args, mixture=None, quiet: bool = False) -> Any:
     """Train with the trainer `name` (`reward` or `dpo`) as TRL's script of that name does; save the model (and push
     it with `--push_to_hub`), then end the trackers. `mixture` is TRL's `DatasetMixtureConfig` (`--datasets`);
@@ -168,6 +187,8 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
 
         repo = training_args.hub_model_id
         check_push_access("--push_to_hub", repo.split("/")[0] if repo and "/" in repo else None)
+    if training_args.resume_from_checkpoint:
+        _check_whole_checkpoint(training_args.resume_from_checkpoint)
     dataset = load_dataset_argument(script_args, mixture)
     source = script_args.dataset_name or "--datasets"
     train_dataset = _split(dataset, script_args.dataset_train_split, source)
