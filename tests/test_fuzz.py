@@ -129,6 +129,16 @@ def test_config_overrides_the_model_refuses_stop_with_one_line(change, words, ti
     assert not (Path(tiny_recipe["output_dir"]) / "stages").exists()
 
 
+def test_a_revision_of_a_local_model_stops_with_one_line(tiny_recipe, tiny_model_dir, tmp_path, capsys):
+    tiny_recipe["ladder"][1]["revision"] = "no-such-branch"  # transformers reads a directory and drops a revision
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"revision 'no-such-branch' names a hub commit, but {tiny_model_dir} is a local directory" in err, err
+    assert err.count("\n") == 1 and not (Path(tiny_recipe["output_dir"]) / "stages").exists()
+
+
 def test_an_encoder_as_a_policy_stops_with_one_line(tiny_recipe, tiny_model_dir, tmp_path, capsys):
     tiny_recipe.update(task="dpo")
     tiny_recipe["ladder"][1]["model"] = str(encoder_dir(tiny_model_dir, tmp_path / "mpnet"))
@@ -268,8 +278,19 @@ def test_a_broken_model_directory_stops_with_one_line(damage, words, tiny_recipe
             {"label_filters": ["knn-relabel"], "probe": {"k": 40, "folds": 2}},
             "probe.k is 40, but a probe fold holds 24",
         ),
+        ({"data": {"test_size": 1}}, "data.test_size: 1 pairs to evaluate on; the accuracy intervals"),
+        (
+            {"training": {"max_length": 1}},
+            "training.max_length is 1 tokens, and cut there 39 of the first 48 pairs read",
+        ),
     ],
-    ids=["validation takes almost all", "accumulation beyond the data", "more neighbours than pairs"],
+    ids=[
+        "validation takes almost all",
+        "accumulation beyond the data",
+        "more neighbours than pairs",
+        "one test pair",
+        "a length of one token",
+    ],
 )
 def test_settings_that_leave_nothing_to_learn_stop_before_training(change, words, tiny_recipe, capsys):
     for key, value in change.items():
@@ -349,5 +370,43 @@ def test_models_that_cannot_fit_on_the_disk_stop_before_training(tiny_recipe, tm
     path.write_text(yaml.safe_dump(tiny_recipe))
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "the 4 models left to train take at least 0.9 MB, and its disk has 0.1 MB free" in err, err
+    assert "the 4 models left to train take at least 0." in err and "MB, and its disk has 0.1 MB free" in err, err
     assert err.count("\n") == 1 and not (Path(tiny_recipe["output_dir"]) / "stages").exists()
+
+
+def test_an_encoder_for_the_dpo_command_stops_with_one_line(tiny_model_dir, tmp_path, capsys):
+    model = encoder_dir(tiny_model_dir, tmp_path / "mpnet")
+    command = ["dpo", "--model_name_or_path", str(model), "--dataset_name", "x.jsonl", "--output_dir", str(tmp_path)]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--model_name_or_path {model} cannot be built as AutoModelForCausalLM" in err, err
+
+
+def test_an_output_directory_on_a_file_system_that_refuses_folders_stops_with_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+    import tempfile
+
+    def read_only(*args, **kwargs):  # as on a read-only mount, where permissions still say "writable"
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    command = ["reward", "--model_name_or_path", "m", "--dataset_name", "x.jsonl", "--output_dir", str(tmp_path / "o")]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: output_dir {tmp_path / 'o'}: cannot be written (Read-only file system in {tmp_path})\n"
+
+
+def test_bf16_on_a_cpu_is_honoured_not_ignored(tiny_model_dir, tmp_path):
+    """`--bf16 true` on a machine without an accelerator is accepted because transformers honours it (CPU autocast in
+    bf16), as TRL's own trainers do; the device-derived default only fills an unset value."""
+    import torch
+    from datasets import Dataset
+
+    from w2s_align.reward_trainer import W2SRewardConfig, W2SRewardTrainer
+
+    pairs = Dataset.from_list([{"chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(4)])
+    args = W2SRewardConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to="none")
+    trainer = W2SRewardTrainer(model=str(tiny_model_dir), args=args, train_dataset=pairs)
+    assert trainer.accelerator.mixed_precision == "bf16"
+    with trainer.accelerator.autocast():
+        assert torch.nn.Linear(4, 4)(torch.ones(1, 4)).dtype == torch.bfloat16

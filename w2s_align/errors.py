@@ -66,7 +66,9 @@ def storage_problem(error: BaseException, directories: Iterable[str | Path] = ()
     for _ in range(16):  # an exception's context chain is short; a cycle must not hang the message
         if seen is None:
             break
-        if isinstance(seen, OSError) and seen.errno in _STORAGE_ERRNOS:
+        if isinstance(seen, OSError) and seen.errno is not None:  # the system's own reason: trusted as given
+            if seen.errno not in _STORAGE_ERRNOS:
+                return None
             where = f"{seen.filename}: " if seen.filename else ""
             return where + (seen.strerror or os.strerror(seen.errno))
         if any(words in str(seen) for words in _STORAGE_WORDS):
@@ -80,10 +82,12 @@ def storage_problem(error: BaseException, directories: Iterable[str | Path] = ()
 
 
 def free_space(path: Path) -> int | None:
-    """Free bytes on the disk that holds `path` (or the nearest folder above it that exists)."""
+    """Free bytes on the disk that holds `path` (or the nearest folder above it that exists); None for a file system
+    that holds no data (such as /proc)."""
     for folder in (path, *path.parents):
         try:
-            return shutil.disk_usage(folder).free
+            usage = shutil.disk_usage(folder)
         except OSError:
             continue
+        return usage.free if usage.total else None
     return None

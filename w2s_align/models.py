@@ -76,6 +76,9 @@ def check_model_loads(
     starts with `what`."""
     if looks_like_a_path(path) and not Path(path).expanduser().exists():  # else the hub answers with repo-id rules
         raise W2SInputError(f"{what} does not load: no such local directory")
+    # transformers reads a directory and drops the revision ("main" is its default, and TRL's --model_revision's)
+    if revision not in (None, "main") and Path(path).is_dir():
+        raise W2SInputError(f"{what}: revision {revision!r} names a hub commit, but {path} is a local directory")
     try:
         config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as error:
@@ -109,7 +112,7 @@ def check_rung_loads(rung: RungConfig, auto_class: str = "AutoModelForSequenceCl
             raise W2SInputError(
                 f"ladder rung {rung.name!r}: config_overrides.{key} is not a {type(config).__name__} field"
             )
-    model = _build_on_meta(config, _config_kwargs(rung), auto_class, what)
+    model = build_on_meta(config, _config_kwargs(rung), auto_class, what)
     if not rung.random_init and Path(path).is_dir():
         _check_weight_names(Path(path), model, what)
     positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
@@ -126,7 +129,9 @@ def check_rung_loads(rung: RungConfig, auto_class: str = "AutoModelForSequenceCl
     return 0 if rung.training.lora is not None else 4 * model.num_parameters()
 
 
-def _build_on_meta(config: PretrainedConfig, overrides: dict[str, Any], auto_class: str, what: str):
+def build_on_meta(config: PretrainedConfig, overrides: dict[str, Any], auto_class: str, what: str):
+    """The model `auto_class` makes of `config` with `overrides`, on the meta device (no memory); a config it
+    refuses (an encoder as a causal LM, heads that do not divide the width) stops with one line naming `what`."""
     import torch
     import transformers
 
@@ -138,7 +143,8 @@ def _build_on_meta(config: PretrainedConfig, overrides: dict[str, Any], auto_cla
             return getattr(transformers, auto_class).from_config(config)
     except (ValueError, TypeError, KeyError, AssertionError, AttributeError, RuntimeError) as error:
         raise W2SInputError(
-            f"{what} cannot be built as {auto_class} (its config_overrides included): {first_line(error)}"
+            f"{what} cannot be built as {auto_class}{' (its config_overrides included)' if overrides else ''}: "
+            f"{first_line(error)}"
         ) from None
 
 

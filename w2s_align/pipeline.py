@@ -46,7 +46,7 @@ from .models import check_rung_loads
 from .options import SPLITS
 from .parallel_stages import run_in_workers
 from .plan import CeilingSpec, StudentSpec
-from .recipe import Recipe
+from .recipe import Recipe, RungConfig
 from .run_lock import RunLock, check_free_space
 from .stage_runner import StageRunner
 from .tasks import REGISTRY
@@ -111,7 +111,7 @@ class W2SPipeline:
                 task.check(self.recipe)
             check_trackers(self.recipe.tracking.report_to)
             models = [step for step in self.plan.steps if isinstance(step, CeilingSpec | StudentSpec)]
-            rungs = {(model.rung.name, model.task): model.rung for model in models}
+            rungs = self._trained_rungs()
             saved = {key: check_rung_loads(rung, REGISTRY[key[1]].auto_class) for key, rung in rungs.items()}
             pending = [model for model in models if not self.cache.stage(model).done]
             needed = sum(saved[model.rung.name, model.task] for model in pending)
@@ -123,6 +123,8 @@ class W2SPipeline:
         processes = state().num_processes
         if to_train:
             self.plan.check_sizes({split: splits[split].num_rows for split in SPLITS}, processes)
+            for (_, task), rung in self._trained_rungs().items():
+                self.tasks[task].check_length(rung, splits["gt"])
         where = f", {processes} processes" if processes > 1 else ""
         counts = ", ".join(f"{split} {splits[split].num_rows}" for split in SPLITS)
         self.log(f"data: {counts} pairs ({self.recipe.data.source}{where})")
@@ -131,6 +133,11 @@ class W2SPipeline:
             check_same_format(splits["w2s"], self.stages.helpful_pairs(implicit[0].helpful))
         check_hub_access(self.recipe)  # a finished run still pushes what it has not pushed yet
         return splits
+
+    def _trained_rungs(self) -> dict[tuple[str, str], RungConfig]:
+        """Every rung a model is trained from, by its name and task."""
+        models = [step for step in self.plan.steps if isinstance(step, CeilingSpec | StudentSpec)]
+        return {(model.rung.name, model.task): model.rung for model in models}
 
     def run(self) -> dict[str, Any]:
         """Run every stage that is not finished yet, then write metrics, predictions, plots and the report."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,7 +37,8 @@ STALE_SECONDS = 600.0
 
 def check_output_dir(run_dir: Path) -> None:
     """Stop on an output directory that cannot be made or written, before anything runs: a name longer than the
-    filesystem takes, a file in its place or above it, or a parent without write permission."""
+    filesystem takes, a file in its place or above it, a parent without write permission, or a file system that
+    refuses a new folder."""
     for part in run_dir.parts:
         if len(os.fsencode(part)) > 255:  # what Linux and macOS filesystems take
             raise W2SInputError(f"output_dir {str(run_dir)[:60]}...: a name in it is longer than 255 bytes")
@@ -47,6 +49,10 @@ def check_output_dir(run_dir: Path) -> None:
         raise W2SInputError(f"output_dir {run_dir}: cannot be made a directory ({existing} is a file)")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise W2SInputError(f"output_dir {run_dir}: cannot be written (no write permission on {existing})")
+    try:  # what permissions do not tell: a read-only or full file system, or one that holds no files (/proc)
+        os.rmdir(tempfile.mkdtemp(prefix=".w2s-align-check-", dir=existing))
+    except OSError as error:
+        raise W2SInputError(f"output_dir {run_dir}: cannot be written ({error.strerror} in {existing})") from None
 
 
 def check_free_space(run_dir: Path, needed: int, what: str) -> None:

@@ -229,6 +229,25 @@ class Task(ABC):
             load_from_cache_file=False,
         )
 
+    def check_length(self, rung: RungConfig, pairs: Dataset, sample: int = 200) -> None:
+        """Stop when the rung's `max_length` cuts half or more of the first `sample` pairs so short that a pair's two
+        sequences (prompt and response) are the same tokens: the model cannot tell them apart, and still reports an
+        accuracy. Say so when fewer are. Tokenizes only those pairs."""
+        rows = self.rendered(rung, pairs.select(range(min(sample, pairs.num_rows))))
+        cut = {"truncation": True, "max_length": rung.training.max_length}
+        tokenizer = self.tokenizer(rung)
+        chosen = tokenizer([p + r for p, r in zip(rows["prompt"], rows["chosen"])], **cut)["input_ids"]
+        rejected = tokenizer([p + r for p, r in zip(rows["prompt"], rows["rejected"])], **cut)["input_ids"]
+        same = sum(a == b for a, b in zip(chosen, rejected))
+        what = (
+            f"ladder rung {rung.name!r}: training.max_length is {rung.training.max_length} tokens, and cut there "
+            f"{same} of the first {rows.num_rows} pairs read the same for both responses"
+        )
+        if 2 * same >= rows.num_rows:
+            raise W2SInputError(f"{what} (nothing to tell apart; at most half may)")
+        if same:
+            self.log(f"{what}: the model cannot tell those apart")
+
     @abstractmethod
     def train(
         self,

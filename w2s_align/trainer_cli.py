@@ -160,8 +160,11 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
 
     from .artifacts import atomic_write_text
     from .cards import name_local_base, record_base_model
-    from .models import check_model_loads, resolve_model_path
+    from .models import build_on_meta, check_model_loads, resolve_model_path
+    from .run_lock import check_output_dir
+    from .tasks import REGISTRY
 
+    check_output_dir(Path(training_args.output_dir).absolute())
     module, _, trainer_name = TRAINERS[name]
     trainer_class = getattr(importlib.import_module(module), trainer_name)
     if not model_args.model_name_or_path:
@@ -169,9 +172,10 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
     base_model = model_args.model_name_or_path
     model_args.model_name_or_path = resolve_model_path(base_model)  # or an installed offline copy
     model, revision = model_args.model_name_or_path, model_args.model_revision
-    check_model_loads(
-        model, revision, f"--model_name_or_path {model}", trust_remote_code=training_args.trust_remote_code
-    )
+    what = f"--model_name_or_path {model}"
+    config = check_model_loads(model, revision, what, trust_remote_code=training_args.trust_remote_code)
+    if not training_args.trust_remote_code:  # a remote model's class is not transformers' to build
+        build_on_meta(config, {}, REGISTRY[name].auto_class, what)  # an encoder cannot be a DPO policy
     model_init_kwargs = {
         "revision": model_args.model_revision,
         "trust_remote_code": training_args.trust_remote_code,
