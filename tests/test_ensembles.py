@@ -93,7 +93,7 @@ def test_the_plan_trains_every_member_and_teaches_with_their_ensemble():
         ({"ensemble": {}}, "has one member"),
         ({"ensemble": {"rungs": ["x"]}}, "'pairs.0.ensemble.rungs.0' is 'x', which is not a rung"),
         ({"ensemble": {"rungs": ["l"]}}, "repeats the rung 'l'"),
-        ({"ensemble": {"seeds": 0}}, "'pairs.0.ensemble.seeds' must be at least 1"),
+        ({"ensemble": {"seeds": 0}}, "'pairs.0.ensemble.seeds' must be between 1 and 1000, got 0"),
         ({"ensemble": {"seeds": 2}, "via": ["m"]}, "without 'via'"),
     ],
 )

@@ -511,8 +511,8 @@ def _check_ensemble(recipe: Recipe, pair: PairConfig, source: str, key: str, nam
             raise W2SInputError(f"{source}: '{key}.rungs.{position}' is {name!r}, which is not a rung; rungs: {names}")
         if name in (pair.weak, pair.strong) or ensemble.rungs.count(name) > 1:
             raise W2SInputError(f"{source}: '{key}.rungs' repeats the rung {name!r}")
-    if ensemble.seeds < 1:
-        raise W2SInputError(f"{source}: '{key}.seeds' must be at least 1, got {ensemble.seeds}")
+    if not 1 <= ensemble.seeds <= 1000:  # a model trained per rung and seed: beyond, a plan without an end
+        raise W2SInputError(f"{source}: '{key}.seeds' must be between 1 and 1000, got {ensemble.seeds}")
     if (1 + len(ensemble.rungs)) * ensemble.seeds < 2:
         raise W2SInputError(f"{source}: '{key}' has one member: name more 'rungs' or set 'seeds' above 1")
     if pair.via:
