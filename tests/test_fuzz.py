@@ -272,7 +272,7 @@ def test_a_broken_model_directory_stops_with_one_line(damage, words, tiny_recipe
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ({"training": {"validation_fraction": 0.99}}, "1 training pairs of the gt split (after 47 validation pairs)"),
+        ({"training": {"validation_fraction": 0.99}}, "of the gt split, 1 training pairs (after 47 validation pairs)"),
         ({"training": {"gradient_accumulation_steps": 7}}, "fill no optimizer step of 56 pairs"),
         (
             {"label_filters": ["knn-relabel"], "probe": {"k": 40, "folds": 2}},

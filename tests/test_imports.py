@@ -147,20 +147,34 @@ def test_the_package_exposes_the_trainers_the_pipeline_and_the_analyzer():
     assert sorted(w2s_align.__all__) == sorted(name for name in w2s_align.__all__ if hasattr(w2s_align, name))
 
 
-def test_a_bad_recipe_or_data_file_stops_before_torch_is_imported(tmp_path):
+def test_a_bad_recipe_data_file_data_row_or_output_dir_stops_before_torch_is_imported(tmp_path):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("name: x\nladder: [{name: a, model: m}, {name: b, model: m}]\n")
+    recipe.write_text(
+        f"name: x\noutput_dir: {tmp_path / 'run'}\nladder: [{{name: a, model: m}}, {{name: b, model: m}}]\n"
+    )
     bad_data = tmp_path / "pairs.jsonl"
     bad_data.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{oops\n')
+    bad_row = tmp_path / "rows.jsonl"
+    bad_row.write_text(
+        "".join(f'{{"prompt": "q{i}", "chosen": "{"" if i == 5 else "a"}", "rejected": "b"}}\n' for i in range(9))
+    )
     code = (
         "import sys; from w2s_align.cli import main; "
         "codes = [main(['run', sys.argv[1], 'training.learning_rate=-1']), "
-        "main(['run', sys.argv[1], 'data.source=preference', 'data.path=' + sys.argv[2]])]; "
+        "main(['run', sys.argv[1], 'data.source=preference', 'data.path=' + sys.argv[2]]), "
+        "main(['run', sys.argv[1], 'data.source=preference', 'data.path=' + sys.argv[3]]), "
+        "main(['run', sys.argv[1], 'output_dir=' + sys.argv[2] + '/run'])]; "
         "print(codes, 'torch' in sys.modules)"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, str(recipe), str(bad_data)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, str(recipe), str(bad_data), str(bad_row)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    assert result.stdout.strip() == "[2, 2] False"
+    assert result.stdout.strip() == "[2, 2, 2, 2] False", result.stderr
     assert "'training.learning_rate' must be positive, got -1" in result.stderr
     assert f"{bad_data}: line 2 is not valid JSON" in result.stderr
+    assert f"{bad_row}, row 5: not a preference pair: 'chosen' is empty" in result.stderr
+    assert f"{bad_data}/run: cannot be made a directory ({bad_data} is a file)" in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -212,6 +212,25 @@ def test_a_full_disk_mid_training_stops_with_one_line_and_the_rerun_trusts_nothi
         assert again == Dataset.from_parquet(str(tmp_path / "unbroken" / "predictions" / f"{key}.parquet"))["margin"]
 
 
+def test_a_confidence_filter_that_keeps_too_few_labels_stops_with_one_line_keeping_the_teacher(
+    tiny_recipe, tmp_path, capsys
+):
+    from w2s_align.cli import main
+
+    tiny_recipe.update(methods=["xent"], label_filters=["confidence"], filter_threshold=0.99, controls=False)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe))
+    assert main(["run", str(path), "-q"]) == 2  # found once the teacher has labelled: no model says so before
+    err = capsys.readouterr().err
+    assert err.startswith("error: filter_threshold 0.99: the confidence filter keeps ") and err.count("\n") == 1, err
+    assert "weak labels of tiny-l1.gt.seed0, and " in err and "fill no optimizer step of 8 pairs" in err
+    assert err.rstrip().endswith("lower filter_threshold and run again (the finished stages are kept)")
+    stages = Path(tiny_recipe["output_dir"]) / "stages"
+    for name in ("train-tiny-l1-gt-seed0-*", "labels-tiny-l1.seed0-*"):
+        (stage,) = stages.glob(name)
+        assert (stage / "DONE.json").exists()
+
+
 def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
 
     tiny_recipe["ladder"].insert(1, {"name": "tiny-mid", "model": tiny_recipe["ladder"][0]["model"], "num_layers": 2})

@@ -32,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
     recipe = args.loaded_recipe
     log = logging.getLogger("w2s_align").info
     pipeline = W2SPipeline(recipe, log=log, jobs=args.jobs, executor=args.executor, ray_address=args.ray_address)
-    pipeline.prepare()
+    pipeline.prepare(args.cut_splits)
     metrics = pipeline.run()
     if args.quiet:  # the results table still shows
         from .analysis.render import render_console
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     if rest and not hasattr(args, "trainer"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.rest = rest
-    from .verbosity import configure_libraries, configure_output
+    from .verbosity import configure_datasets, configure_libraries, configure_output
 
     progress = configure_output("warning" if args.quiet else "debug" if args.verbose else "info")
     try:
@@ -232,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                 from .run_lock import check_output_dir
 
                 check_output_dir(args.loaded_recipe.run_dir.absolute())
+                configure_datasets(args.log_level, progress)
+                args.cut_splits = _cut_splits(args.loaded_recipe)
         if getattr(args, "libraries", True):  # `plan` imports neither torch nor transformers
             configure_libraries(args.log_level, progress)
         return args.handler(args)
@@ -270,6 +272,18 @@ def _check_data_files(recipe) -> None:
     check_local_files(recipe.data)
     if "implicit" in recipe.conflicts.settings:
         check_local_files(recipe.conflicts.helpful)
+
+
+def _cut_splits(recipe):
+    """The recipe's splits, cut now (before torch is imported: a mistake in a data row stops the run at once) unless
+    its data stage is cached; None then, and on every process but the main one (which alone writes the stage)."""
+    from .cache import StageCache
+    from .data import load_splits
+    from .plan import build_plan
+
+    if not _is_main_process() or StageCache(recipe.run_dir).stage(build_plan(recipe).data).done:
+        return None
+    return load_splits(recipe.data)
 
 
 def _is_main_process() -> bool:

@@ -90,19 +90,20 @@ class W2SPipeline:
         self.plan, self.cache, self.tasks = self.stages.plan, self.stages.cache, self.stages.tasks
         self._lock = RunLock(recipe.run_dir)
 
-    def prepare(self) -> DatasetDict:
-        """Take the output directory (one run at a time, see [`RunLock`]); load (or reuse) the splits; if anything is
-        left to train, check the recipe against every task and that every rung loads, before any training. Raises
-        `W2SInputError`; the directory stays taken until `run` ends."""
+    def prepare(self, cut: DatasetDict | None = None) -> DatasetDict:
+        """Take the output directory (one run at a time, see [`RunLock`]); load (or reuse) the splits, or write `cut`
+        as them (the recipe's data, already cut by [`w2s_align.data.load_splits`]); if anything is left to train,
+        check the recipe against every task and that every rung loads, before any training. Raises `W2SInputError`;
+        the directory stays taken until `run` ends."""
         check_shared(self.recipe.run_dir, "output_dir")  # before the lock: its file must be one for every node
         on_main(self._lock.acquire)
         try:
-            return self._prepare()
+            return self._prepare(cut)
         except BaseException:
             self._release()
             raise
 
-    def _prepare(self) -> DatasetDict:
+    def _prepare(self, cut: DatasetDict | None) -> DatasetDict:
         # A rerun of a finished recipe trains nothing: it needs neither the trainers nor the models. The models are
         # checked before the data stage is written, so that a model error leaves no stage behind.
         to_train = not all(self.cache.stage(step).done for step in self.plan.steps)
@@ -119,7 +120,7 @@ class W2SPipeline:
             for rung in self.plan.rungs:
                 if rung.generative.epochs > 0:
                     check_generative(rung)
-        splits = self.stages.attach()
+        splits = self.stages.attach(cut)
         processes = state().num_processes
         if to_train:
             self.plan.check_sizes({split: splits[split].num_rows for split in SPLITS}, processes)

@@ -38,7 +38,16 @@ from typing import Any, ClassVar
 from .cache import StageCache, file_digests, rung_settings
 from .errors import W2SInputError
 from .options import LOSS_SETTINGS, SPLITS, ConflictSetting, FilterSetting
-from .recipe import AnalysisConfig, DataConfig, HelpfulDataConfig, PairConfig, Recipe, RungConfig, validation_size
+from .recipe import (
+    AnalysisConfig,
+    DataConfig,
+    HelpfulDataConfig,
+    PairConfig,
+    Recipe,
+    RungConfig,
+    TrainingSettings,
+    validation_size,
+)
 from .tasks import REGISTRY, TaskInfo
 
 NO_CONFLICT = ConflictSetting()
@@ -509,6 +518,18 @@ class ReportSpec(_Spec):
         return {spec.key: spec for spec in self.models}
 
 
+def no_optimizer_step(settings: TrainingSettings, pairs: int, processes: int) -> str | None:
+    """Why `pairs` training pairs fill no optimizer step under `settings` and `processes`, or None when they do."""
+    held = validation_size(settings.validation_fraction, pairs)
+    batch = settings.per_device_train_batch_size * settings.gradient_accumulation_steps * processes
+    if pairs - held >= batch:
+        return None
+    return (
+        f"{pairs - held} training pairs (after {held} validation pairs) fill no optimizer step of {batch} pairs "
+        "(per_device_train_batch_size x gradient_accumulation_steps x processes)"
+    )
+
+
 # The fewest pairs a model is evaluated on: a percentile bootstrap over n test pairs, simulated (1,000 draws each):
 # 95% intervals cover 89-96% at n = 20 for true accuracies 0.6-0.9, but 64-94% at n = 10 and 38-90% at n = 5.
 MIN_TEST_PAIRS = 20
@@ -613,15 +634,10 @@ class Plan:
         for step in self.steps:
             if not isinstance(step, CeilingSpec | StudentSpec):
                 continue
-            settings, pairs = step.rung.training, sizes[step.split]
-            held = validation_size(settings.validation_fraction, pairs)
-            batch = settings.per_device_train_batch_size * settings.gradient_accumulation_steps * processes
-            if pairs - held < batch:
-                raise W2SInputError(
-                    f"ladder rung {step.rung.name!r}: {pairs - held} training pairs of the {step.split} split (after "
-                    f"{held} validation pairs) fill no optimizer step of {batch} pairs (per_device_train_batch_size x "
-                    "gradient_accumulation_steps x processes)"
-                )
+            pairs = sizes[step.split]
+            short = no_optimizer_step(step.rung.training, pairs, processes)
+            if short:
+                raise W2SInputError(f"ladder rung {step.rung.name!r}: of the {step.split} split, {short}")
             if isinstance(step, StudentSpec) and step.probe is not None:
                 fold = pairs - -(-pairs // step.probe["folds"])  # what each probe is fit on: the other folds
                 if step.label_filter.probe == "knn" and step.probe["k"] >= fold:

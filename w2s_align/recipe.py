@@ -462,5 +462,11 @@ class Recipe:
 
 def validation_size(fraction: float, pairs: int) -> int:
     """How many of `pairs` a rung holds out for validation at `validation_fraction` `fraction`: that share, at least
-    one (none at 0), and never all of them."""
-    return min(max(1, round(fraction * pairs)), pairs - 1) if fraction else 0
+    one (none at 0), and never all of them.
+
+    ```python
+    >>> validation_size(0.1, 48), validation_size(0.99, 48), validation_size(0.1, 0)
+    (5, 47, 0)
+    ```
+    """
+    return max(0, min(max(1, round(fraction * pairs)), pairs - 1)) if fraction else 0

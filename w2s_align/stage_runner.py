@@ -31,7 +31,7 @@ from .cache import Stage, StageCache
 from .cards import w2s_section, write_model_card
 from .conflicts import conflict_labels, helpfulness_pairs, mix_implicit_conflict, random_direction
 from .data import ground_truth_pairs, load_helpful_pairs, load_splits
-from .distributed import is_main_process, on_main
+from .distributed import is_main_process, on_main, state
 from .ensembles import ensemble_labels, ensemble_predictions
 from .errors import W2SInputError
 from .generative import generative_finetune, started_from
@@ -49,6 +49,7 @@ from .plan import (
     Step,
     StudentSpec,
     build_plan,
+    no_optimizer_step,
 )
 from .probes import FEATURES_FILE, probe_clean, split_features
 from .recipe import Recipe, RungConfig
@@ -77,10 +78,12 @@ class StageRunner:
         self.splits: DatasetDict | None = None
         self._helpful: Dataset | None = None
 
-    def attach(self) -> DatasetDict:
+    def attach(self, cut: DatasetDict | None = None) -> DatasetDict:
         """Load the splits, cutting them first unless the data stage is finished (as it is for the workers of
-        [`w2s_align.parallel_stages`], which read a run that another process prepared and holds)."""
-        self.splits = DatasetDict(self._dataset_stage(self.plan.data, SPLITS, lambda: load_splits(self.recipe.data)))
+        [`w2s_align.parallel_stages`], which read a run that another process prepared and holds); `cut`: the splits
+        already cut from the recipe's data (the command line cuts them before torch is imported)."""
+        build = (lambda: cut) if cut is not None else (lambda: load_splits(self.recipe.data))
+        self.splits = DatasetDict(self._dataset_stage(self.plan.data, SPLITS, build))
         return self.splits
 
     def run_step(self, step: Step) -> None:
@@ -217,8 +220,14 @@ class StageRunner:
             self.log(f"  {label_filter.label}: the probe disagrees with {disagree} weak labels ({done})")
         elif spec.label_filter.kind != "none":
             kept = filter_labels(pairs, spec.label_filter.kind, spec.filter_threshold, seed)
-            if kept.num_rows == 0:
-                raise W2SInputError(f"filter_threshold {spec.filter_threshold}: no weak label is that confident")
+            # Known only now that the teacher has labelled: its stages are kept for the rerun.
+            short = no_optimizer_step(spec.rung.training, kept.num_rows, state().num_processes)
+            if short:
+                raise W2SInputError(
+                    f"filter_threshold {spec.filter_threshold}: the {spec.label_filter.label} filter keeps "
+                    f"{kept.num_rows} of {pairs.num_rows} weak labels of {spec.teacher.key}, and {short}; lower "
+                    "filter_threshold and run again (the finished stages are kept)"
+                )
             # A weak teacher that is rarely confident leaves the student almost nothing to learn from: say so.
             self.log(f"  {spec.label_filter.label} filter keeps {kept.num_rows} of {pairs.num_rows} weak labels")
             pairs = kept

@@ -74,25 +74,33 @@ def configure_output(level: str = "info", progress: bool | None = None) -> bool:
     return progress
 
 
+def configure_datasets(library_level: str = "warning", progress: bool = False) -> None:
+    """`datasets`' log level and progress bars (without importing torch: the command line cuts the splits first)."""
+    import datasets
+
+    datasets.logging.set_verbosity(logging.getLevelName(library_level.upper()))
+    if progress:
+        datasets.enable_progress_bars()
+    else:
+        datasets.disable_progress_bars()
+
+
 def configure_libraries(library_level: str = "warning", progress: bool = False) -> None:
     """The libraries' log levels, progress bars and the narrow filters of their noise (imports transformers)."""
     from .device import accelerator_available
 
     if not accelerator_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # else DeepSpeed, when installed, warns on import
-    import datasets
     import transformers
 
+    configure_datasets(library_level, progress)
     transformers.logging.set_verbosity(logging.getLevelName(library_level.upper()))
-    datasets.logging.set_verbosity(logging.getLevelName(library_level.upper()))
     for name in ("accelerate", "trl", "peft"):
         logging.getLogger(name).setLevel(library_level.upper())
     if progress:
         transformers.utils.logging.enable_progress_bar()
-        datasets.enable_progress_bars()
     else:
         transformers.utils.logging.disable_progress_bar()
-        datasets.disable_progress_bars()
     for name, text in NOISE:
         logging.getLogger(name).addFilter(lambda record, text=text: text not in record.getMessage())
     # torch's DataLoader warns on every epoch of a CPU run that pin_memory has no accelerator to pin for.
