@@ -40,6 +40,11 @@ RECIPES = [
     ("an unknown kind", kinds(sarcasm=1), "kind_weights' names ['sarcasm']"),
     ("a batch of 0 by trainer_kwargs", trainer(per_device_train_batch_size=0), "size' must be at least 1, got 0"),
     ("an infinite trainer value", trainer(max_grad_norm=INF), f"'training.trainer_kwargs.max_grad_norm' {FINITE}"),
+    (
+        "helpfulness pairs that do not exist",
+        {"conflicts": {"settings": ["implicit"], "helpful": {"source": "preference", "path": "./no.jsonl"}}},
+        "conflicts.helpful.path: './no.jsonl' does not exist",
+    ),
 ]  # fmt: skip
 
 # YAML texts that are not recipes PyYAML reads silently (or at the cost of the machine's memory).

@@ -396,18 +396,27 @@ def check_parquet(path: Path):
         raise W2SInputError(f"{path}: not a readable parquet file ({first_line(error)})") from None
 
 
+def _key(config: DataConfig | HelpfulDataConfig) -> str:
+    """Where the recipe gives `config`, for its messages."""
+    return "conflicts.helpful" if isinstance(config, HelpfulDataConfig) else "data"
+
+
 def _local_files(config: DataConfig | HelpfulDataConfig, source: Source) -> dict[str, Path] | None:
     """The local files of each split, or None when the source is to be loaded from the hub."""
     if config.files:
         unknown = set(config.files) - {"gt", "w2s", "test", "train", "all"}
         if unknown:
-            raise W2SInputError(f"data.files: unknown split names {sorted(unknown)}; use gt, w2s, test, train or all")
+            raise W2SInputError(
+                f"{_key(config)}.files: unknown split names {sorted(unknown)}; use gt, w2s, test, train or all"
+            )
         return {split: Path(file) for split, file in config.files.items()}
     path = Path(config.path).expanduser() if config.path else None
     if path is None or not path.exists():
         looks_local = config.path and (path.is_absolute() or config.path.startswith(".") or path.suffix)
         if looks_local or (config.path is None and source.default_path is None):
-            raise W2SInputError(f"data.path: {config.path!r} does not exist (a hub dataset id or a local path)")
+            raise W2SInputError(
+                f"{_key(config)}.path: {config.path!r} does not exist (a hub dataset id or a local path)"
+            )
         return None
     if path.is_file():
         return {"all": path}
@@ -428,7 +437,9 @@ def _local_files(config: DataConfig | HelpfulDataConfig, source: Source) -> dict
                 file for file in (path / "data").glob(f"{split}-*") if file.name.endswith(DATA_SUFFIXES)
             )
             if len(shards) > 1:
-                raise W2SInputError(f"data.path: split {split!r} of {path} is in {len(shards)} files; one is read")
+                raise W2SInputError(
+                    f"{_key(config)}.path: split {split!r} of {path} is in {len(shards)} files; one is read"
+                )
             if shards:
                 found[split] = shards[0]
     if not found:
@@ -438,7 +449,9 @@ def _local_files(config: DataConfig | HelpfulDataConfig, source: Source) -> dict
             else f"gt, w2s, test or train files ({', '.join(DATA_SUFFIXES)}) in the folder or in its data/ (the Hub's "
             "layout), or a folder written by save_to_disk"
         )
-        raise W2SInputError(f"data.path: no data files for source {config.source!r} in {path} (expected {expected})")
+        raise W2SInputError(
+            f"{_key(config)}.path: no data files for source {config.source!r} in {path} (expected {expected})"
+        )
     return found
 
 
@@ -479,7 +492,7 @@ def _load_raw(config: DataConfig | HelpfulDataConfig) -> dict[str, Dataset]:
                 name = getattr(config, "config_name", None)
                 loaded = datasets.load_dataset(hub_id, name=name, data_dir=config.data_dir)
         except Exception as error:
-            raise W2SInputError(f"data.path: cannot load dataset {hub_id!r}: {error}") from None
+            raise W2SInputError(f"{_key(config)}.path: cannot load dataset {hub_id!r}: {error}") from None
         names = config.split_names or {split: split for split in ("gt", "w2s", "train", "test") if split in loaded}
         for role, name in names.items():
             if name not in loaded:
