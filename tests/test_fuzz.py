@@ -305,7 +305,7 @@ def test_settings_that_leave_nothing_to_learn_stop_before_training(change, words
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1, err
-    assert not list((Path(tiny_recipe["output_dir"]) / "stages").glob("train-*"))
+    assert not (Path(tiny_recipe["output_dir"]) / "stages").exists()
 
 
 TRAINER_MISTAKES = [

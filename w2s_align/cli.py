@@ -276,12 +276,13 @@ def _check_data_files(recipe) -> None:
 
 def _cut_splits(recipe):
     """The recipe's splits, cut now (before torch is imported: a mistake in a data row stops the run at once) unless
-    its data stage is cached; None then, and on every process but the main one (which alone writes the stage)."""
+    its data stage is cached (None then). Every process cuts them (the same), so that every process stops on a
+    mistake in them before the collective step that writes the stage (the main process alone writes it)."""
     from .cache import StageCache
     from .data import load_splits
     from .plan import build_plan
 
-    if not _is_main_process() or StageCache(recipe.run_dir).stage(build_plan(recipe).data).done:
+    if StageCache(recipe.run_dir).stage(build_plan(recipe).data).done:
         return None
     return load_splits(recipe.data)
 

@@ -120,12 +120,15 @@ class W2SPipeline:
             for rung in self.plan.rungs:
                 if rung.generative.epochs > 0:
                     check_generative(rung)
-        splits = self.stages.attach(cut)
+        # Splits cut already (by the command line) are checked before their stage is written: a mistake leaves none.
+        splits = cut if cut is not None else self.stages.attach()
         processes = state().num_processes
         if to_train:
             self.plan.check_sizes({split: splits[split].num_rows for split in SPLITS}, processes)
             for (_, task), rung in self._trained_rungs().items():
                 self.tasks[task].check_length(rung, splits["gt"])
+        if cut is not None:
+            splits = self.stages.attach(cut)
         where = f", {processes} processes" if processes > 1 else ""
         counts = ", ".join(f"{split} {splits[split].num_rows}" for split in SPLITS)
         self.log(f"data: {counts} pairs ({self.recipe.data.source}{where})")
