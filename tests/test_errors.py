@@ -29,8 +29,8 @@ def test_a_silent_writer_is_blamed_on_the_disk_only_when_it_is_full(tmp_path, mo
     disk_usage = shutil.disk_usage
     monkeypatch.setattr(shutil, "disk_usage", lambda where: disk_usage(where)._replace(free=5 * 2**20))
     assert storage_problem(error, [tmp_path / "run" / "not-made-yet"]) == (
-        f"{tmp_path / 'run' / 'not-made-yet'}: the disk is full (5 MiB free; a write failed: [enforce fail at "
-        "inline_container.cc:672] . unexpected pos 6976 vs 6868)"
+        f"{tmp_path / 'run' / 'not-made-yet'}: the disk is full (5 MiB free), the likely cause of: [enforce fail at "
+        "inline_container.cc:672] . unexpected pos 6976 vs 6868"
     )
 
 

@@ -191,7 +191,7 @@ def test_a_full_disk_mid_training_stops_with_one_line_and_the_rerun_trusts_nothi
     monkeypatch.setattr(shutil, "disk_usage", lambda where: disk_usage(where)._replace(free=0 if full else 2**40))
     assert main(["run", str(path), "-q"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "the disk is full (0 MiB free; a write failed: [enforce fail" in err, err
+    assert err.count("\n") == 1 and "the disk is full (0 MiB free), the likely cause of: [enforce fail" in err, err
     assert err.rstrip().endswith(
         "run it again to resume (finished stages are kept; training resumes from its last checkpoint)"
     )

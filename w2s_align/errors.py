@@ -77,7 +77,9 @@ def storage_problem(error: BaseException, directories: Iterable[str | Path] = ()
     for directory in directories:
         free = free_space(Path(directory))
         if free is not None and free < _LOW_SPACE:
-            return f"{directory}: the disk is full ({free // 2**20} MiB free; a write failed: {first_line(error)})"
+            return (
+                f"{directory}: the disk is full ({free // 2**20} MiB free), the likely cause of: {first_line(error)}"
+            )
     return None
 
 
