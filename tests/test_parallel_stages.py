@@ -157,6 +157,8 @@ def _start_and_wait_for_a_stage(tiny_recipe, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        # which takes Ctrl-C; a suite started in the background (`cmd &`) has SIGINT ignored, and children inherit it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while time.time() < deadline and not list(Path(tiny_recipe["output_dir"]).glob("stages/train-*")):

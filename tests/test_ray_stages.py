@@ -47,8 +47,10 @@ def test_a_failed_stage_stops_the_stages_that_read_it_and_a_rerun_resumes(
     intact = weights.read_bytes()
     prepare = W2SPipeline._prepare
 
-    def prepare_then_lose_the_weights(self):  # a fault after the checks: the weak ceiling's stage fails in its task
-        splits = prepare(self)
+    def prepare_then_lose_the_weights(
+        self, cut
+    ):  # a fault after the checks: the weak ceiling's stage fails in its task
+        splits = prepare(self, cut)
         weights.write_bytes(intact[: len(intact) // 2])
         return splits
 
