@@ -46,7 +46,7 @@ from .models import check_rung_loads
 from .options import SPLITS
 from .parallel_stages import run_in_workers
 from .plan import CeilingSpec, StudentSpec
-from .recipe import Recipe, RungConfig
+from .recipe import Recipe
 from .run_lock import RunLock, check_free_space
 from .stage_runner import StageRunner
 from .tasks import REGISTRY
@@ -107,12 +107,12 @@ class W2SPipeline:
         # A rerun of a finished recipe trains nothing: it needs neither the trainers nor the models. The models are
         # checked before the data stage is written, so that a model error leaves no stage behind.
         to_train = not all(self.cache.stage(step).done for step in self.plan.steps)
+        models = [step for step in self.plan.steps if isinstance(step, CeilingSpec | StudentSpec)]
+        rungs = {(model.rung.name, model.task): model.rung for model in models}  # every rung a model trains from
         if to_train:
             for task in self.tasks.values():
                 task.check(self.recipe)
             check_trackers(self.recipe.tracking.report_to)
-            models = [step for step in self.plan.steps if isinstance(step, CeilingSpec | StudentSpec)]
-            rungs = self._trained_rungs()
             saved = {key: check_rung_loads(rung, REGISTRY[key[1]].auto_class) for key, rung in rungs.items()}
             pending = [model for model in models if not self.cache.stage(model).done]
             needed = sum(saved[model.rung.name, model.task] for model in pending)
@@ -125,7 +125,7 @@ class W2SPipeline:
         processes = state().num_processes
         if to_train:
             self.plan.check_sizes({split: splits[split].num_rows for split in SPLITS}, processes)
-            for (_, task), rung in self._trained_rungs().items():
+            for (_, task), rung in rungs.items():
                 self.tasks[task].check_length(rung, splits["gt"])
         if cut is not None:
             splits = self.stages.attach(cut)
@@ -137,11 +137,6 @@ class W2SPipeline:
             check_same_format(splits["w2s"], self.stages.helpful_pairs(implicit[0].helpful))
         check_hub_access(self.recipe)  # a finished run still pushes what it has not pushed yet
         return splits
-
-    def _trained_rungs(self) -> dict[tuple[str, str], RungConfig]:
-        """Every rung a model is trained from, by its name and task."""
-        models = [step for step in self.plan.steps if isinstance(step, CeilingSpec | StudentSpec)]
-        return {(model.rung.name, model.task): model.rung for model in models}
 
     def run(self) -> dict[str, Any]:
         """Run every stage that is not finished yet, then write metrics, predictions, plots and the report."""
