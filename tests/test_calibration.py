@@ -21,12 +21,13 @@ def test_planted_deception_is_found():
     assert strong["effect"] > 0.1  # the effect against the placebo: about the planted share of the blind spot, halved
 
 
-def test_no_planted_deception_no_effect_on_average():
-    assert abs(detection_rate("placebo", seeds=5, **SMALL)["effect"]) < 0.05
+def test_a_same_seed_student_reads_zero_against_the_seed_matched_placebo():
+    # distributed as the placebo: the same seed, another run (the issue: the placebo at another seed read -0.09)
+    assert abs(detection_rate("same-seed", seeds=5, **{**SMALL, "worlds": 60})["effect"]) < 0.02
 
 
 def test_the_table_names_each_student_and_seed_count():
-    rows = [detection_rate("placebo", seeds=3, worlds=2, n_pairs=100, n_bootstrap=20)]
+    rows = [detection_rate("same-seed", seeds=3, worlds=2, n_pairs=100, n_bootstrap=20)]
     rows.append(detection_rate("planted", 0.5, seeds=3, worlds=2, n_pairs=100, n_bootstrap=20))
     table = render_table(rows)
-    assert "| placebo | no |" in table and "| planted, strength 0.5 | yes |" in table and "shown at 3 seeds" in table
+    assert "| same-seed | no |" in table and "| planted, strength 0.5 | yes |" in table and "shown at 3 seeds" in table

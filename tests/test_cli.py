@@ -295,11 +295,12 @@ def test_plan_lists_every_stage_of_the_deception_sweep_before_anything_trains(tm
     assert "labels-minilm-l3.from-minilm-l1.xent.seed0" in names
     assert sum(name.startswith("train-minilm-l6.from-") for name in names) == 15
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
-    # with the controls (the default), each conflicted student gets its placebo and random-direction controls
+    # with the controls (the default), each conflicted student gets its placebo, random-direction and imitation controls
     assert main(["plan", str(recipe), f"output_dir={tmp_path / 'run'}", "seeds=[0]"]) == 0
     controlled = capsys.readouterr().out
     assert "train-minilm-l6.from-minilm-l1.xent.explicit-0.5-random.seed0" in controlled
-    assert "train-minilm-l6.from-minilm-l1.xent.replicate1.seed0" in controlled
+    assert "train-minilm-l6.from-minilm-l1.xent.placebo.seed0" in controlled
+    assert "train-minilm-l6.from-minilm-l1.xent.imitation.seed0" in controlled
 
 
 def test_plan_stops_on_bad_input_like_run(tiny_recipe, tmp_path, capsys):
@@ -391,9 +392,11 @@ def test_version_and_env(capsys):
 
 
 def test_calibrate_prints_the_table_and_refuses_nonsense(capsys):
-    assert main(["calibrate", "--worlds", "2", "--seeds", "3", "--strengths", "0.5", "--pairs", "100",
-                 "--bootstrap", "20"]) == 0  # fmt: skip
+    assert main(["calibrate", "--world", "simulated", "--worlds", "2", "--seeds", "3", "--strengths", "0.5",
+                 "--pairs", "100", "--bootstrap", "20"]) == 0  # fmt: skip
     out = capsys.readouterr().out
-    assert "| placebo | no | 0.0%" in out and "| planted, strength 0.5 | yes |" in out
+    assert "| same-seed | no | 0.0%" in out and "| planted, strength 0.5 | yes |" in out
     code, err = run_cli(["calibrate", "--worlds", "0"], capsys)
-    assert code == 2 and err.strip() == "error: --worlds must be at least 1, got 0"
+    assert code == 2 and err.strip() == "error: --worlds must be between 1 and 100000, got 0"
+    code, err = run_cli(["calibrate", "--trained-worlds", "1000000000"], capsys)
+    assert code == 2 and "--trained-worlds must be between 1 and 100000" in err

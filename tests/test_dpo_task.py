@@ -57,6 +57,7 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
     assert "conflict_mistakes.all" in row["deception"] and set(row["against_controls"]["controls"]) == {
         "placebo",
         "random-direction",
+        "imitation",
     }
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert set(saved["models"]) == {
@@ -65,7 +66,8 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
         "tiny-l2.from-tiny-l1.xent.seed0",
         "tiny-l2.from-tiny-l1.xent.explicit-0.5.seed0",
         "tiny-l2.from-tiny-l1.logconf.seed0",
-        "tiny-l2.from-tiny-l1.xent.replicate1.seed0",  # the placebo
+        "tiny-l2.from-tiny-l1.xent.placebo.seed0",  # the placebo
+        "tiny-l2.from-tiny-l1.xent.imitation.seed0",  # the imitation control
         "tiny-l2.from-tiny-l1.xent.explicit-0.5-random.seed0",  # the random-direction control
     }
     again = []

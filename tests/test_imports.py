@@ -125,7 +125,7 @@ def test_planning_a_recipe_imports_neither_torch_nor_trl():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent)
     assert result.returncode == 0, result.stderr
-    assert "268 stages in runs/minilm_deception_sweep" in result.stdout
+    assert "318 stages in runs/minilm_deception_sweep" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[] 0 []"
 
 

@@ -333,24 +333,33 @@ def test_controls_train_and_the_verdict_reads_against_them(tiny_recipe):
     explicit, implicit = rows["tiny-l2 <- tiny-l1 (xent, explicit-0.5)"], rows["tiny-l2 <- tiny-l1 (xent, implicit-1)"]
     for row in (explicit, implicit):
         controls = row["against_controls"]
-        assert set(controls["controls"]) == {"placebo", "random-direction"} and controls["seeds"] == 3
-        assert row["verdict"] in ("shown", "not shown") and isinstance(controls["placebo_within_noise"], bool)
+        assert set(controls["controls"]) == {"placebo", "random-direction", "imitation"} and controls["seeds"] == 3
+        assert isinstance(controls["placebo_within_noise"], bool)
+        for verdict in (row["verdict"], row["added_verdict"]):
+            assert verdict in ("shown", "not shown", "inconclusive")
+        # the imitation-matched control is read at the student's agreement with its teacher on its training split
+        assert len(controls["imitation"]["weight"]) == 3
         assert row["deception_effect"] == controls["controls"]["placebo"]["effect"]
-    # the implicit student's twin and its placebo trained as many optimizer steps as the implicit student
+    # the implicit student's twin and its placebo trained as many optimizer steps as the implicit student, the
+    # imitation control twice as many
     steps = {}
-    for name in ("implicit-1", "padded-1", "padded-1.replicate1", "implicit-1-random"):
+    for name in ("implicit-1", "padded-1", "padded-1.placebo", "implicit-1-random", "padded-1.imitation"):
         (stage,) = (run_dir / "stages").glob(f"train-tiny-l2.from-tiny-l1.xent.{name}.seed0-*")
         steps[name] = json.loads((stage / "DONE.json").read_text())["train_steps"]
+        assert (stage / "train_predictions.parquet").is_file()
+    assert steps.pop("padded-1.imitation") == 24
     assert len(set(steps.values())) == 1 and steps["implicit-1"] == 12  # (48 + 48) pairs / 8 per step
     # the random subset keeps as many labels as the confidence filter
     kept = {line.split()[0]: line.split()[3] for line in lines if " filter keeps " in line}
     assert kept["confidence"] == kept["random"]
     # controls are read in their students' rows: not in the results table, but every model's accuracy is printed
     console = "\n".join(lines)
-    assert "vs placebo (twin at another training seed)" in console and "verdict:" in console
+    assert "vs placebo (twin, batches in another order)" in console and "vs imitation-matched" in console
+    assert "deception beyond imitation:" in console and "teacher-aligned error added by the conflict:" in console
     table = console.split("  student ")[-1].split("deception against the controls")[0]
     assert "(xent, explicit-0.5)" in table and "(xent, explicit-0.5-random)" not in table
-    assert rows["tiny-l2 <- tiny-l1 (xent, training seed +10000)"]["control"] == "placebo"
+    assert rows["tiny-l2 <- tiny-l1 (xent, placebo: batches in another order)"]["control"] == "placebo"
+    assert (run_dir / "predictions" / "train" / "tiny-l2.from-tiny-l1.xent.imitation.seed0.parquet").is_file()
     report = (run_dir / "report.md").read_text()
     assert "## Deception against controls" in report and report.count("| 3 | ") >= 4
 

@@ -69,26 +69,37 @@ def test_controls_of_conflicted_and_filtered_students():
     assert plan.baseline(explicit).key == "l.from-s.xent.seed0"
     padded = plan.baseline(implicit)
     assert padded.key == "l.from-s.xent.padded-0.5.seed0" and padded.control == "budget"
-    # placebo: the twin at another training seed, on the same teacher's labels; random direction: same conflict
+    # placebo: the twin with its batches in another order (same seed, same teacher's labels); random direction: the
+    # same conflict toward coin tosses; imitation: the twin trained twice the epochs
     controls = plan.controls(explicit)
-    assert controls["placebo"].key == "l.from-s.xent.replicate1.seed0"
-    assert controls["placebo"].labels is explicit.labels and controls["placebo"].train_seed == 10_000
+    placebo, twin = controls["placebo"], plan.baseline(explicit)
+    assert placebo.key == "l.from-s.xent.placebo.seed0" and placebo.seed == explicit.seed == 0
+    assert placebo.labels is explicit.labels and placebo.rung.training.trainer_kwargs["data_seed"] == 10_000
+    assert placebo.rung.training.num_train_epochs == twin.rung.training.num_train_epochs
     assert controls["random-direction"].conflict.label == "explicit-0.5-random"
-    assert plan.controls(implicit)["placebo"].key == "l.from-s.xent.padded-0.5.replicate1.seed0"
+    imitation = controls["imitation"]
+    assert imitation.key == "l.from-s.xent.imitation.seed0" and imitation.labels is explicit.labels
+    assert imitation.rung.training.num_train_epochs == 2 * twin.rung.training.num_train_epochs
+    assert "data_seed" not in imitation.rung.training.trainer_kwargs
+    assert plan.controls(implicit)["placebo"].key == "l.from-s.xent.padded-0.5.placebo.seed0"
     assert plan.controls(implicit)["random-direction"].conflict.direction == "random"
+    # each deception control saves its predictions on the training split, as do the students it controls
+    assert all(plan.scores_training(spec) for spec in (explicit, twin, *controls.values()))
+    without = plan_of({**raw, "conflicts": {"settings": ["none"]}})
+    assert not [spec for spec in without.models if isinstance(spec, StudentSpec) and without.scores_training(spec)]
     # a confidence-filtered student gets a random subset of the same size, also under each conflict
     assert "l.from-s.xent.random-filter.seed0" in models and "l.from-s.xent.explicit-0.5.random-filter.seed0" in models
     filtered = models["l.from-s.xent.explicit-0.5.confidence-filter.seed0"]
     assert ("random subset", models["l.from-s.xent.explicit-0.5.random-filter.seed0"]) in plan.counterparts(filtered)
-    assert set(plan.controls(filtered)) == {"placebo", "random-direction"}
+    assert set(plan.controls(filtered)) == {"placebo", "random-direction", "imitation"}
     # controls are not asked about themselves, and every control stage is planned once
     assert all(not plan.controls(spec) and not plan.counterparts(spec) for spec in controls.values())
     # controls have no controls of their own: no random subset of a placebo
-    assert not [key for key in models if "random-filter.replicate" in key or "-random.random-filter" in key]
+    assert not [key for key in models if "random-filter.placebo" in key or "-random.random-filter" in key]
     names = [step.stage_name for step in plan.steps]
     assert len(names) == len(set(names))
     assert {spec.control for spec in models.values() if isinstance(spec, StudentSpec)} == {
-        None, "placebo", "random-direction", "budget", "random-subset"
+        None, "placebo", "random-direction", "imitation", "budget", "random-subset"
     }  # fmt: skip
     # off: no control stage, and the implicit student's twin is the plain one
     plain = plan_of({**raw, "controls": False})

@@ -38,7 +38,9 @@ from .recipe import RungConfig
 # 4: conflicts have a direction, students a replicate and a step budget, `entropy` is renamed `min_entropy`, the data
 # may be evaluated on a validation slice; every setting is hashed as it is (no key left out when it has its default).
 # 5: an implicit text prompt (the `preference` source) is cut at a word boundary, not mid-word.
-CACHE_VERSION = 5
+# 6: the placebo changes the batch order only (was: another training seed), the imitation control is new, and the
+# students of a deception comparison save their predictions on the split they learned from.
+CACHE_VERSION = 6
 
 
 def config_hash(value: Any, version: int | None = None) -> str:

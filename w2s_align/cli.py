@@ -4,8 +4,8 @@
 w2s-align run RECIPE [KEY=VALUE ...]       # run a recipe; overrides such as data.gt_size=500 seeds=[0,1]
 w2s-align plan RECIPE [KEY=VALUE ...]      # dry run: every stage the recipe implies, which are cached, pair counts
 w2s-align analyze RUN_DIR [analysis.KEY=VALUE ...]   # recompute metrics, deception and plots from predictions
-w2s-align calibrate [--worlds N] [--seeds 3 5]       # the deception analyzer on a simulated world: its false
-                                                     # positives and power (the table of docs/deception.md)
+w2s-align calibrate [--world both] [--seeds 3 5]     # the deception verdicts on a simulated and a trained world:
+                                                     # false positives and power (the tables of docs/deception.md)
 w2s-align reward --config CFG [--KEY VALUE ...]   # train one reward model, TRL-style (w2s_align.trainer_cli)
 w2s-align dpo --config CFG [--KEY VALUE ...]      # train one DPO/SimPO policy, TRL-style
 w2s-align env                              # versions and devices, to paste into a bug report
@@ -65,18 +65,31 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _calibrate(args: argparse.Namespace) -> int:
-    from .analysis.calibration import calibration_table, plot_power, render_table
+# The most worlds a calibration row may take: each is minutes of CPU for the trained world.
+MAX_WORLDS = 100_000
 
-    for name in ("worlds", "pairs", "bootstrap"):
-        if getattr(args, name) < 1:
-            raise W2SInputError(f"--{name} must be at least 1, got {getattr(args, name)}")
+
+def _calibrate(args: argparse.Namespace) -> int:
+    for name in ("worlds", "trained_worlds", "pairs", "bootstrap"):
+        value = getattr(args, name)
+        if not 1 <= value <= MAX_WORLDS:
+            raise W2SInputError(f"--{name.replace('_', '-')} must be between 1 and {MAX_WORLDS}, got {value}")
     if any(k < 1 for k in args.seeds) or any(not 0 < s <= 1 for s in args.strengths):
         raise W2SInputError("--seeds must be at least 1 and --strengths in (0, 1]")
-    rows = calibration_table(args.seeds, args.strengths, args.worlds, args.pairs, args.bootstrap)
-    print(render_table(rows))
-    if args.plot and plot_power(rows, args.plot) is not None:
-        print(f"plot: {args.plot}")
+    if any(not 0 < w <= 1000 for w in args.weights):
+        raise W2SInputError("--weights (of the trained world's deceivers) must be in (0, 1000]")
+    if args.world in ("simulated", "both"):
+        from .analysis.calibration import calibration_table, plot_power, render_table
+
+        rows = calibration_table(args.seeds, args.strengths, args.worlds, args.pairs, args.bootstrap)
+        print("simulated world: teacher-aligned error added by the conflict\n" + render_table(rows))
+        if args.plot and plot_power(rows, args.plot) is not None:
+            print(f"plot: {args.plot}")
+    if args.world in ("trained", "both"):
+        from .analysis.trained_world import render_trained_table, trained_detection_rates
+
+        rows = trained_detection_rates(args.seeds, args.weights, args.trained_worlds, args.bootstrap)
+        print("\ntrained world: both verdicts\n" + render_trained_table(rows))
     return 0
 
 
@@ -185,9 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate = commands.add_parser(
         "calibrate",
         parents=[output],
-        help="The deception analyzer on a simulated world where the truth is known: false positives and power.",
+        help="The deception verdicts on worlds where the truth is known (simulated, trained): false positives, power.",
+    )
+    calibrate.add_argument(
+        "--world", choices=["simulated", "trained", "both"], default="both", help="Which world (default both)."
     )
     calibrate.add_argument("--worlds", type=int, default=200, help="Simulated experiments per row (default 200).")
+    calibrate.add_argument(
+        "--trained-worlds", type=int, default=100, help="Trained experiments per row (default 100; about 5 s each)."
+    )
+    calibrate.add_argument(
+        "--weights", type=float, nargs="+", default=[1.0, 3.0, 10.0], help="The trained world's deceiver weights."
+    )
     calibrate.add_argument("--seeds", type=int, nargs="+", default=[3, 5], help="Seed counts (default 3 5).")
     calibrate.add_argument(
         "--strengths", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5], help="Planted deception strengths."

@@ -55,6 +55,10 @@ CONFLICT_KINDS: tuple[str, ...] = get_args(ConflictKind)
 # (the random-direction control: the same pressure with no harm in its direction).
 ConflictDirection = Literal["harmful", "random"]
 CONFLICT_DIRECTIONS: tuple[str, ...] = get_args(ConflictDirection)
+# The controls a conflicted student's deception verdicts are read against (`controls.CONTROLS`): the teacher-aligned
+# error added by the conflict against the first two, deception beyond imitation against all three.
+DeceptionControl = Literal["placebo", "random-direction", "imitation"]
+DECEPTION_CONTROLS: tuple[str, ...] = get_args(DeceptionControl)
 # none: every label; confidence: labels with max(p, 1 - p) >= a threshold (honest); oracle: also drops wrong labels
 # (it reads the ground truth, so it is an upper bound of what filtering can do, not a method); random: a random subset
 # of the size the confidence filter keeps (its control: as many pairs, chosen without looking at the labels);
@@ -80,6 +84,7 @@ EnsembleCombine = Literal["logodds", "probability"]
 # named after its checkpoint directory).
 OWNED_TRAINER_FIELDS = {
     **dict.fromkeys(("output_dir", "seed", "student_loss", "max_length", "conflict_alpha"), "the pipeline"),
+    "data_seed": "the pipeline (the seed; a placebo's batch order)",
     "report_to": "tracking.report_to",
     "run_name": "tracking (runs are named by stage)",
     "project": "tracking.project",

@@ -51,7 +51,7 @@ from .run_lock import RunLock, check_free_space
 from .stage_runner import StageRunner
 from .tasks import REGISTRY
 from .tracking import check_trackers, log_results
-from .training import PREDICTIONS_FILE, TRAIN_LOG
+from .training import PREDICTIONS_FILE, TRAIN_LOG, TRAIN_PREDICTIONS_FILE
 
 
 def _silent(message: str) -> None:
@@ -173,6 +173,9 @@ class W2SPipeline:
         for spec in self.plan.models:
             stage = self.cache.stage(spec)
             atomic_copy(stage.path(PREDICTIONS_FILE), run_dir / "predictions" / f"{spec.key}.parquet")
+            trained_on = stage.path(TRAIN_PREDICTIONS_FILE)
+            if trained_on.is_file():
+                atomic_copy(trained_on, run_dir / "predictions" / "train" / f"{spec.key}.parquet")
             train_log, copied = stage.path(TRAIN_LOG), run_dir / "logs" / f"{spec.key}.json"
             # Copied only when new, so that its training curves are not drawn again on every rerun.
             if train_log.is_file() and not (copied.is_file() and copied.read_bytes() == train_log.read_bytes()):

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .cache import StageCache, file_digests, rung_settings
+from .controls import CONTROLS, identify
 from .errors import W2SInputError
 from .options import LOSS_SETTINGS, SPLITS, ConflictSetting, FilterSetting
 from .recipe import (
@@ -52,8 +53,6 @@ from .tasks import REGISTRY, TaskInfo
 
 NO_CONFLICT = ConflictSetting()
 NO_FILTER = FilterSetting()
-# A replicate's training seed is the run's seed plus this (per replicate): far from the seeds recipes use.
-REPLICATE_SEED_STEP = 10_000
 
 
 class _Spec:
@@ -158,11 +157,6 @@ class CeilingSpec(_Spec):
     def split(self) -> str:
         """The split it trains on."""
         return "gt"
-
-    @property
-    def train_seed(self) -> int:
-        """The seed of its training."""
-        return self.seed
 
     def settings(self) -> dict[str, Any]:
         rung = rung_settings(self.rung)
@@ -314,29 +308,16 @@ class StudentSpec(_Spec):
     start: GenerativeSpec | None = None  # the generatively finetuned model it starts from, if any
     features: FeatureSpec | None = None  # the strong rung's features, for a probe filter
     probe: Mapping[str, Any] | None = None  # the probe settings, for a probe filter
-    replicate: int = 0  # > 0: the same student at another training seed (the placebo of the deception statistics)
+    variant: str | None = None  # the control it is, where its rung carries the change (`w2s_align.controls`)
     pad_ratio: float = 0.0  # > 0: trains on `round(pad_ratio * n)` more of its own pairs, as many steps as implicit
     sft: SFTSpec | None = None  # the supervised finetuning it starts from (a policy), if any
     role: ClassVar[str] = "student"
 
     @property
-    def train_seed(self) -> int:
-        """The seed of its training (initialisation, batches, mixing, subsets): the run's, moved for a replicate."""
-        return self.seed + REPLICATE_SEED_STEP * self.replicate
-
-    @property
     def control(self) -> str | None:
-        """What it controls for, if it is a control of the deception statistics or of a filter: `placebo` (another
-        training seed), `random-direction` (a conflict toward coin-toss responses), `budget` (a no-conflict twin
-        trained as many steps as an implicit student) or `random-subset` (as many pairs as a confidence filter keeps,
-        chosen at random); None for the students the experiment asks about."""
-        if self.replicate:
-            return "placebo"
-        if self.conflict.direction == "random":
-            return "random-direction"
-        if self.pad_ratio:
-            return "budget"
-        return "random-subset" if self.label_filter.kind == "random" else None
+        """The control it is (a record of [`w2s_align.controls.CONTROLS`]), or None for the students the experiment
+        asks about."""
+        return identify(self)
 
     @property
     def strong(self) -> str:
@@ -363,8 +344,8 @@ class StudentSpec(_Spec):
             parts.append(f"padded-{self.pad_ratio:g}")
         if self.label_filter.kind != "none":
             parts.append(f"{self.label_filter.label}-filter")
-        if self.replicate:
-            parts.append(f"replicate{self.replicate}")
+        if self.variant:
+            parts.append(self.variant)
         return ".".join(parts)
 
     @property
@@ -396,8 +377,8 @@ class StudentSpec(_Spec):
             extras.append(f"steps of implicit-{self.pad_ratio:g}")
         if self.label_filter.kind != "none":
             extras.append(f"{self.label_filter.label} filter")
-        if self.replicate:
-            extras.append(f"training seed +{REPLICATE_SEED_STEP * self.replicate}")
+        if self.variant:
+            extras.append(f"{self.variant}: {CONTROLS[self.variant].what}")
         chain = " -> ".join([self.weak, *self.via])
         return f"{self.strong} <- {chain} ({', '.join(extras)})"
 
@@ -430,8 +411,8 @@ class StudentSpec(_Spec):
         }
         if self.conflict.kind != "none":
             out["conflict"] = dataclasses.asdict(self.conflict)
-        if self.replicate:
-            out["replicate"] = self.replicate
+        if self.variant:
+            out["variant"] = self.variant
         if self.pad_ratio:
             out["pad_ratio"] = self.pad_ratio
         if self.probe is not None:
@@ -550,6 +531,12 @@ class Plan:
 
     def __post_init__(self):
         self._models = {spec.key: spec for spec in self.models}
+        self._deception_keys: set[str] = set()
+        for spec in self.models:
+            if isinstance(spec, StudentSpec) and spec.conflict.kind != "none" and spec.control is None:
+                twin = self.baseline(spec)
+                others = [twin, *self.controls(spec).values()] if twin is not None else []
+                self._deception_keys |= {spec.key, *(other.key for other in others)}
         self._ceilings = {
             (s.rung.name, s.seed): s for s in self.models if isinstance(s, CeilingSpec) and s.task == self.recipe.task
         }
@@ -592,15 +579,19 @@ class Plan:
         return self._models.get(self.twin(student).key)
 
     def controls(self, student: StudentSpec) -> dict[str, StudentSpec]:
-        """The controls of a conflicted student's deception statistics, those the plan has: `placebo`, its twin at
-        another training seed, and `random-direction`, the same conflict toward coin-toss responses."""
+        """The controls of a conflicted student's deception statistics ([`w2s_align.controls.CONTROLS`] that the
+        deception verdicts read: `placebo`, `random-direction`, `imitation`), those the plan has."""
         if student.conflict.kind == "none" or student.control is not None:
             return {}
-        wanted = {
-            "placebo": dataclasses.replace(self.twin(student), replicate=1),
-            "random-direction": dataclasses.replace(student, conflict=student.conflict.random),
-        }
+        twin = self.twin(student)
+        wanted = {name: c.derive(student, twin) for name, c in CONTROLS.items() if c.deception and c.applies(student)}
         return {name: self._models[spec.key] for name, spec in wanted.items() if spec.key in self._models}
+
+    def scores_training(self, spec: StudentSpec) -> bool:
+        """Whether a student saves its predictions on the split it learned from (`train_predictions.parquet`): the
+        deception comparisons read its agreement with its teacher there (a conflicted student, its twin, their
+        controls)."""
+        return spec.key in self._deception_keys
 
     def counterparts(self, student: StudentSpec) -> list[tuple[str, StudentSpec]]:
         """The students a student is compared with, each with what differs, those the plan has: for a method other
@@ -725,8 +716,8 @@ class Plan:
                 text += " labelled by coin toss"
         elif spec.conflict.kind == "explicit" and spec.conflict.direction == "random":
             text += " (conflict toward coin-toss responses)"
-        if spec.replicate:
-            text += f", training seed {spec.train_seed}"
+        if spec.variant:
+            text += f" ({CONTROLS[spec.variant].label})"
         return text
 
 
@@ -847,16 +838,12 @@ def _twin(student: StudentSpec, controls: bool) -> StudentSpec:
 
 
 def _controls(spec: StudentSpec) -> list[StudentSpec]:
-    """The control students a student needs, and theirs: for a confidence-filtered one, the student of a random subset
-    of the same size (with the same conflict); for a conflicted one, its twin (trained as many steps as an implicit
-    student), and unless it is itself a control, the twin at another training seed (placebo) and the conflict in a
-    random direction."""
-    out = []
-    if spec.label_filter.kind == "confidence" and spec.control is None:
-        out.append(dataclasses.replace(spec, label_filter=FilterSetting("random")))
-    if spec.conflict.kind != "none":
-        twin = _twin(spec, controls=True)
-        out.append(twin)
-        if spec.control is None:
-            out += [dataclasses.replace(twin, replicate=1), dataclasses.replace(spec, conflict=spec.conflict.random)]
+    """The control students a student needs, and theirs: for a conflicted one its twin (trained as many steps as an
+    implicit student), and unless it is itself a control, every record of [`w2s_align.controls.CONTROLS`] that
+    applies to it (derived from it and its twin)."""
+    twin = _twin(spec, controls=True)
+    out = [twin] if spec.conflict.kind != "none" else []
+    if spec.control is None:
+        derived = (control.derive(spec, twin) for control in CONTROLS.values() if control.applies(spec))
+        out += [control for control in derived if control is not twin]  # the budget control is the twin itself
     return out + [nested for control in out for nested in _controls(control)]

@@ -36,7 +36,7 @@ from .ensembles import ensemble_labels, ensemble_predictions
 from .errors import W2SInputError
 from .generative import generative_finetune, started_from
 from .labeling import attach_labels, filter_labels, load_labels, save_labels
-from .options import SPLITS
+from .options import SOFT_LABEL, SPLITS
 from .plan import (
     CeilingSpec,
     DataSpec,
@@ -55,7 +55,7 @@ from .probes import FEATURES_FILE, probe_clean, split_features
 from .recipe import Recipe, RungConfig
 from .tasks import task_class
 from .tracking import TrackerRun
-from .training import PREDICTIONS_FILE
+from .training import PREDICTIONS_FILE, TEACHER_COLUMN, TRAIN_PREDICTIONS_FILE
 
 
 class StageRunner:
@@ -122,7 +122,7 @@ class StageRunner:
         stage.begin()
         tracker = TrackerRun.for_stage(self.recipe, stage.name, model.seed)
         summary = self.tasks[spec.task].sft(
-            stage.dir, self._rung(model, sft=False), self._pairs(model), model.train_seed, tracker
+            stage.dir, self._rung(model, sft=False), self._pairs(model), model.seed, tracker
         )
         shutil.rmtree(stage.path("checkpoints"), ignore_errors=True)
         stage.finish(summary)
@@ -140,8 +140,10 @@ class StageRunner:
             gt = isinstance(spec, CeilingSpec)
             test = self.splits["test"]
             summary = task.train(
-                stage.dir, rung, pairs, spec.train_seed, spec.method, spec.conflict_alpha, test, tracker, gt
+                stage.dir, rung, pairs, spec.seed, spec.method, spec.conflict_alpha, test, tracker, gt
             )
+        if isinstance(spec, StudentSpec) and self.plan.scores_training(spec):
+            self._score_training_split(spec, stage, rung)
         if is_main_process():
             teachers = [teacher.key for teacher in spec.chain] if isinstance(spec, StudentSpec) else []
             metrics = {**summary, "num_test_pairs": self.splits["test"].num_rows}
@@ -153,6 +155,17 @@ class StageRunner:
         stage.finish(summary)
         named = f"{spec.label}, seed {spec.seed}: " if self.parallel else ""  # stages end out of order
         self.log(f"  {named}test accuracy {summary['accuracy']:.3f} ({summary['train_seconds']} s)")
+
+    def _score_training_split(self, spec: StudentSpec, stage: Stage, rung: RungConfig) -> None:
+        """Save the trained student's predictions on every pair its teacher labelled for it, beside that label
+        ([`TRAIN_PREDICTIONS_FILE`]): how often it sides with its teacher where it learned from it."""
+        labelled = attach_labels(self.splits[spec.split], load_labels(self.cache.stage(spec.labels).dir))
+        scored = self.tasks[spec.task].label(rung, stage.dir, spec.key, labelled)
+        teacher = dict(zip(labelled["id"], labelled[SOFT_LABEL]))
+        if is_main_process():
+            columns = {"id": scored["id"], "prob_chosen": scored[SOFT_LABEL]}
+            columns[TEACHER_COLUMN] = [teacher[pair_id] for pair_id in scored["id"]]
+            atomic_write_parquet(Dataset.from_dict(columns), stage.path(TRAIN_PREDICTIONS_FILE))
 
     def _generative(self, spec: GenerativeSpec, stage: Stage) -> None:
         """Finetune a causal-LM rung as a language model on the texts of the splits it and its students train on."""
@@ -211,7 +224,7 @@ class StageRunner:
         """A student's training pairs: a split with its teacher's soft labels, filtered and mixed, and for the explicit
         conflict the side the conflicting objective prefers."""
         pairs = attach_labels(self.splits[spec.split], load_labels(self.cache.stage(spec.labels).dir))
-        seed = spec.train_seed
+        seed = spec.seed
         if spec.probe is not None:
             features = Dataset.from_parquet(str(self.cache.stage(spec.features).path(FEATURES_FILE)))
             label_filter = spec.label_filter

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 # Where `fit` saves a trained model's log history, and `record` its test predictions, in its stage directory.
 TRAIN_LOG = "train_log.json"
 PREDICTIONS_FILE = "predictions.parquet"
+# A student's predictions on the split it learned from, beside its teacher's label of each pair (`teacher`): how much
+# it imitates its teacher (the deception comparisons read it).
+TRAIN_PREDICTIONS_FILE = "train_predictions.parquet"
+TEACHER_COLUMN = "teacher"
 
 
 def fit(

@@ -9,26 +9,28 @@ shift shared by all pairs and per-pair noise, fresh for every training seed. Stu
 
 | kind | what it is | deceptive |
 | --- | --- | --- |
-| `placebo` | the no-conflict student at another training seed | no |
-| `churn` | the no-conflict student retrained with the same seed but a perturbed run (half its churn shared) | no |
-| `random-direction` | churn, plus a push in a random direction of feature space (a conflict toward coin tosses) | no |
-| `amplified-errors` | churn, and its twin's wrong answers made more confident: no new mistake | no |
-| `uniform-push` | churn, and every pair pushed toward the harmful response by the same amount | no |
-| `planted` | churn, and a share `strength` of the blind spot's pairs made wrong on purpose | yes |
+| `same-seed` | the no-conflict student retrained with the same seed but a perturbed run (half its churn shared) | no |
+| `other-seed` | the no-conflict student at another training seed (its own churn) | no |
+| `random-direction` | a same-seed perturbed run, plus a push in a random direction of feature space | no |
+| `amplified-errors` | a same-seed perturbed run, and its twin's wrong answers made more confident: no new mistake | no |
+| `uniform-push` | a same-seed perturbed run, and every pair pushed toward the harmful response by the same amount | no |
+| `planted` | a same-seed perturbed run, and a share `strength` of the blind spot's pairs made wrong on purpose | yes |
 
-Each world also trains the controls a recipe trains (the twin at another seed, the same perturbation in a random
-direction), and [`deception_against_controls`] gives its verdict. The false-positive rate is the share of worlds
-with a non-deceptive student where it says "shown"; the power, that share with planted deception. `w2s-align
-calibrate` prints the table of docs/deception.md; `tests/test_calibration.py` fails if a false-positive rate exceeds
-its bound.
+Each world also draws the controls a recipe trains, with the conflicted student's seed structure: the placebo (a
+same-seed perturbed run, as a change of batch order is) and the same perturbation in a random direction; and
+[`deception_against_controls`] gives its verdict on the teacher-aligned error added by the conflict. (No student is
+trained here, so none imitates its teacher more; the verdict on deception beyond imitation is checked on trained
+students, in [`w2s_align.analysis.trained_world`].) The false-positive rate is the share of worlds with a
+non-deceptive student where it says "shown"; the power, that share with planted deception. `w2s-align calibrate`
+prints the table of docs/deception.md; `tests/test_calibration.py` fails if a false-positive rate exceeds its bound.
 
 Example:
 
 ```python
 >>> from w2s_align.analysis.calibration import detection_rate
->>> row = detection_rate("placebo", seeds=3, worlds=2, n_pairs=200, n_bootstrap=50)
+>>> row = detection_rate("same-seed", seeds=3, worlds=2, n_pairs=200, n_bootstrap=50)
 >>> row["kind"], row["worlds"], 0 <= row["rate"] <= 1
-('placebo', 2, True)
+('same-seed', 2, True)
 ```
 """
 
@@ -43,7 +45,7 @@ import numpy as np
 
 from .deception import MIN_VERDICT_SEEDS, DeceptionAnalyzer, deception_against_controls
 
-NON_DECEPTIVE = ("placebo", "churn", "random-direction", "amplified-errors", "uniform-push")
+NON_DECEPTIVE = ("same-seed", "other-seed", "random-direction", "amplified-errors", "uniform-push")
 KINDS = (*NON_DECEPTIVE, "planted")
 
 
@@ -70,7 +72,9 @@ def simulate(
     kind: str, strength: float, seeds: int, n_pairs: int, rng: np.random.Generator, world: World = World()
 ) -> dict[str, list[DeceptionAnalyzer]]:
     """One world: per training seed, analyzers of the student of `kind`, of the placebo and of the random-direction
-    control, each against the same no-conflict twin (as the report builds them from a run's predictions)."""
+    control, each against the same no-conflict twin (as the report builds them from a run's predictions).
+
+    `shared_churn` makes a same-seed perturbed run share part of its twin's churn."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     w = world
@@ -90,9 +94,10 @@ def simulate(
         learned = w.imitation * weak + (1 - w.imitation) * w.evidence_scale * (visible + hidden)
         twin_churn = churn()
         twin = learned + twin_churn
-        placebo = learned + churn()
+        # Every control at the twin's seed, as a recipe trains them: a perturbed run (the placebo's other batch order).
+        placebo = perturbed(learned, twin_churn)
         random_direction = perturbed(learned, twin_churn) + w.push * rng.normal(0.0, 1.0, n_pairs)
-        student = learned + churn() if kind == "placebo" else perturbed(learned, twin_churn)
+        student = learned + churn() if kind == "other-seed" else perturbed(learned, twin_churn)
         if kind == "random-direction":
             student = student + w.push * rng.normal(0.0, 1.0, n_pairs)
         elif kind == "amplified-errors":

@@ -20,7 +20,7 @@ from ..errors import W2SInputError
 from ..plan import Plan, build_plan
 from ..recipe_yaml import apply_override, read_yaml_file, recipe_from_dict
 from ..run_lock import RunLock
-from ..training import PREDICTIONS_FILE
+from ..training import PREDICTIONS_FILE, TEACHER_COLUMN, TRAIN_PREDICTIONS_FILE
 from .plots import (
     FIGURES,
     draw_figures,
@@ -58,8 +58,13 @@ def cached_metrics(plan: Plan, cache: StageCache) -> tuple[dict[str, Any], Path]
     if not stage.done:
         stages = {spec.key: cache.stage(spec) for spec in plan.models}
         predictions = {key: Dataset.from_parquet(str(s.path(PREDICTIONS_FILE))) for key, s in stages.items()}
+        training = {
+            key: Dataset.from_parquet(str(s.path(TRAIN_PREDICTIONS_FILE)))
+            for key, s in stages.items()
+            if s.path(TRAIN_PREDICTIONS_FILE).is_file()
+        }
         seconds = {key: s.summary().get("train_seconds") for key, s in stages.items()}
-        metrics = build_metrics(plan, predictions, seconds)
+        metrics = build_metrics(plan, predictions, seconds, training)
         stage.begin()
         draw_figures(metrics, stage.path("plots"))
         atomic_write_json(stage.path("metrics.json"), metrics, sort_keys=False)
@@ -104,14 +109,18 @@ def _analyze(
             raise W2SInputError(f"override {override!r}: analyze only changes analysis.* settings")
         apply_override(raw, override)
     plan = build_plan(recipe_from_dict(raw, source=str(config)))
-    predictions = {}
+    predictions, training = {}, {}
     for spec in plan.models:
         path = run_dir / "predictions" / f"{spec.key}.parquet"
         if not path.is_file():
             raise W2SInputError(f"{run_dir}: the predictions of model {spec.key!r} are missing ({path})")
         predictions[spec.key] = _read_predictions(path)
+        path = run_dir / "predictions" / "train" / f"{spec.key}.parquet"
+        if path.is_file():
+            training[spec.key] = _read_predictions(path, TRAIN_COLUMNS)
+    seconds = {key: info.get("train_seconds") for key, info in saved.items()}
     try:
-        metrics = build_metrics(plan, predictions, {key: info.get("train_seconds") for key, info in saved.items()})
+        metrics = build_metrics(plan, predictions, seconds, training)
     except ValueError as error:
         raise W2SInputError(f"{run_dir}: {error}") from None
     draw_figures(metrics, run_dir / "plots")
@@ -120,19 +129,22 @@ def _analyze(
     return metrics
 
 
-# What the analysis reads of a model's saved predictions.
+# What the analysis reads of a model's saved predictions: on the test split, and on the split a student learned from.
 ANALYSIS_COLUMNS = ("id", "prob_chosen", "correct")
+TRAIN_COLUMNS = ("id", "prob_chosen", TEACHER_COLUMN)
+COLUMN_KINDS = {"prob_chosen": ("float",), "correct": ("bool",), TEACHER_COLUMN: ("float",)}
 
 
-def _read_predictions(path: Path) -> Dataset:
+def _read_predictions(path: Path, columns: tuple[str, ...] = ANALYSIS_COLUMNS) -> Dataset:
     """A model's saved predictions, or one clear error naming the file: unreadable, empty, or missing columns."""
     if check_parquet(path).num_rows == 0:
         raise W2SInputError(f"{path}: holds no predictions")
     predictions = Dataset.from_parquet(str(path))
-    missing = [column for column in ANALYSIS_COLUMNS if column not in predictions.column_names]
+    missing = [column for column in columns if column not in predictions.column_names]
     if missing:
         raise W2SInputError(f"{path}: predictions without the column(s) {missing}")
-    for column, kinds in (("prob_chosen", ("float",)), ("correct", ("bool",))):
+    for column in columns[1:]:
+        kinds = COLUMN_KINDS[column]
         dtype = predictions.features[column].dtype
         if not dtype.startswith(kinds):
             raise W2SInputError(f"{path}: the column {column!r} holds {dtype} values, not {kinds[0]}")

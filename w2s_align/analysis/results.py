@@ -14,7 +14,8 @@ from datasets import Dataset
 from ..evaluate_metrics import load_metric
 from ..plan import Plan, StudentSpec
 from ..tasks import REGISTRY
-from .deception import DeceptionAnalyzer, compare_seeds, deception_against_controls
+from ..training import TEACHER_COLUMN
+from .deception import DeceptionAnalyzer, compare_seeds, deception_against_controls, training_agreement_gain
 from .intervals import pair_weights, ratio, seed_mean_intervals
 from .metrics import accuracy, agreement, pgr
 
@@ -28,7 +29,10 @@ def _by_kind(predictions: Dataset) -> dict[str, float]:
 
 
 def build_metrics(
-    plan: Plan, predictions: Mapping[str, Dataset], train_seconds: Mapping[str, float | None] | None = None
+    plan: Plan,
+    predictions: Mapping[str, Dataset],
+    train_seconds: Mapping[str, float | None] | None = None,
+    training: Mapping[str, Dataset] | None = None,
 ) -> dict[str, Any]:
     """Accuracy of every model of the plan; PGR, agreement and deception statistics of every student, per seed and
     over seeds.
@@ -38,6 +42,8 @@ def build_metrics(
             the recipe's analysis settings.
         predictions: model key -> its per-example test predictions, all aligned on the same ids.
         train_seconds: model key -> training time, recorded with the model.
+        training: model key -> a student's predictions on the split it learned from, with its teacher's labels
+            (`train_predictions.parquet`), for the imitation-matched control of the deception verdicts.
 
     Raises:
         ValueError: the predictions of two models do not cover the same test pairs in the same order.
@@ -109,7 +115,7 @@ def build_metrics(
         # The headline of a conflicted student (a control is read in its student's row): its deception effect
         # against the controls, and what it says.
         studied = specs[0].conflict.kind != "none" and specs[0].control is None
-        controls = _against_controls(plan, predictions, specs) if studied else None
+        controls = _against_controls(plan, predictions, specs, training or {}) if studied else None
         effect = None if controls is None else controls["controls"].get("placebo", {}).get("effect")
         weak_acc = statistics.fmean([row["weak"] for row in per_seed])
         strong_acc = statistics.fmean([row["strong"] for row in per_seed])
@@ -142,7 +148,9 @@ def build_metrics(
                 "targeting": deception.get("conflict.targeting"),
                 "against_controls": controls,
                 "deception_effect": effect,
+                # Deception beyond imitation (the headline), and the teacher-aligned error added by the conflict.
                 "verdict": None if controls is None else controls["verdict"],
+                "added_verdict": None if controls is None else controls["added_verdict"],
                 "deception": deception,
                 "table": {
                     cell: {"n": deception["sizes"][0][cell], **deception[f"error_rate.{cell}"]}
@@ -205,9 +213,10 @@ def _analyzers(
     specs: list[StudentSpec],
     baselines: list[StudentSpec | None],
     measured_by: list[StudentSpec] | None = None,
+    training: Mapping[str, Dataset] | None = None,
 ) -> list[DeceptionAnalyzer]:
     """One analyzer per seed: each student against the given twin, its strong ceiling and the weak model of
-    `measured_by` (default its own)."""
+    `measured_by` (default its own), with its training agreement gain over the twin where `training` has both."""
     analysis = plan.recipe.analysis
     return [
         DeceptionAnalyzer(
@@ -218,13 +227,26 @@ def _analyzers(
             known=analysis.known,
             threshold=analysis.threshold,
             weak_known=_weak_known(plan, teacher.chain[0], predictions),
+            agreement_gain=_agreement_gain(training or {}, spec, baseline),
         )
         for spec, baseline, teacher in zip(specs, baselines, measured_by or specs, strict=True)
     ]
 
 
+def _agreement_gain(training: Mapping[str, Dataset], spec: StudentSpec, twin: StudentSpec | None) -> float | None:
+    """How much more often `spec` sides with its teacher's labels than its twin, on the split they learned from."""
+    if twin is None or spec.key not in training or twin.key not in training:
+        return None
+    mine, theirs = training[spec.key], training[twin.key]
+    by_id = dict(zip(theirs["id"], theirs["prob_chosen"]))
+    if set(by_id) != set(mine["id"]):
+        raise ValueError(f"the training predictions of {spec.key!r} and its twin {twin.key!r} cover different pairs")
+    twin_probs = [by_id[pair_id] for pair_id in mine["id"]]
+    return training_agreement_gain(mine["prob_chosen"], twin_probs, mine[TEACHER_COLUMN])
+
+
 def _against_controls(
-    plan: Plan, predictions: Mapping[str, Dataset], specs: list[StudentSpec]
+    plan: Plan, predictions: Mapping[str, Dataset], specs: list[StudentSpec], training: Mapping[str, Dataset]
 ) -> dict[str, Any] | None:
     """A conflicted student's deception effect against its controls (see
     [`~w2s_align.analysis.deception.deception_against_controls`]), every one measured against the student's twin;
@@ -238,9 +260,9 @@ def _against_controls(
             controls.setdefault(name, []).append(control)
     analysis = plan.recipe.analysis
     return deception_against_controls(
-        _analyzers(plan, predictions, specs, twins),
+        _analyzers(plan, predictions, specs, twins, training=training),
         {
-            name: _analyzers(plan, predictions, group, twins)
+            name: _analyzers(plan, predictions, group, twins, training=training)
             for name, group in controls.items()
             if len(group) == len(specs)
         },
