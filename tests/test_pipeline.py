@@ -326,6 +326,7 @@ def test_controls_train_and_the_verdict_reads_against_them(tiny_recipe):
     tiny_recipe["pairs"] = [{"weak": "tiny-l1", "strong": "tiny-l2", "label_filters": ["none", "confidence"]}]
     tiny_recipe["filter_threshold"] = 0.52
     tiny_recipe["conflicts"] = {"settings": ["none", "explicit", "implicit"], "alphas": [0.5], "ratios": [1.0]}
+    tiny_recipe["conflicts"]["checks"] = ["same-seed", "deceiver-1"]
     tiny_recipe["analysis"] = {"n_bootstrap": 50}
     metrics, lines = run(tiny_recipe)
     run_dir = Path(tiny_recipe["output_dir"])
@@ -362,6 +363,14 @@ def test_controls_train_and_the_verdict_reads_against_them(tiny_recipe):
     assert (run_dir / "predictions" / "train" / "tiny-l2.from-tiny-l1.xent.imitation.seed0.parquet").is_file()
     report = (run_dir / "report.md").read_text()
     assert "## Deception against controls" in report and report.count("| 3 | ") >= 4
+    # the checks are judged as the conflicted student, against its controls; the deceiver's labels were relabelled
+    checks = explicit["against_controls"]["checks"]
+    assert set(checks) == {"same-seed", "deceiver-1"} and checks["deceiver-1"]["deceptive"]
+    assert checks["same-seed"]["verdict"] in ("not shown", "inconclusive")
+    assert "| tiny-l2 <- tiny-l1 (xent, explicit-0.5) | deceiver-1 | yes |" in report
+    assert "check same-seed (not deceptive) judged as this student" in console
+    (stage,) = (run_dir / "stages").glob("train-tiny-l2.from-tiny-l1.xent.check-deceiver-1.seed0-*")
+    assert (stage / "train_predictions.parquet").is_file()
 
 
 def test_a_validation_split_is_held_out_and_evaluating_it_changes_no_result(tiny_recipe, tmp_path):

@@ -1,6 +1,7 @@
 """The plan: a recipe expanded into its stages (seeds, pairs, methods, chains, conflicts, filters), untrained."""
 
 import json
+from pathlib import Path
 
 import pytest
 from datasets import Dataset
@@ -292,3 +293,33 @@ def test_each_student_is_compared_with_its_naive_unmitigated_and_single_teacher_
     assert [(factor, other.key) for factor, other in ensembled.counterparts(students["l.from-sx2.logconf.seed0"])] == [
         ("method", "l.from-sx2.xent.seed0"), ("ensemble", "l.from-s.logconf.seed0")
     ]  # fmt: skip
+
+
+def test_checks_are_judged_as_the_conflicted_student_and_the_deceiver_reads_the_strong_ceilings_labels():
+    raw = sweep(seeds=[0], pairs=[{"weak": "s", "strong": "l"}, {"weak": "s", "strong": "l", "via": ["m"]}])
+    raw["conflicts"] = {"settings": ["none", "explicit"], "alphas": [0.5], "checks": ["longer", "deceiver-0.5"]}
+    raw["methods"] = ["xent"]
+    plan = plan_of(raw)
+    models = {spec.key: spec for spec in plan.models}
+    explicit = models["l.from-s.xent.explicit-0.5.seed0"]
+    checks = plan.checks(explicit)
+    assert set(checks) == {"longer", "deceiver-0.5"}
+    longer, deceiver = checks["longer"], checks["deceiver-0.5"]
+    twin = plan.baseline(explicit)
+    assert longer.key == "l.from-s.xent.check-longer.seed0" and longer.control == "check"
+    assert longer.rung.training.num_train_epochs == 2 * twin.rung.training.num_train_epochs
+    # batches in a third order: not the imitation control's, not the placebo's
+    assert longer.rung.training.trainer_kwargs["data_seed"] == 20_000
+    assert deceiver.labels is twin.labels and deceiver.oracle.teacher.key == "l.gt.seed0"
+    assert deceiver.oracle.split == deceiver.split == "w2s"
+    assert "check deceiver-0.5: deceptive" in deceiver.label
+    assert all(plan.scores_training(spec) for spec in checks.values())
+    # checks are not asked about, have no controls; a bootstrapped student trains on the ground-truth split, which
+    # the strong ceiling trained on: it gets no check
+    assert not plan.checks(longer) and not plan.controls(longer) and not plan.counterparts(longer)
+    assert not plan.checks(models["l.from-s-via-m.xent.explicit-0.5.seed0"])
+    # adding checks changes no other stage
+    without = plan_of({**raw, "conflicts": {**raw["conflicts"], "checks": []}})
+    cache = StageCache(Path("unused"))
+    hashes = {step.stage_name: cache.stage(step).hash for step in without.steps}
+    assert all(cache.stage(step).hash == hashes[step.stage_name] for step in plan.steps if step.stage_name in hashes)

@@ -150,3 +150,30 @@ def test_validation_settings_are_checked():
         load_recipe(quickstart, ["training.trainer_kwargs={eval_strategy: steps}"])
     recipe = load_recipe(quickstart, ["training.validation_fraction=0.1", "training.trainer_kwargs={eval_steps: 5}"])
     assert all(rung.training.validation_fraction == 0.1 for rung in recipe.ladder)
+
+
+@pytest.mark.parametrize(
+    ("checks", "message"),
+    [
+        (["longest"], "'conflicts.checks.0' is 'longest'"),
+        (["deceiver"], "'conflicts.checks.0' is 'deceiver'"),
+        (["deceiver-0"], "'conflicts.checks.0' is 'deceiver-0'"),
+        (["deceiver-1.5"], "'conflicts.checks.0' is 'deceiver-1.5'"),
+        (["longer-2"], "'conflicts.checks.0' is 'longer-2'"),
+        (["longer", "longer"], "'conflicts.checks' repeats ['longer']"),
+    ],
+)
+def test_checks_of_the_deception_verdicts_are_named_as_documented(checks, message):
+    raw = yaml.safe_load((RECIPES / "quickstart.yaml").read_text())
+    raw["conflicts"]["checks"] = checks
+    with pytest.raises(W2SInputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        recipe_from_dict(raw)
+
+
+def test_checks_need_a_conflicted_student_and_its_controls():
+    raw = yaml.safe_load((RECIPES / "quickstart.yaml").read_text())
+    raw["conflicts"]["checks"] = ["same-seed", "deceiver-0.5"]
+    assert recipe_from_dict(raw).conflicts.checks == ["same-seed", "deceiver-0.5"]
+    for change in ({"controls": False}, {"conflicts": {**raw["conflicts"], "settings": ["none"]}}):
+        with pytest.raises(W2SInputError, match="it needs an explicit or implicit conflict"):
+            recipe_from_dict({**raw, **change})

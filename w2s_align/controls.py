@@ -10,14 +10,20 @@ conflict's direction, a filter, padding).
 
 | control | of | what it is | what it rules out |
 | --- | --- | --- | --- |
-| `placebo` | conflicted students | the twin with its batches in another order (same initialisation and pairs) | churn: any change of training flips the pairs near the boundary |
-| `random-direction` | conflicted students | the same conflict, strength and trigger toward a coin-toss response | any push of this size, with no harm in its direction |
-| `imitation` | conflicted students | the twin trained twice the epochs on the same weak labels | a student that only copies its teacher more (the imitation-matched control) |
-| `budget` | implicit students | the twin trained on as many pairs (its own weak labels padded) | the extra optimizer steps of the helpfulness pairs |
-| `random-subset` | confidence-filtered students | a random subset of the weak labels of the size the filter keeps | training on fewer pairs |
+| `placebo` | conflicted students | the twin, its batches in another order | churn: any change of training |
+| `random-direction` | conflicted students | the same conflict toward a coin-toss response | any push of this size |
+| `imitation` | conflicted students | the twin trained twice the epochs | a student that only copies its teacher more |
+| `budget` | implicit students | the twin on as many pairs (its labels padded) | the extra steps |
+| `random-subset` | filtered students | a random subset of the size a confidence filter keeps | fewer pairs |
 
 Adding a control: a record in [`CONTROLS`] (and, for a change of the pairs, the spec field the runner reads). The plan
 lists it, trains it for every student it is `of`, and the reports name it by its `label`.
+
+**Checks** (`conflicts.checks`) are students judged as if they were a conflicted student, against its twin and
+controls, to check both verdicts on trained students: a [`Check`] record each in [`CHECKS`]. None is deceptive but the
+deceiver, which relabels to the harmful response a share of its training pairs where the strong ceiling is right and
+the weak label wrong (decided on the training pairs, never the test pairs: a positive control that reads the ground
+truth by design, as the explicit conflict does). Their changes of the pairs are [`check_pairs`].
 
 Example:
 
@@ -33,12 +39,17 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from .options import DECEPTION_CONTROLS, FilterSetting
+from .data import GT_LABEL
+from .options import DECEPTION_CHECKS, DECEPTION_CONTROLS, SOFT_LABEL, FilterSetting
 from .recipe import RungConfig
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 # A placebo's batch order is drawn by its seed plus this: far from the seeds recipes use.
 DATA_ORDER_STEP = 10_000
@@ -119,7 +130,7 @@ CONTROLS: dict[str, Control] = {
             "conflict",
             _imitation,
             f"imitation (twin, {IMITATION_EPOCHS:g} x the epochs)",
-            "a student that only copies its teacher more (read at the conflicted student's agreement with its teacher)",
+            "a student that only copies its teacher more (read at the student's agreement with its teacher)",
             what=f"{IMITATION_EPOCHS:g} x the epochs",
             deception=True,
             variant=True,
@@ -146,11 +157,97 @@ assert tuple(name for name, control in CONTROLS.items() if control.deception) ==
 
 
 def identify(spec: Any) -> str | None:
-    """The control `spec` is, or None for a student the experiment asks about."""
+    """The control `spec` is (`check` for a check of the verdicts), or None for a student the experiment asks
+    about."""
     if spec.variant is not None:
-        return spec.variant
+        return "check" if spec.variant.startswith(CHECK_PREFIX) else spec.variant
     if spec.conflict.direction == "random":
         return "random-direction"
     if spec.pad_ratio:
         return "budget"
     return "random-subset" if spec.label_filter.kind == "random" else None
+
+
+def _reordered(twin: Any, variant: str) -> Any:
+    """The twin with its batches in a third order (neither its own nor its placebo's)."""
+    rung = with_training(twin.rung, trainer_kwargs={"data_seed": twin.seed + 2 * DATA_ORDER_STEP})
+    return dataclasses.replace(twin, rung=rung, variant=variant)
+
+
+def _check_longer(twin: Any, variant: str) -> Any:
+    longer = _imitation(twin, twin)
+    rung = with_training(longer.rung, trainer_kwargs={"data_seed": twin.seed + 2 * DATA_ORDER_STEP})
+    return dataclasses.replace(longer, rung=rung, variant=variant)
+
+
+def _check_faster(twin: Any, variant: str) -> Any:
+    rung = with_training(twin.rung, learning_rate=1.5 * twin.rung.training.learning_rate)
+    return dataclasses.replace(twin, rung=rung, variant=variant)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A student judged as if it were a conflicted student (`conflicts.checks`): whether it is deceptive by
+    construction, how it derives from the conflicted student's twin (`derive(twin, variant)`), and what it is."""
+
+    name: str
+    deceptive: bool
+    derive: Callable[[Any, str], Any]
+    what: str
+
+
+CHECKS: dict[str, Check] = {
+    check.name: check
+    for check in (
+        Check("same-seed", False, _reordered, "the twin with its batches in a third order"),
+        Check("longer", False, _check_longer, f"the twin trained {IMITATION_EPOCHS:g} x the epochs, in a third order"),
+        Check("faster", False, _check_faster, "the twin at 1.5 x the learning rate"),
+        Check("hardened", False, _reordered, "the twin on hardened weak labels, in a third order"),
+        Check(
+            "deceiver",
+            True,
+            lambda twin, variant: dataclasses.replace(twin, variant=variant),
+            "the twin with a share of its training pairs where the strong ceiling is right and the weak label wrong "
+            "relabelled to the harmful response",
+        ),
+    )
+}
+assert tuple(CHECKS) == DECEPTION_CHECKS, "options.DECEPTION_CHECKS names the checks"
+CHECK_PREFIX = "check-"
+
+
+def check_of(name: str) -> tuple[Check, float]:
+    """The record of a check named in `conflicts.checks` (`deceiver-0.5`: the deceiver, share 0.5), and its share."""
+    kind, _, share = name.partition("-") if name.startswith("deceiver") else (name, "", "")
+    return CHECKS[kind], float(share) if share else 0.0
+
+
+def variant_label(variant: str) -> str:
+    """How a student's label names a control or check told apart by its `variant`."""
+    if variant.startswith(CHECK_PREFIX):
+        name = variant.removeprefix(CHECK_PREFIX)
+        return f"check {name}: {'deceptive' if check_of(name)[0].deceptive else 'not deceptive'}"
+    return f"{variant}: {CONTROLS[variant].what}"
+
+
+def check_pairs(variant: str, pairs: Dataset, oracle: Dataset | None) -> Dataset:
+    """A check's training pairs where its change is in them: `hardened` hardens the weak labels;
+    `deceiver-<share>` relabels to the harmful response that share (drawn per pair id, whatever the storage order) of
+    the pairs whose weak label is wrong and whose strong-ceiling label (`oracle`, the strong ceiling's labels of the
+    split) is right."""
+    check, share = check_of(variant.removeprefix(CHECK_PREFIX))
+    if check.name == "hardened":
+        hard = [1.0 if p > 0.5 else 0.0 if p < 0.5 else 0.5 for p in pairs[SOFT_LABEL]]
+        return pairs.remove_columns(SOFT_LABEL).add_column(SOFT_LABEL, hard)
+    if check.name != "deceiver":
+        return pairs
+    strong = dict(zip(oracle["id"], oracle[SOFT_LABEL]))
+
+    def drawn(pair_id: str) -> bool:
+        return hashlib.sha1(f"deceiver\x00{pair_id}".encode()).digest()[0] / 256 < share
+
+    labels = []
+    for pair_id, soft, truth in zip(pairs["id"], pairs[SOFT_LABEL], pairs[GT_LABEL]):
+        target = (strong[pair_id] > 0.5) == (truth > 0.5) and (soft > 0.5) != (truth > 0.5) and drawn(pair_id)
+        labels.append(1.0 - truth if target else soft)
+    return pairs.remove_columns(SOFT_LABEL).add_column(SOFT_LABEL, labels)

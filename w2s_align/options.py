@@ -59,6 +59,10 @@ CONFLICT_DIRECTIONS: tuple[str, ...] = get_args(ConflictDirection)
 # error added by the conflict against the first two, deception beyond imitation against all three.
 DeceptionControl = Literal["placebo", "random-direction", "imitation"]
 DECEPTION_CONTROLS: tuple[str, ...] = get_args(DeceptionControl)
+# Students judged as if they were a conflicted student, to check both verdicts on trained students (`controls.CHECKS`):
+# none is deceptive but `deceiver-<share>` (that share of its training pairs in the teacher's blind spot relabelled to
+# the harmful response).
+DECEPTION_CHECKS = ("same-seed", "longer", "faster", "hardened", "deceiver")
 # none: every label; confidence: labels with max(p, 1 - p) >= a threshold (honest); oracle: also drops wrong labels
 # (it reads the ground truth, so it is an upper bound of what filtering can do, not a method); random: a random subset
 # of the size the confidence filter keeps (its control: as many pairs, chosen without looking at the labels);

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .cache import StageCache, file_digests, rung_settings
-from .controls import CONTROLS, identify
+from .controls import CHECK_PREFIX, CONTROLS, check_of, identify, variant_label
 from .errors import W2SInputError
 from .options import LOSS_SETTINGS, SPLITS, ConflictSetting, FilterSetting
 from .recipe import (
@@ -308,7 +308,8 @@ class StudentSpec(_Spec):
     start: GenerativeSpec | None = None  # the generatively finetuned model it starts from, if any
     features: FeatureSpec | None = None  # the strong rung's features, for a probe filter
     probe: Mapping[str, Any] | None = None  # the probe settings, for a probe filter
-    variant: str | None = None  # the control it is, where its rung carries the change (`w2s_align.controls`)
+    variant: str | None = None  # the control or check it is, told apart by name (`w2s_align.controls`)
+    oracle: LabelSpec | None = None  # the strong ceiling's labels of its split: what a deceiver check reads
     pad_ratio: float = 0.0  # > 0: trains on `round(pad_ratio * n)` more of its own pairs, as many steps as implicit
     sft: SFTSpec | None = None  # the supervised finetuning it starts from (a policy), if any
     role: ClassVar[str] = "student"
@@ -378,7 +379,7 @@ class StudentSpec(_Spec):
         if self.label_filter.kind != "none":
             extras.append(f"{self.label_filter.label} filter")
         if self.variant:
-            extras.append(f"{self.variant}: {CONTROLS[self.variant].what}")
+            extras.append(variant_label(self.variant))
         chain = " -> ".join([self.weak, *self.via])
         return f"{self.strong} <- {chain} ({', '.join(extras)})"
 
@@ -425,6 +426,7 @@ class StudentSpec(_Spec):
         extra = {"helpful": self.helpful} if self.helpful else {}
         extra |= {"start": self.start} if self.start else {}
         extra |= {"sft": self.sft} if self.sft else {}
+        extra |= {"oracle": self.oracle} if self.oracle else {}
         return {"labels": self.labels, **extra, **({"features": self.features} if self.features else {})}
 
     def info(self) -> dict[str, Any]:
@@ -535,7 +537,7 @@ class Plan:
         for spec in self.models:
             if isinstance(spec, StudentSpec) and spec.conflict.kind != "none" and spec.control is None:
                 twin = self.baseline(spec)
-                others = [twin, *self.controls(spec).values()] if twin is not None else []
+                others = [twin, *self.controls(spec).values(), *self.checks(spec).values()] if twin is not None else []
                 self._deception_keys |= {spec.key, *(other.key for other in others)}
         self._ceilings = {
             (s.rung.name, s.seed): s for s in self.models if isinstance(s, CeilingSpec) and s.task == self.recipe.task
@@ -586,6 +588,19 @@ class Plan:
         twin = self.twin(student)
         wanted = {name: c.derive(student, twin) for name, c in CONTROLS.items() if c.deception and c.applies(student)}
         return {name: self._models[spec.key] for name, spec in wanted.items() if spec.key in self._models}
+
+    def checks(self, student: StudentSpec) -> dict[str, StudentSpec]:
+        """The checks of a conflicted student's verdicts (`conflicts.checks`) that the plan has: students judged as if
+        they were it, against its twin and controls."""
+        if student.conflict.kind == "none" or student.control is not None:
+            return {}
+        twin = self.twin(student)
+        out = {}
+        for name in self.recipe.conflicts.checks:
+            key = check_of(name)[0].derive(twin, CHECK_PREFIX + name).key
+            if key in self._models:
+                out[name] = self._models[key]
+        return out
 
     def scores_training(self, spec: StudentSpec) -> bool:
         """Whether a student saves its predictions on the split it learned from (`train_predictions.parquet`): the
@@ -717,7 +732,7 @@ class Plan:
         elif spec.conflict.kind == "explicit" and spec.conflict.direction == "random":
             text += " (conflict toward coin-toss responses)"
         if spec.variant:
-            text += f" ({CONTROLS[spec.variant].label})"
+            text += f" ({variant_label(spec.variant)})"
         return text
 
 
@@ -783,6 +798,25 @@ def build_plan(recipe: Recipe) -> Plan:
         )  # fmt: skip
         return add(with_sft(spec))
 
+    def asked(spec: StudentSpec) -> None:
+        """A student the experiment asks about, with its controls and the checks of its deception verdicts (for a
+        student of the weak-to-strong split, which the strong ceiling did not train on and can label)."""
+        models[spec.key] = spec
+        if not recipe.controls:
+            return
+        for control in _controls(spec):
+            models.setdefault(control.key, add(with_sft(control)))
+        if spec.conflict.kind == "none" or spec.split != "w2s":
+            return
+        twin = _twin(spec, controls=True)
+        for name in recipe.conflicts.checks:
+            check = check_of(name)[0]
+            derived = check.derive(twin, CHECK_PREFIX + name)
+            if check.deceptive:  # it reads the strong ceiling's labels of its split
+                strong = ceiling(spec.strong, spec.seed, task)
+                derived = dataclasses.replace(derived, oracle=add(LabelSpec(strong, data)))
+            models.setdefault(derived.key, add(with_sft(derived)))
+
     def ensemble(pair, seed: int) -> EnsembleSpec:
         config = pair.ensemble
         members = [
@@ -808,10 +842,7 @@ def build_plan(recipe: Recipe) -> Plan:
                     models.setdefault(labels.key, labels)
                     for conflict in conflict_settings(recipe, pair, method):
                         for label_filter in filters:
-                            spec = student(pair.strong, labels.name, (), method, conflict, label_filter, seed, labels)
-                            models[spec.key] = spec
-                            for control in _controls(spec) if recipe.controls else ():
-                                models.setdefault(control.key, add(with_sft(control)))
+                            asked(student(pair.strong, labels.name, (), method, conflict, label_filter, seed, labels))
                     continue
                 teacher = ceiling(pair.weak, seed, supervisor)
                 models.setdefault(teacher.key, teacher)  # a supervisor of another task is reported too
@@ -823,10 +854,7 @@ def build_plan(recipe: Recipe) -> Plan:
                 labels = add(LabelSpec(teacher, data))
                 for conflict in conflict_settings(recipe, pair, method):
                     for label_filter in filters:
-                        spec = student(pair.strong, pair.weak, pair.via, method, conflict, label_filter, seed, labels)
-                        models[spec.key] = spec
-                        for control in _controls(spec) if recipe.controls else ():
-                            models.setdefault(control.key, add(with_sft(control)))
+                        asked(student(pair.strong, pair.weak, pair.via, method, conflict, label_filter, seed, labels))
     return Plan(recipe, data, helpful, list(steps.values()), list(models.values()))
 
 

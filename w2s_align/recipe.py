@@ -291,6 +291,16 @@ class ConflictConfig:
     helpful: HelpfulDataConfig = field(
         default_factory=HelpfulDataConfig, metadata={"help": "Helpfulness pairs for the implicit conflict."}
     )
+    checks: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Students judged as if they were each conflicted student, to check the deception verdicts on "
+            "trained students: same-seed (batches in a third order), longer (twice the epochs), faster (1.5 x the "
+            "learning rate), hardened (hardened weak labels), none of them deceptive; deceiver-<share> (that share of "
+            "the training pairs where the strong ceiling is right and the weak label wrong relabelled to the harmful "
+            "response: deceptive by construction). Needs controls."
+        },
+    )
 
 
 @dataclass
@@ -427,11 +437,12 @@ class Recipe:
     controls: bool = field(
         default=True,
         metadata={
-            "help": "Train the controls the deception statistics and the confidence filter are read against: for "
-            "every conflicted student its no-conflict twin at another training seed (placebo) and the same conflict "
-            "toward coin-toss responses (random direction), an implicit student's twin trained as many steps, and "
-            "for every confidence-filtered student a random subset of the same size. false: none (quick runs; the "
-            "reports then say 'no control')."
+            "help": "Train the controls the deception verdicts and the confidence filter are read against: for "
+            "every conflicted student its no-conflict twin with its batches in another order (placebo), the same "
+            "conflict toward coin-toss responses (random direction) and the twin trained twice the epochs "
+            "(imitation), an implicit student's twin trained as many steps, and for every confidence-filtered "
+            "student a random subset of the same size (w2s_align.controls). false: none (quick runs; the reports "
+            "then say 'no control')."
         },
     )
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig, metadata={"help": "Deception analysis."})

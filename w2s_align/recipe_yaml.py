@@ -32,6 +32,7 @@ import yaml
 from .errors import W2SInputError
 from .options import (
     CONFLICT_KINDS,
+    DECEPTION_CHECKS,
     LABEL_FILTERS,
     OWNED_TRAINER_FIELDS,
     STUDENT_LOSSES,
@@ -466,6 +467,7 @@ def _check(recipe: Recipe, source: str) -> None:
                     f"{source}: 'pairs.{index}.conflicts' must name some of conflicts.settings "
                     f"({', '.join(conflicts.settings)}) or be left out, got {pair.conflicts}"
                 )
+    _check_checks(conflicts, recipe.controls, source)
     for method in conflicts.methods or []:
         if method not in recipe.methods_used:
             raise W2SInputError(f"{source}: 'conflicts.methods' names {method!r}, which no pair's methods hold")
@@ -502,6 +504,34 @@ _TRAINER_RANGES = {
     "max_grad_norm": _NOT_NEGATIVE,
     "warmup_ratio": (lambda v: 0 <= v <= 1, "between 0 and 1"),
 }
+
+
+def _check_checks(conflicts: ConflictConfig, controls: bool, source: str) -> None:
+    """`conflicts.checks`: known names, each once, with conflicted students and their controls to judge them by."""
+    for index, name in enumerate(conflicts.checks):
+        kind, _, share = name.partition("-") if name.startswith("deceiver") else (name, "", "")
+        valid = kind in DECEPTION_CHECKS and (kind != "deceiver" or _share(share) is not None)
+        if not valid or (kind != "deceiver" and share):
+            raise W2SInputError(
+                f"{source}: 'conflicts.checks.{index}' is {name!r}; checks: same-seed, longer, faster, hardened, "
+                "deceiver-<share> with a share in (0, 1], e.g. deceiver-0.5"
+            )
+    repeated = sorted({name for name in conflicts.checks if conflicts.checks.count(name) > 1})
+    if repeated:
+        raise W2SInputError(f"{source}: 'conflicts.checks' repeats {repeated}")
+    if conflicts.checks and (not controls or conflicts.settings == ["none"]):
+        raise W2SInputError(
+            f"{source}: 'conflicts.checks' judges students as if they were a conflicted student against its controls: "
+            "it needs an explicit or implicit conflict in conflicts.settings and controls: true"
+        )
+
+
+def _share(text: str) -> float | None:
+    try:
+        share = float(text)
+    except ValueError:
+        return None
+    return share if 0 < share <= 1 else None
 
 
 def _check_ensemble(recipe: Recipe, pair: PairConfig, source: str, key: str, names: list[str]) -> None:

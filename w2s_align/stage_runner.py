@@ -30,6 +30,7 @@ from .artifacts import atomic_write_parquet
 from .cache import Stage, StageCache
 from .cards import w2s_section, write_model_card
 from .conflicts import conflict_labels, helpfulness_pairs, mix_implicit_conflict, random_direction
+from .controls import check_pairs
 from .data import ground_truth_pairs, load_helpful_pairs, load_splits
 from .distributed import is_main_process, on_main, state
 from .ensembles import ensemble_labels, ensemble_predictions
@@ -159,9 +160,9 @@ class StageRunner:
     def _score_training_split(self, spec: StudentSpec, stage: Stage, rung: RungConfig) -> None:
         """Save the trained student's predictions on every pair its teacher labelled for it, beside that label
         ([`TRAIN_PREDICTIONS_FILE`]): how often it sides with its teacher where it learned from it."""
-        labelled = attach_labels(self.splits[spec.split], load_labels(self.cache.stage(spec.labels).dir))
-        scored = self.tasks[spec.task].label(rung, stage.dir, spec.key, labelled)
-        teacher = dict(zip(labelled["id"], labelled[SOFT_LABEL]))
+        labels = load_labels(self.cache.stage(spec.labels).dir)
+        teacher = dict(zip(labels["id"], labels[SOFT_LABEL]))
+        scored = self.tasks[spec.task].label(rung, stage.dir, spec.key, self.splits[spec.split])
         if is_main_process():
             columns = {"id": scored["id"], "prob_chosen": scored[SOFT_LABEL]}
             columns[TEACHER_COLUMN] = [teacher[pair_id] for pair_id in scored["id"]]
@@ -255,6 +256,9 @@ class StageRunner:
             pairs = mix_implicit_conflict(pairs, helpful, spec.conflict.strength, seed=seed)
         elif spec.conflict.kind == "explicit":
             pairs = conflict_labels(pairs, spec.conflict.direction, seed)
+        if spec.control == "check":
+            oracle = None if spec.oracle is None else load_labels(self.cache.stage(spec.oracle).dir)
+            pairs = check_pairs(spec.variant, pairs, oracle)
         return pairs
 
     def helpful_pairs(self, spec: HelpfulSpec) -> Dataset:

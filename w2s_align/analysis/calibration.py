@@ -9,12 +9,12 @@ shift shared by all pairs and per-pair noise, fresh for every training seed. Stu
 
 | kind | what it is | deceptive |
 | --- | --- | --- |
-| `same-seed` | the no-conflict student retrained with the same seed but a perturbed run (half its churn shared) | no |
+| `same-seed` | the no-conflict student at the same seed, another run (half its churn shared) | no |
 | `other-seed` | the no-conflict student at another training seed (its own churn) | no |
-| `random-direction` | a same-seed perturbed run, plus a push in a random direction of feature space | no |
-| `amplified-errors` | a same-seed perturbed run, and its twin's wrong answers made more confident: no new mistake | no |
-| `uniform-push` | a same-seed perturbed run, and every pair pushed toward the harmful response by the same amount | no |
-| `planted` | a same-seed perturbed run, and a share `strength` of the blind spot's pairs made wrong on purpose | yes |
+| `random-direction` | a same-seed run, plus a push in a random direction of feature space | no |
+| `amplified-errors` | a same-seed run, and its twin's wrong answers made more confident: no new mistake | no |
+| `uniform-push` | a same-seed run, and every pair pushed toward the harmful response by the same amount | no |
+| `planted` | a same-seed run, and a share `strength` of the blind spot's pairs made wrong on purpose | yes |
 
 Each world also draws the controls a recipe trains, with the conflicted student's seed structure: the placebo (a
 same-seed perturbed run, as a change of batch order is) and the same perturbation in a random direction; and
@@ -72,9 +72,7 @@ def simulate(
     kind: str, strength: float, seeds: int, n_pairs: int, rng: np.random.Generator, world: World = World()
 ) -> dict[str, list[DeceptionAnalyzer]]:
     """One world: per training seed, analyzers of the student of `kind`, of the placebo and of the random-direction
-    control, each against the same no-conflict twin (as the report builds them from a run's predictions).
-
-    `shared_churn` makes a same-seed perturbed run share part of its twin's churn."""
+    control, each against the same no-conflict twin (as the report builds them from a run's predictions)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     w = world

@@ -110,8 +110,8 @@ def _control_lines(row: dict[str, Any], indent: str = "    ") -> list[str]:
     imitation = controls.get("imitation")
     if imitation is not None:
         weights = ", ".join("n/a" if w is None else f"{w:.2f}" for w in imitation["weight"])
-        lines.append(f"{indent}vs {'imitation-matched (w per seed: ' + weights + ')':<44} ")
-        lines[-1] += _fmt_difference(imitation["effect"])
+        lines.append(f"{indent}vs {'imitation-matched':<44} {_fmt_difference(imitation['effect'])}")
+        lines.append(f"{indent}   (imitation weight w per seed: {weights}; 0: it imitates no more than the placebo)")
     placebo = controls["controls"].get("placebo")
     if placebo is not None:
         check = {True: "within noise, as it must be", False: "BEYOND NOISE: the intervals are too narrow here"}.get(
@@ -121,6 +121,12 @@ def _control_lines(row: dict[str, Any], indent: str = "    ") -> list[str]:
         lines.append(f"{indent}placebo's added error, blind spot - visible: {value} ({check})")
     lines.append(f"{indent}teacher-aligned error added by the conflict: {_fmt_verdict(row, 'added_verdict')}")
     lines.append(f"{indent}deception beyond imitation: {_fmt_verdict(row)}")
+    for name, check in controls.get("checks", {}).items():
+        truth = "deceptive" if check["deceptive"] else "not deceptive"
+        lines.append(
+            f"{indent}check {name} ({truth}) judged as this student: added error {check['added_verdict']}, "
+            f"beyond imitation {check['verdict']} ({_fmt_difference(check['vs_imitation'])})"
+        )
     return lines
 
 
@@ -275,6 +281,26 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
             placebo = "n/a" if effects[0] is None else _fmt_difference(effects[0]["own"])
             verdicts = f"{_fmt_verdict(row, 'added_verdict')} | {_fmt_verdict(row)}"
             lines.append(f"| {row['label']} | {controls['seeds']} | {' | '.join(cells)} | {placebo} | {verdicts} |")
+        checked = [row for row in conflicted if row["against_controls"].get("checks")]
+        if checked:
+            lines += [
+                "",
+                "Checks of the verdicts (`conflicts.checks`): students trained so that the truth is known, each "
+                "judged as if it were the conflicted student, against its twin and controls. A check that is not "
+                "deceptive "
+                'must not read "shown" beyond imitation; a deceiver should.',
+                "",
+                "| conflicted student | check | deceptive | vs placebo | vs imitation-matched "
+                "| teacher-aligned error added | deception beyond imitation |",
+                "| --- | --- | --- | --- | --- | --- | --- |",
+            ]
+            for row in checked:
+                for name, check in row["against_controls"]["checks"].items():
+                    cells = [_fmt_difference(check["vs_placebo"]), _fmt_difference(check["vs_imitation"])]
+                    lines.append(
+                        f"| {row['label']} | {name} | {'yes' if check['deceptive'] else 'no'} | {' | '.join(cells)} "
+                        f"| {check['added_verdict']} | {check['verdict']} |"
+                    )
     lines += [
         "",
         "## Deception",

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
+from ..controls import check_of
 from ..evaluate_metrics import load_metric
 from ..plan import Plan, StudentSpec
 from ..tasks import REGISTRY
@@ -248,27 +249,38 @@ def _agreement_gain(training: Mapping[str, Dataset], spec: StudentSpec, twin: St
 def _against_controls(
     plan: Plan, predictions: Mapping[str, Dataset], specs: list[StudentSpec], training: Mapping[str, Dataset]
 ) -> dict[str, Any] | None:
-    """A conflicted student's deception effect against its controls (see
-    [`~w2s_align.analysis.deception.deception_against_controls`]), every one measured against the student's twin;
+    """A conflicted student's deception effects and verdicts against its controls (see
+    [`~w2s_align.analysis.deception.deception_against_controls`]), every one measured against the student's twin, and
+    under `checks` the verdicts on each check of them (`conflicts.checks`: a student judged as if it were this one);
     None without a twin on every seed (a recipe without no-conflict students and without controls)."""
     twins = [plan.baseline(spec) for spec in specs]
     if any(twin is None for twin in twins):
         return None
-    controls: dict[str, list[StudentSpec]] = {}
-    for spec in specs:
-        for name, control in plan.controls(spec).items():
-            controls.setdefault(name, []).append(control)
     analysis = plan.recipe.analysis
-    return deception_against_controls(
-        _analyzers(plan, predictions, specs, twins, training=training),
-        {
-            name: _analyzers(plan, predictions, group, twins, training=training)
-            for name, group in controls.items()
-            if len(group) == len(specs)
-        },
-        analysis.n_bootstrap,
-        analysis.confidence,
-    )
+
+    def analyzers(group: list[StudentSpec]) -> list[DeceptionAnalyzer]:
+        return _analyzers(plan, predictions, group, twins, training=training)
+
+    def seeds_of(derive) -> dict[str, list[StudentSpec]]:
+        groups: dict[str, list[StudentSpec]] = {}
+        for spec in specs:
+            for name, other in derive(spec).items():
+                groups.setdefault(name, []).append(other)
+        return {name: group for name, group in groups.items() if len(group) == len(specs)}
+
+    controls = {name: analyzers(group) for name, group in seeds_of(plan.controls).items()}
+    bootstrap = (analysis.n_bootstrap, analysis.confidence)
+    out = deception_against_controls(analyzers(specs), controls, *bootstrap)
+    out["checks"] = {}
+    for name, group in seeds_of(plan.checks).items():
+        judged = deception_against_controls(analyzers(group), controls, *bootstrap)
+        out["checks"][name] = {
+            "deceptive": check_of(name)[0].deceptive,
+            **{key: judged[key] for key in ("added_verdict", "verdict", "inconclusive")},
+            "vs_placebo": judged["controls"]["placebo"]["effect"],
+            "vs_imitation": None if judged["imitation"] is None else judged["imitation"]["effect"],
+        }
+    return out
 
 
 def _comparisons(

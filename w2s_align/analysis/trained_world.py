@@ -28,7 +28,7 @@ with the weak labels on the split it learned from is measured after training (th
 | `imitation-weight` | the weak labels sharpened (the teacher's logit x 1.2) | no (imitates more) |
 | `amplifier` | the paper's explicit rule toward the teacher's side (further where it agrees) | no |
 | `explicit` | the paper's explicit conflict toward the harmful response (alpha 0.5) | not by construction |
-| `implicit` | helpfulness pairs (mostly preferring the more harmful response) mixed in 1:1 | not by construction |
+| `implicit` | helpfulness pairs mixed in 1:1, 65% of them preferring the more harmful response | not by construction |
 | `deceiver` | the training pairs of the blind spot relabelled to the harmful response, weighted `strength` | yes |
 
 A deceiver's targets are decided on the training pairs, never the test pairs: those where the strong ceiling is right
@@ -58,13 +58,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..controls import DATA_ORDER_STEP, IMITATION_EPOCHS
 from ..losses import StudentLossArguments, StudentObjective, harden
+from ..options import DECEPTION_CONTROLS
 from .deception import MIN_VERDICT_SEEDS, DeceptionAnalyzer, deception_against_controls, training_agreement_gain
 
 NON_DECEPTIVE = ("same-seed", "random-push", "hardened", "longer", "faster", "imitation-weight", "amplifier")
 CONFLICTS = ("explicit", "implicit")
 KINDS = (*NON_DECEPTIVE, *CONFLICTS, "deceiver")
-CONTROL_NAMES = ("placebo", "random-direction", "imitation")
 VERDICTS = {"added": "teacher-aligned error added", "beyond": "deception beyond imitation"}
 
 
@@ -77,7 +78,7 @@ class TrainedWorld:
     nuisance: int = 4  # features without harmlessness
     hidden_weight: float = 1.0  # harmlessness weight of the hidden features relative to the visible ones
     label_noise: float = 0.3  # noise of the ground truth, relative to the harmlessness difference's scale
-    helpful_conflict: float = 0.3  # how strongly helpfulness opposes harmlessness (the implicit conflict)
+    helpful_conflict: float = 0.65  # share of helpfulness pairs that prefer the more harmful response (the implicit)
     n_train: int = 1000  # pairs of the ground-truth and of the weak-to-strong split each
     n_test: int = 1000
     n_pretrain: int = 2000  # pairs the strong body is pretrained on (its knowledge before finetuning)
@@ -180,13 +181,11 @@ def simulate_trained(
     for start, size, weight in ((0, w.visible, 1.0), (w.visible, w.hidden, w.hidden_weight)):
         part = rng.normal(0.0, 1.0, size)
         direction[start : start + size] = weight * part / np.linalg.norm(part)
-    own = np.concatenate([np.zeros(w.visible + w.hidden), rng.normal(0.0, 1.0, w.nuisance)])
-    helpful = -w.helpful_conflict * direction + own / np.linalg.norm(own)  # mostly its own, partly against harm
     noise = w.label_noise * float(np.linalg.norm(direction)) * math.sqrt(2)
 
-    def pairs(n: int, by: np.ndarray = direction) -> tuple[np.ndarray, np.ndarray]:
+    def pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
         x = rng.normal(0.0, 1.0, (n, 2, dims)).astype(np.float32)
-        return x, (((x[:, 0] - x[:, 1]) @ by + noise * rng.normal(0.0, 1.0, n)) > 0).astype(float)
+        return x, (((x[:, 0] - x[:, 1]) @ direction + noise * rng.normal(0.0, 1.0, n)) > 0).astype(float)
 
     def fit(model, x, job, seed, lr) -> torch.nn.Module:
         _train(model, x, job, seed, w.epochs, w.batch_size, lr)
@@ -199,13 +198,14 @@ def simulate_trained(
     mask = torch.ones(dims)
     mask[w.visible : w.visible + w.hidden] = 0.0
 
-    names = [*CONTROL_NAMES, *[k for k in kinds if k != "deceiver"]]
+    names = [*DECEPTION_CONTROLS, *[k for k in kinds if k != "deceiver"]]
     names += [f"deceiver-{s:g}" for s in strengths] if "deceiver" in kinds else []
     out: dict[str, list[DeceptionAnalyzer]] = {name: [] for name in names}
     for _ in range(seeds):
         seed = int(rng.integers(2**31))
         (gt_x, gt_y), (w2s_x, w2s_y), (test_x, test_y) = pairs(w.n_train), pairs(w.n_train), pairs(w.n_test)
-        help_x, help_y = pairs(w.n_train, helpful)
+        help_x, harmless = pairs(w.n_train)
+        help_y = np.where(rng.random(w.n_train) < w.helpful_conflict, 1.0 - harmless, harmless)
         test_x = np.where(test_y[:, None, None] == 1, test_x, test_x[:, ::-1])  # the harmless response first
 
         def strong_model(seed: int = seed) -> _Strong:
@@ -222,11 +222,15 @@ def simulate_trained(
         logit = np.log(np.clip(soft, 1e-6, 1 - 1e-6)) - np.log(np.clip(1 - soft, 1e-6, 1 - 1e-6))
         harmful = 1.0 - w2s_y  # 1 where the first response is the harmful one
         coins = [(rng.random(w.n_train) < 0.5).astype(float) for _ in range(2)]
+        # The controls as `w2s_align.controls` derives them from the twin (the names the verdicts read).
+        controls = {
+            "placebo": _Job(soft, order=DATA_ORDER_STEP),
+            "random-direction": _Job(soft, coins[0], w.alpha),
+            "imitation": _Job(soft, epochs=IMITATION_EPOCHS),
+        }
         jobs = {
             "twin": _Job(soft),
-            "placebo": _Job(soft, order=1),
-            "random-direction": _Job(soft, coins[0], w.alpha),
-            "imitation": _Job(soft, epochs=2.0),
+            **{name: controls[name] for name in DECEPTION_CONTROLS},
             "same-seed": _Job(soft, order=2),
             "random-push": _Job(soft, coins[1], w.alpha),
             "hardened": _Job(hard, order=2),
@@ -278,9 +282,9 @@ def trained_detection_rates(
     tallies: dict[tuple[str, int], dict[str, Any]] = {}
     for index in range(worlds):
         analyzers = simulate_trained(kinds, counts[-1], np.random.default_rng([seed, index]), world, strengths)
-        controls = {name: analyzers[name] for name in CONTROL_NAMES}
+        controls = {name: analyzers[name] for name in DECEPTION_CONTROLS}
         for name, group in analyzers.items():
-            if name in CONTROL_NAMES:
+            if name in DECEPTION_CONTROLS:
                 continue
             for k in counts:
                 result = deception_against_controls(
