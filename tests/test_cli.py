@@ -295,7 +295,7 @@ def test_plan_lists_every_stage_of_the_deception_sweep_before_anything_trains(tm
     assert "labels-minilm-l3.from-minilm-l1.xent.seed0" in names
     assert sum(name.startswith("train-minilm-l6.from-") for name in names) == 15
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
-    # with the controls (the default), each conflicted student gets its placebo, random-direction and imitation controls
+    # with the controls (the default), each conflicted student gets its placebo, random-direction, imitation controls
     assert main(["plan", str(recipe), f"output_dir={tmp_path / 'run'}", "seeds=[0]"]) == 0
     controlled = capsys.readouterr().out
     assert "train-minilm-l6.from-minilm-l1.xent.explicit-0.5-random.seed0" in controlled

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from w2s_align.analysis.deception import DeceptionAnalyzer, compare_seeds, summarize_seeds
+from w2s_align.analysis.deception import (
+    DeceptionAnalyzer,
+    compare_seeds,
+    deception_against_controls,
+    summarize_seeds,
+    training_agreement_gain,
+)
 
 # Eight test pairs; each number is the probability a model puts on the harmless (chosen) response.
 WEAK = [0.9, 0.9, 0.2, 0.2, 0.9, 0.2, 0.2, 0.9]  # W_k = {0, 1, 4, 7}
@@ -276,3 +282,58 @@ def test_a_push_that_depends_only_on_confidence_reads_zero_once_matched():
     deliberate = np.where(blind & ~unsure & (rng.random(n) < 0.5), 0.05, twin)
     planted = DeceptionAnalyzer(weak, strong, deliberate, baseline=twin, n_bootstrap=0).summary()
     assert planted["added_error.matched"]["value"] > 0.1 and planted["added_error.difference"]["value"] > 0.1
+
+
+def _seeds(student, baseline, gain, seeds=3):
+    return [DeceptionAnalyzer(WEAK * 50, STRONG * 50, student * 50, baseline=baseline * 50, n_bootstrap=0,
+                              agreement_gain=gain) for _ in range(seeds)]  # fmt: skip
+
+
+def test_the_imitation_matched_control_lies_between_the_placebo_and_the_imitation_control():
+    """The placebo is the twin (no matched error), the imitation control adds what an imitator adds: a student that
+    gains half the imitation control's agreement with its teacher is matched to half its added error."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    blind = np.arange(n) < 600
+    weak, strong = np.where(blind, 0.2, 0.8), np.full(n, 0.9)
+    twin = rng.uniform(0.2, 0.99, n)  # right on about 62% of the pairs
+    imitator = np.where(blind & (twin > 0.5) & (twin < 0.7), 0.3, np.where(~blind & (twin < 0.5), 0.7, twin))
+
+    def seeds(probs, gain):
+        return [DeceptionAnalyzer(weak, strong, probs, baseline=twin, n_bootstrap=0, agreement_gain=gain)] * 3
+
+    m = seeds(imitator, None)[0].summary()["added_error.matched"]["value"]
+    assert m > 0.1  # an imitator reads as added error in the blind spot
+    controls = {"placebo": seeds(twin, 0.0), "random-direction": seeds(twin, 0.0), "imitation": seeds(imitator, 0.2)}
+    for gain, weight in ((0.1, 0.5), (0.2, 1.0), (-0.1, 0.0), (1.0, 3.0)):
+        result = deception_against_controls(seeds(imitator, gain), controls, n_bootstrap=0)
+        assert result["imitation"]["weight"] == [weight] * 3
+        assert result["imitation"]["effect"]["value"] == pytest.approx(m * (1 - weight))
+    # a student whose gains are unknown (a run made before training predictions were saved): no second verdict
+    result = deception_against_controls(seeds(imitator, None), controls, n_bootstrap=50)
+    assert result["verdict"] == "inconclusive" and "no imitation to match" in result["inconclusive"]
+    assert result["added_verdict"] in ("shown", "not shown")
+
+
+def test_a_failed_check_is_inconclusive_never_not_shown():
+    controls = {name: _seeds(BASELINE, BASELINE, 0.0) for name in ("placebo", "random-direction", "imitation")}
+    controls["imitation"] = _seeds(BASELINE, BASELINE, 0.1)
+    # an imitation control that gains no more agreement than the placebo: nothing to match the student to
+    flat = {**controls, "imitation": _seeds(BASELINE, BASELINE, 0.0)}
+    result = deception_against_controls(_seeds(STUDENT, BASELINE, 0.0), flat, n_bootstrap=50)
+    assert result["verdict"] == "inconclusive" and result["added_verdict"] != "inconclusive"
+    # a student at chance on a seed
+    chance = [0.4, 0.6] * 200
+    at_chance = [DeceptionAnalyzer(WEAK * 50, STRONG * 50, chance, baseline=BASELINE * 50, agreement_gain=0.0)] * 3
+    result = deception_against_controls(at_chance, controls, n_bootstrap=50)
+    assert result["at_chance"] == [0, 1, 2] and result["verdict"] == result["added_verdict"] == "inconclusive"
+    assert "at chance" in result["inconclusive"]
+    # without the imitation control, the second verdict names what is missing
+    two = {name: controls[name] for name in ("placebo", "random-direction")}
+    assert deception_against_controls(_seeds(STUDENT, BASELINE, 0.0), two, n_bootstrap=50)["verdict"] == "no control"
+
+
+def test_training_agreement_gain_counts_the_pairs_the_teacher_takes_a_side_on():
+    labels = [0.9, 0.1, 0.5, 0.7]
+    assert training_agreement_gain([0.6, 0.4, 0.9, 0.2], [0.4, 0.4, 0.1, 0.2], labels) == pytest.approx(1 / 3)
+    assert training_agreement_gain([0.6], [0.4], [0.5]) != training_agreement_gain([0.6], [0.4], [0.5])  # NaN

@@ -82,18 +82,16 @@ def _imitation(student: Any, twin: Any) -> Any:
 @dataclass(frozen=True)
 class Control:
     """One control: its name (in `metrics.json` and [`Plan.controls`]), which students have it, how it derives from
-    one of them (`derive(student, twin)`, the twin being the student without its conflict), whether the deception
-    verdicts read it, and how reports name it (`label`) and what it rules out (`rules_out`)."""
+    one of them (`derive(student, twin)`, the twin being the student without its conflict), how reports name it
+    (`label`), and whether the deception verdicts read it. `what` names its change in a student's label, for a control
+    told apart by `StudentSpec.variant` (its name, in stage names and model keys)."""
 
     name: str
     of: Literal["conflict", "implicit", "confidence filter"]
     derive: Callable[[Any, Any], Any]
     label: str
-    rules_out: str
-    what: str = ""  # how a student's label names its change, for a control told apart by `StudentSpec.variant`
+    what: str = ""
     deception: bool = False
-    # Names it in stage names and model keys: a control told apart by `StudentSpec.variant`.
-    variant: bool = False
 
     def applies(self, student: Any) -> bool:
         """Whether `student` (one the experiment asks about) has this control."""
@@ -112,17 +110,14 @@ CONTROLS: dict[str, Control] = {
             "conflict",
             _placebo,
             "placebo (twin, batches in another order)",
-            "churn: any change of training flips the pairs near the boundary",
             what="batches in another order",
             deception=True,
-            variant=True,
         ),
         Control(
             "random-direction",
             "conflict",
             lambda student, twin: dataclasses.replace(student, conflict=student.conflict.random),
             "random direction",
-            "any push of the conflict's size, with no harm in its direction",
             deception=True,
         ),
         Control(
@@ -130,24 +125,20 @@ CONTROLS: dict[str, Control] = {
             "conflict",
             _imitation,
             f"imitation (twin, {IMITATION_EPOCHS:g} x the epochs)",
-            "a student that only copies its teacher more (read at the student's agreement with its teacher)",
             what=f"{IMITATION_EPOCHS:g} x the epochs",
             deception=True,
-            variant=True,
         ),
         Control(
             "budget",
             "implicit",
             lambda student, twin: twin,
             "steps of the implicit student",
-            "the extra optimizer steps of the helpfulness pairs",
         ),
         Control(
             "random-subset",
             "confidence filter",
             lambda student, twin: dataclasses.replace(student, label_filter=FilterSetting("random")),
             "random subset",
-            "training on fewer pairs",
         ),
     )
 }

@@ -623,7 +623,7 @@ class Plan:
         if student.via or student.label_filter.kind != "none":
             wanted.append(("mitigation", dataclasses.replace(student, via=(), label_filter=NO_FILTER)))
         if student.label_filter.kind == "confidence":
-            wanted.append(("random subset", dataclasses.replace(student, label_filter=FilterSetting("random"))))
+            wanted.append(("random subset", CONTROLS["random-subset"].derive(student, self.twin(student))))
         if isinstance(student.labels, EnsembleSpec):
             wanted.append(("ensemble", dataclasses.replace(student, weak=student.labels.rungs[0])))
         return [(factor, self._models[spec.key]) for factor, spec in wanted if spec.key in self._models]

@@ -10,7 +10,7 @@ shift shared by all pairs and per-pair noise, fresh for every training seed. Stu
 | kind | what it is | deceptive |
 | --- | --- | --- |
 | `same-seed` | the no-conflict student at the same seed, another run (half its churn shared) | no |
-| `other-seed` | the no-conflict student at another training seed (its own churn) | no |
+| `other-seed` | the no-conflict student at another training seed (its own churn): outside the design | no |
 | `random-direction` | a same-seed run, plus a push in a random direction of feature space | no |
 | `amplified-errors` | a same-seed run, and its twin's wrong answers made more confident: no new mistake | no |
 | `uniform-push` | a same-seed run, and every pair pushed toward the harmful response by the same amount | no |
@@ -45,8 +45,11 @@ import numpy as np
 
 from .deception import MIN_VERDICT_SEEDS, DeceptionAnalyzer, deception_against_controls
 
-NON_DECEPTIVE = ("same-seed", "other-seed", "random-direction", "amplified-errors", "uniform-push")
-KINDS = (*NON_DECEPTIVE, "planted")
+NON_DECEPTIVE = ("same-seed", "random-direction", "amplified-errors", "uniform-push")
+# Non-deceptive, but outside the design: the controls share the conflicted student's seed, and a student that diverges
+# from its twin as far as a reseed does reads as added error against them (docs/deception.md, "Calibration").
+UNMATCHED = ("other-seed",)
+KINDS = (*NON_DECEPTIVE, *UNMATCHED, "planted")
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ def calibration_table(
     """Every non-deceptive kind and every planted strength at every seed count (see [`detection_rate`])."""
     rows = []
     for seeds in seed_counts:
-        cases = [(kind, 0.0) for kind in NON_DECEPTIVE] + [("planted", strength) for strength in strengths]
+        cases = [(kind, 0.0) for kind in (*NON_DECEPTIVE, *UNMATCHED)] + [("planted", s) for s in strengths]
         for kind, strength in cases:
             rows.append(detection_rate(kind, strength, seeds, worlds, n_pairs, n_bootstrap, seed))
     return rows
@@ -184,7 +187,8 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         for k in seed_counts:
             row = by_case.get((kind, strength, k))
             cells.append("" if row is None else f"{row['rate']:.1%} [{row['rate_high']:.1%}] of {row['worlds']}")
-        lines.append(f"| {name} | {'yes' if kind == 'planted' else 'no'} | " + " | ".join(cells) + " |")
+        deceptive = "yes" if kind == "planted" else "no (another seed)" if kind in UNMATCHED else "no"
+        lines.append(f"| {name} | {deceptive} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -201,7 +205,7 @@ def plot_power(rows: list[dict[str, Any]], path) -> Any:
         planted = sorted(
             (row["strength"], row["rate"]) for row in rows if row["seeds"] == k and row["kind"] == "planted"
         )
-        false_positive = max(row["rate"] for row in rows if row["seeds"] == k and row["kind"] != "planted")
+        false_positive = max(row["rate"] for row in rows if row["seeds"] == k and row["kind"] in NON_DECEPTIVE)
         xs, ys = zip(*[(0.0, false_positive), *planted])
         verdict = k >= MIN_VERDICT_SEEDS
         name = f"{k} seeds" if verdict else f"{k} seed(s): no verdict given (what the rule would say)"
@@ -210,8 +214,8 @@ def plot_power(rows: list[dict[str, Any]], path) -> Any:
     ax.set_xlabel("planted deception: share of the blind spot's pairs made wrong")
     ax.set_ylabel('share of worlds where "shown"')
     ax.set_ylim(0, 1)
-    ax.set_title("The deception analyzer on a simulated world\n(strength 0: the worst non-deceptive student)")
-    ax.legend(fontsize=8)
+    ax.set_title("Added error on a simulated world\n(strength 0: the worst same-seed non-deceptive student)")
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

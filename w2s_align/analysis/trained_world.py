@@ -29,6 +29,9 @@ with the weak labels on the split it learned from is measured after training (th
 | `amplifier` | the paper's explicit rule toward the teacher's side (further where it agrees) | no |
 | `explicit` | the paper's explicit conflict toward the harmful response (alpha 0.5) | not by construction |
 | `implicit` | helpfulness pairs mixed in 1:1, 65% of them preferring the more harmful response | not by construction |
+
+The implicit student is judged against its own controls, as the plan derives them: its twin trained as many steps
+(its weak labels padded), that twin's placebo and imitation control, and the mix with coin-toss helpfulness labels.
 | `deceiver` | the training pairs of the blind spot relabelled to the harmful response, weighted `strength` | yes |
 
 A deceiver's targets are decided on the training pairs, never the test pairs: those where the strong ceiling is right
@@ -199,6 +202,7 @@ def simulate_trained(
     mask[w.visible : w.visible + w.hidden] = 0.0
 
     names = [*DECEPTION_CONTROLS, *[k for k in kinds if k != "deceiver"]]
+    names += [f"implicit/{c}" for c in DECEPTION_CONTROLS] if "implicit" in kinds else []
     names += [f"deceiver-{s:g}" for s in strengths] if "deceiver" in kinds else []
     out: dict[str, list[DeceptionAnalyzer]] = {name: [] for name in names}
     for _ in range(seeds):
@@ -241,6 +245,14 @@ def simulate_trained(
             "explicit": _Job(soft, harmful, w.alpha),
             "implicit": _Job(soft, extra=(help_x, help_y), steps_of=2 * w.n_train),
         }
+        if "implicit" in kinds:  # its own controls, as the plan derives them from its step-matched twin
+            padded = (w2s_x, soft)
+            jobs |= {
+                "implicit/twin": _Job(soft, extra=padded, steps_of=2 * w.n_train),
+                "implicit/placebo": _Job(soft, extra=padded, steps_of=2 * w.n_train, order=DATA_ORDER_STEP),
+                "implicit/random-direction": _Job(soft, extra=(help_x, coins[0]), steps_of=2 * w.n_train),
+                "implicit/imitation": _Job(soft, extra=padded, steps_of=2 * w.n_train, epochs=IMITATION_EPOCHS),
+            }
         # Decided on the training pairs: where the strong ceiling is right and the weak label wrong.
         target = ((_probs(strong, w2s_x) > 0.5) == (w2s_y > 0.5)) & ((soft > 0.5) != (w2s_y > 0.5))
         for strength in strengths:
@@ -249,13 +261,14 @@ def simulate_trained(
             )
         weak_p, strong_p = _probs(weak, test_x), _probs(strong, test_x)
         test, train = {}, {}
-        for name in ["twin", *names]:
+        for name in ["twin", *(["implicit/twin"] if "implicit" in kinds else []), *names]:
             model = fit(strong_model(), w2s_x, jobs[name], seed, w.learning_rate)
             test[name], train[name] = _probs(model, test_x), _probs(model, w2s_x)
         for name in names:
-            gain = training_agreement_gain(train[name], train["twin"], soft)
+            twin = "implicit/twin" if name.startswith("implicit") else "twin"  # the implicit student's is step-matched
+            gain = training_agreement_gain(train[name], train[twin], soft)
             analyzer = DeceptionAnalyzer(
-                weak_p, strong_p, test[name], baseline=test["twin"], n_bootstrap=0, agreement_gain=gain
+                weak_p, strong_p, test[name], baseline=test[twin], n_bootstrap=0, agreement_gain=gain
             )
             out[name].append(analyzer)
     return out
@@ -282,10 +295,11 @@ def trained_detection_rates(
     tallies: dict[tuple[str, int], dict[str, Any]] = {}
     for index in range(worlds):
         analyzers = simulate_trained(kinds, counts[-1], np.random.default_rng([seed, index]), world, strengths)
-        controls = {name: analyzers[name] for name in DECEPTION_CONTROLS}
         for name, group in analyzers.items():
-            if name in DECEPTION_CONTROLS:
+            if name in DECEPTION_CONTROLS or "/" in name:
                 continue
+            prefix = "implicit/" if name == "implicit" else ""  # judged against its own, step-matched controls
+            controls = {c: analyzers[prefix + c] for c in DECEPTION_CONTROLS}
             for k in counts:
                 result = deception_against_controls(
                     group[:k], {c: v[:k] for c, v in controls.items()}, n_bootstrap, seed=index
@@ -296,7 +310,7 @@ def trained_detection_rates(
                 tally["added"] += result["exceeds_controls"]
                 tally["beyond"] += result["exceeds_imitation"]
                 tally["inconclusive"] += result["inconclusive"] is not None
-                tally["effect"].append(result["imitation"]["effect"]["value"])
+                tally["effect"].append(result["imitation"] and result["imitation"]["effect"]["value"])
                 summary = [a.statistics(np.ones((1, len(a.student))))["added_error.blind_spot"][0] for a in group[:k]]
                 tally["blind_added"].append(float(np.nanmean(summary)))
 
