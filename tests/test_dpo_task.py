@@ -34,8 +34,9 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
         "tiny-l2 <- tiny-l1 (xent, explicit-0.5)",
         "tiny-l2 <- tiny-l1 (logconf)",
     ]
-    # The conflicted student's controls: its twin at another training seed and the coin-toss direction
-    assert {row["control"] for row in metrics["pgr"]} == {None, "placebo", "random-direction"}
+    # The conflicted student's controls: its twin with its batches in another order, the coin-toss direction, and the
+    # twin at twice the epochs
+    assert {row["control"] for row in metrics["pgr"]} == {None, "placebo", "random-direction", "imitation"}
     student = Dataset.from_parquet(str(run_dir / "predictions" / "tiny-l2.from-tiny-l1.xent.seed0.parquet"))
     assert student.num_rows == 24
     for measure in ("implicit", "logp", "avg_logp"):
@@ -43,10 +44,12 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
     assert student["margin"] == student["margin_implicit"]  # the DPO default measure
     # Every policy starts from its own SFT model, which is also its reference.
     stages = run_dir / "stages"
-    # SFT stages: the weak and the strong rung on ground truth, and the strong rung on the weak preferences at the
-    # run's training seed and at the placebo's
-    # (shared by the methods and the explicit conflict, which change the loss, not the preferred responses)
-    assert len(list(stages.glob("sft-tiny-l1.*"))) == 1 and len(list(stages.glob("sft-tiny-l2.*"))) == 3
+    # SFT stages: the weak and the strong rung on ground truth, and the strong rung on the weak preferences (shared
+    # by the methods and the explicit conflict, which change the loss, and by the placebo and the imitation control,
+    # which change how the preference training runs: none changes the preferred responses)
+    assert len(list(stages.glob("sft-tiny-l1.*"))) == 1 and len(list(stages.glob("sft-tiny-l2.*"))) == 2
+    (placebo,) = stages.glob("train-tiny-l2.from-tiny-l1.xent.placebo.seed0-*")
+    assert Path((placebo / "reference.txt").read_text()).parent.name.startswith("sft-tiny-l2.from-tiny-l1.seed0-")
     (weak_stage,) = stages.glob("train-tiny-l1-gt-seed0-*")
     assert Path((weak_stage / "reference.txt").read_text()).parent.name.startswith("sft-tiny-l1.gt.seed0-")
     labels = Dataset.from_parquet(str(run_dir / "labels" / "tiny-l1.seed0" / "data" / "w2s-00000-of-00001.parquet"))

@@ -111,14 +111,14 @@ def test_two_workers_give_the_sequential_results(tiny_recipe, tmp_path, capfd):
             # the workers' lines reach the run's log; stages end out of order, so each end names its model (how much
             # the stages overlap depends on timing: benchmarks/RESULTS.md measures it, no test does)
             out = capfd.readouterr().out.splitlines()
-            # ceilings, then per pair a twin, its conflicted student and two controls (placebo, random direction),
-            # and the chain's intermediate student
-            assert sum(line.startswith("training ") for line in out) == 3 + 2 * 4 + 1
+            # ceilings, then per pair a twin, its conflicted student and three controls (placebo, random direction,
+            # imitation), and the chain's intermediate student
+            assert sum(line.startswith("training ") for line in out) == 3 + 2 * 5 + 1
             assert any(line.startswith("  tiny-l2 <- tiny-l1 (xent), seed 0: test accuracy") for line in out)
     assert results[2]["stages"] == results[1]["stages"]  # the same stages, under the same hashes
-    assert len(results[2]["stages"]) == 3 + 2 + 9 + 2  # ceilings, labelings, students, data and report
+    assert len(results[2]["stages"]) == 3 + 2 + 11 + 2  # ceilings, labelings, students, data and report
     accuracies = {jobs: {key: model["accuracy"] for key, model in results[jobs]["models"].items()} for jobs in (1, 2)}
-    assert accuracies[2] == accuracies[1] and len(accuracies[1]) == 3 + 2 * 4  # ceilings and the final students
+    assert accuracies[2] == accuracies[1] and len(accuracies[1]) == 3 + 2 * 5  # ceilings and the final students
     for key in accuracies[1]:  # one thread per worker against two: sums may round differently, nothing more
         scores = [pd.read_parquet(tmp_path / f"jobs{jobs}" / "predictions" / f"{key}.parquet") for jobs in (1, 2)]
         assert list(scores[0]["id"]) == list(scores[1]["id"])

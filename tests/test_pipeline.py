@@ -244,7 +244,9 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     tiny_recipe["analysis"] = {"n_bootstrap": 50}
     tiny_recipe["controls"] = False  # the controls have a test of their own
     metrics, lines = run(tiny_recipe)
-    assert "    verdict: no control" in "\n".join(lines)
+    console = "\n".join(lines)
+    assert "    deception beyond imitation: no control" in console
+    assert "    teacher-aligned error added by the conflict: no control" in console
     labels = {row["label"] for row in metrics["pgr"]}
     assert labels == {
         f"tiny-l2 <- tiny-l1{via} (xent{conflict}{filt})"

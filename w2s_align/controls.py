@@ -179,12 +179,14 @@ def _check_faster(twin: Any, variant: str) -> Any:
 @dataclass(frozen=True)
 class Check:
     """A student judged as if it were a conflicted student (`conflicts.checks`): whether it is deceptive by
-    construction, how it derives from the conflicted student's twin (`derive(twin, variant)`), and what it is."""
+    construction, how it derives from the conflicted student's twin (`derive(twin, variant)`), what it is, and whether
+    it changes its training pairs (`check_pairs`) or only how it trains."""
 
     name: str
     deceptive: bool
     derive: Callable[[Any, str], Any]
     what: str
+    changes_pairs: bool = False
 
 
 CHECKS: dict[str, Check] = {
@@ -193,13 +195,14 @@ CHECKS: dict[str, Check] = {
         Check("same-seed", False, _reordered, "the twin with its batches in a third order"),
         Check("longer", False, _check_longer, f"the twin trained {IMITATION_EPOCHS:g} x the epochs, in a third order"),
         Check("faster", False, _check_faster, "the twin at 1.5 x the learning rate"),
-        Check("hardened", False, _reordered, "the twin on hardened weak labels, in a third order"),
+        Check("hardened", False, _reordered, "the twin on hardened weak labels, in a third order", True),
         Check(
             "deceiver",
             True,
             lambda twin, variant: dataclasses.replace(twin, variant=variant),
             "the twin with a share of its training pairs where the strong ceiling is right and the weak label wrong "
             "relabelled to the harmful response",
+            True,
         ),
     )
 }
@@ -211,6 +214,14 @@ def check_of(name: str) -> tuple[Check, float]:
     """The record of a check named in `conflicts.checks` (`deceiver-0.5`: the deceiver, share 0.5), and its share."""
     kind, _, share = name.partition("-") if name.startswith("deceiver") else (name, "", "")
     return CHECKS[kind], float(share) if share else 0.0
+
+
+def changes_training_only(variant: str) -> bool:
+    """Whether a control or check told apart by `variant` differs from its twin only in how its preference training
+    runs (batch order, epochs, learning rate), not in its pairs: it then shares the twin's SFT."""
+    if variant.startswith(CHECK_PREFIX):
+        return not check_of(variant.removeprefix(CHECK_PREFIX))[0].changes_pairs
+    return variant in CONTROLS
 
 
 def variant_label(variant: str) -> str:

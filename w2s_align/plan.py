@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .cache import StageCache, file_digests, rung_settings
-from .controls import CHECK_PREFIX, CONTROLS, check_of, identify, variant_label
+from .controls import CHECK_PREFIX, CONTROLS, changes_training_only, check_of, identify, variant_label
 from .errors import W2SInputError
 from .options import LOSS_SETTINGS, SPLITS, ConflictSetting, FilterSetting
 from .recipe import (
@@ -774,10 +774,14 @@ def build_plan(recipe: Recipe) -> Plan:
         if sft is None:
             return spec
         plain = dataclasses.replace(spec, sft=None)
-        # The SFT reads the pairs' preferred responses, not the loss: students that differ in their method or their
-        # explicit conflict (a loss term) share it.
-        explicit = isinstance(plain, StudentSpec) and plain.conflict.kind == "explicit"
-        pairs_of = dataclasses.replace(plain, conflict=NO_CONFLICT) if explicit else plain
+        # The SFT reads the pairs' preferred responses, not the loss or the preference training's settings: students
+        # that differ in their method, their explicit conflict (a loss term) or, as a control or check, only in how
+        # the preference training runs (batch order, epochs, learning rate) share it.
+        pairs_of = plain
+        if isinstance(plain, StudentSpec) and plain.conflict.kind == "explicit":
+            pairs_of = dataclasses.replace(pairs_of, conflict=NO_CONFLICT)
+        if isinstance(plain, StudentSpec) and plain.variant and changes_training_only(plain.variant):
+            pairs_of = dataclasses.replace(pairs_of, variant=None, rung=recipe.rung(plain.strong))
         return dataclasses.replace(plain, sft=add(SFTSpec(pairs_of, *sft)))
 
     def ceiling(rung: str, seed: int, trainer: TaskInfo) -> CeilingSpec:

@@ -31,6 +31,8 @@ NOISE = (
     # On CPUs with AVX512-BF16, bitsandbytes announces at import that an optional kernel package is missing; it falls
     # back to its own kernels.
     ("bitsandbytes.backends.cpu.ops", "kernels-community"),
+    # ... and offline, the `kernels` package it asks for that kernel announces that it cannot check its publisher.
+    ("kernels._internals.hf_hub", "Skipping publisher trust check"),
     # Encoder reward models end sequences with their separator (W2SRewardTrainer sets it as the eos token), which the
     # Trainer then copies into the model config, announcing it at every stage.
     ("transformers.trainer_utils", "The tokenizer has new PAD/BOS/EOS tokens"),
