@@ -8,8 +8,8 @@ import pytest
 from w2s_align.analysis.trained_world import TrainedWorld, simulate_trained, trained_detection_rates
 
 # Small worlds, so that the fast tier runs in seconds; `w2s-align calibrate --world trained` runs the large ones.
-SMALL = TrainedWorld(n_train=500, n_test=500)
-WORLDS = 8
+SMALL = TrainedWorld(n_train=400, n_test=400)
+WORLDS = 6
 
 
 @pytest.fixture(scope="module")
