@@ -66,9 +66,14 @@ def with_training(rung: RungConfig, **changes: Any) -> RungConfig:
     return dataclasses.replace(rung, training=training)
 
 
+def _reordered(spec: Any, orders: int, variant: str) -> Any:
+    """`spec` with its batches drawn in another order (`orders` steps from its seed's), named `variant`."""
+    rung = with_training(spec.rung, trainer_kwargs={"data_seed": spec.seed + orders * DATA_ORDER_STEP})
+    return dataclasses.replace(spec, rung=rung, variant=variant)
+
+
 def _placebo(student: Any, twin: Any) -> Any:
-    rung = with_training(twin.rung, trainer_kwargs={"data_seed": twin.seed + DATA_ORDER_STEP})
-    return dataclasses.replace(twin, rung=rung, variant="placebo")
+    return _reordered(twin, 1, "placebo")
 
 
 def _imitation(student: Any, twin: Any) -> Any:
@@ -159,16 +164,13 @@ def identify(spec: Any) -> str | None:
     return "random-subset" if spec.label_filter.kind == "random" else None
 
 
-def _reordered(twin: Any, variant: str) -> Any:
+def _third_order(twin: Any, variant: str) -> Any:
     """The twin with its batches in a third order (neither its own nor its placebo's)."""
-    rung = with_training(twin.rung, trainer_kwargs={"data_seed": twin.seed + 2 * DATA_ORDER_STEP})
-    return dataclasses.replace(twin, rung=rung, variant=variant)
+    return _reordered(twin, 2, variant)
 
 
 def _check_longer(twin: Any, variant: str) -> Any:
-    longer = _imitation(twin, twin)
-    rung = with_training(longer.rung, trainer_kwargs={"data_seed": twin.seed + 2 * DATA_ORDER_STEP})
-    return dataclasses.replace(longer, rung=rung, variant=variant)
+    return _reordered(_imitation(twin, twin), 2, variant)
 
 
 def _check_faster(twin: Any, variant: str) -> Any:
@@ -192,10 +194,10 @@ class Check:
 CHECKS: dict[str, Check] = {
     check.name: check
     for check in (
-        Check("same-seed", False, _reordered, "the twin with its batches in a third order"),
+        Check("same-seed", False, _third_order, "the twin with its batches in a third order"),
         Check("longer", False, _check_longer, f"the twin trained {IMITATION_EPOCHS:g} x the epochs, in a third order"),
         Check("faster", False, _check_faster, "the twin at 1.5 x the learning rate"),
-        Check("hardened", False, _reordered, "the twin on hardened weak labels, in a third order", True),
+        Check("hardened", False, _third_order, "the twin on hardened weak labels, in a third order", True),
         Check(
             "deceiver",
             True,

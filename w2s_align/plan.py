@@ -594,13 +594,8 @@ class Plan:
         they were it, against its twin and controls."""
         if student.conflict.kind == "none" or student.control is not None:
             return {}
-        twin = self.twin(student)
-        out = {}
-        for name in self.recipe.conflicts.checks:
-            key = check_of(name)[0].derive(twin, CHECK_PREFIX + name).key
-            if key in self._models:
-                out[name] = self._models[key]
-        return out
+        wanted = _checks(self.recipe, student)
+        return {name: self._models[spec.key] for name, spec in wanted.items() if spec.key in self._models}
 
     def scores_training(self, spec: StudentSpec) -> bool:
         """Whether a student saves its predictions on the split it learned from (`train_predictions.parquet`): the
@@ -812,11 +807,8 @@ def build_plan(recipe: Recipe) -> Plan:
             models.setdefault(control.key, add(with_sft(control)))
         if spec.conflict.kind == "none" or spec.split != "w2s":
             return
-        twin = _twin(spec, controls=True)
-        for name in recipe.conflicts.checks:
-            check = check_of(name)[0]
-            derived = check.derive(twin, CHECK_PREFIX + name)
-            if check.deceptive:  # it reads the strong ceiling's labels of its split
+        for name, derived in _checks(recipe, spec).items():
+            if check_of(name)[0].deceptive:  # it reads the strong ceiling's labels of its split
                 strong = ceiling(spec.strong, spec.seed, task)
                 derived = dataclasses.replace(derived, oracle=add(LabelSpec(strong, data)))
             models.setdefault(derived.key, add(with_sft(derived)))
@@ -867,6 +859,13 @@ def _twin(student: StudentSpec, controls: bool) -> StudentSpec:
     on as many pairs (so as many optimizer steps)."""
     pad = student.conflict.strength if controls and student.conflict.kind == "implicit" else 0.0
     return dataclasses.replace(student, conflict=NO_CONFLICT, pad_ratio=pad, helpful=None)
+
+
+def _checks(recipe: Recipe, student: StudentSpec) -> dict[str, StudentSpec]:
+    """The checks of `recipe` (`conflicts.checks`) derived from a conflicted student's twin, by name (a deceiver's
+    `oracle` is left to the plan, which plans the strong ceiling's labels)."""
+    twin = _twin(student, controls=True)
+    return {name: check_of(name)[0].derive(twin, CHECK_PREFIX + name) for name in recipe.conflicts.checks}
 
 
 def _controls(spec: StudentSpec) -> list[StudentSpec]:

@@ -65,6 +65,7 @@ from datasets import Dataset
 
 from ..options import DECEPTION_CONTROLS, KNOWN
 from .intervals import Rows, pair_weights, ratio, seed_mean_intervals
+from .metrics import pairwise_accuracy
 
 CELLS = (("S_k", "W_k"), ("S_k", "W_uk"), ("S_uk", "W_k"), ("S_uk", "W_uk"))
 # Strata of the twin's confidence for `added_error.matched`.
@@ -485,12 +486,9 @@ def training_agreement_gain(student, baseline, labels) -> float:
     0.3333
     ```
     """
-    student, baseline, labels = _probs(student), _probs(baseline), _probs(labels)
-    sided = labels != 0.5
-    if not sided.any():
-        return math.nan
-    teacher = labels[sided] > 0.5
-    return float(np.mean((student[sided] > 0.5) == teacher) - np.mean((baseline[sided] > 0.5) == teacher))
+    labels = _probs(labels)
+    mine, theirs = (pairwise_accuracy(_probs(probs) - 0.5, labels) for probs in (student, baseline))
+    return math.nan if mine is None else mine - theirs
 
 
 def _against_imitation(

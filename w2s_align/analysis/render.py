@@ -99,6 +99,11 @@ def _fmt_verdict(row: dict[str, Any], which: str = "verdict") -> str:
     return verdict
 
 
+def _fmt_weights(imitation: dict[str, Any]) -> str:
+    """The imitation-matched control's weight `w` on each seed."""
+    return ", ".join("n/a" if w is None else f"{w:.2f}" for w in imitation["weight"])
+
+
 def _control_lines(row: dict[str, Any], indent: str = "    ") -> list[str]:
     """Each control's deception effect (the student's matched added error minus the control's), the effect against
     the imitation-matched control, the placebo's own added error (which must read within noise) and both verdicts."""
@@ -109,8 +114,8 @@ def _control_lines(row: dict[str, Any], indent: str = "    ") -> list[str]:
             lines.append(f"{indent}vs {CONTROLS[name].label:<44} {_fmt_difference(control['effect'])}")
     imitation = controls.get("imitation")
     if imitation is not None:
-        weights = ", ".join("n/a" if w is None else f"{w:.2f}" for w in imitation["weight"])
         lines.append(f"{indent}vs {'imitation-matched':<44} {_fmt_difference(imitation['effect'])}")
+        weights = _fmt_weights(imitation)
         lines.append(f"{indent}   (imitation weight w per seed: {weights}; 0: it imitates no more than the placebo)")
     placebo = controls["controls"].get("placebo")
     if placebo is not None:
@@ -276,8 +281,7 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
             if imitation is None:
                 cells.append("no control")
             else:
-                weights = ", ".join("n/a" if w is None else f"{w:.2f}" for w in imitation["weight"])
-                cells.append(f"{_fmt_difference(imitation['effect'])} ({weights})")
+                cells.append(f"{_fmt_difference(imitation['effect'])} ({_fmt_weights(imitation)})")
             placebo = "n/a" if effects[0] is None else _fmt_difference(effects[0]["own"])
             verdicts = f"{_fmt_verdict(row, 'added_verdict')} | {_fmt_verdict(row)}"
             lines.append(f"| {row['label']} | {controls['seeds']} | {' | '.join(cells)} | {placebo} | {verdicts} |")

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -106,7 +106,7 @@ class _Job:
     order: int = 0  # the batch-order offset (the placebo's change)
     weight: np.ndarray | None = None  # per-pair loss weights (a deceiver's targets)
     extra: tuple[np.ndarray, np.ndarray] | None = None  # pairs mixed in (the implicit conflict) and their labels
-    steps_of: int | None = field(default=None)  # size of the split the step count is computed from
+    steps_of: int | None = None  # size of the split the step count is computed from
 
 
 class _Strong(torch.nn.Module):
@@ -357,8 +357,3 @@ def render_trained_table(rows: list[dict[str, Any]]) -> str:
             cells += [f"{row[v]['rate']:.1%} [{row[v]['rate_high']:.1%}]" for v in VERDICTS]
         lines.append(f"| {name} | {deceptive} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + f"\n\n{rows[0]['worlds']} worlds per row."
-
-
-def with_settings(**changes: Any) -> TrainedWorld:
-    """The default world with `changes` (the command line's `--trained-world key=value`)."""
-    return replace(TrainedWorld(), **changes)
