@@ -400,3 +400,7 @@ def test_calibrate_prints_the_table_and_refuses_nonsense(capsys):
     assert code == 2 and err.strip() == "error: --worlds must be between 1 and 100000, got 0"
     code, err = run_cli(["calibrate", "--trained-worlds", "1000000000"], capsys)
     assert code == 2 and "--trained-worlds must be between 1 and 100000" in err
+    code, err = run_cli(["calibrate", "--seeds", "1000000"], capsys)
+    assert code == 2 and "--seeds must be between 1 and 100" in err
+    code, err = run_cli(["calibrate", "--weights", *["1"] * 21], capsys)
+    assert code == 2 and err.strip() == "error: --weights: at most 20 values, got 21"

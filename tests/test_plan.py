@@ -7,6 +7,7 @@ import pytest
 from datasets import Dataset
 
 from w2s_align.cache import StageCache
+from w2s_align.errors import W2SInputError
 from w2s_align.plan import CeilingSpec, LabelSpec, SFTSpec, StudentSpec, build_plan
 from w2s_align.recipe_yaml import recipe_from_dict
 
@@ -323,3 +324,15 @@ def test_checks_are_judged_as_the_conflicted_student_and_the_deceiver_reads_the_
     cache = StageCache(Path("unused"))
     hashes = {step.stage_name: cache.stage(step).hash for step in without.steps}
     assert all(cache.stage(step).hash == hashes[step.stage_name] for step in plan.steps if step.stage_name in hashes)
+
+
+def test_two_different_stages_never_share_a_name():
+    # a rung named 'w-via-m' would make the direct student of 'w-via-m' the bootstrapped student of w via m
+    raw = sweep(seeds=[0], methods=["xent"], controls=False)
+    raw["ladder"] = [{"name": name, "model": "m"} for name in ("w", "m", "s", "w-via-m")]
+    raw["pairs"] = [{"weak": "w", "strong": "s", "via": ["m"]}, {"weak": "w-via-m", "strong": "s"}]
+    raw["conflicts"] = {"settings": ["none"]}
+    with pytest.raises(W2SInputError, match="two different stages would share the name 'train-s.from-w-via-m.xent"):
+        plan_of(raw)
+    # a stage several students share is planned once, without complaint
+    assert plan_of(sweep(seeds=[0]))

@@ -161,6 +161,11 @@ def test_validation_settings_are_checked():
         (["deceiver-1.5"], "'conflicts.checks.0' is 'deceiver-1.5'"),
         (["longer-2"], "'conflicts.checks.0' is 'longer-2'"),
         (["longer", "longer"], "'conflicts.checks' repeats ['longer']"),
+        (["deceiver-.50"], "'conflicts.checks.0' is 'deceiver-.50'"),  # one spelling per share: deceiver-0.5
+        (
+            [f"deceiver-0.{i + 1}" for i in range(9)] + ["same-seed"] * 12,
+            "'conflicts.checks' names 21 checks; at most 20",
+        ),
     ],
 )
 def test_checks_of_the_deception_verdicts_are_named_as_documented(checks, message):

@@ -65,8 +65,11 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-# The most worlds a calibration row may take: each is minutes of CPU for the trained world.
+# The most worlds a calibration row may take (each is seconds of CPU in the trained world), the most seeds a world
+# trains, and the most values of a row-making option.
 MAX_WORLDS = 100_000
+MAX_SEEDS = 100
+MAX_ROWS = 20
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -74,10 +77,13 @@ def _calibrate(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if not 1 <= value <= MAX_WORLDS:
             raise W2SInputError(f"--{name.replace('_', '-')} must be between 1 and {MAX_WORLDS}, got {value}")
-    if any(k < 1 for k in args.seeds) or any(not 0 < s <= 1 for s in args.strengths):
-        raise W2SInputError("--seeds must be at least 1 and --strengths in (0, 1]")
+    if any(not 1 <= k <= MAX_SEEDS for k in args.seeds) or any(not 0 < s <= 1 for s in args.strengths):
+        raise W2SInputError(f"--seeds must be between 1 and {MAX_SEEDS} and --strengths in (0, 1]")
     if any(not 0 < w <= 1000 for w in args.weights):
         raise W2SInputError("--weights (of the trained world's deceivers) must be in (0, 1000]")
+    for name in ("seeds", "strengths", "weights"):
+        if len(getattr(args, name)) > MAX_ROWS:  # each value is a row of worlds
+            raise W2SInputError(f"--{name}: at most {MAX_ROWS} values, got {len(getattr(args, name))}")
     if args.world in ("simulated", "both"):
         from .analysis.calibration import calibration_table, plot_power, render_table
 

@@ -333,8 +333,9 @@ class StudentSpec(_Spec):
     @property
     def pairs_key(self) -> str:
         """Names the pairs it trains on (its SFT stage's name): its key without the method, which changes the loss,
-        not the pairs."""
-        return f"{self._name(None)}.seed{self.seed}"
+        not the pairs; but with it after a bootstrapping chain, whose intermediate students (trained by the method)
+        label the pairs."""
+        return f"{self._name(self.method if self.via else None)}.seed{self.seed}"
 
     def _name(self, method: str | None) -> str:
         parts = [self.strong, "from-" + self.weak + "".join(f"-via-{rung}" for rung in self.via)]
@@ -757,7 +758,13 @@ def build_plan(recipe: Recipe) -> Plan:
     models: dict[str, ModelSpec] = {}
 
     def add(spec: Step) -> Step:  # a stage several students share (a ceiling, its labels) is planned once
-        return steps.setdefault(spec.stage_name, spec)
+        planned = steps.setdefault(spec.stage_name, spec)
+        if planned is not spec and _determinants(planned) != _determinants(spec):
+            raise W2SInputError(
+                f"two different stages would share the name {spec.stage_name!r} (rung names build stage names: "
+                "rename a rung so that no name reads as another's part, e.g. '-via-' or a method)"
+            )
+        return planned
 
     def start(rung: str, seed: int) -> GenerativeSpec | None:
         config = recipe.rung(rung)
@@ -859,6 +866,12 @@ def _twin(student: StudentSpec, controls: bool) -> StudentSpec:
     on as many pairs (so as many optimizer steps)."""
     pad = student.conflict.strength if controls and student.conflict.kind == "implicit" else 0.0
     return dataclasses.replace(student, conflict=NO_CONFLICT, pad_ratio=pad, helpful=None)
+
+
+def _determinants(spec: Step) -> tuple:
+    """What makes a stage the stage it is: its kind, its settings and the stages it reads (by name)."""
+    upstream = {role: source.stage_name for role, source in spec.upstream().items()}
+    return type(spec), spec.settings(), upstream
 
 
 def _checks(recipe: Recipe, student: StudentSpec) -> dict[str, StudentSpec]:

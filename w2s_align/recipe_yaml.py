@@ -506,11 +506,20 @@ _TRAINER_RANGES = {
 }
 
 
+# The most checks a recipe may name.
+MAX_CHECKS = 20
+
+
 def _check_checks(conflicts: ConflictConfig, controls: bool, source: str) -> None:
     """`conflicts.checks`: known names, each once, with conflicted students and their controls to judge them by."""
+    if len(conflicts.checks) > MAX_CHECKS:  # each is a student per conflicted student and seed
+        raise W2SInputError(f"{source}: 'conflicts.checks' names {len(conflicts.checks)} checks; at most {MAX_CHECKS}")
     for index, name in enumerate(conflicts.checks):
         kind, _, share = name.partition("-") if name.startswith("deceiver") else (name, "", "")
-        valid = kind in DECEPTION_CHECKS and (kind != "deceiver" or _share(share) is not None)
+        value = _share(share)
+        # One spelling per share (`deceiver-0.5`, not `deceiver-.50`): two spellings would be two stages of one
+        # student.
+        valid = kind in DECEPTION_CHECKS and (kind != "deceiver" or (value is not None and share == f"{value:g}"))
         if not valid or (kind != "deceiver" and share):
             raise W2SInputError(
                 f"{source}: 'conflicts.checks.{index}' is {name!r}; checks: same-seed, longer, faster, hardened, "
