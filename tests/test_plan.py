@@ -327,12 +327,15 @@ def test_checks_are_judged_as_the_conflicted_student_and_the_deceiver_reads_the_
 
 
 def test_two_different_stages_never_share_a_name():
-    # a rung named 'w-via-m' would make the direct student of 'w-via-m' the bootstrapped student of w via m
+    # a rung named 'w-via-m' would make the direct student of 'w-via-m' the bootstrapped student of w via m; the recipe
+    # refuses the name (tests/test_names.py), and the plan, the last line, refuses the collision itself
     raw = sweep(seeds=[0], methods=["xent"], controls=False)
-    raw["ladder"] = [{"name": name, "model": "m"} for name in ("w", "m", "s", "w-via-m")]
-    raw["pairs"] = [{"weak": "w", "strong": "s", "via": ["m"]}, {"weak": "w-via-m", "strong": "s"}]
+    raw["ladder"] = [{"name": name, "model": "m"} for name in ("w", "m", "s", "w2")]
+    raw["pairs"] = [{"weak": "w", "strong": "s", "via": ["m"]}, {"weak": "w2", "strong": "s"}]
     raw["conflicts"] = {"settings": ["none"]}
+    recipe = recipe_from_dict(raw)
+    recipe.ladder[3].name = recipe.pairs[1].weak = "w-via-m"
     with pytest.raises(W2SInputError, match="two different stages would share the name 'train-s.from-w-via-m.xent"):
-        plan_of(raw)
+        build_plan(recipe)
     # a stage several students share is planned once, without complaint
     assert plan_of(sweep(seeds=[0]))

@@ -103,6 +103,42 @@ def test_an_output_directory_that_cannot_be_made_stops_with_one_line(tiny_recipe
     assert err.count("\n") == 1
 
 
+def links(tmp_path: Path, case: str) -> tuple[Path, str]:
+    """An output_dir that a link would carry out of itself or nowhere, and the words of its refusal."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    if case == "dangling":
+        (tmp_path / "gone").symlink_to(tmp_path / "missing")
+        return tmp_path / "gone", "is a symbolic link that leads nowhere"
+    if case == "looping":
+        (tmp_path / "loop").symlink_to(tmp_path / "loop")
+        return tmp_path / "loop" / "run", "is a symbolic link that leads nowhere"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "predictions").symlink_to(outside)
+    return run, "predictions is a symbolic link out of the run directory"
+
+
+@pytest.mark.parametrize("case", ["dangling", "looping", "predictions linked out"])
+def test_a_link_that_leads_out_of_the_run_or_nowhere_stops_before_anything_is_written(
+    tiny_recipe, tmp_path, capsys, case
+):
+    output_dir, words = links(tmp_path, case)
+    tiny_recipe["output_dir"] = str(output_dir)
+    assert main(["run", str(recipe_file(tiny_recipe, tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_a_home_relative_output_dir_is_written_under_home(tiny_recipe, tmp_path, monkeypatch):
+    from w2s_align.recipe_yaml import recipe_from_dict
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    tiny_recipe["output_dir"] = "~/runs/x"
+    assert recipe_from_dict(tiny_recipe).run_dir == tmp_path / "home" / "runs" / "x"
+
+
 @pytest.mark.slow
 def test_ctrl_c_prints_one_line_exits_130_and_the_rerun_resumes(tiny_recipe, tmp_path):
     path = recipe_file(tiny_recipe, tmp_path)

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
 import json
 import os
@@ -24,6 +25,33 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from datasets import Dataset
+
+# File names hold at most 255 bytes on common file systems; a stage directory adds a 13-character hash to its name.
+MAX_NAME_BYTES = 200
+
+
+def bounded_name(name: str, limit: int = MAX_NAME_BYTES) -> str:
+    """`name` if it fits in `limit` bytes; else its head and a hash of the whole, so that a name built from long rung
+    names still fits a file name (or a Hub repository id) and stays that name's alone.
+
+    ```python
+    >>> bounded_name("s.from-w.xent.seed0")
+    's.from-w.xent.seed0'
+    >>> long = bounded_name("s" * 300 + ".from-w.xent.seed0")
+    >>> len(long), long[-17:]
+    (200, '~18fcd565b7d1ec3a')
+    ```
+    """
+    if len(name.encode()) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    head = name.encode()[: limit - len(digest) - 1].decode(errors="ignore")
+    return f"{head}~{digest}"
+
+
+def model_file(run_dir: str | Path, folder: str, key: str, suffix: str) -> Path:
+    """Where a run keeps a file of the model named `key`, e.g. `predictions/<key>.parquet` or `logs/<key>.json`."""
+    return Path(run_dir) / folder / f"{bounded_name(key)}{suffix}"
 
 
 def _atomic(path: Path, write) -> None:

@@ -75,7 +75,9 @@ def record_base_model(trainer: Any, model_dir: Path, base_model: str) -> None:
 def hub_model_id(namespace: str, recipe: str, key: str) -> str:
     """The Hub repository of a run's model: `<namespace>/<recipe>-<model key>`, in the characters the Hub allows
     (letters, digits, `-`, `_`, `.`; at most 96)."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{recipe}-{key}").strip("-.")[:96]
+    from .artifacts import bounded_name
+
+    name = bounded_name(re.sub(r"[^A-Za-z0-9._-]+", "-", f"{recipe}-{key}").strip("-."), 96).replace("~", "-")
     return f"{namespace}/{name}"
 
 

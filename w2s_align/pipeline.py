@@ -34,7 +34,7 @@ from datasets import DatasetDict
 
 from .analysis.render import render_console
 from .analysis.report import cached_metrics, write_report
-from .artifacts import atomic_copy, atomic_write_text
+from .artifacts import atomic_copy, atomic_write_text, model_file
 from .cards import write_label_dataset
 from .conflicts import check_same_format
 from .distributed import check_launch, check_shared, is_main_process, on_main, process_group_timeout, state
@@ -172,11 +172,11 @@ class W2SPipeline:
         run_dir = self.recipe.run_dir
         for spec in self.plan.models:
             stage = self.cache.stage(spec)
-            atomic_copy(stage.path(PREDICTIONS_FILE), run_dir / "predictions" / f"{spec.key}.parquet")
+            atomic_copy(stage.path(PREDICTIONS_FILE), model_file(run_dir, "predictions", spec.key, ".parquet"))
             trained_on = stage.path(TRAIN_PREDICTIONS_FILE)
             if trained_on.is_file():
-                atomic_copy(trained_on, run_dir / "predictions" / "train" / f"{spec.key}.parquet")
-            train_log, copied = stage.path(TRAIN_LOG), run_dir / "logs" / f"{spec.key}.json"
+                atomic_copy(trained_on, model_file(run_dir, "predictions/train", spec.key, ".parquet"))
+            train_log, copied = stage.path(TRAIN_LOG), model_file(run_dir, "logs", spec.key, ".json")
             # Copied only when new, so that its training curves are not drawn again on every rerun.
             if train_log.is_file() and not (copied.is_file() and copied.read_bytes() == train_log.read_bytes()):
                 atomic_copy(train_log, copied)
@@ -189,7 +189,7 @@ class W2SPipeline:
                 "split": spec.split,
                 "stage hash": stage.hash,
             }
-            card = run_dir / "labels" / spec.key / "README.md"
+            card = model_file(run_dir, "labels", spec.key, "") / "README.md"
             if not (card.is_file() and stage.hash in card.read_text()):  # written once per labeling stage
                 write_label_dataset(load_labels(stage.dir), spec.split, card.parent, facts)
         metrics, figures = cached_metrics(self.plan, self.cache)

@@ -465,7 +465,9 @@ class Recipe:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.output_dir or f"runs/{self.name}")
+        """Where the run writes: `output_dir` (`~` expanded, as `transformers` does for the checkpoints) or
+        `runs/<name>`."""
+        return Path(self.output_dir or f"runs/{self.name}").expanduser()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -58,6 +58,7 @@ from .recipe import (
     TrackingConfig,
     TrainingSettings,
 )
+from .tasks import REGISTRY
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -358,6 +359,39 @@ def reference() -> str:
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 
 
+# Stage and prediction names are built from rung names (`<strong>.from-<weak>-via-<rung>.<method>.seed<k>`,
+# `<rung>-<task tag>.gt.seed<k>`, `<rung>+<rung>x<size>-probability`); a rung name that cannot hold these separators
+# and words keeps every built name one spec's, so that no two experiments share a stage or a predictions file.
+_RESERVED_WORDS = ("via", "probability", *(info.tag for info in REGISTRY.values()))
+
+
+def rung_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a rung (it could make two stage names one), or None.
+
+    ```python
+    >>> rung_name_problem("qwen2.5-0.5b") is None
+    True
+    >>> rung_name_problem("w-via-m")
+    "'via' is a word of stage names ('<strong>.from-<weak>-via-<rung>'); rename it"
+    ```
+    """
+    words = re.split(r"[-.]", name)
+    reserved = next((word for word in words if word in _RESERVED_WORDS), None)
+    if reserved == "via":
+        return "'via' is a word of stage names ('<strong>.from-<weak>-via-<rung>'); rename it"
+    if reserved:
+        return f"{reserved!r} is a word of stage names (a model's task tag or an ensemble's rule); rename it"
+    if "+" in name:
+        return "'+' joins the rungs of an ensemble in stage names; rename it"
+    if re.search(r"\.(?!\d)", name):
+        return (
+            "a '.' separates the parts of stage names, so in a rung name it must come before a digit (as in 'qwen2.5')"
+        )
+    if re.search(r"x\d+$", name):
+        return "a trailing 'x<number>' is an ensemble's size in stage names; rename it"
+    return None
+
+
 def _check(recipe: Recipe, source: str) -> None:
     """Cross-field checks: the ladder, the pairs and the methods must fit together."""
     if not recipe.ladder:
@@ -370,6 +404,9 @@ def _check(recipe: Recipe, source: str) -> None:
                 f"{source}: '{key}' is {name!r}: a name becomes part of file names, so it takes letters, digits, "
                 "'.', '_', '-' and '+' only (not starting with '.' or '-')"
             )
+    for index, rung in enumerate(recipe.ladder):
+        if problem := rung_name_problem(rung.name):
+            raise W2SInputError(f"{source}: 'ladder.{index}.name' is {rung.name!r}: {problem}")
     names = [rung.name for rung in recipe.ladder]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

@@ -42,6 +42,11 @@ def check_output_dir(run_dir: Path) -> None:
     for part in run_dir.parts:
         if len(os.fsencode(part)) > 255:  # what Linux and macOS filesystems take
             raise W2SInputError(f"output_dir {str(run_dir)[:60]}...: a name in it is longer than 255 bytes")
+    for link in (run_dir, *run_dir.parents):
+        if link.is_symlink() and not link.exists():  # dangling, or a loop: mkdir would fail only when the run writes
+            raise W2SInputError(f"output_dir {run_dir}: {link} is a symbolic link that leads nowhere (to {os.readlink(link)})")
+    if run_dir.is_dir():
+        _check_links_inside(run_dir)
     existing = run_dir
     while not existing.exists():  # the nearest existing directory: the one the run's folders are made in
         existing = existing.parent
@@ -53,6 +58,20 @@ def check_output_dir(run_dir: Path) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".w2s-align-check-", dir=existing))
     except OSError as error:
         raise W2SInputError(f"output_dir {run_dir}: cannot be written ({error.strerror} in {existing})") from None
+
+
+def _check_links_inside(run_dir: Path) -> None:
+    """Stop on a symbolic link inside the run directory that leads out of it (a `predictions/` linked elsewhere): the
+    run writes only under `output_dir` (link `output_dir` itself to put a run on another disk)."""
+    top = run_dir.resolve()
+    for folder, subfolders, files in os.walk(run_dir):
+        for name in subfolders + files:
+            path = Path(folder) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(top):
+                raise W2SInputError(
+                    f"output_dir {run_dir}: {path} is a symbolic link out of the run directory (to "
+                    f"{os.readlink(path)}); a run writes only inside it: remove the link, or link output_dir itself"
+                )
 
 
 def check_free_space(run_dir: Path, needed: int, what: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from ..artifacts import atomic_copy, atomic_write_json, atomic_write_text
+from ..artifacts import atomic_copy, atomic_write_json, atomic_write_text, model_file
 from ..cache import StageCache
 from ..data import check_parquet
 from ..distributed import is_main_process
@@ -111,11 +111,11 @@ def _analyze(
     plan = build_plan(recipe_from_dict(raw, source=str(config)))
     predictions, training = {}, {}
     for spec in plan.models:
-        path = run_dir / "predictions" / f"{spec.key}.parquet"
+        path = model_file(run_dir, "predictions", spec.key, ".parquet")
         if not path.is_file():
             raise W2SInputError(f"{run_dir}: the predictions of model {spec.key!r} are missing ({path})")
         predictions[spec.key] = _read_predictions(path)
-        path = run_dir / "predictions" / "train" / f"{spec.key}.parquet"
+        path = model_file(run_dir, "predictions/train", spec.key, ".parquet")
         if path.is_file():
             training[spec.key] = _read_predictions(path, TRAIN_COLUMNS)
     seconds = {key: info.get("train_seconds") for key, info in saved.items()}
