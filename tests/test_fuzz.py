@@ -35,6 +35,15 @@ RECIPES = [
     ("infinite epochs", {"training": {"num_train_epochs": INF}}, f"'training.num_train_epochs' {FINITE}"),
     ("a negative data seed", {"data": {"seed": -1}}, "'data.seed' must be 0 or more, got -1"),
     ("a seed given twice", {"seeds": [0, 0]}, "'seeds' repeats [0]"),
+    ("a seed numpy cannot take", {"seeds": [2**32]}, "'seeds.0' must be at most 4294967295, got 4294967296"),
+    ("a conflict of strength 0", {"conflicts": {"alphas": [0]}}, "'conflicts.alphas' must be positive"),
+    ("a learning rate of 1e300", {"training": {"learning_rate": 1e300}}, "'training.learning_rate' must be at most"),
+    ("max_steps of 1e30 as text", trainer(max_steps="1e30"), "'training.trainer_kwargs.max_steps' must be at most"),
+    (
+        "a validation slice never read",
+        {"data": {"evaluate_on": "test", "validation_size": 10}},
+        "'data.validation_size' holds pairs out for 'data.evaluate_on: validation'",
+    ),
     ("no synthetic kind weighted", kinds(surface=0), "some kind a weight above 0"),
     ("a negative kind weight", kinds(surface=-1), "kind_weights.surface' must be 0 or more, got -1"),
     ("an unknown kind", kinds(sarcasm=1), "kind_weights' names ['sarcasm']"),
@@ -55,6 +64,11 @@ TEXTS = [
         "name: x\nladder: []\ntrainer: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
         + "".join(f"b{i}: &a{i + 1} [{', '.join([f'*a{i}'] * 10)}]\n" for i in range(8)),
         "more than 100000 values once its aliases are expanded",
+    ),
+    (
+        "a flow-style list of megabytes",
+        "name: x\nladder: [" + "1, " * 700_000 + "]\n",
+        "longer than 1000000 characters",
     ),
 ]
 
@@ -97,7 +111,7 @@ def test_an_unreadable_recipe_stops_with_one_line(tmp_path, capsys, monkeypatch)
     def denied(self, *args, **kwargs):  # as for a file without read permission (the tests may run as root)
         raise PermissionError(13, "Permission denied", str(self))
 
-    monkeypatch.setattr(Path, "read_text", denied)
+    monkeypatch.setattr(Path, "open", denied)
     stopped_cleanly(path, tmp_path / "run", capsys, "cannot be read (Permission denied)")
 
 

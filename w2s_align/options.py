@@ -166,10 +166,14 @@ class FilterSetting:
 class ProbeSettings:
     """The probes that clean weak labels with the strong rung's features (label filters `knn-*` and `logreg-*`)."""
 
-    k: int = field(default=20, metadata={"help": "knn: neighbours whose labels are averaged."})
+    k: int = field(default=20, metadata={"max": 10_000, "help": "knn: neighbours whose labels are averaged."})
     l2: float = field(default=1e-2, metadata={"help": "logreg: L2 penalty on the weights (features scaled to RMS 1)."})
     folds: int = field(
-        default=5, metadata={"help": "Cross-fitting folds: each pair is predicted by a probe fit on the other folds."}
+        default=5,
+        metadata={
+            "max": 100,
+            "help": "Cross-fitting folds: each pair is predicted by a probe fit on the other folds.",
+        },
     )
 
 

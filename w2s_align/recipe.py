@@ -39,12 +39,15 @@ from .options import (
     WeakLabelRule,
 )
 
+# The largest seed numpy and torch take.
+SEED_MAX = 2**32 - 1
+
 
 @dataclass
 class LoraSettings:
     """LoRA adapter settings for one rung (passed to `peft.LoraConfig`); the reward head is always trained."""
 
-    r: int = field(default=16, metadata={"help": "LoRA rank."})
+    r: int = field(default=16, metadata={"max": 4096, "help": "LoRA rank."})
     alpha: int = field(default=32, metadata={"help": "LoRA scaling `lora_alpha`."})
     dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
     target_modules: list[str] | str = field(
@@ -56,24 +59,35 @@ class LoraSettings:
 class TrainingSettings:
     """How one rung is trained. Set recipe-wide under `training:` and per rung under `ladder[i].training:`."""
 
-    learning_rate: float = field(default=1e-5, metadata={"help": "Peak learning rate of AdamW."})
-    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training split."})
-    per_device_train_batch_size: int = field(default=8, metadata={"help": "Pairs per device and micro-batch."})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
-    eval_batch_size: int = field(default=64, metadata={"help": "Pairs per batch when labeling and evaluating."})
+    learning_rate: float = field(default=1e-5, metadata={"max": 10.0, "help": "Peak learning rate of AdamW."})
+    num_train_epochs: float = field(default=1.0, metadata={"max": 1000, "help": "Passes over the training split."})
+    per_device_train_batch_size: int = field(
+        default=8, metadata={"max": 65536, "help": "Pairs per device and micro-batch."}
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"max": 65536, "help": "Micro-batches per optimizer step."}
+    )
+    eval_batch_size: int = field(
+        default=64, metadata={"max": 65536, "help": "Pairs per batch when labeling and evaluating."}
+    )
     logging_steps: float = field(
         default=0.05,
         metadata={
+            "max": 1e7,
             "help": "Log the training metrics every this many optimizer steps, or, below 1, this fraction of the "
-            "stage's steps (the default: 20 points a stage, however short). Changes no result."
+            "stage's steps (the default: 20 points a stage, however short). Changes no result.",
         },
     )
     max_length: int = field(
         default=512,
-        metadata={"help": "Longest prompt+response in tokens; longer ones are truncated from the left (the prompt)."},
+        metadata={
+            "max": 2**20,
+            "help": "Longest prompt+response in tokens; longer ones are truncated from the left (the prompt).",
+        },
     )
     warmup_steps: float = field(
-        default=0.0, metadata={"help": "Learning-rate warmup: steps, or a fraction of all steps when below 1."}
+        default=0.0,
+        metadata={"max": 1e7, "help": "Learning-rate warmup: steps, or a fraction of all steps when below 1."},
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     lr_scheduler_type: str = field(default="linear", metadata={"help": "A `transformers` scheduler name."})
@@ -112,12 +126,15 @@ class GenerativeSettings:
     epochs: float = field(
         default=0.0,
         metadata={
+            "max": 1000,
             "help": "Epochs of language modeling over the texts of the ground-truth and weak-to-strong splits (each "
             "prompt with each of its responses, no labels) before the rung's ceiling and students train, once per "
-            "seed; 0: off. Causal-LM rungs only."
+            "seed; 0: off. Causal-LM rungs only.",
         },
     )
-    learning_rate: float | None = field(default=None, metadata={"help": "Its learning rate (None: the rung's)."})
+    learning_rate: float | None = field(
+        default=None, metadata={"max": 10.0, "help": "Its learning rate (None: the rung's)."}
+    )
 
 
 @dataclass
@@ -128,7 +145,11 @@ class RungConfig:
     model: str = field(metadata={"help": "Hub id (e.g. `gpt2`, `Qwen/Qwen2.5-0.5B`) or local path."})
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit)."})
     num_layers: int | None = field(
-        default=None, metadata={"help": "Keep only the first k transformer layers (a cheaper rung of the same model)."}
+        default=None,
+        metadata={
+            "max": 10000,
+            "help": "Keep only the first k transformer layers (a cheaper rung of the same model).",
+        },
     )
     config_overrides: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Extra `from_pretrained` config overrides, e.g. `{dropout: 0.0}`."}
@@ -193,10 +214,18 @@ class DataConfig:
             "e.g. `{train: train_prefs, test: test_prefs}` (None: its `train` and `test`)."
         },
     )
-    gt_size: int | None = field(default=None, metadata={"help": "Pairs in the ground-truth split (None: all)."})
-    w2s_size: int | None = field(default=None, metadata={"help": "Pairs in the weak-to-strong split (None: all)."})
-    test_size: int | None = field(default=None, metadata={"help": "Pairs in the test split (None: all)."})
-    seed: int = field(default=0, metadata={"help": "Seed of the subsampling and of the synthetic generator."})
+    gt_size: int | None = field(
+        default=None, metadata={"max": 10**7, "help": "Pairs in the ground-truth split (None: all)."}
+    )
+    w2s_size: int | None = field(
+        default=None, metadata={"max": 10**7, "help": "Pairs in the weak-to-strong split (None: all)."}
+    )
+    test_size: int | None = field(
+        default=None, metadata={"max": 10**7, "help": "Pairs in the test split (None: all)."}
+    )
+    seed: int = field(
+        default=0, metadata={"max": SEED_MAX, "help": "Seed of the subsampling and of the synthetic generator."}
+    )
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings, metadata={"help": "Generator settings."})
     evaluate_on: Literal["test", "validation"] = field(
         default="test",
@@ -207,7 +236,8 @@ class DataConfig:
         },
     )
     validation_size: int | None = field(
-        default=None, metadata={"help": "Pairs of the ground-truth split held out with `evaluate_on: validation`."}
+        default=None,
+        metadata={"max": 10**7, "help": "Pairs of the ground-truth split held out with `evaluate_on: validation`."},
     )
 
 
@@ -221,8 +251,9 @@ class EnsembleConfig:
     seeds: int = field(
         default=1,
         metadata={
+            "max": 100,
             "help": "Members per rung: ceilings trained with seeds `seed`, `seed + 1000`, `seed + 2000`, ... for the "
-            "run's `seed`."
+            "run's `seed`.",
         },
     )
     combine: EnsembleCombine = field(
@@ -269,7 +300,9 @@ class HelpfulDataConfig:
         default="helpful-base", metadata={"help": "Subset of a hub dataset (HH-RLHF: `helpful-base`)."}
     )
     files: dict[str, str] | None = field(default=None, metadata={"help": "Local files, as `data.files`."})
-    seed: int = field(default=0, metadata={"help": "Seed of the sampling (and of the synthetic generator)."})
+    seed: int = field(
+        default=0, metadata={"max": SEED_MAX, "help": "Seed of the sampling (and of the synthetic generator)."}
+    )
 
 
 @dataclass
@@ -280,10 +313,12 @@ class ConflictConfig:
         default_factory=lambda: ["none"], metadata={"help": "Conflict settings to run: none, explicit, implicit."}
     )
     alphas: list[float] = field(
-        default_factory=lambda: [0.5], metadata={"help": "Strengths of the explicit conflict term (a sweep)."}
+        default_factory=lambda: [0.5],
+        metadata={"max": 100.0, "help": "Strengths of the explicit conflict term (a sweep)."},
     )
     ratios: list[float] = field(
-        default_factory=lambda: [1.0], metadata={"help": "Helpful pairs per harmless pair, implicit conflict."}
+        default_factory=lambda: [1.0],
+        metadata={"max": 100.0, "help": "Helpful pairs per harmless pair, implicit conflict."},
     )
     methods: list[StudentLoss] | None = field(
         default=None, metadata={"help": "Student methods that get the conflicts (None: every method)."}
@@ -319,7 +354,9 @@ class AnalysisConfig:
             "(`dpo.eval_measure`). Reward models label and are evaluated by one score."
         },
     )
-    n_bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples of the test pairs (0: none)."})
+    n_bootstrap: int = field(
+        default=1000, metadata={"max": 100_000, "help": "Bootstrap resamples of the test pairs (0: none)."}
+    )
     confidence: float = field(default=0.95, metadata={"help": "Coverage of the bootstrap intervals."})
 
 
@@ -362,9 +399,9 @@ class DPOSettings:
     )
     simpo_gamma: float = field(default=1.0, metadata={"help": "SimPO target reward margin."})
     sft: bool = field(default=True, metadata={"help": "Supervised finetuning on the preferred responses before DPO."})
-    sft_epochs: float = field(default=1.0, metadata={"help": "Epochs of the SFT stage."})
+    sft_epochs: float = field(default=1.0, metadata={"max": 1000, "help": "Epochs of the SFT stage."})
     sft_learning_rate: float | None = field(
-        default=None, metadata={"help": "Learning rate of the SFT stage (None: the rung's)."}
+        default=None, metadata={"max": 10.0, "help": "Learning rate of the SFT stage (None: the rung's)."}
     )
     supervisor: Literal["policy", "reward"] = field(
         default="policy", metadata={"help": "Weak labels from the weak policy, or from a weak reward model."}
@@ -400,7 +437,9 @@ class Recipe:
         default="reward", metadata={"help": "What the models learn: reward models, or DPO/SimPO policies."}
     )
     output_dir: str | None = field(default=None, metadata={"help": "Run directory; defaults to `runs/<name>`."})
-    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Training seeds; metrics average them."})
+    seeds: list[int] = field(
+        default_factory=lambda: [0], metadata={"max": SEED_MAX, "help": "Training seeds; metrics average them."}
+    )
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data and splits."})
     training: TrainingSettings = field(
         default_factory=TrainingSettings, metadata={"help": "Training settings shared by every rung."}

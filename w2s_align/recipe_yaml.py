@@ -87,6 +87,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 # The most values a recipe may hold once its YAML aliases are expanded: far above any real recipe, far below what
 # exhausts memory (a "billion laughs" file expands 10 aliases of 10 aliases ... into billions).
 MAX_VALUES = 100_000
+# PyYAML builds the whole document before [`MAX_VALUES`] is counted, at about a kilobyte of memory per value: a
+# longer text is refused unread. The longest recipe of the project is under 10 KB.
+MAX_YAML_BYTES = 1_000_000
 
 
 class _RecipeLoader(yaml.SafeLoader):
@@ -106,7 +109,10 @@ class _RecipeLoader(yaml.SafeLoader):
 
 def read_yaml(text: str) -> Any:
     """YAML text read safely: no key given twice in a mapping, and at most [`MAX_VALUES`] values once its aliases
-    are expanded (a file whose aliases nest would otherwise fill the memory of whatever walks it)."""
+    are expanded (a file whose aliases nest would otherwise fill the memory of whatever walks it), from at most
+    [`MAX_YAML_BYTES`] of text."""
+    if len(text) > MAX_YAML_BYTES:
+        raise yaml.YAMLError(f"longer than {MAX_YAML_BYTES} characters")
     data = yaml.load(text, Loader=_RecipeLoader)
     count, stack = 0, [data]
     while stack:
@@ -126,7 +132,8 @@ def read_yaml_file(path: Path, name: str | None = None) -> Any:
     (default: the path): not valid YAML, not UTF-8, or not readable."""
     name = name or str(path)
     try:
-        return read_yaml(path.read_text())
+        with path.open(encoding="utf-8") as handle:  # read no more than the limit of a file of any size
+            return read_yaml(handle.read(MAX_YAML_BYTES + 1))
     except yaml.YAMLError as error:
         raise W2SInputError(f"{name}: not valid YAML ({yaml_error(error)})") from None
     except UnicodeDecodeError:
@@ -220,8 +227,15 @@ def _describe(tp: Any) -> str:
     )
 
 
-def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
-    """Check `value` against the type hint `tp` and build dataclasses from mappings."""
+# A number YAML 1.1 leaves as text (`5e-5`, no dot).
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+# Numbers size work and memory (steps, pairs, resamples): a field's metadata gives its largest value ("max"); no other
+# number in a recipe is ever meant to pass this.
+MAX_NUMBER = 10**9
+
+
+def _convert(value: Any, tp: Any, source: str, key: str, bound: float = MAX_NUMBER) -> Any:
+    """Check `value` against the type hint `tp` (numbers within `bound`) and build dataclasses from mappings."""
     where = f"{source}: '{key}'" if key else source
     origin = typing.get_origin(tp)
     if tp is Any:
@@ -235,7 +249,7 @@ def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _convert(value, arg, source, key)
+                return _convert(value, arg, source, key, bound)
             except W2SInputError as error:
                 errors.append(error)
         if len(errors) == 1:
@@ -249,12 +263,12 @@ def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
         if not isinstance(value, list):
             raise W2SInputError(f"{where} must be {_describe(tp)}, got {value!r}")
         (item_type,) = typing.get_args(tp)
-        return [_convert(item, item_type, source, f"{key}.{i}") for i, item in enumerate(value)]
+        return [_convert(item, item_type, source, f"{key}.{i}", bound) for i, item in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise W2SInputError(f"{where} must be a mapping, got {value!r}")
         _, item_type = typing.get_args(tp)
-        return {str(k): _convert(v, item_type, source, f"{key}.{k}") for k, v in value.items()}
+        return {str(k): _convert(v, item_type, source, f"{key}.{k}", bound) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return _convert_dataclass(value, tp, source, key)
     if tp is bool:
@@ -264,7 +278,7 @@ def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise W2SInputError(f"{where} must be an integer, got {value!r}")
-        return value
+        return _bounded(value, bound, where)
     if tp is float:
         # YAML 1.1 reads `5e-5` (no dot) as a string: accept any text that is a number.
         if isinstance(value, str):
@@ -276,12 +290,23 @@ def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
             raise W2SInputError(f"{where} must be a number, got {value!r}")
         if not math.isfinite(value):
             raise W2SInputError(f"{where} must be a finite number, got {value!r}")
-        return float(value)
+        return float(_bounded(value, bound, where))
     if tp is str:
         if not isinstance(value, str):
             raise W2SInputError(f"{where} must be a string, got {value!r}")
         return value
     raise TypeError(f"unsupported type hint {tp!r} at {key}")
+
+
+def _bounded(value: float, bound: float, where: str) -> float:
+    def shown(number: float) -> str:
+        return str(int(number)) if float(number).is_integer() and abs(number) < 1e16 else f"{number:g}"
+
+    if value > bound:
+        raise W2SInputError(f"{where} must be at most {shown(bound)}, got {shown(value)}")
+    if value < -MAX_NUMBER:
+        raise W2SInputError(f"{where} must be at least {shown(-MAX_NUMBER)}, got {shown(value)}")
+    return value
 
 
 def _convert_dataclass(value: Any, cls: type, source: str, key: str) -> Any:
@@ -300,7 +325,7 @@ def _convert_dataclass(value: Any, cls: type, source: str, key: str) -> Any:
     for name, f in fields.items():
         full = f"{key}.{name}" if key else name
         if name in value:
-            kwargs[name] = _convert(value[name], hints[name], source, full)
+            kwargs[name] = _convert(value[name], hints[name], source, full, f.metadata.get("max", MAX_NUMBER))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise W2SInputError(f"{source}: missing required key '{full}'")
     return cls(**kwargs)
@@ -483,6 +508,10 @@ def _check(recipe: Recipe, source: str) -> None:
             raise W2SInputError(f"{source}: 'data.{size_key}' must be positive, got {size}")
     if recipe.data.evaluate_on == "validation" and not recipe.data.validation_size:
         raise W2SInputError(f"{source}: 'data.evaluate_on: validation' needs 'data.validation_size' (pairs held out)")
+    if recipe.data.evaluate_on == "test" and recipe.data.validation_size is not None:
+        raise W2SInputError(
+            f"{source}: 'data.validation_size' holds pairs out for 'data.evaluate_on: validation', but it is 'test'"
+        )
     if recipe.data.validation_size is not None and recipe.data.validation_size <= 0:
         raise W2SInputError(f"{source}: 'data.validation_size' must be positive, got {recipe.data.validation_size}")
     conflicts = recipe.conflicts
@@ -494,6 +523,8 @@ def _check(recipe: Recipe, source: str) -> None:
         raise W2SInputError(f"{source}: 'conflicts.ratios' must hold at least one ratio")
     if any(ratio <= 0 for ratio in conflicts.ratios):
         raise W2SInputError(f"{source}: 'conflicts.ratios' must be positive")
+    if any(alpha <= 0 for alpha in conflicts.alphas):  # 0 is the twin again; a negative one reverses the conflict
+        raise W2SInputError(f"{source}: 'conflicts.alphas' must be positive, got {conflicts.alphas}")
     for index, pair in enumerate(recipe.pairs):
         if pair.methods is not None and not pair.methods:
             raise W2SInputError(f"{source}: 'pairs.{index}.methods' must name at least one method (or be left out)")
@@ -540,6 +571,11 @@ _TRAINER_RANGES = {
     "max_steps": (lambda v: v == -1 or v >= 1, "-1 or at least 1"),
     "max_grad_norm": _NOT_NEGATIVE,
     "warmup_ratio": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+}
+_TRAINER_MAXIMA = {
+    **{f.name: f.metadata["max"] for f in dataclasses.fields(TrainingSettings) if "max" in f.metadata},
+    "per_device_eval_batch_size": 65536,
+    "max_steps": 10**7,
 }
 
 
@@ -628,11 +664,16 @@ def _check_ranges(recipe: Recipe, source: str) -> None:
     for prefix, settings in blocks:
         checks += [(f"{prefix}.{key}", getattr(settings, key), rule) for key, rule in _TRAINING_RANGES.items()]
         for key, value in settings.trainer_kwargs.items():  # the same rules where a trainer field is set directly
+            if isinstance(value, str) and _NUMBER.fullmatch(value):  # YAML 1.1 reads `1e3` as text; TRL would not
+                number = float(value)
+                value = settings.trainer_kwargs[key] = int(number) if number.is_integer() else number
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if number and not math.isfinite(value):
                 raise W2SInputError(
                     f"{source}: '{prefix}.trainer_kwargs.{key}' must be a finite number, got {value!r}"
                 )
+            if number:
+                _bounded(value, _TRAINER_MAXIMA.get(key, MAX_NUMBER), f"{source}: '{prefix}.trainer_kwargs.{key}'")
             if number and key in _TRAINER_RANGES:
                 checks.append((f"{prefix}.trainer_kwargs.{key}", value, _TRAINER_RANGES[key]))
     checks += [

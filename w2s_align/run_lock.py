@@ -44,7 +44,9 @@ def check_output_dir(run_dir: Path) -> None:
             raise W2SInputError(f"output_dir {str(run_dir)[:60]}...: a name in it is longer than 255 bytes")
     for link in (run_dir, *run_dir.parents):
         if link.is_symlink() and not link.exists():  # dangling, or a loop: mkdir would fail only when the run writes
-            raise W2SInputError(f"output_dir {run_dir}: {link} is a symbolic link that leads nowhere (to {os.readlink(link)})")
+            raise W2SInputError(
+                f"output_dir {run_dir}: {link} is a symbolic link that leads nowhere (to {os.readlink(link)})"
+            )
     if run_dir.is_dir():
         _check_links_inside(run_dir)
     existing = run_dir
