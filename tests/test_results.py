@@ -77,3 +77,27 @@ def test_an_accuracy_interval_covers_its_mean_and_narrows_with_more_pairs():
         assert stat["value"] == pytest.approx(np.mean([np.mean(p > 0.5) for p in probs]))
         assert stat["ci_low"] < stat["value"] < stat["ci_high"] and stat["defined_seeds"] == 3
     assert narrow["ci_high"] - narrow["ci_low"] < (wide["ci_high"] - wide["ci_low"]) / 3
+
+
+def test_a_model_at_chance_on_a_seed_is_flagged_in_the_console_and_the_report():
+    from w2s_align.analysis.render import render_console, render_markdown
+
+    plan = plan_of([0, 1])
+    # 20 pairs: 11 right is a coin toss's result; 19 right is not
+    counts = {"weak.gt": (19, 19), "strong.gt": (20, 20), "strong.from-weak.xent": (19, 11)}
+    predictions = {
+        spec.key: predictions_with(counts[spec.key.rsplit(".seed", 1)[0]][spec.seed], seed=spec.seed)
+        for spec in plan.models
+    }
+    metrics = build_metrics(plan, predictions)
+    assert [key for key, model in metrics["models"].items() if model["at_chance"]] == ["strong.from-weak.xent.seed1"]
+    flagged = "strong <- weak (xent), seed 1"
+    console = render_console(metrics)
+    assert "At chance on a seed" in console and f"    {flagged}\n" in console
+    assert flagged in render_markdown(metrics, None)
+    counts["strong.from-weak.xent"] = (19, 18)
+    predictions = {
+        spec.key: predictions_with(counts[spec.key.rsplit(".seed", 1)[0]][spec.seed], seed=spec.seed)
+        for spec in plan.models
+    }
+    assert "At chance" not in render_console(build_metrics(plan, predictions))

@@ -59,7 +59,36 @@ def test_lora_only_where_the_rung_asks_for_it():
 
 
 def test_a_trained_models_test_predictions_are_saved_with_its_accuracy(tmp_path):
-    predictions = Dataset.from_dict({"id": ["a", "b", "c", "d"], "correct": [True, True, False, True]})
+    predictions = Dataset.from_dict(
+        {"id": ["a", "b", "c", "d"], "prob_chosen": [0.9, 0.8, 0.3, 0.6], "correct": [True, True, False, True]}
+    )
     summary = record(predictions, tmp_path, {"train_steps": 3})
     assert summary == {"accuracy": pytest.approx(0.75), "train_steps": 3}
     assert Dataset.from_parquet(str(tmp_path / PREDICTIONS_FILE))["id"] == ["a", "b", "c", "d"]
+
+
+def test_a_diverging_loss_stops_the_stage_with_one_line_naming_the_step_and_the_setting():
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from w2s_align.errors import W2SInputError
+    from w2s_align.recipe import RungConfig
+    from w2s_align.training import divergence_guard
+
+    guard = divergence_guard("train-s-gt-seed0-abc", RungConfig(name="s", model="m"))
+    args, state = TrainingArguments(output_dir="unused", learning_rate=3.0), TrainerState(global_step=7)
+    guard.on_log(args, state, TrainerControl(), logs={"loss": 0.69, "grad_norm": 1.0})  # finite: trains on
+    for logs in ({"loss": float("nan")}, {"loss": 0.7, "grad_norm": float("inf")}):
+        with pytest.raises(W2SInputError) as error:
+            guard.on_log(args, state, TrainerControl(), logs=logs)
+        message = str(error.value)
+        assert message.startswith("train-s-gt-seed0-abc: the training ") and "at step 7 (it diverged)" in message
+        assert "lower the learning rate of rung 's' (3)" in message and "\n" not in message
+
+
+def test_a_model_with_non_finite_predictions_is_not_recorded(tmp_path):
+    from w2s_align.errors import W2SInputError
+
+    predictions = Dataset.from_dict({"id": ["a", "b"], "prob_chosen": [0.7, float("nan")], "correct": [True, False]})
+    with pytest.raises(W2SInputError, match="1 of its 2 test predictions are not finite numbers"):
+        record(predictions, tmp_path, {})
+    assert not (tmp_path / PREDICTIONS_FILE).exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -14,13 +15,14 @@ from datasets import Dataset
 
 from .artifacts import atomic_write_json, atomic_write_parquet
 from .distributed import barrier, broadcast, is_main_process
+from .errors import W2SInputError
 from .options import StudentLossSettings
 from .recipe import RungConfig, TrainingSettings, validation_size
 from .tracking import TrackerRun
 from .verbosity import progress_enabled, trainer_lines_enabled
 
 if TYPE_CHECKING:
-    from transformers import Trainer
+    from transformers import Trainer, TrainerCallback
 
 # Where `fit` saves a trained model's log history, and `record` its test predictions, in its stage directory.
 TRAIN_LOG = "train_log.json"
@@ -51,6 +53,7 @@ def fit(
     # Without a terminal the pipeline logs one line per stage; the trainer's raw log lines only at debug level.
     if not trainer_lines_enabled():
         trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(divergence_guard(stage_dir.name, rung))
     resume = last_whole_checkpoint(Path(trainer.args.output_dir))
     if resume is not None:
         log(f"  resuming from {resume}")
@@ -67,6 +70,27 @@ def fit(
     trainer.create_model_card(model_name=stage_dir.name, dataset_name=dataset, tags=["weak-to-strong"])
     atomic_write_json(stage_dir / TRAIN_LOG, trainer.state.log_history)
     return {"train_steps": trainer.state.global_step, "launch": launch_summary(trainer)}
+
+
+def divergence_guard(stage: str, rung: RungConfig) -> TrainerCallback:
+    """A callback that stops training the logged step its loss or gradient norm is not finite, with one line naming
+    the stage, the step and the setting to change (transformers logs the mean of the finite losses otherwise, and the
+    run would report a broken model's predictions)."""
+    from transformers import TrainerCallback
+
+    class StopOnDivergence(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            # Under fp16 an overflowing step has an infinite gradient norm and is skipped: that is loss scaling.
+            watched = ("loss",) if args.fp16 else ("loss", "grad_norm")
+            for key, value in (logs or {}).items():
+                if key in watched and isinstance(value, float) and not math.isfinite(value):
+                    raise W2SInputError(
+                        f"{stage}: the training {key.replace('_', ' ')} is {value} at step {state.global_step} (it "
+                        f"diverged); lower the learning rate of rung {rung.name!r} ({args.learning_rate:g}), or raise "
+                        "'warmup_steps'"
+                    )
+
+    return StopOnDivergence()
 
 
 def launch_summary(trainer: Trainer) -> dict[str, Any]:
@@ -109,7 +133,14 @@ def hold_out(pairs: Dataset, fraction: float, seed: int) -> tuple[Dataset, Datas
 
 
 def record(predictions: Dataset, stage_dir: Path, trained: dict[str, Any]) -> dict[str, Any]:
-    """Save a trained model's test predictions in its stage; return the stage summary (with what [`fit`] returned)."""
+    """Save a trained model's test predictions in its stage; return the stage summary (with what [`fit`] returned).
+    A model whose predictions are not finite diverged: the stage stops, unfinished."""
+    broken = int(np.sum(~np.isfinite(np.asarray(predictions["prob_chosen"], dtype=float))))
+    if broken:
+        raise W2SInputError(
+            f"{stage_dir.name}: {broken} of its {predictions.num_rows} test predictions are not finite numbers (the "
+            "model diverged); lower its rung's learning rate, or raise 'warmup_steps'"
+        )
     atomic_write_parquet(predictions, stage_dir / PREDICTIONS_FILE)
     return {"accuracy": float(sum(predictions["correct"]) / predictions.num_rows), **trained}
 

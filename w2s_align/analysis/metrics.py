@@ -27,6 +27,25 @@ def accuracy(predictions: Dataset) -> float:
     return float(np.mean(predictions["correct"]))
 
 
+def at_chance(predictions: Dataset, confidence: float) -> bool:
+    """Whether a model's accuracy on its test pairs cannot be told from a coin toss: its exact (Clopper-Pearson)
+    interval at `confidence` holds 0.5.
+
+    ```python
+    >>> from datasets import Dataset
+    >>> at_chance(Dataset.from_dict({"correct": [True] * 52 + [False] * 48}), 0.95)
+    True
+    >>> at_chance(Dataset.from_dict({"correct": [True] * 70 + [False] * 30}), 0.95)
+    False
+    ```
+    """
+    from scipy.stats import binomtest
+
+    correct = np.asarray(predictions["correct"], dtype=bool)
+    interval = binomtest(int(correct.sum()), len(correct)).proportion_ci(confidence)
+    return bool(interval.low <= 0.5 <= interval.high)
+
+
 def pairwise_accuracy(margins, labels) -> float | None:
     """Fraction of pairs where a model prefers the response its label prefers: `margins` are the model's score of the
     first response minus the second's, `labels` the probability that the first is preferred (1/0 for hard labels).

@@ -146,6 +146,9 @@ def render_console(metrics: dict[str, Any]) -> str:
     width = max(len(row["label"]) for row in accuracies) + 2
     for row in accuracies:
         lines.append(f"  {row['label']:<{width}} {_fmt_ci(row, 3)}".rstrip())
+    flag, flagged = _at_chance(metrics)
+    if flagged:
+        lines += [f"  {flag}", *(f"    {name}" for name in flagged)]
     lines.append("")
     rows = studied_rows(metrics)
     width = max(len(row["label"]) for row in rows) + 2
@@ -195,6 +198,17 @@ def render_console(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _at_chance(metrics: dict[str, Any]) -> tuple[str, list[str]]:
+    """What flags the models at chance on a seed (whose numbers then measure a model that learned nothing), and
+    which they are."""
+    flagged = [model for model in metrics["models"].values() if model.get("at_chance")]
+    return (
+        f"At chance on a seed (its test accuracy's {metrics['analysis']['confidence']:.0%} interval holds 0.5: a "
+        "model that learned nothing there):",
+        [f"{model['label']}, seed {model['seed']}" for model in flagged],
+    )
+
+
 def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> str:
     """The run's `report.md`; `figures` maps a caption to a PNG path relative to the report (None: matplotlib is
     not installed)."""
@@ -217,6 +231,9 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
         "| --- | --- | --- |",
     ]
     lines += [f"| {row['label']} | {_fmt_ci(row, 3)} | {row['seeds']} |" for row in _accuracy_rows(metrics)]
+    flag, flagged = _at_chance(metrics)
+    if flagged:
+        lines += ["", f"**{flag}** " + "; ".join(flagged) + "."]
     lines += [
         "",
         "## Performance gap recovered",

@@ -18,7 +18,7 @@ from ..tasks import REGISTRY
 from ..training import TEACHER_COLUMN
 from .deception import DeceptionAnalyzer, compare_seeds, deception_against_controls, training_agreement_gain
 from .intervals import pair_weights, ratio, seed_mean_intervals
-from .metrics import accuracy, agreement, pgr
+from .metrics import accuracy, agreement, at_chance, pgr
 
 
 def _by_kind(predictions: Dataset) -> dict[str, float]:
@@ -65,6 +65,7 @@ def build_metrics(
             "label": spec.label,
             "train_seconds": seconds.get(spec.key),
             "accuracy": accuracy(predictions[spec.key]),
+            "at_chance": at_chance(predictions[spec.key], analysis.confidence),
             "accuracy_by_kind": _by_kind(predictions[spec.key]),
         }
         for spec in plan.models
