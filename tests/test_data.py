@@ -155,6 +155,18 @@ def test_local_directory_and_optional_prompt(tmp_path):
     assert splits["gt"][0]["prompt"] == ""
 
 
+def test_ids_of_several_types_are_kept_as_text(tmp_path):
+    # a file whose ids are numbers on some rows and text on others (datasets loads them as a JSON column)
+    rows = [{"id": i if i % 2 == 0 else f"x{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(12)]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    test = [{"id": 7, "chosen": "fine", "rejected": "poor"}, {"id": "t", "chosen": "ok", "rejected": "no"}]
+    write_jsonl(tmp_path / "test.jsonl", test)
+    splits = load_splits(DataConfig(source="preference", path=str(tmp_path), gt_size=6))
+    ids = [row_id for split in splits.values() for row_id in split["id"]]
+    assert all(isinstance(row_id, str) for row_id in ids)
+    assert sorted([*splits["gt"]["id"], *splits["w2s"]["id"]]) == sorted(str(row["id"]) for row in rows)
+
+
 def test_implicit_prompt_is_the_common_start_of_the_two_texts(tmp_path):
     # The responses start with the same letters ("I t..."): the prompt still ends at the word boundary.
     rows = [

@@ -54,7 +54,7 @@ from typing import Any
 
 import datasets
 import numpy as np
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, Value
 
 from .errors import W2SInputError, first_line
 from .options import DATA_SOURCES, SOFT_LABEL, SPLITS
@@ -159,9 +159,9 @@ def split_implicit_prompt(chosen: Any, rejected: Any) -> dict[str, Any]:
     >>> split_implicit_prompt("Human: Hi. Assistant: I think so.", "Human: Hi. Assistant: It is good.")
     {'prompt': 'Human: Hi. Assistant:', 'chosen': ' I think so.', 'rejected': ' It is good.'}
     """
-    from trl.data_utils import extract_prompt
-
     if not isinstance(chosen, str):
+        from trl.data_utils import extract_prompt  # it loads torch: only for messages
+
         return extract_prompt({"chosen": chosen, "rejected": rejected})
     cut = len(os.path.commonprefix([chosen, rejected]))
     ends_a_word = (
@@ -228,6 +228,10 @@ def _check_roles(messages: dict[str, list[dict[str, str]]]) -> None:
             raise ValueError(f"'{response}' holds messages of the role(s) {roles}: a response is the assistant's")
 
 
+# Where a source's own `id` column waits while it is normalised, when its values are not all text.
+SOURCE_ID = "__source_id"
+
+
 def _normalise_row(example: dict, index: int, split: str, source: Source, where: str) -> dict:
     """`source.normalise(example, ...)`, with one clear error naming the file (or hub split) and row of a row that is
     not a pair: responses that are not text (null, numbers; lists of messages only for a conversational source)."""
@@ -237,6 +241,8 @@ def _normalise_row(example: dict, index: int, split: str, source: Source, where:
         if column in example and not isinstance(value, list if conversational else str):
             kind = "a list of messages, as 'chosen' is" if conversational else "text"
             raise W2SInputError(f"{where}, row {index}: '{column}' must be {kind}, got {repr(value)[:80]}")
+    if SOURCE_ID in example:
+        example = {**example, "id": example.pop(SOURCE_ID)}
     try:
         return source.normalise(example, index, split)
     except (ValueError, TypeError, AttributeError) as error:
@@ -513,6 +519,10 @@ def _load_raw(config: DataConfig | HelpfulDataConfig) -> dict[str, Dataset]:
                 f"{source.name!r}"
             )
         _check_one_format(dataset, source, where)
+        if "id" in dataset.column_names and dataset.features["id"] != Value("string"):
+            # Ids of several types (numbers and text) load as a JSON column, whose type `map` would keep for the
+            # normalised `id` (turning the text "6" back into the number 6): the normalised rows name them as text.
+            dataset = dataset.rename_column("id", SOURCE_ID)
         dataset = dataset.map(
             _normalise_row,
             with_indices=True,
