@@ -74,12 +74,17 @@ class TrackerRun:
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
         """Within it, trainers built for this run log to its TensorBoard directory and W&B project and group (the
-        integrations read these from the environment), restored afterwards."""
+        integrations read these from the environment), restored afterwards. The trackers' local files stay in the
+        run's directory: W&B's, and MLflow's unless a tracking server is named (both default to the working
+        directory)."""
         values = {
             "TENSORBOARD_LOGGING_DIR": str(self.logging_dir),
             "WANDB_PROJECT": self.project,
             "WANDB_RUN_GROUP": self.group,
+            "WANDB_DIR": str(self.logging_dir),
         }
+        if not os.environ.get("MLFLOW_TRACKING_URI"):
+            values["MLFLOW_TRACKING_URI"] = self.logging_dir.absolute().as_uri()
         saved = {key: os.environ.get(key) for key in values}
         os.environ.update(values)
         try:
@@ -139,7 +144,10 @@ def log_results(recipe: Recipe, metrics: dict[str, Any], report: str, figures: l
     accelerator.init_trackers(
         project,
         config={"recipe": recipe.name, "seeds": " ".join(map(str, recipe.seeds))},
-        init_kwargs={"wandb": {"name": name, "group": recipe.name}, "trackio": {"name": name}},
+        init_kwargs={
+            "wandb": {"name": name, "group": recipe.name, "dir": str(recipe.run_dir / "tracking" / "results")},
+            "trackio": {"name": name},
+        },
     )
     accelerator.log({**_scalars(metrics), "report": report}, step=0)
     # The report's figures by name, the training curves (`plots/training/`) as `training/<model>`.
