@@ -190,7 +190,7 @@ def test_weights_cut_short_stop_the_run_before_any_training(tiny_recipe, tiny_mo
         ("training.learning_rate=-1e-3", "'training.learning_rate' must be positive, got -0.001"),
         ("training.max_length=0", "'training.max_length' must be at least 1, got 0"),
         ("training.num_train_epochs=0", "'training.num_train_epochs' must be positive, got 0.0"),
-        ("analysis.n_bootstrap=-1", "'analysis.n_bootstrap' must be 0 or more, got -1"),
+        ("analysis.n_bootstrap=-1", "'analysis.n_bootstrap' must be 0 (no intervals) or at least 100, got -1"),
         ("analysis.confidence=1.5", "'analysis.confidence' must be between 0 and 1 (exclusive), got 1.5"),
         (
             "training.lr_scheduler_type=cosinus",
@@ -393,7 +393,7 @@ def test_version_and_env(capsys):
 
 def test_calibrate_prints_the_table_and_refuses_nonsense(capsys):
     assert main(["calibrate", "--world", "simulated", "--worlds", "2", "--seeds", "3", "--strengths", "0.5",
-                 "--pairs", "100", "--bootstrap", "20"]) == 0  # fmt: skip
+                 "--pairs", "100", "--bootstrap", "100"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "| same-seed | no | 0.0%" in out and "| planted, strength 0.5 | yes |" in out
     code, err = run_cli(["calibrate", "--worlds", "0"], capsys)

@@ -170,7 +170,7 @@ requires_launcher = pytest.mark.skipif(
 @pytest.mark.slow
 @requires_launcher
 def test_two_cpu_processes_give_the_same_results_as_one_and_write_each_artifact_once(tiny_recipe, tmp_path):
-    tiny_recipe["analysis"] = {"n_bootstrap": 50}
+    tiny_recipe["analysis"] = {"n_bootstrap": 100}
     # Same global batch: 2 processes x 4 pairs, against 1 process x 8 pairs.
     tiny_recipe["training"]["per_device_train_batch_size"] = 4
     two = {**tiny_recipe, "output_dir": str(tmp_path / "two")}
@@ -303,7 +303,7 @@ def test_lora_and_qlora_reward_rungs(tiny_recipe, wide_model_dir, quantized):
         "load_in_4bit": quantized,
     }
     tiny_recipe["methods"] = ["xent"]
-    tiny_recipe["analysis"] = {"n_bootstrap": 20}
+    tiny_recipe["analysis"] = {"n_bootstrap": 100}
     metrics = W2SPipeline(recipe_from_dict(tiny_recipe), log=lambda _: None).run()
     run_dir = Path(tiny_recipe["output_dir"])
     (stage,) = (run_dir / "stages").glob("train-tiny-l2-gt-seed0-*")
@@ -385,7 +385,7 @@ def _two_processes(recipe: dict, tmp_path: Path, config: str, program: list[str]
 @pytest.fixture
 def half_batch_recipe(tiny_recipe):
     tiny_recipe["methods"] = ["xent"]
-    tiny_recipe["analysis"] = {"n_bootstrap": 20}
+    tiny_recipe["analysis"] = {"n_bootstrap": 100}
     tiny_recipe["training"]["per_device_train_batch_size"] = 4  # 2 processes x 4 against 1 process x 8
     # 42 pairs leave 2 for an epoch's last step: process 0 holds them and 2 fillers, process 1 only fillers.
     tiny_recipe["data"].update(gt_size=42, w2s_size=42)

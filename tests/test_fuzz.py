@@ -429,3 +429,25 @@ def test_bf16_on_a_cpu_is_honoured_not_ignored(tiny_model_dir, tmp_path):
     assert trainer.accelerator.mixed_precision == "bf16"
     with trainer.accelerator.autocast():
         assert torch.nn.Linear(4, 4)(torch.ones(1, 4)).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("{% for m in messages %}", "not a valid Jinja template (line 1"),
+        ("{{ raise_exception('no system role') }}", "the chat template fails on a one-turn conversation"),
+        (b"\x89PNG\r\n\x1a\n\x00\xff", "not UTF-8 text"),
+        (None, "no such file"),
+    ],
+    ids=["broken Jinja", "a template that raises", "a binary file", "missing"],
+)
+def test_a_broken_chat_template_in_a_recipe_stops_with_one_line(content, words, tmp_path, capsys):
+    template = tmp_path / "chat.jinja"
+    if isinstance(content, bytes):
+        template.write_bytes(content)
+    elif content is not None:
+        template.write_text(content)
+    rungs = [{"name": "weak", "model": "m", "chat_template_path": str(template)}, STRONG]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "ladder": rungs}))
+    stopped_cleanly(path, tmp_path / "run", capsys, f"'ladder.0.chat_template_path' {template}: {words}")

@@ -69,3 +69,14 @@ def test_a_random_init_rung_takes_no_lora():
     ]
     with pytest.raises(W2SInputError, match="'ladder.0.random_init' trains every weight"):
         recipe_from_dict({"name": "x", "ladder": ladder})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU kernels' limit")
+def test_4bit_on_a_cpu_refuses_a_model_whose_layers_its_kernels_cannot_pack(tiny_model_dir, wide_model_dir):
+    from w2s_align.models import check_rung_loads
+    from w2s_align.recipe import LoraSettings, TrainingSettings
+
+    qlora = TrainingSettings(lora=LoraSettings(r=4), load_in_4bit=True, max_length=96)
+    with pytest.raises(W2SInputError, match="load_in_4bit on a CPU needs every layer's input width to be a multiple"):
+        check_rung_loads(RungConfig(name="narrow", model=str(tiny_model_dir), training=qlora))  # 32 wide
+    assert check_rung_loads(RungConfig(name="wide", model=str(wide_model_dir), training=qlora)) == 0  # 64: trains

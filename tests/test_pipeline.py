@@ -241,7 +241,7 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     tiny_recipe["methods"] = ["xent"]
     tiny_recipe["filter_threshold"] = 0.5  # every label passes the honest filter: the tiny teacher is unconfident
     tiny_recipe["conflicts"] = {"settings": ["none", "explicit", "implicit"], "alphas": [0.5], "ratios": [1.0]}
-    tiny_recipe["analysis"] = {"n_bootstrap": 50}
+    tiny_recipe["analysis"] = {"n_bootstrap": 100}
     tiny_recipe["controls"] = False  # the controls have a test of their own
     metrics, lines = run(tiny_recipe)
     console = "\n".join(lines)
@@ -329,7 +329,7 @@ def test_controls_train_and_the_verdict_reads_against_them(tiny_recipe):
     tiny_recipe["filter_threshold"] = 0.52
     tiny_recipe["conflicts"] = {"settings": ["none", "explicit", "implicit"], "alphas": [0.5], "ratios": [1.0]}
     tiny_recipe["conflicts"]["checks"] = ["same-seed", "deceiver-1"]
-    tiny_recipe["analysis"] = {"n_bootstrap": 50}
+    tiny_recipe["analysis"] = {"n_bootstrap": 100}
     metrics, lines = run(tiny_recipe)
     run_dir = Path(tiny_recipe["output_dir"])
     rows = {row["label"]: row for row in metrics["pgr"]}

@@ -19,9 +19,11 @@ key or line at fault and exit with code 2, before any training.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
+from pathlib import Path
 
 from .errors import W2SInputError, storage_problem
 
@@ -59,9 +61,9 @@ def _trainer(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from .analysis.report import analyze_run
+    from .analysis.report import analyze_finished_run
 
-    analyze_run(args.run_dir, args.overrides)
+    analyze_finished_run(args.finished_run)
     return 0
 
 
@@ -70,13 +72,28 @@ def _analyze(args: argparse.Namespace) -> int:
 MAX_WORLDS = 100_000
 MAX_SEEDS = 100
 MAX_ROWS = 20
+# Test pairs of a simulated world: the blind spot (pairs the strong model knows and the weak one does not), about a
+# fifth of them, holds about 20 pairs at the fewest, 2 of them made wrong by the smallest planted strength (0.1).
+MIN_PAIRS = 100
+MAX_PAIRS = 100_000
 
 
-def _calibrate(args: argparse.Namespace) -> int:
-    for name in ("worlds", "trained_worlds", "pairs", "bootstrap"):
+def _check_calibrate(args: argparse.Namespace) -> None:
+    """Every option of `calibrate` in its range, and the plot's file writable, before any world is simulated."""
+    from .analysis.intervals import check_bootstrap_size
+    from .options import MAX_BOOTSTRAP, MIN_BOOTSTRAP
+
+    ranges = {
+        "worlds": (1, MAX_WORLDS),
+        "trained_worlds": (1, MAX_WORLDS),
+        "pairs": (MIN_PAIRS, MAX_PAIRS),
+        "bootstrap": (MIN_BOOTSTRAP, MAX_BOOTSTRAP),
+    }
+    for name, (low, high) in ranges.items():
         value = getattr(args, name)
-        if not 1 <= value <= MAX_WORLDS:
-            raise W2SInputError(f"--{name.replace('_', '-')} must be between 1 and {MAX_WORLDS}, got {value}")
+        if not low <= value <= high:
+            raise W2SInputError(f"--{name.replace('_', '-')} must be between {low} and {high}, got {value}")
+    check_bootstrap_size(args.pairs, args.bootstrap, "--bootstrap with --pairs")
     if any(not 1 <= k <= MAX_SEEDS for k in args.seeds) or any(not 0 < s <= 1 for s in args.strengths):
         raise W2SInputError(f"--seeds must be between 1 and {MAX_SEEDS} and --strengths in (0, 1]")
     if any(not 0 < w <= 1000 for w in args.weights):
@@ -84,6 +101,35 @@ def _calibrate(args: argparse.Namespace) -> int:
     for name in ("seeds", "strengths", "weights"):
         if len(getattr(args, name)) > MAX_ROWS:  # each value is a row of worlds
             raise W2SInputError(f"--{name}: at most {MAX_ROWS} values, got {len(getattr(args, name))}")
+    if args.plot is not None:
+        args.plot = _check_plot(args.plot, args.world)
+
+
+def _check_plot(plot: str, world: str) -> str:
+    """The file `calibrate --plot` writes (`~` expanded): its format one matplotlib writes, its folder there and
+    writable. Checked first: matplotlib would refuse it only after the minutes of simulation."""
+    if world == "trained":
+        raise W2SInputError("--plot draws the simulated world's power: give --world simulated or both")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise W2SInputError('--plot needs matplotlib: pip install "w2s_align[plotting]"')
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(plot).expanduser()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise W2SInputError(
+            f"--plot {plot}: name a file ending in .png, or another format matplotlib writes ({', '.join(formats)})"
+        )
+    if path.is_dir():
+        raise W2SInputError(f"--plot {plot}: a directory; name the file to write, e.g. {Path(plot, 'power.png')}")
+    if not path.parent.is_dir():
+        raise W2SInputError(f"--plot {plot}: the folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise W2SInputError(f"--plot {plot}: cannot be written (no write permission on {path.parent})")
+    return str(path)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
     if args.world in ("simulated", "both"):
         from .analysis.calibration import calibration_table, plot_power, render_table
 
@@ -186,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--ray-address",
         default=None,
-        help="With --executor ray: a running cluster (auto, or ray://HOST:PORT); default: a local instance.",
+        help="With --executor ray: a running cluster, HOST:PORT of its head node (as `ray start --head` prints it), "
+        "ray://HOST:PORT (Ray Client), or auto (the cluster RAY_ADDRESS or the last `ray start` on this machine "
+        "names); default: a new local instance, whatever RAY_ADDRESS says.",
     )
     run.set_defaults(handler=_run)
     plan = commands.add_parser(
@@ -220,9 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument(
         "--strengths", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5], help="Planted deception strengths."
     )
-    calibrate.add_argument("--pairs", type=int, default=1000, help="Test pairs per world (default 1000).")
+    calibrate.add_argument(
+        "--pairs", type=int, default=1000, help=f"Test pairs per world, {MIN_PAIRS} to {MAX_PAIRS} (default 1000)."
+    )
     calibrate.add_argument("--bootstrap", type=int, default=200, help="Bootstrap resamples (default 200).")
-    calibrate.add_argument("--plot", help="Write the power plot to this PNG file.")
+    calibrate.add_argument(
+        "--plot", help="Write the simulated world's power plot to this PNG file (or .pdf, .svg, ...)."
+    )
     calibrate.set_defaults(handler=_calibrate)
     for name, what in (("reward", "a reward model"), ("dpo", "a DPO/SimPO policy")):
         # The trainer's own parser (TRL's) reads everything after the command, --help included.
@@ -251,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
 
     progress = configure_output("warning" if args.quiet else "debug" if args.verbose else "info")
     try:
+        _check_arguments(args)
         if args.command in ("run", "plan"):  # the recipe is checked before torch is imported: a mistake stops at once
             from .recipe_yaml import load_recipe
 
@@ -280,6 +333,20 @@ def main(argv: list[str] | None = None) -> int:
         if _is_main_process():
             print(f"error: {problem}; {_RESUMES[args.command]}", file=sys.stderr)
         return 2
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """A command's own options, checked before its recipe, torch (seconds of imports) or anything written."""
+    if args.command == "run":
+        from .ray_stages import check_executor
+
+        check_executor(args.executor, args.jobs, args.ray_address)
+    elif args.command == "calibrate":
+        _check_calibrate(args)
+    elif args.command == "analyze":
+        from .analysis.finished_run import load_finished_run
+
+        args.finished_run = load_finished_run(args.run_dir, args.overrides)
 
 
 def _written_directories(args: argparse.Namespace) -> list[str]:

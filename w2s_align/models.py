@@ -37,6 +37,7 @@ from transformers import (
 )
 
 from . import lm_ladder
+from .chat_templates import JINJA_SUFFIXES, check_chat_template, read_chat_template_file
 from .device import bf16_supported
 from .errors import W2SInputError, first_line
 from .recipe import RungConfig
@@ -126,7 +127,33 @@ def check_rung_loads(rung: RungConfig, auto_class: str = "AutoModelForSequenceCl
         raise W2SInputError(
             f"ladder rung {rung.name!r}: num_layers is {rung.num_layers} but {rung.model!r} has {available} layers"
         )
+    if rung.training.load_in_4bit:
+        _check_cpu_4bit_widths(model, what)
     return 0 if rung.training.lora is not None else 4 * model.num_parameters()
+
+
+# bitsandbytes' 4-bit kernels on CPU pack each weight row in blocks of this many inputs.
+CPU_4BIT_BLOCK = 64
+
+
+def _check_cpu_4bit_widths(model, what: str) -> None:
+    """Without a GPU, stop on a model that bitsandbytes cannot quantize to 4 bits: a layer it quantizes whose input
+    width is not a multiple of [`CPU_4BIT_BLOCK`] (its CPU kernels would fail in the first training step)."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+    from transformers.quantizers.base import get_keys_to_not_convert
+
+    if torch.cuda.is_available():
+        return
+    kept = set(get_keys_to_not_convert(model))  # the head stays in full precision
+    for name, module in model.named_modules():
+        width = module.nx if isinstance(module, Conv1D) else getattr(module, "in_features", None)
+        if type(module) in (torch.nn.Linear, Conv1D) and name not in kept and width % CPU_4BIT_BLOCK:
+            raise W2SInputError(
+                f"{what}: load_in_4bit on a CPU needs every layer's input width to be a multiple of "
+                f"{CPU_4BIT_BLOCK} (bitsandbytes' CPU blocks), and {name} takes {width}: train it without "
+                "load_in_4bit, or on a GPU"
+            )
 
 
 def build_on_meta(config: PretrainedConfig, overrides: dict[str, Any], auto_class: str, what: str):
@@ -231,15 +258,25 @@ def load_tokenizer(path: str, revision: str | None = None) -> PreTrainedTokenize
     return tokenizer
 
 
-def read_chat_template(source: str) -> str:
+def read_chat_template(source: str, what: str | None = None) -> str:
     """A chat template as TRL's `chat_template_path` names one: a Jinja file's text, or the template of a tokenizer
-    (hub id or directory). Raises `W2SInputError` when there is none."""
+    (hub id or directory), checked by [`check_chat_template`]. Raises `W2SInputError` starting with `what` (default
+    `chat_template_path SOURCE`) when there is none or it is broken."""
+    what = what or f"chat_template_path {source}"
     path = Path(source).expanduser()
-    if path.is_file():
-        return path.read_text(encoding="utf-8")
-    template = getattr(AutoTokenizer.from_pretrained(resolve_model_path(source)), "chat_template", None)
+    if path.is_file() or source.endswith(JINJA_SUFFIXES):
+        return read_chat_template_file(path, what)
+    if looks_like_a_path(source) and not path.exists():  # else the hub answers with repo-id rules
+        raise W2SInputError(f"{what}: no such file or directory")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(source))
+    except (OSError, ValueError, KeyError) as error:
+        raise W2SInputError(f"{what}: neither a Jinja file nor a tokenizer that loads ({first_line(error)})") from None
+    template = getattr(tokenizer, "chat_template", None)
     if not template:
-        raise W2SInputError(f"chat_template_path {source}: its tokenizer has no chat template to copy")
+        raise W2SInputError(f"{what}: its tokenizer has no chat template to copy")
+    for text in template.values() if isinstance(template, dict) else [template]:  # a tokenizer may name several
+        check_chat_template(text, what)
     return template
 
 

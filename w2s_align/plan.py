@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from .analysis.intervals import check_bootstrap_size
 from .cache import StageCache, file_digests, rung_settings
 from .controls import CHECK_PREFIX, CONTROLS, changes_training_only, check_of, identify, variant_label
 from .errors import W2SInputError
@@ -628,6 +629,7 @@ class Plan:
         """Stop on settings that leave a model nothing to learn from splits of `sizes` pairs: fewer training pairs
         (after the validation pairs) than one optimizer step takes, or a probe with more neighbours than a fold
         holds; and on a test split too small for its accuracy intervals to cover ([`MIN_TEST_PAIRS`])."""
+        check_bootstrap_size(sizes["test"], self.recipe.analysis.n_bootstrap, "analysis.n_bootstrap")
         if sizes["test"] < MIN_TEST_PAIRS:
             key = "data.validation_size" if self.recipe.data.evaluate_on == "validation" else "data.test_size"
             raise W2SInputError(

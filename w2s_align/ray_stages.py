@@ -9,6 +9,11 @@ prepared splits from the run's cache and write their stages exactly as a sequent
 the output directory, prints each stage's lines when it ends, and writes the report. A run can be stopped and resumed
 with any executor.
 
+Without `--ray-address` the run starts a new local instance (whatever `RAY_ADDRESS` or an earlier `ray start` says;
+`--ray-address auto` joins that cluster). An address that is not a Ray address, or whose port does not answer, is
+refused before anything is imported; a port that answers but is no Ray cluster stops the run within about 20 s, with
+one line either way.
+
 A failed stage stops the stages that read it (Ray does not start them) with one line naming it; the stages that do
 not depend on it finish and are kept, and a rerun resumes from the stage cache. The output directory and the cache
 must be on a filesystem every node mounts (see docs/distributed.md).
@@ -18,10 +23,19 @@ Install the extra with `pip install "w2s_align[ray]"`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib.util
+import logging
+import os
+import socket
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from .errors import W2SInputError
+from .errors import W2SInputError, first_line
 from .plan import CeilingSpec, FeatureSpec, GenerativeSpec, LabelSpec, SFTSpec, Step, StudentSpec
 
 if TYPE_CHECKING:
@@ -36,24 +50,168 @@ def stage_resources(step: Step, gpus: float) -> dict[str, float]:
     return {"num_cpus": 1, "num_gpus": 1 if models and gpus >= 1 else 0}
 
 
-def run_on_ray(runner: StageRunner, steps: Sequence[Step], address: str | None = None) -> None:
-    """Run `steps` (unfinished, in plan order) as Ray tasks; `address`: an existing cluster (`auto`, or
-    `ray://host:port`), else a local instance over this machine's cores and GPUs.
+# The longest wait, in seconds, for the TCP port of a cluster's address to answer (a dead address refuses at once, a
+# firewalled one is silent).
+CONNECT_TIMEOUT_S = 5
+# Ray retries a cluster that does not answer for minutes (20 attempts of 40 s to a GCS address, 30 s to a Ray Client
+# one). These bound the wait to about 15 s; Ray reads most of them when it is imported, so they are set before the
+# import, for a connection to a cluster only (a local instance keeps Ray's defaults), and a user's own value wins.
+_CONNECT_ENVIRONMENT = {
+    "RAY_gcs_server_port_wait_time_s": "1",  # one attempt of 5 s to reach the GCS, 5 s to subscribe, and:
+    "RAY_py_gcs_connect_timeout_s": "5",  # 5 s for the cluster's id
+    "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "5",  # a ray:// address: three attempts of 5 s
+}
+# The addresses of `--ray-address` other than HOST:PORT and ray://HOST:PORT.
+_NAMED_ADDRESSES = ("auto", "local")
+_NEEDS_RAY = '--executor ray needs Ray: pip install "w2s_align[ray]"'
+
+
+def check_executor(executor: str, jobs: int, address: str | None) -> None:
+    """The executor options of `w2s-align run`, checked before anything is imported or written: `--jobs` between 1
+    and this machine's `cores` (each worker a process of its own, with its copy of torch and the models), and 1 with
+    Ray; `--ray-address` with Ray alone, a Ray address whose port answers; Ray installed.
+
+    ```python
+    >>> check_executor("local", 1, "auto")
+    Traceback (most recent call last):
+    w2s_align.errors.W2SInputError: --ray-address is for --executor ray; the local executor runs on this machine
+    ```
 
     Raises:
-        W2SInputError: Ray is not installed, or a stage failed (after the stages that do not depend on it finished).
+        W2SInputError: naming the option at fault.
     """
-    try:
-        import ray
-    except ImportError:
-        raise W2SInputError('--executor ray needs Ray: pip install "w2s_align[ray]"') from None
-    from .distributed import state
+    cores = available_cores()
+    if jobs < 1:
+        raise W2SInputError(f"--jobs must be at least 1, got {jobs}")
+    if jobs > cores:
+        raise W2SInputError(f"--jobs must be at most {cores} (the CPU cores this process may use), got {jobs}")
+    if executor != "ray":
+        if address is not None:
+            raise W2SInputError("--ray-address is for --executor ray; the local executor runs on this machine")
+        return
+    if jobs > 1:
+        raise W2SInputError("--jobs is for the local executor; Ray runs as many stages as the cluster has room for")
+    if importlib.util.find_spec("ray") is None:
+        raise W2SInputError(_NEEDS_RAY)
+    if address is not None:
+        check_address(address)
 
-    if state().num_processes > 1:
-        raise W2SInputError("--executor ray runs each stage as a task of its own; launch it as one process")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity, which a container or `taskset` narrows)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_address(address: str) -> None:
+    """`address` is `auto`, `local`, `HOST:PORT` (a head node's GCS, as `ray start --head` prints it) or
+    `ray://HOST:PORT` (Ray Client), and its port answers within [`CONNECT_TIMEOUT_S`].
+
+    Raises:
+        W2SInputError: one line naming the address and what is wrong with it.
+    """
+    if address in _NAMED_ADDRESSES:
+        return
+    try:
+        parts = urlsplit(address if "://" in address else f"//{address}")
+        host, port = parts.hostname, parts.port
+    except ValueError as error:  # a port out of range or not a number
+        raise _not_an_address(address, f" ({error})") from None
+    if parts.scheme not in ("", "ray") or not host or not port or parts.path or parts.query or " " in address:
+        raise _not_an_address(address)
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:  # unknown host, refused, unreachable, or silent past the timeout
+        raise W2SInputError(
+            f"--ray-address {address}: no Ray cluster answers there ({first_line(error)}); start one with "
+            "`ray start --head`, or leave --ray-address out for a local instance"
+        ) from None
+
+
+def _not_an_address(address: str, reason: str = "") -> W2SInputError:
+    return W2SInputError(
+        f"--ray-address {address!r}: not a Ray address{reason}; give auto, HOST:PORT of the head node's GCS (as "
+        "`ray start --head` prints it) or ray://HOST:PORT"
+    )
+
+
+@contextmanager
+def _bounded_connection(address: str | None) -> Iterator[None]:
+    """[`_CONNECT_ENVIRONMENT`] while Ray is imported and connects to the cluster at `address`; none for a local
+    instance."""
+    cluster = address not in (None, "local")
+    added = {name: value for name, value in _CONNECT_ENVIRONMENT.items() if cluster and name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+@contextmanager
+def _held_back_stderr() -> Iterator[None]:
+    """The process's standard error held back: written out when the block succeeds, dropped when it raises. Ray's
+    core writes a warning for each failed step of a connection there (file descriptor 2, out of Python's reach):
+    after a failure our one line says it all."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        held.seek(0)  # reached when the block succeeded
+        os.write(2, held.read())
+
+
+def _connect(ray: Any, address: str | None) -> None:
+    """A new local instance when `address` is None (not the cluster that `RAY_ADDRESS` or an earlier `ray start`
+    names, Ray's own default, which may be long gone), else the cluster at `address`, within about 20 s or one line."""
+    options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if address in (None, "local"):
+        # Ray announces on stderr the token authentication it gives every new instance (its default): not news.
+        announcer = logging.getLogger("ray._private.authentication.authentication_token_setup")
+        level = announcer.level
+        announcer.setLevel(logging.ERROR)
+        try:
+            ray.init(address="local", **options)
+        finally:
+            announcer.setLevel(level)
+        return
+    check_address(address)
+    try:
+        with _held_back_stderr(), warnings.catch_warnings():  # Ray Client's advice on a timeout: our line says it
+            warnings.simplefilter("ignore")
+            ray.init(address=address, **options)
+    except (OSError, RuntimeError, ValueError) as error:  # ConnectionError and TimeoutError are OSErrors
+        raise W2SInputError(
+            f"--ray-address {address}: could not connect to a Ray cluster ({first_line(error)}); start one with "
+            "`ray start --head`, or leave --ray-address out for a local instance"
+        ) from None
+
+
+def run_on_ray(runner: StageRunner, steps: Sequence[Step], address: str | None = None) -> None:
+    """Run `steps` (unfinished, in plan order) as Ray tasks; `address`: an existing cluster (`auto`, `HOST:PORT` or
+    `ray://HOST:PORT`), else a new local instance over this machine's cores and GPUs.
+
+    Raises:
+        W2SInputError: Ray is not installed, the cluster does not answer, or a stage failed (after the stages that do
+            not depend on it finished).
+    """
+    with _bounded_connection(address):
+        try:
+            import ray
+        except ImportError:
+            raise W2SInputError(_NEEDS_RAY) from None
+        from .distributed import state
+
+        if state().num_processes > 1:
+            raise W2SInputError("--executor ray runs each stage as a task of its own; launch it as one process")
+        started = not ray.is_initialized()
+        if started:
+            _connect(ray, address)
     try:
         _dispatch(ray, runner, steps)
     finally:

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .options import (
+    MAX_BOOTSTRAP,
+    MIN_BOOTSTRAP,
     ConflictKind,
     DataSource,
     EnsembleCombine,
@@ -355,7 +357,11 @@ class AnalysisConfig:
         },
     )
     n_bootstrap: int = field(
-        default=1000, metadata={"max": 100_000, "help": "Bootstrap resamples of the test pairs (0: none)."}
+        default=1000,
+        metadata={
+            "max": MAX_BOOTSTRAP,
+            "help": f"Bootstrap resamples of the test pairs, 0 (none) or {MIN_BOOTSTRAP} to {MAX_BOOTSTRAP}.",
+        },
     )
     confidence: float = field(default=0.95, metadata={"help": "Coverage of the bootstrap intervals."})
 

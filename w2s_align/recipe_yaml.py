@@ -29,11 +29,13 @@ from typing import Any, Literal
 
 import yaml
 
+from .chat_templates import JINJA_SUFFIXES, read_chat_template_file
 from .errors import W2SInputError
 from .options import (
     CONFLICT_KINDS,
     DECEPTION_CHECKS,
     LABEL_FILTERS,
+    MIN_BOOTSTRAP,
     OWNED_TRAINER_FIELDS,
     STUDENT_LOSSES,
     SYNTHETIC_KINDS,
@@ -474,8 +476,8 @@ def _check(recipe: Recipe, source: str) -> None:
                 "'dpo.sft: false'"
             )
         template = rung.chat_template_path
-        if template and template.endswith((".jinja", ".j2")) and not Path(template).expanduser().is_file():
-            raise W2SInputError(f"{source}: 'ladder.{index}.chat_template_path': no such file {template}")
+        if template and (template.endswith(JINJA_SUFFIXES) or Path(template).expanduser().is_file()):
+            read_chat_template_file(template, f"{source}: 'ladder.{index}.chat_template_path' {template}")
         if rung.num_layers is not None and rung.num_layers < 1:
             raise W2SInputError(f"{source}: 'ladder.{index}.num_layers' must be at least 1, got {rung.num_layers}")
         if rung.training.logging_steps <= 0:
@@ -677,7 +679,11 @@ def _check_ranges(recipe: Recipe, source: str) -> None:
             if number and key in _TRAINER_RANGES:
                 checks.append((f"{prefix}.trainer_kwargs.{key}", value, _TRAINER_RANGES[key]))
     checks += [
-        ("analysis.n_bootstrap", recipe.analysis.n_bootstrap, _NOT_NEGATIVE),
+        (
+            "analysis.n_bootstrap",
+            recipe.analysis.n_bootstrap,
+            (lambda v: v == 0 or v >= MIN_BOOTSTRAP, f"0 (no intervals) or at least {MIN_BOOTSTRAP}"),
+        ),
         ("analysis.confidence", recipe.analysis.confidence, (lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")),
         ("analysis.threshold", recipe.analysis.threshold, (lambda v: 0.5 <= v < 1, "in [0.5, 1)")),
         ("loss.aux_coef", recipe.loss.aux_coef, _NOT_NEGATIVE),

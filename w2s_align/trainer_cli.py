@@ -19,8 +19,10 @@ LoRA adapters of a reward model train the score head too (`lora_task_type` is `S
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Any
+import math
+from typing import Any, NoReturn
 
 from .errors import W2SInputError, first_line
 from .options import SOFT_LABEL
@@ -48,8 +50,6 @@ def make_parser(name: str):
 def _keep_trl_flags(parser, config_class) -> None:
     """A flag whose TRL default is True but is derived from the device here (default None, e.g.
     `gradient_checkpointing`) keeps TRL's form: a bare `--flag` means True and `--no_flag` means False."""
-    import dataclasses
-
     from .cards import trl_base
 
     trl_defaults = {field.name: field.default for field in dataclasses.fields(trl_base(config_class))}
@@ -117,15 +117,48 @@ def _split(dataset, split: str, name: str):
         raise W2SInputError(f"--dataset_name {name}: split {split!r} has no column {missing[0]!r} (has: {columns})")
     if getattr(dataset[split], "num_rows", None) == 0:
         raise W2SInputError(f"--dataset_name {name}: split {split!r} is empty")
-    if SOFT_LABEL in columns and hasattr(dataset[split], "num_rows"):
+    where = f"--dataset_name {name}: split {split!r}"
+    if SOFT_LABEL in columns and not hasattr(dataset[split], "num_rows"):  # a stream: each row checked as it is read
+        stream = dataset[split]
+        return stream.map(_checked_row, with_indices=True, fn_kwargs={"where": where}, features=stream.features)
+    if SOFT_LABEL in columns:
         for row, label in enumerate(dataset[split][SOFT_LABEL]):
-            number = isinstance(label, int | float) and not isinstance(label, bool)
-            if not number or not 0 <= label <= 1:  # NaN fails the range test too
-                raise W2SInputError(
-                    f"--dataset_name {name}: split {split!r}, row {row}: '{SOFT_LABEL}' must be a probability in "
-                    f"[0, 1], got {label!r}"
-                )
+            _check_soft_label(label, row, where)
     return dataset[split]
+
+
+def _check_soft_label(label: Any, row: int, where: str) -> None:
+    number = isinstance(label, int | float) and not isinstance(label, bool)
+    if not number or not 0 <= label <= 1:  # NaN fails the range test too
+        raise W2SInputError(f"{where}, row {row}: '{SOFT_LABEL}' must be a probability in [0, 1], got {label!r}")
+
+
+def _checked_row(row: dict, index: int, where: str) -> dict:
+    """A streamed row's soft label checked as the trainer reads it (a stream cannot be checked before training)."""
+    _check_soft_label(row[SOFT_LABEL], index, where)
+    return {}
+
+
+def _check_causal_lm(config, what: str) -> None:
+    """Stop on a DPO policy whose checkpoint is not a causal LM (a reward model, an encoder): TRL builds the policy as
+    the class its config's `architectures` names, not as `AutoModelForCausalLM`, and then fails on it."""
+    import transformers
+    from transformers.models.auto import modeling_auto
+
+    names = config.architectures or []
+    if not names:
+        raise W2SInputError(f"{what}: its config names no architectures, which TRL builds the policy from")
+    if not hasattr(transformers, names[0]):  # remote code: TRL picks the auto class its `auto_map` declares
+        return
+    policies = {
+        *modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values(),
+        *modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES.values(),  # TRL trains vision-language policies too
+    }
+    if names[0] not in policies:
+        raise W2SInputError(
+            f"{what} is not a causal language model (its architectures: {', '.join(names)}), and TRL builds the DPO "
+            "policy as that class: give a causal LM checkpoint (a reward model or an encoder cannot be a policy)"
+        )
 
 
 def _check_whole_checkpoint(checkpoint: str) -> None:
@@ -176,6 +209,8 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
     config = check_model_loads(model, revision, what, trust_remote_code=training_args.trust_remote_code)
     if not training_args.trust_remote_code:  # a remote model's class is not transformers' to build
         build_on_meta(config, {}, REGISTRY[name].auto_class, what)  # an encoder cannot be a DPO policy
+    if name == "dpo":
+        _check_causal_lm(config, what)
     model_init_kwargs = {
         "revision": model_args.model_revision,
         "trust_remote_code": training_args.trust_remote_code,
@@ -217,6 +252,14 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
             quantization_config=get_quantization_config(model_args),
         )
     except ValueError as error:
+        if type(error).__name__ == "NoMatchingPeftModuleError":  # PEFT's: a --lora_target_modules no module matches
+            targets = model_args.lora_target_modules
+            # TRL's ModelConfig passes one value alone as a string, which PEFT reads as a pattern of a whole name.
+            pattern = " (one value alone is a regular expression of a whole module name: '.*c_attn')"
+            pattern = pattern if isinstance(targets, str) else ""
+            raise W2SInputError(
+                f"--lora_target_modules {targets}: no module of {base_model} matches{pattern}"
+            ) from None
         if "chat_template is not set" not in str(error):
             raise
         raise W2SInputError(
@@ -226,7 +269,17 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
     if quiet:
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    try:
+        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    except W2SInputError as error:  # a streamed row's check (`_checked_row`)
+        for callback in trainer.callback_handler.callbacks:  # its line under the progress bar, not glued to it
+            if isinstance(callback, ProgressCallback) and callback.training_bar is not None:
+                callback.training_bar.close()
+        message = str(error).strip().splitlines()
+        if len(message) == 1:
+            raise
+        # Re-raised by a DataLoader worker, with the worker's traceback in the message: its last line is the original.
+        raise W2SInputError(message[-1].split(f"{W2SInputError.__name__}: ", 1)[-1]) from None
     trainer.save_model(training_args.output_dir)
     # TRL writes its card with a checkpoint or a push; the saved model gets one too, naming the base as given.
     record_base_model(trainer, Path(training_args.output_dir), base_model)
@@ -250,13 +303,24 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
 def main(name: str, argv: list[str], quiet: bool = False) -> int:
     """`w2s-align <name> ARGS`: parse `argv` (after the command name) and train."""
     _check_config_file(argv)
+    parser = make_parser(name)
+    parser.error = _refuse  # a value argparse cannot convert: its one line, without the page of usage
     try:
-        script_args, training_args, model_args, mixture = make_parser(name).parse_args_and_config(argv)
-    except ValueError as error:  # an unknown flag, or a config value that TRL's or our config refuses
+        parsed = parser.parse_args_and_config(argv)
+    except (ValueError, OverflowError) as error:  # an unknown flag, or a config value that TRL's or our config refuses
+        _check_numbers(vars(parser.parse_known_args(argv)[0]))  # an infinite `--save_steps` overflows: name it
         raise W2SInputError(first_line(error)) from None
+    script_args, training_args, model_args, mixture = parsed
+    _check_numbers({field.name: getattr(args, field.name) for args in parsed for field in dataclasses.fields(args)})
     _check_ranges(training_args)
+    _check_chat_template(training_args)
+    _check_quantization(name, training_args, model_args)
     train(name, script_args, training_args, model_args, mixture, quiet)
     return 0
+
+
+def _refuse(message: str) -> NoReturn:
+    raise W2SInputError(message)
 
 
 def _check_config_file(argv: list[str]) -> None:
@@ -276,7 +340,104 @@ def _check_config_file(argv: list[str]) -> None:
 
 def _check_ranges(args) -> None:
     """Stop on values TRL's configs accept but that train on nothing (or for ever)."""
-    if args.max_length is not None and args.max_length < 1:
-        raise W2SInputError(f"--max_length must be at least 1, got {args.max_length}")
     if args.max_steps <= 0 and not args.num_train_epochs > 0:
         raise W2SInputError(f"--num_train_epochs must be above 0 (or give --max_steps), got {args.num_train_epochs}")
+
+
+# Bounds of the counts that size a run's work or memory, (lowest, highest), far beyond any real run: TRL's configs and
+# TrainingArguments take any integer, and past these a run trains for ever (`--max_steps 1e12`), overflows (a batch
+# past sys.maxsize), forks workers until memory runs out, or fails only once training starts (a batch of 0). None
+# (unset) is always allowed.
+COUNT_BOUNDS: dict[str, tuple[float, float]] = {
+    "per_device_train_batch_size": (1, 2**20),
+    "per_device_eval_batch_size": (1, 2**20),
+    "precompute_ref_batch_size": (1, 2**20),
+    "gradient_accumulation_steps": (1, 2**20),
+    "eval_accumulation_steps": (1, 2**20),
+    "max_steps": (-math.inf, 10**7),  # 0 or below: --num_train_epochs decides
+    "num_train_epochs": (-math.inf, 10**6),  # below 0: see `_check_ranges`
+    "warmup_steps": (0, 10**7),
+    "max_length": (1, 2**24),
+    "pad_to_multiple_of": (1, 2**24),
+    "dataloader_num_workers": (0, 256),
+    "dataloader_prefetch_factor": (1, 1024),
+    "dataset_num_proc": (1, 256),
+    "lora_r": (1, 2**16),
+    "seed": (0, 2**32 - 1),  # what transformers' `set_seed` (numpy's seed) takes
+}
+
+
+def _check_numbers(values: dict[str, Any]) -> None:
+    """Stop on numbers TRL's configs accept but that cannot train: not finite (any float flag, lists included), a
+    count outside [`COUNT_BOUNDS`], or `--loss_weights` that weigh a loss below 0 or every loss 0 (DPO's loss would
+    be turned round, or nothing learnt)."""
+    for key, value in values.items():
+        numbers = value if isinstance(value, list) else [value]
+        if any(isinstance(number, float) and not math.isfinite(number) for number in numbers):
+            raise W2SInputError(f"--{key} must be a finite number, got {value}")
+    for key, (lowest, highest) in COUNT_BOUNDS.items():
+        value = values.get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool):  # unset, or a word (`pad_to_multiple_of`)
+            continue
+        if value < lowest:
+            raise W2SInputError(f"--{key} must be at least {lowest}, got {value}")
+        if value > highest:
+            raise W2SInputError(f"--{key} must be at most {highest:,}, got {value}")
+    weights = values.get("loss_weights")
+    if weights and (min(weights) < 0 or max(weights) == 0):
+        raise W2SInputError(
+            f"--loss_weights must be 0 or more, with one above 0 (each weighs a --loss_type), got {weights}"
+        )
+
+
+def _check_chat_template(args) -> None:
+    """Stop on a `--chat_template_path` (TRL's reward trainer's; its DPO takes none) that TRL would end in a
+    traceback on: missing, a directory, binary, not Jinja, a template that raises, a tokenizer that does not load or
+    has no template. TRL reads a `.jinja`/`.j2` file as the template and any other path as a tokenizer to copy it
+    from; the path it gets is expanded (`~`) and a tokenizer's resolved as `--model_name_or_path` is."""
+    from pathlib import Path
+
+    from .chat_templates import JINJA_SUFFIXES
+    from .models import read_chat_template, resolve_model_path
+
+    source = getattr(args, "chat_template_path", None)
+    if source is None:
+        return
+    what = f"--chat_template_path {source}"
+    if Path(source).expanduser().is_file() and not source.endswith(JINJA_SUFFIXES):
+        raise W2SInputError(
+            f"{what}: a template file must end in .jinja or .j2 (TRL reads any other path as a tokenizer to copy the "
+            "template of)"
+        )
+    read_chat_template(source, what)
+    jinja = source.endswith(JINJA_SUFFIXES)
+    args.chat_template_path = str(Path(source).expanduser()) if jinja else resolve_model_path(source)
+
+
+def _check_quantization(name: str, args, model_args) -> None:
+    """Stop on 4/8-bit settings (`--load_in_4bit`, QLoRA) that TRL and transformers end in a traceback on, at load or
+    at the first step: no adapters to train, a compute dtype bitsandbytes cannot take, or a reward head that PEFT keeps
+    in float32 fed by layers computing in half precision without mixed precision (the default without a GPU)."""
+    from trl import get_quantization_config
+
+    flag = "--load_in_4bit" if model_args.load_in_4bit else "--load_in_8bit" if model_args.load_in_8bit else None
+    if flag is None:
+        return
+    if not model_args.use_peft:
+        raise W2SInputError(
+            f"{flag} needs --use_peft: a quantized model trains LoRA adapters (QLoRA), not its weights"
+        )
+    if model_args.load_in_4bit and model_args.dtype == "auto":  # TRL makes --dtype the 4-bit layers' compute dtype
+        raise W2SInputError("--dtype auto with --load_in_4bit: the 4-bit layers compute in --dtype; name one")
+    try:
+        get_quantization_config(model_args)
+    except ValueError as error:  # bitsandbytes' settings, as `BitsAndBytesConfig` checks them
+        raise W2SInputError(f"{flag}: {first_line(error)}") from None
+    half = model_args.dtype in ("bfloat16", "float16")
+    if name == "reward" and half and not (args.bf16 or args.fp16):
+        dtype, mixed = model_args.dtype, "--bf16" if model_args.dtype == "bfloat16" else "--fp16"
+        raise W2SInputError(
+            f"{flag} with --dtype {dtype}: the quantized layers compute in {dtype} but PEFT keeps the reward head in "
+            f"float32, and they meet only under mixed precision ({mixed} true; off by default without a GPU): turn it "
+            "on, or leave --dtype unset"
+        )

@@ -44,9 +44,36 @@ from typing import Any
 import numpy as np
 from scipy.stats import t as student_t
 
+from ..errors import W2SInputError
+
 # A statistic on every row of the pair weights (row 0: the estimate; the others: bootstrap resamples), NaN where it is
 # undefined.
 Rows = dict[str, np.ndarray]
+
+
+# The most cells of [`pair_weights`] (1 + n_bootstrap resamples of n_pairs pairs), and the bytes each takes while they
+# are drawn (the counts, their floats, the stacked weights): at most 1.2 GB.
+MAX_RESAMPLED_PAIRS = 50_000_000
+_BYTES_PER_CELL = 24
+
+
+def check_bootstrap_size(n_pairs: int, n_bootstrap: int, where: str) -> None:
+    """Refuse a bootstrap whose [`pair_weights`] would not fit in memory ([`MAX_RESAMPLED_PAIRS`]), before it is drawn.
+
+    ```python
+    >>> check_bootstrap_size(1000, 1000, "analysis.n_bootstrap")  # 24 MB: fine
+    >>> check_bootstrap_size(1_000_000, 1000, "analysis.n_bootstrap")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    w2s_align.errors.W2SInputError: analysis.n_bootstrap: 1000 bootstrap resamples of 1000000 pairs take 22 GiB ...
+    ```
+    """
+    cells = (1 + n_bootstrap) * n_pairs
+    if cells > MAX_RESAMPLED_PAIRS:
+        size = cells * _BYTES_PER_CELL / 2**30
+        raise W2SInputError(
+            f"{where}: {n_bootstrap} bootstrap resamples of {n_pairs} pairs take {size:.0f} GiB of memory; at most "
+            f"{max(0, MAX_RESAMPLED_PAIRS // n_pairs - 1)} resamples for this many pairs"
+        )
 
 
 def pair_weights(n_pairs: int, n_bootstrap: int, seed: int) -> np.ndarray:

@@ -6,10 +6,11 @@ without retraining.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from datasets import Dataset
 
 from ..artifacts import atomic_copy, atomic_write_json, atomic_write_text, model_file
@@ -17,10 +18,10 @@ from ..cache import StageCache
 from ..data import check_parquet
 from ..distributed import is_main_process
 from ..errors import W2SInputError
-from ..plan import Plan, build_plan
-from ..recipe_yaml import apply_override, read_yaml_file, recipe_from_dict
+from ..plan import Plan
 from ..run_lock import RunLock
 from ..training import PREDICTIONS_FILE, TEACHER_COLUMN, TRAIN_PREDICTIONS_FILE
+from .finished_run import FinishedRun, load_finished_run
 from .plots import (
     FIGURES,
     draw_figures,
@@ -73,42 +74,26 @@ def cached_metrics(plan: Plan, cache: StageCache) -> tuple[dict[str, Any], Path]
 
 
 def analyze_run(
-    run_dir: str | Path, overrides: list[str] | None = None, log: Callable[[str], None] = print
+    run_dir: str | Path, overrides: Sequence[str] = (), log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Recompute `metrics.json`, the plots and `report.md` of a finished run from its saved predictions (no
     retraining). `overrides` change the analysis settings, e.g. `["analysis.known=confident"]`.
 
     Raises:
-        W2SInputError: the directory is not a finished run, or a model's predictions are missing or misaligned.
+        W2SInputError: the directory is not a finished run, an override is out of range, or a model's predictions
+            are missing, misaligned or hold a value that is not a probability.
     """
-    run_dir = Path(run_dir)
-    config, metrics_file = run_dir / "config.yaml", run_dir / "metrics.json"
-    if not config.is_file() or not metrics_file.is_file():
-        raise W2SInputError(f"{run_dir}: not a finished run directory (needs config.yaml and metrics.json)")
-    with RunLock(run_dir):  # not while a run writes there
-        return _analyze(run_dir, config, metrics_file, overrides or [], log)
+    return analyze_finished_run(load_finished_run(run_dir, overrides), log)
 
 
-def _analyze(
-    run_dir: Path, config: Path, metrics_file: Path, overrides: list[str], log: Callable[[str], None]
-) -> dict[str, Any]:
-    raw = read_yaml_file(config)
-    try:
-        saved = json.loads(metrics_file.read_text())["models"]
-    except (ValueError, KeyError, TypeError) as error:
-        raise W2SInputError(f"{metrics_file}: not the metrics of a finished run ({error})") from None
-    if not isinstance(raw, dict):
-        raise W2SInputError(f"{config}: not a recipe (a mapping of keys to values)")
-    if not isinstance(saved, dict) or not all(isinstance(info, dict) for info in saved.values()):
-        raise W2SInputError(f"{metrics_file}: not the metrics of a finished run ('models' is not a mapping of models)")
-    plots = run_dir / "plots"
-    if plots.exists() and not plots.is_dir():
-        raise W2SInputError(f"{plots}: a file where the run's plots go (move it away, then analyze again)")
-    for override in overrides:
-        if not override.startswith("analysis."):
-            raise W2SInputError(f"override {override!r}: analyze only changes analysis.* settings")
-        apply_override(raw, override)
-    plan = build_plan(recipe_from_dict(raw, source=str(config)))
+def analyze_finished_run(run: FinishedRun, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """[`analyze_run`] of a run already read by [`load_finished_run`] (`w2s-align analyze` reads it before torch)."""
+    with RunLock(run.run_dir):  # not while a run writes there
+        return _analyze(run, log)
+
+
+def _analyze(run: FinishedRun, log: Callable[[str], None]) -> dict[str, Any]:
+    run_dir, plan = run.run_dir, run.plan
     predictions, training = {}, {}
     for spec in plan.models:
         path = model_file(run_dir, "predictions", spec.key, ".parquet")
@@ -118,7 +103,7 @@ def _analyze(
         path = model_file(run_dir, "predictions/train", spec.key, ".parquet")
         if path.is_file():
             training[spec.key] = _read_predictions(path, TRAIN_COLUMNS)
-    seconds = {key: info.get("train_seconds") for key, info in saved.items()}
+    seconds = {key: info.get("train_seconds") for key, info in run.saved.items()}
     try:
         metrics = build_metrics(plan, predictions, seconds, training)
     except ValueError as error:
@@ -133,6 +118,7 @@ def _analyze(
 ANALYSIS_COLUMNS = ("id", "prob_chosen", "correct")
 TRAIN_COLUMNS = ("id", "prob_chosen", TEACHER_COLUMN)
 COLUMN_KINDS = {"prob_chosen": ("float",), "correct": ("bool",), TEACHER_COLUMN: ("float",)}
+PROBABILITIES = ("prob_chosen", TEACHER_COLUMN)  # the model's, and the teacher's label
 
 
 def _read_predictions(path: Path, columns: tuple[str, ...] = ANALYSIS_COLUMNS) -> Dataset:
@@ -148,4 +134,22 @@ def _read_predictions(path: Path, columns: tuple[str, ...] = ANALYSIS_COLUMNS) -
         dtype = predictions.features[column].dtype
         if not dtype.startswith(kinds):
             raise W2SInputError(f"{path}: the column {column!r} holds {dtype} values, not {kinds[0]}")
+        _check_values(path, predictions, column)
     return predictions
+
+
+def _check_values(path: Path, predictions: Dataset, column: str) -> None:
+    """One line naming `path` and the first row (counted from 0, as pandas does) whose `column` is null, or for one
+    of the [`PROBABILITIES`] NaN, infinite or outside [0, 1]: a statistic over it would be NaN, or silently wrong."""
+    raw = predictions.data.column(column).to_pylist()
+    values = np.asarray(raw, dtype=float)  # a null is NaN here
+    probability = column in PROBABILITIES
+    bad = ~((values >= 0) & (values <= 1)) if probability else np.isnan(values)
+    if not bad.any():
+        return
+    row = int(np.flatnonzero(bad)[0])
+    value = "null" if raw[row] is None else repr(raw[row])
+    wanted = "a probability in [0, 1]" if probability else "true or false"
+    more = f" (and {int(bad.sum()) - 1} more)" if bad.sum() > 1 else ""
+    pair_id = predictions.data.column("id")[row].as_py()
+    raise W2SInputError(f"{path}: row {row} (id {pair_id!r}): {column!r} is {value}, not {wanted}{more}")
