@@ -21,7 +21,7 @@ def tiny_dpo_recipe(tiny_recipe):
     tiny_recipe["methods"] = ["xent", "logconf"]
     tiny_recipe["dpo"] = {"beta": 0.1, "sft": True}
     tiny_recipe["conflicts"] = {"settings": ["none", "explicit"], "alphas": [0.5], "methods": ["xent"]}
-    tiny_recipe["analysis"] = {"n_bootstrap": 50}
+    tiny_recipe["analysis"] = {"n_bootstrap": 100}
     return tiny_recipe
 
 

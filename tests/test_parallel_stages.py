@@ -97,7 +97,7 @@ def test_two_workers_give_the_sequential_results(tiny_recipe, tmp_path, capfd):
         {"weak": "tiny-l1", "strong": "tiny-l2", "via": ["tiny-mid"]},
     ]
     tiny_recipe["conflicts"] = {"settings": ["none", "explicit"], "alphas": [0.5]}
-    tiny_recipe["analysis"] = {"n_bootstrap": 50}
+    tiny_recipe["analysis"] = {"n_bootstrap": 100}
     tiny_recipe["methods"] = ["xent"]
     results = {}
     for jobs in (2, 1):

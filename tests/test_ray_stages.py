@@ -36,7 +36,7 @@ def _margins(run_dir: Path) -> dict[str, np.ndarray]:
 
 
 def test_ray_gives_the_sequential_runs_results(tiny_recipe, tmp_path, capsys):
-    tiny_recipe["analysis"] = {"n_bootstrap": 20}
+    tiny_recipe["analysis"] = {"n_bootstrap": 100}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe))
     assert main(["run", str(tmp_path / "recipe.yaml"), "--executor", "ray"]) == 0
     out = capsys.readouterr().out
@@ -176,7 +176,7 @@ def _assert_identical(margins: dict[str, np.ndarray], expected: dict[str, np.nda
 def test_a_killed_driver_or_worker_leaves_no_process_and_a_rerun_gives_identical_predictions(
     tiny_recipe, tmp_path, ray_env, uninterrupted, kill
 ):
-    tiny_recipe["analysis"] = {"n_bootstrap": 20}
+    tiny_recipe["analysis"] = {"n_bootstrap": 100}
     recipe = _write(tiny_recipe, tmp_path / "recipe.yaml")
     out, err = (tmp_path / "out.txt").open("w"), (tmp_path / "err.txt").open("w")
     driver = subprocess.Popen(_command(recipe), env=ray_env, stdout=out, stderr=err, start_new_session=True)

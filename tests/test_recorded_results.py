@@ -52,13 +52,13 @@ def _reward(raw: dict) -> dict:
     ]
     raw["filter_threshold"] = 0.5
     raw["conflicts"] = {"settings": ["none", "explicit", "implicit"], "methods": ["xent"]}
-    raw["analysis"] = {"n_bootstrap": 50}
+    raw["analysis"] = {"n_bootstrap": 100}
     return raw
 
 
 def _dpo(raw: dict) -> dict:
     raw = _random_batches(raw)
-    raw.update(task="dpo", methods=["xent", "logconf"], analysis={"n_bootstrap": 50})
+    raw.update(task="dpo", methods=["xent", "logconf"], analysis={"n_bootstrap": 100})
     raw["data"].update(gt_size=32, w2s_size=32, test_size=24)
     raw["conflicts"] = {"settings": ["none", "explicit"], "methods": ["xent"]}
     return raw
