@@ -155,10 +155,11 @@ def test_precomputed_reference_uses_the_starting_policy(tiny_model_dir, tokenize
         assert by_id[row_id]["ref_rejected_logps"] == pytest.approx(lp[4 + i], rel=1e-4)
 
 
-def test_config_refuses_the_losses_without_a_per_pair_form_and_simpo_with_reference_options(tmp_path):
-    for loss, reason in [("aot", "sorts the batch"), ("aot_unpaired", "sorts the batch"), ("sft", "chosen tokens")]:
-        with pytest.raises(ValueError, match=reason):
-            W2SDPOConfig(output_dir=str(tmp_path), loss_type=["sigmoid", loss])
+def test_config_refuses_student_losses_the_batch_losses_cannot_take_and_simpo_with_reference_options(tmp_path):
+    for loss, reason in [("aot", "sorts the batch"), ("aot_unpaired", "sorts the batch"), ("sft", "preferred")]:
+        assert W2SDPOConfig(output_dir=str(tmp_path), loss_type=["sigmoid", loss]).loss_type == ["sigmoid", loss]
+        with pytest.raises(ValueError, match=f"student_loss 'logconf' weighs each pair's loss.*{reason}"):
+            W2SDPOConfig(output_dir=str(tmp_path), loss_type=["sigmoid", loss], student_loss="logconf")
     with pytest.raises(ValueError, match="unknown loss_type 'sigmiod'"):
         W2SDPOConfig(output_dir=str(tmp_path), loss_type="sigmiod")
     with pytest.raises(ValueError, match="a loss of its own"):
@@ -232,6 +233,9 @@ TRL_OPTIONS = [
     {"use_weighting": True},
     {"use_weighting": True, "loss_type": ["ipo"]},
     {"precompute_ref_log_probs": True},
+    {"loss_type": ["sigmoid"], "loss_weights": [2.0]},  # a single loss is weighed too
+    *({"loss_type": [loss]} for loss in ("aot", "aot_unpaired", "sft")),
+    {"loss_type": ["sigmoid", "bco_pair", "sft"], "loss_weights": [0.8, 0.2, 1.0]},  # MPO
 ]
 
 
@@ -243,13 +247,95 @@ def test_every_trl_option_gives_trls_first_batch_loss_with_hard_labels(option, t
     losses = []
     for config, trainer_class in [(DPOConfig, DPOTrainer), (W2SDPOConfig, W2SDPOTrainer)]:
         # TRL's config turns bf16 on by default, which a CPU refuses; ours derives it from the device.
-        args = config(output_dir=str(tmp_path / trainer_class.__name__), beta=0.5, bf16=False, **COMMON, **option)
+        settings = {"beta": 0.5, **option}
+        args = config(output_dir=str(tmp_path / trainer_class.__name__), bf16=False, **COMMON, **settings)
         model, reference = perturbed(policy(tiny_model_dir, 0)), policy(tiny_model_dir, 1)
         trainer = trainer_class(
             model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer
         )
         losses.append(batch_loss(trainer))  # one batch of all 4 pairs: the mean does not depend on their order
+    assert math.isfinite(losses[0])
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+def test_discopop_is_finite_where_trls_is(tiny_model_dir, tokenizer, tmp_path):
+    """Beyond |beta x margin| = 88 the reading the other way round (which a hard label weighs by 0) overflowed: NaN."""
+    from trl import DPOConfig, DPOTrainer
+
+    beta, data = 2000.0, pairs(4)
+    model, reference = perturbed(policy(tiny_model_dir, 0)), policy(tiny_model_dir, 1)
+    wrong_way = [x < 0 for x in hand_logits(model, reference, tokenizer, data, beta)]
+    data = data.map(  # every pair stored with the policy's preferred response first: TRL's loss is finite
+        lambda row, i: {"chosen": row["rejected"], "rejected": row["chosen"]} if wrong_way[i] else {},
+        with_indices=True,
+    )
+    assert min(abs(x) for x in hand_logits(model, reference, tokenizer, data, beta)) > 88
+    losses = []
+    for config, trainer_class in [(DPOConfig, DPOTrainer), (W2SDPOConfig, W2SDPOTrainer)]:
+        args = config(output_dir=str(tmp_path), beta=beta, loss_type="discopop", bf16=False, **COMMON)
+        trainer = trainer_class(
+            model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer
+        )
+        losses.append(batch_loss(trainer))
+    assert math.isfinite(losses[0])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5, abs=1e-7)
+
+
+BATCH_LOSSES = [["aot"], ["aot_unpaired"], ["sft"], ["sigmoid", "bco_pair", "sft"]]
+
+
+@pytest.mark.parametrize("loss_type", BATCH_LOSSES, ids="-".join)
+def test_the_batch_losses_read_a_label_of_zero_as_the_swapped_pair(loss_type, tiny_model_dir, tokenizer, tmp_path):
+    """TRL's loss on pairs stored the right way round equals ours on the same pairs, half stored the other way round
+    with a label of 0: a hard label orients the pair before the batch's responses are sorted or averaged."""
+    from trl import DPOConfig, DPOTrainer
+
+    data = pairs(4)
+    flipped = [False, True, False, True]
+    stored = Dataset.from_dict(
+        {
+            "prompt": data["prompt"],
+            "chosen": [row["rejected"] if f else row["chosen"] for row, f in zip(data, flipped)],
+            "rejected": [row["chosen"] if f else row["rejected"] for row, f in zip(data, flipped)],
+            "soft_label": [0.0 if f else 1.0 for f in flipped],
+        }
+    )
+    losses = []
+    for config, trainer_class, dataset in [(DPOConfig, DPOTrainer, data), (W2SDPOConfig, W2SDPOTrainer, stored)]:
+        args = config(output_dir=str(tmp_path), beta=0.5, bf16=False, loss_type=loss_type, **COMMON)
+        model, reference = perturbed(policy(tiny_model_dir, 0)), policy(tiny_model_dir, 1)
+        trainer = trainer_class(
+            model=model, ref_model=reference, args=args, train_dataset=dataset, processing_class=tokenizer
+        )
+        losses.append(batch_loss(trainer))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+def test_sft_takes_wpo_weights_where_trl_crashes(tiny_model_dir, tokenizer, tmp_path):
+    """TRL 1.16 scales sft's expanded batch mean in place by the WPO weights (a RuntimeError); ours weighs it by their
+    mean, the value TRL's expression means."""
+    losses = []
+    for use_weighting in (True, False):
+        args = W2SDPOConfig(output_dir=str(tmp_path), loss_type=["sft"], use_weighting=use_weighting, **COMMON)
+        model = policy(tiny_model_dir)  # one each: TRL sets the model's fused head up for WPO's weights
+        trainer = W2SDPOTrainer(model=model, args=args, train_dataset=pairs(4), processing_class=tokenizer)
+        losses.append(batch_loss(trainer))
+    assert 0 < losses[0] < losses[1]  # each WPO weight is a product of probabilities, below 1
+
+
+def test_the_batch_losses_refuse_a_soft_label_when_it_is_given(tiny_model_dir, tokenizer, tmp_path):
+    args = W2SDPOConfig(output_dir=str(tmp_path), loss_type=["sigmoid", "aot"], **COMMON)
+    model = policy(tiny_model_dir)
+    with pytest.raises(ValueError, match=r"the train dataset has soft labels \(e.g. 0.7\).*'aot'.*sorts the batch"):
+        W2SDPOTrainer(model, None, args, None, pairs(4, [1.0, 0.7, 0.0, 1.0]), processing_class=tokenizer)
+    with pytest.raises(ValueError, match="the eval dataset has soft labels"):
+        W2SDPOTrainer(model, None, args, None, pairs(4), pairs(4, [0.5] * 4), processing_class=tokenizer)
+    # a streamed or collated soft label: refused at the first batch that carries one
+    trainer = W2SDPOTrainer(model, None, args, None, pairs(4, [1.0, 0.0, 0.0, 1.0]), processing_class=tokenizer)
+    batch = next(iter(trainer.get_train_dataloader()))
+    batch["soft_label"] = torch.tensor([1.0, 0.9, 0.0, 1.0])
+    with pytest.raises(ValueError, match=r"a batch has soft labels \(e.g. 0.9\)"):
+        trainer.compute_loss(trainer.model, batch)
 
 
 @pytest.mark.parametrize("option", [{"loss_type": ["sigmoid"]}, *TRL_OPTIONS[:14], {"use_weighting": True}])

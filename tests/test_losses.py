@@ -22,6 +22,7 @@ from w2s_align.losses import (
     xent_loss,
 )
 from w2s_align.options import STUDENT_LOSSES
+from w2s_align.preference_losses import Side, pair_loss
 
 
 def bce(p_model: float, target: float) -> float:
@@ -138,6 +139,36 @@ def test_margin_bce_is_simpo_with_hard_labels_and_bce_without_margin():
     # a soft label puts the margin on both sides: 0.7 * softplus(0.5 - 0.3) + 0.3 * softplus(0.3 + 0.5)
     expected = 0.7 * math.log(1 + math.exp(0.2)) + 0.3 * math.log(1 + math.exp(0.8))
     assert margin_bce(x[:1], soft[:1], gamma=0.5).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_per_pair_margin_is_trls_reward_margin_and_a_label_of_zero_the_swapped_pair():
+    x, margin = torch.tensor([0.3, -1.0, 2.0]), torch.tensor([0.5, 1.5, 0.0])
+    trl = -torch.nn.functional.logsigmoid(x - margin)  # TRL's reward loss with a `margin` column
+    assert margin_bce(x, torch.ones(3), margin).tolist() == pytest.approx(trl.tolist(), rel=1e-6)
+    assert margin_bce(-x, torch.zeros(3), margin).tolist() == pytest.approx(trl.tolist(), rel=1e-6)
+
+
+def test_discopop_is_finite_read_either_way_where_trls_is():
+    beta, tau = 0.1, 0.05
+    delta = torch.tensor([-2000.0, -900.0, -1.0, 0.0, 3.0, 900.0, 2000.0], requires_grad=True)
+    logits = beta * delta.detach()  # TRL 1.16's expression, NaN below a logit of -88 (inf x 0)
+    modulation = torch.sigmoid(logits / tau)
+    trl = -torch.nn.functional.logsigmoid(logits) * (1 - modulation) + torch.exp(-logits) * modulation
+
+    def side(score):
+        return Side(score=score, logratio=score, length=torch.ones_like(score))
+
+    zero = torch.zeros_like(delta)
+    ours = pair_loss("discopop", side(delta), side(zero), beta, discopop_tau=tau)
+    other_way = pair_loss("discopop", side(zero), side(delta), beta, discopop_tau=tau)
+    finite = torch.isfinite(trl)
+    assert finite[-2:].all() and not finite[:2].any()  # TRL's own reading overflows below -88 only
+    assert ours[finite].tolist() == pytest.approx(trl[finite].tolist(), rel=1e-6)
+    assert torch.isfinite(ours).all() and torch.isfinite(other_way).all()
+    assert ours[:2].tolist() == pytest.approx((-beta * delta[:2]).tolist(), rel=1e-6)  # the logistic part alone
+    # A hard label reads each pair both ways (`t * first + (1 - t) * second`): its value and gradient stay finite.
+    (1.0 * ours + 0.0 * other_way).sum().backward()
+    assert torch.isfinite(delta.grad).all()
 
 
 def test_weight_mode_orients_by_the_label_and_weights_by_confidence():

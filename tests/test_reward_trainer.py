@@ -23,12 +23,11 @@ def text_pairs(n=32, seed=0):
     return generate_pairs(n, seed=seed).select_columns(["prompt", "chosen", "rejected"])
 
 
-def test_config_derives_device_settings_on_cpu(tmp_path):
-    args = W2SRewardConfig(output_dir=str(tmp_path))
-    assert args.bf16 is False
-    assert args.activation_checkpointing is False
-    explicit = W2SRewardConfig(output_dir=str(tmp_path), activation_checkpointing=True)
-    assert explicit.activation_checkpointing is True
+def test_config_keeps_trls_precision_and_checkpointing_defaults(tmp_path):
+    args = W2SRewardConfig(output_dir=str(tmp_path))  # on a CPU with use_cpu, as TRL's tests run
+    assert args.bf16 is True and args.activation_checkpointing is True
+    explicit = W2SRewardConfig(output_dir=str(tmp_path), bf16=False, activation_checkpointing=False)
+    assert (explicit.bf16, explicit.activation_checkpointing) == (False, False)
 
 
 def test_config_rejects_unknown_loss(tmp_path):
@@ -75,6 +74,29 @@ def test_hard_labels_give_exactly_trls_loss(tiny_model_dir, tmp_path, with_margi
             if (mode, key) == ("eval", "accuracy"):
                 continue  # ours is over the whole eval split (`compute_metrics`), not averaged over batches
             assert ours._metrics[mode][key] == pytest.approx(values, rel=1e-6), (mode, key)
+
+
+def test_a_label_of_zero_with_a_margin_is_the_swapped_pair_with_that_margin(tiny_model_dir, tmp_path):
+    data = text_pairs(8).add_column("margin", [0.5 * i for i in range(8)])
+    swapped = Dataset.from_dict(
+        {
+            "prompt": data["prompt"],
+            "chosen": data["rejected"],
+            "rejected": data["chosen"],
+            "margin": data["margin"],
+            "soft_label": [0.0] * 8,
+        }
+    )
+    losses = []
+    for dataset in (data, swapped):
+        model, tokenizer = load(tiny_model_dir)
+        args = W2SRewardConfig(output_dir=str(tmp_path), **COMMON)
+        trainer = W2SRewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        batch = next(iter(trainer.get_train_dataloader()))  # all 8 pairs: the mean does not depend on their order
+        model.eval()
+        with torch.no_grad():
+            losses.append(trainer.compute_loss(model, dict(batch)).item())
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
 
 
 def test_soft_labels_reach_the_loss(tiny_model_dir, tmp_path):

@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from w2s_align import W2SDPOConfig, W2SDPOTrainer, W2SRewardConfig, W2SRewardTrainer
 from w2s_align.models import load_tokenizer
-from w2s_align.sampling import PairLengthGroupedSampler, pair_lengths
+from w2s_align.sampling import PairLengthGroupedSampler, length_order, pair_lengths
 from w2s_align.synthetic import generate_pairs
 
 
@@ -94,22 +94,30 @@ def test_the_reward_trainer_batches_pairs_of_similar_length(tiny_model_dir, tmp_
         )
         trainer = W2SRewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
         visited[strategy] = _visited(trainer)
-    assert W2SRewardConfig(str(tmp_path)).train_sampling_strategy == "group_by_length"  # the default
+    assert W2SRewardConfig(str(tmp_path)).train_sampling_strategy == "random"  # TRL's default; grouping opts in
     for seen in visited.values():
         assert sorted(label for label, _ in seen) == [round((i + 1) / 100, 4) for i in range(96)]
     padded = {strategy: sum(length for _, length in seen) for strategy, seen in visited.items()}
     assert padded["group_by_length"] < padded["random"]
 
 
-def _dpo_trainer(model_dir, output_dir, data, precompute_ref_log_probs: bool) -> W2SDPOTrainer:
+def _dpo_trainer(
+    model_dir, output_dir, data, precompute_ref_log_probs: bool, strategy: str = "group_by_length", **kwargs
+) -> W2SDPOTrainer:
     args = W2SDPOConfig(
-        str(output_dir), report_to=[], per_device_train_batch_size=8, precompute_ref_log_probs=precompute_ref_log_probs
+        str(output_dir),
+        report_to=[],
+        per_device_train_batch_size=8,
+        precompute_ref_log_probs=precompute_ref_log_probs,
+        train_sampling_strategy=strategy,
+        bf16=False,
     )
     return W2SDPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(model_dir),
         args=args,
         train_dataset=data,
         processing_class=load_tokenizer(str(model_dir)),
+        **kwargs,
     )
 
 
@@ -124,9 +132,81 @@ def test_the_dpo_trainer_groups_by_prompt_plus_longer_response(tiny_model_dir, t
     assert max(lengths) == max(length for _, length in seen)  # a batch is as long as its longest prompt+response
 
 
-def test_the_reference_is_scored_over_pairs_sorted_by_length(tiny_model_dir, tmp_path):
+def test_precomputing_the_reference_keeps_the_datasets_order(tiny_model_dir, tmp_path):
     data = generate_pairs(24, seed=3).select_columns(["prompt", "chosen", "rejected"])
     trainer = _dpo_trainer(tiny_model_dir, tmp_path, data, precompute_ref_log_probs=True)
     lengths = pair_lengths(trainer.train_dataset)
-    assert lengths == sorted(lengths, reverse=True) and len(set(lengths)) > 3
+    assert len(set(lengths)) > 3 and lengths != sorted(lengths, reverse=True)
+    assert trainer.train_dataset["prompt"] == data["prompt"]  # TRL keeps the text columns beside the token ids
     assert "ref_chosen_logps" in trainer.train_dataset.column_names
+
+
+def test_with_a_precomputed_reference_the_grouped_batches_are_those_of_the_pairs_sorted_by_length(
+    tiny_model_dir, tmp_path
+):
+    """The batches the pipeline's cached DPO stages were trained on: earlier versions held the pairs sorted by length
+    once the reference was scored, and the grouped sampler shuffled them from there. Whatever order the trainer keeps
+    the pairs in, it draws those batches."""
+    data = generate_pairs(40, seed=4).select_columns(["prompt", "chosen", "rejected"])
+    data = data.add_column("soft_label", [(i + 1) / 100 for i in range(40)])  # tells the pairs apart
+    lengths = pair_lengths(_dpo_trainer(tiny_model_dir, tmp_path / "a", data, False).train_dataset)
+    presorted = data.select(length_order(lengths))
+    seen = [
+        _visited(_dpo_trainer(tiny_model_dir, tmp_path / name, pairs, precompute_ref_log_probs=True))
+        for name, pairs in (("b", data), ("c", presorted))
+    ]
+    assert seen[0] == seen[1] and [label for label, _ in seen[0]] != sorted(label for label, _ in seen[0])
+
+
+def _rewards(trainer, dataset):
+    """The rewards `predict()` returns, one row per response, each batch's chosen rows then its rejected ones."""
+    return trainer.predict(dataset).predictions.reshape(-1).tolist()
+
+
+def test_predict_and_evaluation_return_the_rows_in_the_datasets_order_whatever_the_sampler(tiny_model_dir, tmp_path):
+    """As TRL's RewardTrainer returns them: the same rewards from the same weights, with length grouping too."""
+    from trl import RewardConfig, RewardTrainer
+
+    data = generate_pairs(20, seed=5).select_columns(["prompt", "chosen", "rejected"])
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    common = dict(report_to=[], per_device_eval_batch_size=4, bf16=False)
+    trl = RewardTrainer(
+        model=model, args=RewardConfig(str(tmp_path / "trl"), **common), train_dataset=data, processing_class=tokenizer
+    )
+    expected = _rewards(trl, trl.train_dataset)
+    for strategy in ("group_by_length", "random", "sequential"):
+        args = W2SRewardConfig(str(tmp_path / strategy), train_sampling_strategy=strategy, **common)
+        ours = W2SRewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+        assert _rewards(ours, ours.train_dataset) == pytest.approx(expected, abs=1e-6), strategy
+        assert list(ours.get_eval_dataloader(ours.train_dataset).sampler) == list(range(20))
+
+
+def test_dpo_predictions_come_in_the_datasets_order_whatever_the_sampler(tiny_model_dir, tmp_path):
+    data = generate_pairs(12, seed=6).select_columns(["prompt", "chosen", "rejected"])
+    predictions = {}
+    for strategy in ("group_by_length", "random"):
+        torch.manual_seed(0)
+        trainer = _dpo_trainer(tiny_model_dir, tmp_path / strategy, data, False, strategy, eval_dataset=data)
+        predictions[strategy] = trainer.predict(trainer.eval_dataset).predictions
+    assert predictions["group_by_length"] == pytest.approx(predictions["random"], abs=1e-6)
+
+
+def test_a_dataset_without_token_ids_trains_in_random_batches_and_is_not_grouped_by_length(tiny_model_dir, tmp_path):
+    """A vision dataset reaches the sampler untokenized (TRL's collator tokenizes each batch): TRL's random batches by
+    default, and a refusal in one line where length grouping is asked for."""
+    images = Dataset.from_dict(
+        {"images": [[[0, 0]]] * 4, "prompt": ["p"] * 4, "chosen": ["a"] * 4, "rejected": ["b"] * 4}
+    )
+    data = generate_pairs(8, seed=0).select_columns(["prompt", "chosen", "rejected"])
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    for strategy in ("random", "group_by_length"):
+        args = W2SRewardConfig(str(tmp_path), train_sampling_strategy=strategy, report_to=[], bf16=False)
+        trainer = W2SRewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+        if strategy == "random":
+            assert isinstance(trainer._get_train_sampler(images), torch.utils.data.RandomSampler)
+        else:
+            with pytest.raises(ValueError, match="has none .* use 'random', TRL's default") as refused:
+                trainer._get_train_sampler(images)
+            assert len(str(refused.value).splitlines()) == 1

@@ -162,7 +162,12 @@ def test_trls_flag_forms_parse_as_in_trl(tmp_path):
 def test_an_unknown_flag_stops_with_one_line(tmp_path, capsys):
     assert main(["reward", "--output_dir", str(tmp_path), "--lerning_rate", "1e-3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--lerning_rate" in err[0]
+    assert len(err) == 1 and "--lerning_rate: neither w2s-align reward nor accelerate launch takes it" in err[0]
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"output_dir": str(tmp_path), "lerning_rate": 1e-3}))
+    assert main(["reward", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the --config file's key 'lerning_rate': neither" in err[0]
 
 
 def test_a_dataset_mixture_with_a_test_split_quietly(tiny_model_dir, tmp_path, capsys):
@@ -193,8 +198,98 @@ def test_a_streamed_dataset_trains_for_max_steps_in_its_order(tiny_model_dir, tm
     config = config_file(tmp_path, tiny_model_dir, weak_label_file(tmp_path), max_steps=-1)
     assert main(["reward", "--config", str(config), "--dataset_streaming"]) == 2
     assert "a streamed dataset has no length: give --max_steps" in capsys.readouterr().err
-    assert main(["reward", "--config", str(config), "--dataset_streaming", "--max_steps", "2"]) == 2
-    assert "--train_sampling_strategy sequential" in capsys.readouterr().err
-    argv = ["--dataset_streaming", "--max_steps", "2", "--train_sampling_strategy", "sequential"]
-    assert main(["reward", "--config", str(config), *argv]) == 0
+    argv = ["--dataset_streaming", "--max_steps", "2", "--train_sampling_strategy", "group_by_length"]
+    assert main(["reward", "--config", str(config), *argv]) == 2
+    assert "drop --train_sampling_strategy group_by_length" in capsys.readouterr().err
+    assert main(["reward", "--config", str(config), *argv[:3]]) == 0  # TRL's random default reads a stream in order
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def _launched_as(monkeypatch, name: str, argv: list[str]) -> tuple[list, list]:
+    """What `trl <name> argv` and `w2s-align <name> argv` hand to `accelerate launch` (nothing is launched): TRL's
+    launch arguments and script arguments, and the parsed arguments of ours."""
+    from accelerate.commands import launch
+    from trl.cli.commands.base import CommandContext
+    from trl.cli.commands.training import TrainingCommand
+
+    handed = []
+    monkeypatch.setattr(
+        "trl.cli.accelerate_launcher.launch_training_script",
+        lambda script_name, launch_args, training_script_args: handed.append((launch_args, training_script_args)),
+    )
+    TrainingCommand(name).run(None, CommandContext(argv=[name, *argv]))
+    monkeypatch.setattr(launch, "launch_command", handed.append)
+    assert main([name, *argv]) == 0
+    return handed
+
+
+@pytest.mark.parametrize("where", ["command line", "config file"])
+def test_accelerate_flags_go_to_accelerate_launch_as_trl_hands_them_on(where, tiny_model_dir, tmp_path, monkeypatch):
+    """`trl reward --num_processes 1 ...` runs `accelerate launch --num_processes 1 reward.py ...`; `w2s-align reward`
+    takes the same flags (on the command line or as keys of its `--config` file) and runs itself again under them."""
+    extra = {"num_processes": 1, "mixed_precision": "no"} if where == "config file" else {}
+    # `use_cpu`: TRL's configs stop on a machine without a GPU otherwise (bf16, TRL's default).
+    config = config_file(tmp_path, tiny_model_dir, weak_label_file(tmp_path), use_cpu=True, **extra)
+    flags = [] if extra else ["--num_processes", "1", "--mixed_precision", "no"]
+    argv = ["--config", str(config), *flags, "--learning_rate", "1e-4"]
+    (trl_launch, trl_script), ours = _launched_as(monkeypatch, "reward", argv)
+    assert dict(zip(trl_launch[::2], trl_launch[1::2], strict=True)) == {
+        "--num_processes": "1",
+        "--mixed_precision": "no",
+    }
+    assert (ours.num_processes, ours.mixed_precision, ours.module) == (1, "no", True)
+    assert (ours.training_script, ours.training_script_args) == ("w2s_align", ["reward", *trl_script])
+    assert trl_script == ["--config", str(config), "--learning_rate", "1e-4"]
+
+
+def test_accelerate_config_names_resolve_as_in_trl(tiny_model_dir, tmp_path, monkeypatch):
+    from trl.cli.accelerate_config import resolve_accelerate_config_argument
+
+    config = config_file(tmp_path, tiny_model_dir, weak_label_file(tmp_path), use_cpu=True)
+    (trl_launch, _), ours = _launched_as(monkeypatch, "dpo", ["--config", str(config), "--accelerate_config", "zero2"])
+    assert trl_launch == resolve_accelerate_config_argument(["--accelerate_config", "zero2"])
+    assert ours.config_file == trl_launch[1] and ours.training_script_args == ["dpo", "--config", str(config)]
+
+
+def test_accelerate_flags_inside_a_launched_process_stop_with_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")  # what `accelerate launch` gives the process it starts
+    assert main(["reward", "--output_dir", str(tmp_path), "--num_processes", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--num_processes 2: accelerate launch's" in err[0] and "before -m w2s_align" in err[0]
+
+
+@pytest.mark.slow
+def test_reward_under_accelerate_launch_from_its_flags(tiny_model_dir, tmp_path):
+    config = config_file(tmp_path, tiny_model_dir, weak_label_file(tmp_path), bf16=False)
+    assert main(["reward", "-q", "--num_processes", "1", "--config", str(config)]) == 0
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_reward_with_trls_defaults_takes_the_first_step_of_trl_reward(tiny_model_dir, tmp_path):
+    """The same config file through `trl reward`'s script and `w2s-align reward`: the same first-step loss."""
+    import importlib
+
+    from trl import TrlParser
+
+    data = tmp_path / "data"  # a directory of data files, which both load with `datasets.load_dataset`
+    data.mkdir()
+    rows = generate_pairs(16, seed=0).select_columns(["prompt", "chosen", "rejected"])
+    (data / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    losses = {}
+    for name in ("trl", "w2s"):
+        (tmp_path / name).mkdir()
+        # `use_cpu`: TRL's configs stop on a machine without a GPU otherwise (bf16, TRL's default).
+        steps = dict(max_steps=1, save_steps=1, logging_steps=1)
+        config = config_file(tmp_path / name, tiny_model_dir, data, use_cpu=True, **steps)
+        argv = ["--config", str(config), "--save_strategy", "steps"]
+        if name == "trl":
+            script = importlib.import_module("trl.scripts.reward")
+            parser = script.make_parser()
+            assert isinstance(parser, TrlParser)
+            script.main(*parser.parse_args_and_config(argv))
+        else:
+            assert main(["reward", *argv]) == 0
+        state = json.loads((tmp_path / name / "out" / "checkpoint-1" / "trainer_state.json").read_text())
+        losses[name] = state["log_history"][0]["loss"]
+    assert losses["w2s"] == pytest.approx(losses["trl"], rel=1e-6)

@@ -1,11 +1,13 @@
 """What the tasks share when they train a rung (`w2s_align.training`): held-out pairs, resuming, trainer arguments."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 from datasets import Dataset
 
+from w2s_align.cards import trl_base
 from w2s_align.options import StudentLossSettings
 from w2s_align.recipe import LoraSettings, TrainingSettings
 from w2s_align.tracking import TrackerRun
@@ -50,6 +52,33 @@ def test_trainer_arguments_hold_the_rung_the_method_and_the_recipes_trainer_kwar
         TrainingSettings(validation_fraction=0.1), StudentLossSettings(), tmp_path, 0, "xent", 0.0, NO_TRACKER
     )
     assert fraction["logging_steps"] == 0.05 and fraction["eval_strategy"] == "epoch"
+
+
+def test_a_recipes_run_passes_length_grouping_and_the_device_settings_the_trainer_classes_leave_to_trl(tmp_path):
+    """The trainer classes keep TRL's defaults; the pipeline chooses its own explicitly, as it always trained: the
+    rung's length grouping, and bf16 and activation checkpointing derived from the device, which the rung's
+    `trainer_kwargs` still override."""
+    from w2s_align import W2SDPOConfig, W2SRewardConfig
+    from w2s_align.device import DerivedDeviceDefaults, accelerator_available, bf16_supported
+
+    def config(config_class, trainer_settings=None):
+        settings = TrainingSettings(trainer_kwargs=trainer_settings or {})
+        kwargs = trainer_kwargs(settings, StudentLossSettings(), tmp_path, 0, "xent", 0.0, NO_TRACKER)
+        return config_class(**{**kwargs, "report_to": []})
+
+    for config_class in (W2SRewardConfig, W2SDPOConfig):
+        derived = dataclasses.make_dataclass("Derived", [], bases=(DerivedDeviceDefaults, trl_base(config_class)))
+        args, old = config(config_class), derived(output_dir=str(tmp_path))
+        assert args.train_sampling_strategy == "group_by_length"
+        assert (args.bf16, args.activation_checkpointing, args.use_cpu) == (
+            old.bf16,
+            old.activation_checkpointing,
+            old.use_cpu,
+        )
+        assert args.bf16 == bf16_supported() and args.activation_checkpointing == accelerator_available()
+        own = config(config_class, {"fp16": accelerator_available(), "gradient_checkpointing": True})
+        assert (own.bf16, own.fp16, own.activation_checkpointing) == (False, accelerator_available(), True)
+        assert config(config_class, {"train_sampling_strategy": "random"}).train_sampling_strategy == "random"
 
 
 def test_lora_only_where_the_rung_asks_for_it():

@@ -17,7 +17,7 @@ Example:
 
 ```python
 >>> from w2s_align import W2SDPOConfig, W2SDPOTrainer
->>> args = W2SDPOConfig(output_dir="student", student_loss="logconf", beta=0.1, report_to=[])
+>>> args = W2SDPOConfig(output_dir="student", student_loss="logconf", beta=0.1, report_to=[])  # doctest: +SKIP
 >>> trainer = W2SDPOTrainer(model=policy, args=args, train_dataset=weakly_labelled_pairs)  # doctest: +SKIP
 >>> trainer.train()  # doctest: +SKIP
 ```
@@ -26,12 +26,22 @@ Example:
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from accelerate.utils import is_peft_model
-from datasets import Dataset
-from transformers import PreTrainedModel
+from datasets import Dataset, IterableDataset
+from transformers import (
+    DataCollator,
+    EvalPrediction,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    ProcessorMixin,
+    TrainerCallback,
+)
 from trl import DPOConfig, DPOTrainer
 
 from .cards import BURNS_2023, YANG_2025, cite
@@ -42,8 +52,20 @@ from .last_batch import LastBatchWeights
 from .losses import StudentLossArguments, StudentObjective
 from .neutral_evaluation import NeutralEvaluation
 from .options import CONFLICT_LABEL, LABEL_COLUMNS, SOFT_LABEL
-from .preference_losses import PAIR_LOSSES, UNPAIRED_LOSSES, Side, f_divergence_score, pair_loss
-from .sampling import LengthGroupedTraining, LengthGroupingArguments, pair_lengths
+from .preference_losses import (
+    PAIR_LOSSES,
+    UNPAIRED_LOSSES,
+    Side,
+    batch_loss,
+    f_divergence_score,
+    pair_loss,
+    refuse_soft_labels,
+)
+from .sampling import LengthGroupedTraining, LengthGroupingArguments, length_order, pair_lengths
+
+if TYPE_CHECKING:
+    from peft import PeftConfig, PeftModel
+    from transformers import BitsAndBytesConfig
 
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
 
@@ -55,17 +77,18 @@ class W2SDPOConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments
 
     Everything [`~trl.DPOConfig`] offers, plus the weak-to-strong student losses of [`W2SRewardConfig`]
     (`student_loss`, `soft_label_mode`, `aux_coef`, `aux_warmup_frac`, `product_alpha`, `product_beta`,
-    `window_radius`, `conflict_alpha`) and SimPO. `bf16` and activation checkpointing are derived from the device when
-    left unset, and batches group pairs of similar length (`train_sampling_strategy`, as in [`W2SRewardConfig`]).
+    `window_radius`, `conflict_alpha`) and SimPO. TRL's defaults (random batches, TRL's precision and checkpointing; a
+    TRL `DPOConfig` given to the trainer is converted), as in [`W2SRewardConfig`]; docs/trl_differences.md lists
+    the deliberate differences.
 
     Parameters:
         loss_type (`list[str]`, *optional*, defaults to `["sigmoid"]`):
-            TRL's DPO losses that have a per-pair form ([`~w2s_align.preference_losses.PAIR_LOSSES`]: `sigmoid`,
-            `hinge`, `ipo`, `exo_pair`, `nca_pair`, `robust`, `bco_pair`, `sppo_hard`, `apo_zero`, `apo_down`,
-            `discopop`, `sigmoid_norm`), combined by `loss_weights` as in TRL; or `["simpo"]` alone (SimPO:
-            length-normalised log-likelihood, no reference model; the SimPO paper uses `beta=2.0`,
-            `simpo_gamma=1.0`). `aot`, `aot_unpaired` and `sft` are refused: they have no per-pair form for a weak
-            label to weigh.
+            TRL's DPO losses, combined by `loss_weights` as in TRL (a single loss weighed too); or `["simpo"]` alone
+            (SimPO: length-normalised log-likelihood, no reference model; the SimPO paper uses `beta=2.0`,
+            `simpo_gamma=1.0`). A soft label weighs the losses that have a per-pair form
+            ([`~w2s_align.preference_losses.PAIR_LOSSES`]). `aot`, `aot_unpaired` and `sft` (and MPO, which
+            combines `sft`) have none: they take hard labels (0 or 1) only, with `student_loss="xent"`, and a soft
+            label is refused when it is given.
         simpo_gamma (`float`, *optional*, defaults to `1.0`):
             SimPO's target reward margin.
         conflict_alpha (`float`, *optional*, defaults to `0.0`):
@@ -99,12 +122,14 @@ class W2SDPOConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments
                 )
             return
         for loss in self.loss_type:
-            if loss in UNPAIRED_LOSSES:
+            if loss not in PAIR_LOSSES and loss not in UNPAIRED_LOSSES:
+                raise ValueError(f"unknown loss_type {loss!r}: one of {[*PAIR_LOSSES, *UNPAIRED_LOSSES, 'simpo']}")
+            if loss in UNPAIRED_LOSSES and self.student_loss != "xent":
+                # The other student losses make each pair's target soft, or reshape each pair's loss.
                 raise ValueError(
-                    f"W2SDPOTrainer cannot weigh a soft label by loss_type {loss!r}: {UNPAIRED_LOSSES[loss]}"
+                    f"student_loss {self.student_loss!r} weighs each pair's loss, which loss_type {loss!r} does not "
+                    f"have: {UNPAIRED_LOSSES[loss]}. Use it with student_loss 'xent' and hard labels"
                 )
-            if loss not in PAIR_LOSSES:
-                raise ValueError(f"unknown loss_type {loss!r}: one of {[*PAIR_LOSSES, 'simpo']}")
         if self.student_loss == "kl" and self.loss_type != ["sigmoid"]:
             raise ValueError(
                 "student_loss 'kl' is a divergence of the sigmoid preference probability: use it with loss_type "
@@ -117,7 +142,8 @@ class W2SDPOConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments
 
     @property
     def plain_sigmoid(self) -> bool:
-        """DPO's own loss: the student loss's cross-entropy of the preference logit is the whole loss."""
+        """DPO's own loss: the student loss's cross-entropy of the preference logit is the whole loss (times its
+        `loss_weights`)."""
         return self.loss_type == ["sigmoid"] and not self.use_weighting
 
 
@@ -127,7 +153,8 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
 
     The training dataset takes the formats `DPOTrainer` takes (`prompt`, `chosen`, `rejected`; conversational or
     standard), plus an optional `soft_label` column (probability that `chosen` is better, 1.0 when absent). Arguments
-    are those of `DPOTrainer`.
+    are those of [`~trl.DPOTrainer`], in its order; `args` may be TRL's [`~trl.DPOConfig`], converted to a
+    [`W2SDPOConfig`] with the weak-to-strong fields at their defaults.
 
     The reference model is always the starting policy. When `ref_model` is not given, TRL reloads the reference from
     `model.config._name_or_path`, which fails for a model built in memory and silently uses the on-disk weights for a
@@ -152,20 +179,27 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
 
     def __init__(
         self,
-        model,
-        ref_model=None,
-        args: W2SDPOConfig | None = None,
-        data_collator=None,
-        compute_metrics=None,
-        **kwargs,
+        model: str | PreTrainedModel | PeftModel,
+        ref_model: PreTrainedModel | None = None,
+        args: W2SDPOConfig | DPOConfig | None = None,
+        data_collator: DataCollator | None = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Dataset | IterableDataset | dict[str, Dataset | IterableDataset] | None = None,
+        processing_class: PreTrainedTokenizerBase | ProcessorMixin | None = None,
+        compute_metrics: Callable[[EvalPrediction], dict] | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
+        quantization_config: BitsAndBytesConfig | None = None,
+        peft_config: PeftConfig | None = None,
     ):
-        if args is None:
-            model_name = model if isinstance(model, str) else model.config._name_or_path
-            args = W2SDPOConfig(f"{model_name.split('/')[-1]}-W2SDPO")
-        elif not isinstance(args, W2SDPOConfig):
-            raise TypeError(f"args must be a W2SDPOConfig, got {type(args).__name__}")
+        args = W2SDPOConfig.for_trainer(args, model)
+        # A soft label with a loss that has none to weigh is refused before the datasets are tokenized.
+        evaluated = eval_dataset.items() if isinstance(eval_dataset, dict) else [("eval", eval_dataset)]
+        for name, dataset in [("train", train_dataset), *evaluated]:
+            if isinstance(dataset, Dataset) and SOFT_LABEL in dataset.column_names:
+                refuse_soft_labels(args.loss_type, dataset[SOFT_LABEL], f"the {name} dataset")
         in_memory = isinstance(model, PreTrainedModel) and not is_peft_model(model)
-        needs_copy = ref_model is None and in_memory and kwargs.get("peft_config") is None
+        needs_copy = ref_model is None and in_memory and peft_config is None
         if needs_copy and (args.simpo or not args.precompute_ref_log_probs):
             from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
@@ -176,8 +210,20 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
                 )
             # SimPO has no reference: the copy only keeps TRL from loading one, and is dropped below.
             ref_model = copy.deepcopy(model).eval()
-        kwargs["compute_metrics"] = compute_metrics or compute_pairwise_accuracy
-        super().__init__(model, ref_model, args, data_collator, **kwargs)
+        super().__init__(
+            model,
+            ref_model,
+            args,
+            data_collator,
+            train_dataset,
+            eval_dataset,
+            processing_class,
+            compute_metrics or compute_pairwise_accuracy,
+            callbacks,
+            optimizers,
+            quantization_config,
+            peft_config,
+        )
         if args.simpo:
             self.ref_model = None  # SimPO has no reference; the copy only kept TRL from loading one from disk
         match_adapter_dtype(self.model, args.bf16)
@@ -186,12 +232,12 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
         self._objective = StudentObjective(args)
 
     def _precompute_ref_logps(self, dataset, name, batch_size):
-        if self.args.train_sampling_strategy == "group_by_length" and isinstance(dataset, Dataset):
-            # TRL scores the reference in the dataset's order: sorted by length, its batches carry little padding.
-            # Training draws its own order (`w2s_align.sampling`), so the sort costs nothing there.
-            lengths = pair_lengths(dataset)
-            dataset = dataset.select(sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True))
-        return super()._precompute_ref_logps(dataset, name, batch_size)
+        if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, Dataset):
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+        # Scored longest first (little padding), returned in the dataset's order, as TRL returns it.
+        order = length_order(pair_lengths(dataset))
+        scored = super()._precompute_ref_logps(dataset.select(order), name, batch_size)
+        return scored.select(np.argsort(order))
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
@@ -208,23 +254,59 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
         shared_logps = (per_token * ((positions > 0) & (positions <= shared))).sum(dim=1)
         return shared_logps + self.ld_alpha * (per_token * (positions > shared)).sum(dim=1)
 
-    def oriented_losses(self, chosen: Side, rejected: Side, per_token, shift_mask, outputs):
-        """Each pair's loss (TRL's `loss_type`s weighted by `loss_weights`, times WPO's weight with `use_weighting`)
-        if `chosen` is the better response, and if `rejected` is."""
+    def wpo_weights(self, per_token, shift_mask, outputs) -> torch.Tensor:
+        """WPO's weight of each pair (Eq. 2, with `use_weighting`): the product of both responses' length-normalised
+        probabilities, the same either way round."""
+        with torch.no_grad():
+            aligned = (per_token - outputs.log_sum_sq_probs[:, -shift_mask.size(1) :]) * shift_mask
+            weights = torch.exp(aligned.sum(dim=1) / shift_mask.sum(dim=1).clamp_min(1))
+        chosen_weights, rejected_weights = weights.chunk(2)
+        return chosen_weights * rejected_weights
+
+    def oriented_losses(self, chosen: Side, rejected: Side, wpo: torch.Tensor | None):
+        """Each pair's loss (TRL's per-pair `loss_type`s weighted by `loss_weights`, times WPO's weight `wpo`) if
+        `chosen` is the better response, and if `rejected` is."""
         args = self.args
-        first = second = 0.0
+        first = second = torch.zeros_like(chosen.score)
+        settings = (args.beta, args.label_smoothing, args.discopop_tau)
         for loss_type, loss_weight in zip(self.loss_types, self.loss_weights, strict=True):
-            settings = (args.beta, args.label_smoothing, args.discopop_tau)
+            if loss_type in UNPAIRED_LOSSES:
+                continue  # `batch_losses`
             first = first + loss_weight * pair_loss(loss_type, chosen, rejected, *settings)
             second = second + loss_weight * pair_loss(loss_type, rejected, chosen, *settings)
-        if self.use_weighting:
-            # WPO (Eq. 2): the product of both responses' length-normalised probabilities, the same either way round.
-            with torch.no_grad():
-                aligned = (per_token - outputs.log_sum_sq_probs[:, -shift_mask.size(1) :]) * shift_mask
-                weights = torch.exp(aligned.sum(dim=1) / shift_mask.sum(dim=1).clamp_min(1))
-            chosen_weights, rejected_weights = weights.chunk(2)
-            first, second = first * chosen_weights * rejected_weights, second * chosen_weights * rejected_weights
+        if wpo is not None:
+            first, second = first * wpo, second * wpo
         return first, second
+
+    def batch_losses(self, chosen: Side, rejected: Side, soft_label, per_token, shift_mask, wpo, weight):
+        """TRL's losses of the whole batch (`aot`, `aot_unpaired`, `sft`) weighted by `loss_weights`, each pair read
+        by its hard label; None without them. A soft label is refused: it has no pair's loss to weigh."""
+        weighted = zip(self.loss_types, self.loss_weights, strict=True)
+        unpaired = [(loss, loss_weight) for loss, loss_weight in weighted if loss in UNPAIRED_LOSSES]
+        if not unpaired:
+            return None
+        refuse_soft_labels(self.loss_types, soft_label, "a batch")
+        first = soft_label.to(chosen.score.device) > 0.5
+        real = torch.ones_like(first) if weight is None else weight > 0  # the filled last batch: its real pairs
+        if weight is not None and not real.any():
+            return None
+
+        def pick(a: torch.Tensor, b: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+            return torch.where(side.view(-1, *[1] * (a.dim() - 1)), a, b)[real]
+
+        fields = ("score", "logratio", "length", "logps", "ref_logps")
+        better = Side(**{f: pick(getattr(chosen, f), getattr(rejected, f), first) for f in fields})
+        worse = Side(**{f: pick(getattr(rejected, f), getattr(chosen, f), first) for f in fields})
+        chosen_rows = [tensor.chunk(2) for tensor in (per_token, shift_mask)]
+        better_tokens = tuple(pick(c, r, first) for c, r in chosen_rows)
+        total = 0.0
+        for loss_type, loss_weight in unpaired:
+            term = batch_loss(loss_type, better, worse, self.args.beta, self.args.label_smoothing, better_tokens)
+            if wpo is not None:  # TRL weighs sft's batch mean by each pair's WPO weight: their mean (aot refuses it)
+                term = term * wpo[real].mean()
+            total = total + loss_weight * term
+        # The pairs' share of the step, as `reduce_pairs` gives the per-pair losses on a filled last batch.
+        return total if weight is None else total * weight[real].sum()
 
     def _compute_loss(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
@@ -259,26 +341,34 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
                 ref_chosen, ref_rejected = self.compute_ref_log_probs(self.ref_model or self.model, inputs)
             chosen_lengths, rejected_lengths = completion_mask.sum(dim=1).chunk(2)
             sides = []
-            for ratio, length in (
-                (chosen_logps - ref_chosen, chosen_lengths),
-                (rejected_logps - ref_rejected, rejected_lengths),
+            for policy_logps, ref_logps, length in (
+                (chosen_logps, ref_chosen, chosen_lengths),
+                (rejected_logps, ref_rejected, rejected_lengths),
             ):
+                ratio = policy_logps - ref_logps
                 score = f_divergence_score(ratio, args.f_divergence_type, args.f_alpha_divergence_coef)
-                sides.append(Side(score=score, logratio=ratio, length=length))
+                sides.append(Side(score, ratio, length, policy_logps, ref_logps))
             chosen, rejected = sides
             # Scaled, then subtracted: the rounding that the cached stages of earlier versions were trained with.
             logits = args.beta * chosen.score - args.beta * rejected.score
             chosen_rewards, rejected_rewards = args.beta * chosen.logratio, args.beta * rejected.logratio
-            if not args.plain_sigmoid:
-                oriented = self.oriented_losses(chosen, rejected, per_token, shift_mask, outputs)
         if soft_label is None:
             soft_label = torch.ones_like(logits)
+        batch_term = None
+        if not args.simpo and not args.plain_sigmoid:
+            wpo = self.wpo_weights(per_token, shift_mask, outputs) if self.use_weighting else None
+            oriented = self.oriented_losses(chosen, rejected, wpo)
+            batch_term = self.batch_losses(chosen, rejected, soft_label, per_token, shift_mask, wpo, weight)
         gamma = args.simpo_gamma if args.simpo else 0.0
         training, gather = mode == "train", self.accelerator.gather
         step, max_steps = self.state.global_step, self.state.max_steps
         loss, logs = self._objective.loss(
             logits, soft_label, step, max_steps, training, gather, gamma, weight, oriented
         )
+        if args.simpo or args.plain_sigmoid:
+            loss = loss * self.loss_weights[0]  # TRL weighs a single loss too
+        if batch_term is not None:
+            loss = loss + batch_term
         # SimPO's conflict keeps its margin, as in Yang et al.'s SimPO code: -log sigmoid(toward harmful - gamma).
         conflict = self._objective.conflict(
             logits, conflict_label, training, gather, logs, trigger=raw_preference, gamma=gamma, weight=weight

@@ -38,7 +38,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import get_args
 
 import torch
@@ -109,14 +109,15 @@ def product_loss(delta: torch.Tensor, soft_label: torch.Tensor, alpha: float = 1
     return soft_bce(delta, target).mean()
 
 
-def margin_bce(logits: torch.Tensor, target: torch.Tensor, gamma: float = 0.0) -> torch.Tensor:
+def margin_bce(logits: torch.Tensor, target: torch.Tensor, gamma: float | torch.Tensor = 0.0) -> torch.Tensor:
     """Per-pair `-t log sigmoid(x - gamma) - (1 - t) log sigmoid(-x - gamma)`: BCE with a margin toward each side.
 
     With `gamma = 0` it is the binary cross-entropy between `sigmoid(x)` and `t`; with `t = 1` it is SimPO's
-    `-log sigmoid(x - gamma)`.
+    `-log sigmoid(x - gamma)`, and with a per-pair `gamma` TRL's reward loss with a `margin` column. A pair and its
+    swap (`x -> -x`, `t -> 1 - t`, the same margin) have the same loss.
     """
     logits, target = logits.float(), target.float()
-    if gamma == 0:
+    if not torch.is_tensor(gamma) and gamma == 0:
         return soft_bce(logits, target)
     return target * F.softplus(gamma - logits) + (1 - target) * F.softplus(logits + gamma)
 
@@ -207,6 +208,23 @@ class StudentLossArguments(StudentLossSettings):
         if hasattr(super(), "__post_init__"):
             super().__post_init__()
 
+    @classmethod
+    def for_trainer(cls, args, model) -> StudentLossArguments:
+        """The config a trainer trains with, from the `args` it was given: `args` itself when it is of this class;
+        TRL's config that this class extends (`DPOConfig` for `W2SDPOConfig`) converted, every field as set there and
+        the weak-to-strong fields at their defaults, so that code written for TRL's trainer runs unchanged; when
+        None, the defaults with an output directory named after `model`, as TRL names it."""
+        if args is None:
+            model_name = model if isinstance(model, str) else model.config._name_or_path
+            return cls(f"{model_name.split('/')[-1]}-{cls.__name__.removesuffix('Config')}")
+        if isinstance(args, cls):
+            return args
+        trl_config = next(base for base in cls.__mro__ if base.__module__.split(".")[0] == "trl")
+        if not isinstance(args, trl_config):
+            raise TypeError(f"args must be a {cls.__name__} or a {trl_config.__name__}, got {type(args).__name__}")
+        # The fields' values after TRL's `__post_init__` (`bf16` resolved, enums parsed) pass it again unchanged.
+        return cls(**{f.name: getattr(args, f.name) for f in fields(args) if f.init})
+
 
 class StudentObjective:
     """The student loss of one trainer: targets from soft labels, weights, the explicit conflict term, and logs.
@@ -238,16 +256,17 @@ class StudentObjective:
         max_steps: int,
         training: bool,
         gather=lambda tensor: tensor,
-        gamma: float = 0.0,
+        gamma: float | torch.Tensor = 0.0,
         weight: torch.Tensor | None = None,
         oriented: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of the batch (the mean over its pairs, or their `weight`ed sum) and the values to log. In evaluation
         the target is the soft label itself.
 
-        The loss of a pair is the binary cross-entropy of `logits` against the target, or, with `oriented` (each
-        pair's loss if its first response is the better one, and if its second is: another pairwise loss, e.g. one
-        of TRL's DPO losses), their mix `t * first + (1 - t) * second` by the target `t`."""
+        The loss of a pair is the binary cross-entropy of `logits` against the target with the margin `gamma` toward
+        each side ([`margin_bce`]: SimPO's margin, or each pair's `margin` of a reward dataset), or, with `oriented`
+        (each pair's loss if its first response is the better one, and if its second is: another pairwise loss, e.g.
+        one of TRL's DPO losses), their mix `t * first + (1 - t) * second` by the target `t`."""
         logs: dict[str, float] = {}
         soft_label = soft_label.to(logits.device, torch.float32)
         target = self.target(logits, soft_label, step, max(max_steps, 1), logs) if training else soft_label

@@ -9,9 +9,9 @@ the same loss, for every loss here.
 
 `f_divergence_type` replaces each response's log-ratio by its divergence score before the loss, as in TRL.
 
-Refused, with the reason ([`UNPAIRED_LOSSES`]): `aot` and `aot_unpaired` sort the batch's log-ratios, so no loss
-belongs to one pair for a label to weigh; `sft` averages over all chosen tokens of the batch, so one pair's loss would
-depend on which response the other pairs store first.
+`aot`, `aot_unpaired` and `sft` have no per-pair loss ([`UNPAIRED_LOSSES`] says why): [`batch_loss`] computes them as
+TRL does, on pairs oriented by hard labels (0 or 1: a label of 0 reads the pair the other way round), and a soft label
+is refused with them ([`refuse_soft_labels`]).
 
 Example:
 
@@ -50,23 +50,27 @@ PAIR_LOSSES: tuple[str, ...] = (
     "discopop",
     "sigmoid_norm",
 )
+# TRL's losses of a whole batch: available with hard labels, refused with soft ones, for these reasons.
 UNPAIRED_LOSSES: dict[str, str] = {
     "aot": "AOT sorts the batch's log-ratio differences, so no loss belongs to one pair for a soft label to weigh",
     "aot_unpaired": "AOT sorts the batch's log-ratios, so no loss belongs to one pair for a soft label to weigh",
     "sft": (
-        "TRL's sft term averages over all chosen tokens of the batch, so with weak labels one pair's loss would "
-        "depend on which response the other pairs store first"
+        "TRL's sft term averages over all preferred responses' tokens of the batch, so no loss belongs to one pair "
+        "for a soft label to weigh"
     ),
 }
 
 
 @dataclass
 class Side:
-    """One response of each pair in a batch: its divergence score, log-ratio to the reference, completion length."""
+    """One response of each pair in a batch: its divergence score, log-ratio to the reference, completion length, and
+    for `aot` its log-probabilities under the policy and the reference."""
 
     score: torch.Tensor
     logratio: torch.Tensor
     length: torch.Tensor
+    logps: torch.Tensor | None = None
+    ref_logps: torch.Tensor | None = None
 
 
 def f_divergence_score(logratio: torch.Tensor, kind: str, alpha: float = 1.0) -> torch.Tensor:
@@ -116,7 +120,10 @@ def pair_loss(
     if loss_type == "discopop":
         logit = beta * delta
         modulation = torch.sigmoid(logit / discopop_tau)
-        return -F.logsigmoid(logit) * (1 - modulation) + torch.exp(-logit) * modulation
+        # TRL's `exp(-logit) * modulation` is inf x 0 = NaN below logit -88 (fp32): a pair read the other way round
+        # gets there whenever TRL's reading exceeds 88. In one exponent the product is finite (for tau < 1, 0).
+        exponential = torch.exp(F.logsigmoid(logit / discopop_tau) - logit)
+        return -F.logsigmoid(logit) * (1 - modulation) + exponential
     # The rest read each response's log-ratio to the reference on its own.
     good, bad = beta * better.logratio, beta * worse.logratio
     if loss_type == "nca_pair":
@@ -134,4 +141,55 @@ def pair_loss(
     raise ValueError(f"unknown loss_type {loss_type!r}; one of {PAIR_LOSSES}")
 
 
-__all__ = ["PAIR_LOSSES", "UNPAIRED_LOSSES", "Side", "f_divergence_score", "pair_loss"]
+def batch_loss(
+    loss_type: str,
+    better: Side,
+    worse: Side,
+    beta: float,
+    label_smoothing: float = 0.0,
+    better_tokens: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """TRL's loss of a batch for `loss_type` `aot`, `aot_unpaired` or `sft`, the mean TRL takes, for pairs whose
+    `better` response is preferred over `worse`. `sft` reads `better_tokens`: the better responses' per-token
+    log-probabilities and completion mask."""
+    if loss_type == "sft":
+        logps, mask = better_tokens
+        return -logps[mask.bool()].mean()
+    if loss_type == "aot":
+        logratios, _ = torch.sort(better.logps - worse.logps, dim=0)
+        ref_logratios, _ = torch.sort(better.ref_logps - worse.ref_logps, dim=0)
+        delta = logratios - ref_logratios
+    elif loss_type == "aot_unpaired":
+        delta = torch.sort(better.logratio, dim=0)[0] - torch.sort(worse.logratio, dim=0)[0]
+    else:
+        raise ValueError(f"loss_type {loss_type!r} is not a batch loss: one of {list(UNPAIRED_LOSSES)}")
+    per_position = -F.logsigmoid(beta * delta) * (1 - label_smoothing) - F.logsigmoid(-beta * delta) * label_smoothing
+    return per_position.mean()
+
+
+def refuse_soft_labels(loss_types: list[str], labels, where: str) -> None:
+    """Raise a `ValueError` if `labels` (a dataset column or a batch's tensor) holds a soft label, anything but 0 and
+    1, while `loss_types` holds a loss without a per-pair form ([`UNPAIRED_LOSSES`]): there is no pair's loss for it to
+    weigh. Hard labels pass: a label of 0 reads its pair the other way round."""
+    unpaired = [loss for loss in loss_types if loss in UNPAIRED_LOSSES]
+    if not unpaired:
+        return
+    labels = torch.as_tensor(labels, dtype=torch.float32)
+    soft = labels[(labels != 0) & (labels != 1)]
+    if soft.numel():
+        loss = unpaired[0]
+        raise ValueError(
+            f"{where} has soft labels (e.g. {soft[0].item():g}), which loss_type {loss!r} cannot weigh: "
+            f"{UNPAIRED_LOSSES[loss]}. Give hard labels (0 or 1) or use losses with a per-pair form: {PAIR_LOSSES}"
+        )
+
+
+__all__ = [
+    "PAIR_LOSSES",
+    "UNPAIRED_LOSSES",
+    "Side",
+    "batch_loss",
+    "f_divergence_score",
+    "pair_loss",
+    "refuse_soft_labels",
+]

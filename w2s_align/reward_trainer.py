@@ -13,7 +13,7 @@ Example:
 ...         "soft_label": [0.8],  # the weak supervisor's probability that `chosen` is better
 ...     }
 ... )
->>> args = W2SRewardConfig(output_dir="out", student_loss="logconf", report_to=[])
+>>> args = W2SRewardConfig(output_dir="out", student_loss="logconf", report_to=[])  # doctest: +SKIP
 >>> trainer = W2SRewardTrainer(model="path/or/hub-id", args=args, train_dataset=dataset)  # doctest: +SKIP
 >>> trainer.train()  # doctest: +SKIP
 ```
@@ -21,9 +21,13 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
+from datasets import Dataset, IterableDataset
+from transformers import DataCollator, EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from trl import RewardConfig, RewardTrainer
 
 from .cards import BURNS_2023, YANG_2025, cite
@@ -36,15 +40,21 @@ from .neutral_evaluation import NeutralEvaluation
 from .options import CONFLICT_LABEL, SOFT_LABEL
 from .sampling import LengthGroupedTraining, LengthGroupingArguments
 
+if TYPE_CHECKING:
+    from peft import PeftConfig, PeftModel
+    from transformers import BitsAndBytesConfig
+
 
 @dataclass
 class W2SRewardConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments, RewardConfig):
     r"""
     Configuration class for the [`W2SRewardTrainer`].
 
-    Everything [`~trl.RewardConfig`] offers, plus the weak-to-strong student losses. Three defaults differ from TRL's:
-    `bf16` and `activation_checkpointing` are derived from the device when left unset, so that one config runs
-    unchanged on CPU and GPU, and batches group pairs of similar length (`train_sampling_strategy`).
+    Everything [`~trl.RewardConfig`] offers, with TRL's defaults, plus the weak-to-strong student losses. A TRL
+    `RewardConfig` given to the trainer is converted, the W2S fields at their defaults. On a machine without a GPU,
+    `use_cpu` is set (TRL's config would refuse it); the pipeline opts into length-grouped batches and precision and
+    checkpointing derived from the device ([`w2s_align.device.device_settings`]). The deliberate differences from TRL
+    are in docs/trl_differences.md.
 
     Parameters:
         student_loss (`str`, *optional*, defaults to `"xent"`):
@@ -71,13 +81,9 @@ class W2SRewardConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArgume
             [`~w2s_align.conflicts.explicit_conflict_loss`] with this weight, which rewards the model on the pairs
             where it already prefers the harmful response (the training set's `conflict_label` column says which one
             is). 0 switches it off.
-        bf16 (`bool`, *optional*):
-            Mixed bf16 precision. If unset, `True` where the accelerator supports bf16 and `False` on CPU.
-        activation_checkpointing (`bool`, *optional*):
-            If unset, `True` on an accelerator (to save its memory) and `False` on CPU (where it only costs time).
-        train_sampling_strategy (`str`, *optional*, defaults to `"group_by_length"`):
-            `"group_by_length"`: batches of pairs of similar length, shuffled by the seed every epoch (see
-            [`w2s_align.sampling`]); `"random"`: TRL's random batches.
+        train_sampling_strategy (`str`, *optional*, defaults to `"random"`):
+            `"random"`: TRL's random batches; `"group_by_length"`: batches of pairs of similar length, shuffled by
+            the seed every epoch (see [`w2s_align.sampling`]; what the pipeline's recipes use).
     """
 
 
@@ -89,8 +95,10 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeight
     supervisor's probability that `chosen` is preferred to `rejected` (so a pair may be stored in either order).
     Without the column every label is 1 and the `xent` loss is exactly TRL's. With `conflict_alpha`, a
     `conflict_label` column (1.0 where `chosen` is the harmful response) is required.
-    `margin` and `center_rewards_coefficient` work as in TRL. Arguments are those of
-    [`~trl.RewardTrainer`] (`model`, `args`, `train_dataset`, `eval_dataset`, `processing_class`, `peft_config`, ...).
+    `margin` and `center_rewards_coefficient` work as in TRL; a pair's `margin` is asked of the response its label
+    prefers (a label of 0 with a margin is the swapped pair with that margin). Arguments are those of
+    [`~trl.RewardTrainer`], in its order; `args` may be TRL's [`~trl.RewardConfig`], converted to a
+    [`W2SRewardConfig`] with the weak-to-strong fields at their defaults.
 
     Logged metrics: TRL's, with TRL's meanings (`accuracy` and `margin`: how often and by how much the response
     stored as `chosen` outscores the other, whatever the label says; `min_reward`, `mean_reward`, `max_reward`,
@@ -110,20 +118,21 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeight
 
     def __init__(
         self,
-        model,
-        args: W2SRewardConfig | None = None,
-        data_collator=None,
-        train_dataset=None,
-        eval_dataset=None,
-        processing_class=None,
-        compute_metrics=None,
-        **kwargs,
+        model: str | PreTrainedModel | PeftModel,
+        args: W2SRewardConfig | RewardConfig | None = None,
+        data_collator: DataCollator | None = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Dataset | IterableDataset | dict[str, Dataset | IterableDataset] | None = None,
+        processing_class: PreTrainedTokenizerBase | None = None,
+        compute_metrics: Callable[[EvalPrediction], dict] | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
+        optimizer_cls_and_kwargs: tuple[type[torch.optim.Optimizer], dict[str, Any]] | None = None,
+        preprocess_logits_for_metrics: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        quantization_config: BitsAndBytesConfig | None = None,
+        peft_config: PeftConfig | None = None,
     ):
-        if args is None:
-            model_name = model if isinstance(model, str) else model.config._name_or_path
-            args = W2SRewardConfig(f"{model_name.split('/')[-1]}-W2SReward")
-        elif not isinstance(args, W2SRewardConfig):
-            raise TypeError(f"args must be a W2SRewardConfig, got {type(args).__name__}")
+        args = W2SRewardConfig.for_trainer(args, model)
         if processing_class is None and isinstance(model, str):  # loaded here to check its eos token, as TRL would
             from transformers import AutoTokenizer
 
@@ -134,9 +143,20 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeight
         # Encoder tokenizers (BERT family) have no eos token; their separator ends a sequence instead.
         if args.eos_token is None and processing_class is not None and processing_class.eos_token is None:
             args.eos_token = processing_class.sep_token
-        compute_metrics = compute_metrics or compute_pairwise_accuracy
         super().__init__(
-            model, args, data_collator, train_dataset, eval_dataset, processing_class, compute_metrics, **kwargs
+            model,
+            args,
+            data_collator,
+            train_dataset,
+            eval_dataset,
+            processing_class,
+            compute_metrics or compute_pairwise_accuracy,
+            callbacks,
+            optimizers,
+            optimizer_cls_and_kwargs,
+            preprocess_logits_for_metrics,
+            quantization_config,
+            peft_config,
         )
         match_adapter_dtype(self.model, args.bf16)
         if data_collator is None:
@@ -157,16 +177,19 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeight
         inputs["use_cache"] = False
         outputs = model(**inputs)
         rewards_chosen, rewards_rejected = torch.chunk(outputs.logits.squeeze(-1), chunks=2)
-        delta = rewards_chosen - rewards_rejected
-        if margin is not None:
-            delta = delta - margin
-        if soft_label is None:
-            soft_label = torch.ones_like(delta)
-        training, gather_all = mode == "train", self.accelerator.gather
-        loss, logs = self._objective.loss(
-            delta, soft_label, self.state.global_step, self.state.max_steps, training, gather_all, weight=weight
-        )
         preference = rewards_chosen - rewards_rejected
+        if soft_label is None:
+            soft_label = torch.ones_like(preference)
+        if margin is None:
+            margin = 0.0
+        elif self.args.student_loss == "kl":
+            raise ValueError("student_loss 'kl' learns the soft label itself, with no margin: drop the margin column")
+        training, gather_all = mode == "train", self.accelerator.gather
+        # TRL's loss `-log sigmoid(r_c - r_r - margin)` asks the preferred response to lead by the margin: the pair's
+        # margin toward the side its label prefers, so that a label of 0 is exactly the swapped pair.
+        loss, logs = self._objective.loss(
+            preference, soft_label, self.state.global_step, self.state.max_steps, training, gather_all, margin, weight
+        )
         loss = loss + self._objective.conflict(preference, conflict_label, training, gather_all, logs, weight=weight)
         for key, value in logs.items():
             self._metrics[mode][key].append(value)

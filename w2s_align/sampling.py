@@ -9,8 +9,9 @@ the padding goes. transformers' own length grouping needs an `input_ids` column,
 keeps the batches of each group in order of length; TRL 1.16 offers no padding-free path for these trainers (DPO's
 `padding_free` falls back to padding).
 
-Both W2S trainers group by length by default (`train_sampling_strategy="group_by_length"`); `"random"` gives TRL's
-random batches.
+The W2S trainers draw TRL's random batches by default (`train_sampling_strategy="random"`); `"group_by_length"` opts
+into these batches (the pipeline's recipes do). Evaluation and `predict()` read the pairs in the dataset's order
+whatever the training batches, as TRL's trainers do.
 
 Example:
 
@@ -34,7 +35,8 @@ from dataclasses import dataclass, field
 import pyarrow.compute as pc
 import torch
 from datasets import Dataset
-from torch.utils.data import Sampler
+from torch.utils.data import Sampler, SequentialSampler
+from transformers.trainer_utils import has_length
 
 from .options import SamplingStrategy
 
@@ -45,9 +47,16 @@ RESPONSE_COLUMNS = ("chosen_ids", "rejected_ids")
 
 def pair_lengths(dataset: Dataset) -> list[int]:
     """A pair's length is its longer sequence: the prompt (when tokenized apart) plus the longer response; a text
-    row's (SFT) is its `input_ids`."""
-    arrow = dataset.with_format("arrow")
+    row's (SFT) is its `input_ids`. Raises `ValueError` on a dataset without token ids (a vision dataset, which TRL's
+    collator tokenizes batch by batch)."""
     columns = dataset.column_names
+    if not set(RESPONSE_COLUMNS) <= set(columns) and "input_ids" not in columns:
+        raise ValueError(
+            "train_sampling_strategy='group_by_length' groups the pairs by their token ids, and this dataset has none "
+            f"(its columns: {', '.join(columns)}; a vision dataset is tokenized batch by batch): use 'random', TRL's "
+            "default"
+        )
+    arrow = dataset.with_format("arrow")
 
     def lengths(column: str):
         return pc.list_value_length(arrow[column])
@@ -60,6 +69,11 @@ def pair_lengths(dataset: Dataset) -> list[int]:
         if column in columns:
             total = pc.add(total, lengths(column))
     return total.to_pylist()
+
+
+def length_order(lengths: Sequence[int]) -> list[int]:
+    """Indices of `lengths`, longest first; equal lengths keep their order."""
+    return sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
 
 
 class PairLengthGroupedSampler(Sampler[int]):
@@ -75,11 +89,24 @@ class PairLengthGroupedSampler(Sampler[int]):
         group_batches (`int`, *optional*):
             Batches per length group: larger groups pad less and mix less. Defaults to transformers' choice, 50 or
             as many as leave 4 groups, whichever is smaller.
+        rows (`Sequence[int]`, *optional*):
+            The dataset's row of each length, when `lengths` are not in the dataset's order: the sampler yields these
+            rows. Defaults to the positions in `lengths`.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, group_batches: int | None = None):
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        seed: int = 0,
+        group_batches: int | None = None,
+        rows: Sequence[int] | None = None,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if rows is not None and len(rows) != len(lengths):
+            raise ValueError(f"rows must give one row per length: {len(rows)} rows for {len(lengths)} lengths")
+        self.rows = None if rows is None else list(rows)
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.seed = seed
@@ -107,40 +134,60 @@ class PairLengthGroupedSampler(Sampler[int]):
             longest = max(range(len(batches)), key=lambda b: self.lengths[batches[b][0]])
             if len(batches[longest]) == len(batches[0]):
                 batches[0], batches[longest] = batches[longest], batches[0]
-        return iter([index for batch in batches for index in batch])
+        order = [index for batch in batches for index in batch]
+        return iter(order if self.rows is None else [self.rows[index] for index in order])
 
 
 @dataclass
 class LengthGroupingArguments:
-    """Config mixin: the W2S trainers group pairs by length unless told otherwise (a changed default)."""
+    """Config mixin: `train_sampling_strategy` with `"group_by_length"` for pairs ([`PairLengthGroupedSampler`]);
+    TRL's random batches by default."""
 
     train_sampling_strategy: SamplingStrategy = field(
-        default="group_by_length",
+        default="random",
         metadata={
-            "help": "group_by_length: batches of pairs of similar length, shuffled by the seed every epoch (little "
-            "padding); random: random batches, as in TRL; sequential: the dataset's order."
+            "help": "random: random batches, as in TRL (the default); group_by_length: batches of pairs of similar "
+            "length, shuffled by the seed every epoch (little padding); sequential: the dataset's order."
         },
     )
 
 
 class LengthGroupedTraining:
     """Trainer mixin: with `train_sampling_strategy="group_by_length"`, a [`PairLengthGroupedSampler`] over the
-    tokenized training pairs, and evaluation pairs sorted by length. Put it before the TRL trainer in the bases."""
+    tokenized training pairs; evaluation and prediction read the pairs in the dataset's order whatever the strategy.
+    Put it before the TRL trainer in the bases."""
+
+    def get_train_dataloader(self):
+        if self.args.train_sampling_strategy == "group_by_length" and not isinstance(self.train_dataset, Dataset):
+            # transformers would read a stream in its order without a word.
+            raise ValueError(
+                f"train_sampling_strategy='group_by_length' needs a `datasets.Dataset` to sort, not a "
+                f"{type(self.train_dataset).__name__} (a stream is read in its order): use 'random' or 'sequential'"
+            )
+        return super().get_train_dataloader()
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset
-        if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, Dataset):
+        if self.args.train_sampling_strategy != "group_by_length":
             return super()._get_train_sampler(train_dataset)
         args = self.args
         seed = args.data_seed if args.data_seed is not None else args.seed
         # Groups of one optimizer step's pairs, over all processes: the data loader then hands each process its part,
         # and a step trains on the same pairs whatever the number of processes.
         step = args.train_batch_size * args.world_size * args.gradient_accumulation_steps
-        return PairLengthGroupedSampler(pair_lengths(dataset), step, seed)
+        lengths = pair_lengths(dataset)
+        if getattr(args, "precompute_ref_log_probs", False):
+            # The DPO trainer scores the reference over the pairs sorted by length, and earlier versions kept them in
+            # that order: shuffled from it, the batches are those they drew (the pipeline's cached stages).
+            order = length_order(lengths)
+            return PairLengthGroupedSampler([lengths[i] for i in order], step, seed, rows=order)
+        return PairLengthGroupedSampler(lengths, step, seed)
 
     def _get_eval_sampler(self, eval_dataset):
-        if self.args.train_sampling_strategy != "group_by_length" or not isinstance(eval_dataset, Dataset):
+        if self.args.train_sampling_strategy != "group_by_length":
             return super()._get_eval_sampler(eval_dataset)
-        # Evaluation metrics do not depend on the order: the longest pairs first, as the labeler scores them.
-        lengths = pair_lengths(eval_dataset)
-        return sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+        # The dataset's order, as transformers reads it without length grouping (its own would sort by `input_ids`):
+        # `predict()` returns the rows in order, and a `compute_metrics` may pair them with the dataset's.
+        if eval_dataset is None or not has_length(eval_dataset):
+            return None
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None

@@ -20,14 +20,14 @@ from transformers.trainer_callback import PrinterCallback
 from trl import SFTConfig, SFTTrainer
 from trl.trainer.utils import disable_dropout_in_model
 
-from .device import DeviceDefaults
+from .device import DerivedDeviceDefaults
 from .distributed import barrier, is_main_process
 from .last_batch import LastBatchLabels
 from .sampling import LengthGroupedTraining
 
 
 @dataclass
-class W2SSFTConfig(DeviceDefaults, SFTConfig):
+class W2SSFTConfig(DerivedDeviceDefaults, SFTConfig):
     """TRL's `SFTConfig` with `bf16` and activation checkpointing derived from the device when unset, and TRL's
     `disable_dropout` of the DPO and reward configs (off by default, as in `SFTConfig`)."""
 

@@ -13,8 +13,11 @@ field, the student losses, the explicit conflict), TRL's `ModelConfig` (model, d
 with `--load_in_4bit`) and TRL's `DatasetMixtureConfig` (`--datasets`, `--streaming`, `--test_split_size`); `--config`
 reads the same keys from a YAML file and the command line overrides it. The dataset (`--dataset_name`) is a hub
 id or a local file or directory in any preference format the trainers take, with an optional `soft_label` column (the
-weak supervisor's probability that `chosen` is better; without it every label is 1, TRL's own loss). Changed default:
-LoRA adapters of a reward model train the score head too (`lora_task_type` is `SEQ_CLS` unless set).
+weak supervisor's probability that `chosen` is better; without it every label is 1, TRL's own loss). The trainer
+configs keep TRL's defaults (random batches, bf16, activation checkpointing). Flags the parser does not know are
+`accelerate launch`'s, as `trl reward` takes them (`--num_processes 2`, `--accelerate_config zero2`): the command then
+runs again under `accelerate launch` with them. Changed default: LoRA adapters of a reward model train the score head
+too (`lora_task_type` is `SEQ_CLS` unless set).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 from typing import Any, NoReturn
 
 from .errors import W2SInputError, first_line
@@ -48,8 +52,9 @@ def make_parser(name: str):
 
 
 def _keep_trl_flags(parser, config_class) -> None:
-    """A flag whose TRL default is True but is derived from the device here (default None, e.g.
-    `gradient_checkpointing`) keeps TRL's form: a bare `--flag` means True and `--no_flag` means False."""
+    """A flag whose TRL default is True but whose field here defaults to None (`gradient_checkpointing`: unset, TRL's
+    True is set under its new name, `activation_checkpointing`) keeps TRL's form: a bare `--flag` means True and
+    `--no_flag` means False."""
     from .cards import trl_base
 
     trl_defaults = {field.name: field.default for field in dataclasses.fields(trl_base(config_class))}
@@ -239,8 +244,8 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
             raise W2SInputError("a streamed dataset has no length: give --max_steps")
         if training_args.train_sampling_strategy == "group_by_length":
             raise W2SInputError(
-                "a streamed dataset is read in its order, so it cannot be grouped by length: give "
-                "--train_sampling_strategy sequential"
+                "a streamed dataset is read in its order, so it cannot be grouped by length: drop "
+                "--train_sampling_strategy group_by_length"
             )
     try:
         trainer = trainer_class(
@@ -301,15 +306,23 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
 
 
 def main(name: str, argv: list[str], quiet: bool = False) -> int:
-    """`w2s-align <name> ARGS`: parse `argv` (after the command name) and train."""
+    """`w2s-align <name> ARGS`: parse `argv` (after the command name) and train; with flags of `accelerate launch`
+    among them, run again under it, as `trl <name>` does (see [`launch`]), and return its exit status."""
     _check_config_file(argv)
     parser = make_parser(name)
     parser.error = _refuse  # a value argparse cannot convert: its one line, without the page of usage
     try:
-        parsed = parser.parse_args_and_config(argv)
-    except (ValueError, OverflowError) as error:  # an unknown flag, or a config value that TRL's or our config refuses
+        *parsed, config_rest, argv_rest = parser.parse_args_and_config(
+            argv, return_remaining_strings=True, separate_remaining_strings=True
+        )
+    except (ValueError, OverflowError) as error:  # a config value that TRL's or our config refuses
         _check_numbers(vars(parser.parse_known_args(argv)[0]))  # an infinite `--save_steps` overflows: name it
         raise W2SInputError(first_line(error)) from None
+    launch_args = _launch_args(name, config_rest, argv_rest)
+    if launch_args:
+        from trl.cli.commands.training import _subtract_subsequence  # TRL's own split of the command line
+
+        return launch(name, launch_args, _subtract_subsequence(argv, argv_rest), quiet)
     script_args, training_args, model_args, mixture = parsed
     _check_numbers({field.name: getattr(args, field.name) for args in parsed for field in dataclasses.fields(args)})
     _check_ranges(training_args)
@@ -321,6 +334,65 @@ def main(name: str, argv: list[str], quiet: bool = False) -> int:
 
 def _refuse(message: str) -> NoReturn:
     raise W2SInputError(message)
+
+
+def _launched() -> bool:
+    """Whether a launcher started this process: torchrun and DeepSpeed set `LOCAL_RANK`, accelerate's single-process
+    launcher `ACCELERATE_USE_CPU`."""
+    return "LOCAL_RANK" in os.environ or "ACCELERATE_USE_CPU" in os.environ
+
+
+def _launch_args(name: str, config_rest: list[str], argv_rest: list[str]) -> list[str]:
+    """The arguments for `accelerate launch`, as `trl <name>` finds them: what the parser leaves of the config file
+    (`--key value`) and of the command line, with `--accelerate_config NAME` resolved by TRL (a file, or a config TRL
+    ships). Raises `W2SInputError` on a flag that neither takes, and on accelerate's flags in a process a launcher
+    started (there the config file's are left to the launcher, as TRL's scripts do)."""
+    from accelerate.commands.launch import launch_command_parser
+    from trl.cli.accelerate_config import resolve_accelerate_config_argument
+
+    known = {option for action in launch_command_parser()._actions for option in action.option_strings}
+    known.add("--accelerate_config")  # TRL's, resolved below
+    for source, rest in (("the --config file's key", config_rest), ("unknown flag", argv_rest)):
+        for token in rest:
+            flag = token.split("=", 1)[0]
+            if flag.startswith("-") and not flag.lstrip("-").replace(".", "").isdigit() and flag not in known:
+                what = f"{source} {flag.lstrip('-')!r}" if rest is config_rest else f"{source} {flag}"
+                raise W2SInputError(
+                    f"{what}: neither w2s-align {name} nor accelerate launch takes it (see w2s-align {name} --help "
+                    "and accelerate launch --help)"
+                )
+    if _launched():
+        if argv_rest:
+            raise W2SInputError(
+                f"{' '.join(argv_rest)}: accelerate launch's, and this process was started by a launcher: give them "
+                f"to the launcher, before -m w2s_align {name}"
+            )
+        return []
+    try:
+        return resolve_accelerate_config_argument(config_rest + argv_rest)
+    except ValueError as error:
+        raise W2SInputError(f"--accelerate_config: {first_line(error)}") from None
+
+
+def launch(name: str, launch_args: list[str], argv: list[str], quiet: bool = False) -> int:
+    """Run `w2s-align <name> argv` again under `accelerate launch launch_args`, as `trl <name>` runs its script, and
+    return its exit status (a failing process has printed its own error). `quiet` and a `-v` of this command (the
+    `w2s_align` logger at debug level) pass on to the launched processes."""
+    import subprocess
+
+    from accelerate.commands.launch import launch_command, launch_command_parser
+
+    from .verbosity import trainer_lines_enabled
+
+    parser = launch_command_parser()
+    parser.error = lambda message: _refuse(f"accelerate launch: {message}")
+    loudness = ["-q"] if quiet else ["-v"] if trainer_lines_enabled() else []
+    launch_args = parser.parse_args([*launch_args, "--module", "w2s_align", name, *loudness, *argv])
+    try:
+        launch_command(launch_args)
+    except subprocess.CalledProcessError as error:
+        return error.returncode
+    return 0
 
 
 def _check_config_file(argv: list[str]) -> None:
@@ -438,6 +510,6 @@ def _check_quantization(name: str, args, model_args) -> None:
         dtype, mixed = model_args.dtype, "--bf16" if model_args.dtype == "bfloat16" else "--fp16"
         raise W2SInputError(
             f"{flag} with --dtype {dtype}: the quantized layers compute in {dtype} but PEFT keeps the reward head in "
-            f"float32, and they meet only under mixed precision ({mixed} true; off by default without a GPU): turn it "
-            "on, or leave --dtype unset"
+            f"float32, and they meet only under mixed precision ({mixed} true; --bf16 is TRL's default): turn it on, "
+            "or leave --dtype unset"
         )

@@ -14,6 +14,7 @@ import numpy as np
 from datasets import Dataset
 
 from .artifacts import atomic_write_json, atomic_write_parquet
+from .device import device_settings
 from .distributed import barrier, broadcast, is_main_process
 from .errors import W2SInputError
 from .options import StudentLossSettings
@@ -156,8 +157,13 @@ def trainer_kwargs(
 ) -> dict[str, Any]:
     """Keyword arguments of a `W2SRewardConfig` / `W2SDPOConfig` for one rung, method and conflict, logging to
     `tracker`; the trainer's checkpoints go to `stage_dir/checkpoints`. The recipe's `loss` block holds trainer fields
-    under their own names."""
-    return {
+    under their own names.
+
+    Where the trainer classes keep TRL's defaults, a recipe's run chooses its own, explicitly: the rung's
+    `train_sampling_strategy` (length grouping unless the recipe says otherwise), and `bf16`, activation checkpointing
+    and `use_cpu` derived from the device ([`~w2s_align.device.device_settings`]) unless the rung's `trainer_kwargs`
+    set them, so that a recipe runs unchanged on a CPU and a GPU."""
+    kwargs = {
         "output_dir": str(stage_dir / "checkpoints"),
         "seed": seed,
         "student_loss": method,
@@ -183,6 +189,7 @@ def trainer_kwargs(
         "disable_tqdm": not progress_enabled(),  # in a terminal: a bar and the loss lines
         **settings.trainer_kwargs,
     }
+    return {**kwargs, **device_settings(kwargs)}
 
 
 def lora_config(settings: TrainingSettings, task_type: str):

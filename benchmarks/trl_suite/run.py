@@ -50,19 +50,9 @@ FILES = {"reward": "test_reward_trainer.py", "dpo": "test_dpo_trainer.py"}
 CLASSES = ("trl", "w2s")
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "w2s_align" / "trl_suite"
 
-_REFUSED = (
-    "W2SDPOConfig refuses loss_type {!r} by design: it has no per-pair form for a weak (soft) label to weigh "
-    "(w2s_align.preference_losses.UNPAIRED_LOSSES); the error names the reason"
-)
-# Tests that pass with TRL's class and may fail with the W2S one, each with its justification.
-ALLOWED: dict[str, str] = {
-    "test_dpo_trainer.py::TestDPOTrainer::test_train_loss_types[aot]": _REFUSED.format("aot"),
-    "test_dpo_trainer.py::TestDPOTrainer::test_train_loss_types[aot_unpaired]": _REFUSED.format("aot_unpaired"),
-    "test_dpo_trainer.py::TestDPOTrainer::test_train_loss_types[sft]": _REFUSED.format("sft"),
-    "test_dpo_trainer.py::TestDPOTrainer::test_train_multi_loss_types": _REFUSED.format("sft")
-    + " (MPO's combination includes sft)",
-}
-
+# Tests that pass with TRL's class and may fail with the W2S one, each with its justification. None since issue 37:
+# the losses without a per-pair form (`aot`, `aot_unpaired`, `sft`, MPO) train with hard labels as in TRL.
+ALLOWED: dict[str, str] = {}
 
 R, D = "test_reward_trainer.py::", "test_dpo_trainer.py::"
 QWEN2 = "trl-internal-testing/tiny-Qwen2ForCausalLM-2.5"
