@@ -47,7 +47,6 @@ from trl import DPOConfig, DPOTrainer
 from .cards import BURNS_2023, YANG_2025, cite
 from .collators import SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
-from .evaluate_metrics import compute_pairwise_accuracy
 from .last_batch import LastBatchWeights
 from .losses import StudentLossArguments, StudentObjective
 from .neutral_evaluation import NeutralEvaluation
@@ -218,7 +217,7 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
             train_dataset,
             eval_dataset,
             processing_class,
-            compute_metrics or compute_pairwise_accuracy,
+            compute_metrics,
             callbacks,
             optimizers,
             quantization_config,

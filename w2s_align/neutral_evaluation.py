@@ -129,12 +129,6 @@ class NeutralEvaluation:
         ignore_keys: list[str] | None = None,
         metric_key_prefix: str = "eval",
     ):
-        user_metrics = self.compute_metrics
-        if user_metrics is compute_pairwise_accuracy:
-            # The weak-to-strong metric itself, computed from the margins below: TRL's logits are not margins.
-            self.compute_metrics = None
-            if description != "Prediction" and prediction_loss_only is None:
-                prediction_loss_only = True  # what `evaluate` asks without a `compute_metrics`
         self._pair_predictions = []
         try:
             output = super().evaluation_loop(
@@ -142,7 +136,6 @@ class NeutralEvaluation:
             )
             pairs = self._pair_predictions
         finally:
-            self.compute_metrics = user_metrics
             self._pair_predictions = None
         if pairs:
             margins, labels = (torch.cat(column).numpy() for column in zip(*pairs, strict=True))

@@ -33,7 +33,6 @@ from trl import RewardConfig, RewardTrainer
 from .cards import BURNS_2023, YANG_2025, cite
 from .collators import SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
-from .evaluate_metrics import compute_pairwise_accuracy
 from .last_batch import LastBatchWeights
 from .losses import StudentLossArguments, StudentObjective, reduce_pairs
 from .neutral_evaluation import NeutralEvaluation
@@ -150,7 +149,7 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeight
             train_dataset,
             eval_dataset,
             processing_class,
-            compute_metrics or compute_pairwise_accuracy,
+            compute_metrics,
             callbacks,
             optimizers,
             optimizer_cls_and_kwargs,
