@@ -169,7 +169,8 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
     Evaluation predicts each pair's margin (the preference logit: `beta` times the difference of the responses'
     divergence scores, or SimPO's scaled average log-likelihood difference) with its label as the reference, and
     `eval_accuracy` (agreement with the labels over the whole `eval_dataset`) is computed through the `evaluate`
-    module `pairwise_accuracy` (see [`w2s_align.evaluate_metrics`]) unless `compute_metrics` is given.
+    module `pairwise_accuracy` (see [`w2s_align.evaluate_metrics`]), beside what a `compute_metrics` returns (it
+    receives TRL's predictions).
     """
 
     _tag_names = ["trl", "dpo", "w2s-align"]

@@ -107,8 +107,8 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeight
     `window_share`, and with an explicit conflict `loss_conflict`.
     Evaluation loss is always the cross-entropy against the labels. Evaluation predicts each pair's margin with its
     label as the reference, and `eval_accuracy` (agreement with the labels over the whole `eval_dataset`) is computed
-    through the `evaluate` module `pairwise_accuracy` (see [`w2s_align.evaluate_metrics`]) unless `compute_metrics` is
-    given.
+    through the `evaluate` module `pairwise_accuracy` (see [`w2s_align.evaluate_metrics`]), beside what a
+    `compute_metrics` returns (it receives TRL's predictions; a metric of its own named `accuracy` is kept).
     """
 
     _tag_names = ["trl", "reward-trainer", "w2s-align"]
