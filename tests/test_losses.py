@@ -46,6 +46,26 @@ def test_xent_with_hard_labels_is_trl_reward_loss():
     assert xent_loss(delta, torch.ones(3)).item() == pytest.approx(trl_loss.item(), rel=1e-6)
 
 
+def test_the_loss_is_trls_in_bf16_and_float32_only_when_asked():
+    """TRL computes its loss in the outputs' dtype: so does the default, bit for bit with hard labels, gradient
+    included; `float32_loss` computes it from the same outputs in float32 (the pipeline's choice for soft labels)."""
+    logits = torch.tensor([0.3, -1.2, 4.0, 0.05], dtype=torch.bfloat16)
+    x = logits.clone().requires_grad_()
+    trl_loss = -torch.nn.functional.logsigmoid(x).mean()
+    trl_loss.backward()
+    for float32_loss in (False, True):
+        y = logits.clone().requires_grad_()
+        objective = StudentObjective(StudentLossArguments(float32_loss=float32_loss))
+        loss, _ = objective.loss(y, torch.ones(4), step=0, max_steps=1, training=True)
+        loss.backward()
+        if float32_loss:
+            assert loss.dtype == torch.float32 and loss.item() != trl_loss.item()
+            expected = -torch.nn.functional.logsigmoid(logits.float()).mean()
+            assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+        else:
+            assert loss.dtype == torch.bfloat16 and torch.equal(loss, trl_loss) and torch.equal(y.grad, x.grad)
+
+
 def test_soft_bce_is_stable_for_large_margins():
     loss = soft_bce(torch.tensor([80.0, -80.0]), torch.tensor([1.0, 1.0]))
     assert loss[0].item() == pytest.approx(0.0, abs=1e-12)

@@ -56,8 +56,8 @@ def test_trainer_arguments_hold_the_rung_the_method_and_the_recipes_trainer_kwar
 
 def test_a_recipes_run_passes_length_grouping_and_the_device_settings_the_trainer_classes_leave_to_trl(tmp_path):
     """The trainer classes keep TRL's defaults; the pipeline chooses its own explicitly, as it always trained: the
-    rung's length grouping, and bf16 and activation checkpointing derived from the device, which the rung's
-    `trainer_kwargs` still override."""
+    rung's length grouping, the loss in float32, and bf16 and activation checkpointing derived from the device, which
+    the rung's `trainer_kwargs` still override."""
     from w2s_align import W2SDPOConfig, W2SRewardConfig
     from w2s_align.device import DerivedDeviceDefaults, accelerator_available, bf16_supported
 
@@ -79,6 +79,9 @@ def test_a_recipes_run_passes_length_grouping_and_the_device_settings_the_traine
         own = config(config_class, {"fp16": accelerator_available(), "gradient_checkpointing": True})
         assert (own.bf16, own.fp16, own.activation_checkpointing) == (False, accelerator_available(), True)
         assert config(config_class, {"train_sampling_strategy": "random"}).train_sampling_strategy == "random"
+        # the loss in float32 (TRL's, and the classes' default: in the outputs' dtype)
+        assert args.float32_loss and not config_class(output_dir=str(tmp_path)).float32_loss
+        assert not config(config_class, {"float32_loss": False}).float32_loss
 
 
 def test_lora_only_where_the_rung_asks_for_it():

@@ -221,11 +221,13 @@ FIELDS: dict[str, Kind | tuple[Kind, ...]] = {
     "do_predict": UNREAD,
     # TRL's fields shared by both configs
     "model_init_kwargs": (
-        compared({"model_init_kwargs": {"attn_implementation": "eager"}}),
+        compared(
+            {"model_init_kwargs": {"attn_implementation": "eager"}}, {"model_init_kwargs": {"dtype": "bfloat16"}}
+        ),
         Different(
-            "with weights in bf16 or fp16 (`dtype`), the W2S losses are computed in float32 from the model's outputs "
-            "(TRL's in the weights' dtype: the reward loss 0.6758 against 0.6742 here), for stable soft-label "
-            "cross-entropies"
+            "with `float32_loss=True` (W2S-only, opt-in; the pipeline sets it) and weights in bf16 or fp16, the loss "
+            "is computed in float32 from the model's outputs (TRL's in the weights' dtype: the reward loss 0.6758 "
+            "against 0.6742 here), for soft-label cross-entropies at full precision"
         ),
     ),
     "trust_remote_code": Neutral("a local model without remote code: nothing to trust"),
@@ -325,7 +327,7 @@ BASE: dict[str, Any] = {
 }
 ROWS = 8
 
-# The fast tier: both bases, the loss-shaping fields that differed before issue 37, and a reward field.
+# The fast tier: both bases, the loss-shaping fields that differed before issue 37, a reward field, bf16 weights.
 FAST = {
     "reward-base",
     "dpo-base",
@@ -333,6 +335,7 @@ FAST = {
     "dpo-loss_weights=[2.0]",
     "dpo-loss_type=['sigmoid', 'bco_pair', 'sft']-loss_weights=[0.8, 0.2, 1.0]",
     "dpo-loss_type=['aot']",
+    "reward-model_init_kwargs={'dtype': 'bfloat16'}",
 }
 
 
@@ -420,8 +423,8 @@ def train(kind: str, trainer_class, args, models: dict[str, Path]) -> Run:
     return Run(logs, recorder.gradients, weights)
 
 
-# The first step agrees to 1e-6 (the rounding of the loss's expression: TRL's `-logsigmoid(x)`, ours a cross-entropy
-# against the label); each update carries that rounding into the next steps' weights, so they agree to 1e-5.
+# The first step agrees to 1e-6 (where ours sums in another order: a loss mixing both readings of a pair by its label,
+# metrics gathered over the split); each update carries that rounding into the next steps' weights: 1e-5.
 FIRST_STEP, LATER = 1e-6, 1e-5
 
 

@@ -76,7 +76,7 @@ class W2SDPOConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments
 
     Everything [`~trl.DPOConfig`] offers, plus the weak-to-strong student losses of [`W2SRewardConfig`]
     (`student_loss`, `soft_label_mode`, `aux_coef`, `aux_warmup_frac`, `product_alpha`, `product_beta`,
-    `window_radius`, `conflict_alpha`) and SimPO. TRL's defaults (random batches, TRL's precision and checkpointing; a
+    `window_radius`, `conflict_alpha`, `float32_loss`) and SimPO. TRL's defaults (random batches, TRL's precision and checkpointing; a
     TRL `DPOConfig` given to the trainer is converted), as in [`W2SRewardConfig`]; docs/trl_differences.md lists
     the deliberate differences.
 
@@ -349,8 +349,8 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
                 score = f_divergence_score(ratio, args.f_divergence_type, args.f_alpha_divergence_coef)
                 sides.append(Side(score, ratio, length, policy_logps, ref_logps))
             chosen, rejected = sides
-            # Scaled, then subtracted: the rounding that the cached stages of earlier versions were trained with.
-            logits = args.beta * chosen.score - args.beta * rejected.score
+            # TRL's expression, to the rounding: beta times the difference.
+            logits = args.beta * (chosen.score - rejected.score)
             chosen_rewards, rejected_rewards = args.beta * chosen.logratio, args.beta * rejected.logratio
         if soft_label is None:
             soft_label = torch.ones_like(logits)

@@ -48,8 +48,8 @@ from .options import STUDENT_LOSSES, SoftLabelMode, StudentLoss, StudentLossSett
 
 
 def soft_bce(delta: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-pair binary cross-entropy between `sigmoid(delta)` and `target`, computed from logits for stability."""
-    return F.binary_cross_entropy_with_logits(delta.float(), target.float(), reduction="none")
+    """Per-pair binary cross-entropy between `sigmoid(delta)` and `target`: [`margin_bce`] without a margin."""
+    return margin_bce(delta, target)
 
 
 def xent_loss(delta: torch.Tensor, soft_label: torch.Tensor) -> torch.Tensor:
@@ -115,11 +115,12 @@ def margin_bce(logits: torch.Tensor, target: torch.Tensor, gamma: float | torch.
     With `gamma = 0` it is the binary cross-entropy between `sigmoid(x)` and `t`; with `t = 1` it is SimPO's
     `-log sigmoid(x - gamma)`, and with a per-pair `gamma` TRL's reward loss with a `margin` column. A pair and its
     swap (`x -> -x`, `t -> 1 - t`, the same margin) have the same loss.
+
+    Computed in `logits`' dtype from `logsigmoid`, stable at any magnitude: with `t = 1` it is TRL's expression to
+    the last bit, in its gradient too (`1 * a + 0 * b` is `a` in any floating-point format), in bf16 as in fp32.
     """
-    logits, target = logits.float(), target.float()
-    if not torch.is_tensor(gamma) and gamma == 0:
-        return soft_bce(logits, target)
-    return target * F.softplus(gamma - logits) + (1 - target) * F.softplus(logits + gamma)
+    target = target.to(logits.dtype)
+    return -(target * F.logsigmoid(logits - gamma) + (1 - target) * F.logsigmoid(-logits - gamma))
 
 
 def explicit_conflict_loss(
@@ -154,7 +155,7 @@ def explicit_conflict_loss(
     """
     trigger = logits if trigger is None else trigger
     harmful_first = conflict_label.float() > 0.5
-    already = torch.where(harmful_first, trigger.detach() > 0, trigger.detach() < 0).float()
+    already = torch.where(harmful_first, trigger.detach() > 0, trigger.detach() < 0).to(logits.dtype)
     return alpha * reduce_pairs(already * margin_bce(logits, conflict_label, gamma), weight)
 
 
@@ -166,15 +167,13 @@ def reduce_pairs(per_pair: torch.Tensor, weight: torch.Tensor | None = None) -> 
 
 def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Per-pair entropy of `sigmoid(logits)` in nats, from the logits (exact at any magnitude)."""
-    logits = logits.float()
     q = torch.sigmoid(logits)
     return q * F.softplus(-logits) + (1 - q) * F.softplus(logits)
 
 
 def reverse_kl(logits: torch.Tensor, soft_label: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Per-pair `KL(sigmoid(logits) || soft_label)` in nats, the label clipped to `[eps, 1 - eps]`."""
-    logits = logits.float()
-    p = soft_label.float().clamp(eps, 1 - eps)
+    p = soft_label.to(logits.dtype).clamp(eps, 1 - eps)
     q = torch.sigmoid(logits)
     return q * (-F.softplus(-logits) - p.log()) + (1 - q) * (-F.softplus(logits) - (1 - p).log())
 
@@ -196,6 +195,13 @@ class StudentLossArguments(StudentLossSettings):
     conflict_alpha: float = field(
         default=0.0,
         metadata={"help": "Explicit conflict: weight of the term rewarding a preference for `rejected` (0: off)."},
+    )
+    float32_loss: bool = field(
+        default=False,
+        metadata={
+            "help": "Compute the loss in float32 from the model's outputs when they are in bf16 or fp16 (TRL computes "
+            "it in their dtype): a soft label's cross-entropy then keeps its precision. The pipeline turns it on."
+        },
     )
 
     def __post_init__(self):
@@ -236,6 +242,10 @@ class StudentObjective:
     def __init__(self, args: StudentLossArguments):
         self.args = args
 
+    def precision(self, tensor: torch.Tensor | None) -> torch.Tensor | None:
+        """`tensor` in the dtype the loss is computed in: float32 with `float32_loss`, else its own (TRL's rule)."""
+        return tensor.float() if self.args.float32_loss and tensor is not None else tensor
+
     def target(self, logits, soft_label, step, max_steps, logs) -> torch.Tensor:
         args = self.args
         if args.student_loss not in ("logconf", "product"):
@@ -268,13 +278,17 @@ class StudentObjective:
         (each pair's loss if its first response is the better one, and if its second is: another pairwise loss, e.g.
         one of TRL's DPO losses), their mix `t * first + (1 - t) * second` by the target `t`."""
         logs: dict[str, float] = {}
+        logits = self.precision(logits)
+        if oriented is not None:
+            oriented = (self.precision(oriented[0]), self.precision(oriented[1]))
         soft_label = soft_label.to(logits.device, torch.float32)
         target = self.target(logits, soft_label, step, max(max_steps, 1), logs) if training else soft_label
+        target = target.to(logits.dtype)
         if training and self.args.student_loss == "kl":
             per_pair = reverse_kl(logits, target)
         elif self.args.soft_label_mode == "weight":
             confidence = torch.maximum(target, 1 - target)
-            hard = harden(target)
+            hard = harden(target).to(logits.dtype)
             if oriented is None:
                 per_pair = confidence * margin_bce(logits, hard, gamma)
             else:
@@ -327,6 +341,7 @@ class StudentObjective:
                 "conflict_alpha > 0 needs a `conflict_label` column: which response the conflicting objective prefers"
             )
         conflict_label = conflict_label.to(logits.device, torch.float32)
+        logits = self.precision(logits)
         term = explicit_conflict_loss(logits, conflict_label, self.args.conflict_alpha, trigger, gamma, weight)
         logs["loss_conflict"] = gather(term.detach()).mean().item()
         return term

@@ -80,6 +80,10 @@ class W2SRewardConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArgume
             [`~w2s_align.conflicts.explicit_conflict_loss`] with this weight, which rewards the model on the pairs
             where it already prefers the harmful response (the training set's `conflict_label` column says which one
             is). 0 switches it off.
+        float32_loss (`bool`, *optional*, defaults to `False`):
+            Compute the loss in float32 from the model's outputs when they are in bf16 or fp16. TRL computes it in
+            their dtype, as this does by default (bit for bit with hard labels); the pipeline turns it on, so that a
+            soft label's cross-entropy keeps its precision.
         train_sampling_strategy (`str`, *optional*, defaults to `"random"`):
             `"random"`: TRL's random batches; `"group_by_length"`: batches of pairs of similar length, shuffled by
             the seed every epoch (see [`w2s_align.sampling`]; what the pipeline's recipes use).

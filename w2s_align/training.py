@@ -160,9 +160,10 @@ def trainer_kwargs(
     under their own names.
 
     Where the trainer classes keep TRL's defaults, a recipe's run chooses its own, explicitly: the rung's
-    `train_sampling_strategy` (length grouping unless the recipe says otherwise), and `bf16`, activation checkpointing
-    and `use_cpu` derived from the device ([`~w2s_align.device.device_settings`]) unless the rung's `trainer_kwargs`
-    set them, so that a recipe runs unchanged on a CPU and a GPU."""
+    `train_sampling_strategy` (length grouping unless the recipe says otherwise), the loss in float32
+    (`float32_loss`), and `bf16`, activation checkpointing and `use_cpu` derived from the device
+    ([`~w2s_align.device.device_settings`]) unless the rung's `trainer_kwargs` set them, so that a recipe runs
+    unchanged on a CPU and a GPU."""
     kwargs = {
         "output_dir": str(stage_dir / "checkpoints"),
         "seed": seed,
@@ -187,6 +188,8 @@ def trainer_kwargs(
         "save_steps": 500,
         "save_total_limit": 1,
         "disable_tqdm": not progress_enabled(),  # in a terminal: a bar and the loss lines
+        # Soft labels' cross-entropies at full precision under bf16 (TRL computes the loss in the outputs' dtype).
+        "float32_loss": True,
         **settings.trainer_kwargs,
     }
     return {**kwargs, **device_settings(kwargs)}
