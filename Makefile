@@ -9,8 +9,9 @@ BIN := $(VENV)/bin
 quickstart: $(BIN)/w2s-align
 	$(BIN)/w2s-align run recipes/quickstart.yaml --jobs 2
 
+# A worker per core (pytest-xdist; the launches of several processes share one), and the 20 slowest tests listed.
 test: $(BIN)/w2s-align
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup --durations=20
 
 setup: $(BIN)/w2s-align
 

@@ -20,6 +20,10 @@ from datasets import Dataset
 from w2s_align.pipeline import W2SPipeline
 from w2s_align.recipe_yaml import recipe_from_dict
 
+# One xdist worker runs every launch (`make test`: `--dist loadgroup`), one at a time: two process groups started at
+# once on this machine would meet on accelerate's default port.
+pytestmark = pytest.mark.xdist_group("launches")
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "accelerate_configs"
 EXPECTED = {
