@@ -76,9 +76,9 @@ class W2SDPOConfig(StudentLossArguments, DeviceDefaults, LengthGroupingArguments
 
     Everything [`~trl.DPOConfig`] offers, plus the weak-to-strong student losses of [`W2SRewardConfig`]
     (`student_loss`, `soft_label_mode`, `aux_coef`, `aux_warmup_frac`, `product_alpha`, `product_beta`,
-    `window_radius`, `conflict_alpha`, `float32_loss`) and SimPO. TRL's defaults (random batches, TRL's precision and checkpointing; a
-    TRL `DPOConfig` given to the trainer is converted), as in [`W2SRewardConfig`]; docs/trl_differences.md lists
-    the deliberate differences.
+    `window_radius`, `conflict_alpha`, `float32_loss`) and SimPO. TRL's defaults (random batches, TRL's precision and
+    checkpointing; a TRL `DPOConfig` given to the trainer is converted), as in [`W2SRewardConfig`];
+    docs/trl_differences.md lists the deliberate differences.
 
     Parameters:
         loss_type (`list[str]`, *optional*, defaults to `["sigmoid"]`):
