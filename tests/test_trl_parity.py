@@ -8,7 +8,7 @@ classified in `FIELDS`: a field that TRL adds fails `test_every_trl_config_field
 
 The steps (two per comparison: 8 pairs, 4 per batch) run on tiny local models (the GPT-2 of `conftest.py`, as a
 reward model and as a causal LM): a comparison takes 0.9 s on 2 idle cores, 2-6 s on busy ones. The classification,
-the signatures and `FAST` run in the fast tier (7 s idle, 30 s busy); the 106 other comparisons are marked slow (the
+the signatures and `FAST` run in the fast tier (7 s idle, 30 s busy); the 107 other comparisons are marked slow (the
 file: 110 s idle, 7-15 min under a load of 5-6; 2026-12-07). The values that need a CUDA GPU are skipped on a CPU.
 """
 
