@@ -32,6 +32,7 @@ def local_pairs(tmp_path, tag, n=12):
 
 
 def run_cli(args, capsys):
+    capsys.readouterr()  # what the test printed before (its own model loads draw a bar), not the command's
     code = main(args)
     captured = capsys.readouterr()
     return code, captured.err

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .analysis.intervals import check_bootstrap_size
-from .cache import StageCache, file_digests, rung_settings
+from .cache import REPORT_VERSION, StageCache, file_digests, rung_settings
 from .controls import CHECK_PREFIX, CONTROLS, changes_training_only, check_of, identify, variant_label
 from .errors import W2SInputError
 from .options import LOSS_SETTINGS, SPLITS, ConflictSetting, FilterSetting
@@ -497,7 +497,8 @@ class ReportSpec(_Spec):
     stage_name: ClassVar[str] = "report"
 
     def settings(self) -> dict[str, Any]:
-        return {"analysis": dataclasses.asdict(self.analysis), "recipe": self.recipe, "seeds": list(self.seeds)}
+        analysis = dataclasses.asdict(self.analysis)
+        return {"analysis": analysis, "recipe": self.recipe, "seeds": list(self.seeds), "version": REPORT_VERSION}
 
     def upstream(self) -> dict[str, Any]:
         return {spec.key: spec for spec in self.models}
