@@ -47,14 +47,9 @@ import torch.nn.functional as F
 from .options import STUDENT_LOSSES, SoftLabelMode, StudentLoss, StudentLossSettings
 
 
-def soft_bce(delta: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-pair binary cross-entropy between `sigmoid(delta)` and `target`: [`margin_bce`] without a margin."""
-    return margin_bce(delta, target)
-
-
 def xent_loss(delta: torch.Tensor, soft_label: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy against the soft labels."""
-    return soft_bce(delta, soft_label).mean()
+    return margin_bce(delta, soft_label).mean()
 
 
 def aux_coef_at(step: int, total_steps: int, aux_coef: float, warmup_frac: float) -> float:
@@ -89,7 +84,7 @@ def logconf_target(student_probs: torch.Tensor, soft_label: torch.Tensor, coef: 
 def logconf_loss(delta: torch.Tensor, soft_label: torch.Tensor, coef: float) -> torch.Tensor:
     """Mean auxiliary confidence loss for one batch, given the current weight `coef` of the student's own labels."""
     target = logconf_target(torch.sigmoid(delta.detach().float()), soft_label, coef)
-    return soft_bce(delta, target).mean()
+    return margin_bce(delta, target).mean()
 
 
 def product_target(
@@ -106,7 +101,7 @@ def product_target(
 def product_loss(delta: torch.Tensor, soft_label: torch.Tensor, alpha: float = 1.0, beta: float = 1.0) -> torch.Tensor:
     """Mean cross-entropy against the product target."""
     target = product_target(torch.sigmoid(delta.detach().float()), soft_label, alpha, beta)
-    return soft_bce(delta, target).mean()
+    return margin_bce(delta, target).mean()
 
 
 def margin_bce(logits: torch.Tensor, target: torch.Tensor, gamma: float | torch.Tensor = 0.0) -> torch.Tensor:
