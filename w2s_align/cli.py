@@ -33,7 +33,9 @@ def _run(args: argparse.Namespace) -> int:
 
     recipe = args.loaded_recipe
     log = logging.getLogger("w2s_align").info
-    pipeline = W2SPipeline(recipe, log=log, jobs=args.jobs, executor=args.executor, ray_address=args.ray_address)
+    pipeline = W2SPipeline(
+        recipe, log=log, jobs=args.jobs, executor=args.executor, ray_address=args.ray_address, owns_process=True
+    )
     pipeline.prepare(args.cut_splits)
     metrics = pipeline.run()
     if args.quiet:  # the results table still shows

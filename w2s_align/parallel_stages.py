@@ -157,7 +157,7 @@ def _start_worker(recipe: Recipe, threads: int, levels: tuple[str, str], lines: 
     torch.set_num_threads(threads)
     threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
     lines.send(os.getpid())  # so that an interrupted main process can stop it
-    _worker = StageRunner(recipe, log=lines.send, parallel=True)
+    _worker = StageRunner(recipe, log=lines.send, parallel=True, owns_process=True)
     _worker.attach()
 
 

@@ -62,7 +62,8 @@ class W2SPipeline:
     """Runs a [`Recipe`] end to end by executing its plan. `log` receives one line per step (defaults to `print`);
     `jobs` stages run at once on worker processes where the plan allows (defaults to 1, see
     [`w2s_align.parallel_stages`]); `executor="ray"` hands the stages to Ray instead, a local instance or the cluster
-    at `ray_address` (see [`w2s_align.ray_stages`])."""
+    at `ray_address` (see [`w2s_align.ray_stages`]); `owns_process=True` (the command line) keeps what outlives a
+    stage out of later garbage collections ([`StageRunner.release`])."""
 
     def __init__(
         self,
@@ -71,6 +72,7 @@ class W2SPipeline:
         jobs: int = 1,
         executor: str = "local",
         ray_address: str | None = None,
+        owns_process: bool = False,
     ):
         if jobs < 1:
             raise W2SInputError(f"--jobs must be at least 1, got {jobs}")
@@ -86,7 +88,7 @@ class W2SPipeline:
         self.recipe = recipe
         self.jobs = jobs
         self.log = log if is_main_process() else _silent  # one log, from the main process
-        self.stages = StageRunner(recipe, self.log, parallel=jobs > 1 or executor == "ray")
+        self.stages = StageRunner(recipe, self.log, parallel=jobs > 1 or executor == "ray", owns_process=owns_process)
         self.plan, self.cache, self.tasks = self.stages.plan, self.stages.cache, self.stages.tasks
         self._lock = RunLock(recipe.run_dir)
 

@@ -264,7 +264,7 @@ def _run_stage(recipe: Recipe, position: int, threads: int, *_finished: Any) -> 
     if threads:
         torch.set_num_threads(threads)
     lines: list[str] = []
-    runner = StageRunner(recipe, log=lines.append, parallel=True)  # its lines name their stage
+    runner = StageRunner(recipe, log=lines.append, parallel=True, owns_process=True)  # its lines name their stage
     runner.attach()
     runner.run_step(runner.plan.steps[position])
     return lines
