@@ -68,7 +68,8 @@ for path in sys.argv[1:]:
     for key in [key for key in os.environ if key.startswith(("ACCELERATE_", "FSDP_"))]:
         del os.environ[key]  # the launcher starts from this process's environment: none of the last file's
     args, defaults, mp_from_config_flag = _validate_launch_command(
-        launch_command_parser().parse_args(["--config_file", path, "train.py"])
+        # port 0: accelerate's check of its default port would fail beside a launch of another test on this machine
+        launch_command_parser().parse_args(["--config_file", path, "--main_process_port", "0", "train.py"])
     )
     if args.use_deepspeed and not args.cpu:
         fields = list(defaults.deepspeed_config) + (["mixed_precision"] if mp_from_config_flag else [])
