@@ -171,7 +171,7 @@ def test_an_unknown_flag_stops_with_one_line(tmp_path, capsys):
 
 
 def test_a_dataset_mixture_with_a_test_split_quietly(tiny_model_dir, tmp_path, capsys):
-    """TRL's `--datasets` mixture and `--test_split_size`; `-q` prints no log line of the trainer."""
+    """TRL's `--datasets` mixture and `--test_split_size`; `-q` prints no log line of the trainer, only the results."""
     data = weak_label_file(tmp_path)
     config = config_file(tmp_path, tiny_model_dir, data, dataset_name=None)
     config_yaml = yaml.safe_load(config.read_text())
@@ -181,7 +181,9 @@ def test_a_dataset_mixture_with_a_test_split_quietly(tiny_model_dir, tmp_path, c
     config.write_text(yaml.safe_dump(config_yaml))
     assert main(["reward", "-q", "--config", str(config), "--logging_steps", "1"]) == 0
     out = capsys.readouterr().out
-    assert "'loss'" not in out and "model saved" not in out
+    line = out.splitlines()[-1]
+    assert "'loss'" not in out and "train_loss " in line and "eval_accuracy " in line and "eval_runtime" in line
+    assert line.endswith(f"; model saved to {tmp_path / 'out'}")
     assert (tmp_path / "out" / "model.safetensors").is_file()
 
 

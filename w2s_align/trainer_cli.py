@@ -275,7 +275,7 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
     try:
-        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trained = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     except W2SInputError as error:  # a streamed row's check (`_checked_row`)
         for callback in trainer.callback_handler.callbacks:  # its line under the progress bar, not glued to it
             if isinstance(callback, ProgressCallback) and callback.training_bar is not None:
@@ -297,12 +297,22 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
     card = Path(training_args.output_dir) / "README.md"
     if trainer.is_world_process_zero() and card.is_file():
         atomic_write_text(card, name_local_base(card.read_text(), base_model))
-    if not quiet:
-        trainer.accelerator.print(f"model saved to {training_args.output_dir}")
+    saved = f"model saved to {training_args.output_dir}"
+    trainer.accelerator.print(f"{_results(trainer, trained.metrics)}; {saved}" if quiet else saved)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     trainer.end()  # the trackers' shutdown and the process group's, as TRL's scripts end
     return trainer
+
+
+def _results(trainer: Any, metrics: dict[str, float]) -> str:
+    """`-q`'s line of results: the training metrics and the last evaluation's, without the throughputs, which the
+    trainer's own log lines (left out) carry."""
+    evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    last = evaluations[-1] if evaluations else {}
+    metrics = {**metrics, **{key: value for key, value in last.items() if key.startswith("eval_")}}
+    shown = {key: value for key, value in metrics.items() if not key.endswith(("_per_second", "total_flos"))}
+    return ", ".join(f"{key} {value:.4g}" for key, value in shown.items())
 
 
 def main(name: str, argv: list[str], quiet: bool = False) -> int:
