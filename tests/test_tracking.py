@@ -53,7 +53,10 @@ def test_tensorboard_runs_per_stage_grouped_by_seed_and_the_results_at_the_end(t
     assert len(student["train/loss"]) == 6  # 48 pairs / batch 8: the default logs every 5% of a stage, so every step
     assert "train/label_agreement" in student
     results = _events(tracking / "results" / "tiny")
-    assert "accuracy/tiny-l2 (ground truth) seed0" in results and "pgr/tiny-l2 <- tiny-l1 (xent)" in results
+    assert "accuracy/tiny-l2 (ground truth) seed0" in results and "gap/tiny-l2 <- tiny-l1 (xent)" in results
+    # the tiny ceilings' gap is within noise: the report shows no PGR, nor does the dashboard
+    assert "gap within noise" in (Path(tiny_recipe["output_dir"]) / "report.md").read_text()
+    assert "pgr/tiny-l2 <- tiny-l1 (xent)" not in results
     assert "report/text_summary" in results
     figures = {path.stem for path in (Path(tiny_recipe["output_dir"]) / "plots").glob("*.png")}
     assert figures and figures <= set(results), "every figure of the report is logged as an image"
@@ -61,6 +64,15 @@ def test_tensorboard_runs_per_stage_grouped_by_seed_and_the_results_at_the_end(t
         f"training/{path.stem}" for path in (Path(tiny_recipe["output_dir"]) / "plots" / "training").glob("*.png")
     }
     assert len(curves) == 3 and curves <= set(results), "and every model's training curves"
+    # a rerun retrains nothing and logs nothing again: one point per result, one run of hyperparameters
+    logged = sorted(path.name for path in (tracking / "results").rglob("*") if path.is_file())
+    W2SPipeline(recipe_from_dict(tiny_recipe), log=lambda line: None).run()
+    assert sorted(path.name for path in (tracking / "results").rglob("*") if path.is_file()) == logged
+    assert (
+        _events(tracking / "results" / "tiny")["student_accuracy/tiny-l2 <- tiny-l1 (xent)"]
+        == results["student_accuracy/tiny-l2 <- tiny-l1 (xent)"]
+    )
+    assert len(results["student_accuracy/tiny-l2 <- tiny-l1 (xent)"]) == 1
 
 
 def test_a_tracker_that_does_not_exist_stops_the_run_before_training(tiny_recipe, tmp_path, capsys):
@@ -101,3 +113,15 @@ def test_the_trackers_local_files_stay_in_the_run_directory(tiny_recipe, monkeyp
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")  # a server the user named is kept
     with TrackerRun.for_stage(recipe, "train-x", 0).active():
         assert os.environ["MLFLOW_TRACKING_URI"] == "http://tracking.example:5000"
+
+
+def test_a_pgr_the_report_does_not_show_is_not_logged():
+    from w2s_align.tracking import _scalars
+
+    rows = [
+        {"label": "s (xent)", "student_accuracy": 0.7, "gap": 0.1, "pgr": 0.5, "gap_within_noise": False},
+        {"label": "s (logconf)", "student_accuracy": 0.6, "gap": 0.01, "pgr": 3.0, "gap_within_noise": True},
+    ]
+    scalars = _scalars({"models": {}, "pgr": rows})
+    assert scalars["pgr/s (xent)"] == 0.5 and "pgr/s (logconf)" not in scalars  # "gap within noise" in the report
+    assert scalars["gap/s (logconf)"] == 0.01 and scalars["student_accuracy/s (logconf)"] == 0.6

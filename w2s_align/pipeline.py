@@ -198,9 +198,8 @@ class W2SPipeline:
         metrics["wall_seconds"] = round(time.time() - started, 1)
         write_report(run_dir, metrics, figures)
         if is_main_process():
-            log_results(
-                self.recipe, metrics, (run_dir / "report.md").read_text(), sorted(run_dir.glob("plots/**/*.png"))
-            )
+            report, figures = (run_dir / "report.md").read_text(), sorted(run_dir.glob("plots/**/*.png"))
+            log_results(self.recipe, metrics, report, figures, self.cache.stage(self.plan.report).hash)
             push_run(self.recipe, self.plan, self.cache, self.log)
         self.log(render_console(metrics))
         self.log(f"run directory: {run_dir}")

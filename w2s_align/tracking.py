@@ -4,7 +4,8 @@ Any integration `transformers` has (`tensorboard`, `wandb`, `trackio`, `mlflow`,
 `tracking.report_to`. Each stage that trains (a ceiling, a student, a DPO rung's SFT) is one run named
 `<recipe>/<stage>` and grouped by recipe and seed (`<recipe>/seed<k>`: the W&B group, the TensorBoard directory
 `<run_dir>/tracking/seed<k>/<stage>`). At the end the accuracies, PGRs, the report and the figures are logged as the
-run `<recipe>/results`, through `accelerate`'s trackers (TensorBoard: `<run_dir>/tracking/results/<project>`).
+run `<recipe>/results`, through `accelerate`'s trackers (TensorBoard: `<run_dir>/tracking/results/<project>`), once
+per result: a cached rerun adds nothing.
 Tracking is result-neutral: no stage hash depends on it, so turning a tracker on retrains nothing.
 
 Example:
@@ -121,6 +122,8 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
         values[f"accuracy/{model['label']} seed{model['seed']}"] = model["accuracy"]
     for row in metrics["pgr"]:
         for key in ("student_accuracy", "gap", "pgr"):
+            if key == "pgr" and row["gap_within_noise"]:  # the report shows none: a gap within noise divides nothing
+                continue
             if row.get(key) is not None:
                 values[f"{key}/{row['label']}"] = row[key]
         effect = row.get("deception_effect") or {}
@@ -129,12 +132,22 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return values
 
 
-def log_results(recipe: Recipe, metrics: dict[str, Any], report: str, figures: list[Path]) -> None:
+def log_results(recipe: Recipe, metrics: dict[str, Any], report: str, figures: list[Path], results: str) -> None:
     """Log a finished run's numbers, report and figures as the run `<recipe>/results` of every tracker (main process;
-    nothing without trackers)."""
+    nothing without trackers), once per `results` (the report stage's hash): a rerun that finds them logged by the
+    same trackers adds nothing, so a dashboard shows each result once."""
     if not recipe.tracking.report_to:
         return
     from accelerate import Accelerator
+
+    from .artifacts import atomic_write_text
+
+    logged, key = (
+        recipe.run_dir / "tracking" / "results" / "LOGGED",
+        f"{results} {' '.join(recipe.tracking.report_to)}",
+    )
+    if logged.is_file() and logged.read_text() == key:
+        return
 
     name, project = f"{recipe.name}/results", tracker_project(recipe)
     # accelerate's TensorBoard tracker writes to `project_dir/<project>`.
@@ -163,3 +176,4 @@ def log_results(recipe: Recipe, metrics: dict[str, Any], report: str, figures: l
             kwargs = {"dataformats": "NHWC"} if tracker.name == "tensorboard" else {}
             tracker.log_images(arrays, step=0, **kwargs)
     accelerator.end_training()
+    atomic_write_text(logged, key)
