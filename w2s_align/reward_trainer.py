@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -35,6 +36,7 @@ from .collators import SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
 from .last_batch import LastBatchWeights
 from .losses import StudentLossArguments, StudentObjective, reduce_pairs
+from .mirrors import offline_copy
 from .neutral_evaluation import NeutralEvaluation
 from .options import CONFLICT_LABEL, SOFT_LABEL
 from .sampling import LengthGroupedTraining, LengthGroupingArguments
@@ -136,6 +138,9 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeight
         peft_config: PeftConfig | None = None,
     ):
         args = W2SRewardConfig.for_trainer(args, model)
+        hub_id = model if isinstance(model, str) and not Path(model).expanduser().exists() else None
+        if hub_id is not None:  # an installed copy of it, as the command line loads (w2s_align.mirrors)
+            model = offline_copy(hub_id) or model
         if processing_class is None and isinstance(model, str):  # loaded here to check its eos token, as TRL would
             from transformers import AutoTokenizer
 
@@ -161,6 +166,8 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeight
             quantization_config,
             peft_config,
         )
+        if hub_id is not None:  # the card and config name the model as it was given, not the copy's directory
+            self.model.config._name_or_path = hub_id
         match_adapter_dtype(self.model, args.bf16)
         if data_collator is None:
             self.data_collator = SoftLabelCollator(self.data_collator)
