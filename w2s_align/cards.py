@@ -82,7 +82,8 @@ def hub_model_id(namespace: str, recipe: str, key: str) -> str:
 
 
 def w2s_section(recipe: str, model: dict[str, Any], teachers: list[str], metrics: dict[str, Any]) -> str:
-    """The weak-to-strong part of a model card: which experiment, which teacher, how it scored on the test split."""
+    """The weak-to-strong part of a model card: which experiment, which teacher, how it scored on the test split, and
+    how to load it (`model`: its `label`, `seed`, `rung`, and where it is saved, as for [`loading_section`])."""
     lines = ["", "## Weak-to-strong", "", f"- Trained with w2s_align by the recipe `{recipe}`"]
     rung = model["rung"]
     start = f"from `{rung.model}`"
@@ -96,7 +97,67 @@ def w2s_section(recipe: str, model: dict[str, Any], teachers: list[str], metrics
     else:
         lines.append("- Trained on ground-truth labels (a ceiling)")
     lines.append(f"- Test accuracy: {metrics['accuracy']:.4f} on {metrics['num_test_pairs']} pairs")
+    config = {**rung.config_overrides, **({"num_hidden_layers": rung.num_layers} if rung.num_layers else {})}
+    base = None if rung.random_init else (rung.model, rung.revision)
+    return "\n".join(lines) + "\n" + loading_section(model["path"], model["auto_class"], base, config)
+
+
+def trainer_section(args: Any, soft_labels: bool) -> str:
+    """The weak-to-strong part of the card of a model trained by `w2s-align reward` / `w2s-align dpo` (or the
+    trainers in one's own code): the student loss with its settings, the labels it learned from, the conflict."""
+    from .options import LOSS_SETTINGS
+
+    settings = ", ".join(f"`{name}={getattr(args, name)!r}`" for name in LOSS_SETTINGS[args.student_loss])
+    lines = [
+        "",
+        "## Weak-to-strong",
+        "",
+        f"- Student loss: `{args.student_loss}`" + (f" ({settings})" if settings else ""),
+    ]
+    if soft_labels:
+        lines.append(
+            "- Labels: soft, the training data's `soft_label` column (a weak supervisor's P(chosen is better))"
+        )
+    else:
+        lines.append("- Labels: hard (no `soft_label` column): every label 1, TRL's own loss")
+    if args.conflict_alpha:
+        lines.append(f"- Explicit conflict: `conflict_alpha={args.conflict_alpha}`")
     return "\n".join(lines) + "\n"
+
+
+def loading_section(path: str, auto_class: str, base: tuple[str, str | None] | None, config: dict[str, Any]) -> str:
+    """How to load the model saved at `path` as it was trained. A LoRA adapter (`adapter_config.json` there) is
+    loaded onto its base built as it was: `base` (the model and its revision; None for a randomly initialised base,
+    whose weights were not saved) with `config`, the settings its architecture was built with (a cut to fewer layers,
+    config overrides). PEFT's `AutoPeftModel` would build the whole model that `adapter_config.json` names, without a
+    word, so the card says not to use it. A whole model's own config holds `config` already."""
+    head = ", num_labels=1" if auto_class == "AutoModelForSequenceClassification" else ""
+    lines = ["", "### Loading", ""]
+    if not (Path(path) / "adapter_config.json").is_file():
+        code = [f"from transformers import {auto_class}", "", f'model = {auto_class}.from_pretrained("{path}")']
+        return "\n".join([*lines, "```python", *code, "```"]) + "\n"
+    if base is None:
+        lines.append(
+            "A LoRA adapter of a randomly initialised model: the base's weights were not saved, so this adapter "
+            "cannot be loaded as it was trained."
+        )
+        return "\n".join(lines) + "\n"
+    model, revision = base
+    arguments = "".join(
+        f", {key}={value!r}" for key, value in {**config, **({"revision": revision} if revision else {})}.items()
+    )
+    code = [
+        "from peft import PeftModel",
+        f"from transformers import {auto_class}",
+        "",
+        f'base = {auto_class}.from_pretrained("{model}"{head}{arguments})',
+        f'model = PeftModel.from_pretrained(base, "{path}")',
+    ]
+    note = "A LoRA adapter, loaded onto its base as it was built"
+    if config:
+        note += f" ({', '.join(f'`{key}={value!r}`' for key, value in config.items())})"
+        note += ": `AutoPeftModel` would build the base that `adapter_config.json` names whole, without a word"
+    return "\n".join([*lines, note + ":", "", "```python", *code, "```"]) + "\n"
 
 
 def name_local_base(card: str, base_model: str) -> str:

@@ -54,7 +54,7 @@ from .plan import (
 )
 from .probes import FEATURES_FILE, probe_clean, split_features
 from .recipe import Recipe, RungConfig
-from .tasks import task_class
+from .tasks import REGISTRY, task_class
 from .tracking import TrackerRun
 from .training import PREDICTIONS_FILE, TEACHER_COLUMN, TRAIN_PREDICTIONS_FILE
 
@@ -162,7 +162,8 @@ class StageRunner:
         if is_main_process():
             teachers = [teacher.key for teacher in spec.chain] if isinstance(spec, StudentSpec) else []
             metrics = {**summary, "num_test_pairs": self.splits["test"].num_rows}
-            model = {"label": spec.label, "rung": spec.rung, "seed": spec.seed}
+            model = {"label": spec.label, "rung": spec.rung, "seed": spec.seed, "path": str(stage.path("model"))}
+            model["auto_class"] = REGISTRY[spec.task].auto_class
             section = w2s_section(self.recipe.name, model, teachers, metrics)
             write_model_card(stage.path("checkpoints", "README.md"), stage.path("model"), section, spec.rung.model)
         shutil.rmtree(stage.path("checkpoints"), ignore_errors=True)

@@ -35,6 +35,8 @@ TRAINERS = {
     "reward": ("w2s_align.reward_trainer", "W2SRewardConfig", "W2SRewardTrainer"),
     "dpo": ("w2s_align.dpo_trainer", "W2SDPOConfig", "W2SDPOTrainer"),
 }
+# `model_init_kwargs` that say how weights are loaded, not what model is built (a card repeats the others).
+_LOAD_ONLY = ("revision", "trust_remote_code", "attn_implementation", "dtype", "device_map")
 
 
 def make_parser(name: str):
@@ -197,7 +199,7 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
     from trl import get_peft_config, get_quantization_config
 
     from .artifacts import atomic_write_text
-    from .cards import name_local_base, record_base_model
+    from .cards import loading_section, name_local_base, record_base_model, trainer_section
     from .models import build_on_meta, check_model_loads, resolve_model_path
     from .run_lock import check_output_dir
     from .tasks import REGISTRY
@@ -296,7 +298,17 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
     trainer.create_model_card(model_name=Path(training_args.output_dir).name, dataset_name=dataset_id)
     card = Path(training_args.output_dir) / "README.md"
     if trainer.is_world_process_zero() and card.is_file():
-        atomic_write_text(card, name_local_base(card.read_text(), base_model))
+        soft_labels = SOFT_LABEL in (getattr(train_dataset, "column_names", None) or [])
+        # What the model was built with beyond its weights (a cut to fewer layers): a LoRA base must be built so too.
+        built = {k: v for k, v in training_args.model_init_kwargs.items() if k not in _LOAD_ONLY}
+        loading = loading_section(
+            training_args.output_dir,
+            REGISTRY[name].auto_class,
+            (base_model, revision if revision != "main" else None),
+            built,
+        )
+        section = trainer_section(training_args, soft_labels) + loading
+        atomic_write_text(card, name_local_base(card.read_text(), base_model) + section)
     saved = f"model saved to {training_args.output_dir}"
     trainer.accelerator.print(f"{_results(trainer, trained.metrics)}; {saved}" if quiet else saved)
     if training_args.push_to_hub:
