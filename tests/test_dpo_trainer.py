@@ -423,3 +423,18 @@ def test_trl_metrics_mean_what_trl_means(tiny_model_dir, tokenizer, tmp_path):
     for key in ("entropy", "logits/chosen", "logits/rejected", "mean_token_accuracy", "num_tokens"):
         assert key in metrics
     assert metrics["entropy"] > 0 and 0 <= metrics["mean_token_accuracy"] <= 1
+
+
+def test_an_implicit_prompt_is_split_at_a_word_boundary_as_the_pipeline_splits_it(tiny_model_dir, tokenizer, tmp_path):
+    from w2s_align.prompts import split_implicit_prompt  # the pipeline's data sources split by it
+
+    whole = {"chosen": "Human: Hi. Assistant: Surely you know.", "rejected": "Human: Hi. Assistant: Sure, I do."}
+    args = W2SDPOConfig(output_dir=str(tmp_path), beta=0.1, **COMMON)
+    data = Dataset.from_list([whole] * 4)
+    trainer = W2SDPOTrainer(policy(tiny_model_dir), args=args, train_dataset=data, processing_class=tokenizer)
+    row = trainer.train_dataset[0]
+    assert split_implicit_prompt(**whole)["prompt"] == "Human: Hi. Assistant:"
+    assert (
+        tokenizer.decode(row["prompt_ids"]) == "Human: Hi. Assistant:"
+    )  # TRL's extract_prompt: "... Assistant: Sure"
+    assert tokenizer.decode(row["chosen_ids"]).startswith(" Surely you know.")

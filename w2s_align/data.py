@@ -44,13 +44,11 @@ import gzip
 import hashlib
 import json
 import logging
-import os
 import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import datasets
 import numpy as np
@@ -58,6 +56,7 @@ from datasets import Dataset, DatasetDict, Value
 
 from .errors import W2SInputError, first_line
 from .options import DATA_SOURCES, SOFT_LABEL, SPLITS
+from .prompts import split_implicit_prompt
 from .recipe import DataConfig, HelpfulDataConfig
 from .synthetic import generate_pairs
 
@@ -149,32 +148,6 @@ def swap_responses(row: dict) -> dict:
     if "chosen_messages" in row:
         swapped.update(chosen_messages=row["rejected_messages"], rejected_messages=row["chosen_messages"])
     return swapped
-
-
-def split_implicit_prompt(chosen: Any, rejected: Any) -> dict[str, Any]:
-    """The prompt that two whole conversations share, and each one's response: for messages their common leading
-    messages (TRL's `extract_prompt`), for texts their common start cut back to a word boundary (TRL cuts at the
-    first differing character, mid-word when both responses start with the same letters).
-
-    >>> split_implicit_prompt("Human: Hi. Assistant: I think so.", "Human: Hi. Assistant: It is good.")
-    {'prompt': 'Human: Hi. Assistant:', 'chosen': ' I think so.', 'rejected': ' It is good.'}
-    """
-    if not isinstance(chosen, str):
-        from trl.data_utils import extract_prompt  # it loads torch: only for messages
-
-        return extract_prompt({"chosen": chosen, "rejected": rejected})
-    cut = len(os.path.commonprefix([chosen, rejected]))
-    ends_a_word = (
-        cut == 0
-        or chosen[cut - 1].isspace()
-        or all((text[cut : cut + 1] or " ").isspace() for text in (chosen, rejected))
-    )
-    if not ends_a_word:
-        last_space = re.search(r"\s\S*$", chosen[:cut])
-        cut = last_space.start() + 1 if last_space else 0
-    if cut > 0 and chosen[cut - 1] == " ":  # the space belongs to the responses, as TRL splits
-        cut -= 1
-    return {"prompt": chosen[:cut], "chosen": chosen[cut:], "rejected": rejected[cut:]}
 
 
 def _normalise_preference(example: dict, index: int, split: str) -> dict:

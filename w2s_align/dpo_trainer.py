@@ -60,6 +60,7 @@ from .preference_losses import (
     pair_loss,
     refuse_soft_labels,
 )
+from .prompts import with_explicit_prompts
 from .sampling import LengthGroupedTraining, LengthGroupingArguments, length_order, pair_lengths
 
 if TYPE_CHECKING:
@@ -193,6 +194,12 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
         peft_config: PeftConfig | None = None,
     ):
         args = W2SDPOConfig.for_trainer(args, model)
+        # Implicit prompts split at a word boundary, as the pipeline splits them (TRL cuts mid-word; see prompts.py).
+        train_dataset = with_explicit_prompts(train_dataset)
+        if isinstance(eval_dataset, dict):
+            eval_dataset = {name: with_explicit_prompts(dataset) for name, dataset in eval_dataset.items()}
+        else:
+            eval_dataset = with_explicit_prompts(eval_dataset)
         # A soft label with a loss that has none to weigh is refused before the datasets are tokenized.
         evaluated = eval_dataset.items() if isinstance(eval_dataset, dict) else [("eval", eval_dataset)]
         for name, dataset in [("train", train_dataset), *evaluated]:
