@@ -52,7 +52,8 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
     assert Path((placebo / "reference.txt").read_text()).parent.name.startswith("sft-tiny-l2.from-tiny-l1.seed0-")
     (weak_stage,) = stages.glob("train-tiny-l1-gt-seed0-*")
     assert Path((weak_stage / "reference.txt").read_text()).parent.name.startswith("sft-tiny-l1.gt.seed0-")
-    labels = Dataset.from_parquet(str(run_dir / "labels" / "tiny-l1.seed0" / "data" / "w2s-00000-of-00001.parquet"))
+    (label_file,) = (run_dir / "labels" / "tiny-l1.seed0" / "data").glob("w2s-*-00000-of-00001.parquet")
+    labels = Dataset.from_parquet(str(label_file))
     # Yang et al.'s rule: hard labels toward the response the weak policy finds more likely (0.5 only on a tie)
     assert labels.num_rows == 32 and set(labels["soft_label"]) <= {0.0, 0.5, 1.0}
     assert {0.0, 1.0} <= set(labels["soft_label"])

@@ -176,25 +176,58 @@ def write_model_card(trl_card: Path, model_dir: Path, section: str, base_model: 
     atomic_write_text(model_dir / "README.md", text + section)
 
 
-def write_label_dataset(labels: Any, split: str, directory: Path, facts: dict[str, Any]) -> None:
-    """Write weak labels as a Hub dataset directory: `data/<split>-00000-of-00001.parquet` and a `README.md` card
-    whose metadata declares the split, and whose text lists `facts` (labeler, recipe, stage hash, ...)."""
+# What each column of a weak-label dataset holds (the card's table); other columns come from the source pairs.
+LABEL_COLUMNS = {
+    "id": "the pair's id in the source data (or its split and row number)",
+    "prompt": "the prompt, as text",
+    "chosen": "one response: the one `soft_label` and `gt_label` say is better with probability 1",
+    "rejected": "the other response (`chosen`/`rejected` are stored in a random order, not by quality)",
+    "soft_label": "the labeler's probability that `chosen` is better: what a student learns from",
+    "labeler": "the teacher and the stage that labelled the pair (`<teacher>@<stage>`)",
+    "gt_label": "the ground truth (1: `chosen` is better), kept for analysis only: no student reads it",
+    "reward_chosen": "the labeler's score of `chosen` (a reward model)",
+    "reward_rejected": "the labeler's score of `rejected` (a reward model)",
+    "helpful_label": "1 where `chosen` is also the more helpful response (the implicit conflict)",
+    "harmful": "whether the pair has a harmful response (synthetic data)",
+    "kind": "a tag of the pair's kind, reported per kind",
+}
+
+
+def write_label_dataset(labels: Any, split: str, directory: Path, facts: dict[str, Any], version: str) -> None:
+    """Write weak labels as a Hub dataset directory: `data/<split>-<version>-00000-of-00001.parquet` and a `README.md`
+    card whose metadata declares the split, the features and the license, and whose text lists `facts` (labeler,
+    recipe, stage hash, ...) and what each column holds. `version` (the labeling stage's hash) names the file:
+    `datasets` caches a local folder by its name and its files' names, so two label folders of one name (two runs, or
+    one relabelled) would otherwise load as whichever was loaded first. A file of an earlier labeling is removed."""
     from huggingface_hub import DatasetCardData
 
     from .artifacts import atomic_write_parquet, atomic_write_text
 
-    data_file = f"data/{split}-00000-of-00001.parquet"
+    data_file = f"data/{split}-{version}-00000-of-00001.parquet"
+    for stale in (directory / "data").glob("*.parquet"):
+        if stale.name != Path(data_file).name:
+            stale.unlink()
     atomic_write_parquet(labels, directory / data_file)
+    features = [
+        {"name": name, "dtype": str(getattr(feature, "dtype", feature))} for name, feature in labels.features.items()
+    ]
     card_data = DatasetCardData(
+        license="other",
         tags=["weak-to-strong", "w2s-align", "preference"],
         configs=[{"config_name": "default", "data_files": [{"split": split, "path": data_file}]}],
+        dataset_info={"features": features, "splits": [{"name": split, "num_examples": labels.num_rows}]},
     )
     lines = [f"# Weak labels: {facts['teacher']}", ""]
     lines += [f"- {key}: `{value}`" for key, value in facts.items()]
     lines += [
         "",
-        "Each row is a preference pair (`prompt`, `chosen`, `rejected`, stored in a random order) with `soft_label`, "
-        "the labeler's probability that `chosen` is better. `gt_label` is the ground truth, kept for analysis only: "
-        "no student reads it.",
+        "Each row is a preference pair with the labeler's `soft_label`. License: that of the source pairs (the labels "
+        "are a model's outputs on them).",
+        "",
+        "| column | type | what it holds |",
+        "| --- | --- | --- |",
+    ]
+    lines += [
+        f"| `{f['name']}` | {f['dtype']} | {LABEL_COLUMNS.get(f['name'], 'from the source pairs')} |" for f in features
     ]
     atomic_write_text(directory / "README.md", f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")

@@ -10,7 +10,7 @@ checkpoint. The run directory then holds:
 - `config.yaml`: the resolved recipe;
 - `predictions/<model>.parquet`: per-example predictions of every model on the test split;
 - `labels/<teacher>.seed<k>/`: the weak labels the students learned from, a Hub dataset directory with its card
-  (`data/<split>-00000-of-00001.parquet` and `README.md`);
+  (`data/<split>-<stage hash>-00000-of-00001.parquet` and `README.md`);
 - `logs/<model>.json`: every model's training log (the trainer's log history), drawn in `plots/training/`;
 - `metrics.json` and `report.md`: accuracies, PGR and deception statistics (also printed), and the plots.
 
@@ -193,7 +193,7 @@ class W2SPipeline:
             }
             card = model_file(run_dir, "labels", spec.key, "") / "README.md"
             if not (card.is_file() and stage.hash in card.read_text()):  # written once per labeling stage
-                write_label_dataset(load_labels(stage.dir), spec.split, card.parent, facts)
+                write_label_dataset(load_labels(stage.dir), spec.split, card.parent, facts, stage.hash)
         metrics, figures = cached_metrics(self.plan, self.cache)
         metrics["wall_seconds"] = round(time.time() - started, 1)
         write_report(run_dir, metrics, figures)
