@@ -80,13 +80,21 @@ def build_rung(name: str) -> Path:
     target = cache_root() / "lm_ladder" / f"{name.split('/')[-1]}-{config_hash(spec, LADDER_VERSION)}"
 
     def build(directory: Path) -> None:
+        import logging
+
         import torch
         from datasets import Dataset
         from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
+        from .distributed import is_main_process
         from .sft import W2SSFTConfig, supervised_finetune
         from .synthetic import pretraining_texts
 
+        # Minutes of pretraining on a CPU (85 s for the middle rung on 2 cores), once per machine: say so first.
+        if is_main_process():
+            logging.getLogger("w2s_align").info(
+                f"building the offline LM ladder's {name} (pretrained once; cached in {target})"
+            )
         tokenizer = AutoTokenizer.from_pretrained(build_tokenizer())
         torch.manual_seed(PRETRAINING["seed"])
         config = GPT2Config(
