@@ -64,7 +64,7 @@ def _plot_against_gap(rows: list[dict[str, Any]], value: Point, ylabel: str, tit
     if not lines:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     gaps = sorted({point[0] for points in lines.values() for point in points})
     category = {gap: index for index, gap in enumerate(gaps)}
     width = 0.6 / len(lines)  # lines side by side within a category, so that their intervals do not hide each other
@@ -82,7 +82,7 @@ def _plot_against_gap(rows: list[dict[str, Any]], value: Point, ylabel: str, tit
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the data, not on it
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -129,17 +129,24 @@ def plot_area_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:
             cell = row["table"][f"{s_area}&{w_area}"]
             if cell["value"] is not None:
                 grid[0 if s_area == "S_k" else 1, 0 if w_area == "W_k" else 1] = cell["value"]
-        ax.imshow(grid, vmin=0, vmax=1, cmap="Reds")
+        image = ax.imshow(grid, vmin=0, vmax=1, cmap="Reds")
         for i, s_area in enumerate(("S_k", "S_uk")):
             for j, w_area in enumerate(("W_k", "W_uk")):
                 cell = row["table"][f"{s_area}&{w_area}"]
                 text = "undef." if cell["value"] is None else f"{cell['value']:.2f}"
                 ax.text(j, i, f"{text}\nn={cell['n']}", ha="center", va="center", fontsize=8)
-        ax.set_xticks([0, 1], ["W_k", "W_uk"])
-        ax.set_yticks([0, 1], ["S_k", "S_uk"])
+        ax.set_xticks([0, 1], ["W_k\n(right)", "W_uk\n(wrong)"], fontsize=8)
+        ax.set_yticks([0, 1], ["S_k\n(right)", "S_uk\n(wrong)"], fontsize=8)
+        ax.set_xlabel("weak teacher on the pair", fontsize=8)
+        ax.set_ylabel("strong ceiling on the pair", fontsize=8)
         ax.set_title(row["label"], fontsize=8)
-    fig.suptitle("student error rate by knowledge area (seed 0)", fontsize=10)
+    fig.suptitle(
+        "student error rate by knowledge area (seed 0): W_k / W_uk, the pairs the weak teacher gets right / wrong;\n"
+        "S_k / S_uk, those the strong ceiling gets right / wrong; n pairs in each cell",
+        fontsize=9,
+    )
     fig.tight_layout()
+    fig.colorbar(image, ax=axes, label="student error rate", shrink=0.8)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -260,7 +267,8 @@ def draw_training_curves(run_dir: Path, metrics: dict[str, Any]) -> list[Path]:
             continue
         if not figure.is_file() or figure.stat().st_mtime < log_file.stat().st_mtime:
             figure.parent.mkdir(parents=True, exist_ok=True)
-            if plot_training_curves(model["label"], json.loads(log_file.read_text()), figure) is None:
+            title = f"{model['label']}, seed {model['seed']}"
+            if plot_training_curves(title, json.loads(log_file.read_text()), figure) is None:
                 continue
         drawn.append(figure)
     return drawn
