@@ -587,3 +587,33 @@ def test_nodes_without_a_shared_output_directory_are_refused_with_one_line(tiny_
     errors = [err.count("error: output_dir run is not shared: process 1 does not see") for _, err in finished]
     assert errors == [1, 0]  # one line, from the main process
     assert not list((tmp_path / "node0" / "run").glob("stages/*"))
+
+
+BUILD_A_RUNG = """
+from w2s_align.distributed import state
+from w2s_align.models import resolve_model_path
+
+state()  # the launch's process group, as a run makes it before any model
+print(resolve_model_path("w2s-align/tiny-gpt2-xs"))
+"""
+
+
+@pytest.mark.slow
+@requires_launcher
+def test_the_offline_lm_ladder_is_the_one_process_ladder_whatever_the_launch(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    script = tmp_path / "build_a_rung.py"
+    script.write_text(BUILD_A_RUNG)
+    two = _launch([str(script)], tmp_path / "two.audit", 2, tmp_path, W2S_ALIGN_CACHE=str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    env = {**_launch_env(tmp_path / "one.audit"), "W2S_ALIGN_CACHE": str(tmp_path / "one")}
+    one = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    (built_by_two,), (built_by_one,) = (
+        list((tmp_path / name / "lm_ladder").glob("tiny-gpt2-xs-*/model.safetensors")) for name in ("two", "one")
+    )
+    weights, expected = load_file(built_by_two), load_file(built_by_one)
+    assert weights.keys() == expected.keys()
+    assert all(torch.equal(weights[key], expected[key]) for key in expected)  # bit for bit

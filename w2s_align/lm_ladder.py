@@ -72,6 +72,50 @@ def build_tokenizer() -> Path:
     return atomic_directory(target, build, SHARED_CACHE)
 
 
+def _announce(name: str, target: Path) -> None:
+    """Minutes of pretraining on a CPU (85 s for the middle rung on 2 cores), once per machine: say so first."""
+    import logging
+
+    logging.getLogger("w2s_align").info(
+        f"building the offline LM ladder's {name} (pretrained once; cached in {target})"
+    )
+
+
+# What a launcher (torchrun, accelerate launch, DeepSpeed) tells a process about the others.
+_LAUNCH_VARIABLES = (
+    "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
+    "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT",
+)  # fmt: skip
+_LAUNCH_PREFIXES = ("ACCELERATE_", "TORCHELASTIC_", "FSDP_", "TORCH_NCCL_")
+
+
+def _built_alone(name: str, target: Path) -> Path:
+    """Under a launch of several processes: the main process pretrains the rung in a process of its own, started as a
+    single one (without the launcher's variables), while the others wait. The rung is then the one a single process
+    builds, whatever the launch: pretrained by N processes, each with the per-device batch, it differed, and so did
+    every later run that found it in the cache (whose key holds no process count)."""
+    import subprocess
+    import sys
+
+    from .distributed import broadcast, check_shared, is_main_process
+
+    check_shared(target.parent, SHARED_CACHE)
+    error = None
+    if is_main_process() and not target.is_dir():
+        _announce(name, target)
+        env = {
+            k: v for k, v in os.environ.items() if k not in _LAUNCH_VARIABLES and not k.startswith(_LAUNCH_PREFIXES)
+        }
+        code = f"from w2s_align.lm_ladder import build_rung; build_rung({name!r})"
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        if done.returncode:
+            error = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    error = broadcast(error)  # the others wait here, within the process group's timeout
+    if error is not None:
+        raise RuntimeError(f"building the offline LM ladder's {name} failed: {error}")
+    return target
+
+
 def build_rung(name: str) -> Path:
     """Build (or find in the cache) the ladder rung `name`, a pretrained GPT-2-style causal LM with its tokenizer."""
     if name not in RUNGS:
@@ -79,9 +123,10 @@ def build_rung(name: str) -> Path:
     spec = {"rung": RUNGS[name], "tokenizer": TOKENIZER, "pretraining": PRETRAINING}
     target = cache_root() / "lm_ladder" / f"{name.split('/')[-1]}-{config_hash(spec, LADDER_VERSION)}"
 
-    def build(directory: Path) -> None:
-        import logging
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return _built_alone(name, target)
 
+    def build(directory: Path) -> None:
         import torch
         from datasets import Dataset
         from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
@@ -92,9 +137,7 @@ def build_rung(name: str) -> Path:
 
         # Minutes of pretraining on a CPU (85 s for the middle rung on 2 cores), once per machine: say so first.
         if is_main_process():
-            logging.getLogger("w2s_align").info(
-                f"building the offline LM ladder's {name} (pretrained once; cached in {target})"
-            )
+            _announce(name, target)
         tokenizer = AutoTokenizer.from_pretrained(build_tokenizer())
         torch.manual_seed(PRETRAINING["seed"])
         config = GPT2Config(
@@ -126,3 +169,47 @@ def build_rung(name: str) -> Path:
         shutil.rmtree(directory / "checkpoints", ignore_errors=True)
 
     return atomic_directory(target, build, SHARED_CACHE)
+
+
+def _announce(name: str, target: Path) -> None:
+    """Minutes of pretraining on a CPU (85 s for the middle rung on 2 cores), once per machine: say so first."""
+    import logging
+
+    logging.getLogger("w2s_align").info(
+        f"building the offline LM ladder's {name} (pretrained once; cached in {target})"
+    )
+
+
+# What a launcher (torchrun, accelerate launch, DeepSpeed) tells a process about the others.
+_LAUNCH_VARIABLES = (
+    "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
+    "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT",
+)  # fmt: skip
+_LAUNCH_PREFIXES = ("ACCELERATE_", "TORCHELASTIC_", "FSDP_", "TORCH_NCCL_")
+
+
+def _built_alone(name: str, target: Path) -> Path:
+    """Under a launch of several processes: the main process pretrains the rung in a process of its own, started as a
+    single one (without the launcher's variables), while the others wait. The rung is then the one a single process
+    builds, whatever the launch: pretrained by N processes, each with the per-device batch, it differed, and so did
+    every later run that found it in the cache (whose key holds no process count)."""
+    import subprocess
+    import sys
+
+    from .distributed import broadcast, check_shared, is_main_process
+
+    check_shared(target.parent, SHARED_CACHE)
+    error = None
+    if is_main_process() and not target.is_dir():
+        _announce(name, target)
+        env = {
+            k: v for k, v in os.environ.items() if k not in _LAUNCH_VARIABLES and not k.startswith(_LAUNCH_PREFIXES)
+        }
+        code = f"from w2s_align.lm_ladder import build_rung; build_rung({name!r})"
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        if done.returncode:
+            error = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    error = broadcast(error)  # the others wait here, within the process group's timeout
+    if error is not None:
+        raise RuntimeError(f"building the offline LM ladder's {name} failed: {error}")
+    return target
