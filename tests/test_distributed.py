@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -415,7 +416,7 @@ def test_deepspeed_on_two_cpu_processes_gives_the_one_process_results(config, st
 
 # Kills or freezes its own process (rank `W2S_TEST_RANK`) at optimizer step `W2S_TEST_AT` of the first student stage.
 STOP_ONE_RANK = """
-import os, signal, sys
+import os, signal, sys, time
 import transformers
 from w2s_align import cli
 
@@ -424,6 +425,8 @@ if os.environ.get("RANK") == os.environ["W2S_TEST_RANK"]:
 
     def training_step(self, *args, **kwargs):
         if "from-" in self.args.output_dir and self.state.global_step >= int(os.environ["W2S_TEST_AT"]):
+            if os.environ.get("W2S_TEST_STOPPED"):  # when it stopped, for the test's measure of the others' end
+                open(os.environ["W2S_TEST_STOPPED"], "w").write(repr(time.time()))
             os.kill(os.getpid(), getattr(signal, os.environ["W2S_TEST_SIGNAL"]))
         return step(self, *args, **kwargs)
 
@@ -562,12 +565,20 @@ def test_two_nodes_end_when_one_rank_dies_or_freezes(signal_name, half_batch_rec
     script = tmp_path / "stop_one_rank.py"
     script.write_text(STOP_ONE_RANK)
     stop = {"W2S_TEST_RANK": "1", "W2S_TEST_AT": "2", "W2S_TEST_SIGNAL": signal_name}
+    stop["W2S_TEST_STOPPED"] = str(tmp_path / "stopped")
     node0, node1 = _two_nodes(tmp_path / "recipe.yaml", tmp_path, script, **stop)
     try:
-        code, _ = _finish(node0, timeout=600)  # 20 s is the timeout asked; the default would wait 30 minutes
+        code, err = _finish(node0, timeout=600)  # only against a hang: the time is asserted below
+        ended = time.time()
         assert code != 0
     finally:
         _end(node1)  # a frozen rank is stopped, not ended: the job's other node is what must end on its own
+    # within the recipe's ddp_timeout (20 s; the default would wait 30 minutes) and 30 s, in one line of ours (the
+    # launcher, accelerate's torchrun, adds its own report of the failed process after it)
+    assert ended - float((tmp_path / "stopped").read_text()) < 20 + 30
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: another process of the launch died"), err[-3000:]
+    assert not re.search(r"^\[rank\d+\]: Traceback", err, flags=re.M), err[-3000:]  # none of ours
     stages = Path(half_batch_recipe["output_dir"]) / "stages"
     assert not list(stages.glob("train-*.from-*/DONE.json"))
 

@@ -329,6 +329,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\ninterrupted: w2s-align {args.command} stopped; {_RESUMES[args.command]}", file=sys.stderr)
         return 130
     except Exception as error:  # a full disk or a permission mid-run is the machine's refusal, not a defect
+        lost = _lost_peer(error)
+        if lost is not None and not args.verbose:  # a launch's other process died or froze: no defect here
+            if os.environ.get("LOCAL_RANK", "0") == "0":  # one line a node: the main process may be the one lost
+                print(f"error: {lost}; {_RESUMES[args.command]}", file=sys.stderr)
+            return 1
         problem = storage_problem(error, _written_directories(args))
         if problem is None or args.verbose:  # a defect, or asked for: the traceback
             raise
@@ -382,6 +387,15 @@ def _cut_splits(recipe):
     if StageCache(recipe.run_dir).stage(build_plan(recipe).data).done:
         return None
     return load_splits(recipe.data)
+
+
+def _lost_peer(error: BaseException) -> str | None:
+    """[`w2s_align.distributed.lost_peer`], where torch was imported (a run, the trainer commands)."""
+    if "torch" not in sys.modules:
+        return None
+    from .distributed import lost_peer
+
+    return lost_peer(error)
 
 
 def _is_main_process() -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -134,6 +135,19 @@ def check_shared(directory: Path, what: str) -> None:
             f"{what} {directory} is not shared: process {missing[0]} does not see what process 0 writes there; put it "
             "on a filesystem every node mounts"
         )
+
+
+def lost_peer(error: BaseException) -> str | None:
+    """What to say, in one line, when a collective failed because another process of the launch died or stopped
+    answering (gloo's timeout or closed connection, torch's distributed errors under NCCL), else None."""
+    import torch.distributed as dist
+
+    text = str(error).strip()
+    gloo = isinstance(error, RuntimeError) and "gloo/transport" in text
+    if not (gloo or isinstance(error, dist.DistError)):
+        return None
+    detail = re.sub(r"^\[[^\]]*\]\s*", "", text.splitlines()[-1] if text else type(error).__name__)  # gloo's source
+    return f"another process of the launch died or stopped answering ({detail})"
 
 
 def on_main(fn: Callable[[], T]) -> T | None:
