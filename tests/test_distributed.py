@@ -628,3 +628,29 @@ def test_the_offline_lm_ladder_is_the_one_process_ladder_whatever_the_launch(tmp
     weights, expected = load_file(built_by_two), load_file(built_by_one)
     assert weights.keys() == expected.keys()
     assert all(torch.equal(weights[key], expected[key]) for key in expected)  # bit for bit
+
+
+def test_a_model_loaded_as_zero3_loads_it_is_saved_with_its_own_weight_names(tmp_path):
+    """transformers' ZeRO-3 loading records every conversion of the model's class, BERT's legacy `LayerNorm.gamma` ->
+    `weight` renaming too, and saving reverts what is recorded (a MiniLM saved under ZeRO-3 held `gamma`/`beta`; seen
+    on 2 CPU processes with accelerate_configs/deepspeed_zero3.yaml). The trainers keep the conversions used."""
+    from safetensors import safe_open
+    from transformers import BertConfig, BertForSequenceClassification
+    from transformers.conversion_mapping import get_model_conversion_mapping
+
+    from w2s_align.distributed import keep_used_conversions
+
+    config = BertConfig(
+        vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    saved = {}
+    for kept in (False, True):
+        model = BertForSequenceClassification(config)
+        model._weight_conversions = get_model_conversion_mapping(model, add_legacy=True)  # as the ZeRO-3 path does
+        if kept:
+            keep_used_conversions(model)
+        model.save_pretrained(tmp_path / str(kept))
+        with safe_open(str(tmp_path / str(kept) / "model.safetensors"), "pt") as handle:
+            saved[kept] = [key for key in handle.keys() if "LayerNorm" in key]
+    assert any(key.endswith(".gamma") for key in saved[False])  # the defect this guards against
+    assert saved[True] and all(key.endswith((".weight", ".bias")) for key in saved[True])

@@ -137,6 +137,16 @@ def check_shared(directory: Path, what: str) -> None:
         )
 
 
+def keep_used_conversions(model: Any) -> None:
+    """Forget the weight conversions of `model`'s class that its loading did not use. transformers (5.25) loading
+    under DeepSpeed ZeRO-3 records all of them, where its other path records the used ones, and saving reverts what is
+    recorded: BERT's legacy renaming then saved a MiniLM's `LayerNorm.weight`/`bias` as `gamma`/`beta`."""
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    conversions = getattr(model, "_weight_conversions", None)
+    if conversions:
+        model._weight_conversions = [conversion for conversion in conversions if conversion.was_used()]
+
+
 def lost_peer(error: BaseException) -> str | None:
     """What to say, in one line, when a collective failed because another process of the launch died or stopped
     answering (gloo's timeout or closed connection, torch's distributed errors under NCCL), else None."""

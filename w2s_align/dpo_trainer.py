@@ -47,6 +47,7 @@ from trl import DPOConfig, DPOTrainer
 from .cards import BURNS_2023, YANG_2025, cite
 from .collators import SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
+from .distributed import keep_used_conversions
 from .last_batch import LastBatchWeights
 from .losses import StudentLossArguments, StudentObjective
 from .neutral_evaluation import NeutralEvaluation
@@ -233,6 +234,7 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
         )
         if args.simpo:
             self.ref_model = None  # SimPO has no reference; the copy only kept TRL from loading one from disk
+        keep_used_conversions(self.model)  # saved under ZeRO-3 with the names it was loaded with
         match_adapter_dtype(self.model, args.bf16)
         if data_collator is None:
             self.data_collator = SoftLabelCollator(self.data_collator)

@@ -34,6 +34,7 @@ from trl import RewardConfig, RewardTrainer
 from .cards import BURNS_2023, YANG_2025, cite
 from .collators import SoftLabelCollator
 from .device import DeviceDefaults, match_adapter_dtype
+from .distributed import keep_used_conversions
 from .last_batch import LastBatchWeights
 from .losses import StudentLossArguments, StudentObjective, reduce_pairs
 from .mirrors import offline_copy
@@ -168,6 +169,7 @@ class W2SRewardTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeight
         )
         if hub_id is not None:  # the card and config name the model as it was given, not the copy's directory
             self.model.config._name_or_path = hub_id
+        keep_used_conversions(self.model)  # saved under ZeRO-3 with the names it was loaded with
         match_adapter_dtype(self.model, args.bf16)
         if data_collator is None:
             self.data_collator = SoftLabelCollator(self.data_collator)
