@@ -654,3 +654,16 @@ def test_a_model_loaded_as_zero3_loads_it_is_saved_with_its_own_weight_names(tmp
             saved[kept] = [key for key in handle.keys() if "LayerNorm" in key]
     assert any(key.endswith(".gamma") for key in saved[False])  # the defect this guards against
     assert saved[True] and all(key.endswith((".weight", ".bias")) for key in saved[True])
+
+
+@pytest.mark.slow
+@requires_launcher
+def test_a_two_node_run_completes_with_the_one_process_results(half_batch_recipe, tmp_path):
+    """Two launches of one process each as the two machines of a job over loopback, each writing where the other
+    reads (one output directory): both end with 0 and the margins of one process with the same global batch."""
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({**half_batch_recipe, "output_dir": str(tmp_path / "two")}))
+    nodes = _two_nodes(tmp_path / "recipe.yaml", tmp_path)
+    ended = [_finish(node, timeout=600) for node in nodes]
+    assert [code for code, _ in ended] == [0, 0], "\n".join(err[-2000:] for _, err in ended)
+    _assert_whole_models(tmp_path / "two")
+    _assert_margins_of_one_process(half_batch_recipe, tmp_path)
