@@ -72,3 +72,12 @@ def test_every_student_gets_its_accuracies_and_pgr_with_intervals(drawn, tmp_pat
     (pgr,) = right.containers  # the second student's gap is within noise: no PGR point, a note instead
     assert pgr.lines[0].get_xdata()[0] == 0.6
     assert [text.get_text() for text in right.texts] == ["gap within noise"]
+
+
+def test_the_knowledge_area_heatmap_explains_its_cells(drawn, tmp_path):
+    table = {f"{s}&{w}": {"value": 0.25, "n": 10} for s in ("S_k", "S_uk") for w in ("W_k", "W_uk")}
+    assert plots.plot_area_heatmap([{"label": "s <- w (xent)", "table": table}], tmp_path / "h.png") is not None
+    panel, colour_bar = drawn[0].axes[0], drawn[0].axes[-1]
+    assert panel.get_xlabel() == "weak teacher on the pair" and panel.get_ylabel() == "strong ceiling on the pair"
+    assert colour_bar.get_ylabel() == "student error rate"  # what the colours mean, on their scale
+    assert "W_k / W_uk, the pairs the weak teacher gets right / wrong" in drawn[0].get_suptitle()
