@@ -667,3 +667,21 @@ def test_a_two_node_run_completes_with_the_one_process_results(half_batch_recipe
     assert [code for code, _ in ended] == [0, 0], "\n".join(err[-2000:] for _, err in ended)
     _assert_whole_models(tmp_path / "two")
     _assert_margins_of_one_process(half_batch_recipe, tmp_path)
+
+
+@pytest.mark.slow
+@requires_launcher
+def test_nodes_without_a_shared_ladder_cache_are_refused_with_one_line(half_batch_dpo_recipe, tmp_path):
+    """The offline LM ladder's cache (`W2S_ALIGN_CACHE`) on node-local disks (a relative path from two working
+    directories): every node stops with one line, before a rung is built that one node would lack."""
+    half_batch_dpo_recipe["ladder"][0]["model"] = "w2s-align/tiny-gpt2-xs"
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(half_batch_dpo_recipe))  # one output directory, shared
+    cwds = (tmp_path / "node0", tmp_path / "node1")
+    for cwd in cwds:
+        cwd.mkdir()
+    nodes = _two_nodes(tmp_path / "recipe.yaml", tmp_path, cwds=cwds, W2S_ALIGN_CACHE="cache")
+    finished = [_finish(node, timeout=600) for node in nodes]
+    assert all(code != 0 for code, _ in finished)
+    refused = "error: the offline LM ladder's cache (W2S_ALIGN_CACHE) cache/lm_ladder is not shared: process 1"
+    assert [err.count(refused) for _, err in finished] == [1, 0], finished[0][1][-3000:]  # one line, from process 0
+    assert not list((tmp_path / "node0" / "cache" / "lm_ladder").glob("tiny-gpt2-xs-*"))
