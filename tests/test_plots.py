@@ -23,13 +23,14 @@ def drawn(monkeypatch):
     return figures
 
 
-def test_one_gap_is_one_labelled_category_however_many_lines(drawn, tmp_path):
+def test_one_gap_names_its_students_on_the_axis_and_the_gap_in_its_title(drawn, tmp_path):
     rows = [_row(0.1225, conflict, 0.3 + 0.1 * i) for i, conflict in enumerate(["none", "explicit-0.5", "implicit-1"])]
     rows.append(_row(0.1225, "none", 0.35, mitigation="bootstrap"))
     assert plots.plot_deception_vs_gap(rows, tmp_path / "d.png") is not None
     ax = drawn[0].axes[0]
-    assert [label.get_text() for label in ax.get_xticklabels()] == ["0.122"]
-    assert ax.get_xlim() == (-0.5, 0.5), "the four lines dodge within the one category"
+    names = ["none (xent)", "explicit-0.5 (xent)", "implicit-1 (xent)", "none, bootstrap (xent)"]
+    assert [label.get_text() for label in ax.get_xticklabels()] == names  # not one tick for the one gap
+    assert ax.get_xlabel().endswith("at the one capability gap 0.122") and ax.get_xlim() == (-0.5, 3.5)
 
 
 def test_gaps_are_ordered_categories_labelled_by_their_values(drawn, tmp_path):

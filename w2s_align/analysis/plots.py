@@ -59,30 +59,37 @@ def _lines(rows: list[dict[str, Any]], value: Point) -> dict[str, list[tuple]]:
 
 def _plot_against_gap(rows: list[dict[str, Any]], value: Point, ylabel: str, title: str, path: Path) -> Path | None:
     """One point per row at its capability gap. The gaps are categories in increasing order, labelled with their
-    measured values (not to scale): a run with one gap shows one category, whatever the lines dodged around it."""
+    measured values (not to scale), the lines side by side within each. A run with one gap (one ladder pair) has
+    nothing to show against the gap: its lines are the categories then, named on the axis, whose title gives it."""
     lines = _lines(rows, value)
     if not lines:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     gaps = sorted({point[0] for points in lines.values() for point in points})
+    one_gap = len(gaps) == 1
     category = {gap: index for index, gap in enumerate(gaps)}
     width = 0.6 / len(lines)  # lines side by side within a category, so that their intervals do not hide each other
     for index, (name, points) in enumerate(lines.items()):
-        positions = [category[point[0]] + (index - (len(lines) - 1) / 2) * width for point in points]
+        offset = 0 if one_gap else (index - (len(lines) - 1) / 2) * width
+        positions = [index if one_gap else category[point[0]] + offset for point in points]
         values = [point[1] for point in points]
         if all(point[2] is not None for point in points):
             errors = [[v - p[2] for v, p in zip(values, points)], [p[3] - v for v, p in zip(values, points)]]
             ax.errorbar(positions, values, yerr=errors, marker="o", capsize=3, label=name)
         else:
             ax.plot(positions, values, marker="o", label=name)
-    ax.set_xticks(range(len(gaps)), [f"{gap:.3f}" for gap in gaps])
-    ax.set_xlim(-0.5, len(gaps) - 0.5)
-    ax.set_xlabel("capability gap: acc(strong ceiling) - acc(weak ceiling), in order")
+    if one_gap:
+        ax.set_xticks(range(len(lines)), list(lines), rotation=20, ha="right", fontsize=8)
+        ax.set_xlabel(f"student (conflict, method), at the one capability gap {gaps[0]:.3f}")
+    else:
+        ax.set_xticks(range(len(gaps)), [f"{gap:.3f}" for gap in gaps])
+        ax.set_xlabel("capability gap: acc(strong ceiling) - acc(weak ceiling), in order")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the data
+    ax.set_xlim(-0.5, (len(lines) if one_gap else len(gaps)) - 0.5)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the data, not on it
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
