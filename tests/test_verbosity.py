@@ -77,7 +77,9 @@ def _in_a_terminal(command: list[str]) -> str:
 
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, close_fds=True)
+    # TQDM_DISABLE: set in this process by an earlier command run here without a terminal (w2s_align.verbosity)
+    env = {key: value for key, value in os.environ.items() if key != "TQDM_DISABLE"}
+    process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, close_fds=True, env=env)
     os.close(follower)
     chunks = []
     while True:
