@@ -128,9 +128,9 @@ def atomic_directory(target: Path, build: Callable[[Path], None], what: str) -> 
     """The directory `target`, built by `build` (called with a temporary sibling, renamed into place) unless it exists,
     so that a half-built one is never used; `what` names it where it is not shared by every node.
 
-    Under several processes every one builds (a build may be collective, such as pretraining), each in its own
-    temporary directory, and the main process alone decides whether to build and renames its result into place: the
-    directory must be one for every node, or a node that has it would skip the collective steps the others wait in."""
+    Under several processes every one builds (a build may be collective), each in its own temporary directory, and
+    the main process alone decides whether to build and renames its result into place: the directory must be one for
+    every node, or a node that has it would skip the collective steps the others wait in."""
     from .distributed import barrier, broadcast, check_shared, is_main_process
 
     check_shared(target.parent, what)

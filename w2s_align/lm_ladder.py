@@ -131,13 +131,10 @@ def build_rung(name: str) -> Path:
         from datasets import Dataset
         from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-        from .distributed import is_main_process
         from .sft import W2SSFTConfig, supervised_finetune
         from .synthetic import pretraining_texts
 
-        # Minutes of pretraining on a CPU (85 s for the middle rung on 2 cores), once per machine: say so first.
-        if is_main_process():
-            _announce(name, target)
+        _announce(name, target)  # one process builds here: a launch of several builds through _built_alone
         tokenizer = AutoTokenizer.from_pretrained(build_tokenizer())
         torch.manual_seed(PRETRAINING["seed"])
         config = GPT2Config(
@@ -169,47 +166,3 @@ def build_rung(name: str) -> Path:
         shutil.rmtree(directory / "checkpoints", ignore_errors=True)
 
     return atomic_directory(target, build, SHARED_CACHE)
-
-
-def _announce(name: str, target: Path) -> None:
-    """Minutes of pretraining on a CPU (85 s for the middle rung on 2 cores), once per machine: say so first."""
-    import logging
-
-    logging.getLogger("w2s_align").info(
-        f"building the offline LM ladder's {name} (pretrained once; cached in {target})"
-    )
-
-
-# What a launcher (torchrun, accelerate launch, DeepSpeed) tells a process about the others.
-_LAUNCH_VARIABLES = (
-    "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
-    "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT",
-)  # fmt: skip
-_LAUNCH_PREFIXES = ("ACCELERATE_", "TORCHELASTIC_", "FSDP_", "TORCH_NCCL_")
-
-
-def _built_alone(name: str, target: Path) -> Path:
-    """Under a launch of several processes: the main process pretrains the rung in a process of its own, started as a
-    single one (without the launcher's variables), while the others wait. The rung is then the one a single process
-    builds, whatever the launch: pretrained by N processes, each with the per-device batch, it differed, and so did
-    every later run that found it in the cache (whose key holds no process count)."""
-    import subprocess
-    import sys
-
-    from .distributed import broadcast, check_shared, is_main_process
-
-    check_shared(target.parent, SHARED_CACHE)
-    error = None
-    if is_main_process() and not target.is_dir():
-        _announce(name, target)
-        env = {
-            k: v for k, v in os.environ.items() if k not in _LAUNCH_VARIABLES and not k.startswith(_LAUNCH_PREFIXES)
-        }
-        code = f"from w2s_align.lm_ladder import build_rung; build_rung({name!r})"
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-        if done.returncode:
-            error = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-    error = broadcast(error)  # the others wait here, within the process group's timeout
-    if error is not None:
-        raise RuntimeError(f"building the offline LM ladder's {name} failed: {error}")
-    return target
