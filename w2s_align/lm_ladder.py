@@ -97,7 +97,7 @@ def _built_alone(name: str, target: Path) -> Path:
     import subprocess
     import sys
 
-    from .distributed import broadcast, check_shared, is_main_process
+    from .distributed import DEFAULT_TIMEOUT, broadcast, check_shared, is_main_process
 
     check_shared(target.parent, SHARED_CACHE)
     error = None
@@ -107,9 +107,14 @@ def _built_alone(name: str, target: Path) -> Path:
             k: v for k, v in os.environ.items() if k not in _LAUNCH_VARIABLES and not k.startswith(_LAUNCH_PREFIXES)
         }
         code = f"from w2s_align.lm_ladder import build_rung; build_rung({name!r})"
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-        if done.returncode:
-            error = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        try:  # bounded as the waiting processes are (the largest rung takes minutes on a CPU)
+            done = subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=DEFAULT_TIMEOUT
+            )
+            if done.returncode:
+                error = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        except subprocess.TimeoutExpired:
+            error = f"not built within {DEFAULT_TIMEOUT:.0f} s"
     error = broadcast(error)  # the others wait here, within the process group's timeout
     if error is not None:
         raise RuntimeError(f"building the offline LM ladder's {name} failed: {error}")
