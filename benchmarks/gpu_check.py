@@ -22,6 +22,12 @@ Sections, each independent (one that fails records its error, the others still r
   16 pairs x 512 tokens (255 prompt + 256 completion + eos), the same explicit reference model, reference
   log-probs on the fly; MFU with 8 x (non-embedding + LM-head) parameters x tokens (policy forward and backward,
   reference forward) plus the attention term.
+- `options`: the speed options a TRL user reaches for (`--options`: `compile`, TRL's `torch_compile=True`; `liger`,
+  `use_liger_kernel=True`, skipped where liger-kernel is not installed), each on TRL's trainer and on the W2S trainer
+  (`xent` with hard labels, whose loss is TRL's), for the reward step (GPT-2 small shape, the `reward` batch) and the
+  DPO step (the `dpo` batch): step times with ratios against plain TRL, every step's loss, and the largest loss
+  difference against TRL under the same option and against plain TRL. `--tiny` proves on a CPU that each runs and
+  gives TRL's losses.
 - `quickstart`: `w2s-align run recipes/quickstart_dpo.yaml` end to end from an empty ladder cache (builds and
   pretrains the offline LM ladder, SFT, DPO ceilings, labels, students, conflicts, report), wall time (time-boxed).
 - `zero3`: W2SRewardTrainer and TRL's RewardTrainer under `accelerate launch --config_file
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import platform
@@ -57,6 +64,7 @@ TRAINER_DIR = tempfile.mkdtemp(prefix="gpu-check-trainers-")  # output_dir of ev
 import torch  # noqa: E402
 from _common import compare_step_times, device_name, dpo_trainer, quiet, reward_trainer, training_kwargs  # noqa: E402
 from bench_trainer_step import StepTimer  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
 
 EOS = "<|endoftext|>"
 GPT2_VOCAB = 50257
@@ -396,21 +404,24 @@ def section_labeling(args) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------- dpo
-def section_dpo(args, measured: float | None) -> dict:
+def dpo_shape(args) -> dict:
+    return TINY_SHAPES["tiny-2x64"] if args.tiny else SHAPES["gpt2-124M"]
+
+
+def dpo_setup(args) -> tuple:
+    """The DPO policy (GPT-2 small shape, random init), its tokenizer and `(steps + warmup) x dpo_batch` pairs of
+    `seq // 2 - 1` prompt and `seq // 2` completion words (the trainers append eos: `seq` tokens a sequence)."""
     from datasets import Dataset
     from transformers import GPT2LMHeadModel
 
-    shape = TINY_SHAPES["tiny-2x64"] if args.tiny else SHAPES["gpt2-124M"]
-    vocab, batch = args.vocab, args.dpo_batch
-    prompt_len, completion_len = args.seq // 2 - 1, args.seq // 2  # + eos appended by the trainers: seq tokens
+    vocab = args.vocab
+    prompt_len, completion_len = args.seq // 2 - 1, args.seq // 2
     tokenizer = word_tokenizer(vocab)
     torch.manual_seed(0)
-    config = gpt2_config(shape, vocab, max(1024, args.seq))
-    base = GPT2LMHeadModel(config)
-    counts = parameter_counts(base, config)
+    base = GPT2LMHeadModel(gpt2_config(dpo_shape(args), vocab, max(1024, args.seq)))
     rng = random.Random(0)
     words = lambda k: " ".join(f"w{rng.randrange(vocab - 1)}" for _ in range(k))  # noqa: E731
-    n = (args.steps + args.warmup) * batch
+    n = (args.steps + args.warmup) * args.dpo_batch
     data = Dataset.from_dict(
         {
             "prompt": [words(prompt_len) for _ in range(n)],
@@ -419,6 +430,15 @@ def section_dpo(args, measured: float | None) -> dict:
             "soft_label": [0.7] * n,
         }
     )
+    return base, tokenizer, data
+
+
+def section_dpo(args, measured: float | None) -> dict:
+    shape = dpo_shape(args)
+    vocab, batch = args.vocab, args.dpo_batch
+    prompt_len, completion_len = args.seq // 2 - 1, args.seq // 2  # + eos appended by the trainers: seq tokens
+    base, tokenizer, data = dpo_setup(args)
+    counts = parameter_counts(base, base.config)
     memory: dict = {}
     tokens_seen: dict = {}
 
@@ -466,6 +486,95 @@ def section_dpo(args, measured: float | None) -> dict:
         "mfu_basis": "8 x (non-embedding + LM-head) params x tokens + 16 x layers x seq x width x tokens "
         "(policy fwd+bwd, reference fwd)",
         "mfu": {name: mfu(flops, s, measured) for name, s in result["seconds_per_step"].items()},
+    }
+
+
+# ------------------------------------------------------------------------------------------------------- options
+# The speed options a TRL user reaches for, as TRL's own config fields, each measured on TRL's trainer and on the W2S
+# trainer with hard labels (where the W2S loss is TRL's, so the losses must agree). Padding-free packing is not among
+# them: the step shapes here have no padding to remove (every sequence is `--seq` tokens), and TRL 1.16 disables DPO's.
+OPTIONS = {"plain": {}, "compile": {"torch_compile": True}, "liger": {"use_liger_kernel": True}}
+
+
+def option_problem(option: str) -> str | None:
+    if option == "liger" and importlib.util.find_spec("liger_kernel") is None:
+        return "liger-kernel is not installed"
+    return None
+
+
+class LossRecorder(TrainerCallback):
+    """The training loss of every step (the configs log every step in this section)."""
+
+    def __init__(self):
+        self.losses: list[float] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+
+
+def section_options(task: str, args) -> dict:
+    """Step time and per-step loss of TRL's trainer and the W2S trainer (`xent`, hard labels) under each option of
+    `OPTIONS`, all from the same weights on the same batches; ratios against plain TRL, the largest loss difference
+    against TRL under the same option and against plain TRL."""
+    import statistics
+
+    if task == "reward":
+        from transformers import GPT2ForSequenceClassification
+
+        shape = TINY_SHAPES["tiny-2x64"] if args.tiny else SHAPES["gpt2-124M"]
+        tokenizer = word_tokenizer(args.vocab)
+        torch.manual_seed(0)
+        base = GPT2ForSequenceClassification(gpt2_config(shape, args.vocab, max(1024, args.seq), num_labels=1))
+        data = random_pairs((args.steps + args.warmup) * args.batch, args.seq, args.vocab)
+        batch, make, common = args.batch, reward_trainer, {}
+    else:
+        base, tokenizer, data = dpo_setup(args)
+        batch, make, common = args.dpo_batch, dpo_trainer, {"max_length": args.seq, "beta": 0.1}
+    data = data.map(lambda row: {"soft_label": 1.0})  # hard labels: the W2S loss is TRL's
+    kwargs = {**training_kwargs(batch, args.steps + args.warmup, **common), "logging_steps": 1}
+    options = ["plain", *(option for option in args.options.split(",") if option != "plain")]  # plain: the baseline
+    skipped = {option: why for option in options if (why := option_problem(option))}
+    contenders = [(trainer, option) for option in options if option not in skipped for trainer in ("trl", "xent")]
+    times: dict = {}
+    losses: dict = {}
+    memory: dict = {}
+    for repeat in range(args.repeats):
+        shift = repeat % len(contenders)
+        for trainer, option in contenders[shift:] + contenders[:shift]:
+            name = f"{trainer}+{option}"
+            log(f"  options {task}: {name}")
+            recorder = LossRecorder()
+
+            def build(timer, trainer=trainer, option=option, recorder=recorder):
+                return make(
+                    trainer, kwargs, base, data, tokenizer, TRAINER_DIR, callbacks=[timer, recorder],
+                    bf16=args.bf16, **OPTIONS[option],
+                )  # fmt: skip
+
+            step_times = run_contender(build, memory, name)
+            times.setdefault(name, []).append(statistics.median(step_times[args.warmup :]))
+            losses[name] = recorder.losses
+    seconds = {name: statistics.median(values) for name, values in times.items()}
+    plain = "trl+plain"
+    difference = lambda a, b: max((abs(x - y) for x, y in zip(losses[a], losses[b])), default=None)  # noqa: E731
+    return {
+        "task": task,
+        "batch_pairs": batch,
+        "seq_len": args.seq,
+        "bf16": args.bf16,
+        "steps_timed": args.steps,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "skipped": skipped,
+        "seconds_per_step": seconds,
+        "ratio_vs_plain_trl": {name: value / seconds[plain] for name, value in seconds.items()},
+        "losses": losses,
+        "max_loss_difference_vs_trl_same_option": {
+            name: difference(name, "trl+" + name.split("+")[1]) for name in losses if name.startswith("xent")
+        },
+        "max_loss_difference_vs_plain_trl": {name: difference(name, plain) for name in losses},
+        "peak_gpu_memory_gib": memory,
     }
 
 
@@ -625,7 +734,8 @@ def parse_args():
     parser.add_argument("--tiny", action="store_true", help="CPU smoke test: tiny models, short sequences, 2 steps.")
     parser.add_argument("--budget_s", type=float, default=450.0, help="Skip sections that would not fit in this.")
     parser.add_argument("--json", default=None, help="Also write the result here.")
-    parser.add_argument("--sections", default="env,reward,labeling,dpo,quickstart,zero3")
+    parser.add_argument("--sections", default="env,reward,labeling,dpo,options,quickstart,zero3")
+    parser.add_argument("--options", default=",".join(OPTIONS), help=f"Among {sorted(OPTIONS)} (section `options`).")
     parser.add_argument("--reward_shapes", default=",".join(SHAPES), help=f"Among {sorted(SHAPES)}.")
     parser.add_argument("--batch", type=int, default=32, help="Pairs per reward step.")
     parser.add_argument("--dpo_batch", type=int, default=16, help="Pairs per DPO step.")
@@ -684,6 +794,12 @@ def main() -> None:
         report.section("labeling", section_labeling, args)
     if "dpo" in wanted:
         report.section("dpo", section_dpo, args, measured)
+    if "options" in wanted:
+        for task in ("reward", "dpo"):
+            if remaining() < 150:
+                report.skip(f"options_{task}", f"budget: {remaining():.0f} s left")
+            else:
+                report.section(f"options_{task}", section_options, task, args)
     if "quickstart" in wanted:
         reserve = 100 if "zero3" in wanted else 10
         timeout = min(args.quickstart_timeout, remaining() - reserve)

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,10 +21,6 @@ from datasets import Dataset
 
 from w2s_align.pipeline import W2SPipeline
 from w2s_align.recipe_yaml import recipe_from_dict
-
-# One xdist worker runs every launch (`make test`: `--dist loadgroup`), one at a time: two process groups started at
-# once on this machine would meet on accelerate's default port.
-pytestmark = pytest.mark.xdist_group("launches")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "accelerate_configs"
@@ -135,11 +132,20 @@ def test_deepspeed_configs_pass_deepspeeds_validation(name):
         deepspeed_config.DeepSpeedConfig(_fill_auto({**raw, "zero_optimization": {"stage": "three"}}))
 
 
+def _free_port() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
 def _launch_command(processes: int, config: str, launcher: list[str], program: list[str]) -> list[str]:
+    """A port of its own unless `launcher` names one: launches of tests on other xdist workers run at the same time
+    (accelerate's default port would be taken by whichever started first)."""
     accelerate = Path(sys.executable).with_name("accelerate")
+    port = [] if "--main_process_port" in launcher else ["--main_process_port", _free_port()]
     return [
         str(accelerate), "launch", "--config_file", str(CONFIGS / config), "--num_processes", str(processes),
-        *launcher, *program,
+        *port, *launcher, *program,
     ]  # fmt: skip
 
 
@@ -509,7 +515,7 @@ def test_fsdp_on_a_cpu_is_refused_with_one_line(tiny_recipe, tmp_path):
 
 def _two_nodes(recipe_path: Path, tmp_path: Path, script: Path | None = None, cwds=(ROOT, ROOT), **env: str):
     """Two launches of one process each, as machine 0 and 1 of a 2-node job over loopback."""
-    port = str(29600 + os.getpid() % 300)
+    port = _free_port()
     program = [str(script)] if script else ["-m", "w2s_align", "run"]
     nodes = []
     for rank in (0, 1):

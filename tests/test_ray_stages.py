@@ -23,9 +23,9 @@ from w2s_align.cli import main
 from w2s_align.pipeline import W2SPipeline
 from w2s_align.recipe_yaml import recipe_from_dict
 
-# On one xdist worker with the launches of test_distributed.py (`make test`: `--dist loadgroup`): each starts a local
-# instance or a process group on this machine's ports.
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore"), pytest.mark.xdist_group("launches")]
+# One xdist worker runs these one at a time (`make test`: `--dist loadgroup`): each starts a local Ray instance, and
+# two at once would contend for its default ports.
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore"), pytest.mark.xdist_group("ray")]
 ray = pytest.importorskip("ray", reason="Ray is an optional extra (w2s_align[ray])")
 psutil = pytest.importorskip("psutil")
 

@@ -347,7 +347,9 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
             if self.precompute_ref_logps:
                 ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
             else:
-                ref_chosen, ref_rejected = self.compute_ref_log_probs(self.ref_model or self.model, inputs)
+                # `is not None`: a compiled reference (`torch_compile=True`) has no truth value
+                reference = self.ref_model if self.ref_model is not None else self.model
+                ref_chosen, ref_rejected = self.compute_ref_log_probs(reference, inputs)
             chosen_lengths, rejected_lengths = completion_mask.sum(dim=1).chunk(2)
             sides = []
             for policy_logps, ref_logps, length in (

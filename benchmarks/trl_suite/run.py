@@ -42,6 +42,8 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from filelock import FileLock
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 UPSTREAM = REPO / "tests" / "data" / "trl_suite" / "upstream"
@@ -122,11 +124,14 @@ def environment(cache: Path) -> dict[str, str]:
 
 
 def build_standins(cache: Path) -> None:
-    """Build in a child process with the offline environment (the stand-ins' own imports see the same settings)."""
+    """Build in a child process with the offline environment (the stand-ins' own imports see the same settings), one
+    build at a time (tests/test_trl_suite.py runs a file a test, side by side under xdist)."""
     code = "import sys, standins; standins.build(sys.argv[1], log=lambda *a: None)"
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(cache)], env=environment(cache), cwd=HERE, capture_output=True, text=True
-    )
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(cache / "standins.lock", timeout=600):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(cache)], env=environment(cache), cwd=HERE, capture_output=True, text=True
+        )
     if proc.returncode:
         raise RuntimeError(f"building the stand-ins failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
 
