@@ -101,6 +101,22 @@ def tiny_recipe(tiny_model_dir, tmp_path) -> dict:
     }
 
 
+# The longest tests first (each a minute or more on one core: TRL's suite, DeepSpeed on two processes), then the
+# other slow ones: xdist hands the tests out one at a time in this order (`--dist loadgroup`, a group as a whole), so
+# that the run does not end with one worker on a long test while the other idles.
+LONGEST = ("tests/test_trl_suite.py::", "tests/test_distributed.py::test_deepspeed_on_two_cpu_processes")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    def rank(item) -> int:
+        longest = [index for index, prefix in enumerate(LONGEST) if item.nodeid.startswith(prefix)]
+        if longest:
+            return longest[0]
+        return len(LONGEST) if item.get_closest_marker("slow") else len(LONGEST) + 1
+
+    items.sort(key=rank)
+
+
 def pytest_collection_finish(session) -> None:
     # The test modules and the libraries they import are loaded: move them out of the garbage collector's reach.
     # A full collection otherwise walks their ~540k long-lived objects (0.3 s), and accelerate and the stages collect

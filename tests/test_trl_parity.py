@@ -128,9 +128,10 @@ FIELDS: dict[str, Kind | tuple[Kind, ...]] = {
     "activation_checkpointing_kwargs": compared({"activation_checkpointing_kwargs": {"use_reentrant": True}}),
     "gradient_checkpointing": compared({"gradient_checkpointing": False}),
     "gradient_checkpointing_kwargs": compared({"gradient_checkpointing_kwargs": {"use_reentrant": True}}),
-    # compiled on both sides (~25 s on a CPU): the same kernels, so the same numbers (a compiled DPO reference once
-    # failed here: it has no truth value)
-    "torch_compile": compared({"torch_compile": True}),
+    # Compiled on both sides, by dynamo with its eager backend: the trainers see the same compiled wrappers as with
+    # inductor (a compiled DPO reference once failed here: it has no truth value), without inductor's minute of code
+    # generation on a CPU; benchmarks/gpu_check.py's `options` section compiles with inductor against TRL.
+    "torch_compile": compared({"torch_compile": True, "torch_compile_backend": "eager"}),
     "torch_compile_backend": Neutral("torch_compile's backend"),
     "torch_compile_mode": Neutral("torch_compile's mode"),
     "use_liger_kernel": Neutral("deprecated in TRL's DPO trainer; Liger's Triton kernels fuse the same computation"),

@@ -1,4 +1,4 @@
-"""w2s_align: weak-to-strong alignment experiments on reward models and DPO/SimPO policies, built on TRL.
+"""w2s_align: weak-to-strong alignment experiments on reward models, DPO/SimPO policies and classifiers, built on TRL.
 
 ```python
 >>> from w2s_align import W2SDPOConfig, W2SDPOTrainer, W2SRewardConfig, W2SRewardTrainer
@@ -22,6 +22,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "DeceptionAnalyzer": ".analysis.deception",
     "SoftLabelCollator": ".collators",
+    "W2SClassifierConfig": ".classifier_trainer",
+    "W2SClassifierTrainer": ".classifier_trainer",
     "W2SPipeline": ".pipeline",
     "W2SDPOConfig": ".dpo_trainer",
     "W2SDPOTrainer": ".dpo_trainer",
@@ -32,6 +34,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .analysis.deception import DeceptionAnalyzer
+    from .classifier_trainer import W2SClassifierConfig, W2SClassifierTrainer
     from .collators import SoftLabelCollator
     from .dpo_trainer import W2SDPOConfig, W2SDPOTrainer
     from .pipeline import W2SPipeline
@@ -48,6 +51,8 @@ def __getattr__(name: str):
 __all__ = [
     "DeceptionAnalyzer",
     "SoftLabelCollator",
+    "W2SClassifierConfig",
+    "W2SClassifierTrainer",
     "W2SDPOConfig",
     "W2SDPOTrainer",
     "W2SInputError",

@@ -14,7 +14,8 @@ from .options import LABEL_COLUMNS
 @dataclass
 class SoftLabelCollator:
     """Wraps a TRL preference collator and adds the batch's label tensors: `soft_label` (the supervisor's
-    probability that `chosen` is better) and, for the explicit conflict, `conflict_label`, when the examples have them.
+    probability that `chosen` is better) and, for the explicit conflict, `conflict_label`, when the examples have them
+    (`columns`; the classifier wraps transformers' padding collator with `soft_label` and `hard_label`).
 
     Example:
 
@@ -28,10 +29,11 @@ class SoftLabelCollator:
     """
 
     collator: Callable[[list[dict[str, Any]]], dict[str, Any]]
+    columns: tuple[str, ...] = LABEL_COLUMNS  # the classifier's: `soft_label` and `hard_label`
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        output = self.collator([{k: v for k, v in ex.items() if k not in LABEL_COLUMNS} for ex in examples])
-        for column in LABEL_COLUMNS:
+        output = self.collator([{k: v for k, v in ex.items() if k not in self.columns} for ex in examples])
+        for column in self.columns:
             labels = [example.get(column) for example in examples]
             if all(label is not None for label in labels):
                 output[column] = torch.tensor([float(label) for label in labels])

@@ -25,6 +25,9 @@ target built from `p`:
 
 A pair and its swap (`delta -> -delta`, `p -> 1 - p`) are the same example, so every loss and target here is
 invariant to swapping a pair's two responses, ties included: nothing can depend on which response is stored first.
+The same losses train a binary classifier (`delta` its logit for class 1, `p` the probability of class 1): there the
+swap is a flip of the labels, under which every loss is invariant too, `logconf` with the class-balance hardening of
+Burns et al. ([`ClassBalanceHardening`]) in place of hardening at 0.5.
 
 Example:
 
@@ -76,9 +79,56 @@ def harden(probs: torch.Tensor) -> torch.Tensor:
     return (probs > 0.5).float() + 0.5 * (probs == 0.5).float()
 
 
-def logconf_target(student_probs: torch.Tensor, soft_label: torch.Tensor, coef: float) -> torch.Tensor:
-    """`(1 - coef) * soft_label + coef * harden(student_probs)`, detached."""
-    return ((1.0 - coef) * soft_label.float() + coef * harden(student_probs.detach())).detach()
+def logconf_target(
+    student_probs: torch.Tensor, soft_label: torch.Tensor, coef: float, hard: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`(1 - coef) * soft_label + coef * hard`, detached; `hard` defaults to `harden(student_probs)` (the pairwise
+    rule; a classifier passes its [`ClassBalanceHardening`]'s)."""
+    hard = harden(student_probs.detach()) if hard is None else hard.float()
+    return ((1.0 - coef) * soft_label.float() + coef * hard).detach()
+
+
+class ClassBalanceHardening:
+    """Burns et al.'s hardening of a classifier's own predictions for `logconf`: the share `positive_share` of the
+    predictions with the highest logits is hardened to 1, the others to 0, so that hardening keeps the weak labels'
+    class balance instead of collapsing onto one class (a classifier, unlike a pair, has classes).
+
+    The ranking covers the batch and the `window` predictions before it (a quantile over a micro-batch of a few
+    examples is noise; the reference implementation ranks each batch alone: `window=0`). A prediction is hardened to 1
+    when at least `(1 - positive_share) * n` of the `n` ranked ones are strictly below it, to 0 when at least
+    `positive_share * n` are strictly above it, and to 0.5 when neither (the boundary): flipping every label
+    (`logit -> -logit`, `positive_share -> 1 - positive_share`) flips every hardened label, ties included.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from w2s_align.losses import ClassBalanceHardening
+    >>> hardening = ClassBalanceHardening(positive_share=0.25, window=0)
+    >>> hardening(torch.tensor([2.0, -1.0, 0.5, 0.1])).tolist()  # one in four is a 1, though three logits are > 0
+    [1.0, 0.0, 0.0, 0.0]
+    ```
+    """
+
+    def __init__(self, positive_share: float, window: int = 256):
+        if not 0.0 <= positive_share <= 1.0:
+            raise ValueError(f"positive_share must be in [0, 1], got {positive_share}")
+        if window < 0:
+            raise ValueError(f"window must be 0 or more, got {window}")
+        self.positive_share = positive_share
+        self.window = window
+        self._recent = torch.empty(0)
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.detach().float()
+        ranked = torch.cat([self._recent.to(logits.device), logits])
+        self._recent = ranked[-self.window :].cpu() if self.window else torch.empty(0)
+        below = (ranked[None, :] < logits[:, None]).sum(dim=1).float()
+        above = (ranked[None, :] > logits[:, None]).sum(dim=1).float()
+        n = ranked.numel()
+        one = below >= (1 - self.positive_share) * n
+        zero = above >= self.positive_share * n
+        return torch.where(one, 1.0, torch.where(zero, 0.0, 0.5)).to(logits.device)
 
 
 def logconf_loss(delta: torch.Tensor, soft_label: torch.Tensor, coef: float) -> torch.Tensor:
@@ -231,11 +281,14 @@ class StudentObjective:
     """The student loss of one trainer: targets from soft labels, weights, the explicit conflict term, and logs.
 
     `logits` is the model's preference logit for "chosen is better" (a reward difference, or DPO's
-    `beta * (logratio_chosen - logratio_rejected)`); `step` / `max_steps` drive the warmup of the student's own weight.
+    `beta * (logratio_chosen - logratio_rejected)`), or a binary classifier's logit for class 1 (its soft label the
+    probability of class 1; `hardening` its [`ClassBalanceHardening`]); `step` / `max_steps` drive the warmup of the
+    student's own weight.
     """
 
-    def __init__(self, args: StudentLossArguments):
+    def __init__(self, args: StudentLossArguments, hardening: ClassBalanceHardening | None = None):
         self.args = args
+        self.hardening = hardening  # a classifier's `logconf` hardening; pairs harden at 0.5 ([`harden`])
 
     def precision(self, tensor: torch.Tensor | None) -> torch.Tensor | None:
         """`tensor` in the dtype the loss is computed in: float32 with `float32_loss`, else its own (TRL's rule)."""
@@ -251,7 +304,8 @@ class StudentObjective:
             return product_target(probs, soft_label, args.product_alpha, beta)
         coef = aux_coef_at(step, max_steps, args.aux_coef, args.aux_warmup_frac)
         logs["aux_coef"] = coef
-        return logconf_target(probs, soft_label, coef)
+        hard = None if self.hardening is None else self.hardening(logits)
+        return logconf_target(probs, soft_label, coef, hard)
 
     def loss(
         self,

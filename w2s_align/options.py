@@ -26,6 +26,9 @@ from typing import Literal, get_args
 SOFT_LABEL = "soft_label"
 CONFLICT_LABEL = "conflict_label"
 LABEL_COLUMNS = (SOFT_LABEL, CONFLICT_LABEL)
+# A classification example's ground truth (0 or 1), the reference implementations' name; its soft label is a
+# supervisor's probability of class 1.
+HARD_LABEL = "hard_label"
 # The tasks a ladder learns (`tasks.REGISTRY`).
 TaskName = Literal["reward", "dpo"]
 TASKS: tuple[str, ...] = get_args(TaskName)
