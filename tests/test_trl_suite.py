@@ -52,7 +52,7 @@ def check(report: dict, trl_suite, expected: list[str] | None = None, file: str 
 
 # One test a file (reward ~1.5 min, DPO ~3.5 min on one core), so that xdist runs them side by side.
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["reward", "dpo"])
+@pytest.mark.parametrize("name", ["dpo", "reward"])  # the longer first
 def test_trl_suite_file(name, trl_suite, cache):
     file = trl_suite.FILES[name]
     report = trl_suite.suite(files=[name], cache=cache, log=lambda *a: None)

@@ -37,7 +37,7 @@ from .policy_predictions import predict_policy_pairs
 from .recipe import Recipe, RungConfig
 from .tasks import REGISTRY, Task
 from .tracking import TrackerRun
-from .training import fit, hold_out, lora_config, record, trainer_kwargs
+from .training import TrainJob, fit, hold_out, lora_config, record
 from .verbosity import progress_enabled
 
 
@@ -104,22 +104,12 @@ class DPOTask(Task):
         return {"num_pairs": pairs.num_rows}
 
     # ------------------------------------------------------------------ training
-    def train(
-        self,
-        stage_dir: Path,
-        rung: RungConfig,
-        pairs: Dataset,
-        seed: int,
-        method: str,
-        conflict_alpha: float,
-        test: Dataset,
-        tracker: TrackerRun,
-        ground_truth: bool = False,
-    ) -> dict[str, Any]:
-        """DPO/SimPO on `pairs` (less the validation pairs the rung holds out) from the rung as it is (after its SFT
-        stage, if any: the plan's `SFTSpec`); save the policy, its reference path and its `test` predictions."""
+    def train(self, job: TrainJob) -> dict[str, Any]:
+        """DPO/SimPO on the job's pairs (less the validation pairs the rung holds out) from the rung as it is (after
+        its SFT stage, if any: the plan's `SFTSpec`); save the policy, its reference path and its test predictions."""
         from .dpo_trainer import W2SDPOConfig, W2SDPOTrainer
 
+        stage_dir, rung, pairs, seed = job.stage_dir, job.rung, job.pairs, job.seed
         pairs, validation = hold_out(self.rendered(rung, pairs), rung.training.validation_fraction, seed)
         start = resolve_model_path(rung.model)
         set_seed(seed)
@@ -129,7 +119,7 @@ class DPOTask(Task):
         reference = None if simpo else self._load_policy(rung, start)
         settings = rung.training
         args = W2SDPOConfig(
-            **trainer_kwargs(settings, self.recipe.loss, stage_dir, seed, method, conflict_alpha, tracker),
+            **job.trainer_kwargs(self.recipe.loss),
             loss_type=[self.settings.loss_type],
             beta=self.settings.beta,
             simpo_gamma=self.settings.simpo_gamma,
@@ -146,13 +136,13 @@ class DPOTask(Task):
             processing_class=self.tokenizer(rung),
             peft_config=lora_config(settings, "CAUSAL_LM"),
         )
-        trained = fit(trainer, stage_dir, self.log, rung, ground_truth, hub_dataset_id(self.recipe.data))
+        trained = fit(trainer, stage_dir, self.log, rung, job.ground_truth, hub_dataset_id(self.recipe.data))
         atomic_write_text(stage_dir / "reference.txt", start)
         del trainer, policy, reference
         gc.collect()
         barrier()
         policy = self._load_policy(rung, str(stage_dir / "model"), base=start, whole=True)
-        predictions = self._predict(rung, policy, start, test)
+        predictions = self._predict(rung, policy, start, job.test)
         return record(predictions, stage_dir, trained)
 
     def _predict(self, rung: RungConfig, policy, reference_path: str | None, pairs: Dataset) -> Dataset:

@@ -24,8 +24,7 @@ from .options import LABEL_COLUMNS
 from .recipe import Recipe, RungConfig
 from .reward_predictions import predict_pairs
 from .tasks import Task
-from .tracking import TrackerRun
-from .training import fit, hold_out, lora_config, record, trainer_kwargs
+from .training import TrainJob, fit, hold_out, lora_config, record
 
 
 class RewardTask(Task):
@@ -49,24 +48,14 @@ class RewardTask(Task):
         memo = self._token_ids.setdefault((rung.model, rung.revision, rung.training.max_length), {})
         return tokenize_pairs(self.rendered(rung, pairs), self.tokenizer(rung), rung.training.max_length, memo)
 
-    def train(
-        self,
-        stage_dir: Path,
-        rung: RungConfig,
-        pairs: Dataset,
-        seed: int,
-        method: str,
-        conflict_alpha: float,
-        test: Dataset,
-        tracker: TrackerRun,
-        ground_truth: bool = False,
-    ) -> dict[str, Any]:
-        """Train a reward model on `pairs` (less the validation pairs the rung holds out), save it (`model/`), its log
-        and its `test` predictions in `stage_dir`."""
+    def train(self, job: TrainJob) -> dict[str, Any]:
+        """Train a reward model on the job's pairs (less the validation pairs the rung holds out), save it (`model/`),
+        its log and its test predictions in the job's stage directory."""
         from transformers import set_seed
 
         from .reward_trainer import W2SRewardConfig, W2SRewardTrainer
 
+        stage_dir, rung, pairs, seed = job.stage_dir, job.rung, job.pairs, job.seed
         set_seed(seed)
         model = load_reward_model(rung)
         if getattr(model, "is_loaded_in_4bit", False):
@@ -78,10 +67,7 @@ class RewardTask(Task):
         tokenizer = self.tokenizer(rung)
         settings = rung.training
         # Pairs are tokenized (and truncated, never dropped) here, so TRL's length filter is off.
-        args = W2SRewardConfig(
-            **trainer_kwargs(settings, self.recipe.loss, stage_dir, seed, method, conflict_alpha, tracker),
-            max_length=None,
-        )
+        args = W2SRewardConfig(**job.trainer_kwargs(self.recipe.loss), max_length=None)
         columns = ["chosen_ids", "rejected_ids"] + [c for c in LABEL_COLUMNS if c in pairs.column_names]
         pairs, validation = hold_out(pairs, settings.validation_fraction, seed)
         trainer = W2SRewardTrainer(
@@ -92,7 +78,7 @@ class RewardTask(Task):
             processing_class=tokenizer,
             peft_config=lora_config(settings, "SEQ_CLS"),
         )
-        trained = fit(trainer, stage_dir, self.log, rung, ground_truth, hub_dataset_id(self.recipe.data))
+        trained = fit(trainer, stage_dir, self.log, rung, job.ground_truth, hub_dataset_id(self.recipe.data))
         del trainer, model
         gc.collect()
         barrier()
@@ -100,7 +86,7 @@ class RewardTask(Task):
         with whole_weights():
             model = load_reward_model(rung, path=str(stage_dir / "model")).to(default_device())
         predictions = predict_pairs(
-            model, tokenizer, self.tokenized(rung, test), settings.eval_batch_size, settings.max_length
+            model, tokenizer, self.tokenized(rung, job.test), settings.eval_batch_size, settings.max_length
         )
         return record(predictions, stage_dir, trained)
 

@@ -56,7 +56,7 @@ from .probes import FEATURES_FILE, probe_clean, split_features
 from .recipe import Recipe, RungConfig
 from .tasks import REGISTRY, task_class
 from .tracking import TrackerRun
-from .training import PREDICTIONS_FILE, TEACHER_COLUMN, TRAIN_PREDICTIONS_FILE
+from .training import PREDICTIONS_FILE, TEACHER_COLUMN, TRAIN_PREDICTIONS_FILE, TrainJob
 
 
 class StageRunner:
@@ -151,12 +151,12 @@ class StageRunner:
         task = self.tasks[spec.task]
         rung = self._rung(spec)
         tracker = TrackerRun.for_stage(self.recipe, stage.name, spec.seed)
+        job = TrainJob(
+            stage.dir, rung, pairs, spec.seed, spec.method, spec.conflict_alpha, self.splits["test"], tracker,
+            ground_truth=isinstance(spec, CeilingSpec),
+        )  # fmt: skip
         with tracker.active():
-            gt = isinstance(spec, CeilingSpec)
-            test = self.splits["test"]
-            summary = task.train(
-                stage.dir, rung, pairs, spec.seed, spec.method, spec.conflict_alpha, test, tracker, gt
-            )
+            summary = task.train(job)
         if isinstance(spec, StudentSpec) and self.plan.scores_training(spec):
             self._score_training_split(spec, stage, rung)
         if is_main_process():

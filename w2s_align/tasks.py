@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from .cache import StageCache
     from .tracking import TrackerRun
+    from .training import TrainJob
 
 
 def _no_settings(recipe: Recipe) -> dict[str, Any]:
@@ -249,22 +250,12 @@ class Task(ABC):
             self.log(f"{what}: the model cannot tell those apart")
 
     @abstractmethod
-    def train(
-        self,
-        stage_dir: Path,
-        rung: RungConfig,
-        pairs: Dataset,
-        seed: int,
-        method: str,
-        conflict_alpha: float,
-        test: Dataset,
-        tracker: TrackerRun,
-        ground_truth: bool = False,
-    ) -> dict[str, Any]:
-        """Train `rung` on `pairs` (a `soft_label` column, if any, holds a teacher's labels, or with `ground_truth`
-        the ground truth: a ceiling, whose card names TRL's method) with the student loss `method` and the explicit
-        conflict `conflict_alpha`, logging to `tracker`; save the model in `stage_dir/model` and its predictions on
-        `test` in `stage_dir/predictions.parquet`; return the stage summary (with `accuracy`)."""
+    def train(self, job: TrainJob) -> dict[str, Any]:
+        """Train `job.rung` on `job.pairs` (a `soft_label` column, if any, holds a teacher's labels, or with
+        `job.ground_truth` the ground truth: a ceiling, whose card names TRL's method) with the student loss
+        `job.method` and the explicit conflict `job.conflict_alpha`, logging to `job.tracker`; save the model in
+        `job.stage_dir/model` and its predictions on `job.test` in `job.stage_dir/predictions.parquet`; return the
+        stage summary (with `accuracy`)."""
 
     def sft(self, stage_dir: Path, rung: RungConfig, pairs: Dataset, seed: int, tracker: TrackerRun) -> dict[str, Any]:
         """Finetune `rung` on the preferred response of each of `pairs` (a model's training pairs, before it holds

@@ -34,6 +34,40 @@ TRAIN_PREDICTIONS_FILE = "train_predictions.parquet"
 TEACHER_COLUMN = "teacher"
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainJob:
+    """One model a task trains ([`~w2s_align.tasks.Task.train`]), as the stage runner hands it over.
+
+    Args:
+        stage_dir (`Path`): where the model (`model/`), its log and its test predictions are saved.
+        rung ([`RungConfig`]): the rung trained (after its SFT stage, if any).
+        pairs (`Dataset`): the training examples; a `soft_label` column holds a teacher's labels, or with
+            `ground_truth` the ground truth.
+        seed (`int`): the training seed.
+        method (`str`): the student loss.
+        conflict_alpha (`float`): the explicit conflict's weight (0: none).
+        test (`Dataset`): the test split the model's predictions are saved on.
+        tracker ([`TrackerRun`]): where training logs.
+        ground_truth (`bool`, *optional*, defaults to `False`): a ceiling, whose card names TRL's method.
+    """
+
+    stage_dir: Path
+    rung: RungConfig
+    pairs: Dataset
+    seed: int
+    method: str
+    conflict_alpha: float
+    test: Dataset
+    tracker: TrackerRun
+    ground_truth: bool = False
+
+    def trainer_kwargs(self, loss: StudentLossSettings) -> dict[str, Any]:
+        """The trainer config's arguments for this job ([`trainer_kwargs`])."""
+        return trainer_kwargs(
+            self.rung.training, loss, self.stage_dir, self.seed, self.method, self.conflict_alpha, self.tracker
+        )
+
+
 def fit(
     trainer: Trainer,
     stage_dir: Path,
