@@ -42,12 +42,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import get_args
+from typing import ClassVar, get_args
 
 import torch
 import torch.nn.functional as F
 
-from .options import STUDENT_LOSSES, SoftLabelMode, StudentLoss, StudentLossSettings
+from .options import LOSS_SETTINGS, STUDENT_LOSSES, SoftLabelMode, StudentLoss, StudentLossSettings
 
 
 def xent_loss(delta: torch.Tensor, soft_label: torch.Tensor) -> torch.Tensor:
@@ -277,35 +277,140 @@ class StudentLossArguments(StudentLossSettings):
         return cls(**{f.name: getattr(args, f.name) for f in fields(args) if f.init})
 
 
+class StudentLossRule:
+    """One student loss as the objective applies it in training, reading only its settings (`LOSS_SETTINGS[name]`,
+    the settings a student's cache key holds): its target from the soft label and the student's own prediction,
+    its per-example loss against that target, and its reshaping of that loss. Subclasses, one a loss, are registered
+    in [`STUDENT_LOSS_RULES`] under the loss's name.
+
+    The base is `xent`'s rule: the soft label is the target of the cross-entropy ([`label_loss`]).
+    """
+
+    name: ClassVar[str] = "xent"
+
+    def __init__(self, args: StudentLossArguments, hardening: ClassBalanceHardening | None = None):
+        self.settings = {name: getattr(args, name) for name in LOSS_SETTINGS[self.name]}
+        self.hardening = hardening
+
+    def target(self, logits: torch.Tensor, soft_label: torch.Tensor, step: int, max_steps: int, logs) -> torch.Tensor:
+        return soft_label
+
+    def per_example(self, logits: torch.Tensor, target: torch.Tensor, gamma, oriented) -> torch.Tensor:
+        return label_loss(logits, target, self.settings["soft_label_mode"], gamma, oriented)
+
+    def reshape(self, per_example: torch.Tensor, logits: torch.Tensor, step: int, max_steps: int, logs):
+        return per_example
+
+    def ramp(self, step: int, max_steps: int, final: float, logs=None) -> float:
+        """`final` ramped over the first `aux_warmup_frac` of the steps ([`aux_coef_at`]), logged as `aux_coef`."""
+        coef = aux_coef_at(step, max_steps, final, self.settings["aux_warmup_frac"])
+        if logs is not None:
+            logs["aux_coef"] = coef
+        return coef
+
+
+class LogconfRule(StudentLossRule):
+    """`logconf`: the soft label mixed with the student's hardened prediction ([`logconf_target`]; a classifier's
+    hardening keeps the class balance, [`ClassBalanceHardening`])."""
+
+    name = "logconf"
+
+    def target(self, logits, soft_label, step, max_steps, logs):
+        coef = self.ramp(step, max_steps, self.settings["aux_coef"], logs)
+        hard = None if self.hardening is None else self.hardening(logits)
+        return logconf_target(torch.sigmoid(logits.detach().float()), soft_label, coef, hard)
+
+
+class ProductRule(StudentLossRule):
+    """`product`: the normalised product of the student's and the weak probabilities ([`product_target`])."""
+
+    name = "product"
+
+    def target(self, logits, soft_label, step, max_steps, logs):
+        beta = self.ramp(step, max_steps, self.settings["product_beta"])
+        probs = torch.sigmoid(logits.detach().float())
+        return product_target(probs, soft_label, self.settings["product_alpha"], beta)
+
+
+class WindowRule(StudentLossRule):
+    """`window`: the loss of the examples the student is still unsure of, nothing on the others ([`window_mask`])."""
+
+    name = "window"
+
+    def reshape(self, per_example, logits, step, max_steps, logs):
+        mask = window_mask(torch.sigmoid(logits.detach().float()), self.settings["window_radius"])
+        logs["window_share"] = mask.mean().item()
+        return per_example * mask
+
+
+class MinEntropyRule(StudentLossRule):
+    """`min_entropy`: the loss mixed with the student's binary entropy ([`binary_entropy`])."""
+
+    name = "min_entropy"
+
+    def reshape(self, per_example, logits, step, max_steps, logs):
+        coef = self.ramp(step, max_steps, self.settings["aux_coef"], logs)
+        return (1 - coef) * per_example + coef * binary_entropy(logits)
+
+
+class KLRule(StudentLossRule):
+    """`kl`: the reverse KL divergence from the student's probability to the soft label ([`reverse_kl`])."""
+
+    name = "kl"
+
+    def per_example(self, logits, target, gamma, oriented):
+        return reverse_kl(logits, target)
+
+
+STUDENT_LOSS_RULES: dict[str, type[StudentLossRule]] = {
+    rule.name: rule for rule in (StudentLossRule, LogconfRule, ProductRule, WindowRule, MinEntropyRule, KLRule)
+}
+assert tuple(STUDENT_LOSS_RULES) == STUDENT_LOSSES, "options.StudentLoss names the student losses"
+
+
+def label_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    mode: str,
+    gamma: float | torch.Tensor = 0.0,
+    oriented: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Per-example cross-entropy of `logits` against `target`: with the margin `gamma` toward each side
+    ([`margin_bce`]), or, with `oriented` (each example's loss if its first response is the better one, and if its
+    second is), their mix `t * first + (1 - t) * second`. `mode="weight"` orients each example by its hardened target
+    and weighs it by the target's confidence `max(t, 1 - t)` instead."""
+    if mode == "weight":
+        confidence = torch.maximum(target, 1 - target)
+        hard = harden(target).to(logits.dtype)
+        if oriented is None:
+            return confidence * margin_bce(logits, hard, gamma)
+        return confidence * (hard * oriented[0] + (1 - hard) * oriented[1])
+    if oriented is None:
+        return margin_bce(logits, target, gamma)
+    return target * oriented[0] + (1 - target) * oriented[1]
+
+
 class StudentObjective:
     """The student loss of one trainer: targets from soft labels, weights, the explicit conflict term, and logs.
 
     `logits` is the model's preference logit for "chosen is better" (a reward difference, or DPO's
     `beta * (logratio_chosen - logratio_rejected)`), or a binary classifier's logit for class 1 (its soft label the
     probability of class 1; `hardening` its [`ClassBalanceHardening`]); `step` / `max_steps` drive the warmup of the
-    student's own weight.
+    student's own weight. The loss itself is its [`StudentLossRule`] (`STUDENT_LOSS_RULES[args.student_loss]`).
     """
 
     def __init__(self, args: StudentLossArguments, hardening: ClassBalanceHardening | None = None):
         self.args = args
-        self.hardening = hardening  # a classifier's `logconf` hardening; pairs harden at 0.5 ([`harden`])
+        self.rule = STUDENT_LOSS_RULES[args.student_loss](args, hardening)
+
+    @property
+    def hardening(self) -> ClassBalanceHardening | None:
+        """A classifier's `logconf` hardening; pairs harden at 0.5 ([`harden`])."""
+        return self.rule.hardening
 
     def precision(self, tensor: torch.Tensor | None) -> torch.Tensor | None:
         """`tensor` in the dtype the loss is computed in: float32 with `float32_loss`, else its own (TRL's rule)."""
         return tensor.float() if self.args.float32_loss and tensor is not None else tensor
-
-    def target(self, logits, soft_label, step, max_steps, logs) -> torch.Tensor:
-        args = self.args
-        if args.student_loss not in ("logconf", "product"):
-            return soft_label
-        probs = torch.sigmoid(logits.detach().float())
-        if args.student_loss == "product":
-            beta = aux_coef_at(step, max_steps, args.product_beta, args.aux_warmup_frac)
-            return product_target(probs, soft_label, args.product_alpha, beta)
-        coef = aux_coef_at(step, max_steps, args.aux_coef, args.aux_warmup_frac)
-        logs["aux_coef"] = coef
-        hard = None if self.hardening is None else self.hardening(logits)
-        return logconf_target(probs, soft_label, coef, hard)
 
     def loss(
         self,
@@ -320,7 +425,7 @@ class StudentObjective:
         oriented: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of the batch (the mean over its pairs, or their `weight`ed sum) and the values to log. In evaluation
-        the target is the soft label itself.
+        the loss is the cross-entropy against the soft label itself ([`label_loss`]), whatever the student loss.
 
         The loss of a pair is the binary cross-entropy of `logits` against the target with the margin `gamma` toward
         each side ([`margin_bce`]: SimPO's margin, or each pair's `margin` of a reward dataset), or, with `oriented`
@@ -331,42 +436,19 @@ class StudentObjective:
         if oriented is not None:
             oriented = (self.precision(oriented[0]), self.precision(oriented[1]))
         soft_label = soft_label.to(logits.device, torch.float32)
-        target = self.target(logits, soft_label, step, max(max_steps, 1), logs) if training else soft_label
-        target = target.to(logits.dtype)
-        if training and self.args.student_loss == "kl":
-            per_pair = reverse_kl(logits, target)
-        elif self.args.soft_label_mode == "weight":
-            confidence = torch.maximum(target, 1 - target)
-            hard = harden(target).to(logits.dtype)
-            if oriented is None:
-                per_pair = confidence * margin_bce(logits, hard, gamma)
-            else:
-                per_pair = confidence * (hard * oriented[0] + (1 - hard) * oriented[1])
-        elif oriented is None:
-            per_pair = margin_bce(logits, target, gamma)
-        else:
-            per_pair = target * oriented[0] + (1 - target) * oriented[1]
         if training:
-            per_pair = self.reshape(per_pair, logits, step, max(max_steps, 1), logs)
+            steps = max(max_steps, 1)
+            target = self.rule.target(logits, soft_label, step, steps, logs).to(logits.dtype)
+            per_pair = self.rule.per_example(logits, target, gamma, oriented)
+            per_pair = self.rule.reshape(per_pair, logits, step, steps, logs)
+        else:
+            per_pair = label_loss(logits, soft_label.to(logits.dtype), self.args.soft_label_mode, gamma, oriented)
         with torch.no_grad():
             agreement = (torch.sign(logits.detach()) == torch.sign(soft_label - 0.5)).float().mean()
             logs["label_agreement"] = gather(agreement).mean().item()
             logs["soft_label_confidence"] = gather(torch.maximum(soft_label, 1 - soft_label).mean()).mean().item()
             logs["loss_xent"] = gather(margin_bce(logits, soft_label, gamma).mean()).mean().item()
         return reduce_pairs(per_pair, weight), logs
-
-    def reshape(self, per_pair: torch.Tensor, logits: torch.Tensor, step: int, max_steps: int, logs) -> torch.Tensor:
-        """The per-pair loss of `window` (masked) and `min_entropy` (with the entropy term); the others' unchanged."""
-        args = self.args
-        if args.student_loss == "window":
-            mask = window_mask(torch.sigmoid(logits.detach().float()), args.window_radius)
-            logs["window_share"] = mask.mean().item()
-            return per_pair * mask
-        if args.student_loss == "min_entropy":
-            coef = aux_coef_at(step, max_steps, args.aux_coef, args.aux_warmup_frac)
-            logs["aux_coef"] = coef
-            return (1 - coef) * per_pair + coef * binary_entropy(logits)
-        return per_pair
 
     def conflict(
         self,
