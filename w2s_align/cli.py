@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from .errors import W2SInputError, storage_problem
+from .options import EXECUTORS
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -226,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--executor",
-        choices=["local", "ray"],
+        choices=EXECUTORS,
         default="local",
         help="local: this process (and its --jobs workers); ray: every stage a Ray task with the GPU or CPU it "
         "needs, on this machine or a cluster (pip install w2s_align[ray]; docs/distributed.md).",
@@ -345,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
 def _check_arguments(args: argparse.Namespace) -> None:
     """A command's own options, checked before its recipe, torch (seconds of imports) or anything written."""
     if args.command == "run":
-        from .ray_stages import check_executor
+        from .executors import check_executor
 
         check_executor(args.executor, args.jobs, args.ray_address)
     elif args.command == "calibrate":

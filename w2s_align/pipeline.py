@@ -38,13 +38,12 @@ from .artifacts import atomic_copy, atomic_write_text, model_file
 from .cards import write_label_dataset
 from .conflicts import check_same_format
 from .distributed import check_launch, check_shared, is_main_process, on_main, process_group_timeout, state
-from .errors import W2SInputError
+from .executors import Sequential, executor_for
 from .generative import check_generative
 from .hub import check_hub_access, push_run
 from .labeling import load_labels
 from .models import check_rung_loads
 from .options import SPLITS
-from .parallel_stages import run_in_workers
 from .plan import CeilingSpec, StudentSpec
 from .recipe import Recipe
 from .run_lock import RunLock, check_free_space
@@ -62,8 +61,8 @@ class W2SPipeline:
     """Runs a [`Recipe`] end to end by executing its plan. `log` receives one line per step (defaults to `print`);
     `jobs` stages run at once on worker processes where the plan allows (defaults to 1, see
     [`w2s_align.parallel_stages`]); `executor="ray"` hands the stages to Ray instead, a local instance or the cluster
-    at `ray_address` (see [`w2s_align.ray_stages`]); `owns_process=True` (the command line) keeps what outlives a
-    stage out of later garbage collections ([`StageRunner.release`])."""
+    at `ray_address` (see [`w2s_align.ray_stages`]; the executors: [`w2s_align.executors`]); `owns_process=True` (the
+    command line) keeps what outlives a stage out of later garbage collections ([`StageRunner.release`])."""
 
     def __init__(
         self,
@@ -74,21 +73,13 @@ class W2SPipeline:
         ray_address: str | None = None,
         owns_process: bool = False,
     ):
-        if jobs < 1:
-            raise W2SInputError(f"--jobs must be at least 1, got {jobs}")
-        if executor not in ("local", "ray"):
-            raise W2SInputError(f"--executor must be local or ray, got {executor!r}")
-        if executor == "ray" and jobs > 1:
-            raise W2SInputError(
-                "--jobs is for the local executor; Ray runs as many stages as the cluster has room for"
-            )
-        self.executor, self.ray_address = executor, ray_address
+        self.executor = executor_for(executor, jobs, ray_address)
         check_launch()
         state(process_group_timeout(recipe))  # the group is made here, before any trainer: with the recipe's timeout
         self.recipe = recipe
-        self.jobs = jobs
         self.log = log if is_main_process() else _silent  # one log, from the main process
-        self.stages = StageRunner(recipe, self.log, parallel=jobs > 1 or executor == "ray", owns_process=owns_process)
+        parallel = not isinstance(self.executor, Sequential)
+        self.stages = StageRunner(recipe, self.log, parallel=parallel, owns_process=owns_process)
         self.plan, self.cache, self.tasks = self.stages.plan, self.stages.cache, self.stages.tasks
         self._lock = RunLock(recipe.run_dir)
 
@@ -158,15 +149,7 @@ class W2SPipeline:
     def _run(self, started: float) -> dict[str, Any]:
         atomic_write_text(self.recipe.run_dir / "config.yaml", yaml.safe_dump(self.recipe.to_dict(), sort_keys=False))
         pending = [step for step in self.plan.steps if not self.cache.stage(step).done]
-        if self.executor == "ray" and pending:
-            from .ray_stages import run_on_ray
-
-            run_on_ray(self.stages, pending, self.ray_address)
-        elif self.jobs > 1 and len(pending) > 1:
-            run_in_workers(self.stages, pending, self.jobs)
-        else:
-            for step in pending:
-                self.stages.run_step(step)
+        self.executor.run(self.stages, pending)
         return self._report(started)
 
     def _report(self, started: float) -> dict[str, Any]:

@@ -23,7 +23,6 @@ Install the extra with `pip install "w2s_align[ray]"`.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import socket
@@ -63,43 +62,7 @@ _CONNECT_ENVIRONMENT = {
 }
 # The addresses of `--ray-address` other than HOST:PORT and ray://HOST:PORT.
 _NAMED_ADDRESSES = ("auto", "local")
-_NEEDS_RAY = '--executor ray needs Ray: pip install "w2s_align[ray]"'
-
-
-def check_executor(executor: str, jobs: int, address: str | None) -> None:
-    """The executor options of `w2s-align run`, checked before anything is imported or written: `--jobs` between 1
-    and this machine's `cores` (each worker a process of its own, with its copy of torch and the models), and 1 with
-    Ray; `--ray-address` with Ray alone, a Ray address whose port answers; Ray installed.
-
-    ```python
-    >>> check_executor("local", 1, "auto")
-    Traceback (most recent call last):
-    w2s_align.errors.W2SInputError: --ray-address is for --executor ray; the local executor runs on this machine
-    ```
-
-    Raises:
-        W2SInputError: naming the option at fault.
-    """
-    cores = available_cores()
-    if jobs < 1:
-        raise W2SInputError(f"--jobs must be at least 1, got {jobs}")
-    if jobs > cores:
-        raise W2SInputError(f"--jobs must be at most {cores} (the CPU cores this process may use), got {jobs}")
-    if executor != "ray":
-        if address is not None:
-            raise W2SInputError("--ray-address is for --executor ray; the local executor runs on this machine")
-        return
-    if jobs > 1:
-        raise W2SInputError("--jobs is for the local executor; Ray runs as many stages as the cluster has room for")
-    if importlib.util.find_spec("ray") is None:
-        raise W2SInputError(_NEEDS_RAY)
-    if address is not None:
-        check_address(address)
-
-
-def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity, which a container or `taskset` narrows)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+NEEDS_RAY = '--executor ray needs Ray: pip install "w2s_align[ray]"'
 
 
 def check_address(address: str) -> None:
@@ -204,7 +167,7 @@ def run_on_ray(runner: StageRunner, steps: Sequence[Step], address: str | None =
         try:
             import ray
         except ImportError:
-            raise W2SInputError(_NEEDS_RAY) from None
+            raise W2SInputError(NEEDS_RAY) from None
         from .distributed import state
 
         if state().num_processes > 1:
