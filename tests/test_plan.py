@@ -56,6 +56,10 @@ def test_expansion_over_seeds_pairs_methods_conflicts_and_filters():
     # every stage is planned once, though several students share a ceiling and its labels
     names = [step.stage_name for step in plan.steps]
     assert len(names) == len(set(names))
+    # so a worker process finds the stage it is handed by its name
+    assert all(plan.step(name) is step for name, step in zip(names, plan.steps))
+    with pytest.raises(KeyError, match="0 stages"):
+        plan.step("no-such-stage")
     labels = [step.key for step in plan.labels if step.teacher.seed == 0]
     assert labels == ["s.seed0", "m.from-s.xent.seed0", "m.from-s.logconf.seed0"]
 

@@ -66,7 +66,6 @@ def run_in_workers(runner: StageRunner, steps: Sequence[Step], jobs: int) -> Non
             "--jobs runs several stages at once in a single process; under a multi-process launch every stage "
             "already uses all processes: leave --jobs at 1"
         )
-    index = {id(step): position for position, step in enumerate(runner.plan.steps)}
     context = get_context("spawn")  # a fresh interpreter: no copy of this process's torch threads or locks
     # The workers' log lines, passed on to the runner's log in the order they come. A bare pipe, without the locks
     # of a queue: a short message is one write, which the system does not interleave with another.
@@ -83,7 +82,7 @@ def run_in_workers(runner: StageRunner, steps: Sequence[Step], jobs: int) -> Non
         while pending or running:
             for step in list(pending):
                 if len(running) < jobs and not must_wait(step, pending, running.values()):
-                    running[pool.submit(_run_step, index[id(step)])] = step
+                    running[pool.submit(_run_step, step.stage_name)] = step
                     pending.remove(step)
             finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
             _pass_on(lines, runner.log, workers)
@@ -176,10 +175,10 @@ def _interrupt(signum, frame) -> None:
         raise KeyboardInterrupt
 
 
-def _run_step(position: int) -> None:
+def _run_step(stage_name: str) -> None:
     global _running
     _running = True
     try:
-        _worker.run_step(_worker.plan.steps[position])
+        _worker.run_step(_worker.plan.step(stage_name))
     finally:
         _running = False

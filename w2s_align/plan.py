@@ -555,6 +555,14 @@ class Plan:
     def labels(self) -> list[LabelSpec]:
         return [step for step in self.steps if isinstance(step, LabelSpec)]
 
+    def step(self, stage_name: str) -> Step:
+        """The step whose stage is named `stage_name` (a plan's stage names are distinct): how a worker process or a
+        Ray task, which builds the plan again from the recipe, finds the stage it was handed."""
+        found = [step for step in self.steps if step.stage_name == stage_name]
+        if len(found) != 1:
+            raise KeyError(f"{len(found)} stages of this plan are named {stage_name!r}")
+        return found[0]
+
     @property
     def tasks(self) -> list[str]:
         """The tasks that train or label in this plan, the recipe's first."""

@@ -187,12 +187,11 @@ def _dispatch(ray, runner: StageRunner, steps: Sequence[Step]) -> None:
     # A CPU task has one core (the resource it asked for): one thread, as `--jobs` gives each worker its share.
     threads = 1 if gpus < 1 else 0
     task = ray.remote(_run_stage)
-    position = {id(step): index for index, step in enumerate(runner.plan.steps)}
     refs: dict[int, Any] = {}
     names: dict[Any, str] = {}
     for step in steps:  # plan order: every stage after the stages it reads
         after = [refs[id(source)] for source in step.upstream().values() if id(source) in refs]
-        ref = task.options(**stage_resources(step, gpus)).remote(runner.recipe, position[id(step)], threads, *after)
+        ref = task.options(**stage_resources(step, gpus)).remote(runner.recipe, step.stage_name, threads, *after)
         refs[id(step)], names[ref] = ref, step.stage_name
     pending, failures = list(refs.values()), []
     while pending:
@@ -218,8 +217,8 @@ def _first_line(error: Exception) -> str:
     return f"{type(cause).__name__}: {lines[-1]}" if lines else type(cause).__name__
 
 
-def _run_stage(recipe: Recipe, position: int, threads: int, *_finished: Any) -> list[str]:
-    """A Ray task: run the plan's stage at `position` over the prepared splits; return its log lines."""
+def _run_stage(recipe: Recipe, stage_name: str, threads: int, *_finished: Any) -> list[str]:
+    """A Ray task: run the plan's stage named `stage_name` over the prepared splits; return its log lines."""
     import torch
 
     from .stage_runner import StageRunner
@@ -229,5 +228,5 @@ def _run_stage(recipe: Recipe, position: int, threads: int, *_finished: Any) -> 
     lines: list[str] = []
     runner = StageRunner(recipe, log=lines.append, parallel=True, owns_process=True)  # its lines name their stage
     runner.attach()
-    runner.run_step(runner.plan.steps[position])
+    runner.run_step(runner.plan.step(stage_name))
     return lines
