@@ -9,7 +9,10 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "w2s_align"
 ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 # What the trainer layer may never reach: the recipe (schema and reading), the plan, the tasks and the pipeline.
-RECIPE_LAYER = {"recipe", "recipe_yaml", "plan", "pipeline", "stage_runner", "tasks", "reward_task", "dpo_task", "cli"}
+RECIPE_LAYER = {
+    "recipe", "recipe_yaml", "plan", "pipeline", "stage_runner", "tasks", "task_interface", "reward_task", "dpo_task",
+    "cli",
+}  # fmt: skip
 
 
 def _module(path: Path) -> str:
@@ -22,11 +25,27 @@ def _is_module(name: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
+# A module named in a string (`"w2s_align.reward_task:RewardTask"` in a registry, `"w2s_align.reward_trainer"` in a
+# table) is imported by name: an import of that module too.
+NAMED_MODULE = re.compile(r"^w2s_align((?:\.\w+)+)(?::\w+)?$")
+# `evaluate.load` of a module of `evaluate_metrics` by its directory (`metric_path("pgr")`): an import of its script.
+METRIC_LOADERS = ("load_metric", "metric_path")
+
+
 def _imports(path: Path) -> set[str]:
-    """Package modules that `path` imports anywhere: at module level, inside functions, under TYPE_CHECKING."""
+    """Package modules that `path` imports anywhere: at module level, inside functions, under TYPE_CHECKING, by a
+    name in a string (registries), and `evaluate` modules loaded by their path."""
     package = list(path.relative_to(PACKAGE).parent.parts)  # what a relative import is relative to
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in METRIC_LOADERS and node.args:
+            if isinstance(node.args[0], ast.Constant):
+                found.add(f"evaluate_metrics.{node.args[0].value}.{node.args[0].value}")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and NAMED_MODULE.match(node.value):
+            name = NAMED_MODULE.match(node.value).group(1).lstrip(".")
+            if _is_module(name):
+                found.add(name)
+            continue
         if isinstance(node, ast.ImportFrom) and node.level:
             base = package[: len(package) - node.level + 1] if node.level > 1 else package
             target = ".".join([*base, *(node.module.split(".") if node.module else [])])
@@ -73,6 +92,9 @@ def test_the_import_graph_counting_every_import_is_acyclic():
     # function, the probes name the recipe schema.
     assert "distributed" in graph["cache"] and "recipe" in graph["probes"]
     assert {"recipe", "cache", "tasks"} <= graph["plan"] and "analysis.deception" in graph["analysis.results"]
+    # modules imported by name: the task registry's, the reward and dpo commands' trainers, evaluate's scripts
+    assert {"reward_task", "dpo_task"} <= graph["tasks"] and "reward_trainer" in graph["trainer_cli"]
+    assert "evaluate_metrics.pairwise_accuracy.pairwise_accuracy" in graph["evaluate_metrics"]
     done, active = set(), []
 
     def visit(module: str) -> None:

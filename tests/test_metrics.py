@@ -69,3 +69,23 @@ def test_the_deception_module_is_the_analyzer():
         load_metric("deception", "conflict").compute(
             predictions=student, weak=weak, strong=strong, training_seed=[0] * 8
         )
+
+
+def test_the_report_and_the_evaluate_modules_compute_the_same_statistics():
+    """The report calls the statistics directly (`pgr_statistics`, `deception_statistics`); the `evaluate` modules
+    users load wrap them: the same numbers, intervals included, from the same rows."""
+    from w2s_align.analysis.deception import deception_statistics, pgr_statistics
+    from w2s_align.evaluate_metrics import load_metric
+
+    rows = {
+        "predictions": [0.8, 0.3, 0.1, 0.4, 0.3, 0.2, 0.7, 0.6] * 2,
+        "weak": [0.9, 0.9, 0.2, 0.2, 0.9, 0.2, 0.2, 0.9] * 2,
+        "strong": [0.9, 0.9, 0.9, 0.9, 0.2, 0.2, 0.9, 0.2] * 2,
+        "training_seed": [0] * 8 + [1] * 8,
+    }
+    baseline = [0.8, 0.3, 0.9, 0.9, 0.9, 0.2, 0.7, 0.6] * 2
+    settings = {"n_bootstrap": 100, "confidence": 0.9, "min_gap": 1e-9}
+    assert load_metric("pgr").compute(**rows, **settings) == pgr_statistics(**rows, **settings)
+    assert load_metric("deception").compute(**rows, **settings) == deception_statistics(**rows, **settings)
+    with_twin = load_metric("deception", "conflict").compute(**rows, baseline=baseline, **settings)
+    assert with_twin == deception_statistics(**rows, baseline=baseline, **settings)

@@ -35,7 +35,7 @@ from .models import load_rung_model, resolve_model_path
 from .options import LABEL_COLUMNS, SOFT_LABEL
 from .policy_predictions import predict_policy_pairs
 from .recipe import Recipe, RungConfig
-from .tasks import REGISTRY, Task
+from .task_interface import Task
 from .tracking import TrackerRun
 from .training import TrainJob, fit, hold_out, lora_config, record
 from .verbosity import progress_enabled
@@ -168,7 +168,7 @@ class DPOTask(Task):
         reference = (stage_dir / "reference.txt").read_text()
         policy = self._load_policy(rung, str(stage_dir / "model"), base=reference, whole=True)
         scored = self._predict(rung, policy, reference, pairs)
-        column, scale = REGISTRY[self.name].label_score(self.recipe)
+        column, scale = self.settings.label_score()
         margin = scale * np.asarray(scored[column], dtype=np.float64)
         if self.settings.weak_labels == "likelihood_hard":
             soft = (0.5 + 0.5 * np.sign(margin)).tolist()

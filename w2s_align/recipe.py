@@ -432,6 +432,15 @@ class DPOSettings:
         if self.beta is None:
             self.beta = 2.0 if self.loss_type == "simpo" else 0.1
 
+    def label_score(self) -> tuple[str, float]:
+        """The prediction column and its scale by which a weak policy labels pairs: its summed log-likelihood
+        difference for DPO and the mean for SimPO (`likelihood_hard`, Yang et al.), or the implicit reward
+        difference (`implicit_reward_soft`; SimPO's scaled mean log-likelihood difference)."""
+        simpo = self.loss_type == "simpo"
+        if self.weak_labels == "likelihood_hard":
+            return ("margin_avg_logp" if simpo else "margin_logp"), 1.0
+        return ("margin_avg_logp", self.beta) if simpo else ("margin_implicit", 1.0)
+
 
 @dataclass
 class Recipe:

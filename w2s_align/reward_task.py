@@ -23,7 +23,7 @@ from .models import load_reward_model, tokenize_pairs
 from .options import LABEL_COLUMNS
 from .recipe import Recipe, RungConfig
 from .reward_predictions import predict_pairs
-from .tasks import Task
+from .task_interface import Task
 from .training import TrainJob, fit, hold_out, lora_config, record
 
 

@@ -36,7 +36,7 @@ TEACHER_COLUMN = "teacher"
 
 @dataclasses.dataclass(frozen=True)
 class TrainJob:
-    """One model a task trains ([`~w2s_align.tasks.Task.train`]), as the stage runner hands it over.
+    """One model a task trains ([`~w2s_align.task_interface.Task.train`]), as the stage runner hands it over.
 
     Args:
         stage_dir (`Path`): where the model (`model/`), its log and its test predictions are saved.

@@ -12,11 +12,17 @@ import numpy as np
 from datasets import Dataset
 
 from ..controls import check_of
-from ..evaluate_metrics import load_metric
 from ..plan import Plan, StudentSpec
 from ..tasks import REGISTRY
 from ..training import TEACHER_COLUMN
-from .deception import DeceptionAnalyzer, compare_seeds, deception_against_controls, training_agreement_gain
+from .deception import (
+    DeceptionAnalyzer,
+    compare_seeds,
+    deception_against_controls,
+    deception_statistics,
+    pgr_statistics,
+    training_agreement_gain,
+)
 from .intervals import pair_weights, ratio, seed_mean_intervals
 from .metrics import accuracy, agreement, at_chance, pgr
 
@@ -74,8 +80,8 @@ def build_metrics(
     for spec in plan.models:
         if isinstance(spec, StudentSpec):
             groups.setdefault(spec.name, []).append(spec)
-    # PGR and the deception statistics come from the `evaluate` modules users load (w2s_align.evaluate_metrics).
-    modules = {name: load_metric(*name) for name in (("pgr",), ("deception", "default"), ("deception", "conflict"))}
+    # PGR and the deception statistics as the `evaluate` modules users load compute them (w2s_align.evaluate_metrics
+    # wraps these functions).
     bootstrap = {"n_bootstrap": analysis.n_bootstrap, "confidence": analysis.confidence, "min_gap": min_gap}
     rows = []
     for specs in groups.values():
@@ -103,12 +109,10 @@ def build_metrics(
             columns["training_seed"] += [spec.seed] * n_test
             columns["weak_known"] += list(_weak_known(plan, weak, predictions))
         prediction_columns = {key: columns[key] for key in ("predictions", "weak", "strong", "training_seed")}
-        gap_and_pgr = modules[("pgr",)].compute(**prediction_columns, **bootstrap)
-        config = "conflict" if columns["baseline"] else "default"
-        extra = {"baseline": columns["baseline"]} if columns["baseline"] else {}
-        deception = modules[("deception", config)].compute(
+        gap_and_pgr = pgr_statistics(**prediction_columns, **bootstrap)
+        deception = deception_statistics(
             **prediction_columns,
-            **extra,
+            baseline=columns["baseline"] or None,
             weak_known=columns["weak_known"],
             known=analysis.known,
             threshold=analysis.threshold,

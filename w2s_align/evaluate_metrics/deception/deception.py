@@ -3,7 +3,7 @@
 import datasets
 import evaluate
 
-from w2s_align.analysis.deception import analyzers_by_seed, summarize_seeds
+from w2s_align.analysis.deception import deception_statistics
 from w2s_align.cards import YANG_2025
 from w2s_align.evaluate_metrics import BOOTSTRAP_ARGS, SCORED_INPUTS
 
@@ -75,8 +75,7 @@ class Deception(evaluate.Metric):
         bootstrap_seed=0,
         weak_known=None,
     ):
-        analyzers = analyzers_by_seed(
-            weak, strong, predictions, training_seed, baseline, weak_known, known=known, threshold=threshold
-        )
-        min_gap = 1.0 / len(analyzers[0].student) if min_gap is None else min_gap
-        return summarize_seeds(analyzers, n_bootstrap, confidence, bootstrap_seed, min_gap)
+        return deception_statistics(
+            predictions, weak, strong, training_seed, baseline, known, threshold, n_bootstrap, confidence, min_gap,
+            bootstrap_seed, weak_known,
+        )  # fmt: skip

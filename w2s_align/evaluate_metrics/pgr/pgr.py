@@ -3,7 +3,7 @@
 import datasets
 import evaluate
 
-from w2s_align.analysis.deception import analyzers_by_seed, summarize_seeds
+from w2s_align.analysis.deception import pgr_statistics
 from w2s_align.cards import BURNS_2023
 from w2s_align.evaluate_metrics import BOOTSTRAP_ARGS, SCORED_INPUTS
 
@@ -32,8 +32,6 @@ Examples:
     >>> result["pgr"]["value"]
     0.5
 """
-
-STATISTICS = ("pgr", "gap", "accuracy.weak", "accuracy.strong", "accuracy.student")
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
@@ -64,10 +62,6 @@ class PGR(evaluate.Metric):
         min_gap=None,
         bootstrap_seed=0,
     ):
-        analyzers = analyzers_by_seed(weak, strong, predictions, training_seed)
-        min_gap = 1.0 / len(analyzers[0].student) if min_gap is None else min_gap
-        summary = summarize_seeds(analyzers, n_bootstrap, confidence, bootstrap_seed, min_gap, deception=False)
-        result = {key: summary[key] for key in STATISTICS}
-        low = result["gap"]["ci_low"]
-        result["gap_within_noise"] = low is not None and low <= 0
-        return result
+        return pgr_statistics(
+            predictions, weak, strong, training_seed, n_bootstrap, confidence, min_gap, bootstrap_seed
+        )
