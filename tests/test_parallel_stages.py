@@ -163,9 +163,22 @@ def _start_and_wait_for_a_stage(tiny_recipe, tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not list(Path(tiny_recipe["output_dir"]).glob("stages/train-*")):
         time.sleep(0.2)  # a stage has begun: the workers are at work
+    if not list(Path(tiny_recipe["output_dir"]).glob("stages/train-*")):
+        run.kill()
+        pytest.fail(f"no stage began within 120 s: {run.communicate()[1][-2000:]}")
     workers = _workers(run.pid)
     assert len(workers) == 2, "no worker processes found"
     return run, workers
+
+
+def _outliving(pids: list[int], timeout: float) -> list[int]:
+    """The processes of `pids` still running after up to `timeout` seconds (as soon as none is, an empty list)."""
+    deadline = time.time() + timeout
+    alive = pids
+    while alive and time.time() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
 @pytest.mark.slow
@@ -188,8 +201,7 @@ def test_ctrl_c_stops_the_workers_with_one_line(tiny_recipe, tmp_path):
     assert run.returncode == 130
     assert err.strip().splitlines()[-1].startswith("interrupted: w2s-align run stopped; run it again to resume")
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
-    time.sleep(1)
-    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # no worker outlives the run
+    assert not _outliving(workers, timeout=10), "a worker outlived the run"
 
 
 @pytest.mark.slow
@@ -201,10 +213,7 @@ def test_workers_end_when_the_main_process_is_killed(tiny_recipe, tmp_path):
     run, workers = _start_and_wait_for_a_stage(tiny_recipe, tmp_path)
     run.kill()
     run.communicate(timeout=60)
-    deadline = time.time() + 30
-    while time.time() < deadline and [pid for pid in workers if Path(f"/proc/{pid}").exists()]:
-        time.sleep(0.5)
-    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    alive = _outliving(workers, timeout=30)
     for pid in alive:  # leave nothing behind if the assertion fails
         os.kill(pid, signal.SIGKILL)
     assert not alive, "the workers outlived their main process"
