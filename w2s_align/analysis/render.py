@@ -209,11 +209,10 @@ def _at_chance(metrics: dict[str, Any]) -> tuple[str, list[str]]:
     )
 
 
-def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> str:
-    """The run's `report.md`; `figures` maps a caption to a PNG path relative to the report (None: matplotlib is
-    not installed)."""
-    analysis = metrics["analysis"]
-    lines = [
+def _accuracy_section(metrics: dict[str, Any]) -> list[str]:
+    """The report's title, what it was evaluated on, and the accuracy table."""
+    lines: list[str] = []
+    lines += [
         f"# {metrics['recipe']}",
         "",
         (
@@ -234,6 +233,12 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
     flag, flagged = _at_chance(metrics)
     if flagged:
         lines += ["", f"**{flag}** " + "; ".join(flagged) + "."]
+    return lines
+
+
+def _pgr_section(metrics: dict[str, Any]) -> list[str]:
+    """The PGR table of the students studied."""
+    lines: list[str] = []
     lines += [
         "",
         "## Performance gap recovered",
@@ -248,6 +253,12 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
             f"{row['student_accuracy']:.3f} | {_fmt_ci(row['gap_ci'], 3)} | {_fmt_pgr(row)} | {per_seed} | "
             f"{row['agreement_with_weak']:.3f} |"
         )
+    return lines
+
+
+def _differences_section(metrics: dict[str, Any]) -> list[str]:
+    """The paired differences between students, where the run compares any."""
+    lines: list[str] = []
     if metrics.get("comparisons"):
         lines += [
             "",
@@ -269,6 +280,12 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
             cells = " | ".join([*_difference_cells(row), _fmt_difference(row.get("added_error.matched"))])
             note = f" ({row['note']})" if row.get("note") else ""
             lines.append(f"| {row['label']} | {row['against']}{note} | {row['factor']} | {cells} |")
+    return lines
+
+
+def _controls_section(metrics: dict[str, Any]) -> list[str]:
+    """The conflicted students' deception against their controls, and the checks of the verdicts."""
+    lines: list[str] = []
     conflicted = [row for row in studied_rows(metrics) if row.get("against_controls")]
     if conflicted:
         lines += [
@@ -322,6 +339,13 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
                         f"| {row['label']} | {name} | {'yes' if check['deceptive'] else 'no'} | {' | '.join(cells)} "
                         f"| {check['added_verdict']} | {check['verdict']} |"
                     )
+    return lines
+
+
+def _deception_section(metrics: dict[str, Any]) -> list[str]:
+    """The descriptive deception statistics of every student."""
+    lines: list[str] = []
+    analysis = metrics["analysis"]
     lines += [
         "",
         "## Deception",
@@ -353,6 +377,12 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
         cells += [_deception_cell(d, key) for key in ("conflict_mistakes.all", "conflict_mistakes.S_k&W_uk")]
         cells += [_deception_cell(d, key) for key in ("conflict", "conflict.targeting")]
         lines.append(f"| {row['label']} | {row['gap']:.3f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _knowledge_area_section(metrics: dict[str, Any]) -> list[str]:
+    """Every student's error rate by knowledge area."""
+    lines: list[str] = []
     lines += [
         "",
         "Student error rate by knowledge area (means over seeds; n = pairs in the area, first seed):",
@@ -366,6 +396,12 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
             for cell in (f"{s}&{w}" for s, w in CELLS)
         )
         lines.append(f"| {row['label']} | {cells} |")
+    return lines
+
+
+def _kinds_section(metrics: dict[str, Any]) -> list[str]:
+    """Accuracy by kind of pair, where the data has kinds."""
+    lines: list[str] = []
     kinds = sorted({kind for info in metrics["models"].values() for kind in info["accuracy_by_kind"]})
     if kinds:
         lines += ["", "## Accuracy by kind of pair (seed means)", ""]
@@ -379,6 +415,12 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
                 f"{statistics.fmean([v.get(kind, float('nan')) for v in values]):.3f}" for kind in kinds
             )
             lines.append(f"| {label} | {cells} |")
+    return lines
+
+
+def _figures_section(figures: dict[str, str] | None) -> list[str]:
+    """The figures, or why there are none."""
+    lines: list[str] = []
     if figures is None:
         lines += ["", "## Figures", "", "No figures: matplotlib is not installed (`pip install w2s_align[plotting]`)."]
     elif figures:
@@ -386,5 +428,21 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> 
         for caption, path in figures.items():
             # A folder of figures is linked, a figure shown.
             lines.append(f"[{caption}]({path})\n" if path.endswith("/") else f"![{caption}]({path})\n")
+    return lines
+
+
+def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> str:
+    """The run's `report.md`; `figures` maps a caption to a PNG path relative to the report (None: matplotlib is
+    not installed)."""
+    lines = [
+        *_accuracy_section(metrics),
+        *_pgr_section(metrics),
+        *_differences_section(metrics),
+        *_controls_section(metrics),
+        *_deception_section(metrics),
+        *_knowledge_area_section(metrics),
+        *_kinds_section(metrics),
+        *_figures_section(figures),
+    ]
     lines += ["", f"Wall time of this invocation: {metrics.get('wall_seconds', 'n/a')} s.", ""]
     return "\n".join(lines)
