@@ -83,98 +83,11 @@ def build_metrics(
     # PGR and the deception statistics as the `evaluate` modules users load compute them (w2s_align.evaluate_metrics
     # wraps these functions).
     bootstrap = {"n_bootstrap": analysis.n_bootstrap, "confidence": analysis.confidence, "min_gap": min_gap}
-    rows = []
-    for specs in groups.values():
-        per_seed = []
-        columns: dict[str, list] = {
-            "predictions": [], "weak": [], "strong": [], "baseline": [], "training_seed": [], "weak_known": []
-        }  # fmt: skip
-        for spec in specs:
-            # The weak model is the one that supervised (with `dpo.supervisor: reward`, a reward model).
-            weak, strong = spec.chain[0], plan.ceiling(spec.strong, spec.seed)
-            baseline = plan.baseline(spec)
-            accuracies = {name: models[s.key]["accuracy"] for name, s in (("weak", weak), ("strong", strong))}
-            accuracies["student"] = models[spec.key]["accuracy"]
-            per_seed.append(
-                {
-                    "seed": spec.seed,
-                    **accuracies,
-                    "pgr": pgr(accuracies["weak"], accuracies["strong"], accuracies["student"], min_gap),
-                    "agreement_with_weak": agreement(predictions[spec.key], predictions[weak.key]),
-                }
-            )
-            for column, model in (("predictions", spec), ("weak", weak), ("strong", strong), ("baseline", baseline)):
-                if model is not None:
-                    columns[column] += predictions[model.key]["prob_chosen"]
-            columns["training_seed"] += [spec.seed] * n_test
-            columns["weak_known"] += list(_weak_known(plan, weak, predictions))
-        prediction_columns = {key: columns[key] for key in ("predictions", "weak", "strong", "training_seed")}
-        gap_and_pgr = pgr_statistics(**prediction_columns, **bootstrap)
-        deception = deception_statistics(
-            **prediction_columns,
-            baseline=columns["baseline"] or None,
-            weak_known=columns["weak_known"],
-            known=analysis.known,
-            threshold=analysis.threshold,
-            **bootstrap,
-        )
-        # The headline of a conflicted student (a control is read in its student's row): its deception effect
-        # against the controls, and what it says.
-        studied = specs[0].conflict.kind != "none" and specs[0].control is None
-        controls = _against_controls(plan, predictions, specs, training or {}) if studied else None
-        effect = None if controls is None else controls["controls"].get("placebo", {}).get("effect")
-        # The seed means the accuracy table prints, so that a model's accuracy reads the same in every table
-        # (another order of summation printed 0.6125 as 0.612 here and 0.613 there).
-        weak_acc, strong_acc, student_acc = (
-            gap_and_pgr[f"accuracy.{role}"]["value"] for role in ("weak", "strong", "student")
-        )
-        spec = specs[0]
-        rows.append(
-            {
-                "label": spec.label,
-                "weak": spec.weak,
-                "via": list(spec.via),
-                "strong": spec.strong,
-                "method": spec.method,
-                "conflict": spec.conflict.label,
-                "label_filter": spec.label_filter.label,
-                "mitigation": spec.mitigation,
-                "control": spec.control,
-                "weak_accuracy": weak_acc,
-                "strong_accuracy": strong_acc,
-                "student_accuracy": student_acc,
-                **{f"{role}_accuracy_ci": gap_and_pgr[f"accuracy.{role}"] for role in ("weak", "strong", "student")},
-                "gap": strong_acc - weak_acc,
-                "gap_ci": gap_and_pgr["gap"],
-                # A gap whose interval reaches 0 cannot be divided by: reports print "gap within noise" instead of PGR.
-                "gap_within_noise": gap_and_pgr["gap_within_noise"],
-                "pgr": pgr(weak_acc, strong_acc, student_acc, min_gap),
-                "pgr_ci": gap_and_pgr["pgr"],
-                "agreement_with_weak": statistics.fmean([row["agreement_with_weak"] for row in per_seed]),
-                "per_seed": per_seed,
-                "ds_paper": deception["blind_spot.error_rate"],
-                "targeting": deception.get("conflict.targeting"),
-                "against_controls": controls,
-                "deception_effect": effect,
-                # Deception beyond imitation (the headline), and the teacher-aligned error added by the conflict.
-                "verdict": None if controls is None else controls["verdict"],
-                "added_verdict": None if controls is None else controls["added_verdict"],
-                "deception": deception,
-                "table": {
-                    cell: {"n": deception["sizes"][0][cell], **deception[f"error_rate.{cell}"]}
-                    for cell in deception["sizes"][0]
-                },
-            }
-        )
+    rows = [
+        _student_row(plan, predictions, models, specs, training or {}, min_gap, bootstrap) for specs in groups.values()
+    ]
     comparisons = _comparisons(plan, predictions, groups, rows, min_gap)
-    by_label: dict[str, list] = {}
-    for spec in plan.models:
-        by_label.setdefault(spec.label, []).append(spec)
-    accuracies = []
-    for label, specs in by_label.items():
-        probs = [np.asarray(predictions[spec.key]["prob_chosen"]) for spec in specs]
-        stat = accuracy_interval(probs, analysis.n_bootstrap, analysis.confidence)
-        accuracies.append({"label": label, "seeds": len(specs), **stat})
+    accuracies = _accuracy_rows(plan, predictions)
     return {
         "recipe": recipe.name,
         "evaluated_on": recipe.data.evaluate_on,
@@ -193,6 +106,127 @@ def build_metrics(
         "pgr": rows,
         "comparisons": comparisons,
     }
+
+
+def _per_seed(
+    plan: Plan,
+    predictions: Mapping[str, Dataset],
+    models: dict[str, dict[str, Any]],
+    specs: list[StudentSpec],
+    min_gap: float,
+) -> tuple[list[dict[str, Any]], dict[str, list]]:
+    """A student's accuracies, PGR and agreement with its teacher on each seed, and the rows of the statistics over
+    seeds (each model's `prob_chosen` on every test pair of every seed)."""
+    n_test = len(predictions[specs[0].key]["id"])
+    per_seed = []
+    columns: dict[str, list] = {
+        "predictions": [], "weak": [], "strong": [], "baseline": [], "training_seed": [], "weak_known": []
+    }  # fmt: skip
+    for spec in specs:
+        # The weak model is the one that supervised (with `dpo.supervisor: reward`, a reward model).
+        weak, strong = spec.chain[0], plan.ceiling(spec.strong, spec.seed)
+        baseline = plan.baseline(spec)
+        accuracies = {name: models[s.key]["accuracy"] for name, s in (("weak", weak), ("strong", strong))}
+        accuracies["student"] = models[spec.key]["accuracy"]
+        per_seed.append(
+            {
+                "seed": spec.seed,
+                **accuracies,
+                "pgr": pgr(accuracies["weak"], accuracies["strong"], accuracies["student"], min_gap),
+                "agreement_with_weak": agreement(predictions[spec.key], predictions[weak.key]),
+            }
+        )
+        for column, model in (("predictions", spec), ("weak", weak), ("strong", strong), ("baseline", baseline)):
+            if model is not None:
+                columns[column] += predictions[model.key]["prob_chosen"]
+        columns["training_seed"] += [spec.seed] * n_test
+        columns["weak_known"] += list(_weak_known(plan, weak, predictions))
+    return per_seed, columns
+
+
+def _student_row(
+    plan: Plan,
+    predictions: Mapping[str, Dataset],
+    models: dict[str, dict[str, Any]],
+    specs: list[StudentSpec],
+    training: Mapping[str, Dataset],
+    min_gap: float,
+    bootstrap: dict[str, Any],
+) -> dict[str, Any]:
+    """One student over its seeds (`specs`): accuracies, PGR and agreement per seed and over seeds with their
+    intervals, its deception statistics, and against its controls where it is a conflicted student."""
+    analysis = plan.recipe.analysis
+    per_seed, columns = _per_seed(plan, predictions, models, specs, min_gap)
+    prediction_columns = {key: columns[key] for key in ("predictions", "weak", "strong", "training_seed")}
+    gap_and_pgr = pgr_statistics(**prediction_columns, **bootstrap)
+    deception = deception_statistics(
+        **prediction_columns,
+        baseline=columns["baseline"] or None,
+        weak_known=columns["weak_known"],
+        known=analysis.known,
+        threshold=analysis.threshold,
+        **bootstrap,
+    )
+    # The headline of a conflicted student (a control is read in its student's row): its deception effect
+    # against the controls, and what it says.
+    studied = specs[0].conflict.kind != "none" and specs[0].control is None
+    controls = _against_controls(plan, predictions, specs, training) if studied else None
+    effect = None if controls is None else controls["controls"].get("placebo", {}).get("effect")
+    # The seed means the accuracy table prints, so that a model's accuracy reads the same in every table
+    # (another order of summation printed 0.6125 as 0.612 here and 0.613 there).
+    weak_acc, strong_acc, student_acc = (
+        gap_and_pgr[f"accuracy.{role}"]["value"] for role in ("weak", "strong", "student")
+    )
+    spec = specs[0]
+    return {
+        "label": spec.label,
+        "weak": spec.weak,
+        "via": list(spec.via),
+        "strong": spec.strong,
+        "method": spec.method,
+        "conflict": spec.conflict.label,
+        "label_filter": spec.label_filter.label,
+        "mitigation": spec.mitigation,
+        "control": spec.control,
+        "weak_accuracy": weak_acc,
+        "strong_accuracy": strong_acc,
+        "student_accuracy": student_acc,
+        **{f"{role}_accuracy_ci": gap_and_pgr[f"accuracy.{role}"] for role in ("weak", "strong", "student")},
+        "gap": strong_acc - weak_acc,
+        "gap_ci": gap_and_pgr["gap"],
+        # A gap whose interval reaches 0 cannot be divided by: reports print "gap within noise" instead of PGR.
+        "gap_within_noise": gap_and_pgr["gap_within_noise"],
+        "pgr": pgr(weak_acc, strong_acc, student_acc, min_gap),
+        "pgr_ci": gap_and_pgr["pgr"],
+        "agreement_with_weak": statistics.fmean([row["agreement_with_weak"] for row in per_seed]),
+        "per_seed": per_seed,
+        "ds_paper": deception["blind_spot.error_rate"],
+        "targeting": deception.get("conflict.targeting"),
+        "against_controls": controls,
+        "deception_effect": effect,
+        # Deception beyond imitation (the headline), and the teacher-aligned error added by the conflict.
+        "verdict": None if controls is None else controls["verdict"],
+        "added_verdict": None if controls is None else controls["added_verdict"],
+        "deception": deception,
+        "table": {
+            cell: {"n": deception["sizes"][0][cell], **deception[f"error_rate.{cell}"]}
+            for cell in deception["sizes"][0]
+        },
+    }
+
+
+def _accuracy_rows(plan: Plan, predictions: Mapping[str, Dataset]) -> list[dict[str, Any]]:
+    """Each model of the plan over its seeds (one row a label): its accuracy with its interval."""
+    analysis = plan.recipe.analysis
+    by_label: dict[str, list] = {}
+    for spec in plan.models:
+        by_label.setdefault(spec.label, []).append(spec)
+    accuracies = []
+    for label, specs in by_label.items():
+        probs = [np.asarray(predictions[spec.key]["prob_chosen"]) for spec in specs]
+        stat = accuracy_interval(probs, analysis.n_bootstrap, analysis.confidence)
+        accuracies.append({"label": label, "seeds": len(specs), **stat})
+    return accuracies
 
 
 def accuracy_interval(probs_by_seed: list[np.ndarray], n_bootstrap: int, confidence: float) -> dict[str, Any]:
