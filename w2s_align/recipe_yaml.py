@@ -164,6 +164,7 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:
                 raise W2SInputError(f"{source}: 'ladder.{index}.training' must be a mapping")
             rung["training"] = {**defaults, **own}
     recipe = _convert(raw, Recipe, source, "")
+    _complete(recipe)
     _check(recipe, source)
     return recipe
 
@@ -419,8 +420,25 @@ def rung_name_problem(name: str) -> str | None:
     return None
 
 
+def _complete(recipe: Recipe) -> None:
+    """Fill in what a recipe leaves to its defaults and the checks need: every rung below the strongest paired with it
+    when `pairs` is left out."""
+    names = [rung.name for rung in recipe.ladder]
+    if recipe.pairs is None and len(names) >= 2:
+        recipe.pairs = [PairConfig(weak=name, strong=names[-1]) for name in names[:-1]]
+
+
 def _check(recipe: Recipe, source: str) -> None:
-    """Cross-field checks: the ladder, the pairs and the methods must fit together."""
+    """Cross-field checks: the ladder, the pairs and the methods must fit together. Changes nothing."""
+    _check_names(recipe, source)
+    _check_pairs(recipe, source)
+    _check_rungs(recipe, source)
+    _check_runs(recipe, source)
+    _check_conflicts(recipe, source)
+
+
+def _check_names(recipe: Recipe, source: str) -> None:
+    """A ladder of distinctly named rungs, each name usable in file names."""
     if not recipe.ladder:
         raise W2SInputError(f"{source}: 'ladder' needs at least two rungs (a weak and a strong model)")
     for key, name in [("name", recipe.name)] + [
@@ -438,10 +456,13 @@ def _check(recipe: Recipe, source: str) -> None:
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise W2SInputError(f"{source}: 'ladder' has duplicate rung names {duplicates}")
-    if recipe.pairs is None:
-        if len(names) < 2:
-            raise W2SInputError(f"{source}: 'ladder' needs at least two rungs (a weak and a strong model)")
-        recipe.pairs = [PairConfig(weak=name, strong=names[-1]) for name in names[:-1]]
+
+
+def _check_pairs(recipe: Recipe, source: str) -> None:
+    """Each pair of rungs: both rungs of the ladder and distinct, its bootstrapping chain and ensemble, its probes."""
+    names = [rung.name for rung in recipe.ladder]
+    if recipe.pairs is None:  # left out, with fewer than two rungs to pair
+        raise W2SInputError(f"{source}: 'ladder' needs at least two rungs (a weak and a strong model)")
     for index, pair in enumerate(recipe.pairs):
         for role in ("weak", "strong"):
             if getattr(pair, role) not in names:
@@ -463,6 +484,10 @@ def _check(recipe: Recipe, source: str) -> None:
                 f"{source}: 'pairs.{index}' cleans labels with {probes[0]!r}, a probe on the strong rung's pretrained "
                 f"features, but {pair.strong!r} is a random_init rung: it has none"
             )
+
+
+def _check_rungs(recipe: Recipe, source: str) -> None:
+    """Each rung's own settings: quantization, random initialisation, chat template, layers, training."""
     for index, rung in enumerate(recipe.ladder):
         if rung.training.load_in_4bit and rung.training.lora is None:
             raise W2SInputError(
@@ -500,6 +525,10 @@ def _check(recipe: Recipe, source: str) -> None:
                 f"{source}: 'ladder.{index}.training.trainer_kwargs.eval_strategy' is {eval_strategy!r}, but there is "
                 "no validation split to evaluate: set 'training.validation_fraction'"
             )
+
+
+def _check_runs(recipe: Recipe, source: str) -> None:
+    """Methods, seeds, and the data's sizes and evaluation split."""
     if not recipe.methods:
         raise W2SInputError(f"{source}: 'methods' must name at least one of {', '.join(STUDENT_LOSSES)}")
     if not recipe.seeds:
@@ -516,6 +545,10 @@ def _check(recipe: Recipe, source: str) -> None:
         )
     if recipe.data.validation_size is not None and recipe.data.validation_size <= 0:
         raise W2SInputError(f"{source}: 'data.validation_size' must be positive, got {recipe.data.validation_size}")
+
+
+def _check_conflicts(recipe: Recipe, source: str) -> None:
+    """The conflicts, the checks and the label filters, and the loss's and filter's ranges."""
     conflicts = recipe.conflicts
     if not conflicts.settings:
         raise W2SInputError(f"{source}: 'conflicts.settings' must name at least one of {', '.join(CONFLICT_KINDS)}")
