@@ -196,38 +196,13 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
     from pathlib import Path
 
     from transformers import PrinterCallback, ProgressCallback
-    from trl import get_peft_config, get_quantization_config
 
-    from .artifacts import atomic_write_text
-    from .cards import loading_section, name_local_base, record_base_model, trainer_section
-    from .models import build_on_meta, check_model_loads, resolve_model_path
     from .run_lock import check_output_dir
-    from .tasks import REGISTRY
 
     check_output_dir(Path(training_args.output_dir).absolute())
     module, _, trainer_name = TRAINERS[name]
     trainer_class = getattr(importlib.import_module(module), trainer_name)
-    if not model_args.model_name_or_path:
-        raise W2SInputError("--model_name_or_path is required: a hub id or a local model directory")
-    base_model = model_args.model_name_or_path
-    model_args.model_name_or_path = resolve_model_path(base_model)  # or an installed offline copy
-    model, revision = model_args.model_name_or_path, model_args.model_revision
-    what = f"--model_name_or_path {model}"
-    config = check_model_loads(model, revision, what, trust_remote_code=training_args.trust_remote_code)
-    if not training_args.trust_remote_code:  # a remote model's class is not transformers' to build
-        build_on_meta(config, {}, REGISTRY[name].auto_class, what)  # an encoder cannot be a DPO policy
-    if name == "dpo":
-        _check_causal_lm(config, what)
-    model_init_kwargs = {
-        "revision": model_args.model_revision,
-        "trust_remote_code": training_args.trust_remote_code,
-        "attn_implementation": model_args.attn_implementation,
-        "dtype": model_args.dtype,
-        **(training_args.model_init_kwargs or {}),
-    }
-    training_args.model_init_kwargs = {key: value for key, value in model_init_kwargs.items() if value is not None}
-    if name == "reward" and model_args.use_peft and model_args.lora_task_type == "CAUSAL_LM":
-        model_args.lora_task_type = "SEQ_CLS"  # the changed default: the reward head trains with the adapters
+    base_model, revision = _prepare_model(name, training_args, model_args)
     if training_args.push_to_hub:  # before training, not after it
         from .hub import check_push_access
 
@@ -249,8 +224,59 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
                 "a streamed dataset is read in its order, so it cannot be grouped by length: drop "
                 "--train_sampling_strategy group_by_length"
             )
+    trainer = _build_trainer(trainer_class, training_args, model_args, train_dataset, eval_dataset, base_model, source)
+    if quiet:
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+    trained = _fit(trainer, training_args)
+    _save(name, trainer, script_args, training_args, train_dataset, base_model, revision)
+    saved = f"model saved to {training_args.output_dir}"
+    trainer.accelerator.print(f"{_results(trainer, trained.metrics)}; {saved}" if quiet else saved)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    trainer.end()  # the trackers' shutdown and the process group's, as TRL's scripts end
+    return trainer
+
+
+def _prepare_model(name: str, training_args, model_args) -> tuple[str, str | None]:
+    """The model as the trainer `name` loads it (an installed offline copy of a hub id), checked before any data is
+    read; its loading settings in `training_args.model_init_kwargs`. Returns the model as given and its revision."""
+    from .models import build_on_meta, check_model_loads, resolve_model_path
+    from .tasks import REGISTRY
+
+    if not model_args.model_name_or_path:
+        raise W2SInputError("--model_name_or_path is required: a hub id or a local model directory")
+    base_model = model_args.model_name_or_path
+    model_args.model_name_or_path = resolve_model_path(base_model)  # or an installed offline copy
+    model, revision = model_args.model_name_or_path, model_args.model_revision
+    what = f"--model_name_or_path {model}"
+    config = check_model_loads(model, revision, what, trust_remote_code=training_args.trust_remote_code)
+    if not training_args.trust_remote_code:  # a remote model's class is not transformers' to build
+        build_on_meta(config, {}, REGISTRY[name].auto_class, what)  # an encoder cannot be a DPO policy
+    if name == "dpo":
+        _check_causal_lm(config, what)
+    model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": training_args.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+        **(training_args.model_init_kwargs or {}),
+    }
+    training_args.model_init_kwargs = {key: value for key, value in model_init_kwargs.items() if value is not None}
+    if name == "reward" and model_args.use_peft and model_args.lora_task_type == "CAUSAL_LM":
+        model_args.lora_task_type = "SEQ_CLS"  # the changed default: the reward head trains with the adapters
+    return base_model, revision
+
+
+def _build_trainer(
+    trainer_class, training_args, model_args, train_dataset, eval_dataset, base_model: str, source: str
+):
+    """The trainer, with TRL's PEFT and quantization configs from `model_args`; PEFT's and TRL's errors about the
+    user's settings as one line."""
+    from trl import get_peft_config, get_quantization_config
+
     try:
-        trainer = trainer_class(
+        return trainer_class(
             model=model_args.model_name_or_path,
             args=training_args,
             train_dataset=train_dataset,
@@ -273,11 +299,14 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
             f"{source}: conversational pairs need a chat template and the tokenizer of {base_model} has none: give "
             "--chat_template_path (a Jinja file, or a tokenizer whose template is copied)"
         ) from None
-    if quiet:
-        trainer.remove_callback(PrinterCallback)
-        trainer.remove_callback(ProgressCallback)
+
+
+def _fit(trainer, training_args):
+    """`trainer.train()`, a streamed row's error as its one line."""
+    from transformers import ProgressCallback
+
     try:
-        trained = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        return trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     except W2SInputError as error:  # a streamed row's check (`_checked_row`)
         for callback in trainer.callback_handler.callbacks:  # its line under the progress bar, not glued to it
             if isinstance(callback, ProgressCallback) and callback.training_bar is not None:
@@ -287,6 +316,17 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
             raise
         # Re-raised by a DataLoader worker, with the worker's traceback in the message: its last line is the original.
         raise W2SInputError(message[-1].split(f"{W2SInputError.__name__}: ", 1)[-1]) from None
+
+
+def _save(name: str, trainer, script_args, training_args, train_dataset, base_model: str, revision) -> None:
+    """Save the model with its card: TRL's, naming the base as given, with the weak-to-strong settings and how to
+    load it."""
+    from pathlib import Path
+
+    from .artifacts import atomic_write_text
+    from .cards import loading_section, name_local_base, record_base_model, trainer_section
+    from .tasks import REGISTRY
+
     trainer.save_model(training_args.output_dir)
     # TRL writes its card with a checkpoint or a push; the saved model gets one too, naming the base as given.
     record_base_model(trainer, Path(training_args.output_dir), base_model)
@@ -309,12 +349,6 @@ def train(name: str, script_args, training_args, model_args, mixture=None, quiet
         )
         section = trainer_section(training_args, soft_labels) + loading
         atomic_write_text(card, name_local_base(card.read_text(), base_model) + section)
-    saved = f"model saved to {training_args.output_dir}"
-    trainer.accelerator.print(f"{_results(trainer, trained.metrics)}; {saved}" if quiet else saved)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
-    trainer.end()  # the trackers' shutdown and the process group's, as TRL's scripts end
-    return trainer
 
 
 def _results(trainer: Any, metrics: dict[str, float]) -> str:
