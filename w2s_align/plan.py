@@ -760,16 +760,64 @@ def build_plan(recipe: Recipe) -> Plan:
     """Expand a recipe into its [`Plan`]: for every seed, the ceilings of the rungs the pairs use; for every pair and
     method, the labels of its weak teacher, the bootstrapping chain (each intermediate rung learns from the previous
     teacher's labels, then labels for the next), and a student per conflict setting and label filter."""
-    task = REGISTRY[recipe.task]
-    supervisor = REGISTRY[task.supervisor(recipe)]
-    data = DataSpec(recipe.data)
-    conflicts = recipe.conflicts
-    helpful = HelpfulSpec(conflicts.helpful, max(conflicts.ratios), data) if "implicit" in conflicts.settings else None
-    steps: dict[str, Step] = {}
-    models: dict[str, ModelSpec] = {}
+    return _PlanBuilder(recipe).build()
 
-    def add(spec: Step) -> Step:  # a stage several students share (a ceiling, its labels) is planned once
-        planned = steps.setdefault(spec.stage_name, spec)
+
+class _PlanBuilder:
+    """The steps and models of one recipe's plan as they are added: a stage several students share (a ceiling, its
+    labels) is planned once."""
+
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+        self.task = REGISTRY[recipe.task]
+        self.supervisor = REGISTRY[self.task.supervisor(recipe)]
+        self.data = DataSpec(recipe.data)
+        conflicts = recipe.conflicts
+        implicit = "implicit" in conflicts.settings
+        self.helpful = HelpfulSpec(conflicts.helpful, max(conflicts.ratios), self.data) if implicit else None
+        self.steps: dict[str, Step] = {}
+        self.models: dict[str, ModelSpec] = {}
+
+    def build(self) -> Plan:
+        recipe = self.recipe
+        names = {name for pair in recipe.pairs for name in (pair.weak, pair.strong, *pair.via)}
+        names |= {name for pair in recipe.pairs if pair.ensemble for name in pair.ensemble.rungs}
+        for seed in recipe.seeds:
+            for rung in recipe.ladder:
+                if rung.name in names:
+                    spec = self.ceiling(rung.name, seed, self.task)
+                    self.models[spec.key] = spec
+            for pair in recipe.pairs:
+                for method in pair.methods or recipe.methods:
+                    self.pair(pair, method, seed)
+        return Plan(recipe, self.data, self.helpful, list(self.steps.values()), list(self.models.values()))
+
+    def pair(self, pair, method: str, seed: int) -> None:
+        """The students of one pair, method and seed: their teacher (a weak ceiling, a bootstrapping chain or an
+        ensemble) and its labels, a student a conflict setting and label filter."""
+        recipe = self.recipe
+        named = pair.label_filters if pair.label_filters is not None else recipe.label_filters
+        filters = [FilterSetting.named(name) for name in named]
+        if pair.ensemble is not None:  # the ensemble is the weak model of its students' reports
+            labels = self.ensemble(pair, seed)
+            self.models.setdefault(labels.key, labels)
+            weak, via = labels.name, ()
+        else:
+            teacher = self.ceiling(pair.weak, seed, self.supervisor)
+            self.models.setdefault(teacher.key, teacher)  # a supervisor of another task is reported too
+            for depth, middle in enumerate(pair.via):
+                labels = self.add(LabelSpec(teacher, self.data))
+                teacher = self.student(
+                    middle, pair.weak, pair.via[:depth], method, NO_CONFLICT, NO_FILTER, seed, labels
+                )
+            labels = self.add(LabelSpec(teacher, self.data))
+            weak, via = pair.weak, pair.via
+        for conflict in conflict_settings(recipe, pair, method):
+            for label_filter in filters:
+                self.asked(self.student(pair.strong, weak, via, method, conflict, label_filter, seed, labels))
+
+    def add(self, spec: Step) -> Step:
+        planned = self.steps.setdefault(spec.stage_name, spec)
         if planned is not spec and _determinants(planned) != _determinants(spec):
             raise W2SInputError(
                 f"two different stages would share the name {spec.stage_name!r} (rung names build stage names: "
@@ -777,13 +825,13 @@ def build_plan(recipe: Recipe) -> Plan:
             )
         return planned
 
-    def start(rung: str, seed: int) -> GenerativeSpec | None:
-        config = recipe.rung(rung)
-        return add(GenerativeSpec(config, seed, data)) if config.generative.epochs > 0 else None
+    def start(self, rung: str, seed: int) -> GenerativeSpec | None:
+        config = self.recipe.rung(rung)
+        return self.add(GenerativeSpec(config, seed, self.data)) if config.generative.epochs > 0 else None
 
-    def with_sft(spec: CeilingSpec | StudentSpec) -> CeilingSpec | StudentSpec:
+    def with_sft(self, spec: CeilingSpec | StudentSpec) -> CeilingSpec | StudentSpec:
         """`spec` starting from the supervised finetuning on its pairs, where its task starts a model so."""
-        sft = REGISTRY[spec.task].sft(recipe)
+        sft = REGISTRY[spec.task].sft(self.recipe)
         if sft is None:
             return spec
         plain = dataclasses.replace(spec, sft=None)
@@ -794,82 +842,54 @@ def build_plan(recipe: Recipe) -> Plan:
         if isinstance(plain, StudentSpec) and plain.conflict.kind == "explicit":
             pairs_of = dataclasses.replace(pairs_of, conflict=NO_CONFLICT)
         if isinstance(plain, StudentSpec) and plain.variant and changes_training_only(plain.variant):
-            pairs_of = dataclasses.replace(pairs_of, variant=None, rung=recipe.rung(plain.strong))
-        return dataclasses.replace(plain, sft=add(SFTSpec(pairs_of, *sft)))
+            pairs_of = dataclasses.replace(pairs_of, variant=None, rung=self.recipe.rung(plain.strong))
+        return dataclasses.replace(plain, sft=self.add(SFTSpec(pairs_of, *sft)))
 
-    def ceiling(rung: str, seed: int, trainer: TaskInfo) -> CeilingSpec:
-        tag = "" if trainer is task else trainer.tag
-        settings = trainer.determinants(recipe)
-        return add(
-            with_sft(CeilingSpec(recipe.rung(rung), seed, trainer.name, settings, data, tag, start(rung, seed)))
+    def ceiling(self, rung: str, seed: int, trainer: TaskInfo) -> CeilingSpec:
+        tag = "" if trainer is self.task else trainer.tag
+        settings = trainer.determinants(self.recipe)
+        spec = CeilingSpec(
+            self.recipe.rung(rung), seed, trainer.name, settings, self.data, tag, self.start(rung, seed)
         )
+        return self.add(self.with_sft(spec))
 
-    def student(strong, weak, via, method, conflict, label_filter, seed, labels) -> StudentSpec:
+    def student(self, strong, weak, via, method, conflict, label_filter, seed, labels) -> StudentSpec:
+        recipe, task = self.recipe, self.task
         loss = {name: getattr(recipe.loss, name) for name in LOSS_SETTINGS[method]}
         probe = label_filter.kind == "probe"
-        features = add(FeatureSpec(recipe.rung(strong), labels.split, task.name, data)) if probe else None
+        features = self.add(FeatureSpec(recipe.rung(strong), labels.split, task.name, self.data)) if probe else None
+        helpful = self.helpful if conflict.kind == "implicit" else None
         spec = StudentSpec(
             recipe.rung(strong), weak, tuple(via), method, conflict, label_filter, recipe.filter_threshold, seed,
-            task.name, task.determinants(recipe), loss, labels, helpful if conflict.kind == "implicit" else None,
-            start(strong, seed), features, dataclasses.asdict(recipe.probe) if probe else None,
+            task.name, task.determinants(recipe), loss, labels, helpful, self.start(strong, seed), features,
+            dataclasses.asdict(recipe.probe) if probe else None,
         )  # fmt: skip
-        return add(with_sft(spec))
+        return self.add(self.with_sft(spec))
 
-    def asked(spec: StudentSpec) -> None:
+    def asked(self, spec: StudentSpec) -> None:
         """A student the experiment asks about, with its controls and the checks of its deception verdicts (for a
         student of the weak-to-strong split, which the strong ceiling did not train on and can label)."""
-        models[spec.key] = spec
-        if not recipe.controls:
+        self.models[spec.key] = spec
+        if not self.recipe.controls:
             return
         for control in _controls(spec):
-            models.setdefault(control.key, add(with_sft(control)))
+            self.models.setdefault(control.key, self.add(self.with_sft(control)))
         if spec.conflict.kind == "none" or spec.split != "w2s":
             return
-        for name, derived in _checks(recipe, spec).items():
+        for name, derived in _checks(self.recipe, spec).items():
             if check_of(name)[0].deceptive:  # it reads the strong ceiling's labels of its split
-                strong = ceiling(spec.strong, spec.seed, task)
-                derived = dataclasses.replace(derived, oracle=add(LabelSpec(strong, data)))
-            models.setdefault(derived.key, add(with_sft(derived)))
+                strong = self.ceiling(spec.strong, spec.seed, self.task)
+                derived = dataclasses.replace(derived, oracle=self.add(LabelSpec(strong, self.data)))
+            self.models.setdefault(derived.key, self.add(self.with_sft(derived)))
 
-    def ensemble(pair, seed: int) -> EnsembleSpec:
+    def ensemble(self, pair, seed: int) -> EnsembleSpec:
         config = pair.ensemble
         members = [
-            add(LabelSpec(ceiling(rung, seed + 1000 * j, supervisor), data))
+            self.add(LabelSpec(self.ceiling(rung, seed + 1000 * j, self.supervisor), self.data))
             for rung in (pair.weak, *config.rungs)
             for j in range(config.seeds)
         ]
-        return add(EnsembleSpec(tuple(members), config.seeds, config.combine, seed))
-
-    names = {name for pair in recipe.pairs for name in (pair.weak, pair.strong, *pair.via)}
-    names |= {name for pair in recipe.pairs if pair.ensemble for name in pair.ensemble.rungs}
-    for seed in recipe.seeds:
-        for rung in recipe.ladder:
-            if rung.name in names:
-                spec = ceiling(rung.name, seed, task)
-                models[spec.key] = spec
-        for pair in recipe.pairs:
-            named = pair.label_filters if pair.label_filters is not None else recipe.label_filters
-            filters = [FilterSetting.named(name) for name in named]
-            for method in pair.methods or recipe.methods:
-                if pair.ensemble is not None:  # the ensemble is the weak model of its students' reports
-                    labels = ensemble(pair, seed)
-                    models.setdefault(labels.key, labels)
-                    for conflict in conflict_settings(recipe, pair, method):
-                        for label_filter in filters:
-                            asked(student(pair.strong, labels.name, (), method, conflict, label_filter, seed, labels))
-                    continue
-                teacher = ceiling(pair.weak, seed, supervisor)
-                models.setdefault(teacher.key, teacher)  # a supervisor of another task is reported too
-                for depth, middle in enumerate(pair.via):
-                    labels = add(LabelSpec(teacher, data))
-                    teacher = student(
-                        middle, pair.weak, pair.via[:depth], method, NO_CONFLICT, NO_FILTER, seed, labels
-                    )
-                labels = add(LabelSpec(teacher, data))
-                for conflict in conflict_settings(recipe, pair, method):
-                    for label_filter in filters:
-                        asked(student(pair.strong, pair.weak, pair.via, method, conflict, label_filter, seed, labels))
-    return Plan(recipe, data, helpful, list(steps.values()), list(models.values()))
+        return self.add(EnsembleSpec(tuple(members), config.seeds, config.combine, seed))
 
 
 def _twin(student: StudentSpec, controls: bool) -> StudentSpec:
