@@ -214,6 +214,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"w2s-align {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     output = _output_options()
+    _add_run(commands, output)
+    plan = commands.add_parser(
+        "plan", parents=[output], help="Dry run: list the stages a recipe implies and which are cached."
+    )
+    plan.add_argument("recipe", help="Path to a recipe YAML file.")
+    plan.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, as for `run`.")
+    plan.set_defaults(handler=_plan, libraries=False)
+    analyze = commands.add_parser(
+        "analyze", parents=[output], help="Recompute metrics and the report from a run's predictions."
+    )
+    analyze.add_argument("run_dir", help="A run directory written by `w2s-align run`.")
+    analyze.add_argument("overrides", nargs="*", help="analysis.KEY=VALUE, e.g. analysis.known=confident.")
+    analyze.set_defaults(handler=_analyze)
+    _add_calibrate(commands, output)
+    for name, what in (("reward", "a reward model"), ("dpo", "a DPO/SimPO policy")):
+        # The trainer's own parser (TRL's) reads everything after the command, --help included.
+        trainer = commands.add_parser(
+            name,
+            parents=[_output_options(log_level=False)],
+            add_help=False,
+            help=f"Train {what} on a preference dataset (TRL-style).",
+        )
+        trainer.set_defaults(handler=_trainer, trainer=name, log_level="warning")
+    env = commands.add_parser("env", parents=[output], help="Print versions and devices (for bug reports).")
+    env.set_defaults(handler=_env)
+    return parser
+
+
+def _add_run(commands, output: argparse.ArgumentParser) -> None:
+    """The `run` command and its executor options."""
     run = commands.add_parser("run", parents=[output], help="Run a recipe (cached stages are skipped).")
     run.add_argument("recipe", help="Path to a recipe YAML file, e.g. recipes/quickstart.yaml.")
     run.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of any recipe field, e.g. data.gt_size=500.")
@@ -240,18 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
         "names); default: a new local instance, whatever RAY_ADDRESS says.",
     )
     run.set_defaults(handler=_run)
-    plan = commands.add_parser(
-        "plan", parents=[output], help="Dry run: list the stages a recipe implies and which are cached."
-    )
-    plan.add_argument("recipe", help="Path to a recipe YAML file.")
-    plan.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, as for `run`.")
-    plan.set_defaults(handler=_plan, libraries=False)
-    analyze = commands.add_parser(
-        "analyze", parents=[output], help="Recompute metrics and the report from a run's predictions."
-    )
-    analyze.add_argument("run_dir", help="A run directory written by `w2s-align run`.")
-    analyze.add_argument("overrides", nargs="*", help="analysis.KEY=VALUE, e.g. analysis.known=confident.")
-    analyze.set_defaults(handler=_analyze)
+
+
+def _add_calibrate(commands, output: argparse.ArgumentParser) -> None:
+    """The `calibrate` command: the worlds, their sizes and the plot."""
     calibrate = commands.add_parser(
         "calibrate",
         parents=[output],
@@ -279,18 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot", help="Write the simulated world's power plot to this PNG file (or .pdf, .svg, ...)."
     )
     calibrate.set_defaults(handler=_calibrate)
-    for name, what in (("reward", "a reward model"), ("dpo", "a DPO/SimPO policy")):
-        # The trainer's own parser (TRL's) reads everything after the command, --help included.
-        trainer = commands.add_parser(
-            name,
-            parents=[_output_options(log_level=False)],
-            add_help=False,
-            help=f"Train {what} on a preference dataset (TRL-style).",
-        )
-        trainer.set_defaults(handler=_trainer, trainer=name, log_level="warning")
-    env = commands.add_parser("env", parents=[output], help="Print versions and devices (for bug reports).")
-    env.set_defaults(handler=_env)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
