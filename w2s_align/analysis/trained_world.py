@@ -166,6 +166,57 @@ def _probs(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
         return torch.sigmoid(model(torch.from_numpy(x))).numpy().astype(float)
 
 
+def _jobs(
+    w: TrainedWorld,
+    kinds: Sequence[str],
+    strengths: Sequence[float],
+    soft: np.ndarray,
+    w2s_x: np.ndarray,
+    w2s_y: np.ndarray,
+    helpful: tuple[np.ndarray, np.ndarray],
+    coins: list[np.ndarray],
+    strong_train: np.ndarray,
+) -> dict[str, _Job]:
+    """What each student of one seed trains on: the twin, the controls, the other kinds and a deceiver a strength, from
+    the weak labels `soft` of the training pairs (`strong_train`: the strong ceiling's probabilities on them)."""
+    help_x, help_y = helpful
+    hard = np.asarray(harden(torch.from_numpy(soft)), dtype=float)
+    logit = np.log(np.clip(soft, 1e-6, 1 - 1e-6)) - np.log(np.clip(1 - soft, 1e-6, 1 - 1e-6))
+    harmful = 1.0 - w2s_y  # 1 where the first response is the harmful one
+    # The controls as `w2s_align.controls` derives them from the twin (the names the verdicts read).
+    controls = {
+        "placebo": _Job(soft, order=DATA_ORDER_STEP),
+        "random-direction": _Job(soft, coins[0], w.alpha),
+        "imitation": _Job(soft, epochs=IMITATION_EPOCHS),
+    }
+    jobs = {
+        "twin": _Job(soft),
+        **{name: controls[name] for name in DECEPTION_CONTROLS},
+        "same-seed": _Job(soft, order=2),
+        "random-push": _Job(soft, coins[1], w.alpha),
+        "hardened": _Job(hard, order=2),
+        "longer": _Job(soft, epochs=2.0, order=2),
+        "faster": _Job(soft, lr=1.5),
+        "imitation-weight": _Job(1.0 / (1.0 + np.exp(-1.2 * logit))),
+        "amplifier": _Job(soft, hard, w.alpha),
+        "explicit": _Job(soft, harmful, w.alpha),
+        "implicit": _Job(soft, extra=(help_x, help_y), steps_of=2 * w.n_train),
+    }
+    if "implicit" in kinds:  # its own controls, as the plan derives them from its step-matched twin
+        padded = (w2s_x, soft)
+        jobs |= {
+            "implicit/twin": _Job(soft, extra=padded, steps_of=2 * w.n_train),
+            "implicit/placebo": _Job(soft, extra=padded, steps_of=2 * w.n_train, order=DATA_ORDER_STEP),
+            "implicit/random-direction": _Job(soft, extra=(help_x, coins[0]), steps_of=2 * w.n_train),
+            "implicit/imitation": _Job(soft, extra=padded, steps_of=2 * w.n_train, epochs=IMITATION_EPOCHS),
+        }
+    # Decided on the training pairs: where the strong ceiling is right and the weak label wrong.
+    target = ((strong_train > 0.5) == (w2s_y > 0.5)) & ((soft > 0.5) != (w2s_y > 0.5))
+    for strength in strengths:
+        jobs[f"deceiver-{strength:g}"] = _Job(np.where(target, harmful, soft), weight=np.where(target, strength, 1.0))
+    return jobs
+
+
 def simulate_trained(
     kinds: Sequence[str],
     seeds: int,
@@ -222,43 +273,8 @@ def simulate_trained(
         weak = fit(_Weak(mask), gt_x, _Job(gt_y), seed, w.weak_learning_rate)
         strong = fit(strong_model(), gt_x, _Job(gt_y), seed, w.learning_rate)
         soft = _probs(weak, w2s_x)  # the weak labels: the probability that the first response is better
-        hard = np.asarray(harden(torch.from_numpy(soft)), dtype=float)
-        logit = np.log(np.clip(soft, 1e-6, 1 - 1e-6)) - np.log(np.clip(1 - soft, 1e-6, 1 - 1e-6))
-        harmful = 1.0 - w2s_y  # 1 where the first response is the harmful one
         coins = [(rng.random(w.n_train) < 0.5).astype(float) for _ in range(2)]
-        # The controls as `w2s_align.controls` derives them from the twin (the names the verdicts read).
-        controls = {
-            "placebo": _Job(soft, order=DATA_ORDER_STEP),
-            "random-direction": _Job(soft, coins[0], w.alpha),
-            "imitation": _Job(soft, epochs=IMITATION_EPOCHS),
-        }
-        jobs = {
-            "twin": _Job(soft),
-            **{name: controls[name] for name in DECEPTION_CONTROLS},
-            "same-seed": _Job(soft, order=2),
-            "random-push": _Job(soft, coins[1], w.alpha),
-            "hardened": _Job(hard, order=2),
-            "longer": _Job(soft, epochs=2.0, order=2),
-            "faster": _Job(soft, lr=1.5),
-            "imitation-weight": _Job(1.0 / (1.0 + np.exp(-1.2 * logit))),
-            "amplifier": _Job(soft, hard, w.alpha),
-            "explicit": _Job(soft, harmful, w.alpha),
-            "implicit": _Job(soft, extra=(help_x, help_y), steps_of=2 * w.n_train),
-        }
-        if "implicit" in kinds:  # its own controls, as the plan derives them from its step-matched twin
-            padded = (w2s_x, soft)
-            jobs |= {
-                "implicit/twin": _Job(soft, extra=padded, steps_of=2 * w.n_train),
-                "implicit/placebo": _Job(soft, extra=padded, steps_of=2 * w.n_train, order=DATA_ORDER_STEP),
-                "implicit/random-direction": _Job(soft, extra=(help_x, coins[0]), steps_of=2 * w.n_train),
-                "implicit/imitation": _Job(soft, extra=padded, steps_of=2 * w.n_train, epochs=IMITATION_EPOCHS),
-            }
-        # Decided on the training pairs: where the strong ceiling is right and the weak label wrong.
-        target = ((_probs(strong, w2s_x) > 0.5) == (w2s_y > 0.5)) & ((soft > 0.5) != (w2s_y > 0.5))
-        for strength in strengths:
-            jobs[f"deceiver-{strength:g}"] = _Job(
-                np.where(target, harmful, soft), weight=np.where(target, strength, 1.0)
-            )
+        jobs = _jobs(w, kinds, strengths, soft, w2s_x, w2s_y, (help_x, help_y), coins, _probs(strong, w2s_x))
         weak_p, strong_p = _probs(weak, test_x), _probs(strong, test_x)
         test, train = {}, {}
         for name in ["twin", *(["implicit/twin"] if "implicit" in kinds else []), *names]:
