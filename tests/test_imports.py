@@ -200,3 +200,14 @@ def test_a_bad_recipe_data_file_data_row_or_output_dir_stops_before_torch_is_imp
     assert f"{bad_row}, row 5: not a preference pair: 'chosen' is empty" in result.stderr
     assert f"{bad_data}/run: cannot be made a directory ({bad_data} is a file)" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_no_function_of_the_package_is_over_80_lines():
+    """Long functions were split by what they do (issue 41); a new one over 80 lines is split too."""
+    long = [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80
+    ]
+    assert not long, "functions over 80 lines: " + "; ".join(long)

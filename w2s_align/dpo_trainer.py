@@ -344,22 +344,7 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
             raw_preference = (chosen_logps / chosen_lengths - rejected_logps / rejected_lengths).detach()
             logits = chosen_rewards - rejected_rewards
         else:
-            if self.precompute_ref_logps:
-                ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
-            else:
-                # `is not None`: a compiled reference (`torch_compile=True`) has no truth value
-                reference = self.ref_model if self.ref_model is not None else self.model
-                ref_chosen, ref_rejected = self.compute_ref_log_probs(reference, inputs)
-            chosen_lengths, rejected_lengths = completion_mask.sum(dim=1).chunk(2)
-            sides = []
-            for policy_logps, ref_logps, length in (
-                (chosen_logps, ref_chosen, chosen_lengths),
-                (rejected_logps, ref_rejected, rejected_lengths),
-            ):
-                ratio = policy_logps - ref_logps
-                score = f_divergence_score(ratio, args.f_divergence_type, args.f_alpha_divergence_coef)
-                sides.append(Side(score, ratio, length, policy_logps, ref_logps))
-            chosen, rejected = sides
+            chosen, rejected = self._sides(inputs, chosen_logps, rejected_logps)
             # TRL's expression, to the rounding: beta times the difference.
             logits = args.beta * (chosen.score - rejected.score)
             chosen_rewards, rejected_rewards = args.beta * chosen.logratio, args.beta * rejected.logratio
@@ -395,15 +380,39 @@ class W2SDPOTrainer(NeutralEvaluation, LengthGroupedTraining, LastBatchWeights, 
         with torch.no_grad():
             logs.update(self.token_metrics(outputs, shift_mask))
             # TRL's meanings: "chosen" is the response stored first, whatever the (weak) label says of it.
-            logs["rewards/chosen"] = gather(chosen_rewards.detach()).mean().item()
-            logs["rewards/rejected"] = gather(rejected_rewards.detach()).mean().item()
-            logs["rewards/accuracies"] = gather((chosen_rewards > rejected_rewards).float()).mean().item()
-            logs["rewards/margins"] = gather((chosen_rewards - rejected_rewards).detach()).mean().item()
-            logs["logps/chosen"] = gather(chosen_logps.detach()).mean().item()
-            logs["logps/rejected"] = gather(rejected_logps.detach()).mean().item()
+            for name, value in (
+                ("rewards/chosen", chosen_rewards),
+                ("rewards/rejected", rejected_rewards),
+                ("rewards/accuracies", (chosen_rewards > rejected_rewards).float()),
+                ("rewards/margins", chosen_rewards - rejected_rewards),
+                ("logps/chosen", chosen_logps),
+                ("logps/rejected", rejected_logps),
+            ):
+                logs[name] = gather(value.detach()).mean().item()
         for key, value in logs.items():
             self._metrics[mode][key].append(value)
         return (loss, {"margins": logits.detach()}) if return_outputs else loss
+
+    def _sides(self, inputs, chosen_logps: torch.Tensor, rejected_logps: torch.Tensor) -> tuple[Side, Side]:
+        """Each response's log-ratio to the reference (precomputed, or from the reference model now) and its
+        divergence score."""
+        args = self.args
+        if self.precompute_ref_logps:
+            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        else:
+            # `is not None`: a compiled reference (`torch_compile=True`) has no truth value
+            reference = self.ref_model if self.ref_model is not None else self.model
+            ref_chosen, ref_rejected = self.compute_ref_log_probs(reference, inputs)
+        chosen_lengths, rejected_lengths = inputs["completion_mask"].sum(dim=1).chunk(2)
+        sides = []
+        for policy_logps, ref_logps, length in (
+            (chosen_logps, ref_chosen, chosen_lengths),
+            (rejected_logps, ref_rejected, rejected_lengths),
+        ):
+            ratio = policy_logps - ref_logps
+            score = f_divergence_score(ratio, args.f_divergence_type, args.f_alpha_divergence_coef)
+            sides.append(Side(score, ratio, length, policy_logps, ref_logps))
+        return sides[0], sides[1]
 
     def token_metrics(self, outputs, shift_mask: torch.Tensor) -> dict[str, float]:
         """TRL's token-level metrics of a batch: `entropy` over the completions, `logits/chosen` and `logits/rejected`
