@@ -33,10 +33,10 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from .analysis.intervals import check_bootstrap_size
-from .cache import REPORT_VERSION, StageCache, file_digests, rung_settings
+from .cache import REPORT_VERSION, Stage, StageCache, file_digests, rung_settings
 from .controls import CHECK_PREFIX, CONTROLS, changes_training_only, check_of, identify, variant_label
 from .errors import W2SInputError
 from .options import LOSS_SETTINGS, SPLITS, ConflictSetting, FilterSetting
@@ -56,9 +56,33 @@ NO_CONFLICT = ConflictSetting()
 NO_FILTER = FilterSetting()
 
 
+class StageRunning(Protocol):
+    """What runs the steps of a plan ([`w2s_align.stage_runner.StageRunner`]): a method a kind of step, which each
+    step's `run` calls, so that a new kind of step brings its dispatch with it."""
+
+    def train(self, spec: CeilingSpec | StudentSpec, stage: Stage) -> None: ...
+
+    def label(self, spec: LabelSpec, stage: Stage) -> None: ...
+
+    def sft(self, spec: SFTSpec, stage: Stage) -> None: ...
+
+    def features(self, spec: FeatureSpec, stage: Stage) -> None: ...
+
+    def ensemble(self, spec: EnsembleSpec, stage: Stage) -> None: ...
+
+    def generative(self, spec: GenerativeSpec, stage: Stage) -> None: ...
+
+
 class _Spec:
+    # Whether the step trains or scores models (a Ray task of it asks for a GPU where the cluster has them).
+    uses_models: ClassVar[bool] = True
+
     def __repr__(self) -> str:  # the stage name says which one; the settings are long
         return f"{type(self).__name__}({self.stage_name!r})"
+
+    def run(self, runner: StageRunning, stage: Stage) -> None:
+        """Run this step's stage with `runner` (the data, helpfulness and report stages are not steps)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a step a runner runs")
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -113,6 +137,9 @@ class GenerativeSpec(_Spec):
 
     def upstream(self) -> dict[str, Any]:
         return {"data": self.data}
+
+    def run(self, runner: StageRunning, stage: Stage) -> None:
+        runner.generative(self, stage)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -174,6 +201,9 @@ class CeilingSpec(_Spec):
         """What `metrics.json` records of the model."""
         return {"role": self.role, "rung": self.rung.name, "seed": self.seed}
 
+    def run(self, runner: StageRunning, stage: Stage) -> None:
+        runner.train(self, stage)
+
 
 @dataclass(frozen=True, eq=False, repr=False)
 class LabelSpec(_Spec):
@@ -206,6 +236,9 @@ class LabelSpec(_Spec):
 
     def upstream(self) -> dict[str, Any]:
         return {"model": self.teacher, "data": self.data}
+
+    def run(self, runner: StageRunning, stage: Stage) -> None:
+        runner.label(self, stage)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -263,6 +296,11 @@ class EnsembleSpec(_Spec):
         members = [member.teacher.key for member in self.members]
         return {"role": self.role, "members": members, "combine": self.combine, "seed": self.seed}
 
+    uses_models: ClassVar[bool] = False  # it combines its members' labels
+
+    def run(self, runner: StageRunning, stage: Stage) -> None:
+        runner.ensemble(self, stage)
+
 
 @dataclass(frozen=True, eq=False, repr=False)
 class FeatureSpec(_Spec):
@@ -283,6 +321,9 @@ class FeatureSpec(_Spec):
 
     def upstream(self) -> dict[str, Any]:
         return {"data": self.data}
+
+    def run(self, runner: StageRunning, stage: Stage) -> None:
+        runner.features(self, stage)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -445,6 +486,9 @@ class StudentSpec(_Spec):
             "control": self.control,
         }
 
+    def run(self, runner: StageRunning, stage: Stage) -> None:
+        runner.train(self, stage)
+
 
 @dataclass(frozen=True, eq=False, repr=False)
 class SFTSpec(_Spec):
@@ -479,6 +523,9 @@ class SFTSpec(_Spec):
 
     def upstream(self) -> dict[str, Any]:
         return self.model.upstream()
+
+    def run(self, runner: StageRunning, stage: Stage) -> None:
+        runner.sft(self, stage)
 
 
 ModelSpec = CeilingSpec | StudentSpec | EnsembleSpec

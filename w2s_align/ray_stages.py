@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import W2SInputError, first_line
-from .plan import CeilingSpec, FeatureSpec, GenerativeSpec, LabelSpec, SFTSpec, Step, StudentSpec
+from .plan import Step
 
 if TYPE_CHECKING:
     from .recipe import Recipe
@@ -45,8 +45,7 @@ if TYPE_CHECKING:
 def stage_resources(step: Step, gpus: float) -> dict[str, float]:
     """What a stage asks Ray for: a GPU for a stage that trains or scores models when the cluster has GPUs, else a
     CPU (Ray then starts as many at once as there are cores)."""
-    models = isinstance(step, (CeilingSpec, StudentSpec, LabelSpec, GenerativeSpec, SFTSpec, FeatureSpec))
-    return {"num_cpus": 1, "num_gpus": 1 if models and gpus >= 1 else 0}
+    return {"num_cpus": 1, "num_gpus": 1 if step.uses_models and gpus >= 1 else 0}
 
 
 # The longest wait, in seconds, for the TCP port of a cluster's address to answer (a dead address refuses at once, a

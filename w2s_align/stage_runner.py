@@ -94,19 +94,7 @@ class StageRunner:
 
     def run_step(self, step: Step) -> None:
         """Run one stage of the plan (once the stages it reads are finished)."""
-        stage = self.cache.stage(step)
-        if isinstance(step, GenerativeSpec):
-            self._generative(step, stage)
-        elif isinstance(step, FeatureSpec):
-            self._features(step, stage)
-        elif isinstance(step, EnsembleSpec):
-            self._ensemble(step, stage)
-        elif isinstance(step, LabelSpec):
-            self._label(step, stage)
-        elif isinstance(step, SFTSpec):
-            self._sft(step, stage)
-        else:
-            self._train(step, stage, self._pairs(step))
+        step.run(self, self.cache.stage(step))  # each kind of step names the method below that runs it
         self.release()
 
     def release(self) -> None:
@@ -131,7 +119,7 @@ class StageRunner:
                 rung = started_from(rung, self.cache.stage(start).path("model"))
         return rung
 
-    def _sft(self, spec: SFTSpec, stage: Stage) -> None:
+    def sft(self, spec: SFTSpec, stage: Stage) -> None:
         """The supervised finetuning a policy starts from, on the preferred responses of its model's pairs."""
         model = spec.model
         self.log(f"supervised finetuning for {model.label}, seed {model.seed}")
@@ -143,8 +131,9 @@ class StageRunner:
         shutil.rmtree(stage.path("checkpoints"), ignore_errors=True)
         stage.finish(summary)
 
-    def _train(self, spec: CeilingSpec | StudentSpec, stage: Stage, pairs: Dataset) -> None:
+    def train(self, spec: CeilingSpec | StudentSpec, stage: Stage) -> None:
         """Train (or resume training) one model, save it and its test predictions, and finish the stage."""
+        pairs = self._pairs(spec)
         self.log(f"training {spec.label}, seed {spec.seed}")
         started = time.time()
         stage.begin(keep_partial=True)
@@ -183,7 +172,7 @@ class StageRunner:
             columns[TEACHER_COLUMN] = [teacher[pair_id] for pair_id in scored["id"]]
             atomic_write_parquet(Dataset.from_dict(columns), stage.path(TRAIN_PREDICTIONS_FILE))
 
-    def _generative(self, spec: GenerativeSpec, stage: Stage) -> None:
+    def generative(self, spec: GenerativeSpec, stage: Stage) -> None:
         """Finetune a causal-LM rung as a language model on the texts of the splits it and its students train on."""
         pairs = concatenate_datasets([self.splits["gt"], self.splits["w2s"]])
         self.log(f"language modeling of {spec.rung.name} on the texts of {pairs.num_rows} pairs, seed {spec.seed}")
@@ -196,7 +185,7 @@ class StageRunner:
         stage.finish(summary)
         self.log(f"  language-modeling loss {summary['lm_loss_before']:.3f} -> {summary['lm_loss_after']:.3f}")
 
-    def _features(self, spec: FeatureSpec, stage: Stage) -> None:
+    def features(self, spec: FeatureSpec, stage: Stage) -> None:
         """The strong rung's frozen pretrained features of a split's pairs, for the probes that clean weak labels."""
         self.log(f"features of the {spec.split} split from {spec.rung.name}")
         stage.begin()
@@ -207,7 +196,7 @@ class StageRunner:
             atomic_write_parquet(features, stage.path(FEATURES_FILE))
         stage.finish({"num_pairs": self.splits[spec.split].num_rows})
 
-    def _ensemble(self, spec: EnsembleSpec, stage: Stage) -> None:
+    def ensemble(self, spec: EnsembleSpec, stage: Stage) -> None:
         """Combine the members' test predictions and labels into the ensemble's (see [`w2s_align.ensembles`])."""
         self.log(f"combining {len(spec.members)} weak models into {spec.key}")
         stage.begin()
@@ -223,7 +212,7 @@ class StageRunner:
         stage.finish({"accuracy": accuracy, "members": len(spec.members)})
         self.log(f"  test accuracy {accuracy:.3f}")
 
-    def _label(self, spec: LabelSpec, stage: Stage) -> None:
+    def label(self, spec: LabelSpec, stage: Stage) -> None:
         """Label a split with a trained teacher (the split it did not train on)."""
         self.log(f"labeling the {spec.split} split with {spec.key}")
         teacher = self.cache.stage(spec.teacher)
