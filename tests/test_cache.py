@@ -5,7 +5,7 @@ import os
 
 from w2s_align import cache
 from w2s_align.cache import Stage, StageCache
-from w2s_align.plan import build_plan
+from w2s_align.plan_builder import build_plan
 from w2s_align.recipe_yaml import recipe_from_dict
 from w2s_align.synthetic import generate_pairs
 

@@ -17,7 +17,7 @@ import yaml
 from w2s_align.artifacts import model_file
 from w2s_align.cli import main
 from w2s_align.executors import available_cores
-from w2s_align.plan import build_plan
+from w2s_align.plan_builder import build_plan
 from w2s_align.recipe_yaml import load_recipe
 
 

@@ -12,8 +12,9 @@ from w2s_align.ensembles import combine, ensemble_labels, ensemble_predictions
 from w2s_align.errors import W2SInputError
 from w2s_align.labeling import load_labels
 from w2s_align.pipeline import W2SPipeline
-from w2s_align.plan import CeilingSpec, EnsembleSpec, StudentSpec, build_plan
+from w2s_align.plan_builder import build_plan
 from w2s_align.recipe_yaml import recipe_from_dict
+from w2s_align.specs import CeilingSpec, EnsembleSpec, StudentSpec
 
 
 def logit(p: float) -> float:

@@ -11,9 +11,10 @@ from w2s_align.errors import W2SInputError
 from w2s_align.generative import check_generative, generative_finetune, language_modeling_loss, task_texts
 from w2s_align.models import load_tokenizer
 from w2s_align.pipeline import W2SPipeline
-from w2s_align.plan import CeilingSpec, GenerativeSpec, StudentSpec, build_plan
+from w2s_align.plan_builder import build_plan
 from w2s_align.recipe import RungConfig
 from w2s_align.recipe_yaml import recipe_from_dict
+from w2s_align.specs import CeilingSpec, GenerativeSpec, StudentSpec
 from w2s_align.synthetic import generate_pairs
 from w2s_align.tracking import TrackerRun
 

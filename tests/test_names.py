@@ -9,7 +9,7 @@ import pytest
 from w2s_align.artifacts import bounded_name
 from w2s_align.cache import StageCache
 from w2s_align.errors import W2SInputError
-from w2s_align.plan import build_plan
+from w2s_align.plan_builder import build_plan
 from w2s_align.recipe_yaml import recipe_from_dict
 
 # The words and separators stage names are built from, and a few ordinary ones.

@@ -15,8 +15,9 @@ import pytest
 from w2s_align.cli import main
 from w2s_align.parallel_stages import dependents, must_wait, threads_per_job
 from w2s_align.pipeline import W2SPipeline
-from w2s_align.plan import CeilingSpec, LabelSpec, SFTSpec, StudentSpec, build_plan
+from w2s_align.plan_builder import build_plan
 from w2s_align.recipe_yaml import recipe_from_dict
+from w2s_align.specs import CeilingSpec, LabelSpec, SFTSpec, StudentSpec
 
 
 def _plan(**changes):

@@ -8,8 +8,9 @@ from datasets import Dataset
 
 from w2s_align.cache import StageCache
 from w2s_align.errors import W2SInputError
-from w2s_align.plan import CeilingSpec, LabelSpec, SFTSpec, StudentSpec, build_plan
+from w2s_align.plan_builder import build_plan
 from w2s_align.recipe_yaml import recipe_from_dict
+from w2s_align.specs import CeilingSpec, LabelSpec, SFTSpec, StudentSpec
 
 
 def sweep(**changes) -> dict:

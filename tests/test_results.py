@@ -7,7 +7,7 @@ from datasets import Dataset
 
 from w2s_align.analysis.metrics import pgr
 from w2s_align.analysis.results import accuracy_interval, build_metrics
-from w2s_align.plan import build_plan
+from w2s_align.plan_builder import build_plan
 from w2s_align.recipe_yaml import recipe_from_dict
 
 N = 20

@@ -8,7 +8,7 @@ import pytest
 from w2s_align.cache import StageCache
 from w2s_align.cli import main
 from w2s_align.pipeline import W2SPipeline
-from w2s_align.plan import build_plan
+from w2s_align.plan_builder import build_plan
 from w2s_align.recipe_yaml import recipe_from_dict
 
 

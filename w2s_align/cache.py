@@ -6,7 +6,7 @@ finds the stage finished and skips it, a changed setting gets a fresh directory,
 downstream. A stage is finished only when its `DONE.json` marker exists, and the marker is written last and
 atomically: a run killed mid-stage leaves no marker, and the rerun redoes (or, for training, resumes) the stage.
 
-The stages of a run are described by the specs of [`w2s_align.plan`]; each spec names its stage, its settings and
+The stages of a run are described by the specs of [`w2s_align.specs`]; each spec names its stage, its settings and
 the specs it reads, and [`StageCache`] turns it into a [`Stage`] with the one rule above.
 
 Example:

@@ -50,7 +50,7 @@ def _plan(args: argparse.Namespace) -> int:
     # Light: neither torch nor TRL. So `run` checks the rungs' trainer configs (and that the models load) instead,
     # before any training.
     from .cache import StageCache
-    from .plan import build_plan
+    from .plan_builder import build_plan
 
     recipe = args.loaded_recipe
     print(build_plan(recipe).describe(StageCache(recipe.run_dir)))
@@ -393,7 +393,7 @@ def _cut_splits(recipe):
     mistake in them before the collective step that writes the stage (the main process alone writes it)."""
     from .cache import StageCache
     from .data import load_splits
-    from .plan import build_plan
+    from .plan_builder import build_plan
 
     if StageCache(recipe.run_dir).stage(build_plan(recipe).data).done:
         return None

@@ -34,7 +34,7 @@ from .errors import W2SInputError
 from .options import EXECUTORS
 
 if TYPE_CHECKING:
-    from .plan import Step
+    from .specs import Step
     from .stage_runner import StageRunner
 
 

@@ -9,7 +9,7 @@ Example:
 
 ```python
 >>> from w2s_align.recipe_yaml import load_recipe
->>> from w2s_align.plan import build_plan
+>>> from w2s_align.plan_builder import build_plan
 >>> from w2s_align.hub import hub_targets
 >>> recipe = load_recipe("recipes/quickstart.yaml", ["hub.push=[students]", "hub.namespace=me"])
 >>> [repo for _, _, repo, _ in hub_targets(recipe, build_plan(recipe))][0]

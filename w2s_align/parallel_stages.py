@@ -37,7 +37,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 from .errors import W2SInputError
-from .plan import Step
+from .specs import Step
 
 if TYPE_CHECKING:
     from .recipe import Recipe

@@ -44,9 +44,9 @@ from .hub import check_hub_access, push_run
 from .labeling import load_labels
 from .models import check_rung_loads
 from .options import SPLITS
-from .plan import CeilingSpec, StudentSpec
 from .recipe import Recipe
 from .run_lock import RunLock, check_free_space
+from .specs import CeilingSpec, StudentSpec
 from .stage_runner import StageRunner
 from .tasks import REGISTRY
 from .tracking import check_trackers, log_results

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import W2SInputError, first_line
-from .plan import Step
+from .specs import Step
 
 if TYPE_CHECKING:
     from .recipe import Recipe

@@ -38,7 +38,11 @@ from .errors import W2SInputError
 from .generative import generative_finetune, started_from
 from .labeling import attach_labels, filter_labels, load_labels, save_labels
 from .options import SOFT_LABEL, SPLITS
-from .plan import (
+from .plan import no_optimizer_step
+from .plan_builder import build_plan
+from .probes import FEATURES_FILE, probe_clean, split_features
+from .recipe import Recipe, RungConfig
+from .specs import (
     CeilingSpec,
     DataSpec,
     EnsembleSpec,
@@ -49,11 +53,7 @@ from .plan import (
     SFTSpec,
     Step,
     StudentSpec,
-    build_plan,
-    no_optimizer_step,
 )
-from .probes import FEATURES_FILE, probe_clean, split_features
-from .recipe import Recipe, RungConfig
 from .tasks import REGISTRY, task_class
 from .tracking import TrackerRun
 from .training import PREDICTIONS_FILE, TEACHER_COLUMN, TRAIN_PREDICTIONS_FILE, TrainJob

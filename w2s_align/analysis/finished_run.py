@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import W2SInputError
-from ..plan import Plan, build_plan
+from ..plan import Plan
+from ..plan_builder import build_plan
 from ..recipe_yaml import load_recipe
 from .intervals import check_bootstrap_size
 

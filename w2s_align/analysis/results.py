@@ -12,7 +12,8 @@ import numpy as np
 from datasets import Dataset
 
 from ..controls import check_of
-from ..plan import Plan, StudentSpec
+from ..plan import Plan
+from ..specs import StudentSpec
 from ..tasks import REGISTRY
 from ..training import TEACHER_COLUMN
 from .deception import (
