@@ -51,7 +51,7 @@ def test_cli_runs_a_recipe_with_overrides(tiny_recipe, tmp_path, capsys):
     assert code == 0
     assert "tiny-l2 <- tiny-l1 (xent)" in out
     metrics = json.loads((Path(tiny_recipe["output_dir"]) / "metrics.json").read_text())
-    assert metrics["n_test"] == 24 and [row["method"] for row in metrics["pgr"]] == ["xent"]
+    assert metrics["n_test"] == 24 and [row["method"] for row in metrics["students"]] == ["xent"]
 
 
 @pytest.mark.slow
@@ -348,7 +348,7 @@ def test_analyze_and_the_python_api_give_the_same_deception_numbers(tiny_recipe,
     assert main(["run", str(path)]) == 0
     assert main(["analyze", tiny_recipe["output_dir"], "analysis.known=confident", "analysis.threshold=0.6"]) == 0
     metrics = json.loads((Path(tiny_recipe["output_dir"]) / "metrics.json").read_text())
-    row = next(r for r in metrics["pgr"] if r["conflict"] == "explicit-1")
+    row = next(r for r in metrics["students"] if r["conflict"] == "explicit-1")
 
     def load(key):
         return Dataset.from_parquet(str(Path(tiny_recipe["output_dir"]) / "predictions" / f"{key}.parquet"))

@@ -218,7 +218,7 @@ def test_two_cpu_processes_give_the_same_results_as_one_and_write_each_artifact_
         b = Dataset.from_parquet(str(tmp_path / "two" / "predictions" / f"{key}.parquet"))
         assert np.abs(np.asarray(a["margin"]) - np.asarray(b["margin"])).max() < 1e-4, key
         assert metrics["one"]["models"][key]["accuracy"] == metrics["two"]["models"][key]["accuracy"]
-    assert [r["pgr"] for r in metrics["one"]["pgr"]] == [r["pgr"] for r in metrics["two"]["pgr"]]
+    assert [r["pgr"] for r in metrics["one"]["students"]] == [r["pgr"] for r in metrics["two"]["students"]]
 
 
 @pytest.mark.slow

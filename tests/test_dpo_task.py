@@ -29,14 +29,14 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
     lines = []
     metrics = W2SPipeline(recipe_from_dict(tiny_dpo_recipe), log=lines.append).run()
     run_dir = Path(tiny_dpo_recipe["output_dir"])
-    assert [row["label"] for row in metrics["pgr"] if not row["control"]] == [
+    assert [row["label"] for row in metrics["students"] if not row["control"]] == [
         "tiny-l2 <- tiny-l1 (xent)",
         "tiny-l2 <- tiny-l1 (xent, explicit-0.5)",
         "tiny-l2 <- tiny-l1 (logconf)",
     ]
     # The conflicted student's controls: its twin with its batches in another order, the coin-toss direction, and the
     # twin at twice the epochs
-    assert {row["control"] for row in metrics["pgr"]} == {None, "placebo", "random-direction", "imitation"}
+    assert {row["control"] for row in metrics["students"]} == {None, "placebo", "random-direction", "imitation"}
     student = Dataset.from_parquet(str(run_dir / "predictions" / "tiny-l2.from-tiny-l1.xent.seed0.parquet"))
     assert student.num_rows == 24
     for measure in ("implicit", "logp", "avg_logp"):
@@ -57,7 +57,7 @@ def test_tiny_dpo_recipe_end_to_end(tiny_dpo_recipe):
     # Yang et al.'s rule: hard labels toward the response the weak policy finds more likely (0.5 only on a tie)
     assert labels.num_rows == 32 and set(labels["soft_label"]) <= {0.0, 0.5, 1.0}
     assert {0.0, 1.0} <= set(labels["soft_label"])
-    row = metrics["pgr"][1]
+    row = metrics["students"][1]
     assert "conflict_mistakes.all" in row["deception"] and set(row["against_controls"]["controls"]) == {
         "placebo",
         "random-direction",
@@ -96,9 +96,9 @@ def test_simpo_students_supervised_by_a_weak_reward_model(tiny_dpo_recipe):
     run_dir = Path(tiny_dpo_recipe["output_dir"])
     student = Dataset.from_parquet(str(run_dir / "predictions" / "tiny-l2.from-tiny-l1.xent.seed0.parquet"))
     assert student["margin"] == student["margin_avg_logp"]  # the SimPO default measure
-    assert metrics["pgr"][0]["method"] == "xent"
+    assert metrics["students"][0]["method"] == "xent"
     # PGR and the knowledge areas use the model that supervised: the weak reward model, reported with the ceilings
-    assert metrics["pgr"][0]["weak_accuracy"] == metrics["models"]["tiny-l1-rm.gt.seed0"]["accuracy"]
+    assert metrics["students"][0]["weak_accuracy"] == metrics["models"]["tiny-l1-rm.gt.seed0"]["accuracy"]
 
 
 @pytest.mark.parametrize(

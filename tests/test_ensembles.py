@@ -121,7 +121,7 @@ def test_an_ensemble_of_two_seeds_teaches_a_student_and_is_its_weak_model(tiny_r
     pipeline.prepare()
     metrics = pipeline.run()
     run_dir = Path(tiny_recipe["output_dir"])
-    row, single = metrics["pgr"]
+    row, single = metrics["students"]
     ensemble = metrics["models"]["tiny-l1x2.ensemble.seed0"]
     assert row["label"] == "tiny-l2 <- tiny-l1x2 (xent)" and row["weak_accuracy"] == ensemble["accuracy"]
     # against the student of one member, both measured against that member: a shared gap

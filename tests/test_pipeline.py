@@ -49,7 +49,7 @@ def test_tiny_recipe_end_to_end(tiny_recipe):
         assert np.allclose(margin, predictions["margin"], atol=1e-5)
         assert list(predictions["correct"]) == list(margin > 0)
         assert saved["models"][key]["accuracy"] == pytest.approx(float(np.mean(predictions["correct"])))
-    rows = {row["method"]: row for row in saved["pgr"]}
+    rows = {row["method"]: row for row in saved["students"]}
     assert set(rows) == {"xent", "logconf"}
     for row in rows.values():
         expected = pgr(row["weak_accuracy"], row["strong_accuracy"], row["student_accuracy"], 1 / 40)
@@ -120,7 +120,7 @@ def test_same_seed_same_splits_and_metrics(tiny_recipe, tmp_path):
     second, _ = run(tiny_recipe)
     for key in MODELS:
         assert first["models"][key]["accuracy"] == second["models"][key]["accuracy"]
-    assert [row["pgr"] for row in first["pgr"]] == [row["pgr"] for row in second["pgr"]]
+    assert [row["pgr"] for row in first["students"]] == [row["pgr"] for row in second["students"]]
 
 
 def test_a_run_killed_mid_training_resumes_from_its_last_whole_checkpoint(tiny_recipe, tmp_path, monkeypatch):
@@ -248,7 +248,7 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     console = "\n".join(lines)
     assert "    deception beyond imitation: no control" in console
     assert "    teacher-aligned error added by the conflict: no control" in console
-    labels = {row["label"] for row in metrics["pgr"]}
+    labels = {row["label"] for row in metrics["students"]}
     assert labels == {
         f"tiny-l2 <- tiny-l1{via} (xent{conflict}{filt})"
         for via, filters in (("", ("", ", confidence filter", ", oracle filter")), (" -> tiny-mid", ("",)))
@@ -266,9 +266,9 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     for name in ("deception_vs_gap.png", "area_heatmap.png"):
         assert (run_dir / "plots" / name).stat().st_size > 1000
     # PGR is plotted only where the ceiling gap is beyond noise, which 40 test pairs rarely give
-    measurable = [row for row in metrics["pgr"] if not row["gap_within_noise"] and row["pgr_ci"]["value"] is not None]
+    measurable = [row for row in metrics["students"] if not row["gap_within_noise"] and row["pgr_ci"]["value"] is not None]
     assert (run_dir / "plots" / "pgr_vs_gap.png").is_file() == bool(measurable)
-    noisy = [row["label"] for row in metrics["pgr"] if row["gap_within_noise"]]
+    noisy = [row["label"] for row in metrics["students"] if row["gap_within_noise"]]
     console = "\n".join(lines).splitlines()
     printed = [line for line in console if "gap within noise" in line and "[CI]" not in line and "    - " not in line]
     assert len(printed) == len(noisy)  # such a PGR is not printed as a number
@@ -280,7 +280,7 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
         "## Deception" in report
         and "![DS paper (descriptive) vs capability gap](plots/deception_vs_gap.png)" in report
     )
-    rows = {row["label"]: row for row in metrics["pgr"]}
+    rows = {row["label"]: row for row in metrics["students"]}
     explicit = rows["tiny-l2 <- tiny-l1 (xent, explicit-0.5)"]
     assert "conflict_mistakes.all" in explicit["deception"]
     assert "conflict_mistakes.all" not in rows["tiny-l2 <- tiny-l1 (xent)"]["deception"]
@@ -332,7 +332,7 @@ def test_controls_train_and_the_verdict_reads_against_them(tiny_recipe):
     tiny_recipe["analysis"] = {"n_bootstrap": 100}
     metrics, lines = run(tiny_recipe)
     run_dir = Path(tiny_recipe["output_dir"])
-    rows = {row["label"]: row for row in metrics["pgr"]}
+    rows = {row["label"]: row for row in metrics["students"]}
     explicit, implicit = rows["tiny-l2 <- tiny-l1 (xent, explicit-0.5)"], rows["tiny-l2 <- tiny-l1 (xent, implicit-1)"]
     for row in (explicit, implicit):
         controls = row["against_controls"]

@@ -107,7 +107,7 @@ def _results(raw: dict) -> dict:
             "ds": row["ds_paper"]["value"],
             "ds_ci": [row["ds_paper"]["ci_low"], row["ds_paper"]["ci_high"]],
         }
-        for row in metrics["pgr"]
+        for row in metrics["students"]
     ]
     return {"models": models, "labels": labels, "rows": rows}
 

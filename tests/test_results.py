@@ -45,7 +45,7 @@ def test_accuracies_and_pgr_are_those_of_the_predictions():
     for spec in plan.models:
         name = spec.key.rsplit(".seed", 1)[0]
         assert metrics["models"][spec.key]["accuracy"] == counts[name][spec.seed] / N
-    (row,) = metrics["pgr"]
+    (row,) = metrics["students"]
     weak, strong, student = (np.mean(counts[name]) / N for name in counts)
     assert (row["weak_accuracy"], row["strong_accuracy"], row["student_accuracy"]) == pytest.approx(
         (weak, strong, student)

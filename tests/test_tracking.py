@@ -122,6 +122,6 @@ def test_a_pgr_the_report_does_not_show_is_not_logged():
         {"label": "s (xent)", "student_accuracy": 0.7, "gap": 0.1, "pgr": 0.5, "gap_within_noise": False},
         {"label": "s (logconf)", "student_accuracy": 0.6, "gap": 0.01, "pgr": 3.0, "gap_within_noise": True},
     ]
-    scalars = _scalars({"models": {}, "pgr": rows})
+    scalars = _scalars({"models": {}, "students": rows})
     assert scalars["pgr/s (xent)"] == 0.5 and "pgr/s (logconf)" not in scalars  # "gap within noise" in the report
     assert scalars["gap/s (logconf)"] == 0.01 and scalars["student_accuracy/s (logconf)"] == 0.6

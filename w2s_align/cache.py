@@ -43,7 +43,8 @@ from .recipe import RungConfig
 CACHE_VERSION = 6
 # The report stage's own version, bumped when the metrics computed from unchanged predictions change, so that a rerun
 # recomputes its report (seconds) without retraining anything. 2: a model's mean accuracy is one number in every table.
-REPORT_VERSION = 2
+# 3: `metrics.json` names the students' rows `students` (was `pgr`, which a row also holds).
+REPORT_VERSION = 3
 
 
 def config_hash(value: Any, version: int | None = None) -> str:

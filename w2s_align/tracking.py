@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .analysis.schema import RunMetrics
 from .errors import W2SInputError
 from .recipe import Recipe
 
@@ -114,13 +115,13 @@ def check_trackers(report_to: list[str]) -> None:
             raise W2SInputError(f"tracking.report_to: {name!r} is not installed here (pip install {name})")
 
 
-def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+def _scalars(metrics: RunMetrics) -> dict[str, float]:
     """The headline numbers of a run: every model's accuracy (mean over seeds), every student's PGR, and every
     conflicted student's deception effect (against its placebo)."""
     values: dict[str, float] = {}
     for model in metrics["models"].values():
         values[f"accuracy/{model['label']} seed{model['seed']}"] = model["accuracy"]
-    for row in metrics["pgr"]:
+    for row in metrics["students"]:
         for key in ("student_accuracy", "gap", "pgr"):
             if key == "pgr" and row["gap_within_noise"]:  # the report shows none: a gap within noise divides nothing
                 continue
@@ -132,7 +133,7 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return values
 
 
-def log_results(recipe: Recipe, metrics: dict[str, Any], report: str, figures: list[Path], results: str) -> None:
+def log_results(recipe: Recipe, metrics: RunMetrics, report: str, figures: list[Path], results: str) -> None:
     """Log a finished run's numbers, report and figures as the run `<recipe>/results` of every tracker (main process;
     nothing without trackers), once per `results` (the report stage's hash): a rerun that finds them logged by the
     same trackers adds nothing, so a dashboard shows each result once."""

@@ -16,11 +16,12 @@ from typing import Any
 from ..artifacts import model_file
 from ..distributed import is_main_process
 from .deception import CELLS
+from .schema import RunMetrics, StudentRow
 
 
-def studied_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+def studied_rows(metrics: RunMetrics) -> list[StudentRow]:
     """The rows of the students the experiment asks about (controls are read in their students' rows)."""
-    return [row for row in metrics["pgr"] if not row.get("control")]
+    return [row for row in metrics["students"] if not row.get("control")]
 
 
 def matplotlib_available() -> bool:
@@ -253,7 +254,7 @@ FIGURES = (
 )
 
 
-def draw_figures(metrics: dict[str, Any], directory: Path) -> None:
+def draw_figures(metrics: RunMetrics, directory: Path) -> None:
     """The run's plots, as PNG files in `directory` (main process; none without matplotlib, or without data)."""
     if not is_main_process() or not matplotlib_available():
         return
@@ -263,7 +264,7 @@ def draw_figures(metrics: dict[str, Any], directory: Path) -> None:
             (directory / name).unlink(missing_ok=True)  # no data this time: no stale figure of an earlier analysis
 
 
-def draw_training_curves(run_dir: Path, metrics: dict[str, Any]) -> list[Path]:
+def draw_training_curves(run_dir: Path, metrics: RunMetrics) -> list[Path]:
     """Each model's training curves, `plots/training/<model>.png`, from its log `logs/<model>.json` (drawn again
     only when the log is newer than the figure)."""
     drawn = []

@@ -8,6 +8,7 @@ from typing import Any
 from ..controls import CONTROLS
 from .deception import CELLS, MIN_VERDICT_SEEDS
 from .plots import studied_rows
+from .schema import RunMetrics
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -23,7 +24,7 @@ def _fmt_ci(stat: dict[str, Any], digits: int = 2) -> str:
     return text
 
 
-def _accuracy_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+def _accuracy_rows(metrics: RunMetrics) -> list[dict[str, Any]]:
     """Each model's mean accuracy over seeds, its interval and number of seeds, in training order."""
     if "accuracy" in metrics:
         return metrics["accuracy"]
@@ -36,15 +37,15 @@ def _accuracy_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _resampled(metrics: dict[str, Any]) -> str:
+def _resampled(metrics: RunMetrics) -> str:
     """What the intervals cover: test pairs, and with several seeds the training seeds too."""
     if len(metrics["seeds"]) > 1:
         return f"intervals over test pairs and {len(metrics['seeds'])} seeds (t for the seeds)"
     return "bootstrap over test pairs (one seed)"
 
 
-def _has_deception(metrics: dict[str, Any]) -> bool:
-    return any(row["conflict"] != "none" or row["mitigation"] != "none" for row in metrics["pgr"])
+def _has_deception(metrics: RunMetrics) -> bool:
+    return any(row["conflict"] != "none" or row["mitigation"] != "none" for row in metrics["students"])
 
 
 def _fmt_pgr(row: dict[str, Any]) -> str:
@@ -135,7 +136,7 @@ def _control_lines(row: dict[str, Any], indent: str = "    ") -> list[str]:
     return lines
 
 
-def render_console(metrics: dict[str, Any]) -> str:
+def render_console(metrics: RunMetrics) -> str:
     """The results table printed at the end of a run."""
     analysis = metrics["analysis"]
     split = "test" if metrics.get("evaluated_on", "test") == "test" else "validation (the test split was not read)"
@@ -198,7 +199,7 @@ def render_console(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _at_chance(metrics: dict[str, Any]) -> tuple[str, list[str]]:
+def _at_chance(metrics: RunMetrics) -> tuple[str, list[str]]:
     """What flags the models at chance on a seed (whose numbers then measure a model that learned nothing), and
     which they are."""
     flagged = [model for model in metrics["models"].values() if model.get("at_chance")]
@@ -209,7 +210,7 @@ def _at_chance(metrics: dict[str, Any]) -> tuple[str, list[str]]:
     )
 
 
-def _accuracy_section(metrics: dict[str, Any]) -> list[str]:
+def _accuracy_section(metrics: RunMetrics) -> list[str]:
     """The report's title, what it was evaluated on, and the accuracy table."""
     lines: list[str] = []
     lines += [
@@ -236,7 +237,7 @@ def _accuracy_section(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _pgr_section(metrics: dict[str, Any]) -> list[str]:
+def _pgr_section(metrics: RunMetrics) -> list[str]:
     """The PGR table of the students studied."""
     lines: list[str] = []
     lines += [
@@ -256,7 +257,7 @@ def _pgr_section(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _differences_section(metrics: dict[str, Any]) -> list[str]:
+def _differences_section(metrics: RunMetrics) -> list[str]:
     """The paired differences between students, where the run compares any."""
     lines: list[str] = []
     if metrics.get("comparisons"):
@@ -283,7 +284,7 @@ def _differences_section(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _controls_section(metrics: dict[str, Any]) -> list[str]:
+def _controls_section(metrics: RunMetrics) -> list[str]:
     """The conflicted students' deception against their controls, and the checks of the verdicts."""
     lines: list[str] = []
     conflicted = [row for row in studied_rows(metrics) if row.get("against_controls")]
@@ -342,7 +343,7 @@ def _controls_section(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _deception_section(metrics: dict[str, Any]) -> list[str]:
+def _deception_section(metrics: RunMetrics) -> list[str]:
     """The descriptive deception statistics of every student."""
     lines: list[str] = []
     analysis = metrics["analysis"]
@@ -366,7 +367,7 @@ def _deception_section(metrics: dict[str, Any]) -> list[str]:
         "| conflict-caused (all) | conflict-caused (blind spot) | conflict share / null | conflict targeting |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for row in metrics["pgr"]:
+    for row in metrics["students"]:
         d = row["deception"]
         cells = [_deception_cell(d, key) for key in ("blind_spot.error_rate", "blind_spot", "blind_spot.targeting")]
         cells.append(
@@ -380,7 +381,7 @@ def _deception_section(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _knowledge_area_section(metrics: dict[str, Any]) -> list[str]:
+def _knowledge_area_section(metrics: RunMetrics) -> list[str]:
     """Every student's error rate by knowledge area."""
     lines: list[str] = []
     lines += [
@@ -390,7 +391,7 @@ def _knowledge_area_section(metrics: dict[str, Any]) -> list[str]:
         "| student | S_k & W_k | S_k & W_uk | S_uk & W_k | S_uk & W_uk |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for row in metrics["pgr"]:
+    for row in metrics["students"]:
         cells = " | ".join(
             f"{_fmt(row['table'][cell]['value'], 2)} (n={row['table'][cell]['n']})"
             for cell in (f"{s}&{w}" for s, w in CELLS)
@@ -399,7 +400,7 @@ def _knowledge_area_section(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _kinds_section(metrics: dict[str, Any]) -> list[str]:
+def _kinds_section(metrics: RunMetrics) -> list[str]:
     """Accuracy by kind of pair, where the data has kinds."""
     lines: list[str] = []
     kinds = sorted({kind for info in metrics["models"].values() for kind in info["accuracy_by_kind"]})
@@ -431,7 +432,7 @@ def _figures_section(figures: dict[str, str] | None) -> list[str]:
     return lines
 
 
-def render_markdown(metrics: dict[str, Any], figures: dict[str, str] | None) -> str:
+def render_markdown(metrics: RunMetrics, figures: dict[str, str] | None) -> str:
     """The run's `report.md`; `figures` maps a caption to a PNG path relative to the report (None: matplotlib is
     not installed)."""
     lines = [

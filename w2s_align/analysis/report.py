@@ -30,9 +30,10 @@ from .plots import (
 )
 from .render import render_console, render_markdown
 from .results import build_metrics
+from .schema import RunMetrics
 
 
-def write_report(run_dir: Path, metrics: dict[str, Any], figures: Path) -> None:
+def write_report(run_dir: Path, metrics: RunMetrics, figures: Path) -> None:
     """Write `metrics.json` and `report.md` of a run (main process), with the plots [`draw_figures`] drew in
     `figures`, copied to `run_dir/plots` when they were drawn elsewhere, and every model's training curves."""
     if not is_main_process():

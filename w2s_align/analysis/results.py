@@ -26,6 +26,7 @@ from .deception import (
 )
 from .intervals import pair_weights, ratio, seed_mean_intervals
 from .metrics import accuracy, agreement, at_chance, pgr
+from .schema import AccuracyRow, RunMetrics, StudentRow
 
 
 def _by_kind(predictions: Dataset) -> dict[str, float]:
@@ -41,7 +42,7 @@ def build_metrics(
     predictions: Mapping[str, Dataset],
     train_seconds: Mapping[str, float | None] | None = None,
     training: Mapping[str, Dataset] | None = None,
-) -> dict[str, Any]:
+) -> RunMetrics:
     """Accuracy of every model of the plan; PGR, agreement and deception statistics of every student, per seed and
     over seeds.
 
@@ -104,7 +105,7 @@ def build_metrics(
         },
         "models": models,
         "accuracy": accuracies,
-        "pgr": rows,
+        "students": rows,
         "comparisons": comparisons,
     }
 
@@ -153,7 +154,7 @@ def _student_row(
     training: Mapping[str, Dataset],
     min_gap: float,
     bootstrap: dict[str, Any],
-) -> dict[str, Any]:
+) -> StudentRow:
     """One student over its seeds (`specs`): accuracies, PGR and agreement per seed and over seeds with their
     intervals, its deception statistics, and against its controls where it is a conflicted student."""
     analysis = plan.recipe.analysis
@@ -216,7 +217,7 @@ def _student_row(
     }
 
 
-def _accuracy_rows(plan: Plan, predictions: Mapping[str, Dataset]) -> list[dict[str, Any]]:
+def _accuracy_rows(plan: Plan, predictions: Mapping[str, Dataset]) -> list[AccuracyRow]:
     """Each model of the plan over its seeds (one row a label): its accuracy with its interval."""
     analysis = plan.recipe.analysis
     by_label: dict[str, list] = {}
