@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from w2s_align.artifacts import model_file
+from w2s_align.artifacts import RunDir
 from w2s_align.cli import main
 from w2s_align.executors import available_cores
 from w2s_align.plan_builder import build_plan
@@ -53,7 +53,7 @@ def finished_run(tiny_recipe, tmp_path) -> Path:
     (run_dir / "predictions").mkdir()
     for spec in build_plan(load_recipe(run_dir / "config.yaml")).models:
         rows = {"id": ["a", "b", "c", "d"], "prob_chosen": [0.9, 0.2, 0.6, 0.7], "correct": [True, False, True, True]}
-        pq.write_table(pa.table(rows), model_file(run_dir, "predictions", spec.key, ".parquet"))
+        pq.write_table(pa.table(rows), RunDir(run_dir).predictions(spec.key))
     return run_dir
 
 

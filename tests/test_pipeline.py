@@ -266,7 +266,9 @@ def test_conflicts_filters_and_bootstrapping_end_to_end(tiny_recipe):
     for name in ("deception_vs_gap.png", "area_heatmap.png"):
         assert (run_dir / "plots" / name).stat().st_size > 1000
     # PGR is plotted only where the ceiling gap is beyond noise, which 40 test pairs rarely give
-    measurable = [row for row in metrics["students"] if not row["gap_within_noise"] and row["pgr_ci"]["value"] is not None]
+    measurable = [
+        row for row in metrics["students"] if not row["gap_within_noise"] and row["pgr_ci"]["value"] is not None
+    ]
     assert (run_dir / "plots" / "pgr_vs_gap.png").is_file() == bool(measurable)
     noisy = [row["label"] for row in metrics["students"] if row["gap_within_noise"]]
     console = "\n".join(lines).splitlines()

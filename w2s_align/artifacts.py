@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,9 +50,65 @@ def bounded_name(name: str, limit: int = MAX_NAME_BYTES) -> str:
     return f"{head}~{digest}"
 
 
-def model_file(run_dir: str | Path, folder: str, key: str, suffix: str) -> Path:
-    """Where a run keeps a file of the model named `key`, e.g. `predictions/<key>.parquet` or `logs/<key>.json`."""
-    return Path(run_dir) / folder / f"{bounded_name(key)}{suffix}"
+@dataclass(frozen=True)
+class RunDir:
+    """A run directory's layout, in one place: what `w2s-align run` writes there and `analyze` reads back.
+
+    ```python
+    >>> from w2s_align.artifacts import RunDir
+    >>> run = RunDir("runs/quickstart")
+    >>> str(run.predictions("minilm-l1.gt.seed0")), str(run.metrics)
+    ('runs/quickstart/predictions/minilm-l1.gt.seed0.parquet', 'runs/quickstart/metrics.json')
+    ```
+    """
+
+    root: Path
+
+    def __init__(self, root: str | Path):
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def config(self) -> Path:
+        """The recipe as the run read it (overrides applied)."""
+        return self.root / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def stages(self) -> Path:
+        """The stage cache ([`w2s_align.cache.StageCache`])."""
+        return self.root / "stages"
+
+    def predictions(self, key: str) -> Path:
+        """A model's per-example test predictions."""
+        return self._model_file("predictions", key, ".parquet")
+
+    def train_predictions(self, key: str) -> Path:
+        """A student's predictions on the split it learned from, beside its teacher's labels."""
+        return self._model_file("predictions/train", key, ".parquet")
+
+    def train_log(self, key: str) -> Path:
+        return self._model_file("logs", key, ".json")
+
+    def training_curve(self, key: str) -> Path:
+        return self._model_file("plots/training", key, ".png")
+
+    def labels(self, key: str) -> Path:
+        """A teacher's labels as a `datasets` folder (data files and card)."""
+        return self._model_file("labels", key, "")
+
+    def _model_file(self, folder: str, key: str, suffix: str) -> Path:
+        return self.root / folder / f"{bounded_name(key)}{suffix}"
 
 
 def _atomic(path: Path, write) -> None:

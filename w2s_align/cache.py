@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from .artifacts import atomic_write_json, bounded_name
+from .artifacts import RunDir, atomic_write_json, bounded_name
 from .recipe import RungConfig
 
 # Bump when what a stage writes changes meaning (or what determines it changes shape), so that no run trusts a cache
@@ -122,7 +122,7 @@ class Stage:
         self.name = name
         self.determinants = determinants
         self.hash = config_hash(determinants)
-        self.dir = Path(run_dir) / "stages" / f"{bounded_name(name)}-{self.hash}"
+        self.dir = RunDir(run_dir).stages / f"{bounded_name(name)}-{self.hash}"
 
     @property
     def done(self) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .artifacts import atomic_write_json, atomic_write_text, model_file
+from .artifacts import RunDir, atomic_write_json, atomic_write_text
 from .cards import hub_model_id
 from .errors import W2SInputError, first_line
 
@@ -86,7 +86,7 @@ def push_run(recipe: Recipe, plan: Plan, cache: StageCache, log: Callable[[str],
         stage = cache.stage(spec)
         if stage.path(PUSHED).is_file():
             continue
-        folder = stage.path("model") if repo_type == "model" else model_file(recipe.run_dir, "labels", spec.key, "")
+        folder = stage.path("model") if repo_type == "model" else RunDir(recipe.run_dir).labels(spec.key)
         if repo_type == "model":  # the card's quick start loads the local directory until it has a repository
             card = folder / "README.md"
             if card.is_file():

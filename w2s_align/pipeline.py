@@ -34,7 +34,7 @@ from datasets import DatasetDict
 
 from .analysis.render import render_console
 from .analysis.report import cached_metrics, write_report
-from .artifacts import atomic_copy, atomic_write_text, model_file
+from .artifacts import RunDir, atomic_copy, atomic_write_text
 from .cards import write_label_dataset
 from .conflicts import check_same_format
 from .distributed import check_launch, check_shared, is_main_process, on_main, process_group_timeout, state
@@ -147,7 +147,7 @@ class W2SPipeline:
             self._lock.release()
 
     def _run(self, started: float) -> dict[str, Any]:
-        atomic_write_text(self.recipe.run_dir / "config.yaml", yaml.safe_dump(self.recipe.to_dict(), sort_keys=False))
+        atomic_write_text(RunDir(self.recipe.run_dir).config, yaml.safe_dump(self.recipe.to_dict(), sort_keys=False))
         pending = [step for step in self.plan.steps if not self.cache.stage(step).done]
         self.executor.run(self.stages, pending)
         return self._report(started)
@@ -155,13 +155,14 @@ class W2SPipeline:
     def _report(self, started: float) -> dict[str, Any]:
         """Copy every model's predictions and every teacher's labels into the run directory; write the report."""
         run_dir = self.recipe.run_dir
+        run = RunDir(run_dir)
         for spec in self.plan.models:
             stage = self.cache.stage(spec)
-            atomic_copy(stage.path(PREDICTIONS_FILE), model_file(run_dir, "predictions", spec.key, ".parquet"))
+            atomic_copy(stage.path(PREDICTIONS_FILE), run.predictions(spec.key))
             trained_on = stage.path(TRAIN_PREDICTIONS_FILE)
             if trained_on.is_file():
-                atomic_copy(trained_on, model_file(run_dir, "predictions/train", spec.key, ".parquet"))
-            train_log, copied = stage.path(TRAIN_LOG), model_file(run_dir, "logs", spec.key, ".json")
+                atomic_copy(trained_on, run.train_predictions(spec.key))
+            train_log, copied = stage.path(TRAIN_LOG), run.train_log(spec.key)
             # Copied only when new, so that its training curves are not drawn again on every rerun.
             if train_log.is_file() and not (copied.is_file() and copied.read_bytes() == train_log.read_bytes()):
                 atomic_copy(train_log, copied)
@@ -174,14 +175,14 @@ class W2SPipeline:
                 "split": spec.split,
                 "stage hash": stage.hash,
             }
-            card = model_file(run_dir, "labels", spec.key, "") / "README.md"
+            card = run.labels(spec.key) / "README.md"
             if not (card.is_file() and stage.hash in card.read_text()):  # written once per labeling stage
                 write_label_dataset(load_labels(stage.dir), spec.split, card.parent, facts, stage.hash)
         metrics, figures = cached_metrics(self.plan, self.cache)
         metrics["wall_seconds"] = round(time.time() - started, 1)
         write_report(run_dir, metrics, figures)
         if is_main_process():
-            report, figures = (run_dir / "report.md").read_text(), sorted(run_dir.glob("plots/**/*.png"))
+            report, figures = run.report.read_text(), sorted(run.plots.glob("**/*.png"))
             log_results(self.recipe, metrics, report, figures, self.cache.stage(self.plan.report).hash)
             push_run(self.recipe, self.plan, self.cache, self.log)
         self.log(render_console(metrics))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import RunDir
 from ..errors import W2SInputError
 from ..plan import Plan
 from ..plan_builder import build_plan
@@ -37,7 +38,7 @@ def load_finished_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> Fin
             the run's test pairs would not fit in memory.
     """
     run_dir = Path(run_dir)
-    config, metrics_file = run_dir / "config.yaml", run_dir / "metrics.json"
+    config, metrics_file = RunDir(run_dir).config, RunDir(run_dir).metrics
     if not config.is_file() or not metrics_file.is_file():
         raise W2SInputError(f"{run_dir}: not a finished run directory (needs config.yaml and metrics.json)")
     for override in overrides:
@@ -52,7 +53,7 @@ def load_finished_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> Fin
         raise W2SInputError(f"{metrics_file}: not the metrics of a finished run ('models' is not a mapping of models)")
     if isinstance(n_test, bool) or not isinstance(n_test, int) or n_test < 1:
         raise W2SInputError(f"{metrics_file}: not the metrics of a finished run ('n_test' is {n_test!r}, not a count)")
-    plots = run_dir / "plots"
+    plots = RunDir(run_dir).plots
     if plots.exists() and not plots.is_dir():
         raise W2SInputError(f"{plots}: a file where the run's plots go (move it away, then analyze again)")
     recipe = load_recipe(config, list(overrides))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import model_file
+from ..artifacts import RunDir
 from ..distributed import is_main_process
 from .deception import CELLS
 from .schema import RunMetrics, StudentRow
@@ -269,8 +269,8 @@ def draw_training_curves(run_dir: Path, metrics: RunMetrics) -> list[Path]:
     only when the log is newer than the figure)."""
     drawn = []
     for key, model in metrics["models"].items():
-        log_file = model_file(run_dir, "logs", key, ".json")
-        figure = model_file(run_dir, "plots/training", key, ".png")
+        log_file = RunDir(run_dir).train_log(key)
+        figure = RunDir(run_dir).training_curve(key)
         if not log_file.is_file():
             continue
         if not figure.is_file() or figure.stat().st_mtime < log_file.stat().st_mtime:

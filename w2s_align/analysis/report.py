@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
-from ..artifacts import atomic_copy, atomic_write_json, atomic_write_text, model_file
+from ..artifacts import RunDir, atomic_copy, atomic_write_json, atomic_write_text
 from ..cache import StageCache
 from ..data import check_parquet
 from ..distributed import is_main_process
@@ -49,8 +49,8 @@ def write_report(run_dir: Path, metrics: RunMetrics, figures: Path) -> None:
                     atomic_copy(source, target)
                 shown[caption] = f"plots/{name}"
     # Unsorted: the order of models and rows is the training order, which `analyze` reproduces from this file.
-    atomic_write_json(run_dir / "metrics.json", metrics, sort_keys=False)
-    atomic_write_text(run_dir / "report.md", render_markdown(metrics, shown))
+    atomic_write_json(RunDir(run_dir).metrics, metrics, sort_keys=False)
+    atomic_write_text(RunDir(run_dir).report, render_markdown(metrics, shown))
 
 
 def cached_metrics(plan: Plan, cache: StageCache) -> tuple[dict[str, Any], Path]:
@@ -97,11 +97,11 @@ def _analyze(run: FinishedRun, log: Callable[[str], None]) -> dict[str, Any]:
     run_dir, plan = run.run_dir, run.plan
     predictions, training = {}, {}
     for spec in plan.models:
-        path = model_file(run_dir, "predictions", spec.key, ".parquet")
+        path = RunDir(run_dir).predictions(spec.key)
         if not path.is_file():
             raise W2SInputError(f"{run_dir}: the predictions of model {spec.key!r} are missing ({path})")
         predictions[spec.key] = _read_predictions(path)
-        path = model_file(run_dir, "predictions/train", spec.key, ".parquet")
+        path = RunDir(run_dir).train_predictions(spec.key)
         if path.is_file():
             training[spec.key] = _read_predictions(path, TRAIN_COLUMNS)
     seconds = {key: info.get("train_seconds") for key, info in run.saved.items()}
