@@ -32,12 +32,13 @@ from .options import EXECUTORS
 def _run(args: argparse.Namespace) -> int:
     from .pipeline import W2SPipeline
 
-    recipe = args.loaded_recipe
+    checked = args.preflight
     log = logging.getLogger("w2s_align").info
     pipeline = W2SPipeline(
-        recipe, log=log, jobs=args.jobs, executor=args.executor, ray_address=args.ray_address, owns_process=True
-    )
-    pipeline.prepare(args.cut_splits)
+        checked.recipe, log=log, jobs=args.jobs, executor=args.executor, ray_address=args.ray_address,
+        owns_process=True, plan=checked.plan,
+    )  # fmt: skip
+    pipeline.prepare(checked.cut)
     metrics = pipeline.run()
     if args.quiet:  # the results table still shows
         from .analysis.render import render_console
@@ -50,10 +51,8 @@ def _plan(args: argparse.Namespace) -> int:
     # Light: neither torch nor TRL. So `run` checks the rungs' trainer configs (and that the models load) instead,
     # before any training.
     from .cache import StageCache
-    from .plan_builder import build_plan
 
-    recipe = args.loaded_recipe
-    print(build_plan(recipe).describe(StageCache(recipe.run_dir)))
+    print(args.preflight.plan.describe(StageCache(args.preflight.recipe.run_dir)))
     return 0
 
 
@@ -318,16 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_arguments(args)
         if args.command in ("run", "plan"):  # the recipe is checked before torch is imported: a mistake stops at once
+            from .preflight import before_torch
             from .recipe_yaml import load_recipe
 
             args.loaded_recipe = load_recipe(args.recipe, args.overrides)
-            _check_data_files(args.loaded_recipe)
             if args.command == "run":
-                from .run_lock import check_output_dir
-
-                check_output_dir(args.loaded_recipe.run_dir.absolute())
                 configure_datasets(args.log_level, progress)
-                args.cut_splits = _cut_splits(args.loaded_recipe)
+            args.preflight = before_torch(args.loaded_recipe, run=args.command == "run")
         if getattr(args, "libraries", True):  # `plan` imports neither torch nor transformers
             configure_libraries(args.log_level, progress)
         return args.handler(args)
@@ -377,27 +373,6 @@ def _written_directories(args: argparse.Namespace) -> list[str]:
     from datasets import config  # where `datasets` keeps the Arrow files of what it loads
 
     return [*directories, str(config.HF_DATASETS_CACHE)]
-
-
-def _check_data_files(recipe) -> None:
-    from .data import check_local_files
-
-    check_local_files(recipe.data)
-    if "implicit" in recipe.conflicts.settings:
-        check_local_files(recipe.conflicts.helpful)
-
-
-def _cut_splits(recipe):
-    """The recipe's splits, cut now (before torch is imported: a mistake in a data row stops the run at once) unless
-    its data stage is cached (None then). Every process cuts them (the same), so that every process stops on a
-    mistake in them before the collective step that writes the stage (the main process alone writes it)."""
-    from .cache import StageCache
-    from .data import load_splits
-    from .plan_builder import build_plan
-
-    if StageCache(recipe.run_dir).stage(build_plan(recipe).data).done:
-        return None
-    return load_splits(recipe.data)
 
 
 def _lost_peer(error: BaseException) -> str | None:

@@ -36,20 +36,16 @@ from .analysis.render import render_console
 from .analysis.report import cached_metrics, write_report
 from .artifacts import RunDir, atomic_copy, atomic_write_text
 from .cards import write_label_dataset
-from .conflicts import check_same_format
 from .distributed import check_launch, check_shared, is_main_process, on_main, process_group_timeout, state
 from .executors import Sequential, executor_for
-from .generative import check_generative
-from .hub import check_hub_access, push_run
+from .hub import push_run
 from .labeling import load_labels
-from .models import check_rung_loads
-from .options import SPLITS
+from .plan import Plan
+from .preflight import with_models
 from .recipe import Recipe
-from .run_lock import RunLock, check_free_space
-from .specs import CeilingSpec, StudentSpec
+from .run_lock import RunLock
 from .stage_runner import StageRunner
-from .tasks import REGISTRY
-from .tracking import check_trackers, log_results
+from .tracking import log_results
 from .training import PREDICTIONS_FILE, TRAIN_LOG, TRAIN_PREDICTIONS_FILE
 
 
@@ -62,7 +58,8 @@ class W2SPipeline:
     `jobs` stages run at once on worker processes where the plan allows (defaults to 1, see
     [`w2s_align.parallel_stages`]); `executor="ray"` hands the stages to Ray instead, a local instance or the cluster
     at `ray_address` (see [`w2s_align.ray_stages`]; the executors: [`w2s_align.executors`]); `owns_process=True` (the
-    command line) keeps what outlives a stage out of later garbage collections ([`StageRunner.release`])."""
+    command line) keeps what outlives a stage out of later garbage collections ([`StageRunner.release`]); `plan`: the
+    recipe's plan where it is built already (the command line's pre-flight, [`w2s_align.preflight`])."""
 
     def __init__(
         self,
@@ -72,6 +69,7 @@ class W2SPipeline:
         executor: str = "local",
         ray_address: str | None = None,
         owns_process: bool = False,
+        plan: Plan | None = None,
     ):
         self.executor = executor_for(executor, jobs, ray_address)
         check_launch()
@@ -79,15 +77,15 @@ class W2SPipeline:
         self.recipe = recipe
         self.log = log if is_main_process() else _silent  # one log, from the main process
         parallel = not isinstance(self.executor, Sequential)
-        self.stages = StageRunner(recipe, self.log, parallel=parallel, owns_process=owns_process)
+        self.stages = StageRunner(recipe, self.log, parallel=parallel, owns_process=owns_process, plan=plan)
         self.plan, self.cache, self.tasks = self.stages.plan, self.stages.cache, self.stages.tasks
         self._lock = RunLock(recipe.run_dir)
 
     def prepare(self, cut: DatasetDict | None = None) -> DatasetDict:
         """Take the output directory (one run at a time, see [`RunLock`]); load (or reuse) the splits, or write `cut`
-        as them (the recipe's data, already cut by [`w2s_align.data.load_splits`]); if anything is left to train,
-        check the recipe against every task and that every rung loads, before any training. Raises `W2SInputError`;
-        the directory stays taken until `run` ends."""
+        as them (the recipe's data, already cut by [`w2s_align.data.load_splits`]); pass the checks that need the
+        models ([`w2s_align.preflight.with_models`]) before any training. Raises `W2SInputError`; the directory stays
+        taken until `run` ends."""
         check_shared(self.recipe.run_dir, "output_dir")  # before the lock: its file must be one for every node
         on_main(self._lock.acquire)
         try:
@@ -97,39 +95,7 @@ class W2SPipeline:
             raise
 
     def _prepare(self, cut: DatasetDict | None) -> DatasetDict:
-        # A rerun of a finished recipe trains nothing: it needs neither the trainers nor the models. The models are
-        # checked before the data stage is written, so that a model error leaves no stage behind.
-        to_train = not all(self.cache.stage(step).done for step in self.plan.steps)
-        models = [step for step in self.plan.steps if isinstance(step, CeilingSpec | StudentSpec)]
-        rungs = {(model.rung.name, model.task): model.rung for model in models}  # every rung a model trains from
-        if to_train:
-            for task in self.tasks.values():
-                task.check(self.recipe)
-            check_trackers(self.recipe.tracking.report_to)
-            saved = {key: check_rung_loads(rung, REGISTRY[key[1]].auto_class) for key, rung in rungs.items()}
-            pending = [model for model in models if not self.cache.stage(model).done]
-            needed = sum(saved[model.rung.name, model.task] for model in pending)
-            check_free_space(self.recipe.run_dir, needed, f"the {len(pending)} models left to train")
-            for rung in self.plan.rungs:
-                if rung.generative.epochs > 0:
-                    check_generative(rung)
-        # Splits cut already (by the command line) are checked before their stage is written: a mistake leaves none.
-        splits = cut if cut is not None else self.stages.attach()
-        processes = state().num_processes
-        if to_train:
-            self.plan.check_sizes({split: splits[split].num_rows for split in SPLITS}, processes)
-            for (_, task), rung in rungs.items():
-                self.tasks[task].check_length(rung, splits["gt"])
-        if cut is not None:
-            splits = self.stages.attach(cut)
-        where = f", {processes} processes" if processes > 1 else ""
-        counts = ", ".join(f"{split} {splits[split].num_rows}" for split in SPLITS)
-        self.log(f"data: {counts} pairs ({self.recipe.data.source}{where})")
-        implicit = [s for s in self.plan.steps if isinstance(s, StudentSpec) and s.conflict.kind == "implicit"]
-        if to_train and implicit:  # the helpfulness pairs, loaded now: a problem with them stops the run untrained
-            check_same_format(splits["w2s"], self.stages.helpful_pairs(implicit[0].helpful))
-        check_hub_access(self.recipe)  # a finished run still pushes what it has not pushed yet
-        return splits
+        return with_models(self.stages, cut, self.log)
 
     def run(self) -> dict[str, Any]:
         """Run every stage that is not finished yet, then write metrics, predictions, plots and the report."""

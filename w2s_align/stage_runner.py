@@ -38,7 +38,7 @@ from .errors import W2SInputError
 from .generative import generative_finetune, started_from
 from .labeling import attach_labels, filter_labels, load_labels, save_labels
 from .options import SOFT_LABEL, SPLITS
-from .plan import no_optimizer_step
+from .plan import Plan, no_optimizer_step
 from .plan_builder import build_plan
 from .probes import FEATURES_FILE, probe_clean, split_features
 from .recipe import Recipe, RungConfig
@@ -72,13 +72,18 @@ class StageRunner:
     """
 
     def __init__(
-        self, recipe: Recipe, log: Callable[[str], None] = print, parallel: bool = False, owns_process: bool = False
+        self,
+        recipe: Recipe,
+        log: Callable[[str], None] = print,
+        parallel: bool = False,
+        owns_process: bool = False,
+        plan: Plan | None = None,
     ):
         self.recipe = recipe
         self.log = log
         self.parallel = parallel
         self.owns_process = owns_process
-        self.plan = build_plan(recipe)
+        self.plan = build_plan(recipe) if plan is None else plan
         self.cache = StageCache(recipe.run_dir)
         self.tasks = {name: task_class(name)(recipe, self.cache, self.log) for name in self.plan.tasks}
         self.splits: DatasetDict | None = None
