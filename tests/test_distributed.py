@@ -24,6 +24,7 @@ from w2s_align.recipe_yaml import recipe_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "accelerate_configs"
+AUDIT = Path(__file__).resolve().parent / "audit"  # the write audit's sitecustomize
 EXPECTED = {
     "single_gpu.yaml": ("NO", 1),
     "multi_gpu.yaml": ("MULTI_GPU", 8),
@@ -150,8 +151,9 @@ def _launch_command(processes: int, config: str, launcher: list[str], program: l
 
 
 def _launch_env(audit: Path, **extra: str) -> dict[str, str]:
-    # DeepSpeed's CPU accelerator; no effect on the other launches.
+    # The write audit (tests/audit) in every launched process; DeepSpeed's CPU accelerator (no effect on the others).
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "W2S_ALIGN_WRITE_LOG": str(audit), "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(AUDIT), os.environ.get("PYTHONPATH")]))
     return {**env, "DS_ACCELERATOR": "cpu", **extra}
 
 

@@ -130,10 +130,6 @@ def _atomic(path: Path, write) -> None:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file 0600; give it the mode a plain open() would
         os.replace(tmp, path)
-        audit = os.environ.get("W2S_ALIGN_WRITE_LOG")
-        if audit:  # a diagnostic trail of every artifact written (used by the distributed tests)
-            with open(audit, "a", encoding="utf-8") as handle:
-                handle.write(f"{os.environ.get('RANK', '0')}\t{path}\n")
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
