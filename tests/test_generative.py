@@ -16,7 +16,7 @@ from w2s_align.recipe import RungConfig
 from w2s_align.recipe_yaml import recipe_from_dict
 from w2s_align.specs import CeilingSpec, GenerativeSpec, StudentSpec
 from w2s_align.synthetic import generate_pairs
-from w2s_align.tracking import TrackerRun
+from w2s_align.tracking import Trackers
 
 
 def test_every_pair_gives_its_prompt_with_each_response():
@@ -74,7 +74,9 @@ def test_finetuning_lowers_the_language_modeling_loss_on_the_tasks_texts(tiny_mo
     rung.generative.epochs = 2
     tokenizer = load_tokenizer(str(tiny_model_dir))
     recipe = recipe_from_dict({"name": "g", "ladder": [{"name": "tiny", "model": str(tiny_model_dir)}], "pairs": []})
-    summary = generative_finetune(rung, tokenizer, pairs, 0, tmp_path, TrackerRun.for_stage(recipe, "lm", 0))
+    summary = generative_finetune(
+        rung, tokenizer, pairs, 0, tmp_path, Trackers.of(recipe.tracking, recipe.name, recipe.run_dir).run("lm", 0)
+    )
     assert summary["num_texts"] == 128
     assert summary["lm_loss_after"] < summary["lm_loss_before"] - 0.5
     texts = task_texts(pairs)["text"][:32]

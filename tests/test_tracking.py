@@ -100,18 +100,18 @@ def test_trainer_kwargs_may_not_set_what_tracking_owns(tiny_recipe, tmp_path, ca
 def test_the_trackers_local_files_stay_in_the_run_directory(tiny_recipe, monkeypatch):
     import os
 
-    from w2s_align.tracking import TrackerRun
+    from w2s_align.tracking import Trackers
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("WANDB_DIR", raising=False)
     recipe = recipe_from_dict(tiny_recipe)
     run_dir = recipe.run_dir.absolute()
-    with TrackerRun.for_stage(recipe, "train-x", 0).active():
+    with Trackers.of(recipe.tracking, recipe.name, recipe.run_dir).run("train-x", 0).active():
         assert Path(os.environ["WANDB_DIR"]).absolute().is_relative_to(run_dir)
         assert os.environ["MLFLOW_TRACKING_URI"].startswith(run_dir.as_uri())
     assert "WANDB_DIR" not in os.environ  # restored
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")  # a server the user named is kept
-    with TrackerRun.for_stage(recipe, "train-x", 0).active():
+    with Trackers.of(recipe.tracking, recipe.name, recipe.run_dir).run("train-x", 0).active():
         assert os.environ["MLFLOW_TRACKING_URI"] == "http://tracking.example:5000"
 
 

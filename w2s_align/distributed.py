@@ -20,7 +20,7 @@ import contextlib
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,11 +70,19 @@ def sharded_map(fn: Callable[[list], list[T]], items: list) -> list[T]:
     return out
 
 
-def process_group_timeout(recipe) -> float:
-    """The recipe's `ddp_timeout` (a `training.trainer_kwargs` entry; the largest a rung sets), else transformers'
-    default: one process group serves every stage."""
-    timeouts = [rung.training.trainer_kwargs.get("ddp_timeout") for rung in recipe.ladder]
-    return max([t for t in timeouts if t is not None], default=DEFAULT_TIMEOUT)
+def process_group_timeout(trainer_kwargs: Iterable[Mapping[str, Any]]) -> float:
+    """The largest `ddp_timeout` of the rungs' `training.trainer_kwargs`, else transformers' default: one process
+    group serves every stage.
+
+    ```python
+    >>> process_group_timeout([{"ddp_timeout": 600}, {}, {"ddp_timeout": 3600}])
+    3600
+    >>> process_group_timeout([{}]) == DEFAULT_TIMEOUT
+    True
+    ```
+    """
+    timeouts = [kwargs["ddp_timeout"] for kwargs in trainer_kwargs if kwargs.get("ddp_timeout") is not None]
+    return max(timeouts, default=DEFAULT_TIMEOUT)
 
 
 def check_launch() -> None:

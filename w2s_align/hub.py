@@ -29,16 +29,16 @@ from .errors import W2SInputError, first_line
 if TYPE_CHECKING:
     from .cache import StageCache
     from .plan import Plan
-    from .recipe import Recipe
+    from .recipe import HubConfig, Recipe
 
 PUSHED = "hub.json"
 
 
-def check_hub_access(recipe: Recipe) -> None:
-    """Stop before any training when the recipe pushes to the Hub and could not: no token, a token the Hub refuses,
-    no Hub to reach, or a `hub.namespace` the token cannot write to."""
-    if recipe.hub.push:
-        check_push_access("hub.push", recipe.hub.namespace)
+def check_hub_access(hub: HubConfig) -> None:
+    """Stop before any training when a recipe's `hub` section pushes to the Hub and could not: no token, a token the
+    Hub refuses, no Hub to reach, or a `hub.namespace` the token cannot write to."""
+    if hub.push:
+        check_push_access("hub.push", hub.namespace)
 
 
 def check_push_access(what: str, namespace: str | None = None) -> None:

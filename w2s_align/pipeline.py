@@ -45,7 +45,6 @@ from .preflight import with_models
 from .recipe import Recipe
 from .run_lock import RunLock
 from .stage_runner import StageRunner
-from .tracking import log_results
 from .training import PREDICTIONS_FILE, TRAIN_LOG, TRAIN_PREDICTIONS_FILE
 
 
@@ -73,7 +72,8 @@ class W2SPipeline:
     ):
         self.executor = executor_for(executor, jobs, ray_address)
         check_launch()
-        state(process_group_timeout(recipe))  # the group is made here, before any trainer: with the recipe's timeout
+        # The group is made here, before any trainer, with the recipe's timeout.
+        state(process_group_timeout(rung.training.trainer_kwargs for rung in recipe.ladder))
         self.recipe = recipe
         self.log = log if is_main_process() else _silent  # one log, from the main process
         parallel = not isinstance(self.executor, Sequential)
@@ -149,7 +149,8 @@ class W2SPipeline:
         write_report(run_dir, metrics, figures)
         if is_main_process():
             report, figures = run.report.read_text(), sorted(run.plots.glob("**/*.png"))
-            log_results(self.recipe, metrics, report, figures, self.cache.stage(self.plan.report).hash)
+            results = self.cache.stage(self.plan.report).hash
+            self.stages.trackers.log_results(metrics, report, figures, results, self.recipe.seeds)
             push_run(self.recipe, self.plan, self.cache, self.log)
         self.log(render_console(metrics))
         self.log(f"run directory: {run_dir}")

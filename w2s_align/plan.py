@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .analysis.intervals import check_bootstrap_size
@@ -154,7 +154,7 @@ class Plan:
         they were it, against its twin and controls."""
         if student.conflict.kind == "none" or student.control is not None:
             return {}
-        wanted = checks_of(self.recipe, student)
+        wanted = checks_of(self.recipe.conflicts.checks, student)
         return {name: self._models[spec.key] for name, spec in wanted.items() if spec.key in self._models}
 
     def scores_training(self, spec: StudentSpec) -> bool:
@@ -299,11 +299,11 @@ def twin_of(student: StudentSpec, controls: bool) -> StudentSpec:
     return dataclasses.replace(student, conflict=NO_CONFLICT, pad_ratio=pad, helpful=None)
 
 
-def checks_of(recipe: Recipe, student: StudentSpec) -> dict[str, StudentSpec]:
-    """The checks of `recipe` (`conflicts.checks`) derived from a conflicted student's twin, by name (a deceiver's
-    `oracle` is left to the plan, which plans the strong ceiling's labels)."""
+def checks_of(names: Iterable[str], student: StudentSpec) -> dict[str, StudentSpec]:
+    """The checks `names` (a recipe's `conflicts.checks`) derived from a conflicted student's twin, by name (a
+    deceiver's `oracle` is left to the plan, which plans the strong ceiling's labels)."""
     twin = twin_of(student, controls=True)
-    return {name: check_of(name)[0].derive(twin, CHECK_PREFIX + name) for name in recipe.conflicts.checks}
+    return {name: check_of(name)[0].derive(twin, CHECK_PREFIX + name) for name in names}
 
 
 def controls_of(spec: StudentSpec) -> list[StudentSpec]:

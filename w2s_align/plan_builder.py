@@ -165,7 +165,7 @@ class _PlanBuilder:
             self.models.setdefault(control.key, self.add(self.with_sft(control)))
         if spec.conflict.kind == "none" or spec.split != "w2s":
             return
-        for name, derived in checks_of(self.recipe, spec).items():
+        for name, derived in checks_of(self.recipe.conflicts.checks, spec).items():
             if check_of(name)[0].deceptive:  # it reads the strong ceiling's labels of its split
                 strong = self.ceiling(spec.strong, spec.seed, self.task)
                 derived = dataclasses.replace(derived, oracle=self.add(LabelSpec(strong, self.data)))

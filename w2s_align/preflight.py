@@ -103,5 +103,5 @@ def with_models(runner: StageRunner, cut: DatasetDict | None, log: Callable[[str
     implicit = [s for s in plan.steps if isinstance(s, StudentSpec) and s.conflict.kind == "implicit"]
     if to_train and implicit:  # the helpfulness pairs, loaded now: a problem with them stops the run untrained
         check_same_format(splits["w2s"], runner.helpful_pairs(implicit[0].helpful))
-    check_hub_access(recipe)  # a finished run still pushes what it has not pushed yet
+    check_hub_access(recipe.hub)  # a finished run still pushes what it has not pushed yet
     return splits

@@ -55,7 +55,7 @@ from .specs import (
     StudentSpec,
 )
 from .tasks import REGISTRY, task_class
-from .tracking import TrackerRun
+from .tracking import Trackers
 from .training import PREDICTIONS_FILE, TEACHER_COLUMN, TRAIN_PREDICTIONS_FILE, TrainJob
 
 
@@ -85,6 +85,7 @@ class StageRunner:
         self.owns_process = owns_process
         self.plan = build_plan(recipe) if plan is None else plan
         self.cache = StageCache(recipe.run_dir)
+        self.trackers = Trackers.of(recipe.tracking, recipe.name, recipe.run_dir)
         self.tasks = {name: task_class(name)(recipe, self.cache, self.log) for name in self.plan.tasks}
         self.splits: DatasetDict | None = None
         self._helpful: Dataset | None = None
@@ -129,7 +130,7 @@ class StageRunner:
         model = spec.model
         self.log(f"supervised finetuning for {model.label}, seed {model.seed}")
         stage.begin()
-        tracker = TrackerRun.for_stage(self.recipe, stage.name, model.seed)
+        tracker = self.trackers.run(stage.name, model.seed)
         summary = self.tasks[spec.task].sft(
             stage.dir, self._rung(model, sft=False), self._pairs(model), model.seed, tracker
         )
@@ -144,7 +145,7 @@ class StageRunner:
         stage.begin(keep_partial=True)
         task = self.tasks[spec.task]
         rung = self._rung(spec)
-        tracker = TrackerRun.for_stage(self.recipe, stage.name, spec.seed)
+        tracker = self.trackers.run(stage.name, spec.seed)
         job = TrainJob(
             stage.dir, rung, pairs, spec.seed, spec.method, spec.conflict_alpha, self.splits["test"], tracker,
             ground_truth=isinstance(spec, CeilingSpec),
@@ -183,7 +184,7 @@ class StageRunner:
         self.log(f"language modeling of {spec.rung.name} on the texts of {pairs.num_rows} pairs, seed {spec.seed}")
         stage.begin()
         task = self.tasks[self.recipe.task]
-        tracker = TrackerRun.for_stage(self.recipe, stage.name, spec.seed)
+        tracker = self.trackers.run(stage.name, spec.seed)
         rendered = task.rendered(spec.rung, pairs)
         summary = generative_finetune(spec.rung, task.tokenizer(spec.rung), rendered, spec.seed, stage.dir, tracker)
         shutil.rmtree(stage.path("checkpoints"), ignore_errors=True)

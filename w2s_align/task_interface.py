@@ -70,10 +70,10 @@ class Task(ABC):
         """Build each rung's trainer config as its stages will (without trackers, checked on their own), so that a
         value the config refuses (an unknown scheduler, a `trainer_kwargs` value of the wrong type) stops the run
         before training."""
-        from .tracking import TrackerRun
+        from .tracking import Trackers
         from .training import trainer_kwargs
 
-        tracker = TrackerRun.for_stage(recipe, "check", 0)
+        tracker = Trackers.of(recipe.tracking, recipe.name, recipe.run_dir).run("check", 0)
         for rung in recipe.ladder:
             for method in recipe.methods_used:
                 kwargs = trainer_kwargs(rung.training, recipe.loss, recipe.run_dir, 0, method, 0.0, tracker)

@@ -12,9 +12,10 @@ Example:
 
 ```python
 >>> from w2s_align.recipe_yaml import load_recipe
->>> from w2s_align.tracking import TrackerRun
+>>> from w2s_align.tracking import Trackers
 >>> recipe = load_recipe("recipes/quickstart.yaml", ["tracking.report_to=[tensorboard]"])
->>> run = TrackerRun.for_stage(recipe, "train-minilm-l3-gt-seed0", seed=0)
+>>> trackers = Trackers.of(recipe.tracking, recipe.name, recipe.run_dir)
+>>> run = trackers.run("train-minilm-l3-gt-seed0", seed=0)
 >>> run.name, run.group, run.trainer_kwargs()["report_to"]
 ('quickstart/train-minilm-l3-gt-seed0', 'quickstart/seed0', ['tensorboard'])
 ```
@@ -31,12 +32,7 @@ from typing import Any
 
 from .analysis.schema import RunMetrics
 from .errors import W2SInputError
-from .recipe import Recipe
-
-
-def tracker_project(recipe: Recipe) -> str:
-    """The trackers' project: `tracking.project`, or the recipe's name."""
-    return recipe.tracking.project or recipe.name
+from .recipe import TrackingConfig
 
 
 @dataclass(frozen=True)
@@ -56,18 +52,6 @@ class TrackerRun:
     name: str
     group: str
     logging_dir: Path
-
-    @classmethod
-    def for_stage(cls, recipe: Recipe, stage_name: str, seed: int) -> TrackerRun:
-        """The run of the stage `stage_name` of `recipe` (the stage's name without its hash)."""
-        group = f"seed{seed}"
-        return cls(
-            report_to=tuple(recipe.tracking.report_to),
-            project=tracker_project(recipe),
-            name=f"{recipe.name}/{stage_name}",
-            group=f"{recipe.name}/{group}",
-            logging_dir=recipe.run_dir / "tracking" / group / stage_name,
-        )
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """The `TrainingArguments` fields of the run."""
@@ -97,6 +81,82 @@ class TrackerRun:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+@dataclass(frozen=True)
+class Trackers:
+    """A recipe's trackers: the runs of its stages and the run of its results.
+
+    Args:
+        report_to (`tuple[str, ...]`): the integrations (`tracking.report_to`; empty: none).
+        project (`str`): the trackers' project: `tracking.project`, or the recipe's name.
+        recipe_name (`str`): the recipe's name, the prefix of every run's name.
+        root (`Path`): the run's `tracking/` directory.
+    """
+
+    report_to: tuple[str, ...]
+    project: str
+    recipe_name: str
+    root: Path
+
+    @classmethod
+    def of(cls, settings: TrackingConfig, recipe_name: str, run_dir: Path) -> Trackers:
+        """The trackers a recipe's `tracking` section names, for the run `recipe_name` in `run_dir`."""
+        return cls(tuple(settings.report_to), settings.project or recipe_name, recipe_name, run_dir / "tracking")
+
+    def run(self, stage_name: str, seed: int) -> TrackerRun:
+        """The run of the stage `stage_name` (its name without its hash), grouped with the stages of its seed."""
+        group = f"seed{seed}"
+        return TrackerRun(
+            report_to=self.report_to,
+            project=self.project,
+            name=f"{self.recipe_name}/{stage_name}",
+            group=f"{self.recipe_name}/{group}",
+            logging_dir=self.root / group / stage_name,
+        )
+
+    def log_results(
+        self, metrics: RunMetrics, report: str, figures: list[Path], results: str, seeds: list[int]
+    ) -> None:
+        """Log a finished run's numbers, report and figures as the run `<recipe>/results` of every tracker (main
+        process; nothing without trackers), once per `results` (the report stage's hash): a rerun that finds them
+        logged by the same trackers adds nothing, so a dashboard shows each result once."""
+        if not self.report_to:
+            return
+        from accelerate import Accelerator
+
+        from .artifacts import atomic_write_text
+
+        folder = self.root / "results"
+        logged, key = folder / "LOGGED", f"{results} {' '.join(self.report_to)}"
+        if logged.is_file() and logged.read_text() == key:
+            return
+        name = f"{self.recipe_name}/results"
+        # accelerate's TensorBoard tracker writes to `project_dir/<project>`.
+        accelerator = Accelerator(log_with=list(self.report_to), project_dir=folder)
+        accelerator.init_trackers(
+            self.project,
+            config={"recipe": self.recipe_name, "seeds": " ".join(map(str, seeds))},
+            init_kwargs={
+                "wandb": {"name": name, "group": self.recipe_name, "dir": str(folder)},
+                "trackio": {"name": name},
+            },
+        )
+        accelerator.log({**_scalars(metrics), "report": report}, step=0)
+        # The report's figures by name, the training curves (`plots/training/`) as `training/<model>`.
+        images = {
+            path.stem if path.parent.name == "plots" else f"{path.parent.name}/{path.stem}": path for path in figures
+        }
+        images = {name: path for name, path in images.items() if path.is_file()}
+        for tracker in accelerator.trackers:
+            if images and hasattr(tracker, "log_images"):
+                import matplotlib.image
+
+                arrays = {name: matplotlib.image.imread(str(path))[None, ..., :3] for name, path in images.items()}
+                kwargs = {"dataformats": "NHWC"} if tracker.name == "tensorboard" else {}
+                tracker.log_images(arrays, step=0, **kwargs)
+        accelerator.end_training()
+        atomic_write_text(logged, key)
 
 
 def check_trackers(report_to: list[str]) -> None:
@@ -131,50 +191,3 @@ def _scalars(metrics: RunMetrics) -> dict[str, float]:
         if effect.get("value") is not None:
             values[f"deception_effect/{row['label']}"] = effect["value"]
     return values
-
-
-def log_results(recipe: Recipe, metrics: RunMetrics, report: str, figures: list[Path], results: str) -> None:
-    """Log a finished run's numbers, report and figures as the run `<recipe>/results` of every tracker (main process;
-    nothing without trackers), once per `results` (the report stage's hash): a rerun that finds them logged by the
-    same trackers adds nothing, so a dashboard shows each result once."""
-    if not recipe.tracking.report_to:
-        return
-    from accelerate import Accelerator
-
-    from .artifacts import atomic_write_text
-
-    logged, key = (
-        recipe.run_dir / "tracking" / "results" / "LOGGED",
-        f"{results} {' '.join(recipe.tracking.report_to)}",
-    )
-    if logged.is_file() and logged.read_text() == key:
-        return
-
-    name, project = f"{recipe.name}/results", tracker_project(recipe)
-    # accelerate's TensorBoard tracker writes to `project_dir/<project>`.
-    accelerator = Accelerator(
-        log_with=list(recipe.tracking.report_to), project_dir=recipe.run_dir / "tracking" / "results"
-    )
-    accelerator.init_trackers(
-        project,
-        config={"recipe": recipe.name, "seeds": " ".join(map(str, recipe.seeds))},
-        init_kwargs={
-            "wandb": {"name": name, "group": recipe.name, "dir": str(recipe.run_dir / "tracking" / "results")},
-            "trackio": {"name": name},
-        },
-    )
-    accelerator.log({**_scalars(metrics), "report": report}, step=0)
-    # The report's figures by name, the training curves (`plots/training/`) as `training/<model>`.
-    images = {
-        path.stem if path.parent.name == "plots" else f"{path.parent.name}/{path.stem}": path for path in figures
-    }
-    images = {name: path for name, path in images.items() if path.is_file()}
-    for tracker in accelerator.trackers:
-        if images and hasattr(tracker, "log_images"):
-            import matplotlib.image
-
-            arrays = {name: matplotlib.image.imread(str(path))[None, ..., :3] for name, path in images.items()}
-            kwargs = {"dataformats": "NHWC"} if tracker.name == "tensorboard" else {}
-            tracker.log_images(arrays, step=0, **kwargs)
-    accelerator.end_training()
-    atomic_write_text(logged, key)
