@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run a w2s_align recipe with DeepSpeed ZeRO-3 on 2 nodes x 8 GPUs under Slurm.
 #
-#   sbatch examples/slurm_multinode.sh recipes/gpt2_deception_sweep.yaml [KEY=VALUE ...]
+#   sbatch examples/slurm_multinode.sh recipes/deception/gpt2_deception_sweep.yaml [KEY=VALUE ...]
 #
 # The run directory (output_dir in the recipe) must be on a filesystem every node sees: all processes read the
 # cached stages there, and the main process (node 0, GPU 0) writes them.

@@ -284,7 +284,7 @@ def test_overlapping_splits(tiny_recipe, tmp_path, capsys):
 
 
 def test_plan_lists_every_stage_of_the_deception_sweep_before_anything_trains(tmp_path, capsys):
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "minilm_deception_sweep.yaml"
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "deception" / "minilm_deception_sweep.yaml"
     code = main(["plan", str(recipe), f"output_dir={tmp_path / 'run'}", "controls=false", "seeds=[0]"])
     lines = capsys.readouterr().out.splitlines()
     assert code == 0

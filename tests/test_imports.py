@@ -143,7 +143,7 @@ def test_the_trainer_layer_imports_nothing_from_the_recipe_layer():
 def test_planning_a_recipe_imports_neither_torch_nor_trl():
     code = (
         "import sys, w2s_align.plan; light = [m for m in ('trl', 'torch', 'transformers') if m in sys.modules]; "
-        "from w2s_align.cli import main; code = main(['plan', 'recipes/minilm_deception_sweep.yaml']); "
+        "from w2s_align.cli import main; code = main(['plan', 'recipes/deception/minilm_deception_sweep.yaml']); "
         "print(light, code, [m for m in ('trl', 'torch', 'transformers') if m in sys.modules])"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent)

@@ -17,7 +17,7 @@ def write(tmp_path, raw) -> Path:
     return path
 
 
-@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(RECIPES.rglob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_recipe_loads(path):
     recipe = load_recipe(path)
     assert len(recipe.ladder) >= 2

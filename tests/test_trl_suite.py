@@ -1,29 +1,24 @@
-"""TRL's own reward and DPO trainer tests as the W2S trainers' specification (issue 26; `benchmarks/trl_suite`).
+"""TRL's own reward and DPO trainer tests as the W2S trainers' specification (issue 26; `tests/trl_suite`).
 
 The vendored TRL tests (`tests/data/trl_suite/upstream`) run with TRL's classes and with the W2S classes substituted,
 over local stand-in models and datasets (nothing is fetched). Every test that passes with TRL's class must pass with
 the W2S class, except the justified differences in `run.ALLOWED`. The comparison is marked slow (~4.5 min on one core
 of 2, one test a file); the fast subset (`run.FAST`, ~1.5 min) is checked within it and runs by hand with
-`python benchmarks/trl_suite/run.py --fast` (a test of its own ran the same tests twice in `make test`).
+`python tests/trl_suite/run.py --fast` (a test of its own ran the same tests twice in `make test`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
-
-RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "trl_suite" / "run.py"
+from trl_suite import run
 
 
 @pytest.fixture(scope="module")
 def trl_suite():
-    spec = importlib.util.spec_from_file_location("trl_suite_run", RUN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return run
 
 
 @pytest.fixture(scope="module")

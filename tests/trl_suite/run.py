@@ -23,10 +23,10 @@ whole comparison 3.8-5.4 min (TRL's classes 114-178 s, the W2S classes 108-146 s
 ~110 s per class); the fast subset (`--fast`, `FAST`) ~1-1.5 min for both classes.
 
 Usage:
-    .venv/bin/python benchmarks/trl_suite/run.py                    # both files, both classes
-    .venv/bin/python benchmarks/trl_suite/run.py --files reward     # one file
-    .venv/bin/python benchmarks/trl_suite/run.py --tests 'test_dpo_trainer.py::TestDPOTrainer::test_train_with_ld'
-    .venv/bin/python benchmarks/trl_suite/run.py -k loss_types --json out.json
+    .venv/bin/python tests/trl_suite/run.py                    # both files, both classes
+    .venv/bin/python tests/trl_suite/run.py --files reward     # one file
+    .venv/bin/python tests/trl_suite/run.py --tests 'test_dpo_trainer.py::TestDPOTrainer::test_train_with_ld'
+    .venv/bin/python tests/trl_suite/run.py -k loss_types --json out.json
 """
 
 from __future__ import annotations
