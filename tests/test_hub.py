@@ -133,3 +133,117 @@ def test_a_lora_adapter_of_a_cut_rung_loads_from_its_cards_instructions_to_the_r
         whole = AutoPeftModelForSequenceClassification.from_pretrained(str(model_dir)).eval()(input_ids=ids).logits
     assert torch.allclose(scores, run, atol=1e-5)
     assert not torch.allclose(whole, run, atol=1e-3)  # the base adapter_config.json names, whole: another model
+
+
+# The hub module on its own: the targets of a plan and a push over stage directories written here (no training).
+
+
+def _finished_stages(recipe):
+    """The plan of `recipe` and its stage cache, with every model's `model/` folder (a card that names the folder)
+    and every labeling's `labels/<key>/` folder written as a finished run leaves them."""
+    from w2s_align.artifacts import RunDir
+    from w2s_align.cache import StageCache
+    from w2s_align.plan_builder import build_plan
+
+    plan, cache = build_plan(recipe), StageCache(recipe.run_dir)
+    for spec in plan.models:
+        folder = cache.stage(spec).path("model")
+        folder.mkdir(parents=True)
+        (folder / "README.md").write_text(f'model="{folder}"\n')
+    for spec in plan.labels:
+        folder = RunDir(recipe.run_dir).labels(spec.key)
+        folder.mkdir(parents=True)
+        (folder / "README.md").write_text("labels\n")
+    return plan, cache
+
+
+@pytest.mark.parametrize(
+    ("push", "kinds"),
+    [
+        (["ceilings"], {"model": {"ceiling"}}),
+        (["students"], {"model": {"student"}}),
+        (["labels"], {"dataset": {"labels"}}),
+        (["ceilings", "students", "labels"], {"model": {"ceiling", "student"}, "dataset": {"labels"}}),
+    ],
+)
+def test_hub_targets_are_what_hub_push_names_one_repository_each(tiny_recipe, push, kinds):
+    from w2s_align.hub import hub_targets
+    from w2s_align.plan_builder import build_plan
+
+    tiny_recipe.update(methods=["xent", "logconf"], hub={"push": push, "namespace": "lab"})
+    recipe = recipe_from_dict(tiny_recipe)
+    plan = build_plan(recipe)
+    targets = hub_targets(recipe, plan)
+    found: dict[str, set[str]] = {}
+    for repo_type, spec, _, _ in targets:
+        found.setdefault(repo_type, set()).add(getattr(spec, "role", "labels"))
+    assert found == kinds
+    repos = [repo for _, _, repo, _ in targets]
+    assert len(set(repos)) == len(repos), "two targets share a repository"
+    assert all(repo.startswith("lab/tiny-") for repo in repos)
+    wanted = {"ceiling": "ceilings", "student": "students"}
+    assert len([t for t in targets if t[0] == "model"]) == sum(
+        wanted[s.role] in push for s in plan.models if s.role in wanted
+    )
+    assert {repo for _, _, repo, _ in hub_targets(recipe, plan, namespace="me")} == {
+        r.replace("lab/", "me/", 1) for r in repos
+    }
+
+
+def test_push_run_pushes_each_target_once_with_the_repository_in_its_card(tiny_recipe, monkeypatch):
+    from w2s_align.hub import PUSHED, hub_targets, push_run
+
+    hub = FakeHub()
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda: hub)
+    tiny_recipe.update(methods=["xent"], hub={"push": ["students", "labels"], "private": False})
+    recipe = recipe_from_dict(tiny_recipe)
+    plan, cache = _finished_stages(recipe)
+    logged: list[str] = []
+    pushed = push_run(recipe, plan, cache, logged.append)
+    targets = hub_targets(recipe, plan, "me")
+    assert pushed == [repo for _, _, repo, _ in targets] and len(logged) == len(targets)
+    assert [(repo, kind, private) for repo, kind, private in hub.repos] == [(t[2], t[0], False) for t in targets]
+    for repo_type, spec, repo, _ in targets:
+        if repo_type == "model":  # the card now loads the repository, not the local folder
+            assert cache.stage(spec).path("model", "README.md").read_text() == f'model="{repo}"\n'
+        assert cache.stage(spec).path(PUSHED).is_file()
+    assert push_run(recipe, plan, cache, logged.append) == [] and len(hub.uploads) == len(targets), "pushed again"
+
+
+def test_push_run_pushes_nothing_without_hub_push(tiny_recipe, monkeypatch):
+    from w2s_align.hub import push_run
+
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda: pytest.fail("the Hub was asked"))
+    recipe = recipe_from_dict(tiny_recipe)
+    plan, cache = _finished_stages(recipe)
+    assert push_run(recipe, plan, cache, print) == []
+
+
+@pytest.mark.parametrize(
+    ("token", "hub", "namespace", "message"),
+    [
+        (None, FakeHub, None, "--push_to_hub needs a Hugging Face token"),
+        ("hf_x", RefusingHub, None, "--push_to_hub: the Hub does not accept the token"),
+        ("hf_x", FakeHub, "other", "--push_to_hub: the token .me. cannot write to 'other'"),
+    ],
+)
+def test_check_push_access_names_the_option_and_the_reason(monkeypatch, token, hub, namespace, message):
+    from w2s_align.hub import check_push_access
+
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: token)
+    monkeypatch.setattr("huggingface_hub.HfApi", hub)
+    with pytest.raises(W2SInputError, match=message):
+        check_push_access("--push_to_hub", namespace)
+
+
+def test_check_push_access_accepts_the_users_organisations(monkeypatch):
+    from w2s_align.hub import check_push_access
+
+    class OrgHub(FakeHub):
+        def whoami(self):
+            return {"name": "me", "orgs": [{"name": "lab"}]}
+
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: "hf_x")
+    monkeypatch.setattr("huggingface_hub.HfApi", OrgHub)
+    for namespace in (None, "me", "lab"):
+        check_push_access("hub.push", namespace)
