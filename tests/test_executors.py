@@ -6,8 +6,7 @@ import pytest
 
 from w2s_align.cli import build_parser
 from w2s_align.errors import W2SInputError
-from w2s_align.executors import RayTasks, Sequential, Workers, check_executor, executor_for
-from w2s_align.options import EXECUTORS
+from w2s_align.executors import EXECUTORS, RayTasks, Sequential, Workers, check_executor, executor_for
 
 
 class Runner:
@@ -47,4 +46,22 @@ def test_a_wrong_choice_is_refused_with_one_line_naming_the_option(executor, job
 def test_the_command_line_offers_the_vocabularys_executors():
     run = build_parser()._subparsers._group_actions[0].choices["run"]
     executor = next(action for action in run._actions if action.dest == "executor")
-    assert tuple(executor.choices) == EXECUTORS and executor.default == "local"
+    assert tuple(executor.choices) == tuple(EXECUTORS) and executor.default == "local"
+
+
+def test_an_executor_added_to_the_registry_is_offered_checked_and_built(monkeypatch):
+    """Adding an executor touches `executors.py` alone: the command line, checks and builder read its record."""
+    from w2s_align.executors import ExecutorChoice
+
+    def check(jobs, address):
+        if address is not None:
+            raise W2SInputError("--ray-address is not for inline")
+
+    choice = ExecutorChoice("every stage inline, for a test", check, lambda jobs, address: Sequential())
+    monkeypatch.setitem(EXECUTORS, "inline", choice)
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    executor = next(action for action in run._actions if action.dest == "executor")
+    assert "inline" in executor.choices and "inline: every stage inline, for a test" in executor.help
+    assert executor_for("inline", jobs=1) == Sequential()
+    with pytest.raises(W2SInputError, match="--ray-address is not for inline"):
+        check_executor("inline", 1, "auto")

@@ -344,3 +344,34 @@ def test_two_different_stages_never_share_a_name():
         build_plan(recipe)
     # a stage several students share is planned once, without complaint
     assert plan_of(sweep(seeds=[0]))
+
+
+def test_a_control_added_to_the_registry_is_planned_listed_and_labelled(monkeypatch, tmp_path):
+    """Adding a control touches `controls.py` alone (docs/architecture.md): one record, and the plan derives it for
+    every student it applies to, `w2s-align plan` lists it, and its label names its change."""
+    import dataclasses
+
+    from w2s_align.controls import CONTROLS, Control, with_training
+
+    def half(student, twin):
+        rung = with_training(twin.rung, num_train_epochs=twin.rung.training.num_train_epochs / 2)
+        return dataclasses.replace(twin, rung=rung, variant="half-epochs")
+
+    monkeypatch.setitem(
+        CONTROLS, "half-epochs", Control("half-epochs", "conflict", half, "half", what="half the epochs")
+    )
+    raw = sweep(seeds=[0], methods=["xent"], pairs=[{"weak": "s", "strong": "l"}], output_dir=str(tmp_path))
+    raw["conflicts"] = {"settings": ["none", "explicit"], "alphas": [0.5]}
+    plan = plan_of(raw)
+    models = {spec.key: spec for spec in plan.models}
+    control = models["l.from-s.xent.half-epochs.seed0"]
+    twin = models["l.from-s.xent.seed0"]
+    assert control.control == "half-epochs" and control.labels is twin.labels
+    assert control.rung.training.num_train_epochs == twin.rung.training.num_train_epochs / 2
+    assert control.label == "l <- s (xent, half-epochs: half the epochs)"
+    assert control.stage_name in plan.describe(StageCache(tmp_path))
+    assert "half-epochs" not in plan.controls(
+        models["l.from-s.xent.explicit-0.5.seed0"]
+    )  # the verdicts do not read it
+    assert not plan.controls(control) and not plan.counterparts(control)
+    assert len([key for key in models if "half-epochs" in key]) == 1  # the twin's; the student's controls have none

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from .errors import W2SInputError, storage_problem
-from .options import EXECUTORS
+from .executors import EXECUTORS, check_executor
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -256,10 +256,9 @@ def _add_run(commands, output: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--executor",
-        choices=EXECUTORS,
+        choices=tuple(EXECUTORS),
         default="local",
-        help="local: this process (and its --jobs workers); ray: every stage a Ray task with the GPU or CPU it "
-        "needs, on this machine or a cluster (pip install w2s_align[ray]; docs/distributed.md).",
+        help="; ".join(f"{name}: {choice.help}" for name, choice in EXECUTORS.items()) + ".",
     )
     run.add_argument(
         "--ray-address",
@@ -352,8 +351,6 @@ def main(argv: list[str] | None = None) -> int:
 def _check_arguments(args: argparse.Namespace) -> None:
     """A command's own options, checked before its recipe, torch (seconds of imports) or anything written."""
     if args.command == "run":
-        from .executors import check_executor
-
         check_executor(args.executor, args.jobs, args.ray_address)
     elif args.command == "calibrate":
         _check_calibrate(args)

@@ -7,8 +7,8 @@
 | [`RayTasks`] | as Ray tasks, on a local instance or a cluster (`ray_stages`) | `--executor ray` |
 
 Every executor writes each stage as a sequential run does, so a run stopped under one resumes under another. Adding an
-executor: a class with `run(runner, steps)`, its name in `options.Executor` (the command line's choices), its options
-checked in [`check_executor`] (before torch) and built in [`executor_for`].
+executor: a class with `run(runner, steps)` and an [`ExecutorChoice`] in [`EXECUTORS`] (how its options are checked
+before torch and how it is built); the command line offers its name and help from there.
 
 Example:
 
@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from .errors import W2SInputError
-from .options import EXECUTORS
 
 if TYPE_CHECKING:
     from .specs import Step
@@ -88,11 +87,14 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _check_choice(executor: str, jobs: int) -> None:
-    if executor not in EXECUTORS:
-        raise W2SInputError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if jobs < 1:
-        raise W2SInputError(f"--jobs must be at least 1, got {jobs}")
+def _check_local(jobs: int, address: str | None) -> None:
+    if address is not None:
+        raise W2SInputError("--ray-address is for --executor ray; the local executor runs on this machine")
+
+
+def _local(jobs: int, address: str | None) -> StageExecutor:
+    _check_local(jobs, address)
+    return Workers(jobs) if jobs > 1 else Sequential()
 
 
 def _check_ray_jobs(jobs: int) -> None:
@@ -100,10 +102,61 @@ def _check_ray_jobs(jobs: int) -> None:
         raise W2SInputError("--jobs is for the local executor; Ray runs as many stages as the cluster has room for")
 
 
+def _check_ray(jobs: int, address: str | None) -> None:
+    _check_ray_jobs(jobs)
+    from .ray_stages import NEEDS_RAY, check_address
+
+    if importlib.util.find_spec("ray") is None:
+        raise W2SInputError(NEEDS_RAY)
+    if address is not None:
+        check_address(address)
+
+
+def _ray(jobs: int, address: str | None) -> StageExecutor:
+    _check_ray_jobs(jobs)
+    return RayTasks(address)
+
+
+@dataclass(frozen=True)
+class ExecutorChoice:
+    """One choice of `w2s-align run --executor`.
+
+    Args:
+        help (`str`): what it runs the stages on, for the command line's help.
+        check (`Callable[[int, str | None], None]`): checks `--jobs` and `--ray-address` for it before anything is
+            imported or written (may contact a cluster); raises `W2SInputError` naming the option.
+        build (`Callable[[int, str | None], StageExecutor]`): the executor for `--jobs` and `--ray-address`, checked
+            as far as it can be without contacting anything.
+    """
+
+    help: str
+    check: Callable[[int, str | None], None]
+    build: Callable[[int, str | None], StageExecutor]
+
+
+EXECUTORS: dict[str, ExecutorChoice] = {
+    "local": ExecutorChoice("this process (and its --jobs workers)", _check_local, _local),
+    "ray": ExecutorChoice(
+        "every stage a Ray task with the GPU or CPU it needs, on this machine or a cluster (pip install "
+        "w2s_align[ray]; docs/distributed.md)",
+        _check_ray,
+        _ray,
+    ),
+}
+
+
+def _check_choice(executor: str, jobs: int) -> ExecutorChoice:
+    if executor not in EXECUTORS:
+        raise W2SInputError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if jobs < 1:
+        raise W2SInputError(f"--jobs must be at least 1, got {jobs}")
+    return EXECUTORS[executor]
+
+
 def check_executor(executor: str, jobs: int, address: str | None) -> None:
     """The executor options of `w2s-align run`, checked before anything is imported or written: an executor of
-    `options.EXECUTORS`; `--jobs` between 1 and this machine's cores (each worker a process of its own, with its copy
-    of torch and the models), and 1 with Ray; `--ray-address` with Ray alone, a Ray address whose port answers; Ray
+    [`EXECUTORS`]; `--jobs` between 1 and this machine's cores (each worker a process of its own, with its copy of
+    torch and the models), and 1 with Ray; `--ray-address` with Ray alone, a Ray address whose port answers; Ray
     installed.
 
     ```python
@@ -115,28 +168,14 @@ def check_executor(executor: str, jobs: int, address: str | None) -> None:
     Raises:
         W2SInputError: naming the option at fault.
     """
-    _check_choice(executor, jobs)
+    choice = _check_choice(executor, jobs)
     cores = available_cores()
     if jobs > cores:
         raise W2SInputError(f"--jobs must be at most {cores} (the CPU cores this process may use), got {jobs}")
-    if executor != "ray":
-        if address is not None:
-            raise W2SInputError("--ray-address is for --executor ray; the local executor runs on this machine")
-        return
-    _check_ray_jobs(jobs)
-    from .ray_stages import NEEDS_RAY, check_address
-
-    if importlib.util.find_spec("ray") is None:
-        raise W2SInputError(NEEDS_RAY)
-    if address is not None:
-        check_address(address)
+    choice.check(jobs, address)
 
 
 def executor_for(executor: str, jobs: int = 1, address: str | None = None) -> StageExecutor:
     """The executor of `w2s-align run --executor EXECUTOR --jobs JOBS [--ray-address ADDRESS]`, its options checked
     as far as they can be without contacting a cluster ([`check_executor`] checks the rest before torch)."""
-    _check_choice(executor, jobs)
-    if executor == "ray":
-        _check_ray_jobs(jobs)
-        return RayTasks(address)
-    return Workers(jobs) if jobs > 1 else Sequential()
+    return _check_choice(executor, jobs).build(jobs, address)

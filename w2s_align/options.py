@@ -29,9 +29,6 @@ LABEL_COLUMNS = (SOFT_LABEL, CONFLICT_LABEL)
 # A classification example's ground truth (0 or 1), the reference implementations' name; its soft label is a
 # supervisor's probability of class 1.
 HARD_LABEL = "hard_label"
-# How a run's stages are executed (`w2s-align run --executor`, `executors.EXECUTORS`).
-Executor = Literal["local", "ray"]
-EXECUTORS: tuple[str, ...] = get_args(Executor)
 # The tasks a ladder learns (`tasks.REGISTRY`).
 TaskName = Literal["reward", "dpo"]
 TASKS: tuple[str, ...] = get_args(TaskName)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from .analysis.intervals import check_bootstrap_size
 from .cache import StageCache
-from .controls import CHECK_PREFIX, CONTROLS, check_of, variant_label
+from .controls import CHECK_PREFIX, CONTROLS, check_of
 from .errors import W2SInputError
 from .options import SPLITS
 from .recipe import (
@@ -41,13 +41,11 @@ from .specs import (
     CeilingSpec,
     DataSpec,
     EnsembleSpec,
-    FeatureSpec,
     GenerativeSpec,
     HelpfulSpec,
     LabelSpec,
     ModelSpec,
     ReportSpec,
-    SFTSpec,
     Step,
     StudentSpec,
 )
@@ -223,24 +221,7 @@ class Plan:
         if self.helpful is not None:
             size = math.ceil(self.helpful.ratio * n["w2s"]) if isinstance(n["w2s"], int) else "enough"
             rows.append((cache.stage(self.helpful), f"{size} helpfulness pairs ({self.helpful.config.source})"))
-        for step in self.steps:
-            stage = cache.stage(step)
-            if isinstance(step, GenerativeSpec):
-                rows.append((stage, f"language modeling on the texts of gt {n['gt']} + w2s {n['w2s']} pairs"))
-            elif isinstance(step, SFTSpec):
-                rows.append(
-                    (stage, f"supervised finetuning on the preferred responses of the pairs of {step.model.key}")
-                )
-            elif isinstance(step, FeatureSpec):
-                rows.append((stage, f"features of {n[step.split]} {step.split} pairs"))
-            elif isinstance(step, EnsembleSpec):
-                rows.append((stage, f"{len(step.members)} members' labels of {step.split} combined ({step.combine})"))
-            elif isinstance(step, CeilingSpec):
-                rows.append((stage, f"{n['gt']} ground-truth pairs"))
-            elif isinstance(step, LabelSpec):
-                rows.append((stage, f"labels {n[step.split]} {step.split} pairs"))
-            else:
-                rows.append((stage, self._student_pairs(step, cache, n[step.split])))
+        rows += [(cache.stage(step), step.work(n, cache)) for step in self.steps]
         rows.append((cache.stage(self.report), f"metrics and figures of {len(self.models)} models"))
         cached = sum(stage.done for stage, _ in rows)
         recipe = self.recipe
@@ -252,44 +233,6 @@ class Plan:
         width = max(len(stage.dir.name) for stage, _ in rows) + 2
         lines += [f"  {'cached' if s.done else 'to run':<7} {s.dir.name:<{width}} {what}" for s, what in rows]
         return "\n".join(lines)
-
-    @staticmethod
-    def _student_pairs(spec: StudentSpec, cache: StageCache, n_split: int | str) -> str:
-        """How many pairs a student trains on: its weak labels (all, or those its filter keeps, exact once the labels
-        exist), plus the helpfulness pairs of the implicit conflict."""
-        kept, text = n_split, f"{n_split} weak labels of {spec.split}"
-        if spec.probe is not None:
-            probe, action = spec.label_filter.probe, spec.label_filter.action
-            kept = n_split if action == "relabel" else None
-            text = f"{'at most ' if kept is None else ''}{n_split} weak labels of {spec.split}"
-            text += f" ({action} where a {probe} probe on {spec.strong}'s features disagrees)"
-        elif spec.label_filter.kind != "none":
-            labels = cache.stage(spec.labels)
-            kept = None
-            if labels.done:  # read with `datasets`, imported here: a plan of unlabelled stages stays light
-                from .labeling import filter_labels, load_labels
-
-                kept = filter_labels(load_labels(labels.dir), spec.label_filter.kind, spec.filter_threshold).num_rows
-            text = f"{'at most ' if kept is None else f'{kept} of '}{n_split} weak labels of {spec.split}"
-            random = spec.label_filter.kind == "random"
-            what = "a random subset of the size of" if random else f"{spec.label_filter.label} filter:"
-            text += f" ({what} confidence >= {spec.filter_threshold})"
-        if spec.pad_ratio:
-            text += f" + {spec.pad_ratio:g} x as many of them again (the steps of implicit-{spec.pad_ratio:g})"
-        if spec.conflict.kind == "implicit":
-            ratio = spec.conflict.strength
-            text += (
-                f" + {round(ratio * kept)} helpfulness pairs"
-                if isinstance(kept, int)
-                else f" + {ratio:g} helpfulness pair(s) per kept label"
-            )
-            if spec.conflict.direction == "random":
-                text += " labelled by coin toss"
-        elif spec.conflict.kind == "explicit" and spec.conflict.direction == "random":
-            text += " (conflict toward coin-toss responses)"
-        if spec.variant:
-            text += f" ({variant_label(spec.variant)})"
-        return text
 
 
 def twin_of(student: StudentSpec, controls: bool) -> StudentSpec:

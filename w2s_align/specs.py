@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from .cache import REPORT_VERSION, Stage, file_digests, rung_settings
+from .cache import REPORT_VERSION, Stage, StageCache, file_digests, rung_settings
 from .controls import identify, variant_label
 from .options import ConflictSetting, FilterSetting
 from .recipe import (
@@ -62,6 +62,11 @@ class _Spec:
 
     def run(self, runner: StageRunning, stage: Stage) -> None:
         """Run this step's stage with `runner` (the data, helpfulness and report stages are not steps)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a step a runner runs")
+
+    def work(self, n: Mapping[str, int | str], cache: StageCache) -> str:
+        """What the step trains on or computes, for `w2s-align plan`: `n` the splits' sizes (a number, or "all"),
+        `cache` the run's stages (a filter's kept labels are counted once its teacher's labels exist)."""
         raise NotImplementedError(f"{type(self).__name__} is not a step a runner runs")
 
 
@@ -117,6 +122,10 @@ class GenerativeSpec(_Spec):
 
     def upstream(self) -> dict[str, Any]:
         return {"data": self.data}
+
+    def work(self, n: Mapping[str, int | str], cache: StageCache) -> str:
+        """What the stage trains on, for `w2s-align plan` (`n`: the splits' sizes)."""
+        return f"language modeling on the texts of gt {n['gt']} + w2s {n['w2s']} pairs"
 
     def run(self, runner: StageRunning, stage: Stage) -> None:
         runner.generative(self, stage)
@@ -181,6 +190,9 @@ class CeilingSpec(_Spec):
         """What `metrics.json` records of the model."""
         return {"role": self.role, "rung": self.rung.name, "seed": self.seed}
 
+    def work(self, n: Mapping[str, int | str], cache: StageCache) -> str:
+        return f"{n['gt']} ground-truth pairs"
+
     def run(self, runner: StageRunning, stage: Stage) -> None:
         runner.train(self, stage)
 
@@ -216,6 +228,9 @@ class LabelSpec(_Spec):
 
     def upstream(self) -> dict[str, Any]:
         return {"model": self.teacher, "data": self.data}
+
+    def work(self, n: Mapping[str, int | str], cache: StageCache) -> str:
+        return f"labels {n[self.split]} {self.split} pairs"
 
     def run(self, runner: StageRunning, stage: Stage) -> None:
         runner.label(self, stage)
@@ -278,6 +293,9 @@ class EnsembleSpec(_Spec):
 
     uses_models: ClassVar[bool] = False  # it combines its members' labels
 
+    def work(self, n: Mapping[str, int | str], cache: StageCache) -> str:
+        return f"{len(self.members)} members' labels of {self.split} combined ({self.combine})"
+
     def run(self, runner: StageRunning, stage: Stage) -> None:
         runner.ensemble(self, stage)
 
@@ -301,6 +319,9 @@ class FeatureSpec(_Spec):
 
     def upstream(self) -> dict[str, Any]:
         return {"data": self.data}
+
+    def work(self, n: Mapping[str, int | str], cache: StageCache) -> str:
+        return f"features of {n[self.split]} {self.split} pairs"
 
     def run(self, runner: StageRunning, stage: Stage) -> None:
         runner.features(self, stage)
@@ -466,6 +487,44 @@ class StudentSpec(_Spec):
             "control": self.control,
         }
 
+    def work(self, n: Mapping[str, int | str], cache: StageCache) -> str:
+        """How many pairs the student trains on: its weak labels (all, or those its filter keeps, exact once the
+        labels exist), plus the helpfulness pairs of the implicit conflict."""
+        spec, n_split = self, n[self.split]
+        kept, text = n_split, f"{n_split} weak labels of {spec.split}"
+        if spec.probe is not None:
+            probe, action = spec.label_filter.probe, spec.label_filter.action
+            kept = n_split if action == "relabel" else None
+            text = f"{'at most ' if kept is None else ''}{n_split} weak labels of {spec.split}"
+            text += f" ({action} where a {probe} probe on {spec.strong}'s features disagrees)"
+        elif spec.label_filter.kind != "none":
+            labels = cache.stage(spec.labels)
+            kept = None
+            if labels.done:  # read with `datasets`, imported here: a plan of unlabelled stages stays light
+                from .labeling import filter_labels, load_labels
+
+                kept = filter_labels(load_labels(labels.dir), spec.label_filter.kind, spec.filter_threshold).num_rows
+            text = f"{'at most ' if kept is None else f'{kept} of '}{n_split} weak labels of {spec.split}"
+            random = spec.label_filter.kind == "random"
+            what = "a random subset of the size of" if random else f"{spec.label_filter.label} filter:"
+            text += f" ({what} confidence >= {spec.filter_threshold})"
+        if spec.pad_ratio:
+            text += f" + {spec.pad_ratio:g} x as many of them again (the steps of implicit-{spec.pad_ratio:g})"
+        if spec.conflict.kind == "implicit":
+            ratio = spec.conflict.strength
+            text += (
+                f" + {round(ratio * kept)} helpfulness pairs"
+                if isinstance(kept, int)
+                else f" + {ratio:g} helpfulness pair(s) per kept label"
+            )
+            if spec.conflict.direction == "random":
+                text += " labelled by coin toss"
+        elif spec.conflict.kind == "explicit" and spec.conflict.direction == "random":
+            text += " (conflict toward coin-toss responses)"
+        if spec.variant:
+            text += f" ({variant_label(spec.variant)})"
+        return text
+
     def run(self, runner: StageRunning, stage: Stage) -> None:
         runner.train(self, stage)
 
@@ -503,6 +562,9 @@ class SFTSpec(_Spec):
 
     def upstream(self) -> dict[str, Any]:
         return self.model.upstream()
+
+    def work(self, n: Mapping[str, int | str], cache: StageCache) -> str:
+        return f"supervised finetuning on the preferred responses of the pairs of {self.model.key}"
 
     def run(self, runner: StageRunning, stage: Stage) -> None:
         runner.sft(self, stage)
