@@ -173,7 +173,7 @@ def test_hub_targets_are_what_hub_push_names_one_repository_each(tiny_recipe, pu
     tiny_recipe.update(methods=["xent", "logconf"], hub={"push": push, "namespace": "lab"})
     recipe = recipe_from_dict(tiny_recipe)
     plan = build_plan(recipe)
-    targets = hub_targets(recipe, plan)
+    targets = hub_targets(recipe.hub, recipe.name, plan)
     found: dict[str, set[str]] = {}
     for repo_type, spec, _, _ in targets:
         found.setdefault(repo_type, set()).add(getattr(spec, "role", "labels"))
@@ -185,7 +185,7 @@ def test_hub_targets_are_what_hub_push_names_one_repository_each(tiny_recipe, pu
     assert len([t for t in targets if t[0] == "model"]) == sum(
         wanted[s.role] in push for s in plan.models if s.role in wanted
     )
-    assert {repo for _, _, repo, _ in hub_targets(recipe, plan, namespace="me")} == {
+    assert {repo for _, _, repo, _ in hub_targets(recipe.hub, recipe.name, plan, namespace="me")} == {
         r.replace("lab/", "me/", 1) for r in repos
     }
 
@@ -199,15 +199,17 @@ def test_push_run_pushes_each_target_once_with_the_repository_in_its_card(tiny_r
     recipe = recipe_from_dict(tiny_recipe)
     plan, cache = _finished_stages(recipe)
     logged: list[str] = []
-    pushed = push_run(recipe, plan, cache, logged.append)
-    targets = hub_targets(recipe, plan, "me")
+    pushed = push_run(recipe.hub, recipe.name, plan, cache, logged.append)
+    targets = hub_targets(recipe.hub, recipe.name, plan, "me")
     assert pushed == [repo for _, _, repo, _ in targets] and len(logged) == len(targets)
     assert [(repo, kind, private) for repo, kind, private in hub.repos] == [(t[2], t[0], False) for t in targets]
     for repo_type, spec, repo, _ in targets:
         if repo_type == "model":  # the card now loads the repository, not the local folder
             assert cache.stage(spec).path("model", "README.md").read_text() == f'model="{repo}"\n'
         assert cache.stage(spec).path(PUSHED).is_file()
-    assert push_run(recipe, plan, cache, logged.append) == [] and len(hub.uploads) == len(targets), "pushed again"
+    assert push_run(recipe.hub, recipe.name, plan, cache, logged.append) == [] and len(hub.uploads) == len(targets), (
+        "pushed again"
+    )
 
 
 def test_push_run_pushes_nothing_without_hub_push(tiny_recipe, monkeypatch):
@@ -216,7 +218,7 @@ def test_push_run_pushes_nothing_without_hub_push(tiny_recipe, monkeypatch):
     monkeypatch.setattr("huggingface_hub.HfApi", lambda: pytest.fail("the Hub was asked"))
     recipe = recipe_from_dict(tiny_recipe)
     plan, cache = _finished_stages(recipe)
-    assert push_run(recipe, plan, cache, print) == []
+    assert push_run(recipe.hub, recipe.name, plan, cache, print) == []
 
 
 @pytest.mark.parametrize(

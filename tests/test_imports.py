@@ -212,3 +212,24 @@ def test_no_function_of_the_package_is_over_80_lines():
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80
     ]
     assert not long, "functions over 80 lines: " + "; ".join(long)
+
+
+# What expands or runs a whole experiment is given the whole recipe; what it calls is given the values it reads.
+TAKES_THE_RECIPE = {
+    "recipe_yaml.py", "plan_builder.py", "plan.py", "preflight.py", "task_interface.py", "reward_task.py",
+    "dpo_task.py", "tasks.py", "stage_runner.py", "pipeline.py", "parallel_stages.py", "ray_stages.py",
+}  # fmt: skip
+
+
+def test_only_the_modules_that_run_a_whole_experiment_take_the_whole_recipe():
+    """Issue 41: `distributed.process_group_timeout(recipe)` and the like now take the values they read."""
+    found = sorted(
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}"
+        for path in PACKAGE.rglob("*.py")
+        if path.name not in TAKES_THE_RECIPE
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+        if arg.arg == "recipe" or (arg.annotation is not None and ast.unparse(arg.annotation).strip("'\"") == "Recipe")
+    )
+    assert not found, "functions given the whole recipe: " + "; ".join(found)

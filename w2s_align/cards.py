@@ -72,19 +72,19 @@ def record_base_model(trainer: Any, model_dir: Path, base_model: str) -> None:
         atomic_write_json(adapter, {**json.loads(adapter.read_text()), "base_model_name_or_path": base_model})
 
 
-def hub_model_id(namespace: str, recipe: str, key: str) -> str:
+def hub_model_id(namespace: str, recipe_name: str, key: str) -> str:
     """The Hub repository of a run's model: `<namespace>/<recipe>-<model key>`, in the characters the Hub allows
     (letters, digits, `-`, `_`, `.`; at most 96)."""
     from .artifacts import bounded_name
 
-    name = bounded_name(re.sub(r"[^A-Za-z0-9._-]+", "-", f"{recipe}-{key}").strip("-."), 96).replace("~", "-")
+    name = bounded_name(re.sub(r"[^A-Za-z0-9._-]+", "-", f"{recipe_name}-{key}").strip("-."), 96).replace("~", "-")
     return f"{namespace}/{name}"
 
 
-def w2s_section(recipe: str, model: dict[str, Any], teachers: list[str], metrics: dict[str, Any]) -> str:
+def w2s_section(recipe_name: str, model: dict[str, Any], teachers: list[str], metrics: dict[str, Any]) -> str:
     """The weak-to-strong part of a model card: which experiment, which teacher, how it scored on the test split, and
     how to load it (`model`: its `label`, `seed`, `rung`, and where it is saved, as for [`loading_section`])."""
-    lines = ["", "## Weak-to-strong", "", f"- Trained with w2s_align by the recipe `{recipe}`"]
+    lines = ["", "## Weak-to-strong", "", f"- Trained with w2s_align by the recipe `{recipe_name}`"]
     rung = model["rung"]
     start = f"from `{rung.model}`"
     if rung.random_init:

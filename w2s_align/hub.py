@@ -12,7 +12,7 @@ Example:
 >>> from w2s_align.plan_builder import build_plan
 >>> from w2s_align.hub import hub_targets
 >>> recipe = load_recipe("recipes/quickstart.yaml", ["hub.push=[students]", "hub.namespace=me"])
->>> [repo for _, _, repo, _ in hub_targets(recipe, build_plan(recipe))][0]
+>>> [repo for _, _, repo, _ in hub_targets(recipe.hub, recipe.name, build_plan(recipe))][0]
 'me/quickstart-minilm-l3.from-minilm-l1.xent.seed0'
 ```
 """
@@ -29,7 +29,7 @@ from .errors import W2SInputError, first_line
 if TYPE_CHECKING:
     from .cache import StageCache
     from .plan import Plan
-    from .recipe import HubConfig, Recipe
+    from .recipe import HubConfig
 
 PUSHED = "hub.json"
 
@@ -58,40 +58,44 @@ def check_push_access(what: str, namespace: str | None = None) -> None:
         raise W2SInputError(f"{what}: the token ({identity['name']}) cannot write to {namespace!r}")
 
 
-def hub_targets(recipe: Recipe, plan: Plan, namespace: str | None = None) -> list[tuple[str, object, str, str]]:
-    """What `hub.push` pushes: `(repo_type, spec, repo_id, what)` for every ceiling, student and label set it names."""
-    namespace = namespace or recipe.hub.namespace
+def hub_targets(
+    hub: HubConfig, recipe_name: str, plan: Plan, namespace: str | None = None
+) -> list[tuple[str, object, str, str]]:
+    """What a recipe's `hub.push` pushes: `(repo_type, spec, repo_id, what)` for every ceiling, student and label set
+    it names, in the repositories `<namespace>/<recipe_name>-...` (`namespace`: else `hub.namespace`)."""
+    namespace = namespace or hub.namespace
     targets = []
     for spec in plan.models:
         role = {"ceiling": "ceilings", "student": "students"}.get(spec.role)  # an ensemble has no weights of its own
-        if role in recipe.hub.push:
-            targets.append(("model", spec, hub_model_id(namespace, recipe.name, spec.key), spec.label))
-    if "labels" in recipe.hub.push:
+        if role in hub.push:
+            targets.append(("model", spec, hub_model_id(namespace, recipe_name, spec.key), spec.label))
+    if "labels" in hub.push:
         for spec in plan.labels:
-            repo = hub_model_id(namespace, recipe.name, f"labels-{spec.key}")
+            repo = hub_model_id(namespace, recipe_name, f"labels-{spec.key}")
             targets.append(("dataset", spec, repo, f"weak labels of {spec.key}"))
     return targets
 
 
-def push_run(recipe: Recipe, plan: Plan, cache: StageCache, log: Callable[[str], None]) -> list[str]:
-    """Push what `hub.push` names (main process); return the repositories pushed this time."""
-    if not recipe.hub.push:
+def push_run(hub: HubConfig, recipe_name: str, plan: Plan, cache: StageCache, log: Callable[[str], None]) -> list[str]:
+    """Push what a recipe's `hub.push` names from the run of `cache` (main process); return the repositories pushed
+    this time."""
+    if not hub.push:
         return []
     from huggingface_hub import HfApi
 
     api = HfApi()
-    namespace = recipe.hub.namespace or api.whoami()["name"]
+    namespace = hub.namespace or api.whoami()["name"]
     pushed = []
-    for repo_type, spec, repo_id, what in hub_targets(recipe, plan, namespace):
+    for repo_type, spec, repo_id, what in hub_targets(hub, recipe_name, plan, namespace):
         stage = cache.stage(spec)
         if stage.path(PUSHED).is_file():
             continue
-        folder = stage.path("model") if repo_type == "model" else RunDir(recipe.run_dir).labels(spec.key)
+        folder = stage.path("model") if repo_type == "model" else RunDir(cache.run_dir).labels(spec.key)
         if repo_type == "model":  # the card's quick start loads the local directory until it has a repository
             card = folder / "README.md"
             if card.is_file():
                 atomic_write_text(card, card.read_text().replace(str(folder), repo_id))
-        api.create_repo(repo_id, repo_type=repo_type, private=recipe.hub.private, exist_ok=True)
+        api.create_repo(repo_id, repo_type=repo_type, private=hub.private, exist_ok=True)
         commit = api.upload_folder(
             repo_id=repo_id, repo_type=repo_type, folder_path=str(folder), commit_message=f"w2s_align: {what}"
         )

@@ -151,7 +151,7 @@ class W2SPipeline:
             report, figures = run.report.read_text(), sorted(run.plots.glob("**/*.png"))
             results = self.cache.stage(self.plan.report).hash
             self.stages.trackers.log_results(metrics, report, figures, results, self.recipe.seeds)
-            push_run(self.recipe, self.plan, self.cache, self.log)
+            push_run(self.recipe.hub, self.recipe.name, self.plan, self.cache, self.log)
         self.log(render_console(metrics))
         self.log(f"run directory: {run_dir}")
         return metrics
