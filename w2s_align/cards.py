@@ -53,9 +53,10 @@ def cite(primary: dict[str, str], also: dict[str, str]) -> dict[str, str]:
 
 
 def trl_base(cls: type) -> type:
-    """The TRL class a w2s_align class extends (`RewardConfig` for `W2SRewardConfig`, `DPOTrainer` for
-    `W2SDPOTrainer`, ...)."""
-    return next(base for base in cls.__mro__ if base.__module__.startswith("trl."))
+    """The library class a w2s_align class extends: TRL's (`RewardConfig` for `W2SRewardConfig`, `DPOTrainer` for
+    `W2SDPOTrainer`, ...), or transformers' for a class TRL has no counterpart of (`Trainer` for
+    `W2SClassifierTrainer`)."""
+    return next(base for base in cls.__mro__ if base.__module__.startswith(("trl.", "transformers.")))
 
 
 def record_base_model(trainer: Any, model_dir: Path, base_model: str) -> None:

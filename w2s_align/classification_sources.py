@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .options import HARD_LABEL
+from .options import CLASSIFICATION_SOURCES, HARD_LABEL
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -271,6 +271,8 @@ SOURCES: dict[str, ClassificationSource] = {
         ClassificationSource("sciq_with_support", "allenai/sciq", _sciq_with_support),
     )
 }
+# `text_classification` (local files already in this format) has no record: `classification_data` reads it as it is.
+assert (*SOURCES, "text_classification") == CLASSIFICATION_SOURCES, "options.ClassificationSourceName names them"
 
 
 def format_example(name: str, row: dict[str, Any], seed: int, index: int) -> dict[str, Any]:

@@ -27,6 +27,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -320,6 +322,33 @@ class W2SClassifierTrainer(Trainer):
     def evaluate(self, *args, **kwargs):
         with preserved_rng_states():  # evaluating changes no result (see w2s_align.neutral_evaluation)
             return super().evaluate(*args, **kwargs)
+
+    def create_model_card(
+        self, model_name: str | None = None, dataset_name: str | None = None, tags: str | list[str] | None = None
+    ) -> None:
+        """A model card in `output_dir/README.md` as TRL's trainers write theirs (the base model, the trainer and
+        its paper, the framework versions), under TRL's signature; transformers' own card lists no paper."""
+        if not self.is_world_process_zero():
+            return
+        from trl.trainer.utils import generate_model_card, get_comet_experiment_url, get_config_model_id
+
+        base_model = get_config_model_id(self.model.config)
+        wandb_run = getattr(sys.modules.get("wandb"), "run", None)  # a run the W&B integration started
+        card = generate_model_card(
+            base_model=base_model if base_model and not os.path.isdir(base_model) else None,
+            model_name=model_name,
+            hub_model_id=self.hub_model_id,
+            dataset_name=dataset_name,
+            tags=sorted({*([tags] if isinstance(tags, str) else tags or []), *self._tag_names}),
+            wandb_url=None if wandb_run is None else wandb_run.url,
+            trackio_url=None,
+            trainer_name=self._name,
+            trainer_citation=self._paper.get("citation"),
+            paper_title=self._paper.get("title"),
+            paper_id=self._paper.get("id"),
+            comet_url=get_comet_experiment_url(),
+        )
+        card.save(os.path.join(self.args.output_dir, "README.md"))
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Transformers' logs with the mean of each weak-to-strong metric since the last log (training only)."""

@@ -55,7 +55,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict, Value
 
 from .errors import W2SInputError, first_line
-from .options import DATA_SOURCES, SOFT_LABEL, SPLITS
+from .options import PAIR_SOURCES, SOFT_LABEL, SPLITS
 from .prompts import split_implicit_prompt
 from .recipe import DataConfig, HelpfulDataConfig
 from .synthetic import generate_pairs
@@ -298,7 +298,7 @@ SOURCES = {
         Source("preference", _normalise_preference, conversational=True),
     )
 }
-assert tuple(SOURCES) == DATA_SOURCES, "options.DataSource names the sources"
+assert tuple(SOURCES) == PAIR_SOURCES, "options.PairSource names the sources"
 
 
 def _check_json_lines(path: Path) -> None:
@@ -441,9 +441,10 @@ def saved_to_disk(path: Path) -> bool:
 
 def check_local_files(config: DataConfig | HelpfulDataConfig) -> None:
     """The checks of a source's local files that need no model: they exist, and each JSON line or parquet file reads
-    (the rows are checked when the splits are loaded). Cheap, so that a run stops on them at once."""
-    source = SOURCES[config.source]
-    if source.generated:
+    (the rows are checked when the splits are loaded). Cheap, so that a run stops on them at once. A classification
+    source's files are checked as they load ([`w2s_align.classification_data`])."""
+    source = SOURCES.get(config.source)
+    if source is None or source.generated:
         return
     for path in (_local_files(config, source) or {}).values():
         if not path.is_file():
@@ -573,7 +574,7 @@ def _take(dataset: Dataset, size: int | None, seed: int, where: str) -> Dataset:
     return dataset.shuffle(seed=seed).select(range(size))
 
 
-def _cut(raw: dict[str, Dataset], config: DataConfig) -> DatasetDict:
+def cut_splits(raw: dict[str, Dataset], config: DataConfig) -> DatasetDict:
     """Cut the source's own splits into gt / w2s / test of the requested sizes."""
     sizes = {split: getattr(config, f"{split}_size") for split in SPLITS}
     if set(SPLITS) <= set(raw):
@@ -604,7 +605,7 @@ def _cut(raw: dict[str, Dataset], config: DataConfig) -> DatasetDict:
     return DatasetDict({split: parts[split] for split in SPLITS})
 
 
-def _validation_as_test(splits: DatasetDict, config: DataConfig) -> DatasetDict:
+def validation_as_test(splits: DatasetDict, config: DataConfig) -> DatasetDict:
     """`validation_size` pairs of the ground-truth split (drawn by the data seed) become the split every model is
     evaluated on, and the test split is dropped unread: the splits of a run that makes design choices."""
     gt, size = splits["gt"], config.validation_size
@@ -697,9 +698,9 @@ def load_splits(config: DataConfig) -> DatasetDict:
     if SOURCES[config.source].generated:
         splits = DatasetDict(_synthetic(config))
     else:
-        splits = _cut(_load_raw(config), config)
+        splits = cut_splits(_load_raw(config), config)
     if config.evaluate_on == "validation":
-        splits = _validation_as_test(splits, config)
+        splits = validation_as_test(splits, config)
     check_splits(splits)
     for split in TRAINING_SPLITS:
         splits[split] = random_orientation(splits[split], config.seed)

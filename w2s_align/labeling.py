@@ -55,7 +55,8 @@ def pad_batch(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tens
 def score_sequences(
     model: PreTrainedModel, sequences: list[list[int]], pad_token_id: int, batch_size: int = 64
 ) -> np.ndarray:
-    """Reward of every token sequence, in input order: sorted by length, batched, no autograd, bf16 if supported.
+    """Score of every token sequence, in input order: sorted by length, batched, no autograd, bf16 if supported. The
+    score is a one-output model's logit (a reward), or a two-label classifier's logit of class 1 against class 0.
 
     Under several processes each scores a share of the sequences and the rewards are gathered back in order.
     """
@@ -77,7 +78,8 @@ def _score_local(model: PreTrainedModel, sequences: list[list[int]], pad_token_i
             index = order[start : start + batch_size]
             input_ids, attention_mask = pad_batch([sequences[i] for i in index], pad_token_id)
             logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-            rewards[index] = logits[:, 0].float().cpu().numpy()
+            score = logits[:, 1] - logits[:, 0] if logits.shape[-1] == 2 else logits[:, 0]
+            rewards[index] = score.float().cpu().numpy()
     model.train(was_training)
     return rewards
 

@@ -340,6 +340,8 @@ def load_rung_model(rung: RungConfig, auto_class, path: str | None = None, base:
         previous = transformers_logger.level
         # Truncated rungs and fresh heads make long, expected load reports; keep them out of the run log.
         transformers_logger.setLevel(logging.ERROR)
+        if path is None and "num_labels" in kwargs:  # a rung saved with another head (a reward model, 1 label,
+            kwargs["ignore_mismatched_sizes"] = True  # as a classifier's base): the task's head is new either way
         try:
             model = auto_class.from_pretrained(source, **kwargs)
         finally:
@@ -352,6 +354,12 @@ def load_rung_model(rung: RungConfig, auto_class, path: str | None = None, base:
 def load_reward_model(rung: RungConfig, path: str | None = None):
     """The rung as a one-output sequence classifier (a reward model): untrained, or trained at `path`."""
     return load_rung_model(rung, AutoModelForSequenceClassification, path, num_labels=1)
+
+
+def load_classifier(rung: RungConfig, path: str | None = None):
+    """The rung as a two-label sequence classifier (Burns et al.'s binary classifiers): untrained, or trained at
+    `path`."""
+    return load_rung_model(rung, AutoModelForSequenceClassification, path, num_labels=2)
 
 
 def tokenize_pairs(
@@ -384,6 +392,34 @@ def tokenize_pairs(
         encode,
         batched=True,
         desc="Tokenizing pairs",
+        new_fingerprint=fingerprint,
+        keep_in_memory=True,
+        load_from_cache_file=False,
+    )
+
+
+def tokenize_texts(
+    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, memo: dict[str, list[int]] | None = None
+) -> Dataset:
+    """Add `input_ids`: each example's `txt`, tokenized as the classifier reads it.
+
+    Texts longer than `max_length` lose tokens from their start (the tokenizer truncates on the left, see
+    [`load_tokenizer`]), so no example is dropped and every test example is scored: a classification text ends with
+    what is judged (an answer, a response). `memo` maps texts to their token ids, as in [`tokenize_pairs`].
+    """
+    memo = {} if memo is None else memo
+
+    def encode(batch: dict) -> dict:
+        new = [text for text in dict.fromkeys(batch["txt"]) if text not in memo]
+        if new:
+            memo.update(zip(new, tokenizer(new, truncation=True, max_length=max_length)["input_ids"]))
+        return {"input_ids": [memo[text] for text in batch["txt"]]}
+
+    fingerprint = Hasher.hash([dataset._fingerprint, tokenizer.name_or_path, len(tokenizer), max_length, "txt"])
+    return dataset.map(
+        encode,
+        batched=True,
+        desc="Tokenizing texts",
         new_fingerprint=fingerprint,
         keep_in_memory=True,
         load_from_cache_file=False,

@@ -30,7 +30,7 @@ LABEL_COLUMNS = (SOFT_LABEL, CONFLICT_LABEL)
 # supervisor's probability of class 1.
 HARD_LABEL = "hard_label"
 # The tasks a ladder learns (`tasks.REGISTRY`).
-TaskName = Literal["reward", "dpo"]
+TaskName = Literal["reward", "dpo", "classify"]
 TASKS: tuple[str, ...] = get_args(TaskName)
 # The fewest and the most bootstrap resamples to read intervals off (`analysis.n_bootstrap`, `calibrate --bootstrap`).
 # An endpoint of a 95% percentile interval moves from one bootstrap seed to another by about 2.5 / sqrt(n_bootstrap)
@@ -40,8 +40,19 @@ TASKS: tuple[str, ...] = get_args(TaskName)
 MIN_BOOTSTRAP = 100
 MAX_BOOTSTRAP = 10_000
 
-# The data sources (`data.SOURCES`).
-DataSource = Literal["synthetic", "hh_rlhf", "hh_single_turn", "hh_single_turn_helpful", "pku_saferlhf", "preference"]
+# The sources of preference pairs (`data.SOURCES`); under `task: classify` each pair becomes one example.
+PairSource = Literal["synthetic", "hh_rlhf", "hh_single_turn", "hh_single_turn_helpful", "pku_saferlhf", "preference"]
+PAIR_SOURCES: tuple[str, ...] = get_args(PairSource)
+# The classification tasks of the reference registries (`classification_sources.SOURCES`), for `task: classify`, and
+# `text_classification`: a local file or hub dataset already in their format (`txt`, `hard_label`).
+ClassificationSourceName = Literal[
+    "amazon_polarity", "sciq", "anthropic_hh", "cosmos_qa", "boolq", "anli-r2", "cola", "dream",
+    "ethics-deontology", "ethics-justice", "ethics-virtue", "ethics-utilitarianism", "mc_taco", "hellaswag", "multirc",
+    "openbookqa", "paws", "piqa", "quail", "quartz", "social_i_qa", "sst2", "wic", "twitter-sentiment",
+    "sciq_with_support", "text_classification",
+]  # fmt: skip
+CLASSIFICATION_SOURCES: tuple[str, ...] = get_args(ClassificationSourceName)
+DataSource = Literal[PairSource, ClassificationSourceName]
 DATA_SOURCES: tuple[str, ...] = get_args(DataSource)
 # The splits of a run's data: ground truth, weak-to-strong, test.
 SPLITS = ("gt", "w2s", "test")

@@ -222,6 +222,8 @@ class Plan:
             size = math.ceil(self.helpful.ratio * n["w2s"]) if isinstance(n["w2s"], int) else "enough"
             rows.append((cache.stage(self.helpful), f"{size} helpfulness pairs ({self.helpful.config.source})"))
         rows += [(cache.stage(step), step.work(n, cache)) for step in self.steps]
+        if self.data.examples:  # the steps count what a split holds, which in a classification run are examples
+            rows = [(stage, what.replace(" pairs", " examples")) for stage, what in rows]
         rows.append((cache.stage(self.report), f"metrics and figures of {len(self.models)} models"))
         cached = sum(stage.done for stage, _ in rows)
         recipe = self.recipe

@@ -60,7 +60,7 @@ class _PlanBuilder:
         self.recipe = recipe
         self.task = REGISTRY[recipe.task]
         self.supervisor = REGISTRY[self.task.supervisor(recipe)]
-        self.data = DataSpec(recipe.data)
+        self.data = DataSpec(recipe.data, examples=REGISTRY[recipe.task].examples)
         conflicts = recipe.conflicts
         implicit = "implicit" in conflicts.settings
         self.helpful = HelpfulSpec(conflicts.helpful, max(conflicts.ratios), self.data) if implicit else None

@@ -42,7 +42,7 @@ def before_torch(recipe: Recipe, run: bool) -> Preflight:
     """The first phase, for `w2s-align plan` (`run=False`: the data files and the plan) and `run` (also the output
     directory and the splits)."""
     from .cache import StageCache
-    from .data import check_local_files, load_splits
+    from .data import check_local_files
     from .plan_builder import build_plan
     from .run_lock import check_output_dir
 
@@ -56,7 +56,7 @@ def before_torch(recipe: Recipe, run: bool) -> Preflight:
     # Every process cuts the splits (the same), so that every process stops on a mistake in them before the
     # collective step that writes the stage (the main process alone writes it).
     cached = StageCache(recipe.run_dir).stage(plan.data).done
-    return Preflight(recipe, plan, None if cached else load_splits(recipe.data))
+    return Preflight(recipe, plan, None if cached else plan.data.load())
 
 
 def with_models(runner: StageRunner, cut: DatasetDict | None, log: Callable[[str], None]) -> DatasetDict:
@@ -99,7 +99,7 @@ def with_models(runner: StageRunner, cut: DatasetDict | None, log: Callable[[str
         splits = runner.attach(cut)
     where = f", {processes} processes" if processes > 1 else ""
     counts = ", ".join(f"{split} {splits[split].num_rows}" for split in SPLITS)
-    log(f"data: {counts} pairs ({recipe.data.source}{where})")
+    log(f"data: {counts} {plan.data.unit} ({recipe.data.source}{where})")
     implicit = [s for s in plan.steps if isinstance(s, StudentSpec) and s.conflict.kind == "implicit"]
     if to_train and implicit:  # the helpfulness pairs, loaded now: a problem with them stops the run untrained
         check_same_format(splits["w2s"], runner.helpful_pairs(implicit[0].helpful))

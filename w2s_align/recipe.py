@@ -31,6 +31,7 @@ from .options import (
     Known,
     LabelFilter,
     Measure,
+    PairSource,
     Pool,
     PreferenceLoss,
     ProbeSettings,
@@ -294,8 +295,8 @@ class PairConfig:
 class HelpfulDataConfig:
     """Helpfulness preference pairs mixed into the student's data by the implicit conflict."""
 
-    source: DataSource = field(
-        default="synthetic", metadata={"help": "Where the helpfulness pairs come from (as `data.source`)."}
+    source: PairSource = field(
+        default="synthetic", metadata={"help": "Where the helpfulness pairs come from (a source of pairs)."}
     )
     path: str | None = field(default=None, metadata={"help": "Hub dataset id or local file/directory."})
     data_dir: str | None = field(

@@ -32,11 +32,13 @@ import yaml
 from .chat_templates import JINJA_SUFFIXES, read_chat_template_file
 from .errors import W2SInputError
 from .options import (
+    CLASSIFICATION_SOURCES,
     CONFLICT_KINDS,
     DECEPTION_CHECKS,
     LABEL_FILTERS,
     MIN_BOOTSTRAP,
     OWNED_TRAINER_FIELDS,
+    PAIR_SOURCES,
     STUDENT_LOSSES,
     SYNTHETIC_KINDS,
     FilterSetting,
@@ -435,6 +437,42 @@ def _check(recipe: Recipe, source: str) -> None:
     _check_rungs(recipe, source)
     _check_runs(recipe, source)
     _check_conflicts(recipe, source)
+    _check_task_data(recipe, source)
+
+
+def _check_task_data(recipe: Recipe, source: str) -> None:
+    """A classification task only for `task: classify`; what reads preference pairs (conflicts, probes, generative
+    finetuning on a pair's texts) only for the pair tasks."""
+    if recipe.task != "classify":
+        if recipe.data.source in CLASSIFICATION_SOURCES:
+            raise W2SInputError(
+                f"{source}: 'data.source': {recipe.data.source!r} is a classification source (a text and a label per "
+                f"example); set task: classify, or name a source of preference pairs ({', '.join(PAIR_SOURCES)})"
+            )
+        return
+    pair_features = {
+        "conflicts.settings": recipe.conflicts.settings != ["none"],
+        "conflicts.checks": bool(recipe.conflicts.checks),
+    }
+    for key, used in pair_features.items():
+        if used:
+            raise W2SInputError(
+                f"{source}: '{key}': a conflict rewards preferring the other response of a preference pair; task: "
+                "classify has no pair (leave conflicts out)"
+            )
+    filters = [*recipe.label_filters, *(f for pair in recipe.pairs for f in pair.label_filters or [])]
+    probes = sorted({f for f in filters if FilterSetting.named(f).kind == "probe"})
+    if probes:
+        raise W2SInputError(
+            f"{source}: 'label_filters': the probe filters ({', '.join(probes)}) read pair features (a pair's two "
+            "responses' difference) and are not built for classification yet; use none, confidence or oracle"
+        )
+    for rung in recipe.ladder:
+        if rung.generative.epochs:
+            raise W2SInputError(
+                f"{source}: 'ladder.{rung.name}.generative': generative finetuning reads a pair's prompt and "
+                "responses; task: classify does not run it"
+            )
 
 
 def _check_names(recipe: Recipe, source: str) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .cache import REPORT_VERSION, Stage, StageCache, file_digests, rung_settings
 from .controls import identify, variant_label
@@ -31,6 +31,9 @@ from .recipe import (
     HelpfulDataConfig,
     RungConfig,
 )
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
 
 NO_CONFLICT = ConflictSetting()
 NO_FILTER = FilterSetting()
@@ -72,13 +75,32 @@ class _Spec:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class DataSpec(_Spec):
-    """The data stage: the `gt`, `w2s` and `test` splits cut from `config` (local files hashed by content)."""
+    """The data stage: the `gt`, `w2s` and `test` splits cut from `config` (local files hashed by content), as
+    preference pairs or, with `examples`, as classification examples (the task's [`TaskInfo.examples`])."""
 
     config: DataConfig
+    examples: bool = False
     stage_name: ClassVar[str] = "data"
 
     def settings(self) -> dict[str, Any]:
-        return {"data": dataclasses.asdict(self.config), "files": file_digests(self.config)}
+        settings = {"data": dataclasses.asdict(self.config), "files": file_digests(self.config)}
+        return {**settings, "examples": True} if self.examples else settings  # pair runs keep their keys
+
+    @property
+    def unit(self) -> str:
+        """What the splits hold, in the messages: `pairs` or `examples`."""
+        return "examples" if self.examples else "pairs"
+
+    def load(self) -> DatasetDict:
+        """Load and cut the splits ([`w2s_align.data.load_splits`] or, for examples,
+        [`w2s_align.classification_data.load_classification_splits`]); raises `W2SInputError`."""
+        if self.examples:
+            from .classification_data import load_classification_splits
+
+            return load_classification_splits(self.config)
+        from .data import load_splits
+
+        return load_splits(self.config)
 
     def upstream(self) -> dict[str, Any]:
         return {}

@@ -31,7 +31,7 @@ from .cache import Stage, StageCache
 from .cards import w2s_section, write_model_card
 from .conflicts import conflict_labels, helpfulness_pairs, mix_implicit_conflict, random_direction
 from .controls import check_pairs
-from .data import ground_truth_pairs, load_helpful_pairs, load_splits
+from .data import ground_truth_pairs, load_helpful_pairs
 from .distributed import is_main_process, on_main, state
 from .ensembles import ensemble_labels, ensemble_predictions
 from .errors import W2SInputError
@@ -94,7 +94,7 @@ class StageRunner:
         """Load the splits, cutting them first unless the data stage is finished (as it is for the workers of
         [`w2s_align.parallel_stages`], which read a run that another process prepared and holds); `cut`: the splits
         already cut from the recipe's data (the command line cuts them before torch is imported)."""
-        build = (lambda: cut) if cut is not None else (lambda: load_splits(self.recipe.data))
+        build = (lambda: cut) if cut is not None else self.plan.data.load
         self.splits = DatasetDict(self._dataset_stage(self.plan.data, SPLITS, build))
         return self.splits
 

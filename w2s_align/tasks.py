@@ -4,6 +4,7 @@
 | --- | --- | --- | --- |
 | `reward` | [`~w2s_align.reward_task.RewardTask`] | reward models | [`W2SRewardConfig`] |
 | `dpo` | [`~w2s_align.dpo_task.DPOTask`] | DPO/SimPO policies, after SFT | [`W2SDPOConfig`] |
+| `classify` | [`~w2s_align.classify_task.ClassifyTask`] | binary classifiers (Burns et al.) | [`W2SClassifierConfig`]|
 
 A task trains a rung on preference pairs (ground truth, or a teacher's soft labels) and saves the model with its test
 predictions; it labels pairs with a model it trained; it names its trainer config (a recipe's `trainer_kwargs` must
@@ -64,6 +65,8 @@ class TaskInfo:
         sft (`Callable[[Recipe], tuple[float, float | None] | None]`, *optional*, defaults to none): the supervised
             finetuning every model of this task starts from (epochs, and a learning rate or None for the rung's),
             on the preferred responses of the pairs it trains on ([`Task.sft`]); None: none.
+        examples (`bool`, *optional*, defaults to `False`): its data are classification examples (a text and its
+            ground truth, [`w2s_align.classification_data`]) rather than preference pairs.
         label_score (`Callable[[Recipe], tuple[str, float] | None]`, *optional*, defaults to `prob_chosen`): the
             prediction column and its scale by which a model of this task labels pairs, where it is not the
             `prob_chosen` its predictions are evaluated by (a weak policy labels by its log-likelihood): the
@@ -77,6 +80,7 @@ class TaskInfo:
     determinants: Callable[[Recipe], dict[str, Any]] = _no_settings
     supervisor: Callable[[Recipe], str] | None = None
     sft: Callable[[Recipe], tuple[float, float | None] | None] = lambda recipe: None
+    examples: bool = False
     label_score: Callable[[Recipe], tuple[str, float] | None] = _prob_chosen
 
     def __post_init__(self):
@@ -98,6 +102,13 @@ REGISTRY: dict[str, TaskInfo] = {
             supervisor=lambda recipe: "reward" if recipe.dpo.supervisor == "reward" else "dpo",
             sft=lambda recipe: (recipe.dpo.sft_epochs, recipe.dpo.sft_learning_rate) if recipe.dpo.sft else None,
             label_score=lambda recipe: recipe.dpo.label_score(),
+        ),
+        TaskInfo(
+            "classify",
+            "clf",
+            "w2s_align.classify_task:ClassifyTask",
+            "AutoModelForSequenceClassification",
+            examples=True,
         ),
     )
 }

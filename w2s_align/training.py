@@ -101,7 +101,8 @@ def fit(
     record_base_model(trainer, stage_dir / "model", rung.model)
     trainer.hub_model_id = str(stage_dir / "model")
     if ground_truth:
-        trainer._name, trainer._paper = trl_base(type(trainer))._name, trl_base(type(trainer))._paper
+        base = trl_base(type(trainer))
+        trainer._name, trainer._paper = getattr(base, "_name", base.__name__), getattr(base, "_paper", {})
     trainer.create_model_card(model_name=stage_dir.name, dataset_name=dataset, tags=["weak-to-strong"])
     atomic_write_json(stage_dir / TRAIN_LOG, trainer.state.log_history)
     return {"train_steps": trainer.state.global_step, "launch": launch_summary(trainer)}

@@ -76,7 +76,9 @@ def pgr(weak: float, strong: float, student: float, min_gap: float = 1e-9) -> fl
 
 
 def agreement(first: Dataset, second: Dataset) -> float:
-    """Fraction of pairs on which two models prefer the same response (predictions must be aligned by id)."""
+    """Fraction of examples on which two models give the same answer: prefer the same response of a pair, or put more
+    than half their probability on the same class (predictions must be aligned by id; read by `prob_chosen`, which
+    every kind of prediction has)."""
     if list(first["id"]) != list(second["id"]):
         raise ValueError("predictions are not aligned: their ids differ")
-    return float(np.mean((np.asarray(first["margin"]) > 0) == (np.asarray(second["margin"]) > 0)))
+    return float(np.mean((np.asarray(first["prob_chosen"]) > 0.5) == (np.asarray(second["prob_chosen"]) > 0.5)))
