@@ -37,11 +37,17 @@ def _accuracy_rows(metrics: RunMetrics) -> list[dict[str, Any]]:
     ]
 
 
+def _unit(metrics: RunMetrics) -> str:
+    """What the test split holds: `pairs`, or `examples` in a classification run (a run saved before classification
+    holds pairs)."""
+    return metrics.get("unit", "pairs")
+
+
 def _resampled(metrics: RunMetrics) -> str:
     """What the intervals cover: test pairs, and with several seeds the training seeds too."""
     if len(metrics["seeds"]) > 1:
-        return f"intervals over test pairs and {len(metrics['seeds'])} seeds (t for the seeds)"
-    return "bootstrap over test pairs (one seed)"
+        return f"intervals over test {_unit(metrics)} and {len(metrics['seeds'])} seeds (t for the seeds)"
+    return f"bootstrap over test {_unit(metrics)} (one seed)"
 
 
 def _has_deception(metrics: RunMetrics) -> bool:
@@ -141,7 +147,8 @@ def render_console(metrics: RunMetrics) -> str:
     analysis = metrics["analysis"]
     split = "test" if metrics.get("evaluated_on", "test") == "test" else "validation (the test split was not read)"
     lines = [
-        f"\n{metrics['recipe']}: {split} accuracy over {len(metrics['seeds'])} seed(s), {metrics['n_test']} pairs"
+        f"\n{metrics['recipe']}: {split} accuracy over {len(metrics['seeds'])} seed(s), "
+        f"{metrics['n_test']} {_unit(metrics)}"
     ]
     accuracies = _accuracy_rows(metrics)
     width = max(len(row["label"]) for row in accuracies) + 2
@@ -176,7 +183,7 @@ def render_console(metrics: RunMetrics) -> str:
         for row in conflicted:
             lines += [f"  {row['label']}", *_control_lines(row)]
     if metrics.get("comparisons"):
-        lines.append("\n  differences, paired on the same test pairs and seeds")
+        lines.append(f"\n  differences, paired on the same test {_unit(metrics)} and seeds")
         for row in metrics["comparisons"]:
             accuracy_cell, pgr_cell, _, _ = _difference_cells(row)
             text = f"accuracy {accuracy_cell}; PGR {pgr_cell}"
@@ -221,9 +228,9 @@ def _accuracy_section(metrics: RunMetrics) -> list[str]:
             if metrics.get("evaluated_on", "test") == "test"
             else "Evaluated on a validation slice of the ground-truth split (the test split was not read)"
         )
-        + f": {metrics['n_test']} pairs. Seeds: {metrics['seeds']}. Accuracies are means over seeds. PGR is "
-        f"computed from the mean accuracies and is undefined when the strong ceiling is not above the weak model by "
-        f"at least {metrics['pgr_min_gap']:.4f} (one test pair).",
+        + f": {metrics['n_test']} {_unit(metrics)}. Seeds: {metrics['seeds']}. Accuracies are means over seeds. "
+        f"PGR is computed from the mean accuracies and is undefined when the strong ceiling is not above the weak "
+        f"model by at least {metrics['pgr_min_gap']:.4f} (one test {_unit(metrics)[:-1]}).",
         "",
         "## Accuracy",
         "",
@@ -386,7 +393,7 @@ def _knowledge_area_section(metrics: RunMetrics) -> list[str]:
     lines: list[str] = []
     lines += [
         "",
-        "Student error rate by knowledge area (means over seeds; n = pairs in the area, first seed):",
+        f"Student error rate by knowledge area (means over seeds; n = {_unit(metrics)} in the area, first seed):",
         "",
         "| student | S_k & W_k | S_k & W_uk | S_uk & W_k | S_uk & W_uk |",
         "| --- | --- | --- | --- | --- |",
@@ -405,7 +412,7 @@ def _kinds_section(metrics: RunMetrics) -> list[str]:
     lines: list[str] = []
     kinds = sorted({kind for info in metrics["models"].values() for kind in info["accuracy_by_kind"]})
     if kinds:
-        lines += ["", "## Accuracy by kind of pair (seed means)", ""]
+        lines += ["", f"## Accuracy by kind of {_unit(metrics)[:-1]} (seed means)", ""]
         lines.append("| model | " + " | ".join(kinds) + " |")
         lines.append("| --- |" + " --- |" * len(kinds))
         groups: dict[str, list[dict[str, float]]] = {}

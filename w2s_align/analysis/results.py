@@ -94,6 +94,7 @@ def build_metrics(
         "recipe": recipe.name,
         "evaluated_on": recipe.data.evaluate_on,
         "n_test": n_test,
+        "unit": plan.data.unit,
         "seeds": list(recipe.seeds),
         "pgr_min_gap": min_gap,
         "analysis": {

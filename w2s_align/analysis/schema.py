@@ -89,6 +89,7 @@ class RunMetrics(_Timed):
     recipe: str
     evaluated_on: str  # "test", or "validation" (a slice of the ground-truth split)
     n_test: int
+    unit: str  # what the test split holds: "pairs", or "examples" (a classification run)
     seeds: list[int]
     pgr_min_gap: float  # the smallest gap PGR is computed for (one test pair)
     analysis: dict[str, Any]  # the recipe's analysis settings
