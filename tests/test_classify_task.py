@@ -147,3 +147,27 @@ def test_a_tiny_classification_run_trains_ceilings_labels_and_students_without_t
         "W2S Classifier" in card and "2312.09390" in card and "- Trained on the labels of: `tiny-l1.gt.seed0`" in card
     )
     assert "Performance gap recovered" in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_bootstrapping_filters_and_ensembles_run_on_classifiers(tiny_recipe):
+    from w2s_align.pipeline import W2SPipeline
+
+    tiny_recipe["ladder"].insert(0, {**tiny_recipe["ladder"][0], "name": "tiny-r", "random_init": True})
+    tiny_recipe.update(
+        methods=["xent"],
+        filter_threshold=0.5,
+        pairs=[
+            {"weak": "tiny-l1", "strong": "tiny-l2", "label_filters": ["confidence", "oracle"]},
+            {"weak": "tiny-r", "strong": "tiny-l2", "via": ["tiny-l1"]},
+            {"weak": "tiny-l1", "strong": "tiny-l2", "ensemble": {"seeds": 2}},
+        ],
+    )
+    metrics = W2SPipeline(recipe_from_dict(classify(tiny_recipe)), log=lambda line: None).run()
+    rows = {(row["label_filter"], row["mitigation"], tuple(row["via"])): row for row in metrics["students"]}
+    assert {key[0] for key in rows} >= {"confidence", "oracle", "random"}
+    assert any(key[2] == ("tiny-l1",) for key in rows), "no bootstrapped student"
+    ensembles = [key for key in metrics["models"] if "+" in key or "ensemble" in key]
+    assert ensembles, sorted(metrics["models"])
+    for row in metrics["students"]:
+        assert 0.0 <= row["student_accuracy"] <= 1.0 and row["student_accuracy_ci"] is not None
