@@ -38,7 +38,6 @@ def test_a_classification_source_needs_task_classify(tiny_recipe):
     ("changes", "message"),
     [
         ({"conflicts": {"settings": ["none", "explicit"], "alphas": [0.5]}}, "'conflicts.settings': a conflict"),
-        ({"label_filters": ["none", "knn-relabel"]}, "the probe filters .knn-relabel. read pair features"),
     ],
 )
 def test_classify_refuses_what_reads_preference_pairs_with_the_reason(tiny_recipe, changes, message):
@@ -150,7 +149,7 @@ def test_a_tiny_classification_run_trains_ceilings_labels_and_students_without_t
 
 
 @pytest.mark.slow
-def test_bootstrapping_filters_and_ensembles_run_on_classifiers(tiny_recipe):
+def test_bootstrapping_filters_probes_and_ensembles_run_on_classifiers(tiny_recipe):
     from w2s_align.pipeline import W2SPipeline
 
     tiny_recipe["ladder"].insert(0, {**tiny_recipe["ladder"][0], "name": "tiny-r", "random_init": True})
@@ -158,14 +157,14 @@ def test_bootstrapping_filters_and_ensembles_run_on_classifiers(tiny_recipe):
         methods=["xent"],
         filter_threshold=0.5,
         pairs=[
-            {"weak": "tiny-l1", "strong": "tiny-l2", "label_filters": ["confidence", "oracle"]},
+            {"weak": "tiny-l1", "strong": "tiny-l2", "label_filters": ["confidence", "oracle", "knn-relabel"]},
             {"weak": "tiny-r", "strong": "tiny-l2", "via": ["tiny-l1"]},
             {"weak": "tiny-l1", "strong": "tiny-l2", "ensemble": {"seeds": 2}},
         ],
     )
     metrics = W2SPipeline(recipe_from_dict(classify(tiny_recipe)), log=lambda line: None).run()
     rows = {(row["label_filter"], row["mitigation"], tuple(row["via"])): row for row in metrics["students"]}
-    assert {key[0] for key in rows} >= {"confidence", "oracle", "random"}
+    assert {key[0] for key in rows} >= {"confidence", "oracle", "random", "knn-relabel"}
     assert any(key[2] == ("tiny-l1",) for key in rows), "no bootstrapped student"
     ensembles = [key for key in metrics["models"] if "+" in key or "ensemble" in key]
     assert ensembles, sorted(metrics["models"])

@@ -53,6 +53,27 @@ def test_swapping_pairs_swaps_their_probe_prediction_and_nothing_else(kind):
     assert swapped == pytest.approx(np.where(flip, 1 - probe, probe), abs=1e-6)
 
 
+def examples(n=400, flip=0.3, seed=0):
+    """Classification examples whose features know the answer (class 1 around +mu, class 0 around a shifted point,
+    both on the positive side, as mean-pooled hidden states are); weak labels with `flip` of them wrong."""
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(n) < 0.5).astype(float)
+    center = np.where(truth[:, None] > 0.5, 5.0, 1.0) * np.eye(16)[0] + 4.0 * np.eye(16)[1]
+    x = center + rng.normal(scale=0.5, size=(n, 16))
+    wrong = rng.random(n) < flip
+    return x, truth, np.where(wrong, 1 - truth, truth), wrong
+
+
+@pytest.mark.parametrize("kind", ["knn", "logreg"])
+def test_a_probe_of_classification_examples_finds_the_wrong_labels_and_flipping_every_label_flips_it(kind):
+    x, truth, weak, _ = examples()
+    probe = probe_probabilities(x, weak, kind, k=25, l2=1e-2, folds=5, seed=0, paired=False)
+    assert ((probe > 0.5) == (truth > 0.5)).mean() > 0.9  # the features carry the truth; 70% of labels do
+    # no pair to swap: the label flip is the invariance (class 1 and class 0 trade names)
+    flipped = probe_probabilities(x, 1 - weak, kind, k=25, l2=1e-2, folds=5, seed=0, paired=False)
+    assert flipped == pytest.approx(1 - probe, abs=1e-6)
+
+
 @pytest.mark.parametrize(
     "probe", [lambda x, y: knn_probe(x, y, 10, 5, 0), lambda x, y: logreg_probe(x, y, 1e-2, 5, 0)]
 )

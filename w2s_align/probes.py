@@ -16,6 +16,10 @@ Both probes are invariant to swapping any pair (feature negated, label reversed)
 cut into `probe_folds` folds by the student's seed and each fold is predicted by a probe fit on the other folds, so no
 pair's own label reaches its probe prediction (no model labels data it trained on).
 
+Classification examples (`paired=False`) have no pair to negate: an example's feature is its text's mean-pooled
+hidden states, `knn` averages the labels of the most similar examples (no reversal), and `logreg` has an intercept.
+Both are invariant to flipping every label instead (`p -> 1 - p` gives the probe `1 - p`).
+
 Example:
 
 ```python
@@ -40,7 +44,7 @@ from transformers import PreTrainedModel
 from .device import default_device
 from .distributed import whole_weights
 from .labeling import pad_batch
-from .models import load_rung_model, tokenize_pairs
+from .models import load_rung_model, tokenize_pairs, tokenize_texts
 from .options import SOFT_LABEL
 from .recipe import RungConfig
 from .verbosity import batch_starts
@@ -94,13 +98,15 @@ def _cross_fit(x: np.ndarray, labels: np.ndarray, folds: int, seed: int, fit_pre
     return out
 
 
-def knn_probe(x: np.ndarray, labels: np.ndarray, k: int, folds: int, seed: int) -> np.ndarray:
-    """Cross-fitted k-nearest-neighbour probabilities that `chosen` is better (see the module docstring)."""
+def knn_probe(x: np.ndarray, labels: np.ndarray, k: int, folds: int, seed: int, paired: bool = True) -> np.ndarray:
+    """Cross-fitted k-nearest-neighbour probabilities that `chosen` is better, or for examples (`paired=False`)
+    that the label is 1 (see the module docstring)."""
     unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
     def fit_predict(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray) -> np.ndarray:
         similarity = test @ train.T
-        nearest = np.argsort(-np.abs(similarity), axis=1, kind="stable")[:, : min(k, len(train))]
+        closeness = np.abs(similarity) if paired else similarity  # a pair's negation is the same pair swapped
+        nearest = np.argsort(-closeness, axis=1, kind="stable")[:, : min(k, len(train))]
         sign = np.take_along_axis(similarity, nearest, axis=1) >= 0
         neighbour = train_labels[nearest]
         return np.where(sign, neighbour, 1 - neighbour).mean(axis=1)
@@ -108,13 +114,22 @@ def knn_probe(x: np.ndarray, labels: np.ndarray, k: int, folds: int, seed: int) 
     return _cross_fit(unit, labels, folds, seed, fit_predict)
 
 
-def logreg_probe(x: np.ndarray, labels: np.ndarray, l2: float, folds: int, seed: int) -> np.ndarray:
-    """Cross-fitted probabilities of a logistic regression without intercept (see the module docstring)."""
+def logreg_probe(
+    x: np.ndarray, labels: np.ndarray, l2: float, folds: int, seed: int, paired: bool = True
+) -> np.ndarray:
+    """Cross-fitted probabilities of a logistic regression, without intercept for pairs and with one for examples
+    (`paired=False`; see the module docstring)."""
+
+    def scaled(features: np.ndarray, scale: np.ndarray) -> torch.Tensor:
+        out = features / scale
+        if not paired:  # the intercept, a constant feature
+            out = np.concatenate([out, np.ones((len(out), 1))], axis=1)
+        return torch.tensor(out, dtype=torch.float64)
 
     def fit_predict(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray) -> np.ndarray:
         scale = np.sqrt((train**2).mean(axis=0)) + 1e-8  # unchanged by negating any pair
-        weight = _fit_logreg(torch.tensor(train / scale), torch.tensor(train_labels, dtype=torch.float64), l2)
-        return torch.sigmoid(torch.tensor(test / scale, dtype=torch.float64) @ weight).numpy()
+        weight = _fit_logreg(scaled(train, scale), torch.tensor(train_labels, dtype=torch.float64), l2)
+        return torch.sigmoid(scaled(test, scale) @ weight).numpy()
 
     return _cross_fit(x, labels, folds, seed, fit_predict)
 
@@ -137,28 +152,40 @@ def _fit_logreg(features: torch.Tensor, targets: torch.Tensor, l2: float) -> tor
 
 
 def probe_probabilities(
-    x: np.ndarray, labels: np.ndarray, kind: ProbeKind, k: int, l2: float, folds: int, seed: int
+    x: np.ndarray, labels: np.ndarray, kind: ProbeKind, k: int, l2: float, folds: int, seed: int, paired: bool = True
 ) -> np.ndarray:
-    """The cross-fitted probe of `kind` fit to `labels` on the features `x`."""
+    """The cross-fitted probe of `kind` fit to `labels` on the features `x` (of pairs, or of examples)."""
     if kind == "knn":
-        return knn_probe(x, labels, k, folds, seed)
-    return logreg_probe(x, labels, l2, folds, seed)
+        return knn_probe(x, labels, k, folds, seed, paired)
+    return logreg_probe(x, labels, l2, folds, seed, paired)
 
 
-def split_features(rung: RungConfig, tokenizer, pairs: Dataset, batch_size: int | None = None) -> Dataset:
-    """`id` and `x` (the pair feature) of every pair, from the rung's pretrained body: `pairs` as the task reads them
-    (conversations rendered), tokenized by `tokenizer`."""
+def split_features(
+    rung: RungConfig, tokenizer, pairs: Dataset, batch_size: int | None = None, paired: bool = True
+) -> Dataset:
+    """`id` and `x` (the pair feature, or with `paired=False` the example's) of every pair or example, from the
+    rung's pretrained body: `pairs` as the task reads them (conversations rendered), tokenized by `tokenizer`."""
     from transformers import AutoModel
 
-    tokenized = tokenize_pairs(pairs, tokenizer, rung.training.max_length)
+    length, batch = rung.training.max_length, batch_size or rung.training.eval_batch_size
+    tokenized = tokenize_pairs(pairs, tokenizer, length) if paired else tokenize_texts(pairs, tokenizer, length)
     with whole_weights():  # each process computes the features of its share of the pairs on the whole body
         model = load_rung_model(rung, AutoModel).to(default_device())
-    x = pair_features(model, tokenized, tokenizer.pad_token_id, batch_size or rung.training.eval_batch_size)
+    if paired:
+        x = pair_features(model, tokenized, tokenizer.pad_token_id, batch)
+    else:
+        x = mean_pooled(model, tokenized["input_ids"], tokenizer.pad_token_id, batch)
     return Dataset.from_dict({"id": tokenized["id"], "x": x.tolist()})
 
 
 def probe_clean(
-    pairs: Dataset, features: Dataset, kind: ProbeKind, action: CleaningAction, settings: Mapping[str, Any], seed: int
+    pairs: Dataset,
+    features: Dataset,
+    kind: ProbeKind,
+    action: CleaningAction,
+    settings: Mapping[str, Any],
+    seed: int,
+    paired: bool = True,
 ) -> tuple[Dataset, int]:
     """`pairs` (with `soft_label`) cleaned by a probe of `kind` (`knn`, `logreg`) on `features` ([`split_features`])
     with the probe `settings` (`k`, `l2`, `folds`), which relabels or drops (`action`) the labels it disagrees with;
@@ -166,7 +193,7 @@ def probe_clean(
     row = {row_id: i for i, row_id in enumerate(features["id"])}
     x = np.asarray(features["x"], dtype=np.float64)[[row[row_id] for row_id in pairs["id"]]]
     labels = np.asarray(pairs[SOFT_LABEL], dtype=np.float64)
-    probe = probe_probabilities(x, labels, kind, settings["k"], settings["l2"], settings["folds"], seed)
+    probe = probe_probabilities(x, labels, kind, settings["k"], settings["l2"], settings["folds"], seed, paired)
     return clean_labels(pairs, probe, action), int(((probe - 0.5) * (labels - 0.5) < 0).sum())
 
 

@@ -441,8 +441,8 @@ def _check(recipe: Recipe, source: str) -> None:
 
 
 def _check_task_data(recipe: Recipe, source: str) -> None:
-    """A classification task only for `task: classify`; what reads preference pairs (conflicts, probes, generative
-    finetuning on a pair's texts) only for the pair tasks."""
+    """A classification task only for `task: classify`; what reads preference pairs (conflicts, generative finetuning
+    on a pair's texts) only for the pair tasks."""
     if recipe.task != "classify":
         if recipe.data.source in CLASSIFICATION_SOURCES:
             raise W2SInputError(
@@ -460,13 +460,6 @@ def _check_task_data(recipe: Recipe, source: str) -> None:
                 f"{source}: '{key}': a conflict rewards preferring the other response of a preference pair; task: "
                 "classify has no pair (leave conflicts out)"
             )
-    filters = [*recipe.label_filters, *(f for pair in recipe.pairs for f in pair.label_filters or [])]
-    probes = sorted({f for f in filters if FilterSetting.named(f).kind == "probe"})
-    if probes:
-        raise W2SInputError(
-            f"{source}: 'label_filters': the probe filters ({', '.join(probes)}) read pair features (a pair's two "
-            "responses' difference) and are not built for classification yet; use none, confidence or oracle"
-        )
     for rung in recipe.ladder:
         if rung.generative.epochs:
             raise W2SInputError(

@@ -198,7 +198,8 @@ class StageRunner:
         if is_main_process():
             task = self.tasks[spec.task]
             pairs = task.rendered(spec.rung, self.splits[spec.split])
-            features = split_features(spec.rung, task.tokenizer(spec.rung), pairs)
+            paired = not self.plan.data.examples
+            features = split_features(spec.rung, task.tokenizer(spec.rung), pairs, paired=paired)
             atomic_write_parquet(features, stage.path(FEATURES_FILE))
         stage.finish({"num_pairs": self.splits[spec.split].num_rows})
 
@@ -236,7 +237,10 @@ class StageRunner:
         if spec.probe is not None:
             features = Dataset.from_parquet(str(self.cache.stage(spec.features).path(FEATURES_FILE)))
             label_filter = spec.label_filter
-            pairs, disagree = probe_clean(pairs, features, label_filter.probe, label_filter.action, spec.probe, seed)
+            paired = not self.plan.data.examples
+            pairs, disagree = probe_clean(
+                pairs, features, label_filter.probe, label_filter.action, spec.probe, seed, paired
+            )
             done = "relabelled" if label_filter.action == "relabel" else "dropped"
             self.log(f"  {label_filter.label}: the probe disagrees with {disagree} weak labels ({done})")
         elif spec.label_filter.kind != "none":
