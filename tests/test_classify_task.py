@@ -170,3 +170,32 @@ def test_bootstrapping_filters_probes_and_ensembles_run_on_classifiers(tiny_reci
     assert ensembles, sorted(metrics["models"])
     for row in metrics["students"]:
         assert 0.0 <= row["student_accuracy"] <= 1.0 and row["student_accuracy_ci"] is not None
+
+
+def test_a_registry_task_loads_from_a_local_copy_in_the_hubs_format_with_the_references_splits(tmp_path):
+    from datasets import DatasetDict
+
+    def sciq_rows(n: int, offset: int) -> Dataset:
+        return Dataset.from_dict(
+            {
+                "question": [f"Question {offset + i}?" for i in range(n)],
+                "correct_answer": [f"right {offset + i}" for i in range(n)],
+                **{f"distractor{d}": [f"wrong{d} {offset + i}" for i in range(n)] for d in (1, 2, 3)},
+                "support": [""] * n,
+            }
+        )
+
+    # cosmos_qa's record reads the hub's validation split as its test split (its test labels are hidden), and its own
+    # columns: a copy of another task's rows is refused, naming what is missing
+    DatasetDict({"train": sciq_rows(30, 0), "validation": sciq_rows(12, 100)}).save_to_disk(tmp_path / "copy")
+    config = DataConfig(source="cosmos_qa", path=str(tmp_path / "copy"), gt_size=10, w2s_size=10)
+    with pytest.raises(W2SInputError, match="copy.validation.: no column"):
+        load_classification_splits(config)
+    DatasetDict({"train": sciq_rows(30, 0), "test": sciq_rows(12, 100)}).save_to_disk(tmp_path / "sciq")
+    splits = load_classification_splits(
+        DataConfig(source="sciq", path=str(tmp_path / "sciq"), gt_size=10, w2s_size=10)
+    )
+    assert {name: split.num_rows for name, split in splits.items()} == {"gt": 10, "w2s": 10, "test": 12}
+    for row in splits["test"]:
+        assert row["txt"].startswith("Q: Question 1") and row["id"].startswith("sciq-test-")
+        assert row["gt_label"] == float(" A: right " in row["txt"])
