@@ -31,7 +31,7 @@ from .models import load_classifier, tokenize_texts
 from .options import PAIR_SOURCES, SOFT_LABEL
 from .recipe import DataConfig, Recipe, RungConfig
 from .task_interface import Task
-from .training import TrainJob, fit, hold_out, lora_config, record
+from .training import TrainJob, fit, hold_out, lora_config, record, trainable
 
 
 def classification_dataset_id(config: DataConfig) -> str | None:
@@ -87,13 +87,7 @@ class ClassifyTask(Task):
 
         stage_dir, rung, rows, seed = job.stage_dir, job.rung, job.pairs, job.seed
         set_seed(seed)
-        model = load_classifier(rung)
-        if getattr(model, "is_loaded_in_4bit", False):
-            from peft import prepare_model_for_kbit_training
-
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        if rung.training.freeze_embeddings:
-            model.get_input_embeddings().weight.requires_grad_(False)
+        model = trainable(load_classifier(rung), rung)
         tokenizer = self.tokenizer(rung)
         settings = rung.training
         # Texts are tokenized (and cut, never dropped) here, so the trainer's length filter is off; the soft label

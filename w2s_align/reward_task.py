@@ -24,7 +24,7 @@ from .options import LABEL_COLUMNS
 from .recipe import Recipe, RungConfig
 from .reward_predictions import predict_pairs
 from .task_interface import Task
-from .training import TrainJob, fit, hold_out, lora_config, record
+from .training import TrainJob, fit, hold_out, lora_config, record, trainable
 
 
 class RewardTask(Task):
@@ -57,13 +57,7 @@ class RewardTask(Task):
 
         stage_dir, rung, pairs, seed = job.stage_dir, job.rung, job.pairs, job.seed
         set_seed(seed)
-        model = load_reward_model(rung)
-        if getattr(model, "is_loaded_in_4bit", False):
-            from peft import prepare_model_for_kbit_training
-
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        if rung.training.freeze_embeddings:
-            model.get_input_embeddings().weight.requires_grad_(False)
+        model = trainable(load_reward_model(rung), rung)
         tokenizer = self.tokenizer(rung)
         settings = rung.training
         # Pairs are tokenized (and truncated, never dropped) here, so TRL's length filter is off.

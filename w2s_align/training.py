@@ -158,6 +158,18 @@ def last_whole_checkpoint(checkpoints: Path) -> Path | None:
     return broadcast(max(whole)[1] if whole else None)
 
 
+def trainable(model, rung: RungConfig):
+    """A freshly loaded sequence classifier made ready to train as the rung says: a 4-bit model prepared for
+    adapters (QLoRA), the input embeddings frozen with `training.freeze_embeddings`."""
+    if getattr(model, "is_loaded_in_4bit", False):
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if rung.training.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    return model
+
+
 def hold_out(pairs: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
     """`pairs` split into the pairs a model trains on and its validation pairs (`fraction` of them, at least one,
     drawn by `seed`), each in the order of `pairs`; no validation split when `fraction` is 0."""
